@@ -1,0 +1,49 @@
+//! `repofsd`: the watcher service. Verifies and publishes uploads arriving in the spool.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use repofs::cli::{self, Common};
+use tracing::{error, info};
+
+#[derive(Parser)]
+#[command(
+    name = "repofsd",
+    version,
+    about = "repofs watcher service: verify and publish uploads"
+)]
+struct Args {
+    #[command(flatten)]
+    common: Common,
+    /// Process what is in the spool now, then exit (cron mode).
+    #[arg(long)]
+    once: bool,
+}
+
+fn main() -> ExitCode {
+    cli::init_logging();
+    let args = Args::parse();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!("{e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let mut repo = args.common.open()?;
+    repo.recover()?;
+    if args.once {
+        let report = repofs::ingest::pass(&mut repo)?;
+        info!(
+            accepted = report.accepted.len(),
+            rejected = report.rejected.len(),
+            "spool processed"
+        );
+        return Ok(());
+    }
+    info!(root = %repo.layout.root.display(), "watching {}", repo.layout.spool().display());
+    repofs::ingest::watch::serve(&mut repo, || info!("ready"))
+}

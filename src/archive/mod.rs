@@ -1,0 +1,512 @@
+//! Reading package archives once, at publish time, into catalog records.
+//!
+//! Archives are untrusted. One streaming pass over the (decompressed) tar payload checks every
+//! entry (no `..`, no absolute paths, no links out of the tree, no device nodes), enforces the
+//! unpacked-size and entry-count limits before any bytes are inflated past them, hashes each
+//! regular file, records where its data sits in the uncompressed stream, and picks up the
+//! package's metadata file. After this, listing a package tree never needs the archive.
+
+pub mod meta;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::config::Limits;
+use crate::paths;
+use crate::store::to_hex;
+pub use meta::{MetaSource, PackageMeta};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Tar,
+    TarGz,
+    TarZst,
+    TarXz,
+    Deb,
+}
+
+impl Format {
+    /// Recognizes archive formats by name. Anything else is published as a plain file.
+    pub fn from_filename(name: &str) -> Option<Format> {
+        let n = name.to_ascii_lowercase();
+        let has = |s: &str| n.ends_with(s);
+        if has(".tar") {
+            Some(Format::Tar)
+        } else if has(".tar.gz") || has(".tgz") || has(".crate") {
+            Some(Format::TarGz)
+        } else if has(".tar.zst") || has(".tzst") {
+            Some(Format::TarZst)
+        } else if has(".tar.xz") || has(".txz") {
+            Some(Format::TarXz)
+        } else if has(".deb") {
+            Some(Format::Deb)
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Tar => "tar",
+            Format::TarGz => "tar.gz",
+            Format::TarZst => "tar.zst",
+            Format::TarXz => "tar.xz",
+            Format::Deb => "deb",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    None,
+    Gzip,
+    Zstd,
+    Xz,
+}
+
+impl Compression {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+            Compression::Xz => "xz",
+        }
+    }
+
+    fn from_member_suffix(name: &str) -> Option<Compression> {
+        match name.rsplit_once(".tar").map(|(_, ext)| ext) {
+            Some("") => Some(Compression::None),
+            Some(".gz") => Some(Compression::Gzip),
+            Some(".zst") => Some(Compression::Zstd),
+            Some(".xz") => Some(Compression::Xz),
+            _ => None,
+        }
+    }
+
+    fn reader<'r, R: Read + 'r>(self, r: R) -> io::Result<Box<dyn Read + 'r>> {
+        Ok(match self {
+            Compression::None => Box::new(r),
+            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
+            Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(r)),
+        })
+    }
+}
+
+/// Where the tar stream sits inside the published file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Payload {
+    pub offset: u64,
+    pub size: u64,
+    pub compression: Compression,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EntryKind {
+    File,
+    Dir,
+    Symlink,
+    Hardlink,
+}
+
+/// One archive member, as the catalog records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub path: String,
+    pub kind: EntryKind,
+    pub mode: u32,
+    pub size: u64,
+    pub mtime: i64,
+    pub uid: u64,
+    pub gid: u64,
+    pub link_target: Option<String>,
+    /// Offset of the entry's data in the uncompressed tar stream.
+    pub data_offset: u64,
+    pub sha256: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    pub format: Format,
+    pub meta: PackageMeta,
+    pub entries: Vec<Entry>,
+    pub payload: Payload,
+    pub unpacked_size: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ArchiveError {
+    #[error("{0}")]
+    Unsafe(String),
+    #[error("{0}")]
+    Corrupt(String),
+    #[error("{0}")]
+    TooLarge(String),
+    #[error("reading archive: {0}")]
+    Io(#[from] io::Error),
+}
+
+type Result<T> = std::result::Result<T, ArchiveError>;
+
+/// Inspects `path` as the archive its `filename` says it is. `Ok(None)` for non-archives.
+pub fn inspect(path: &Path, filename: &str, limits: &Limits) -> Result<Option<Inspection>> {
+    let Some(format) = Format::from_filename(filename) else {
+        return Ok(None);
+    };
+    let file = File::open(path)?;
+    let size = file.metadata()?.len();
+    let mut meta_files = MetaFiles::default();
+    let (entries, unpacked_size, payload) = match format {
+        Format::Deb => inspect_deb(file, limits, &mut meta_files)?,
+        _ => {
+            let compression = match format {
+                Format::Tar => Compression::None,
+                Format::TarGz => Compression::Gzip,
+                Format::TarZst => Compression::Zstd,
+                _ => Compression::Xz,
+            };
+            let reader = compression
+                .reader(BufReader::with_capacity(1 << 20, file))
+                .map_err(corrupt)?;
+            let (entries, unpacked) = walk_tar(reader, limits, &mut meta_files, true)?;
+            (
+                entries,
+                unpacked,
+                Payload {
+                    offset: 0,
+                    size,
+                    compression,
+                },
+            )
+        }
+    };
+    let meta = meta_files
+        .into_meta(filename)
+        .map_err(ArchiveError::Corrupt)?;
+    Ok(Some(Inspection {
+        format,
+        meta,
+        entries,
+        payload,
+        unpacked_size,
+    }))
+}
+
+/// Metadata files picked up while walking; which ones count depends on the format.
+#[derive(Default)]
+struct MetaFiles {
+    pkginfo: Option<Vec<u8>>,
+    tpm: Option<Vec<u8>>,
+    distpac: Option<Vec<u8>>,
+    deb_control: Option<Vec<u8>>,
+}
+
+impl MetaFiles {
+    fn slot(&mut self, path: &str, in_control: bool) -> Option<&mut Option<Vec<u8>>> {
+        match (in_control, path) {
+            (true, "control") => Some(&mut self.deb_control),
+            (false, ".PKGINFO") => Some(&mut self.pkginfo),
+            (false, "info/package.json") => Some(&mut self.tpm),
+            (false, "manifest.yaml") => Some(&mut self.distpac),
+            _ => None,
+        }
+    }
+
+    fn into_meta(self, filename: &str) -> std::result::Result<PackageMeta, String> {
+        let text = |b: Vec<u8>, what: &str| {
+            String::from_utf8(b).map_err(|_| format!("{what} is not UTF-8"))
+        };
+        if let Some(b) = self.deb_control {
+            meta::from_deb_control(&text(b, "control")?)
+        } else if let Some(b) = self.pkginfo {
+            meta::from_pkginfo(&text(b, ".PKGINFO")?)
+        } else if let Some(b) = self.tpm {
+            meta::from_tpm(&text(b, "info/package.json")?, filename)
+        } else if let Some(b) = self.distpac {
+            meta::from_distpac(&text(b, "manifest.yaml")?)
+        } else {
+            Ok(meta::from_filename(filename))
+        }
+    }
+}
+
+fn corrupt(e: io::Error) -> ArchiveError {
+    match e.get_ref().and_then(|i| i.downcast_ref::<StreamLimit>()) {
+        Some(l) => ArchiveError::TooLarge(l.to_string()),
+        None => ArchiveError::Corrupt(format!("corrupt archive: {e}")),
+    }
+}
+
+/// Walks a tar stream; see the module doc for what is checked. `keep_entries` is false for a
+/// .deb's control.tar, whose members are read only for metadata.
+fn walk_tar<R: Read>(
+    reader: R,
+    limits: &Limits,
+    meta: &mut MetaFiles,
+    keep_entries: bool,
+) -> Result<(Vec<Entry>, u64)> {
+    // Caps inflated bytes even where headers understate them (e.g. huge extension headers).
+    let budget = limits
+        .max_unpacked_size
+        .saturating_add(limits.max_entries.saturating_mul(3 * 512));
+    let mut ar = tar::Archive::new(LimitReader {
+        inner: reader,
+        left: budget,
+        limit: budget,
+    });
+    let mut entries: Vec<Entry> = Vec::new();
+    // path -> index in `entries`; also what hard links may point at.
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut total: u64 = 0;
+    let mut count: u64 = 0;
+    for item in ar.entries().map_err(corrupt)? {
+        let mut e = item.map_err(corrupt)?;
+        count += 1;
+        if count > limits.max_entries {
+            return Err(ArchiveError::TooLarge(format!(
+                "more than {} entries",
+                limits.max_entries
+            )));
+        }
+        let raw = e.path_bytes();
+        let name = std::str::from_utf8(&raw)
+            .map_err(|_| ArchiveError::Corrupt("entry name is not UTF-8".into()))?
+            .to_string();
+        let Some(path) = paths::normalize_entry(&name).map_err(ArchiveError::Unsafe)? else {
+            continue;
+        };
+        let header = e.header();
+        let kind = match header.entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+            tar::EntryType::Directory => EntryKind::Dir,
+            tar::EntryType::Symlink => EntryKind::Symlink,
+            tar::EntryType::Link => EntryKind::Hardlink,
+            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                return Err(ArchiveError::Unsafe(format!("{path}: device node or FIFO")));
+            }
+            other => {
+                return Err(ArchiveError::Corrupt(format!(
+                    "{path}: unsupported entry type {other:?}"
+                )))
+            }
+        };
+        let size = if kind == EntryKind::File { e.size() } else { 0 };
+        total = total.saturating_add(size);
+        if total > limits.max_unpacked_size {
+            return Err(ArchiveError::TooLarge(format!(
+                "unpacked size exceeds {} bytes",
+                limits.max_unpacked_size
+            )));
+        }
+        let link_target = match kind {
+            EntryKind::Symlink | EntryKind::Hardlink => {
+                let t = e
+                    .link_name_bytes()
+                    .ok_or_else(|| ArchiveError::Corrupt(format!("{path}: link without target")))?;
+                let t = std::str::from_utf8(&t)
+                    .map_err(|_| {
+                        ArchiveError::Corrupt(format!("{path}: link target is not UTF-8"))
+                    })?
+                    .to_string();
+                Some(check_link(&path, &t, kind, &seen)?)
+            }
+            _ => None,
+        };
+        let mode = header.mode().map_err(|e| corrupt(io::Error::other(e)))? & 0o7777;
+        let mtime = header.mtime().map_err(|e| corrupt(io::Error::other(e)))? as i64;
+        let uid = header.uid().map_err(|e| corrupt(io::Error::other(e)))?;
+        let gid = header.gid().map_err(|e| corrupt(io::Error::other(e)))?;
+        let data_offset = e.raw_file_position();
+        let sha256 = if kind == EntryKind::File {
+            let keep = meta.slot(&path, !keep_entries);
+            Some(hash_entry(&mut e, &path, keep, limits.max_metadata_size)?)
+        } else {
+            None
+        };
+        if !keep_entries {
+            continue;
+        }
+        let entry = Entry {
+            path,
+            kind,
+            mode,
+            size,
+            mtime,
+            uid,
+            gid,
+            link_target,
+            data_offset,
+            sha256,
+        };
+        // A later member of the same name replaces the earlier one, as tar extraction does.
+        match seen.get(&entry.path) {
+            Some(&i) => entries[i] = entry,
+            None => {
+                seen.insert(entry.path.clone(), entries.len());
+                entries.push(entry);
+            }
+        }
+    }
+    Ok((entries, total))
+}
+
+/// Symlinks must resolve inside the tree; hard links must name an earlier member.
+fn check_link(
+    path: &str,
+    target: &str,
+    kind: EntryKind,
+    seen: &HashMap<String, usize>,
+) -> Result<String> {
+    match kind {
+        EntryKind::Symlink => {
+            if paths::resolve_link(paths::parent(path), target).is_none() {
+                return Err(ArchiveError::Unsafe(format!(
+                    "{path}: symlink to {target:?} points out of the tree"
+                )));
+            }
+            Ok(target.to_string())
+        }
+        _ => match paths::normalize_entry(target) {
+            Ok(Some(t)) if seen.contains_key(&t) => Ok(t),
+            Ok(Some(t)) => Err(ArchiveError::Unsafe(format!(
+                "{path}: hard link to {t:?} which is not in the archive"
+            ))),
+            _ => Err(ArchiveError::Unsafe(format!(
+                "{path}: hard link to {target:?} points out of the tree"
+            ))),
+        },
+    }
+}
+
+fn hash_entry(
+    r: &mut impl Read,
+    path: &str,
+    mut keep: Option<&mut Option<Vec<u8>>>,
+    max_meta: u64,
+) -> Result<String> {
+    let mut sha = Sha256::new();
+    let mut buf = vec![0u8; 256 << 10];
+    let mut kept = Vec::new();
+    loop {
+        let n = r.read(&mut buf).map_err(corrupt)?;
+        if n == 0 {
+            break;
+        }
+        sha.update(&buf[..n]);
+        if keep.is_some() {
+            if (kept.len() + n) as u64 > max_meta {
+                return Err(ArchiveError::TooLarge(format!(
+                    "metadata file {path} exceeds {max_meta} bytes"
+                )));
+            }
+            kept.extend_from_slice(&buf[..n]);
+        }
+    }
+    if let Some(slot) = keep.as_mut() {
+        **slot = Some(kept);
+    }
+    Ok(to_hex(&sha.finalize()))
+}
+
+/// A .deb is an `ar` archive: `debian-binary`, `control.tar.*`, `data.tar.*`. The payload is
+/// data.tar; its offset in the .deb is recorded so pkgs/ can read it without parsing `ar`.
+fn inspect_deb(
+    file: File,
+    limits: &Limits,
+    meta: &mut MetaFiles,
+) -> Result<(Vec<Entry>, u64, Payload)> {
+    let pos = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let counting = Counting {
+        inner: BufReader::new(file),
+        pos: pos.clone(),
+    };
+    let mut ar = ar::Archive::new(counting);
+    let mut seen_binary = false;
+    let mut data = None;
+    let mut control = false;
+    while let Some(member) = ar.next_entry() {
+        let member = member.map_err(|e| ArchiveError::Corrupt(format!("corrupt .deb: {e}")))?;
+        let offset = pos.get();
+        let name = String::from_utf8_lossy(member.header().identifier())
+            .trim_end_matches('/')
+            .to_string();
+        let size = member.header().size();
+        if !seen_binary {
+            if name != "debian-binary" {
+                return Err(ArchiveError::Corrupt(
+                    "not a .deb: first member is not debian-binary".into(),
+                ));
+            }
+            seen_binary = true;
+            continue;
+        }
+        if let Some(c) = name
+            .strip_prefix("control.tar")
+            .and(Compression::from_member_suffix(&name))
+        {
+            walk_tar(c.reader(member).map_err(corrupt)?, limits, meta, false)?;
+            control = true;
+        } else if let Some(c) = name
+            .strip_prefix("data.tar")
+            .and(Compression::from_member_suffix(&name))
+        {
+            let (entries, total) =
+                walk_tar(c.reader(member).map_err(corrupt)?, limits, meta, true)?;
+            data = Some((
+                entries,
+                total,
+                Payload {
+                    offset,
+                    size,
+                    compression: c,
+                },
+            ));
+        }
+    }
+    if !control {
+        return Err(ArchiveError::Corrupt(
+            "not a .deb: no control.tar member".into(),
+        ));
+    }
+    data.ok_or_else(|| ArchiveError::Corrupt("not a .deb: no data.tar member".into()))
+}
+
+/// Tracks how many bytes have been read, to learn where `ar` members start.
+struct Counting<R> {
+    inner: R,
+    pos: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos.set(self.pos.get() + n as u64);
+        Ok(n)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("archive inflates past {0} bytes")]
+struct StreamLimit(u64);
+
+struct LimitReader<R> {
+    inner: R,
+    left: u64,
+    limit: u64,
+}
+
+impl<R: Read> Read for LimitReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.left = self
+            .left
+            .checked_sub(n as u64)
+            .ok_or_else(|| io::Error::other(StreamLimit(self.limit)))?;
+        Ok(n)
+    }
+}

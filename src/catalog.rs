@@ -1,0 +1,685 @@
+//! The catalog: the only module that speaks SQL.
+//!
+//! One SQLite database (WAL, `synchronous=FULL`) records keys, uploads and their verdicts,
+//! published files, symlinks, and for every package its metadata and full entry list, so that
+//! every view (dists/, pkgs/, mirrors, installs) is answered without touching content.
+//! A publication is one transaction (`Catalog::transaction`), which is what makes it atomic:
+//! content lands in the store first, and becomes visible only when that transaction commits.
+//!
+//! Schema changes are migrations keyed on `PRAGMA user_version`; a database newer than this
+//! code is refused rather than misread.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
+use serde::Serialize;
+
+use crate::archive::{EntryKind, Inspection};
+
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("catalog: {0}")]
+    Sql(#[from] rusqlite::Error),
+    #[error("catalog schema version {found} is newer than this repofs understands ({known})")]
+    TooNew { found: i64, known: i64 },
+    #[error("catalog: corrupt row: {0}")]
+    Corrupt(String),
+}
+
+type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+/// Each entry upgrades the schema from version `index` to `index + 1`.
+const MIGRATIONS: &[&str] = &[
+    // v1: the foundation.
+    r#"
+    CREATE TABLE keys (
+        fingerprint TEXT PRIMARY KEY,
+        cert        BLOB NOT NULL,      -- OpenPGP cert, binary, public parts only
+        userid      TEXT,
+        added_at    INTEGER NOT NULL
+    );
+    CREATE TABLE key_dirs (
+        fingerprint TEXT NOT NULL REFERENCES keys(fingerprint) ON DELETE CASCADE,
+        directory   TEXT NOT NULL,      -- '' means everywhere
+        PRIMARY KEY (fingerprint, directory)
+    );
+    CREATE TABLE uploads (
+        id          INTEGER PRIMARY KEY,
+        state       TEXT NOT NULL CHECK (state IN ('accepted', 'rejected')),
+        reason      TEXT,
+        message     TEXT NOT NULL,
+        files       TEXT NOT NULL,      -- JSON array of spool-relative paths
+        directory   TEXT,
+        uploader    TEXT,               -- primary key fingerprint
+        directive   TEXT,               -- the verified directive body
+        quarantine  TEXT,
+        spool_ids   TEXT,               -- identities of the spool files (crash recovery)
+        created_at  INTEGER NOT NULL
+    );
+    CREATE INDEX uploads_spool_ids ON uploads(spool_ids);
+    CREATE TABLE used_signatures (
+        digest      BLOB PRIMARY KEY,   -- sha256 of the directive's signature packet
+        upload_id   INTEGER NOT NULL REFERENCES uploads(id),
+        used_at     INTEGER NOT NULL
+    );
+    CREATE TABLE files (
+        id           INTEGER PRIMARY KEY,
+        directory    TEXT NOT NULL,
+        filename     TEXT NOT NULL,
+        kind         TEXT NOT NULL CHECK (kind IN ('package', 'signature', 'plain')),
+        sha256       TEXT NOT NULL,     -- also the content store key
+        md5          TEXT NOT NULL,
+        size         INTEGER NOT NULL,
+        name         TEXT,
+        version      TEXT,
+        uploader     TEXT NOT NULL,
+        upload_id    INTEGER NOT NULL REFERENCES uploads(id),
+        published_at INTEGER NOT NULL,
+        state        TEXT NOT NULL CHECK (state IN ('published', 'archived')),
+        archived_at  INTEGER
+    );
+    CREATE UNIQUE INDEX files_live ON files(directory, filename) WHERE state = 'published';
+    CREATE INDEX files_sha256 ON files(sha256);
+    CREATE TABLE symlinks (
+        directory   TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        target      TEXT NOT NULL,
+        upload_id   INTEGER NOT NULL REFERENCES uploads(id),
+        created_at  INTEGER NOT NULL,
+        PRIMARY KEY (directory, name)
+    );
+    CREATE TABLE packages (
+        file_id       INTEGER PRIMARY KEY REFERENCES files(id),
+        format        TEXT NOT NULL,    -- tar | tar.gz | tar.zst | tar.xz | deb
+        meta_source   TEXT NOT NULL,    -- pkginfo | tpm | distpac | deb | filename
+        name          TEXT NOT NULL,
+        version       TEXT,
+        arch          TEXT,
+        description   TEXT,
+        depends       TEXT NOT NULL,    -- JSON array of dependency strings as written
+        metadata      TEXT NOT NULL,    -- JSON object: everything the metadata file said
+        payload_offset INTEGER NOT NULL, -- where the (compressed) tar stream starts in the file
+        payload_size  INTEGER NOT NULL,
+        payload_compression TEXT NOT NULL, -- none | gzip | zstd | xz
+        unpacked_size INTEGER NOT NULL,
+        entry_count   INTEGER NOT NULL
+    );
+    CREATE INDEX packages_name ON packages(name, version);
+    CREATE TABLE entries (
+        file_id     INTEGER NOT NULL REFERENCES packages(file_id),
+        path        TEXT NOT NULL,      -- normalized, relative, no trailing slash
+        kind        TEXT NOT NULL,      -- file | dir | symlink | hardlink
+        mode        INTEGER NOT NULL,
+        size        INTEGER NOT NULL,
+        mtime       INTEGER NOT NULL,
+        uid         INTEGER NOT NULL,
+        gid         INTEGER NOT NULL,
+        link_target TEXT,
+        data_offset INTEGER NOT NULL,   -- offset of the data in the uncompressed tar stream
+        sha256      TEXT,               -- of the entry's content, for regular files
+        PRIMARY KEY (file_id, path)
+    ) WITHOUT ROWID;
+    -- Random-access points into compressed payloads (zran-style), so one file inside a
+    -- .tar.gz can be read without inflating from the start. Filled at publish time by the
+    -- indexer that serves pkgs/; empty for uncompressed payloads.
+    CREATE TABLE seek_points (
+        file_id           INTEGER NOT NULL REFERENCES packages(file_id),
+        uncompressed_offset INTEGER NOT NULL,
+        compressed_offset INTEGER NOT NULL,
+        bits              INTEGER NOT NULL,
+        window            BLOB,
+        PRIMARY KEY (file_id, uncompressed_offset)
+    ) WITHOUT ROWID;
+    "#,
+];
+
+pub struct Catalog {
+    conn: Connection,
+}
+
+/// A published (or archived) file as `repofs list` reports it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct FileRow {
+    pub id: i64,
+    pub directory: String,
+    pub filename: String,
+    pub kind: String,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub size: u64,
+    pub sha256: String,
+    pub md5: String,
+    pub uploader: String,
+    pub upload_id: i64,
+    pub published_at: i64,
+    pub state: String,
+    pub archived_at: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SymlinkRow {
+    pub directory: String,
+    pub name: String,
+    pub target: String,
+    pub upload_id: i64,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct UploadRow {
+    pub id: i64,
+    pub state: String,
+    pub reason: Option<String>,
+    pub message: String,
+    pub files: Vec<String>,
+    pub directory: Option<String>,
+    pub uploader: Option<String>,
+    pub quarantine: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct KeyRow {
+    pub fingerprint: String,
+    pub cert: Vec<u8>,
+    pub userid: Option<String>,
+    pub added_at: i64,
+    pub directories: Vec<String>,
+}
+
+/// What an upload's verdict record holds (accepted or rejected).
+#[derive(Debug, Clone, Default)]
+pub struct NewUpload {
+    pub accepted: bool,
+    pub reason: Option<String>,
+    pub message: String,
+    pub files: Vec<String>,
+    pub directory: Option<String>,
+    pub uploader: Option<String>,
+    pub directive: Option<String>,
+    pub quarantine: Option<String>,
+    pub spool_ids: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewFile<'a> {
+    pub directory: &'a str,
+    pub filename: &'a str,
+    pub kind: &'a str,
+    pub sha256: &'a str,
+    pub md5: &'a str,
+    pub size: u64,
+    pub name: Option<&'a str>,
+    pub version: Option<&'a str>,
+    pub uploader: &'a str,
+    pub upload_id: i64,
+}
+
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+impl Catalog {
+    pub fn open(path: &Path) -> Result<Catalog> {
+        let mut conn = Connection::open(path)?;
+        conn.busy_timeout(Duration::from_secs(30))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        migrate(&mut conn)?;
+        Ok(Catalog { conn })
+    }
+
+    // ---- keys -------------------------------------------------------------------------
+
+    pub fn keys(&self) -> Result<Vec<KeyRow>> {
+        let mut stmt = self
+            .conn
+            .prepare("SELECT fingerprint, cert, userid, added_at FROM keys ORDER BY fingerprint")?;
+        let mut keys = stmt
+            .query_map([], |r| {
+                Ok(KeyRow {
+                    fingerprint: r.get(0)?,
+                    cert: r.get(1)?,
+                    userid: r.get(2)?,
+                    added_at: r.get(3)?,
+                    directories: Vec::new(),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let mut dirs = self
+            .conn
+            .prepare("SELECT directory FROM key_dirs WHERE fingerprint = ? ORDER BY directory")?;
+        for k in &mut keys {
+            k.directories = dirs
+                .query_map([&k.fingerprint], |r| r.get(0))?
+                .collect::<Result<Vec<String>, _>>()?;
+        }
+        Ok(keys)
+    }
+
+    /// Inserts or replaces a cert (the caller has merged it with any stored one) and grants it
+    /// `directory`, in one transaction.
+    pub fn put_key(
+        &mut self,
+        fpr: &str,
+        cert: &[u8],
+        userid: Option<&str>,
+        directory: &str,
+    ) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        tx.execute(
+            "INSERT INTO keys (fingerprint, cert, userid, added_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT(fingerprint) DO UPDATE SET cert = excluded.cert, userid = excluded.userid",
+            params![fpr, cert, userid, now()],
+        )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO key_dirs (fingerprint, directory) VALUES (?1, ?2)",
+            params![fpr, directory],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn key_cert(&self, fpr: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .query_row("SELECT cert FROM keys WHERE fingerprint = ?", [fpr], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    pub fn remove_key(&mut self, fpr: &str) -> Result<bool> {
+        let tx = self.conn.transaction()?;
+        tx.execute("DELETE FROM key_dirs WHERE fingerprint = ?", [fpr])?;
+        let n = tx.execute("DELETE FROM keys WHERE fingerprint = ?", [fpr])?;
+        tx.commit()?;
+        Ok(n > 0)
+    }
+
+    // ---- reading the published tree ----------------------------------------------------
+
+    pub fn files(&self, include_archived: bool) -> Result<Vec<FileRow>> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files {} ORDER BY directory, filename, id",
+            if include_archived {
+                ""
+            } else {
+                "WHERE state = 'published'"
+            }
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt
+            .query_map([], file_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn symlinks(&self) -> Result<Vec<SymlinkRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT directory, name, target, upload_id, created_at FROM symlinks
+             ORDER BY directory, name",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(SymlinkRow {
+                    directory: r.get(0)?,
+                    name: r.get(1)?,
+                    target: r.get(2)?,
+                    upload_id: r.get(3)?,
+                    created_at: r.get(4)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Entries of the package published as file `file_id`, in path order.
+    pub fn entries(&self, file_id: i64) -> Result<Vec<(String, String, u32, u64, Option<String>)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT path, kind, mode, size, link_target FROM entries WHERE file_id = ? ORDER BY path",
+        )?;
+        let rows = stmt
+            .query_map([file_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Every content hash the catalog refers to, published or archived: what the store must keep.
+    pub fn referenced_objects(&self) -> Result<HashSet<String>> {
+        let mut stmt = self.conn.prepare("SELECT DISTINCT sha256 FROM files")?;
+        let set = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<HashSet<String>, _>>()?;
+        Ok(set)
+    }
+
+    // ---- uploads -----------------------------------------------------------------------
+
+    /// Verdicts, most recent first.
+    pub fn uploads(&self, limit: usize) -> Result<Vec<UploadRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT id, state, reason, message, files, directory, uploader, quarantine, created_at
+             FROM uploads ORDER BY id DESC LIMIT ?",
+        )?;
+        let rows = stmt
+            .query_map([limit as i64], |r| {
+                let files: String = r.get(4)?;
+                Ok(UploadRow {
+                    id: r.get(0)?,
+                    state: r.get(1)?,
+                    reason: r.get(2)?,
+                    message: r.get(3)?,
+                    files: serde_json::from_str(&files).unwrap_or_default(),
+                    directory: r.get(5)?,
+                    uploader: r.get(6)?,
+                    quarantine: r.get(7)?,
+                    created_at: r.get(8)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The accepted upload that used this directive signature, if any.
+    pub fn signature_use(&self, digest: &[u8]) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT upload_id FROM used_signatures WHERE digest = ?",
+                [digest],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// The accepted upload whose spool files had exactly these identities (see
+    /// `ingest::spool::SpoolFile::identity`): how a restart recognizes its own leftovers.
+    pub fn accepted_upload_by_spool_ids(&self, ids: &str) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT id FROM uploads WHERE spool_ids = ? AND state = 'accepted' ORDER BY id DESC LIMIT 1",
+                [ids],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Files published by one upload (any state).
+    pub fn upload_files(&self, upload_id: i64) -> Result<Vec<FileRow>> {
+        let sql = format!("SELECT {FILE_COLUMNS} FROM files WHERE upload_id = ? ORDER BY id");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt
+            .query_map([upload_id], file_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Records a verdict on its own (rejections, and accepted uploads that changed nothing).
+    pub fn record_upload(&mut self, u: &NewUpload) -> Result<i64> {
+        let tx = self.conn.transaction()?;
+        let id = insert_upload(&tx, u)?;
+        tx.commit()?;
+        Ok(id)
+    }
+
+    pub fn transaction(&mut self) -> Result<PublishTx<'_>> {
+        Ok(PublishTx {
+            tx: self.conn.transaction()?,
+        })
+    }
+}
+
+const FILE_COLUMNS: &str = "id, directory, filename, kind, name, version, size, sha256, md5, \
+                            uploader, upload_id, published_at, state, archived_at";
+
+fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
+    Ok(FileRow {
+        id: r.get(0)?,
+        directory: r.get(1)?,
+        filename: r.get(2)?,
+        kind: r.get(3)?,
+        name: r.get(4)?,
+        version: r.get(5)?,
+        size: r.get::<_, i64>(6)? as u64,
+        sha256: r.get(7)?,
+        md5: r.get(8)?,
+        uploader: r.get(9)?,
+        upload_id: r.get(10)?,
+        published_at: r.get(11)?,
+        state: r.get(12)?,
+        archived_at: r.get(13)?,
+    })
+}
+
+fn insert_upload(tx: &Transaction<'_>, u: &NewUpload) -> Result<i64> {
+    let files =
+        serde_json::to_string(&u.files).map_err(|e| CatalogError::Corrupt(e.to_string()))?;
+    tx.execute(
+        "INSERT INTO uploads (state, reason, message, files, directory, uploader, directive,
+                              quarantine, spool_ids, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+        params![
+            if u.accepted { "accepted" } else { "rejected" },
+            u.reason,
+            u.message,
+            files,
+            u.directory,
+            u.uploader,
+            u.directive,
+            u.quarantine,
+            u.spool_ids,
+            now()
+        ],
+    )?;
+    Ok(tx.last_insert_rowid())
+}
+
+/// One publication in progress. Dropping it without `commit` rolls everything back, so an
+/// upload rejected half-way (say, its third directive line fails) changes nothing.
+pub struct PublishTx<'c> {
+    tx: Transaction<'c>,
+}
+
+impl PublishTx<'_> {
+    pub fn insert_upload(&self, u: &NewUpload) -> Result<i64> {
+        insert_upload(&self.tx, u)
+    }
+
+    pub fn set_upload_message(&self, id: i64, message: &str) -> Result<()> {
+        self.tx.execute(
+            "UPDATE uploads SET message = ?2 WHERE id = ?1",
+            params![id, message],
+        )?;
+        Ok(())
+    }
+
+    pub fn live_file(&self, directory: &str, filename: &str) -> Result<Option<FileRow>> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files
+             WHERE directory = ? AND filename = ? AND state = 'published'"
+        );
+        Ok(self
+            .tx
+            .query_row(&sql, [directory, filename], file_row)
+            .optional()?)
+    }
+
+    /// Whether anything is published below `path` (i.e. `path` is a directory in dists/).
+    pub fn is_directory(&self, path: &str) -> Result<bool> {
+        let like = format!(
+            "{}/%",
+            path.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        let n: i64 = self.tx.query_row(
+            "SELECT (SELECT COUNT(*) FROM files WHERE state = 'published'
+                       AND (directory = ?1 OR directory LIKE ?2 ESCAPE '\\'))
+                  + (SELECT COUNT(*) FROM symlinks WHERE directory = ?1 OR directory LIKE ?2 ESCAPE '\\')",
+            params![path, like],
+            |r| r.get(0),
+        )?;
+        Ok(n > 0)
+    }
+
+    pub fn insert_file(&self, f: &NewFile<'_>) -> Result<i64> {
+        self.tx.execute(
+            "INSERT INTO files (directory, filename, kind, sha256, md5, size, name, version,
+                                uploader, upload_id, published_at, state)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'published')",
+            params![
+                f.directory,
+                f.filename,
+                f.kind,
+                f.sha256,
+                f.md5,
+                f.size as i64,
+                f.name,
+                f.version,
+                f.uploader,
+                f.upload_id,
+                now()
+            ],
+        )?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    pub fn insert_package(&self, file_id: i64, p: &Inspection) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO packages (file_id, format, meta_source, name, version, arch, description,
+                                   depends, metadata, payload_offset, payload_size,
+                                   payload_compression, unpacked_size, entry_count)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            params![
+                file_id,
+                p.format.as_str(),
+                p.meta.source.as_str(),
+                p.meta.name,
+                p.meta.version,
+                p.meta.arch,
+                p.meta.description,
+                json(&p.meta.depends),
+                json(&p.meta.fields),
+                p.payload.offset as i64,
+                p.payload.size as i64,
+                p.payload.compression.as_str(),
+                p.unpacked_size as i64,
+                p.entries.len() as i64
+            ],
+        )?;
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT OR REPLACE INTO entries (file_id, path, kind, mode, size, mtime, uid, gid,
+                                             link_target, data_offset, sha256)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for e in &p.entries {
+            stmt.execute(params![
+                file_id,
+                e.path,
+                match e.kind {
+                    EntryKind::File => "file",
+                    EntryKind::Dir => "dir",
+                    EntryKind::Symlink => "symlink",
+                    EntryKind::Hardlink => "hardlink",
+                },
+                e.mode,
+                e.size as i64,
+                e.mtime,
+                e.uid as i64,
+                e.gid as i64,
+                e.link_target,
+                e.data_offset as i64,
+                e.sha256
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Takes a file offline; its row and content stay (archived, never destroyed).
+    pub fn archive_file(&self, id: i64) -> Result<()> {
+        self.tx.execute(
+            "UPDATE files SET state = 'archived', archived_at = ?2 WHERE id = ?1",
+            params![id, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn symlink(&self, directory: &str, name: &str) -> Result<Option<String>> {
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT target FROM symlinks WHERE directory = ? AND name = ?",
+                [directory, name],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    pub fn set_symlink(
+        &self,
+        directory: &str,
+        name: &str,
+        target: &str,
+        upload_id: i64,
+    ) -> Result<()> {
+        self.tx.execute(
+            "INSERT OR REPLACE INTO symlinks (directory, name, target, upload_id, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![directory, name, target, upload_id, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn remove_symlink(&self, directory: &str, name: &str) -> Result<bool> {
+        Ok(self.tx.execute(
+            "DELETE FROM symlinks WHERE directory = ? AND name = ?",
+            [directory, name],
+        )? > 0)
+    }
+
+    pub fn use_signature(&self, digest: &[u8], upload_id: i64) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO used_signatures (digest, upload_id, used_at) VALUES (?1, ?2, ?3)",
+            params![digest, upload_id, now()],
+        )?;
+        Ok(())
+    }
+
+    pub fn commit(self) -> Result<()> {
+        Ok(self.tx.commit()?)
+    }
+}
+
+fn json<T: Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_else(|_| "null".into())
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let known = MIGRATIONS.len() as i64;
+    let found: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if found > known {
+        return Err(CatalogError::TooNew { found, known });
+    }
+    if found == known {
+        return Ok(());
+    }
+    // One writer upgrades; a concurrent opener waits on the lock and then sees the new version.
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Exclusive)?;
+    let found: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    for (v, sql) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", v as i64 + 1)?;
+    }
+    tx.commit()?;
+    Ok(())
+}

@@ -1,0 +1,152 @@
+//! Settings and the layout of the state directory (`--root`).
+//!
+//! Every setting has an embedded default, so `repofsd --root DIR` works with no file at all; a
+//! TOML file given with `--config` overrides any subset of them.
+
+use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Default state directory when neither `--root` nor `REPOFS_ROOT` is given.
+pub const DEFAULT_ROOT: &str = "/var/lib/repofs";
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub ingest: IngestConfig,
+    pub limits: Limits,
+}
+
+#[allow(clippy::derivable_impls)] // explicit: the defaults are documented on each field's type
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            ingest: IngestConfig::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// A complete upload is processed only once its files have not changed for this long, so a
+    /// signature that lands while its file is still being written does not cause a false reject.
+    #[serde(with = "humantime_serde")]
+    pub settle: Duration,
+    /// A file with its `.sig` but no directive waits this long after its last change for a
+    /// directive that may still be on its way (gnupload sends the directive last).
+    #[serde(with = "humantime_serde")]
+    pub pair_wait: Duration,
+    /// Uploads still incomplete this long after their last change are rejected as `incomplete`
+    /// (GNU's upload server uses 24 hours).
+    #[serde(with = "humantime_serde")]
+    pub sweep_after: Duration,
+    /// Signatures older than this are refused as possible replays of an old upload.
+    #[serde(with = "humantime_serde")]
+    pub max_signature_age: Duration,
+    /// Signatures dated further than this in the future are refused.
+    #[serde(with = "humantime_serde")]
+    pub max_clock_skew: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            settle: Duration::from_millis(500),
+            pair_wait: Duration::from_secs(5),
+            sweep_after: Duration::from_secs(24 * 3600),
+            max_signature_age: Duration::from_secs(7 * 24 * 3600),
+            max_clock_skew: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Bounds on untrusted input. Anything beyond them is rejected as `too-large`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest single uploaded file.
+    pub max_file_size: u64,
+    /// Largest total unpacked size of one archive (decompression-bomb guard).
+    pub max_unpacked_size: u64,
+    /// Most entries in one archive.
+    pub max_entries: u64,
+    /// Largest directive file; they are a few lines long.
+    pub max_directive_size: u64,
+    /// Largest signature file.
+    pub max_signature_size: u64,
+    /// Largest package metadata file read from an archive (.PKGINFO, control, ...).
+    pub max_metadata_size: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_size: 16 << 30,
+            max_unpacked_size: 64 << 30,
+            max_entries: 1_000_000,
+            max_directive_size: 64 << 10,
+            max_signature_size: 64 << 10,
+            max_metadata_size: 1 << 20,
+        }
+    }
+}
+
+impl Config {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
+        match path {
+            None => Ok(Config::default()),
+            Some(p) => {
+                let text = fs::read_to_string(p)
+                    .map_err(|e| anyhow::anyhow!("reading config {}: {e}", p.display()))?;
+                toml::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("parsing config {}: {e}", p.display()))
+            }
+        }
+    }
+}
+
+/// Where everything lives below the state directory.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    pub root: PathBuf,
+}
+
+impl Layout {
+    pub fn new(root: impl Into<PathBuf>) -> Layout {
+        Layout { root: root.into() }
+    }
+    pub fn catalog(&self) -> PathBuf {
+        self.root.join("catalog.sqlite")
+    }
+    pub fn store(&self) -> PathBuf {
+        self.root.join("store")
+    }
+    pub fn spool(&self) -> PathBuf {
+        self.root.join("incoming")
+    }
+    pub fn quarantine(&self) -> PathBuf {
+        self.root.join("quarantine")
+    }
+
+    /// Creates the state directory and its parts if missing. State is private to the service
+    /// (0700); the spool is where uploaders write, and its mode is left to the administrator
+    /// once created (0755 by default: sftp/rsync accounts are granted access explicitly).
+    pub fn create(&self) -> std::io::Result<()> {
+        let mut b = fs::DirBuilder::new();
+        b.recursive(true).mode(0o755);
+        b.create(&self.root)?;
+        b.create(self.spool())?;
+        for private in [self.store(), self.quarantine()] {
+            if !private.exists() {
+                b.create(&private)?;
+                fs::set_permissions(&private, fs::Permissions::from_mode(0o700))?;
+            }
+        }
+        Ok(())
+    }
+}

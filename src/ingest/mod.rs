@@ -1,0 +1,626 @@
+//! Ingest: spool -> verify -> publish (or quarantine).
+//!
+//! The lifecycle of an upload, and the only legal transitions:
+//!
+//! ```text
+//! receiving --(signature material present, files quiet)--> complete
+//! receiving --(sweep time passed)--------------------------> rejected (incomplete)
+//! complete  --(signatures, keys, directive, archive ok)---> verified --(one txn)--> published
+//! complete  --(any check fails)----------------------------> rejected (reason code)
+//! ```
+//! `receiving` and `complete` exist only as files in the spool (see `spool`); `published` and
+//! `rejected` are catalog rows. A rejected upload's files move to quarantine with the verdict
+//! beside them and a `NAME.rejected` note is left in the spool for the uploader.
+//!
+//! Internal failures (disk, database) are not verdicts: the upload stays in the spool and is
+//! tried again on the next pass.
+
+pub mod directive;
+pub mod publish;
+pub mod reason;
+pub mod spool;
+pub mod watch;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use tracing::{info, warn};
+
+use crate::archive::{self, ArchiveError};
+use crate::catalog::{CatalogError, NewUpload};
+use crate::keys::{KeyError, Keyring};
+use crate::paths;
+use crate::repo::Repo;
+use crate::store::Tee;
+use crate::verify::{Verifier, VerifyError};
+use directive::Directive;
+use publish::{Incoming, Plan, Published};
+use reason::{Reason, Rejection};
+use spool::{Group, Readiness, Shape, SpoolFile};
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+    #[error("{0}")]
+    Keys(#[from] KeyError),
+    #[error("I/O: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// Why an attempt stopped: a verdict on the upload, or our own trouble.
+enum Fail {
+    Reject(Rejection),
+    Internal(IngestError),
+}
+
+impl From<Rejection> for Fail {
+    fn from(r: Rejection) -> Self {
+        Fail::Reject(r)
+    }
+}
+impl<E: Into<IngestError>> From<E> for Fail {
+    fn from(e: E) -> Self {
+        Fail::Internal(e.into())
+    }
+}
+
+/// What one pass over the spool did.
+#[derive(Debug, Default)]
+pub struct PassReport {
+    pub accepted: Vec<String>,
+    pub rejected: Vec<(String, Rejection)>,
+    /// When something in the spool will next change state by itself (settling, sweeping).
+    pub next_wake: Option<SystemTime>,
+}
+
+/// Scans the spool once and acts on everything that is due.
+pub fn pass(repo: &mut Repo) -> Result<PassReport, IngestError> {
+    let scan = spool::scan(&repo.layout.spool())?;
+    let now = SystemTime::now();
+    let cfg = repo.config.ingest.clone();
+    let mut report = PassReport::default();
+    let wake =
+        |t: SystemTime, r: &mut PassReport| r.next_wake = Some(r.next_wake.map_or(t, |w| w.min(t)));
+
+    for g in &scan.groups {
+        match g.readiness(now, &cfg, repo.config.limits.max_directive_size) {
+            Readiness::Ready(shape) => match process(repo, g, shape) {
+                Ok(Some(Ok(_))) => report.accepted.push(g.label()),
+                Ok(Some(Err(r))) => report.rejected.push((g.label(), r)),
+                Ok(None) => wake(now + cfg.settle, &mut report),
+                Err(e) => {
+                    warn!(upload = %g.label(), error = %e, "processing failed; will retry");
+                    wake(now + Duration::from_secs(5), &mut report);
+                }
+            },
+            Readiness::Wait(t, _) => wake(t, &mut report),
+            Readiness::Expired(why) => {
+                let r = Rejection::new(Reason::Incomplete, why);
+                refuse(repo, &g.files().collect::<Vec<_>>(), &g.dir, &g.base, &r)?;
+                report.rejected.push((g.label(), r));
+            }
+        }
+    }
+    for f in &scan.strays {
+        let sweep_at = f.ctime + cfg.sweep_after;
+        if now >= sweep_at {
+            let r = Rejection::new(
+                Reason::Incomplete,
+                format!("temporary file {} abandoned", f.rel),
+            );
+            refuse(repo, &[f], paths::parent(&f.rel), f.name(), &r)?;
+            report.rejected.push((f.rel.clone(), r));
+        } else {
+            wake(sweep_at, &mut report);
+        }
+    }
+    for f in &scan.irregular {
+        let r = Rejection::new(
+            Reason::UnsafePath,
+            format!("{} is not a regular file", f.rel),
+        );
+        refuse(repo, &[f], paths::parent(&f.rel), f.name(), &r)?;
+        report.rejected.push((f.rel.clone(), r));
+    }
+    for f in &scan.statuses {
+        if now >= f.ctime + cfg.sweep_after {
+            remove_quietly(&f.path);
+        }
+    }
+    Ok(report)
+}
+
+/// Processes one complete upload. `Ok(None)`: its files changed under us; look again later.
+fn process(
+    repo: &mut Repo,
+    g: &Group,
+    shape: Shape,
+) -> Result<Option<Result<Published, Rejection>>, IngestError> {
+    let ids = spool_identity(g);
+    // A crash after the catalog commit but before the spool cleanup leaves the very same
+    // files (same inodes) behind: finish the cleanup instead of judging them again.
+    if let Some(id) = repo.catalog.accepted_upload_by_spool_ids(&ids)? {
+        info!(upload = %g.label(), id, "already published before a restart; cleaning the spool");
+        cleanup(g)?;
+        return Ok(Some(Ok(Published {
+            upload_id: id,
+            message: "already published".into(),
+        })));
+    }
+    match attempt(repo, g, shape, ids) {
+        Ok(p) => {
+            cleanup(g)?;
+            info!(upload = %g.label(), id = p.upload_id, "accepted: {}", p.message);
+            Ok(Some(Ok(p)))
+        }
+        Err(Fail::Internal(e)) => Err(e),
+        Err(Fail::Reject(r)) => {
+            // A file that changed while we worked was not finished: no verdict yet.
+            if changed_since_scan(g) {
+                info!(upload = %g.label(), "files changed during verification; will look again");
+                return Ok(None);
+            }
+            refuse(repo, &g.files().collect::<Vec<_>>(), &g.dir, &g.base, &r)?;
+            Ok(Some(Err(r)))
+        }
+    }
+}
+
+fn attempt(repo: &mut Repo, g: &Group, shape: Shape, spool_ids: String) -> Result<Published, Fail> {
+    let limits = repo.config.limits.clone();
+    let keyring = Keyring::load(&repo.catalog)?;
+    let verifier = Verifier::new(&keyring, &repo.config.ingest);
+    let mut upload = NewUpload {
+        accepted: true,
+        files: g.files().map(|f| f.rel.clone()).collect(),
+        spool_ids: Some(spool_ids),
+        ..Default::default()
+    };
+
+    let directive = match &g.directive {
+        Some(df) => Some(check_directive(
+            repo,
+            &verifier,
+            &keyring,
+            g,
+            shape,
+            df,
+            &mut upload,
+        )?),
+        None => None,
+    };
+
+    let mut files = Vec::new();
+    let mut uploader = directive.as_ref().map(|(_, s)| s.fingerprint.clone());
+    let mut directory = directive.as_ref().map(|(d, _)| d.directory.clone());
+    if let (Some(data), Some(sig)) = (&g.data, &g.sig) {
+        let sig_bytes =
+            spool::read_limited(&sig.path, limits.max_signature_size)?.ok_or_else(|| {
+                Rejection::new(
+                    Reason::TooLarge,
+                    format!("{} exceeds {} bytes", sig.rel, limits.max_signature_size),
+                )
+            })?;
+        if data.size > limits.max_file_size {
+            return Err(Rejection::new(
+                Reason::TooLarge,
+                format!(
+                    "{} is {} bytes; the limit is {}",
+                    data.rel, data.size, limits.max_file_size
+                ),
+            )
+            .into());
+        }
+        // One read of the file feeds the signature check, both hashes and the store copy.
+        let mut staging = repo.store.stage()?;
+        let reader = BufReader::with_capacity(1 << 20, open_nofollow(&data.path)?);
+        let signer = verifier
+            .detached(
+                &sig_bytes,
+                Tee::new(reader, &mut staging, limits.max_file_size),
+            )
+            .map_err(|e| match e {
+                VerifyError::Rejected(r) => Fail::Reject(r),
+                VerifyError::Io(e) => Fail::Internal(e.into()),
+            })?;
+        let staged = staging.finish()?;
+        if let Some((_, dsigner)) = &directive {
+            if dsigner.fingerprint != signer.fingerprint {
+                return Err(Rejection::new(
+                    Reason::SignerMismatch,
+                    format!(
+                        "{} is signed by {} but the directive by {}",
+                        sig.rel, signer.fingerprint, dsigner.fingerprint
+                    ),
+                )
+                .into());
+            }
+        }
+        let staged_path = staged.path().map(PathBuf::from).unwrap_or_default();
+        let inspection =
+            archive::inspect(&staged_path, &g.base, &limits).map_err(archive_rejection)?;
+        let meta = inspection
+            .as_ref()
+            .map(|i| i.meta.clone())
+            .unwrap_or_else(|| archive::meta::from_filename(&g.base));
+        // A pair goes where it was spooled, or at the top level into the package's own name.
+        let dir = match &directory {
+            Some(d) => d.clone(),
+            None => {
+                let d = if g.dir.is_empty() {
+                    meta.name.clone()
+                } else {
+                    g.dir.clone()
+                };
+                paths::check_relative(&d).map_err(|why| {
+                    Rejection::new(Reason::UnsafePath, format!("directory {d:?}: {why}"))
+                })?;
+                if !keyring.is_authorized(&signer.fingerprint, &d) {
+                    return Err(not_authorized(&signer.fingerprint, &d).into());
+                }
+                d
+            }
+        };
+        let mut sig_staging = repo.store.stage()?;
+        sig_staging.write_all(&sig_bytes)?;
+        let sig_staged = sig_staging.finish()?;
+        files.push(Incoming {
+            filename: g.base.clone(),
+            kind: if inspection.is_some() {
+                "package"
+            } else {
+                "plain"
+            },
+            staged,
+            name: Some(meta.name.clone()),
+            version: meta.version.clone(),
+            inspection,
+        });
+        files.push(Incoming {
+            filename: format!("{}{}", g.base, spool::SIG_SUFFIX),
+            kind: "signature",
+            staged: sig_staged,
+            name: Some(meta.name),
+            version: meta.version,
+            inspection: None,
+        });
+        uploader = Some(signer.fingerprint);
+        directory = Some(dir);
+    }
+
+    let (Some(directory), Some(uploader)) = (directory, uploader) else {
+        return Err(Rejection::new(Reason::Incomplete, "nothing to publish").into());
+    };
+    upload.directory = Some(directory.clone());
+    upload.uploader = Some(uploader.clone());
+    let (replace, actions, signature) = match directive {
+        Some((d, s)) => (d.replace, d.actions, Some(s.digest)),
+        None => (false, Vec::new(), None),
+    };
+    let plan = Plan {
+        directory,
+        uploader,
+        files,
+        replace,
+        actions,
+        signature,
+        upload,
+    };
+    match publish::publish(&mut repo.catalog, &repo.store, plan)? {
+        Ok(p) => Ok(p),
+        Err(r) => Err(r.into()),
+    }
+}
+
+/// Verifies and parses the directive, and checks who may use it where.
+fn check_directive(
+    repo: &Repo,
+    verifier: &Verifier<'_>,
+    keyring: &Keyring,
+    g: &Group,
+    shape: Shape,
+    df: &SpoolFile,
+    upload: &mut NewUpload,
+) -> Result<(Directive, crate::verify::Signer), Fail> {
+    let max = repo.config.limits.max_directive_size;
+    let raw = spool::read_limited(&df.path, max)?.ok_or_else(|| {
+        Rejection::new(Reason::TooLarge, format!("{} exceeds {max} bytes", df.rel))
+    })?;
+    let (body, signer) = verifier.clearsigned(&raw, max)?;
+    let d = directive::parse(&body)?;
+    match (&d.filename, shape) {
+        (Some(f), Shape::Triplet) if *f == g.base => {}
+        (Some(f), Shape::Triplet) => {
+            return Err(Rejection::new(
+                Reason::BadDirective,
+                format!("directive names {f:?} but was uploaded for {:?}", g.base),
+            )
+            .into())
+        }
+        (None, Shape::Triplet) => {
+            return Err(Rejection::new(
+                Reason::BadDirective,
+                format!("directive for {:?} has no 'filename:'", g.base),
+            )
+            .into())
+        }
+        (Some(f), _) => {
+            return Err(Rejection::new(
+                Reason::BadDirective,
+                format!("directive names {f:?}, which was not uploaded"),
+            )
+            .into())
+        }
+        (None, _) => {}
+    }
+    if !keyring.is_authorized(&signer.fingerprint, &d.directory) {
+        return Err(not_authorized(&signer.fingerprint, &d.directory).into());
+    }
+    if let Some(id) = repo.catalog.signature_use(&signer.digest)? {
+        return Err(Rejection::new(
+            Reason::Replay,
+            format!("this directive signature was already used by upload #{id}"),
+        )
+        .into());
+    }
+    upload.directive = Some(body);
+    Ok((d, signer))
+}
+
+fn not_authorized(fpr: &str, dir: &str) -> Rejection {
+    Rejection::new(
+        Reason::NotAuthorized,
+        format!("key {fpr} may not upload to {dir:?}"),
+    )
+}
+
+fn archive_rejection(e: ArchiveError) -> Fail {
+    match e {
+        ArchiveError::Unsafe(m) => Rejection::new(Reason::UnsafePath, m).into(),
+        ArchiveError::Corrupt(m) => Rejection::new(Reason::BadArchive, m).into(),
+        ArchiveError::TooLarge(m) => Rejection::new(Reason::TooLarge, m).into(),
+        ArchiveError::Io(e) => Fail::Internal(e.into()),
+    }
+}
+
+fn spool_identity(g: &Group) -> String {
+    g.files()
+        .map(SpoolFile::identity)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn changed_since_scan(g: &Group) -> bool {
+    g.files().any(|f| match fs::symlink_metadata(&f.path) {
+        Ok(m) => {
+            use std::os::unix::fs::MetadataExt;
+            m.len() != f.size
+                || m.ino() != f.ino
+                || (m.ctime(), m.ctime_nsec()) != ctime_parts(f.ctime)
+        }
+        Err(_) => true,
+    })
+}
+
+fn ctime_parts(t: SystemTime) -> (i64, i64) {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    (d.as_secs() as i64, d.subsec_nanos() as i64)
+}
+
+/// Opens a spool file without following a symlink swapped in after the scan.
+fn open_nofollow(path: &std::path::Path) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+/// After acceptance: the upload leaves the spool (it is in the store now).
+fn cleanup(g: &Group) -> io::Result<()> {
+    for f in g.files() {
+        match fs::remove_file(&f.path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    if let Some(f) = g.files().next() {
+        let dir = f.path.parent().unwrap_or(std::path::Path::new("."));
+        remove_quietly(&dir.join(format!("{}{}", g.base, spool::REJECTED_SUFFIX)));
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
+}
+
+fn remove_quietly(p: &std::path::Path) {
+    if let Err(e) = fs::remove_file(p) {
+        if e.kind() != io::ErrorKind::NotFound {
+            warn!(path = %p.display(), error = %e, "could not remove");
+        }
+    }
+}
+
+/// The verdict written beside quarantined files.
+#[derive(Serialize)]
+struct VerdictFile<'a> {
+    reason: &'a str,
+    message: &'a str,
+    files: Vec<&'a str>,
+    rejected_at: String,
+}
+
+/// Rejects: files to quarantine (kept for inspection), a note for the uploader in the spool,
+/// the verdict in the catalog and the log. Nothing published changes.
+fn refuse(
+    repo: &mut Repo,
+    files: &[&SpoolFile],
+    dir: &str,
+    base: &str,
+    r: &Rejection,
+) -> Result<(), IngestError> {
+    let qroot = repo.layout.quarantine();
+    let stamp = crate::catalog::now();
+    let mut qdir = qroot.join(format!("{stamp}-{}", sanitize(base)));
+    let mut n = 1;
+    while qdir.exists() {
+        n += 1;
+        qdir = qroot.join(format!("{stamp}-{}-{n}", sanitize(base)));
+    }
+    fs::DirBuilder::new().mode(0o700).create(&qdir)?;
+    let verdict = VerdictFile {
+        reason: r.reason.code(),
+        message: &r.message,
+        files: files.iter().map(|f| f.rel.as_str()).collect(),
+        rejected_at: crate::time::rfc3339(stamp),
+    };
+    let json = serde_json::to_vec_pretty(&verdict).map_err(io::Error::other)?;
+    write_durably(&qdir.join("verdict.json"), &json, 0o600)?;
+    for f in files {
+        match fs::rename(&f.path, qdir.join(f.name())) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
+    }
+    File::open(&qdir)?.sync_all()?;
+    let note = format!(
+        "reason: {}\nmessage: {}\nquarantine: {}\n",
+        r.reason.code(),
+        r.message,
+        qdir.display()
+    );
+    let note_path = repo
+        .layout
+        .spool()
+        .join(dir)
+        .join(format!("{base}{}", spool::REJECTED_SUFFIX));
+    if let Err(e) = write_durably(&note_path, note.as_bytes(), 0o644) {
+        warn!(path = %note_path.display(), error = %e, "could not leave the rejection note");
+    }
+    repo.catalog.record_upload(&NewUpload {
+        accepted: false,
+        reason: Some(r.reason.code().to_string()),
+        message: r.message.clone(),
+        files: files.iter().map(|f| f.rel.clone()).collect(),
+        quarantine: Some(qdir.display().to_string()),
+        ..Default::default()
+    })?;
+    warn!(upload = %paths::join(dir, base), reason = r.reason.code(), quarantine = %qdir.display(), "rejected: {}", r.message);
+    Ok(())
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-+".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn write_durably(path: &std::path::Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let tmp = path.with_extension("tmp~");
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    fs::set_permissions(&tmp, fs::Permissions::from_mode(mode))?;
+    fs::rename(&tmp, path)
+}
+
+/// One line of `repofs status`.
+#[derive(Debug, Serialize)]
+pub struct StatusEntry {
+    pub id: Option<i64>,
+    pub state: &'static str,
+    pub files: Vec<String>,
+    pub reason: Option<String>,
+    pub message: String,
+    pub directory: Option<String>,
+    pub uploader: Option<String>,
+    pub quarantine: Option<String>,
+    pub time: String,
+}
+
+/// Pending uploads (from the spool, as they are now), then verdicts, most recent first.
+pub fn status(repo: &Repo, limit: usize) -> Result<Vec<StatusEntry>, IngestError> {
+    let scan = spool::scan(&repo.layout.spool())?;
+    let now = SystemTime::now();
+    let mut out: Vec<(SystemTime, StatusEntry)> = Vec::new();
+    for g in &scan.groups {
+        let message = match g.readiness(
+            now,
+            &repo.config.ingest,
+            repo.config.limits.max_directive_size,
+        ) {
+            Readiness::Ready(_) => "complete; waiting to be processed".to_string(),
+            Readiness::Wait(_, what) if what == "settling" => "complete; settling".to_string(),
+            Readiness::Wait(_, what) => format!("waiting for {what}"),
+            Readiness::Expired(why) => format!("{why}; will be swept"),
+        };
+        out.push((
+            g.last_change(),
+            pending(
+                g.files().map(|f| f.rel.clone()).collect(),
+                message,
+                g.last_change(),
+            ),
+        ));
+    }
+    for f in &scan.strays {
+        out.push((
+            f.ctime,
+            pending(
+                vec![f.rel.clone()],
+                "temporary file in flight".into(),
+                f.ctime,
+            ),
+        ));
+    }
+    out.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut entries: Vec<StatusEntry> = out.into_iter().map(|(_, e)| e).collect();
+    for u in repo.catalog.uploads(limit)? {
+        entries.push(StatusEntry {
+            id: Some(u.id),
+            state: if u.state == "accepted" {
+                "accepted"
+            } else {
+                "rejected"
+            },
+            files: u.files,
+            reason: u.reason,
+            message: u.message,
+            directory: u.directory,
+            uploader: u.uploader,
+            quarantine: u.quarantine,
+            time: crate::time::rfc3339(u.created_at),
+        });
+    }
+    Ok(entries)
+}
+
+fn pending(files: Vec<String>, message: String, t: SystemTime) -> StatusEntry {
+    StatusEntry {
+        id: None,
+        state: "pending",
+        files,
+        reason: None,
+        message,
+        directory: None,
+        uploader: None,
+        quarantine: None,
+        time: humantime::format_rfc3339_seconds(t).to_string(),
+    }
+}

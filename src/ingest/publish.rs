@@ -1,0 +1,214 @@
+//! Making a verified upload visible: one catalog transaction.
+//!
+//! Every check that can still refuse the upload (name taken, symlink over a file, missing
+//! target of `rmsymlink`) runs inside the transaction *before* any object enters the store, so
+//! a refusal leaves catalog and store exactly as they were. Only then are the staged objects
+//! renamed into the store and the transaction committed (see `store` for why this order is
+//! crash-safe).
+
+use super::directive::Action;
+use super::reason::{reject, Reason, Rejection};
+use super::IngestError;
+use crate::archive::Inspection;
+use crate::catalog::{Catalog, NewFile, NewUpload, PublishTx};
+use crate::paths;
+use crate::store::{Staged, Store};
+
+/// One file to publish.
+pub struct Incoming {
+    pub filename: String,
+    pub kind: &'static str,
+    pub staged: Staged,
+    pub name: Option<String>,
+    pub version: Option<String>,
+    pub inspection: Option<Inspection>,
+}
+
+/// Everything a verified upload asks for.
+pub struct Plan {
+    pub directory: String,
+    pub uploader: String,
+    /// The data file first, then its signature.
+    pub files: Vec<Incoming>,
+    pub replace: bool,
+    pub actions: Vec<Action>,
+    /// The directive's signature digest, remembered against replays.
+    pub signature: Option<Vec<u8>>,
+    pub upload: NewUpload,
+}
+
+/// What publishing changed.
+#[derive(Debug)]
+pub struct Published {
+    pub upload_id: i64,
+    pub message: String,
+}
+
+pub fn publish(
+    catalog: &mut Catalog,
+    store: &Store,
+    mut plan: Plan,
+) -> Result<Result<Published, Rejection>, IngestError> {
+    let tx = catalog.transaction()?;
+    let mut summary = Vec::new();
+    let upload_id = tx.insert_upload(&plan.upload)?;
+
+    // Identical bytes already published under this name: the upload is a no-op for the file
+    // and its signature (the published signature verifies the same bytes).
+    let identical = match plan.files.first() {
+        Some(first) => tx
+            .live_file(&plan.directory, &first.filename)?
+            .is_some_and(|old| old.sha256 == first.staged.hashes.sha256),
+        None => false,
+    };
+    let mut to_commit = Vec::new();
+    if identical {
+        summary.push(format!(
+            "{} is identical to the published file; nothing changed",
+            plan.files[0].filename
+        ));
+    } else {
+        for f in &mut plan.files {
+            if let Err(r) = place(
+                &tx,
+                &plan.directory,
+                f,
+                plan.replace,
+                &plan.uploader,
+                upload_id,
+            )? {
+                return Ok(Err(r));
+            }
+            summary.push(format!(
+                "published {}",
+                paths::join(&plan.directory, &f.filename)
+            ));
+            to_commit.push(&mut f.staged);
+        }
+    }
+    for action in &plan.actions {
+        match run_action(&tx, &plan.directory, action, upload_id)? {
+            Ok(done) => summary.push(done),
+            Err(r) => return Ok(Err(r)),
+        }
+    }
+    if let Some(digest) = &plan.signature {
+        tx.use_signature(digest, upload_id)?;
+    }
+    let message = summary.join("; ");
+    tx.set_upload_message(upload_id, &message)?;
+    crate::failpoint::hit("before-store-commit");
+    for staged in to_commit {
+        store.commit(staged)?;
+    }
+    crate::failpoint::hit("before-catalog-commit");
+    tx.commit()?;
+    Ok(Ok(Published { upload_id, message }))
+}
+
+/// Inserts one file, archiving the one it replaces when allowed.
+fn place(
+    tx: &PublishTx<'_>,
+    dir: &str,
+    f: &Incoming,
+    replace: bool,
+    uploader: &str,
+    upload_id: i64,
+) -> Result<Result<(), Rejection>, IngestError> {
+    let full = paths::join(dir, &f.filename);
+    if tx.symlink(dir, &f.filename)?.is_some() || tx.is_directory(&full)? {
+        return Ok(reject(
+            Reason::Exists,
+            format!("{full} exists as a symlink or directory"),
+        ));
+    }
+    if let Some(old) = tx.live_file(dir, &f.filename)? {
+        if old.sha256 != f.staged.hashes.sha256 {
+            if !replace {
+                return Ok(reject(
+                    Reason::Exists,
+                    format!("{full} is already published (say 'replace: true' to replace it)"),
+                ));
+            }
+            tx.archive_file(old.id)?;
+        } else {
+            // Same bytes under the same name (e.g. the .sig of an identical re-upload).
+            return Ok(Ok(()));
+        }
+    }
+    let h = &f.staged.hashes;
+    let id = tx.insert_file(&NewFile {
+        directory: dir,
+        filename: &f.filename,
+        kind: f.kind,
+        sha256: &h.sha256,
+        md5: &h.md5,
+        size: h.size,
+        name: f.name.as_deref(),
+        version: f.version.as_deref(),
+        uploader,
+        upload_id,
+    })?;
+    if let Some(insp) = &f.inspection {
+        tx.insert_package(id, insp)?;
+    }
+    Ok(Ok(()))
+}
+
+fn run_action(
+    tx: &PublishTx<'_>,
+    dir: &str,
+    action: &Action,
+    upload_id: i64,
+) -> Result<Result<String, Rejection>, IngestError> {
+    Ok(match action {
+        Action::Symlink { target, link } => {
+            let (ldir, lname) = split(dir, link);
+            let full = paths::join(&ldir, &lname);
+            if tx.live_file(&ldir, &lname)?.is_some() || tx.is_directory(&full)? {
+                reject(
+                    Reason::Exists,
+                    format!("symlink {full} would replace a file or directory"),
+                )
+            } else {
+                tx.set_symlink(&ldir, &lname, target, upload_id)?;
+                Ok(format!("symlink {full} -> {target}"))
+            }
+        }
+        Action::RmSymlink { link } => {
+            let (ldir, lname) = split(dir, link);
+            if tx.remove_symlink(&ldir, &lname)? {
+                Ok(format!("removed symlink {}", paths::join(&ldir, &lname)))
+            } else {
+                reject(
+                    Reason::NotFound,
+                    format!("rmsymlink: no symlink {}", paths::join(&ldir, &lname)),
+                )
+            }
+        }
+        Action::Archive { file } => {
+            let (fdir, fname) = split(dir, file);
+            match tx.live_file(&fdir, &fname)? {
+                None => reject(
+                    Reason::NotFound,
+                    format!("archive: no published file {}", paths::join(&fdir, &fname)),
+                ),
+                Some(f) => {
+                    tx.archive_file(f.id)?;
+                    // The file's signature goes offline with it.
+                    if let Some(sig) = tx.live_file(&fdir, &format!("{fname}.sig"))? {
+                        tx.archive_file(sig.id)?;
+                    }
+                    Ok(format!("archived {}", paths::join(&fdir, &fname)))
+                }
+            }
+        }
+    })
+}
+
+/// `LINK` may contain subdirectories: split `dir/LINK` into its directory and last name.
+fn split(dir: &str, rel: &str) -> (String, String) {
+    let full = paths::join(dir, rel);
+    let (d, n) = full.rsplit_once('/').unwrap_or(("", &full));
+    (d.to_string(), n.to_string())
+}

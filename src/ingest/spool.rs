@@ -1,0 +1,244 @@
+//! The spool (`ROOT/incoming/`): what is there, grouped into uploads, and which are ready.
+//!
+//! A scan is stateless: it reads the directory tree and derives everything from it, so the
+//! daemon's live events, its catch-up at start-up, `--once`, and `repofs status` all share one
+//! code path and nothing depends on having seen an event.
+//!
+//! Completeness is decided by the signature material, never by a close or a rename (rsync
+//! `--partial` renames an interrupted file to its final name). A group is processed once its
+//! material is present and its files have been quiet for a settle time; "quiet" is judged by
+//! ctime, which uploaders cannot set (rsync and scp set mtime, even to 0).
+
+use std::fs;
+use std::io::{self, Read};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::directive;
+use crate::config::IngestConfig;
+
+pub const DIRECTIVE_SUFFIX: &str = ".directive.asc";
+pub const SIG_SUFFIX: &str = ".sig";
+/// Verdict files the daemon leaves for uploaders; never part of an upload.
+pub const REJECTED_SUFFIX: &str = ".rejected";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpoolFile {
+    /// Path relative to the spool root, `/`-separated.
+    pub rel: String,
+    pub path: PathBuf,
+    pub size: u64,
+    pub ctime: SystemTime,
+    pub dev: u64,
+    pub ino: u64,
+    pub uid: u32,
+}
+
+impl SpoolFile {
+    fn from_meta(rel: String, path: PathBuf, m: &fs::Metadata) -> SpoolFile {
+        let ctime = UNIX_EPOCH
+            + Duration::new(
+                m.ctime().max(0) as u64,
+                m.ctime_nsec().clamp(0, 999_999_999) as u32,
+            );
+        SpoolFile {
+            rel,
+            path,
+            size: m.len(),
+            ctime,
+            dev: m.dev(),
+            ino: m.ino(),
+            uid: m.uid(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        self.rel.rsplit('/').next().unwrap_or(&self.rel)
+    }
+
+    /// Identity that survives a restart but not a re-upload: a replayed copy is a new inode.
+    pub fn identity(&self) -> String {
+        let ct = self.ctime.duration_since(UNIX_EPOCH).unwrap_or_default();
+        format!(
+            "{}:{}:{}:{}.{:09}:{}",
+            self.dev,
+            self.ino,
+            self.size,
+            ct.as_secs(),
+            ct.subsec_nanos(),
+            self.rel
+        )
+    }
+}
+
+/// Files sharing a base name in one spool directory: `BASE`, `BASE.sig`, `BASE.directive.asc`.
+#[derive(Debug, Clone, Default)]
+pub struct Group {
+    /// Spool subdirectory, relative ("" at the top level).
+    pub dir: String,
+    pub base: String,
+    pub data: Option<SpoolFile>,
+    pub sig: Option<SpoolFile>,
+    pub directive: Option<SpoolFile>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// `FILE`, `FILE.sig`, `FILE.directive.asc`
+    Triplet,
+    /// `FILE`, `FILE.sig`
+    Pair,
+    /// A directive with no `filename:` and no file
+    Standalone,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Readiness {
+    Ready(Shape),
+    /// Not yet; look again at this time. The string says what is awaited.
+    Wait(SystemTime, String),
+    /// Incomplete for longer than the sweep time.
+    Expired(String),
+}
+
+impl Group {
+    pub fn files(&self) -> impl Iterator<Item = &SpoolFile> {
+        [&self.data, &self.sig, &self.directive]
+            .into_iter()
+            .flatten()
+    }
+
+    pub fn last_change(&self) -> SystemTime {
+        self.files().map(|f| f.ctime).max().unwrap_or(UNIX_EPOCH)
+    }
+
+    /// The spool-relative name of the upload's main file (for messages and status files).
+    pub fn label(&self) -> String {
+        crate::paths::join(&self.dir, &self.base)
+    }
+
+    pub fn readiness(&self, now: SystemTime, cfg: &IngestConfig, max_directive: u64) -> Readiness {
+        let last = self.last_change();
+        let quiet_until = |d: Duration| last + d;
+        let sweep_at = last + cfg.sweep_after;
+        let waiting = |what: String| {
+            if now >= sweep_at {
+                Readiness::Expired(format!(
+                    "{what} did not arrive within {}",
+                    humantime::format_duration(cfg.sweep_after)
+                ))
+            } else {
+                Readiness::Wait(sweep_at, what)
+            }
+        };
+        let settled = |shape: Shape, d: Duration| {
+            if now >= quiet_until(d) {
+                Readiness::Ready(shape)
+            } else {
+                Readiness::Wait(quiet_until(d), "settling".into())
+            }
+        };
+        let name = |suffix: &str| format!("{}{suffix}", self.base);
+        match (&self.data, &self.sig, &self.directive) {
+            (Some(_), Some(_), Some(_)) => settled(Shape::Triplet, cfg.settle),
+            (None, None, Some(d)) if !self.directive_names_file(d, max_directive) => {
+                settled(Shape::Standalone, cfg.settle)
+            }
+            (Some(_), Some(_), None) => settled(Shape::Pair, cfg.pair_wait),
+            (None, _, _) => waiting(self.base.clone()),
+            (Some(_), None, _) => waiting(name(SIG_SUFFIX)),
+        }
+    }
+
+    fn directive_names_file(&self, d: &SpoolFile, max: u64) -> bool {
+        match read_limited(&d.path, max) {
+            Ok(Some(raw)) => directive::peek_has_filename(&raw),
+            // Too large or unreadable: treat as standalone so it is processed (and refused).
+            _ => false,
+        }
+    }
+}
+
+/// Everything a scan finds.
+#[derive(Debug, Default)]
+pub struct Scan {
+    pub groups: Vec<Group>,
+    /// Hidden files (rsync temporaries in flight) and non-regular files.
+    pub strays: Vec<SpoolFile>,
+    /// Verdict files (`NAME.rejected`) left for uploaders.
+    pub statuses: Vec<SpoolFile>,
+    /// Entries that are neither files nor directories (symlinks, FIFOs...).
+    pub irregular: Vec<SpoolFile>,
+}
+
+pub fn scan(spool: &Path) -> io::Result<Scan> {
+    let mut out = Scan::default();
+    scan_dir(spool, "", &mut out)?;
+    out.groups.sort_by(|a, b| a.label().cmp(&b.label()));
+    Ok(out)
+}
+
+fn scan_dir(dir: &Path, rel_dir: &str, out: &mut Scan) -> io::Result<()> {
+    let mut groups: std::collections::BTreeMap<String, Group> = Default::default();
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        // Removed while we looked: nothing there any more.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = crate::paths::join(rel_dir, &name);
+        let path = entry.path();
+        let meta = match fs::symlink_metadata(&path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        if meta.is_dir() {
+            scan_dir(&path, &rel, out)?;
+            continue;
+        }
+        let file = SpoolFile::from_meta(rel, path, &meta);
+        if !meta.is_file() {
+            out.irregular.push(file);
+        } else if name.ends_with(REJECTED_SUFFIX) {
+            out.statuses.push(file);
+        } else if name.starts_with('.') {
+            out.strays.push(file);
+        } else if let Some(base) = name.strip_suffix(DIRECTIVE_SUFFIX) {
+            group(&mut groups, rel_dir, base).directive = Some(file);
+        } else if let Some(base) = name.strip_suffix(SIG_SUFFIX) {
+            group(&mut groups, rel_dir, base).sig = Some(file);
+        } else {
+            group(&mut groups, rel_dir, &name).data = Some(file);
+        }
+    }
+    out.groups.extend(groups.into_values());
+    Ok(())
+}
+
+fn group<'g>(
+    groups: &'g mut std::collections::BTreeMap<String, Group>,
+    dir: &str,
+    base: &str,
+) -> &'g mut Group {
+    groups.entry(base.to_string()).or_insert_with(|| Group {
+        dir: dir.to_string(),
+        base: base.to_string(),
+        ..Default::default()
+    })
+}
+
+/// Reads a small file, refusing (Ok(None)) one larger than `max` without reading it all.
+pub fn read_limited(path: &Path, max: u64) -> io::Result<Option<Vec<u8>>> {
+    let mut buf = Vec::new();
+    fs::File::open(path)?.take(max + 1).read_to_end(&mut buf)?;
+    Ok(if buf.len() as u64 > max {
+        None
+    } else {
+        Some(buf)
+    })
+}

@@ -1,0 +1,181 @@
+//! Keyrings: which OpenPGP certs may upload into which directories.
+//!
+//! Certs live in the catalog (public parts only). A grant of directory `D` covers `D` and
+//! everything below it; the empty directory (given as `/` on the command line) covers all.
+
+use std::path::Path;
+
+use sequoia_openpgp as openpgp;
+
+use openpgp::cert::prelude::*;
+use openpgp::parse::Parse;
+use openpgp::policy::StandardPolicy;
+use openpgp::serialize::SerializeInto;
+use openpgp::types::RevocationStatus;
+use serde::Serialize;
+
+use crate::catalog::Catalog;
+use crate::paths;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("{0}")]
+    Catalog(#[from] crate::catalog::CatalogError),
+    #[error("{path}: {error}")]
+    Parse { path: String, error: anyhow::Error },
+    #[error("{0}: no OpenPGP certificate found")]
+    Empty(String),
+    #[error("invalid directory {0:?}: {1}")]
+    Directory(String, String),
+    #[error("stored certificate {0} is unreadable: {1}")]
+    Stored(String, anyhow::Error),
+}
+
+/// The certs allowed to upload, with their directory grants.
+pub struct Keyring {
+    entries: Vec<(Cert, Vec<String>)>,
+}
+
+/// A key as `repofs keys list --json` shows it.
+#[derive(Debug, Serialize)]
+pub struct KeyInfo {
+    pub fingerprint: String,
+    pub userids: Vec<String>,
+    pub directories: Vec<String>,
+    pub added_at: String,
+    pub expires: Option<String>,
+    pub revoked: bool,
+}
+
+impl Keyring {
+    pub fn load(catalog: &Catalog) -> Result<Keyring, KeyError> {
+        let mut entries = Vec::new();
+        for row in catalog.keys()? {
+            let cert = Cert::from_bytes(&row.cert)
+                .map_err(|e| KeyError::Stored(row.fingerprint.clone(), e))?;
+            entries.push((cert, row.directories));
+        }
+        Ok(Keyring { entries })
+    }
+
+    pub fn certs(&self) -> impl Iterator<Item = &Cert> {
+        self.entries.iter().map(|(c, _)| c)
+    }
+
+    /// Whether the cert with primary fingerprint `fpr` may upload into `directory`.
+    pub fn is_authorized(&self, fpr: &str, directory: &str) -> bool {
+        self.entries
+            .iter()
+            .filter(|(c, _)| c.fingerprint().to_hex() == fpr)
+            .flat_map(|(_, dirs)| dirs)
+            .any(|granted| paths::is_within(directory, granted))
+    }
+}
+
+/// `repofs keys add`: imports every cert in the given armored or binary files and grants each
+/// `directory`. A cert already present is merged (so re-adding an updated export brings in new
+/// revocations and expiry changes). Returns the fingerprints imported.
+pub fn add(
+    catalog: &mut Catalog,
+    directory: &str,
+    files: &[impl AsRef<Path>],
+) -> Result<Vec<String>, KeyError> {
+    let directory = normalize_grant(directory)?;
+    let mut certs = Vec::new();
+    for file in files {
+        let path = file.as_ref();
+        let shown = path.display().to_string();
+        let parser = CertParser::from_file(path).map_err(|error| KeyError::Parse {
+            path: shown.clone(),
+            error,
+        })?;
+        let before = certs.len();
+        for cert in parser {
+            let cert = cert.map_err(|error| KeyError::Parse {
+                path: shown.clone(),
+                error,
+            })?;
+            certs.push(cert.strip_secret_key_material());
+        }
+        if certs.len() == before {
+            return Err(KeyError::Empty(shown));
+        }
+    }
+    // Parse everything first: a bad file in the list imports nothing.
+    let mut added = Vec::new();
+    for cert in certs {
+        let fpr = cert.fingerprint().to_hex();
+        let merged = match catalog.key_cert(&fpr)? {
+            Some(old) => Cert::from_bytes(&old)
+                .and_then(|old| old.merge_public(cert))
+                .map_err(|e| KeyError::Stored(fpr.clone(), e))?,
+            None => cert,
+        };
+        let bytes = merged
+            .to_vec()
+            .map_err(|e| KeyError::Stored(fpr.clone(), e))?;
+        let userid = merged
+            .userids()
+            .next()
+            .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned());
+        catalog.put_key(&fpr, &bytes, userid.as_deref(), &directory)?;
+        added.push(fpr);
+    }
+    Ok(added)
+}
+
+/// `repofs keys remove`: accepts the fingerprint in any case, with or without spaces.
+pub fn remove(catalog: &mut Catalog, fingerprint: &str) -> Result<bool, KeyError> {
+    let fpr: String = fingerprint
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .to_uppercase();
+    Ok(catalog.remove_key(&fpr)?)
+}
+
+pub fn list(catalog: &Catalog) -> Result<Vec<KeyInfo>, KeyError> {
+    let policy = StandardPolicy::new();
+    let mut out = Vec::new();
+    for row in catalog.keys()? {
+        let cert = Cert::from_bytes(&row.cert)
+            .map_err(|e| KeyError::Stored(row.fingerprint.clone(), e))?;
+        let valid = cert.with_policy(&policy, None).ok();
+        let expires = valid
+            .as_ref()
+            .and_then(|vc| vc.primary_key().key_expiration_time())
+            .map(|t| humantime::format_rfc3339_seconds(t).to_string());
+        let revoked = matches!(
+            cert.revocation_status(&policy, None),
+            RevocationStatus::Revoked(_)
+        );
+        out.push(KeyInfo {
+            fingerprint: row.fingerprint,
+            userids: cert
+                .userids()
+                .map(|u| String::from_utf8_lossy(u.userid().value()).into_owned())
+                .collect(),
+            directories: row
+                .directories
+                .iter()
+                .map(|d| if d.is_empty() { "/".into() } else { d.clone() })
+                .collect(),
+            added_at: crate::time::rfc3339(row.added_at),
+            expires,
+            revoked,
+        });
+    }
+    Ok(out)
+}
+
+/// `/` (or empty) grants everything and is stored as ""; anything else must be a safe
+/// relative directory, stored without leading or trailing slashes.
+fn normalize_grant(directory: &str) -> Result<String, KeyError> {
+    let trimmed = directory.trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    paths::check_relative(trimmed)
+        .map_err(|why| KeyError::Directory(directory.to_string(), why))?;
+    Ok(trimmed.to_string())
+}

@@ -1,0 +1,22 @@
+//! repofs: a package repository that lives as a mounted filesystem.
+//!
+//! Data flows spool -> verify -> publish -> catalog -> views -> fetch; see ARCHITECTURE.md.
+
+pub mod archive;
+pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod failpoint;
+pub mod fetch;
+pub mod ingest;
+pub mod keys;
+pub mod paths;
+pub mod repo;
+pub mod store;
+pub mod time;
+pub mod verify;
+pub mod vfs;
+
+pub use config::{Config, Layout};
+pub use ingest::reason::{Reason, Rejection};
+pub use repo::Repo;

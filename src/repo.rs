@@ -1,0 +1,53 @@
+//! An open repository: the state directory with its catalog and store, as every command and
+//! the service use it.
+
+use std::path::Path;
+
+use anyhow::Context;
+use tracing::info;
+
+use crate::catalog::Catalog;
+use crate::config::{Config, Layout};
+use crate::store::{GcReport, Store};
+
+pub struct Repo {
+    pub layout: Layout,
+    pub config: Config,
+    pub catalog: Catalog,
+    pub store: Store,
+}
+
+impl Repo {
+    /// Opens (creating if missing) the repository at `root`.
+    pub fn open(root: &Path, config: Config) -> anyhow::Result<Repo> {
+        let layout = Layout::new(root);
+        layout
+            .create()
+            .with_context(|| format!("creating {}", root.display()))?;
+        let catalog = Catalog::open(&layout.catalog())
+            .with_context(|| format!("opening {}", layout.catalog().display()))?;
+        let store = Store::open(&layout.store())
+            .with_context(|| format!("opening {}", layout.store().display()))?;
+        Ok(Repo {
+            layout,
+            config,
+            catalog,
+            store,
+        })
+    }
+
+    /// Start-up recovery of the single writer: drops store objects that no committed catalog
+    /// row refers to (left by a crash between store and catalog commits) and temporaries.
+    pub fn recover(&mut self) -> anyhow::Result<GcReport> {
+        let referenced = self.catalog.referenced_objects()?;
+        let report = self.store.gc(&referenced)?;
+        if report != GcReport::default() {
+            info!(
+                orphans = report.orphans,
+                temporaries = report.temporaries,
+                "store recovered after an interrupted publication"
+            );
+        }
+        Ok(report)
+    }
+}

@@ -1,0 +1,280 @@
+//! The content store: published bytes, addressed by their SHA-256.
+//!
+//! Layout: `objects/ab/abcdef…` (immutable, 0444) and `tmp/` for objects being written.
+//! Bytes are copied in while they are hashed and verified (`Staging`), so what is published is
+//! exactly what was checked, even if the uploader rewrites the spool file afterwards, and each
+//! byte is read once for md5, sha256 and the signature together.
+//!
+//! Crash safety comes from ordering: an object is fsynced and renamed into place *before* the
+//! catalog transaction that refers to it commits. A crash in between leaves an unreferenced
+//! object, which `gc` removes at start-up; a committed catalog row never points at nothing.
+//! Storage I/O is synchronous on purpose: it is sequential, and simpler than async here.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use md5::Md5;
+use sha2::{Digest, Sha256};
+
+pub struct Store {
+    root: PathBuf,
+}
+
+/// Hashes of one file, computed in a single pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hashes {
+    pub sha256: String,
+    pub md5: String,
+    pub size: u64,
+}
+
+/// What `gc` removed.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct GcReport {
+    pub orphans: usize,
+    pub temporaries: usize,
+}
+
+impl Store {
+    pub fn open(root: &Path) -> io::Result<Store> {
+        fs::create_dir_all(root.join("objects"))?;
+        fs::create_dir_all(root.join("tmp"))?;
+        Ok(Store {
+            root: root.to_path_buf(),
+        })
+    }
+
+    pub fn object_path(&self, sha256: &str) -> PathBuf {
+        let prefix = sha256.get(..2).unwrap_or("00");
+        self.root.join("objects").join(prefix).join(sha256)
+    }
+
+    /// Starts writing a new object into `tmp/`.
+    pub fn stage(&self) -> io::Result<Staging> {
+        static SEQ: AtomicU64 = AtomicU64::new(0);
+        let name = format!(
+            "{}.{}.{}",
+            std::process::id(),
+            crate::catalog::now(),
+            SEQ.fetch_add(1, Ordering::Relaxed)
+        );
+        let path = self.root.join("tmp").join(name);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)?;
+        Ok(Staging {
+            file: Some(io::BufWriter::with_capacity(1 << 20, file)),
+            path,
+            md5: Md5::new(),
+            sha256: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    /// Moves a finished object into place. Idempotent: an object with the same hash already
+    /// present is identical by definition, and the staged copy is dropped.
+    pub fn commit(&self, staged: &mut Staged) -> io::Result<PathBuf> {
+        let dest = self.object_path(&staged.hashes.sha256);
+        let Some(src) = staged.path.take() else {
+            return Ok(dest);
+        };
+        let dir = dest.parent().unwrap_or(&self.root).to_path_buf();
+        fs::create_dir_all(&dir)?;
+        if dest.exists() {
+            fs::remove_file(&src)?;
+            return Ok(dest);
+        }
+        fs::set_permissions(&src, fs::Permissions::from_mode(0o444))?;
+        fs::rename(&src, &dest)?;
+        File::open(&dir)?.sync_all()?;
+        Ok(dest)
+    }
+
+    /// Removes temporaries and objects the catalog does not reference. Run at start-up only,
+    /// by the single writer, before any publication can be in flight.
+    pub fn gc(&self, referenced: &HashSet<String>) -> io::Result<GcReport> {
+        let mut report = GcReport::default();
+        for e in fs::read_dir(self.root.join("tmp"))? {
+            fs::remove_file(e?.path())?;
+            report.temporaries += 1;
+        }
+        for prefix in fs::read_dir(self.root.join("objects"))? {
+            let prefix = prefix?;
+            if !prefix.file_type()?.is_dir() {
+                continue;
+            }
+            for obj in fs::read_dir(prefix.path())? {
+                let obj = obj?;
+                let name = obj.file_name();
+                if !referenced.contains(name.to_string_lossy().as_ref()) {
+                    fs::remove_file(obj.path())?;
+                    report.orphans += 1;
+                }
+            }
+        }
+        Ok(report)
+    }
+
+    /// All object hashes present (for consistency checks and tests).
+    pub fn objects(&self) -> io::Result<Vec<String>> {
+        let mut out = Vec::new();
+        for prefix in fs::read_dir(self.root.join("objects"))? {
+            let prefix = prefix?;
+            if prefix.file_type()?.is_dir() {
+                for obj in fs::read_dir(prefix.path())? {
+                    out.push(obj?.file_name().to_string_lossy().into_owned());
+                }
+            }
+        }
+        out.sort();
+        Ok(out)
+    }
+}
+
+/// An object being written: every byte written is hashed on the way to disk.
+pub struct Staging {
+    file: Option<io::BufWriter<File>>,
+    path: PathBuf,
+    md5: Md5,
+    sha256: Sha256,
+    size: u64,
+}
+
+impl Staging {
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    /// Flushes, fsyncs and returns the finished (not yet committed) object.
+    pub fn finish(mut self) -> io::Result<Staged> {
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| io::Error::other("staging already finished"))?;
+        let file = file.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        let hashes = Hashes {
+            sha256: to_hex(&self.sha256.finalize_reset()),
+            md5: to_hex(&self.md5.finalize_reset()),
+            size: self.size,
+        };
+        Ok(Staged {
+            path: Some(std::mem::take(&mut self.path)),
+            hashes,
+        })
+    }
+}
+
+impl Write for Staging {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let file = self
+            .file
+            .as_mut()
+            .ok_or_else(|| io::Error::other("staging finished"))?;
+        let n = file.write(buf)?;
+        self.md5.update(&buf[..n]);
+        self.sha256.update(&buf[..n]);
+        self.size += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.as_mut().map_or(Ok(()), |f| f.flush())
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A fully written, fsynced object in `tmp/`. Removed on drop unless committed.
+pub struct Staged {
+    path: Option<PathBuf>,
+    pub hashes: Hashes,
+}
+
+impl Staged {
+    /// Where the bytes are right now (in `tmp/` until committed).
+    pub fn path(&self) -> Option<&Path> {
+        self.path.as_deref()
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = fs::remove_file(p);
+        }
+    }
+}
+
+/// A reader that copies everything read through it into a `Staging`, and stops with an error
+/// once more than `limit` bytes have passed (so an oversized upload is refused while streaming).
+pub struct Tee<'a, R> {
+    inner: R,
+    sink: &'a mut Staging,
+    limit: u64,
+}
+
+impl<'a, R: Read> Tee<'a, R> {
+    pub fn new(inner: R, sink: &'a mut Staging, limit: u64) -> Self {
+        Tee { inner, sink, limit }
+    }
+}
+
+/// The error a `Tee` returns when its limit is exceeded.
+#[derive(Debug, thiserror::Error)]
+#[error("file exceeds {0} bytes")]
+pub struct TooLarge(pub u64);
+
+impl<R: Read> Read for Tee<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if self.sink.size() + n as u64 > self.limit {
+            return Err(io::Error::other(TooLarge(self.limit)));
+        }
+        self.sink.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+pub fn to_hex(bytes: &[u8]) -> String {
+    use std::fmt::Write as _;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
+            let _ = write!(s, "{b:02x}");
+            s
+        })
+}
+
+/// Hashes a file on disk (used where no copy is wanted, e.g. checking a spool leftover).
+pub fn hash_file(path: &Path) -> io::Result<Hashes> {
+    let mut f = File::open(path)?;
+    let (mut md5, mut sha) = (Md5::new(), Sha256::new());
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        md5.update(&buf[..n]);
+        sha.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok(Hashes {
+        sha256: to_hex(&sha.finalize()),
+        md5: to_hex(&md5.finalize()),
+        size,
+    })
+}
