@@ -35,6 +35,7 @@ impl Default for Config {
 pub struct IngestConfig {
     /// A complete upload is processed only once its files have not changed for this long, so a
     /// signature that lands while its file is still being written does not cause a false reject.
+    /// Uploads over SSH can stall for a moment mid-file: keep this above such pauses.
     #[serde(with = "humantime_serde")]
     pub settle: Duration,
     /// A file with its `.sig` but no directive waits this long after its last change for a
@@ -56,7 +57,7 @@ pub struct IngestConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
-            settle: Duration::from_millis(500),
+            settle: Duration::from_secs(2),
             pair_wait: Duration::from_secs(5),
             sweep_after: Duration::from_secs(24 * 3600),
             max_signature_age: Duration::from_secs(7 * 24 * 3600),

@@ -1,0 +1,574 @@
+//! Shared test harness: a repository in a temp dir driven through the real binaries, real
+//! gpg keyrings in private GNUPGHOMEs, and guards that clean up even when an assertion fails.
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+pub const REPOFS: &str = env!("CARGO_BIN_EXE_repofs");
+pub const REPOFSD: &str = env!("CARGO_BIN_EXE_repofsd");
+
+/// A repository under a fresh temp dir, with a config that processes uploads without delay.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+    pub root: PathBuf,
+    pub config: PathBuf,
+}
+
+impl Repo {
+    pub fn new() -> Repo {
+        Repo::with_config("")
+    }
+
+    /// `extra` is appended TOML (e.g. `[limits]\nmax_unpacked_size = 1000`).
+    pub fn with_config(extra: &str) -> Repo {
+        let dir = tempfile::Builder::new()
+            .prefix("repofs-test")
+            .tempdir()
+            .expect("tempdir");
+        let root = dir.path().join("root");
+        let config = dir.path().join("repofs.toml");
+        let base = "[ingest]\nsettle = \"0s\"\npair_wait = \"0s\"\n";
+        let text = if extra.contains("[ingest]") {
+            extra.to_string()
+        } else {
+            format!("{base}{extra}")
+        };
+        fs::write(&config, text).expect("config");
+        let repo = Repo { dir, root, config };
+        repo.repofs(&["list"]); // creates the root
+        repo
+    }
+
+    /// Settle times for a live daemon: files arrive one write at a time, so the daemon must
+    /// wait for them to go quiet (`--once` tests write everything first and need no wait).
+    pub const LIVE: &'static str = "[ingest]\nsettle = \"300ms\"\npair_wait = \"1500ms\"\n";
+
+    /// Replaces the settings file (read by processes started afterwards).
+    pub fn set_config(&self, text: &str) {
+        fs::write(&self.config, text).expect("config");
+    }
+
+    pub fn spool(&self) -> PathBuf {
+        self.root.join("incoming")
+    }
+
+    pub fn cmd(&self, bin: &str) -> Command {
+        let mut c = Command::new(bin);
+        c.arg("--root")
+            .arg(&self.root)
+            .arg("--config")
+            .arg(&self.config);
+        c.env("RUST_LOG", "info");
+        c
+    }
+
+    /// Runs `repofs ARGS`, asserting success, returning stdout.
+    pub fn repofs(&self, args: &[&str]) -> String {
+        let out = self.cmd(REPOFS).args(args).output().expect("run repofs");
+        assert!(
+            out.status.success(),
+            "repofs {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf8")
+    }
+
+    pub fn repofs_output(&self, args: &[&str]) -> Output {
+        self.cmd(REPOFS).args(args).output().expect("run repofs")
+    }
+
+    /// Runs `repofsd --once`, returning its log.
+    pub fn once(&self) -> String {
+        let out = self
+            .cmd(REPOFSD)
+            .arg("--once")
+            .output()
+            .expect("run repofsd");
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "repofsd --once failed: {log}");
+        log
+    }
+
+    pub fn add_key(&self, dir: &str, keyfile: &Path) {
+        self.repofs(&["keys", "add", "--dir", dir, keyfile.to_str().expect("path")]);
+    }
+
+    pub fn list(&self) -> Vec<Value> {
+        json_array(&self.repofs(&["list", "--json"]))
+    }
+
+    pub fn list_all(&self) -> Vec<Value> {
+        json_array(&self.repofs(&["list", "--json", "--all"]))
+    }
+
+    pub fn symlinks(&self) -> Vec<Value> {
+        json_array(&self.repofs(&["list", "--json", "--symlinks"]))
+    }
+
+    pub fn status(&self) -> Vec<Value> {
+        json_array(&self.repofs(&["status", "--json"]))
+    }
+
+    /// The newest verdict (accepted or rejected).
+    pub fn last_verdict(&self) -> Value {
+        self.status()
+            .into_iter()
+            .find(|e| e["state"] != "pending")
+            .expect("a verdict")
+    }
+
+    /// Everything published: files (incl. archived), symlinks, and the store's objects with
+    /// the hash of their bytes. Equal snapshots mean a byte-identical repository.
+    pub fn snapshot(&self) -> String {
+        let mut objects = Vec::new();
+        let store = self.root.join("store/objects");
+        if store.exists() {
+            for prefix in fs::read_dir(&store).expect("store") {
+                for obj in fs::read_dir(prefix.expect("entry").path()).expect("prefix") {
+                    let p = obj.expect("obj").path();
+                    objects.push(format!(
+                        "{} {}",
+                        p.file_name().unwrap().to_string_lossy(),
+                        sha256_file(&p)
+                    ));
+                }
+            }
+        }
+        objects.sort();
+        format!(
+            "{}\n{}\n{}",
+            self.repofs(&["list", "--json", "--all"]),
+            self.repofs(&["list", "--json", "--symlinks"]),
+            objects.join("\n")
+        )
+    }
+
+    /// Asserts the newest verdict is a rejection with `code`, the repository is as `before`,
+    /// the files sit in quarantine with a verdict, and the uploader got a `.rejected` note.
+    pub fn assert_rejected(&self, before: &str, code: &str, files: &[&str]) -> Value {
+        let v = self.last_verdict();
+        assert_eq!(v["state"], "rejected", "verdict: {v:#}");
+        assert_eq!(v["reason"], code, "verdict: {v:#}");
+        assert!(
+            !v["message"].as_str().unwrap_or("").is_empty(),
+            "rejection without a message"
+        );
+        assert_eq!(
+            self.snapshot(),
+            before,
+            "a rejection ({code}) changed the published repository"
+        );
+        let q = PathBuf::from(v["quarantine"].as_str().expect("quarantine path"));
+        let verdict: Value = serde_json::from_str(
+            &fs::read_to_string(q.join("verdict.json")).expect("verdict.json"),
+        )
+        .expect("json");
+        assert_eq!(verdict["reason"], code);
+        for f in files {
+            let name = Path::new(f).file_name().unwrap();
+            assert!(
+                q.join(name).exists(),
+                "{f} not kept in quarantine {}",
+                q.display()
+            );
+            assert!(!self.spool().join(f).exists(), "{f} still in the spool");
+        }
+        if let Some(first) = files.first() {
+            let base = first
+                .strip_suffix(".directive.asc")
+                .or_else(|| first.strip_suffix(".sig"))
+                .unwrap_or(first);
+            let note = fs::read_to_string(self.spool().join(format!("{base}.rejected")))
+                .expect("rejection note in spool");
+            assert!(note.contains(&format!("reason: {code}")), "note: {note}");
+        }
+        v
+    }
+}
+
+pub fn json_array(s: &str) -> Vec<Value> {
+    match serde_json::from_str(s) {
+        Ok(Value::Array(a)) => a,
+        other => panic!("expected a JSON array, got {other:?} from {s}"),
+    }
+}
+
+pub fn sha256_file(p: &Path) -> String {
+    use sha2::{Digest, Sha256};
+    crate::common::hex(&Sha256::digest(fs::read(p).expect("read")))
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Output of an external tool's first field (`sha256sum FILE` → the hash).
+pub fn tool_hash(tool: &str, p: &Path) -> String {
+    let out = Command::new(tool).arg(p).output().expect(tool);
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+/// A private gpg home. Keys are made without passphrase; the agent is killed on drop.
+pub struct Gpg {
+    pub home: tempfile::TempDir,
+}
+
+impl Gpg {
+    pub fn new() -> Gpg {
+        // Short path: gpg-agent's socket path must fit in sun_path.
+        let home = tempfile::Builder::new()
+            .prefix("g")
+            .tempdir_in("/tmp")
+            .expect("gnupghome");
+        fs::write(
+            home.path().join("gpg.conf"),
+            "use-agent\npinentry-mode loopback\n",
+        )
+        .expect("gpg.conf");
+        fs::write(
+            home.path().join("gpg-agent.conf"),
+            "allow-loopback-pinentry\n",
+        )
+        .expect("agent conf");
+        Gpg { home }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new("gpg");
+        c.env("GNUPGHOME", self.home.path()).args([
+            "--batch",
+            "--yes",
+            "--quiet",
+            "--passphrase",
+            "",
+        ]);
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let out = self.cmd().args(args).output().expect("gpg");
+        assert!(
+            out.status.success(),
+            "gpg {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out
+    }
+
+    /// `gpg --quick-gen-key UID ALGO USAGE EXPIRE`; returns the primary fingerprint.
+    pub fn gen_key(&self, uid: &str, algo: &str, usage: &str, expire: &str) -> String {
+        self.run(&["--quick-gen-key", uid, algo, usage, expire]);
+        self.fingerprint(uid)
+    }
+
+    /// A certification-only primary key with a separate signing subkey.
+    pub fn gen_key_with_subkey(&self, uid: &str, algo: &str) -> String {
+        let fpr = self.gen_key(uid, algo, "cert", "1y");
+        self.run(&["--quick-add-key", &fpr, algo, "sign", "1y"]);
+        fpr
+    }
+
+    pub fn fingerprint(&self, uid: &str) -> String {
+        let out = self.run(&["--with-colons", "--list-keys", uid]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .find(|l| l.starts_with("fpr:"))
+            .and_then(|l| l.split(':').nth(9))
+            .expect("fingerprint")
+            .to_string()
+    }
+
+    /// Writes the armored public key to `dir/NAME.asc`.
+    pub fn export(&self, uid: &str, dir: &Path) -> PathBuf {
+        let p = dir.join(format!("{}.asc", uid.split('@').next().unwrap_or("key")));
+        let out = self.run(&["--armor", "--export", uid]);
+        fs::write(&p, out.stdout).expect("export");
+        p
+    }
+
+    /// `gpg -b` (binary, or armored with `armor`) → `FILE.sig`.
+    pub fn sign(&self, uid: &str, file: &Path, armor: bool, extra: &[&str]) -> PathBuf {
+        let sig = PathBuf::from(format!("{}.sig", file.display()));
+        let mut args = vec![
+            "--local-user",
+            uid,
+            "--detach-sign",
+            "--output",
+            sig.to_str().unwrap(),
+        ];
+        if armor {
+            args.push("--armor");
+        }
+        args.extend_from_slice(extra);
+        args.push(file.to_str().unwrap());
+        self.run(&args);
+        sig
+    }
+
+    /// Clear-signs `body` into `path`.
+    pub fn clearsign(&self, uid: &str, body: &str, path: &Path, extra: &[&str]) {
+        let plain = path.with_extension("plain");
+        fs::write(&plain, body).expect("directive body");
+        let mut args = vec![
+            "--local-user",
+            uid,
+            "--clearsign",
+            "--output",
+            path.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        args.push(plain.to_str().unwrap());
+        self.run(&args);
+        fs::remove_file(plain).ok();
+    }
+
+    /// Revokes the key (the revocation certificate gpg made at generation).
+    pub fn revoke(&self, fpr: &str) {
+        let rev = self
+            .home
+            .path()
+            .join("openpgp-revocs.d")
+            .join(format!("{fpr}.rev"));
+        let text = fs::read_to_string(&rev)
+            .expect("revocation cert")
+            .replace(":-----BEGIN", "-----BEGIN");
+        let armored = self.home.path().join("revoke.asc");
+        fs::write(&armored, text).expect("write rev");
+        self.run(&["--import", armored.to_str().unwrap()]);
+    }
+}
+
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        let _ = Command::new("gpgconf")
+            .env("GNUPGHOME", self.home.path())
+            .args(["--kill", "all"])
+            .output();
+    }
+}
+
+/// Writes a triplet's directive for `file` into the spool directory `dir`.
+pub fn directive(gpg: &Gpg, uid: &str, spool_dir: &Path, file: &str, body: &str) -> PathBuf {
+    let p = spool_dir.join(format!("{file}.directive.asc"));
+    gpg.clearsign(uid, body, &p, &[]);
+    p
+}
+
+/// A small tar.gz with a top directory, a file and a symlink, built by the real `tar`.
+pub fn make_tarball(dir: &Path, name: &str, version: &str) -> PathBuf {
+    let top = format!("{name}-{version}");
+    let src = dir.join("src").join(&top);
+    fs::create_dir_all(src.join("doc")).expect("mkdir");
+    fs::write(src.join("README"), format!("{name} {version}\n")).expect("write");
+    fs::write(src.join("doc/manual.txt"), "read me\n".repeat(100)).expect("write");
+    std::os::unix::fs::symlink("README", src.join("README.link")).expect("symlink");
+    let out = dir.join(format!("{top}.tar.gz"));
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(dir.join("src"))
+        .arg("-czf")
+        .arg(&out)
+        .arg(&top)
+        .status()
+        .expect("tar");
+    assert!(st.success());
+    out
+}
+
+/// Copies `files` into the spool directory `sub` ("" = top level), like `cp` would.
+pub fn upload(repo: &Repo, sub: &str, files: &[&Path]) {
+    let dest = repo.spool().join(sub);
+    fs::create_dir_all(&dest).expect("mkdir spool dir");
+    for f in files {
+        fs::copy(f, dest.join(f.file_name().unwrap())).expect("copy into spool");
+    }
+}
+
+/// A running `repofsd`, killed on drop.
+pub struct Daemon {
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Daemon {
+    pub fn start(repo: &Repo, env: &[(&str, &str)]) -> Daemon {
+        let log = repo.dir.path().join(format!(
+            "repofsd-{}.log",
+            std::process::id() as u64 + Instant::now().elapsed().as_nanos() as u64
+        ));
+        let logf = fs::File::create(&log).expect("log");
+        let mut cmd = repo.cmd(REPOFSD);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .expect("spawn repofsd");
+        let d = Daemon { child, log };
+        d.wait_log("ready", Duration::from_secs(20));
+        d
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log contains `needle`; panics (with the log) after `deadline`.
+    pub fn wait_log(&self, needle: &str, deadline: Duration) {
+        let start = Instant::now();
+        while !self.log().contains(needle) {
+            assert!(
+                start.elapsed() < deadline,
+                "timed out waiting for {needle:?} in repofsd log:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().expect("wait") {
+                return st;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "repofsd ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `f` until it returns Some, or gives up (None) after `deadline`.
+pub fn wait_for_or<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < deadline {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    None
+}
+
+/// Polls `f` until it returns Some, or panics after `deadline`.
+pub fn wait_for<T>(what: &str, deadline: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// A repository with alice (gpg, ed25519) allowed in `hello`, and `hello/hello-1.0.tar.gz`
+/// already published, so "unchanged" checks compare against real content.
+pub struct World {
+    pub repo: Repo,
+    pub gpg: Gpg,
+    /// Scratch space for building uploads outside the spool.
+    pub work: PathBuf,
+    pub alice: String,
+}
+
+pub const ALICE: &str = "alice@example.org";
+
+impl World {
+    pub fn new() -> World {
+        World::with_config("")
+    }
+
+    pub fn with_config(extra: &str) -> World {
+        let repo = Repo::with_config(extra);
+        let gpg = Gpg::new();
+        let work = repo.dir.path().join("work");
+        fs::create_dir_all(&work).expect("work dir");
+        let alice = gpg.gen_key(&format!("Alice <{ALICE}>"), "ed25519", "sign", "1y");
+        repo.add_key("hello", &gpg.export(ALICE, &work));
+        let w = World {
+            repo,
+            gpg,
+            work,
+            alice,
+        };
+        let tgz = make_tarball(&w.work, "hello", "1.0");
+        let sig = w.gpg.sign(ALICE, &tgz, false, &[]);
+        upload(&w.repo, "hello", &[&tgz, &sig]);
+        w.repo.once();
+        assert_eq!(
+            w.repo.list().len(),
+            2,
+            "baseline publication failed: {:#?}",
+            w.repo.status()
+        );
+        w
+    }
+
+    /// A fresh build dir for one upload.
+    pub fn scratch(&self, name: &str) -> PathBuf {
+        let d = self.work.join(name);
+        fs::create_dir_all(&d).expect("scratch");
+        d
+    }
+
+    /// Builds `NAME-VERSION.tar.gz`, signs it as `uid` and writes a 1.2 directive for `dir`
+    /// with `extra` lines. Returns the three paths (not yet in the spool).
+    pub fn triplet(
+        &self,
+        uid: &str,
+        name: &str,
+        version: &str,
+        dir: &str,
+        extra: &str,
+    ) -> [PathBuf; 3] {
+        let d = self.scratch(&format!(
+            "{name}-{version}-{}",
+            fs::read_dir(&self.work).map(|r| r.count()).unwrap_or(0)
+        ));
+        let tgz = make_tarball(&d, name, version);
+        let sig = self.gpg.sign(uid, &tgz, true, &[]);
+        let file = tgz.file_name().unwrap().to_string_lossy().into_owned();
+        let dir_file = directive(
+            &self.gpg,
+            uid,
+            &d,
+            &file,
+            &format!("version: 1.2\ndirectory: {dir}\nfilename: {file}\n{extra}"),
+        );
+        [tgz, sig, dir_file]
+    }
+
+    pub fn upload(&self, sub: &str, files: &[PathBuf]) {
+        let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        upload(&self.repo, sub, &refs);
+    }
+}

@@ -1,0 +1,515 @@
+//! Uploads that must be accepted, driven through the real binaries with gpg-made keys.
+
+mod common;
+
+use std::fs;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use common::*;
+use serde_json::Value;
+
+fn find<'a>(list: &'a [Value], dir: &str, file: &str) -> &'a Value {
+    list.iter()
+        .find(|f| f["directory"] == dir && f["filename"] == file)
+        .unwrap_or_else(|| panic!("{dir}/{file} not listed in {list:#?}"))
+}
+
+#[test]
+fn pair_is_published_with_hashes_matching_coreutils() {
+    let w = World::new();
+    let list = w.repo.list();
+    let f = find(&list, "hello", "hello-1.0.tar.gz");
+    let src = w.work.join("hello-1.0.tar.gz");
+    assert_eq!(f["sha256"], tool_hash("sha256sum", &src));
+    assert_eq!(f["md5"], tool_hash("md5sum", &src));
+    assert_eq!(f["size"], fs::metadata(&src).unwrap().len());
+    assert_eq!(f["name"], "hello");
+    assert_eq!(f["version"], "1.0");
+    assert_eq!(f["uploader"], w.alice);
+    assert!(f["published_at"].as_str().unwrap().ends_with('Z'));
+    let sig = find(&list, "hello", "hello-1.0.tar.gz.sig");
+    assert_eq!(sig["kind"], "signature");
+    // The store holds exactly the uploaded bytes, and the spool is empty again.
+    let sha = f["sha256"].as_str().unwrap();
+    let obj = w.repo.root.join("store/objects").join(&sha[..2]).join(sha);
+    assert_eq!(fs::read(obj).unwrap(), fs::read(&src).unwrap());
+    assert!(
+        fs::read_dir(w.repo.spool().join("hello"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "spool not cleaned"
+    );
+    assert_eq!(w.repo.last_verdict()["state"], "accepted");
+}
+
+#[test]
+fn rsa_key_with_signing_subkey_and_top_level_pair() {
+    let repo = Repo::new();
+    let gpg = Gpg::new();
+    let fpr = gpg.gen_key_with_subkey("Rob <rob@example.org>", "rsa2048");
+    let work = repo.dir.path().join("w");
+    fs::create_dir_all(&work).unwrap();
+    repo.add_key("/", &gpg.export("rob@example.org", &work));
+    let tgz = make_tarball(&work, "gizmo", "3.1");
+    let sig = gpg.sign("rob@example.org", &tgz, true, &[]);
+    // At the spool's top level, a pair goes into the package's own name.
+    upload(&repo, "", &[&tgz, &sig]);
+    repo.once();
+    let list = repo.list();
+    let f = find(&list, "gizmo", "gizmo-3.1.tar.gz");
+    assert_eq!(
+        f["uploader"], fpr,
+        "uploader must be the primary key, not the subkey"
+    );
+}
+
+#[test]
+fn gnupload_into_the_spool_with_a_running_daemon() {
+    let w = World::new();
+    w.repo.set_config(Repo::LIVE);
+    let mut daemon = Daemon::start(&w.repo, &[]);
+    let d = w.scratch("gnu");
+    let tgz = make_tarball(&d, "hello", "2.0");
+    // The real gnupload script, unchanged, with the `--to LOCALDIR:DIRECTORY` form.
+    let out = Command::new("/usr/share/gnulib/build-aux/gnupload")
+        .current_dir(&d)
+        .env("GNUPGHOME", w.gpg.home.path())
+        .args([
+            "--to",
+            &format!("{}:hello", w.repo.spool().display()),
+            "--symlink-regex",
+            "--user",
+            ALICE,
+        ])
+        .arg(tgz.file_name().unwrap())
+        .output()
+        .expect("run gnupload");
+    assert!(
+        out.status.success(),
+        "gnupload: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for(
+        "gnupload's upload to be published",
+        Duration::from_secs(20),
+        || {
+            w.repo
+                .list()
+                .iter()
+                .any(|f| f["filename"] == "hello-2.0.tar.gz")
+                .then_some(())
+        },
+    );
+    let links = w.repo.symlinks();
+    assert!(
+        links
+            .iter()
+            .any(|l| l["name"] == "hello-latest.tar.gz" && l["target"] == "hello-2.0.tar.gz"),
+        "{links:#?}"
+    );
+    assert!(links.iter().any(|l| l["name"] == "hello-latest.tar.gz.sig"));
+    // Standalone directive from gnupload: remove the symlink again.
+    let out = Command::new("/usr/share/gnulib/build-aux/gnupload")
+        .current_dir(&d)
+        .env("GNUPGHOME", w.gpg.home.path())
+        .args([
+            "--to",
+            &format!("{}:hello", w.repo.spool().display()),
+            "--user",
+            ALICE,
+            "--rmsymlink",
+            "hello-latest.tar.gz.sig",
+        ])
+        .output()
+        .expect("run gnupload");
+    assert!(
+        out.status.success(),
+        "gnupload --rmsymlink: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    wait_for("the rmsymlink directive", Duration::from_secs(20), || {
+        (!w.repo
+            .symlinks()
+            .iter()
+            .any(|l| l["name"] == "hello-latest.tar.gz.sig"))
+        .then_some(())
+    });
+    assert!(
+        daemon.terminate().success(),
+        "repofsd did not exit cleanly on SIGTERM"
+    );
+}
+
+#[test]
+fn standalone_directives_symlink_then_archive() {
+    let w = World::new();
+    let d = w.scratch("standalone");
+    directive(
+        &w.gpg,
+        ALICE,
+        &d,
+        "host-1",
+        "version: 1.2\ndirectory: hello\nsymlink: hello-1.0.tar.gz latest.tar.gz\n",
+    );
+    w.upload("", &[d.join("host-1.directive.asc")]);
+    w.repo.once();
+    assert!(w
+        .repo
+        .symlinks()
+        .iter()
+        .any(|l| l["name"] == "latest.tar.gz" && l["directory"] == "hello"));
+
+    directive(
+        &w.gpg,
+        ALICE,
+        &d,
+        "host-2",
+        "version: 1.2\ndirectory: hello\narchive: hello-1.0.tar.gz\n",
+    );
+    w.upload("", &[d.join("host-2.directive.asc")]);
+    w.repo.once();
+    assert!(
+        w.repo.list().is_empty(),
+        "archive: must take the file and its .sig offline"
+    );
+    let all = w.repo.list_all();
+    assert_eq!(all.len(), 2);
+    assert!(all.iter().all(|f| f["state"] == "archived"));
+    // Archived, not destroyed: the bytes are still in the store.
+    let sha = all[0]["sha256"].as_str().unwrap();
+    assert!(w
+        .repo
+        .root
+        .join("store/objects")
+        .join(&sha[..2])
+        .join(sha)
+        .exists());
+}
+
+#[test]
+fn replace_archives_the_old_file() {
+    let w = World::new();
+    let old_sha = find(&w.repo.list(), "hello", "hello-1.0.tar.gz")["sha256"].clone();
+    let d = w.scratch("replace");
+    fs::create_dir_all(d.join("src/hello-1.0")).unwrap();
+    fs::write(d.join("src/hello-1.0/NEWS"), "fixed\n").unwrap();
+    let tgz = d.join("hello-1.0.tar.gz");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(d.join("src"))
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("hello-1.0")
+        .status()
+        .unwrap()
+        .success());
+    let sig = w.gpg.sign(ALICE, &tgz, false, &[]);
+    let dirv = directive(
+        &w.gpg,
+        ALICE,
+        &d,
+        "hello-1.0.tar.gz",
+        "version: 1.2\ndirectory: hello\nfilename: hello-1.0.tar.gz\nreplace: true\n",
+    );
+    w.upload("", &[tgz.clone(), sig, dirv]);
+    w.repo.once();
+    let list = w.repo.list();
+    assert_eq!(
+        find(&list, "hello", "hello-1.0.tar.gz")["sha256"],
+        tool_hash("sha256sum", &tgz)
+    );
+    let archived: Vec<_> = w
+        .repo
+        .list_all()
+        .into_iter()
+        .filter(|f| f["state"] == "archived")
+        .collect();
+    assert!(
+        archived.iter().any(|f| f["sha256"] == old_sha),
+        "old file not archived: {archived:#?}"
+    );
+}
+
+#[test]
+fn directive_version_1_1_replaces_silently() {
+    let w = World::new();
+    let d = w.scratch("v11");
+    fs::create_dir_all(d.join("src/hello-1.0")).unwrap();
+    fs::write(d.join("src/hello-1.0/CHANGED"), "yes\n").unwrap();
+    let tgz = d.join("hello-1.0.tar.gz");
+    assert!(Command::new("tar")
+        .arg("-C")
+        .arg(d.join("src"))
+        .arg("-czf")
+        .arg(&tgz)
+        .arg("hello-1.0")
+        .status()
+        .unwrap()
+        .success());
+    let sig = w.gpg.sign(ALICE, &tgz, false, &[]);
+    let dirv = directive(
+        &w.gpg,
+        ALICE,
+        &d,
+        "hello-1.0.tar.gz",
+        "version: 1.1\ndirectory: hello\nfilename: hello-1.0.tar.gz\n",
+    );
+    w.upload("", &[tgz.clone(), sig, dirv]);
+    w.repo.once();
+    assert_eq!(
+        w.repo.last_verdict()["state"],
+        "accepted",
+        "{:#?}",
+        w.repo.status()
+    );
+    assert_eq!(
+        find(&w.repo.list(), "hello", "hello-1.0.tar.gz")["sha256"],
+        tool_hash("sha256sum", &tgz)
+    );
+}
+
+#[test]
+fn identical_reupload_is_a_no_op() {
+    let w = World::new();
+    let before = w.repo.snapshot();
+    let src = w.work.join("hello-1.0.tar.gz");
+    let sig = w.gpg.sign(ALICE, &src, true, &[]); // a new signature over the same bytes
+    w.upload("hello", &[src, sig]);
+    w.repo.once();
+    let v = w.repo.last_verdict();
+    assert_eq!(v["state"], "accepted", "{v:#}");
+    assert!(
+        v["message"].as_str().unwrap().contains("identical"),
+        "{v:#}"
+    );
+    assert_eq!(w.repo.snapshot(), before);
+}
+
+/// Package metadata of every supported format, and the entry list, without the mount.
+#[test]
+fn archive_formats_and_metadata() {
+    let w = World::new();
+    let d = w.scratch("formats");
+    let sh = |script: &str| {
+        let out = Command::new("sh")
+            .arg("-ec")
+            .arg(script)
+            .current_dir(&d)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // Arch: .PKGINFO at the root, zstd-compressed.
+    sh("mkdir -p arch/usr/bin && echo '#!/bin/sh' > arch/usr/bin/tool && chmod 755 arch/usr/bin/tool
+        printf 'pkgname = tool\\npkgver = 2.1-3\\narch = x86_64\\npkgdesc = A tool\\ndepend = glibc\\ndepend = bash>=5\\n' > arch/.PKGINFO
+        tar -C arch -cf - .PKGINFO usr | zstd -q -o tool-2.1-3-x86_64.pkg.tar.zst");
+    // Debian, built by dpkg-deb.
+    sh("mkdir -p deb/DEBIAN deb/usr/share/doc/hi && echo doc > deb/usr/share/doc/hi/README
+        printf 'Package: hi\\nVersion: 1.0-2\\nArchitecture: all\\nMaintainer: A <a@b>\\nDepends: libc6 (>= 2.34), bash\\nDescription: says hi\\n more\\n' > deb/DEBIAN/control
+        dpkg-deb -Zxz --root-owner-group --build deb hi_1.0-2_all.deb >/dev/null");
+    // tpm: info/package.json, gzip.
+    sh("mkdir -p tpm/info tpm/data && echo x > tpm/data/x
+        printf '{\"Version\":\"0.9\",\"Maintainer\":\"m\",\"Description\":\"d\",\"Dependencies\":[\"zlib\"],\"Type\":\"Binary\"}' > tpm/info/package.json
+        tar -C tpm -czf tpmpkg-0.9.tar.gz info data");
+    // distpac: manifest.yaml, xz.
+    sh("mkdir -p dp/assets dp/scripts && echo a > dp/assets/a && echo 'exit 0' > dp/scripts/install.sh
+        printf 'name: webapp\\nversion: 1.2.3\\ndependencies:\\n  - db\\n' > dp/manifest.yaml
+        tar -C dp -cJf webapp-1.2.3.tar.xz manifest.yaml assets scripts");
+    // Plain tar, and a file that is no archive.
+    sh("mkdir -p plain/p-4 && echo p > plain/p-4/f && tar -C plain -cf p-4.tar p-4 && echo notes > NOTES-1.txt");
+    let files = [
+        "tool-2.1-3-x86_64.pkg.tar.zst",
+        "hi_1.0-2_all.deb",
+        "tpmpkg-0.9.tar.gz",
+        "webapp-1.2.3.tar.xz",
+        "p-4.tar",
+        "NOTES-1.txt",
+    ];
+    w.repo.add_key("pkgs", &w.work.join("alice.asc"));
+    for f in files {
+        let p = d.join(f);
+        let sig = w.gpg.sign(ALICE, &p, false, &[]);
+        w.upload("pkgs", &[p, sig]);
+    }
+    w.repo.once();
+    let list = w.repo.list();
+    for (file, name, version) in [
+        ("tool-2.1-3-x86_64.pkg.tar.zst", "tool", "2.1-3"),
+        ("hi_1.0-2_all.deb", "hi", "1.0-2"),
+        ("tpmpkg-0.9.tar.gz", "tpmpkg", "0.9"),
+        ("webapp-1.2.3.tar.xz", "webapp", "1.2.3"),
+        ("p-4.tar", "p", "4"),
+        ("NOTES-1.txt", "NOTES", "1.txt"),
+    ] {
+        let f = find(&list, "pkgs", file);
+        assert_eq!(
+            (f["name"].as_str(), f["version"].as_str()),
+            (Some(name), Some(version)),
+            "{file}"
+        );
+    }
+    assert_eq!(find(&list, "pkgs", "NOTES-1.txt")["kind"], "plain");
+
+    // The catalog holds metadata and every entry, matching what `tar -t` sees.
+    let db = rusqlite::Connection::open(w.repo.root.join("catalog.sqlite")).unwrap();
+    let meta = |file: &str| -> (String, Option<String>, String, i64) {
+        db.query_row(
+            "SELECT p.meta_source, p.arch, p.depends, p.entry_count FROM packages p JOIN files f ON f.id = p.file_id
+             WHERE f.filename = ? AND f.state = 'published'",
+            [file],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .unwrap()
+    };
+    let (src, arch, deps, _) = meta("tool-2.1-3-x86_64.pkg.tar.zst");
+    assert_eq!(
+        (src.as_str(), arch.as_deref(), deps.as_str()),
+        ("pkginfo", Some("x86_64"), r#"["glibc","bash>=5"]"#)
+    );
+    let (src, _, deps, _) = meta("hi_1.0-2_all.deb");
+    assert_eq!(
+        (src.as_str(), deps.as_str()),
+        ("deb", r#"["libc6 (>= 2.34)","bash"]"#)
+    );
+    assert_eq!(meta("tpmpkg-0.9.tar.gz").0, "tpm");
+    assert_eq!(meta("webapp-1.2.3.tar.xz").0, "distpac");
+    assert_eq!(meta("p-4.tar").0, "filename");
+
+    let entries = |file: &str| -> Vec<String> {
+        let mut stmt = db
+            .prepare("SELECT e.path FROM entries e JOIN files f ON f.id = e.file_id WHERE f.filename = ? ORDER BY e.path")
+            .unwrap();
+        stmt.query_map([file], |r| r.get(0))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+    };
+    let tar_t = |args: &[&str]| -> Vec<String> {
+        let out = Command::new("tar")
+            .args(args)
+            .current_dir(&d)
+            .output()
+            .unwrap();
+        let mut v: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_string())
+            .filter(|l| !l.is_empty() && l != ".")
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    assert_eq!(
+        entries("webapp-1.2.3.tar.xz"),
+        tar_t(&["-tJf", "webapp-1.2.3.tar.xz"])
+    );
+    assert_eq!(entries("p-4.tar"), tar_t(&["-tf", "p-4.tar"]));
+    assert_eq!(
+        entries("tool-2.1-3-x86_64.pkg.tar.zst"),
+        tar_t(&["--zstd", "-tf", "tool-2.1-3-x86_64.pkg.tar.zst"])
+    );
+    let deb_data = Command::new("sh")
+        .arg("-c")
+        .arg("dpkg-deb --fsys-tarfile hi_1.0-2_all.deb | tar -t")
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    let mut want: Vec<String> = String::from_utf8_lossy(&deb_data.stdout)
+        .lines()
+        .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_string())
+        .filter(|l| !l.is_empty())
+        .collect();
+    want.sort();
+    assert_eq!(entries("hi_1.0-2_all.deb"), want);
+
+    // For plain tar, data offsets point straight at the bytes in the published file.
+    let (off, size): (i64, i64) = db
+        .query_row("SELECT e.data_offset, e.size FROM entries e JOIN files f ON f.id = e.file_id WHERE f.filename = 'p-4.tar' AND e.path = 'p-4/f'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    let bytes = fs::read(d.join("p-4.tar")).unwrap();
+    assert_eq!(&bytes[off as usize..(off + size) as usize], b"p\n");
+}
+
+#[test]
+fn daemon_catches_up_on_uploads_made_while_it_was_down() {
+    let w = World::new();
+    let [a, b, c] = w.triplet(ALICE, "hello", "3.0", "hello", "");
+    w.upload("", &[a, b, c]);
+    w.repo.set_config(Repo::LIVE);
+    std::thread::sleep(Duration::from_millis(400)); // the catch-up pass must see them settled
+    let mut daemon = Daemon::start(&w.repo, &[]);
+    // "ready" is logged only after the first pass, so the catch-up has happened by now.
+    assert!(
+        w.repo
+            .list()
+            .iter()
+            .any(|f| f["filename"] == "hello-3.0.tar.gz"),
+        "{}",
+        daemon.log()
+    );
+    // And new uploads are picked up from events.
+    let [a, b, c] = w.triplet(ALICE, "hello", "3.1", "hello/sub", "");
+    w.upload("", &[a, b, c]);
+    let published = || {
+        w.repo
+            .list()
+            .iter()
+            .any(|f| f["filename"] == "hello-3.1.tar.gz" && f["directory"] == "hello/sub")
+    };
+    let _ = wait_for_or(Duration::from_secs(20), || published().then_some(()));
+    assert!(
+        published(),
+        "live upload not published; status {:#?}\nlog:\n{}",
+        w.repo.status(),
+        daemon.log()
+    );
+    assert!(daemon.terminate().success());
+}
+
+#[test]
+fn pending_uploads_are_reported() {
+    let w = World::new();
+    let d = w.scratch("pending");
+    let tgz = make_tarball(&d, "hello", "9.9");
+    w.upload("hello", &[tgz]);
+    w.repo.once();
+    let st = w.repo.status();
+    let p = st
+        .iter()
+        .find(|e| e["state"] == "pending")
+        .expect("pending entry");
+    assert_eq!(p["files"][0], "hello/hello-9.9.tar.gz");
+    assert!(
+        p["message"]
+            .as_str()
+            .unwrap()
+            .contains("hello-9.9.tar.gz.sig"),
+        "{p:#}"
+    );
+    assert!(Path::new(&w.repo.spool().join("hello/hello-9.9.tar.gz")).exists());
+}
+
+#[test]
+fn keys_list_and_remove() {
+    let w = World::new();
+    let keys: Value = serde_json::from_str(&w.repo.repofs(&["keys", "list", "--json"])).unwrap();
+    assert_eq!(keys[0]["fingerprint"], w.alice);
+    assert_eq!(keys[0]["directories"][0], "hello");
+    assert_eq!(keys[0]["revoked"], false);
+    w.repo.repofs(&["keys", "remove", &w.alice.to_lowercase()]);
+    let keys: Value = serde_json::from_str(&w.repo.repofs(&["keys", "list", "--json"])).unwrap();
+    assert_eq!(keys.as_array().unwrap().len(), 0);
+    assert!(!w
+        .repo
+        .repofs_output(&["keys", "remove", &w.alice])
+        .status
+        .success());
+}
