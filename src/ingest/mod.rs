@@ -154,6 +154,7 @@ fn process(
     }
     match attempt(repo, g, shape, ids) {
         Ok(p) => {
+            crate::failpoint::hit("before-spool-cleanup");
             cleanup(g)?;
             info!(upload = %g.label(), id = p.upload_id, "accepted: {}", p.message);
             Ok(Some(Ok(p)))
