@@ -45,5 +45,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     info!(root = %repo.layout.root.display(), "watching {}", repo.layout.spool().display());
-    repofs::ingest::watch::serve(&mut repo, || info!("ready"))
+    repofs::ingest::watch::serve(&mut repo, || {
+        info!("ready");
+        // Type=notify: the unit becomes active only now, with the catalog open and the spool
+        // caught up. Outside systemd there is no socket and this does nothing.
+        if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+            tracing::warn!(error = %e, "could not notify systemd");
+        }
+    })
 }

@@ -340,19 +340,6 @@ impl Catalog {
         Ok(rows)
     }
 
-    /// Entries of the package published as file `file_id`, in path order.
-    pub fn entries(&self, file_id: i64) -> Result<Vec<(String, String, u32, u64, Option<String>)>> {
-        let mut stmt = self.conn.prepare(
-            "SELECT path, kind, mode, size, link_target FROM entries WHERE file_id = ? ORDER BY path",
-        )?;
-        let rows = stmt
-            .query_map([file_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
-    }
-
     /// Every content hash the catalog refers to, published or archived: what the store must keep.
     pub fn referenced_objects(&self) -> Result<HashSet<String>> {
         let mut stmt = self.conn.prepare("SELECT DISTINCT sha256 FROM files")?;

@@ -245,9 +245,9 @@ pub fn from_filename(filename: &str) -> PackageMeta {
     // The version starts at the last '-' followed by a digit: foo-bar-1.2 -> foo-bar, 1.2.
     let split = base
         .char_indices()
-        .filter(|&(i, c)| c == '-' && base[i + 1..].starts_with(|d: char| d.is_ascii_digit()))
-        .map(|(i, _)| i)
-        .last();
+        .rev()
+        .find(|&(i, c)| c == '-' && base[i + 1..].starts_with(|d: char| d.is_ascii_digit()))
+        .map(|(i, _)| i);
     match split {
         Some(i) if i > 0 => {
             m.name = base[..i].to_string();

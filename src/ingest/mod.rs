@@ -590,7 +590,7 @@ pub fn status(repo: &Repo, limit: usize) -> Result<Vec<StatusEntry>, IngestError
             ),
         ));
     }
-    out.sort_by(|a, b| b.0.cmp(&a.0));
+    out.sort_by_key(|e| std::cmp::Reverse(e.0));
     let mut entries: Vec<StatusEntry> = out.into_iter().map(|(_, e)| e).collect();
     for u in repo.catalog.uploads(limit)? {
         entries.push(StatusEntry {

@@ -175,7 +175,7 @@ pub struct Scan {
 pub fn scan(spool: &Path) -> io::Result<Scan> {
     let mut out = Scan::default();
     scan_dir(spool, "", &mut out)?;
-    out.groups.sort_by(|a, b| a.label().cmp(&b.label()));
+    out.groups.sort_by_key(Group::label);
     Ok(out)
 }
 

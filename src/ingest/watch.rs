@@ -85,7 +85,10 @@ pub fn serve(repo: &mut Repo, ready: impl FnOnce()) -> anyhow::Result<()> {
             r();
         }
         match rx.recv_timeout(sleep) {
-            Ok(Wake::Shutdown) | Err(RecvTimeoutError::Disconnected) => break,
+            Ok(Wake::Shutdown) | Err(RecvTimeoutError::Disconnected) => {
+                let _ = sd_notify::notify(false, &[sd_notify::NotifyState::Stopping]);
+                break;
+            }
             Ok(Wake::Spool) | Err(RecvTimeoutError::Timeout) => {}
         }
         // Coalesce a burst of events (a large upload produces thousands) into one pass.
