@@ -195,18 +195,7 @@ fn replace_archives_the_old_file() {
     let w = World::new();
     let old_sha = find(&w.repo.list(), "hello", "hello-1.0.tar.gz")["sha256"].clone();
     let d = w.scratch("replace");
-    fs::create_dir_all(d.join("src/hello-1.0")).unwrap();
-    fs::write(d.join("src/hello-1.0/NEWS"), "fixed\n").unwrap();
-    let tgz = d.join("hello-1.0.tar.gz");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(d.join("src"))
-        .arg("-czf")
-        .arg(&tgz)
-        .arg("hello-1.0")
-        .status()
-        .unwrap()
-        .success());
+    let tgz = make_tarball_with(&d, "hello", "1.0", Some("fixed\n"));
     let sig = w.gpg.sign(ALICE, &tgz, false, &[]);
     let dirv = directive(
         &w.gpg,
@@ -238,18 +227,7 @@ fn replace_archives_the_old_file() {
 fn directive_version_1_1_replaces_silently() {
     let w = World::new();
     let d = w.scratch("v11");
-    fs::create_dir_all(d.join("src/hello-1.0")).unwrap();
-    fs::write(d.join("src/hello-1.0/CHANGED"), "yes\n").unwrap();
-    let tgz = d.join("hello-1.0.tar.gz");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(d.join("src"))
-        .arg("-czf")
-        .arg(&tgz)
-        .arg("hello-1.0")
-        .status()
-        .unwrap()
-        .success());
+    let tgz = make_tarball_with(&d, "hello", "1.0", Some("yes\n"));
     let sig = w.gpg.sign(ALICE, &tgz, false, &[]);
     let dirv = directive(
         &w.gpg,

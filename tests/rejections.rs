@@ -249,18 +249,7 @@ fn replay_of_an_old_signature() {
 fn exists_without_replace() {
     let w = World::new();
     let d = w.scratch("exists");
-    fs::create_dir_all(d.join("src/hello-1.0")).unwrap();
-    fs::write(d.join("src/hello-1.0/OTHER"), "different bytes\n").unwrap();
-    let f = d.join("hello-1.0.tar.gz");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(d.join("src"))
-        .arg("-czf")
-        .arg(&f)
-        .arg("hello-1.0")
-        .status()
-        .unwrap()
-        .success());
+    let f = make_tarball_with(&d, "hello", "1.0", Some("different bytes\n"));
     let files = signed_triplet(&w, &d, &f, "hello");
     expect_rejected(&w, &files, "exists");
 }
@@ -269,18 +258,7 @@ fn exists_without_replace() {
 fn exists_for_a_pair_too() {
     let w = World::new();
     let d = w.scratch("exists-pair");
-    fs::create_dir_all(d.join("src/hello-1.0")).unwrap();
-    fs::write(d.join("src/hello-1.0/OTHER"), "different bytes\n").unwrap();
-    let f = d.join("hello-1.0.tar.gz");
-    assert!(Command::new("tar")
-        .arg("-C")
-        .arg(d.join("src"))
-        .arg("-czf")
-        .arg(&f)
-        .arg("hello-1.0")
-        .status()
-        .unwrap()
-        .success());
+    let f = make_tarball_with(&d, "hello", "1.0", Some("different bytes\n"));
     let sig = w.gpg.sign(ALICE, &f, false, &[]);
     let before = w.repo.snapshot();
     w.upload("hello", &[f, sig]);

@@ -365,12 +365,20 @@ pub fn directive(gpg: &Gpg, uid: &str, spool_dir: &Path, file: &str, body: &str)
 
 /// A small tar.gz with a top directory, a file and a symlink, built by the real `tar`.
 pub fn make_tarball(dir: &Path, name: &str, version: &str) -> PathBuf {
+    make_tarball_with(dir, name, version, None)
+}
+
+/// Like `make_tarball`, plus a file `EXTRA` with `extra` in it: same name, other bytes.
+pub fn make_tarball_with(dir: &Path, name: &str, version: &str, extra: Option<&str>) -> PathBuf {
     let top = format!("{name}-{version}");
     let src = dir.join("src").join(&top);
     fs::create_dir_all(src.join("doc")).expect("mkdir");
     fs::write(src.join("README"), format!("{name} {version}\n")).expect("write");
     fs::write(src.join("doc/manual.txt"), "read me\n".repeat(100)).expect("write");
     std::os::unix::fs::symlink("README", src.join("README.link")).expect("symlink");
+    if let Some(text) = extra {
+        fs::write(src.join("EXTRA"), text).expect("write");
+    }
     let out = dir.join(format!("{top}.tar.gz"));
     let st = Command::new("tar")
         .arg("-C")
