@@ -670,3 +670,36 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     tx.commit()?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refuses_a_schema_newer_than_the_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        Catalog::open(&path).unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        match Catalog::open(&path) {
+            Err(CatalogError::TooNew { found: 99, known }) => {
+                assert_eq!(known, MIGRATIONS.len() as i64)
+            }
+            other => panic!("expected TooNew, got {:?}", other.err()),
+        }
+    }
+
+    #[test]
+    fn reopening_keeps_data_and_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("catalog.sqlite");
+        let mut c = Catalog::open(&path).unwrap();
+        c.put_key("ABCD", b"cert", Some("a"), "dir").unwrap();
+        drop(c);
+        let c = Catalog::open(&path).unwrap();
+        assert_eq!(c.keys().unwrap()[0].directories, vec!["dir".to_string()]);
+    }
+}

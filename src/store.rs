@@ -278,3 +278,57 @@ pub fn hash_file(path: &Path) -> io::Result<Hashes> {
         size,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staging_hashes_commit_and_gc() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut s = store.stage().unwrap();
+        s.write_all(b"abc").unwrap();
+        let mut staged = s.finish().unwrap();
+        assert_eq!(
+            staged.hashes.sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(staged.hashes.md5, "900150983cd24fb0d6963f7d28e17f72");
+        let path = store.commit(&mut staged).unwrap();
+        assert_eq!(fs::read(&path).unwrap(), b"abc");
+        // Committing the same content again is a no-op that leaves no temporary behind.
+        let mut again = store.stage().unwrap();
+        again.write_all(b"abc").unwrap();
+        store.commit(&mut again.finish().unwrap()).unwrap();
+        assert_eq!(fs::read_dir(dir.path().join("tmp")).unwrap().count(), 0);
+        // An abandoned staging and an unreferenced object are removed by gc, the rest kept.
+        let mut orphan = store.stage().unwrap();
+        orphan.write_all(b"orphan").unwrap();
+        let mut orphan = orphan.finish().unwrap();
+        store.commit(&mut orphan).unwrap();
+        std::mem::forget(store.stage().unwrap()); // as if the process died mid-write
+        let keep: HashSet<String> = [staged.hashes.sha256.clone()].into();
+        assert_eq!(
+            store.gc(&keep).unwrap(),
+            GcReport {
+                orphans: 1,
+                temporaries: 1
+            }
+        );
+        assert_eq!(store.objects().unwrap(), vec![staged.hashes.sha256.clone()]);
+    }
+
+    #[test]
+    fn tee_refuses_past_its_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let mut s = store.stage().unwrap();
+        let mut tee = Tee::new(&[0u8; 100][..], &mut s, 10);
+        let err = io::copy(&mut tee, &mut io::sink()).unwrap_err();
+        assert!(err
+            .get_ref()
+            .and_then(|e| e.downcast_ref::<TooLarge>())
+            .is_some());
+    }
+}

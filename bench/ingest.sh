@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Ingest speed, as a ratio against the shell pipeline a sysadmin would use, measured in the
+# same run on the same bytes:  cp; md5sum; sha256sum; gpg --verify; mv.
+# repofs side: cp FILE and FILE.sig into the spool, then `repofsd --once` until published
+# (hashing, signature check, store copy and catalog commit included).
+# Usage: bench/ingest.sh [SIZE_MIB=1024] [RUNS=3]     (run on demand; not part of the tests)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size=${1:-1024}
+runs=${2:-3}
+cargo build --release --quiet
+bin=$PWD/target/release
+work=$(mktemp -d /var/tmp/repofs-bench.XXXXXX)
+export GNUPGHOME=$work/gnupg
+cleanup() { gpgconf --kill all 2>/dev/null || true; rm -rf "$work"; }
+trap cleanup EXIT
+mkdir -m700 "$GNUPGHOME"
+gpg -q --batch --passphrase '' --quick-gen-key 'Bench <bench@example.org>' ed25519 sign 1y 2>/dev/null
+gpg -q --armor --export bench@example.org > "$work/key.asc"
+
+file=$work/bench-1.0.bin
+head -c $((size << 20)) /dev/urandom > "$file"
+gpg -q --batch -b "$file"
+printf '[ingest]\nsettle = "0s"\npair_wait = "0s"\n' > "$work/cfg.toml"
+
+now() { date +%s.%N; }
+best() { sort -n | head -1; }
+
+baseline() {
+  local d=$work/base; rm -rf "$d"; mkdir -p "$d/in" "$d/out"
+  sync; local t0; t0=$(now)
+  cp "$file" "$file.sig" "$d/in/"
+  md5sum "$d/in/bench-1.0.bin" >/dev/null
+  sha256sum "$d/in/bench-1.0.bin" >/dev/null
+  gpg -q --batch --verify "$d/in/bench-1.0.bin.sig" "$d/in/bench-1.0.bin" 2>/dev/null
+  mv "$d/in/bench-1.0.bin" "$d/in/bench-1.0.bin.sig" "$d/out/"
+  sync; echo "$(now) - $t0" | bc
+}
+
+repofs() {
+  local r=$work/root; rm -rf "$r"
+  "$bin/repofs" --root "$r" keys add --dir / "$work/key.asc" >/dev/null
+  mkdir -p "$r/incoming/bench"
+  sync; local t0; t0=$(now)
+  cp "$file" "$file.sig" "$r/incoming/bench/"
+  RUST_LOG=warn "$bin/repofsd" --root "$r" --config "$work/cfg.toml" --once
+  sync; local t; t=$(echo "$(now) - $t0" | bc)
+  "$bin/repofs" --root "$r" list | grep -q bench-1.0.bin || { echo "not published" >&2; exit 1; }
+  echo "$t"
+}
+
+for _ in $(seq "$runs"); do baseline; done | best > "$work/b"
+for _ in $(seq "$runs"); do repofs; done | best > "$work/r"
+b=$(cat "$work/b"); r=$(cat "$work/r")
+echo "file: ${size} MiB, best of $runs"
+echo "baseline (cp; md5sum; sha256sum; gpg --verify; mv): ${b}s"
+echo "repofs   (cp into spool; repofsd --once):           ${r}s"
+echo "ratio repofs/baseline: $(echo "scale=2; $r / $b" | bc)  (target <= 0.8)"
