@@ -36,7 +36,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let mut repo = args.common.open()?;
     repo.recover()?;
     if args.once {
-        let report = repofs::ingest::pass(&mut repo)?;
+        let report = repofs::ingest::drain(&mut repo)?;
         info!(
             accepted = report.accepted.len(),
             rejected = report.rejected.len(),

@@ -491,3 +491,39 @@ fn keys_list_and_remove() {
         .status
         .success());
 }
+
+#[test]
+fn once_with_default_settings_waits_out_the_quiet_time() {
+    // An `[ingest]` section with nothing in it: the shipped defaults (settle 2s, pair_wait 5s).
+    let repo = Repo::with_config("[ingest]\n");
+    let gpg = Gpg::new();
+    gpg.gen_key(&format!("Alice <{ALICE}>"), "ed25519", "sign", "1y");
+    let work = repo.dir.path().join("w");
+    fs::create_dir_all(&work).unwrap();
+    repo.add_key("/", &gpg.export(ALICE, &work));
+    let tgz = make_tarball(&work, "quick", "1.0");
+    let sig = gpg.sign(ALICE, &tgz, false, &[]);
+    let lone = make_tarball(&work.join("lone"), "lone", "1.0");
+    upload(&repo, "quick", &[&tgz, &sig]);
+    upload(&repo, "lone", &[&lone]);
+    let start = std::time::Instant::now();
+    repo.once();
+    assert!(
+        repo.list()
+            .iter()
+            .any(|f| f["filename"] == "quick-1.0.tar.gz"),
+        "{:#?}",
+        repo.status()
+    );
+    assert!(start.elapsed() < Duration::from_secs(20));
+    let pending: Vec<_> = repo
+        .status()
+        .into_iter()
+        .filter(|e| e["state"] == "pending")
+        .collect();
+    assert_eq!(
+        pending.len(),
+        1,
+        "the lone file stays pending: {pending:#?}"
+    );
+}

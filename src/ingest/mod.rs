@@ -76,6 +76,10 @@ pub struct PassReport {
     pub rejected: Vec<(String, Rejection)>,
     /// When something in the spool will next change state by itself (settling, sweeping).
     pub next_wake: Option<SystemTime>,
+    /// When the earliest complete-but-settling upload becomes ready.
+    pub next_settled: Option<SystemTime>,
+    /// Passes `drain` made after the first.
+    pub rounds: u32,
 }
 
 /// Scans the spool once and acts on everything that is due.
@@ -98,6 +102,10 @@ pub fn pass(repo: &mut Repo) -> Result<PassReport, IngestError> {
                     wake(now + Duration::from_secs(5), &mut report);
                 }
             },
+            Readiness::Settling(t) => {
+                wake(t, &mut report);
+                report.next_settled = Some(report.next_settled.map_or(t, |w| w.min(t)));
+            }
             Readiness::Wait(t, _) => wake(t, &mut report),
             Readiness::Expired(why) => {
                 let r = Rejection::new(Reason::Incomplete, why);
@@ -134,6 +142,35 @@ pub fn pass(repo: &mut Repo) -> Result<PassReport, IngestError> {
     }
     Ok(report)
 }
+
+/// Cron mode (`repofsd --once`): processes every complete upload, waiting out the quiet time
+/// of those written to moments ago (bounded by `settle`/`pair_wait`), and leaves incomplete
+/// ones pending for the next run.
+pub fn drain(repo: &mut Repo) -> Result<PassReport, IngestError> {
+    let mut total = PassReport::default();
+    loop {
+        let report = pass(repo)?;
+        total.accepted.extend(report.accepted);
+        total.rejected.extend(report.rejected);
+        let Some(t) = report.next_settled else { break };
+        // A file that keeps changing keeps settling; a writer that never stops is an upload
+        // in flight, left for the next run rather than waited on forever.
+        let bound =
+            repo.config.ingest.settle.max(repo.config.ingest.pair_wait) + Duration::from_secs(1);
+        std::thread::sleep(
+            t.duration_since(SystemTime::now())
+                .unwrap_or(Duration::ZERO)
+                .min(bound),
+        );
+        if total.rounds >= MAX_DRAIN_ROUNDS {
+            break;
+        }
+        total.rounds += 1;
+    }
+    Ok(total)
+}
+
+const MAX_DRAIN_ROUNDS: u32 = 10;
 
 /// Processes one complete upload. `Ok(None)`: its files changed under us; look again later.
 fn process(
@@ -567,7 +604,7 @@ pub fn status(repo: &Repo, limit: usize) -> Result<Vec<StatusEntry>, IngestError
             repo.config.limits.max_directive_size,
         ) {
             Readiness::Ready(_) => "complete; waiting to be processed".to_string(),
-            Readiness::Wait(_, what) if what == "settling" => "complete; settling".to_string(),
+            Readiness::Settling(_) => "complete; settling".to_string(),
             Readiness::Wait(_, what) => format!("waiting for {what}"),
             Readiness::Expired(why) => format!("{why}; will be swept"),
         };

@@ -96,7 +96,9 @@ pub enum Shape {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Readiness {
     Ready(Shape),
-    /// Not yet; look again at this time. The string says what is awaited.
+    /// Complete, but written to too recently; ready at this time unless it changes again.
+    Settling(SystemTime),
+    /// Material is missing (the string says what); swept at this time if it never comes.
     Wait(SystemTime, String),
     /// Incomplete for longer than the sweep time.
     Expired(String),
@@ -136,7 +138,7 @@ impl Group {
             if now >= quiet_until(d) {
                 Readiness::Ready(shape)
             } else {
-                Readiness::Wait(quiet_until(d), "settling".into())
+                Readiness::Settling(quiet_until(d))
             }
         };
         let name = |suffix: &str| format!("{}{suffix}", self.base);
