@@ -449,6 +449,23 @@ fn daemon_catches_up_on_uploads_made_while_it_was_down() {
         w.repo.status(),
         daemon.log()
     );
+    // A pair into a spool subdirectory created after the watch started.
+    let d = w.scratch("deep");
+    let tgz = make_tarball(&d, "hello", "3.2");
+    let sig = w.gpg.sign(ALICE, &tgz, false, &[]);
+    upload(&w.repo, "hello/deep", &[&tgz, &sig]);
+    let deep = || {
+        w.repo
+            .list()
+            .iter()
+            .any(|f| f["filename"] == "hello-3.2.tar.gz" && f["directory"] == "hello/deep")
+    };
+    let _ = wait_for_or(Duration::from_secs(20), || deep().then_some(()));
+    assert!(
+        deep(),
+        "upload into a new subdirectory not seen; log:\n{}",
+        daemon.log()
+    );
     assert!(daemon.terminate().success());
 }
 
