@@ -1,5 +1,6 @@
 //! `repofs`: the command-line tool (keys, listings, status). The mount arrives with the vfs.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -66,10 +67,22 @@ enum KeysCmd {
     Remove { fingerprint: String },
 }
 
+/// `writeln!` to the command's output; errors (a closed pipe) propagate to `main`.
+macro_rules! out {
+    ($o:expr, $($arg:tt)*) => { writeln!($o, $($arg)*)? };
+}
+
 fn main() -> ExitCode {
     cli::init_logging();
     match run(Cli::parse()) {
         Ok(code) => code,
+        // `repofs list | head`: the reader has gone, which ends our output, not an error.
+        Err(e)
+            if e.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             eprintln!("repofs: {e:#}");
             ExitCode::FAILURE
@@ -79,12 +92,15 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let mut repo = cli.common.open()?;
+    let stdout = std::io::stdout();
+    let mut o = std::io::BufWriter::new(stdout.lock());
     match cli.command {
         Command::Keys {
             action: KeysCmd::Add { dir, files },
         } => {
             for fpr in repofs::keys::add(&mut repo.catalog, &dir, &files)? {
-                println!(
+                out!(
+                    o,
                     "{fpr} may upload to {}",
                     if dir.trim_matches('/').is_empty() {
                         "/"
@@ -99,11 +115,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let keys = repofs::keys::list(&repo.catalog)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&keys)?);
+                out!(o, "{}", serde_json::to_string_pretty(&keys)?);
             } else {
                 for k in keys {
                     let flags = if k.revoked { " [revoked]" } else { "" };
-                    println!(
+                    out!(
+                        o,
                         "{}{flags}  {}  dirs: {}",
                         k.fingerprint,
                         k.userids.first().map_or("", |s| s),
@@ -128,10 +145,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let _ = all;
             let links = repo.catalog.symlinks()?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&links)?);
+                out!(o, "{}", serde_json::to_string_pretty(&links)?);
             } else {
                 for l in links {
-                    println!(
+                    out!(
+                        o,
                         "{} -> {}",
                         repofs::paths::join(&l.directory, &l.name),
                         l.target
@@ -151,7 +169,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(ListedFile::from)
                 .collect();
             if json {
-                println!("{}", serde_json::to_string_pretty(&files)?);
+                out!(o, "{}", serde_json::to_string_pretty(&files)?);
             } else {
                 for f in files {
                     let archived = if f.state == "archived" {
@@ -159,7 +177,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     } else {
                         ""
                     };
-                    println!(
+                    out!(
+                        o,
                         "{}  {:>12}  {}{archived}",
                         f.sha256,
                         f.size,
@@ -171,7 +190,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status { json, limit } => {
             let entries = repofs::ingest::status(&repo, limit)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&entries)?);
+                out!(o, "{}", serde_json::to_string_pretty(&entries)?);
             } else {
                 for e in entries {
                     let reason = e
@@ -179,7 +198,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .as_deref()
                         .map(|r| format!(" {r}"))
                         .unwrap_or_default();
-                    println!(
+                    out!(
+                        o,
                         "{:<8}{reason}  {}  {}",
                         e.state,
                         e.files.join(" "),
@@ -189,5 +209,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    o.flush()?;
     Ok(ExitCode::SUCCESS)
 }

@@ -544,3 +544,25 @@ fn once_with_default_settings_waits_out_the_quiet_time() {
         "the lone file stays pending: {pending:#?}"
     );
 }
+
+/// Regression: `repofs list | grep -q x` made repofs panic on EPIPE.
+#[test]
+fn list_into_a_closed_pipe_is_not_an_error() {
+    let w = World::new();
+    let mut child = w
+        .repo
+        .cmd(REPOFS)
+        .args(["list", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // the reader is gone before repofs writes
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && !stderr.contains("panicked"),
+        "{:?}: {stderr}",
+        out.status
+    );
+}
