@@ -120,6 +120,9 @@ fn not_authorized_for_the_directory() {
     let files = w.triplet(ALICE, "other", "1.0", "other", "");
     let v = expect_rejected(&w, &files, "not-authorized");
     assert!(v["message"].as_str().unwrap().contains("other"));
+    // The record says who tried, and where.
+    assert_eq!(v["uploader"], w.alice);
+    assert_eq!(v["directory"], "other");
 }
 
 #[test]

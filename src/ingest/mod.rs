@@ -189,7 +189,14 @@ fn process(
             message: "already published".into(),
         })));
     }
-    match attempt(repo, g, shape, ids) {
+    // The verdict record, filled in by `attempt` as it learns who uploaded and where.
+    let mut upload = NewUpload {
+        accepted: true,
+        files: g.files().map(|f| f.rel.clone()).collect(),
+        spool_ids: Some(ids),
+        ..Default::default()
+    };
+    match attempt(repo, g, shape, &mut upload) {
         Ok(p) => {
             crate::failpoint::hit("before-spool-cleanup");
             cleanup(g)?;
@@ -203,32 +210,32 @@ fn process(
                 info!(upload = %g.label(), "files changed during verification; will look again");
                 return Ok(None);
             }
-            refuse(repo, &g.files().collect::<Vec<_>>(), &g.dir, &g.base, &r)?;
+            refuse_as(
+                repo,
+                &g.files().collect::<Vec<_>>(),
+                &g.dir,
+                &g.base,
+                &r,
+                upload,
+            )?;
             Ok(Some(Err(r)))
         }
     }
 }
 
-fn attempt(repo: &mut Repo, g: &Group, shape: Shape, spool_ids: String) -> Result<Published, Fail> {
+/// Verifies and publishes one upload, recording in `upload` who and where as soon as known.
+fn attempt(
+    repo: &mut Repo,
+    g: &Group,
+    shape: Shape,
+    upload: &mut NewUpload,
+) -> Result<Published, Fail> {
     let limits = repo.config.limits.clone();
     let keyring = Keyring::load(&repo.catalog)?;
     let verifier = Verifier::new(&keyring, &repo.config.ingest);
-    let mut upload = NewUpload {
-        accepted: true,
-        files: g.files().map(|f| f.rel.clone()).collect(),
-        spool_ids: Some(spool_ids),
-        ..Default::default()
-    };
-
     let directive = match &g.directive {
         Some(df) => Some(check_directive(
-            repo,
-            &verifier,
-            &keyring,
-            g,
-            shape,
-            df,
-            &mut upload,
+            repo, &verifier, &keyring, g, shape, df, upload,
         )?),
         None => None,
     };
@@ -267,6 +274,9 @@ fn attempt(repo: &mut Repo, g: &Group, shape: Shape, spool_ids: String) -> Resul
                 VerifyError::Io(e) => Fail::Internal(e.into()),
             })?;
         let staged = staging.finish()?;
+        upload
+            .uploader
+            .get_or_insert_with(|| signer.fingerprint.clone());
         if let Some((_, dsigner)) = &directive {
             if dsigner.fingerprint != signer.fingerprint {
                 return Err(Rejection::new(
@@ -347,7 +357,7 @@ fn attempt(repo: &mut Repo, g: &Group, shape: Shape, spool_ids: String) -> Resul
         replace,
         actions,
         signature,
-        upload,
+        upload: upload.clone(),
     };
     match publish::publish(&mut repo.catalog, &repo.store, plan)? {
         Ok(p) => Ok(p),
@@ -370,7 +380,9 @@ fn check_directive(
         Rejection::new(Reason::TooLarge, format!("{} exceeds {max} bytes", df.rel))
     })?;
     let (body, signer) = verifier.clearsigned(&raw, max)?;
+    upload.uploader = Some(signer.fingerprint.clone());
     let d = directive::parse(&body)?;
+    upload.directory = Some(d.directory.clone());
     match (&d.filename, shape) {
         (Some(f), Shape::Triplet) if *f == g.base => {}
         (Some(f), Shape::Triplet) => {
@@ -500,6 +512,18 @@ fn refuse(
     base: &str,
     r: &Rejection,
 ) -> Result<(), IngestError> {
+    refuse_as(repo, files, dir, base, r, NewUpload::default())
+}
+
+/// `refuse`, keeping what was learned about the upload (uploader, directory) in its record.
+fn refuse_as(
+    repo: &mut Repo,
+    files: &[&SpoolFile],
+    dir: &str,
+    base: &str,
+    r: &Rejection,
+    learned: NewUpload,
+) -> Result<(), IngestError> {
     let qroot = repo.layout.quarantine();
     let stamp = crate::catalog::now();
     let mut qdir = qroot.join(format!("{stamp}-{}", sanitize(base)));
@@ -544,6 +568,8 @@ fn refuse(
         message: r.message.clone(),
         files: files.iter().map(|f| f.rel.clone()).collect(),
         quarantine: Some(qdir.display().to_string()),
+        directory: learned.directory,
+        uploader: learned.uploader,
         ..Default::default()
     })?;
     warn!(upload = %paths::join(dir, base), reason = r.reason.code(), quarantine = %qdir.display(), "rejected: {}", r.message);
