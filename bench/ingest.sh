@@ -51,8 +51,16 @@ repofs() {
 
 for _ in $(seq "$runs"); do baseline; done | best > "$work/b"
 for _ in $(seq "$runs"); do repofs; done | best > "$work/r"
+# Peak memory: repofsd must stream (flat RSS whatever the file size); gpg --verify, which
+# also streams, is the same-run reference.
+r2=$work/rss; rm -rf "$r2"
+"$bin/repofs" --root "$r2" keys add --dir / "$work/key.asc" >/dev/null
+mkdir -p "$r2/incoming/bench"; cp "$file" "$file.sig" "$r2/incoming/bench/"
+rss_repofs=$(RUST_LOG=warn /usr/bin/time -f %M "$bin/repofsd" --root "$r2" --config "$work/cfg.toml" --once 2>&1 >/dev/null | tail -1)
+rss_gpg=$(/usr/bin/time -f %M gpg -q --batch --verify "$file.sig" "$file" 2>&1 >/dev/null | tail -1)
 b=$(cat "$work/b"); r=$(cat "$work/r")
 echo "file: ${size} MiB, best of $runs"
 echo "baseline (cp; md5sum; sha256sum; gpg --verify; mv): ${b}s"
 echo "repofs   (cp into spool; repofsd --once):           ${r}s"
 echo "ratio repofs/baseline: $(echo "scale=2; $r / $b" | bc)  (target <= 0.8)"
+echo "peak RSS: repofsd ${rss_repofs} KiB, gpg --verify ${rss_gpg} KiB, file $((size << 10)) KiB"

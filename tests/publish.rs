@@ -642,3 +642,28 @@ fn rsync_interrupted_then_resumed_with_append_verify() {
     assert_eq!(f["sha256"], tool_hash("sha256sum", &big));
     assert!(daemon.terminate().success());
 }
+
+#[test]
+fn keys_add_keeps_only_public_key_material() {
+    use sequoia_openpgp::{parse::Parse, Cert};
+    let w = World::new();
+    let secret = w.work.join("alice-secret.asc");
+    let out = w.gpg.run(&["--armor", "--export-secret-keys", ALICE]);
+    fs::write(&secret, out.stdout).unwrap();
+    w.repo.add_key("more", &secret);
+    let db = rusqlite::Connection::open(w.repo.root.join("catalog.sqlite")).unwrap();
+    let blob: Vec<u8> = db
+        .query_row(
+            "SELECT cert FROM keys WHERE fingerprint = ?",
+            [&w.alice],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let cert = Cert::from_bytes(&blob).unwrap();
+    assert!(
+        !cert.is_tsk(),
+        "secret key material was stored in the catalog"
+    );
+    let keys: Value = serde_json::from_str(&w.repo.repofs(&["keys", "list", "--json"])).unwrap();
+    assert_eq!(keys[0]["directories"], serde_json::json!(["hello", "more"]));
+}
