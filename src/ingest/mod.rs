@@ -109,8 +109,8 @@ pub fn pass(repo: &mut Repo) -> Result<PassReport, IngestError> {
             Readiness::Wait(t, _) => wake(t, &mut report),
             Readiness::Expired(why) => {
                 let r = Rejection::new(Reason::Incomplete, why);
-                refuse(repo, &g.files().collect::<Vec<_>>(), &g.dir, &g.base, &r)?;
-                report.rejected.push((g.label(), r));
+                let files: Vec<_> = g.files().collect();
+                sweep(repo, &files, &g.dir, &g.base, r, &mut report);
             }
         }
     }
@@ -121,8 +121,7 @@ pub fn pass(repo: &mut Repo) -> Result<PassReport, IngestError> {
                 Reason::Incomplete,
                 format!("temporary file {} abandoned", f.rel),
             );
-            refuse(repo, &[f], paths::parent(&f.rel), f.name(), &r)?;
-            report.rejected.push((f.rel.clone(), r));
+            sweep(repo, &[f], paths::parent(&f.rel), f.name(), r, &mut report);
         } else {
             wake(sweep_at, &mut report);
         }
@@ -132,8 +131,7 @@ pub fn pass(repo: &mut Repo) -> Result<PassReport, IngestError> {
             Reason::UnsafePath,
             format!("{} is not a regular file", f.rel),
         );
-        refuse(repo, &[f], paths::parent(&f.rel), f.name(), &r)?;
-        report.rejected.push((f.rel.clone(), r));
+        sweep(repo, &[f], paths::parent(&f.rel), f.name(), r, &mut report);
     }
     for f in &scan.statuses {
         if now >= f.ctime + cfg.sweep_after {
@@ -141,6 +139,26 @@ pub fn pass(repo: &mut Repo) -> Result<PassReport, IngestError> {
         }
     }
     Ok(report)
+}
+
+/// Refuses something found lying in the spool. A failure here (say, quarantine is full)
+/// is logged and retried on a later pass; it must not hold up the other uploads.
+fn sweep(
+    repo: &mut Repo,
+    files: &[&SpoolFile],
+    dir: &str,
+    base: &str,
+    r: Rejection,
+    report: &mut PassReport,
+) {
+    match refuse(repo, files, dir, base, &r) {
+        Ok(()) => report.rejected.push((paths::join(dir, base), r)),
+        Err(e) => {
+            warn!(upload = %paths::join(dir, base), error = %e, "could not quarantine; will retry");
+            let retry = SystemTime::now() + Duration::from_secs(5);
+            report.next_wake = Some(report.next_wake.map_or(retry, |w| w.min(retry)));
+        }
+    }
 }
 
 /// Cron mode (`repofsd --once`): processes every complete upload, waiting out the quiet time
