@@ -667,3 +667,39 @@ fn keys_add_keeps_only_public_key_material() {
     let keys: Value = serde_json::from_str(&w.repo.repofs(&["keys", "list", "--json"])).unwrap();
     assert_eq!(keys[0]["directories"], serde_json::json!(["hello", "more"]));
 }
+
+/// Regression: `git archive` tarballs start with a pax global header, which was refused.
+#[test]
+fn git_archive_tarball_is_accepted() {
+    let w = World::new();
+    let d = w.scratch("git");
+    let sh = |script: &str| {
+        let out = Command::new("sh")
+            .arg("-ec")
+            .arg(script)
+            .current_dir(&d)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    sh(
+        "git init -q src && cd src && echo hi > README && git add README \
+        && git -c user.name=t -c user.email=t@example.org commit -qm init \
+        && git archive --format=tar.gz --prefix=gitpkg-1.0/ -o ../gitpkg-1.0.tar.gz HEAD",
+    );
+    let f = d.join("gitpkg-1.0.tar.gz");
+    let sig = w.gpg.sign(ALICE, &f, false, &[]);
+    w.upload("hello", &[f, sig]);
+    w.repo.once();
+    let v = w.repo.last_verdict();
+    assert_eq!(v["state"], "accepted", "{v:#}");
+    let db = rusqlite::Connection::open(w.repo.root.join("catalog.sqlite")).unwrap();
+    let n: i64 = db
+        .query_row("SELECT COUNT(*) FROM entries e JOIN files f ON f.id = e.file_id WHERE f.filename = 'gitpkg-1.0.tar.gz' AND e.path = 'gitpkg-1.0/README'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n, 1);
+}

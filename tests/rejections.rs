@@ -467,6 +467,18 @@ fn too_large_decompression_bomb() {
 }
 
 #[test]
+fn too_large_pax_header_is_not_read_into_memory() {
+    let w = World::new();
+    let d = w.scratch("pax");
+    // 4 MiB of pax record that gzip shrinks to a few KiB.
+    let f = evil_tarball(&d, "hello-2.0.tar.gz", "i = tarfile.TarInfo('pkg/x'); i.pax_headers = {'comment': 'x' * (4 << 20)}; t.addfile(i, io.BytesIO(b''))");
+    assert!(fs::metadata(&f).unwrap().len() < 100_000);
+    let files = signed_triplet(&w, &d, &f, "hello");
+    let v = expect_rejected(&w, &files, "too-large");
+    assert!(v["message"].as_str().unwrap().contains("headers"), "{v:#}");
+}
+
+#[test]
 fn too_large_file_and_directive() {
     let w = World::with_config("[limits]\nmax_file_size = 100000\nmax_directive_size = 2000\n");
     let d = w.scratch("big");

@@ -8,10 +8,12 @@
 
 pub mod meta;
 
+use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
+use std::rc::Rc;
 
 use sha2::{Digest, Sha256};
 
@@ -250,14 +252,15 @@ fn walk_tar<R: Read>(
     meta: &mut MetaFiles,
     keep_entries: bool,
 ) -> Result<(Vec<Entry>, u64)> {
-    // Caps inflated bytes even where headers understate them (e.g. huge extension headers).
     let budget = limits
         .max_unpacked_size
         .saturating_add(limits.max_entries.saturating_mul(3 * 512));
+    let phase = Rc::new(Phase::default());
     let mut ar = tar::Archive::new(LimitReader {
         inner: reader,
         left: budget,
         limit: budget,
+        phase: phase.clone(),
     });
     let mut entries: Vec<Entry> = Vec::new();
     // path -> index in `entries`; also what hard links may point at.
@@ -266,6 +269,8 @@ fn walk_tar<R: Read>(
     let mut count: u64 = 0;
     for item in ar.entries().map_err(corrupt)? {
         let mut e = item.map_err(corrupt)?;
+        // Everything the tar crate read since the last member was headers and extensions.
+        phase.start_data();
         count += 1;
         if count > limits.max_entries {
             return Err(ArchiveError::TooLarge(format!(
@@ -282,7 +287,15 @@ fn walk_tar<R: Read>(
         };
         let header = e.header();
         let kind = match header.entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
+            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
+                EntryKind::File
+            }
+            // A pax global header (git archive writes one): archive-wide comments, no member.
+            tar::EntryType::XGlobalHeader => {
+                drain(&mut e)?;
+                phase.start_headers();
+                continue;
+            }
             tar::EntryType::Directory => EntryKind::Dir,
             tar::EntryType::Symlink => EntryKind::Symlink,
             tar::EntryType::Link => EntryKind::Hardlink,
@@ -326,8 +339,10 @@ fn walk_tar<R: Read>(
             let keep = meta.slot(&path, !keep_entries);
             Some(hash_entry(&mut e, &path, keep, limits.max_metadata_size)?)
         } else {
+            drain(&mut e)?; // data of non-files is ignored, but read under the data budget
             None
         };
+        phase.start_headers();
         if !keep_entries {
             continue;
         }
@@ -490,23 +505,63 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
-#[derive(Debug, thiserror::Error)]
-#[error("archive inflates past {0} bytes")]
-struct StreamLimit(u64);
+fn drain(r: &mut impl Read) -> Result<()> {
+    io::copy(r, &mut io::sink()).map(drop).map_err(corrupt)
+}
 
+#[derive(Debug, thiserror::Error)]
+enum StreamLimit {
+    #[error("archive inflates past {0} bytes")]
+    Total(u64),
+    #[error("archive member headers exceed {0} bytes")]
+    Headers(u64),
+}
+
+/// Most bytes of headers, long names and pax records allowed before one member. The tar crate
+/// reads extension records into memory whole, so this also bounds its memory use.
+const MAX_HEADER_BYTES: u64 = 1 << 20;
+
+/// Whether the tar crate is reading member headers (between the members it hands us) or we
+/// are reading member data, and how much header has been read since the last member.
+#[derive(Default)]
+struct Phase {
+    in_data: Cell<bool>,
+    header_bytes: Cell<u64>,
+}
+
+impl Phase {
+    fn start_data(&self) {
+        self.in_data.set(true);
+    }
+    fn start_headers(&self) {
+        self.in_data.set(false);
+        self.header_bytes.set(0);
+    }
+}
+
+/// Caps the inflated stream: in total (bombs), and per member for headers (a small archive
+/// whose pax record inflates to gigabytes would otherwise be read into memory).
 struct LimitReader<R> {
     inner: R,
     left: u64,
     limit: u64,
+    phase: Rc<Phase>,
 }
 
 impl<R: Read> Read for LimitReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = self.inner.read(buf)? as u64;
         self.left = self
             .left
-            .checked_sub(n as u64)
-            .ok_or_else(|| io::Error::other(StreamLimit(self.limit)))?;
-        Ok(n)
+            .checked_sub(n)
+            .ok_or_else(|| io::Error::other(StreamLimit::Total(self.limit)))?;
+        if !self.phase.in_data.get() {
+            let h = self.phase.header_bytes.get() + n;
+            if h > MAX_HEADER_BYTES {
+                return Err(io::Error::other(StreamLimit::Headers(MAX_HEADER_BYTES)));
+            }
+            self.phase.header_bytes.set(h);
+        }
+        Ok(n as usize)
     }
 }
