@@ -408,6 +408,53 @@ fn archive_formats_and_metadata() {
     want.sort();
     assert_eq!(entries("hi_1.0-2_all.deb"), want);
 
+    // For a .deb, the recorded payload is exactly the data.tar member: what xz inflates from
+    // those bytes is what dpkg-deb extracts.
+    let (off, size, comp): (i64, i64, String) = db
+        .query_row(
+            "SELECT p.payload_offset, p.payload_size, p.payload_compression FROM packages p JOIN files f ON f.id = p.file_id WHERE f.filename = 'hi_1.0-2_all.deb'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .unwrap();
+    assert_eq!(comp, "xz");
+    let deb = fs::read(d.join("hi_1.0-2_all.deb")).unwrap();
+    fs::write(
+        d.join("payload.xz"),
+        &deb[off as usize..(off + size) as usize],
+    )
+    .unwrap();
+    let ours = Command::new("xz")
+        .args(["-dc", "payload.xz"])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    let theirs = Command::new("dpkg-deb")
+        .args(["--fsys-tarfile", "hi_1.0-2_all.deb"])
+        .current_dir(&d)
+        .output()
+        .unwrap();
+    assert!(ours.status.success() && !ours.stdout.is_empty());
+    assert_eq!(
+        ours.stdout, theirs.stdout,
+        "payload offset/size do not delimit data.tar"
+    );
+
+    // In a compressed payload, data offsets are positions in the inflated tar stream.
+    let (off, size): (i64, i64) = db
+        .query_row("SELECT e.data_offset, e.size FROM entries e JOIN files f ON f.id = e.file_id WHERE f.filename = 'webapp-1.2.3.tar.xz' AND e.path = 'manifest.yaml'", [], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap();
+    let tar = Command::new("xz")
+        .args(["-dc", "webapp-1.2.3.tar.xz"])
+        .current_dir(&d)
+        .output()
+        .unwrap()
+        .stdout;
+    assert_eq!(
+        &tar[off as usize..(off + size) as usize],
+        fs::read(d.join("dp/manifest.yaml")).unwrap().as_slice()
+    );
+
     // For plain tar, data offsets point straight at the bytes in the published file.
     let (off, size): (i64, i64) = db
         .query_row("SELECT e.data_offset, e.size FROM entries e JOIN files f ON f.id = e.file_id WHERE f.filename = 'p-4.tar' AND e.path = 'p-4/f'", [], |r| Ok((r.get(0)?, r.get(1)?)))
