@@ -34,6 +34,7 @@ fn main() -> ExitCode {
 
 fn run(args: &Args) -> anyhow::Result<()> {
     let mut repo = args.common.open()?;
+    let _writer = repo.lock_writer()?;
     repo.recover()?;
     if args.once {
         let report = repofs::ingest::drain(&mut repo)?;

@@ -10,6 +10,11 @@ use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
 use crate::store::{GcReport, Store};
 
+/// Held by the one process allowed to publish; released when dropped (or the process dies).
+pub struct WriterLock {
+    _file: std::fs::File,
+}
+
 pub struct Repo {
     pub layout: Layout,
     pub config: Config,
@@ -34,6 +39,30 @@ impl Repo {
             catalog,
             store,
         })
+    }
+
+    /// Takes the single-writer lock for as long as the returned guard lives. Two writers
+    /// would judge the same upload twice (the second calling it a replay), and one's start-up
+    /// store GC could delete an object the other is about to commit.
+    pub fn lock_writer(&self) -> anyhow::Result<WriterLock> {
+        let path = self.layout.root.join("repofsd.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => Ok(WriterLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+                "another repofsd is already working on {} (lock {} is held)",
+                self.layout.root.display(),
+                path.display()
+            ),
+            Err(std::fs::TryLockError::Error(e)) => {
+                Err(e).with_context(|| format!("locking {}", path.display()))
+            }
+        }
     }
 
     /// Start-up recovery of the single writer: drops store objects that no committed catalog

@@ -135,3 +135,21 @@ fn sigterm_stops_cleanly_and_restart_catches_up() {
         .iter()
         .any(|f| f["filename"] == "hello-2.0.tar.gz"));
 }
+
+/// Two writers on one root would judge uploads twice and race the store GC: the second
+/// repofsd (here cron mode next to the service) must refuse to start, changing nothing.
+#[test]
+fn a_second_writer_is_refused() {
+    let w = World::new();
+    w.repo.set_config(Repo::LIVE);
+    let _daemon = Daemon::start(&w.repo, &[]);
+    let before = w.repo.snapshot();
+    let out = w.repo.cmd(REPOFSD).arg("--once").output().unwrap();
+    assert!(!out.status.success(), "a second repofsd started");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another repofsd"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(w.repo.snapshot(), before);
+}
