@@ -217,32 +217,109 @@ impl Drop for Staged {
     }
 }
 
-/// A reader that copies everything read through it into a `Staging`, and stops with an error
-/// once more than `limit` bytes have passed (so an oversized upload is refused while streaming).
-pub struct Tee<'a, R> {
-    inner: R,
-    sink: &'a mut Staging,
-    limit: u64,
-}
-
-impl<'a, R: Read> Tee<'a, R> {
-    pub fn new(inner: R, sink: &'a mut Staging, limit: u64) -> Self {
-        Tee { inner, sink, limit }
-    }
-}
-
-/// The error a `Tee` returns when its limit is exceeded.
+/// The error a staging reader returns once more than its limit has passed through it.
 #[derive(Debug, thiserror::Error)]
 #[error("file exceeds {0} bytes")]
 pub struct TooLarge(pub u64);
 
-impl<R: Read> Read for Tee<'_, R> {
+/// Bytes handed to the store thread at a time.
+const CHUNK: usize = 1 << 20;
+
+impl Store {
+    /// Stages everything `input` yields while `consume` reads it (e.g. a signature check).
+    /// The copy is hashed and written on a second thread, so one read of an upload costs
+    /// max(consume, md5 + sha256 + write) instead of their sum. Whatever `consume` leaves
+    /// unread is read afterwards: the staged object is always the whole input.
+    /// More than `limit` bytes make reads fail with a `TooLarge` error.
+    pub fn stage_while<R, T>(
+        &self,
+        input: R,
+        limit: u64,
+        consume: impl FnOnce(&mut StageReader<R>) -> T,
+    ) -> io::Result<(T, io::Result<Staged>)>
+    where
+        R: Read + Send + Sync,
+    {
+        let mut staging = self.stage()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<u8>>(4);
+        let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(move || -> io::Result<Staging> {
+                for chunk in rx {
+                    staging.write_all(&chunk)?;
+                    let _ = recycle_tx.send(chunk);
+                }
+                Ok(staging)
+            });
+            let mut reader = StageReader {
+                inner: input,
+                tx: Some(tx),
+                recycled: std::sync::Mutex::new(recycle_rx),
+                pending: Vec::with_capacity(CHUNK),
+                passed: 0,
+                limit,
+            };
+            let out = consume(&mut reader);
+            let rest = io::copy(&mut reader, &mut io::sink()).and_then(|_| reader.flush_pending());
+            drop(reader); // closes the channel: the writer finishes
+            let staged = match writer.join() {
+                Ok(Ok(staging)) => rest.and_then(|()| staging.finish()),
+                Ok(Err(e)) => Err(e),
+                Err(_) => Err(io::Error::other("store writer thread panicked")),
+            };
+            Ok((out, staged))
+        })
+    }
+}
+
+/// What `stage_while` hands its consumer: reads `input`, passing every byte to the store.
+pub struct StageReader<R> {
+    inner: R,
+    tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
+    /// Chunks the writer is done with, reused so a large upload does not allocate per MiB.
+    recycled: std::sync::Mutex<std::sync::mpsc::Receiver<Vec<u8>>>,
+    pending: Vec<u8>,
+    passed: u64,
+    limit: u64,
+}
+
+impl<R> StageReader<R> {
+    fn flush_pending(&mut self) -> io::Result<()> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let next = self
+            .recycled
+            .lock()
+            .ok()
+            .and_then(|r| r.try_recv().ok())
+            .map(|mut v| {
+                v.clear();
+                v
+            })
+            .unwrap_or_else(|| Vec::with_capacity(CHUNK));
+        let full = std::mem::replace(&mut self.pending, next);
+        let tx = self
+            .tx
+            .as_ref()
+            .ok_or_else(|| io::Error::other("staging closed"))?;
+        // A send fails only if the writer stopped; its own error is reported by stage_while.
+        tx.send(full)
+            .map_err(|_| io::Error::other("store writer stopped"))
+    }
+}
+
+impl<R: Read> Read for StageReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if self.sink.size() + n as u64 > self.limit {
+        self.passed += n as u64;
+        if self.passed > self.limit {
             return Err(io::Error::other(TooLarge(self.limit)));
         }
-        self.sink.write_all(&buf[..n])?;
+        self.pending.extend_from_slice(&buf[..n]);
+        if n == 0 || self.pending.len() >= CHUNK {
+            self.flush_pending()?;
+        }
         Ok(n)
     }
 }
@@ -320,15 +397,35 @@ mod tests {
     }
 
     #[test]
-    fn tee_refuses_past_its_limit() {
+    fn stage_while_copies_everything_once_and_enforces_the_limit() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
-        let mut s = store.stage().unwrap();
-        let mut tee = Tee::new(&[0u8; 100][..], &mut s, 10);
-        let err = io::copy(&mut tee, &mut io::sink()).unwrap_err();
+        let data: Vec<u8> = (0..3_500_000u32).map(|i| (i % 251) as u8).collect();
+        // The consumer reads only a little; the rest is still staged.
+        let (first, staged) = store
+            .stage_while(&data[..], 10_000_000, |r| {
+                let mut head = [0u8; 10];
+                r.read_exact(&mut head).map(|()| head)
+            })
+            .unwrap();
+        assert_eq!(first.unwrap(), data[..10]);
+        let mut staged = staged.unwrap();
+        assert_eq!(staged.hashes.size, data.len() as u64);
+        assert_eq!(fs::read(store.commit(&mut staged).unwrap()).unwrap(), data);
+
+        let (res, staged) = store
+            .stage_while(&data[..], 1000, |r| io::copy(r, &mut io::sink()))
+            .unwrap();
+        let err = res.unwrap_err();
         assert!(err
             .get_ref()
             .and_then(|e| e.downcast_ref::<TooLarge>())
             .is_some());
+        assert!(staged.is_err());
+        assert_eq!(
+            fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0,
+            "temporary left behind"
+        );
     }
 }

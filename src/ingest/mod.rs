@@ -35,7 +35,6 @@ use crate::catalog::{CatalogError, NewUpload};
 use crate::keys::{KeyError, Keyring};
 use crate::paths;
 use crate::repo::Repo;
-use crate::store::Tee;
 use crate::verify::{Verifier, VerifyError};
 use directive::Directive;
 use publish::{Incoming, Plan, Published};
@@ -280,18 +279,15 @@ fn attempt(
             .into());
         }
         // One read of the file feeds the signature check, both hashes and the store copy.
-        let mut staging = repo.store.stage()?;
         let reader = BufReader::with_capacity(1 << 20, open_nofollow(&data.path)?);
-        let signer = verifier
-            .detached(
-                &sig_bytes,
-                Tee::new(reader, &mut staging, limits.max_file_size),
-            )
-            .map_err(|e| match e {
-                VerifyError::Rejected(r) => Fail::Reject(r),
-                VerifyError::Io(e) => Fail::Internal(e.into()),
-            })?;
-        let staged = staging.finish()?;
+        let (verdict, staged) = repo.store.stage_while(reader, limits.max_file_size, |r| {
+            verifier.detached(&sig_bytes, r)
+        })?;
+        let signer = verdict.map_err(|e| match e {
+            VerifyError::Rejected(r) => Fail::Reject(r),
+            VerifyError::Io(e) => Fail::Internal(e.into()),
+        })?;
+        let staged = staged?;
         upload
             .uploader
             .get_or_insert_with(|| signer.fingerprint.clone());
