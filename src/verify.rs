@@ -64,7 +64,8 @@ impl<'a> Verifier<'a> {
     }
 
     /// Verifies a detached signature (binary or armored) over everything `data` yields.
-    /// `data` is read to its end even if sequoia stops early, so a tee behind it sees it all.
+    /// `data` is read to its end even if sequoia stops early, so a staging reader behind it
+    /// sees it all.
     pub fn detached(
         &self,
         sig: &[u8],
