@@ -272,19 +272,7 @@ fn identical_reupload_is_a_no_op() {
 fn archive_formats_and_metadata() {
     let w = World::new();
     let d = w.scratch("formats");
-    let sh = |script: &str| {
-        let out = Command::new("sh")
-            .arg("-ec")
-            .arg(script)
-            .current_dir(&d)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{script}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let sh = |script: &str| sh(&d, script);
     // Arch: .PKGINFO at the root, zstd-compressed.
     sh("mkdir -p arch/usr/bin && echo '#!/bin/sh' > arch/usr/bin/tool && chmod 755 arch/usr/bin/tool
         printf 'pkgname = tool\\npkgver = 2.1-3\\narch = x86_64\\npkgdesc = A tool\\ndepend = glibc\\ndepend = bash>=5\\n' > arch/.PKGINFO
@@ -720,19 +708,7 @@ fn keys_add_keeps_only_public_key_material() {
 fn git_archive_tarball_is_accepted() {
     let w = World::new();
     let d = w.scratch("git");
-    let sh = |script: &str| {
-        let out = Command::new("sh")
-            .arg("-ec")
-            .arg(script)
-            .current_dir(&d)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{script}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let sh = |script: &str| sh(&d, script);
     sh(
         "git init -q src && cd src && echo hi > README && git add README \
         && git -c user.name=t -c user.email=t@example.org commit -qm init \

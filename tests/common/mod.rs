@@ -474,6 +474,21 @@ impl Drop for Daemon {
     }
 }
 
+/// Runs a shell script in `dir`, asserting success.
+pub fn sh(dir: &Path, script: &str) {
+    let out = Command::new("sh")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(dir)
+        .output()
+        .expect("sh");
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// Polls `f` until it returns Some, or gives up (None) after `deadline`.
 pub fn wait_for_or<T>(deadline: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
     let start = Instant::now();
