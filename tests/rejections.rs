@@ -115,6 +115,16 @@ fn unknown_key() {
 }
 
 #[test]
+fn unknown_key_on_a_directive() {
+    // The directive is judged first; its code must survive sequoia's error wrapping.
+    let w = World::new();
+    w.gpg
+        .gen_key("Mallory <mallory@example.org>", "ed25519", "sign", "1y");
+    let files = w.triplet("mallory@example.org", "hello", "2.0", "hello", "");
+    expect_rejected(&w, &files, "unknown-key");
+}
+
+#[test]
 fn not_authorized_for_the_directory() {
     let w = World::new();
     let files = w.triplet(ALICE, "other", "1.0", "other", "");
@@ -174,6 +184,23 @@ fn weak_hash_sha1() {
         .sign("old@example.org", &f, false, &["--digest-algo", "SHA1"]);
     let v = expect_rejected(&w, &[f, sig], "weak-hash");
     assert!(v["message"].as_str().unwrap().contains("SHA1"), "{v:#}");
+}
+
+#[test]
+fn weak_hash_sha1_on_a_directive() {
+    let w = World::new();
+    w.gpg
+        .gen_key("Old <old@example.org>", "rsa2048", "sign", "1y");
+    w.repo
+        .add_key("hello", &w.gpg.export("old@example.org", &w.work));
+    let d = w.scratch("sha1dir");
+    let f = make_tarball(&d, "hello", "2.0");
+    let sig = w.gpg.sign("old@example.org", &f, false, &[]);
+    let dirv = d.join("hello-2.0.tar.gz.directive.asc");
+    let body = "version: 1.2\ndirectory: hello\nfilename: hello-2.0.tar.gz\n";
+    w.gpg
+        .clearsign("old@example.org", body, &dirv, &["--digest-algo", "SHA1"]);
+    expect_rejected(&w, &[f, sig, dirv], "weak-hash");
 }
 
 #[test]
