@@ -726,3 +726,65 @@ fn git_archive_tarball_is_accepted() {
         .unwrap();
     assert_eq!(n, 1);
 }
+
+/// Many uploaders at once, triplets and pairs, file by file in parallel: every upload is
+/// published, none is judged half-written.
+#[test]
+fn concurrent_uploaders_all_published() {
+    let w = World::new();
+    w.repo.add_key("/", &w.work.join("alice.asc"));
+    w.repo.set_config(Repo::LIVE);
+    let mut daemon = Daemon::start(&w.repo, &[]);
+    let mut uploads = Vec::new();
+    for i in 0..12 {
+        let name = format!("pkg{i}");
+        if i % 2 == 0 {
+            let files = w.triplet(ALICE, &name, "1.0", &format!("proj{i}"), "");
+            uploads.push((String::new(), files.to_vec(), format!("proj{i}"), name));
+        } else {
+            let d = w.scratch(&format!("pair{i}"));
+            let tgz = make_tarball(&d, &name, "1.0");
+            let sig = w.gpg.sign(ALICE, &tgz, false, &[]);
+            uploads.push((format!("proj{i}"), vec![tgz, sig], format!("proj{i}"), name));
+        }
+    }
+    std::thread::scope(|s| {
+        for (sub, files, _, _) in &uploads {
+            let dest = w.repo.spool().join(sub);
+            s.spawn(move || {
+                fs::create_dir_all(&dest).unwrap();
+                for f in files {
+                    // Copy in small writes so uploads interleave with the daemon's passes.
+                    let data = fs::read(f).unwrap();
+                    let mut out = fs::File::create(dest.join(f.file_name().unwrap())).unwrap();
+                    for chunk in data.chunks(512) {
+                        std::io::Write::write_all(&mut out, chunk).unwrap();
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                }
+            });
+        }
+    });
+    let all_there = || {
+        let list = w.repo.list();
+        uploads.iter().all(|(_, _, dir, name)| {
+            list.iter()
+                .any(|f| f["directory"] == *dir && f["filename"] == format!("{name}-1.0.tar.gz"))
+        })
+    };
+    let _ = wait_for_or(Duration::from_secs(30), || all_there().then_some(()));
+    let rejected: Vec<_> = w
+        .repo
+        .status()
+        .into_iter()
+        .filter(|e| e["state"] == "rejected")
+        .collect();
+    assert!(rejected.is_empty(), "false rejections: {rejected:#?}");
+    assert!(
+        all_there(),
+        "not all published: {:#?}\n{}",
+        w.repo.status(),
+        daemon.log()
+    );
+    assert!(daemon.terminate().success());
+}
