@@ -456,6 +456,27 @@ fn unsafe_path_for_a_symlink_in_the_spool() {
 }
 
 #[test]
+fn unsafe_path_for_a_hard_link_in_the_spool() {
+    let w = World::new();
+    let d = w.scratch("hardlink");
+    let f = make_tarball(&d, "hello", "2.0");
+    let sig = w.gpg.sign(ALICE, &f, false, &[]);
+    let before = w.repo.snapshot();
+    fs::create_dir_all(w.repo.spool().join("hello")).unwrap();
+    fs::hard_link(&f, w.repo.spool().join("hello/hello-2.0.tar.gz")).unwrap();
+    fs::copy(&sig, w.repo.spool().join("hello/hello-2.0.tar.gz.sig")).unwrap();
+    w.repo.once();
+    let v = w.repo.status();
+    assert!(
+        v.iter()
+            .any(|e| e["reason"] == "unsafe-path" && e["files"][0] == "hello/hello-2.0.tar.gz"),
+        "{v:#?}"
+    );
+    assert_eq!(w.repo.snapshot(), before);
+    assert!(f.exists(), "the original file must be untouched");
+}
+
+#[test]
 fn bad_archive_when_corrupt() {
     let w = World::new();
     let d = w.scratch("corrupt");

@@ -128,7 +128,10 @@ pub fn pass(repo: &mut Repo) -> Result<PassReport, IngestError> {
     for f in &scan.irregular {
         let r = Rejection::new(
             Reason::UnsafePath,
-            format!("{} is not a regular file", f.rel),
+            format!(
+                "{} is not a plain file (symlink, device, FIFO or hard link)",
+                f.rel
+            ),
         );
         sweep(repo, &[f], paths::parent(&f.rel), f.name(), r, &mut report);
     }

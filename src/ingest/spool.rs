@@ -170,7 +170,7 @@ pub struct Scan {
     pub strays: Vec<SpoolFile>,
     /// Verdict files (`NAME.rejected`) left for uploaders.
     pub statuses: Vec<SpoolFile>,
-    /// Entries that are neither files nor directories (symlinks, FIFOs...).
+    /// Entries that are not plain files or directories (symlinks, FIFOs, hard links...).
     pub irregular: Vec<SpoolFile>,
 }
 
@@ -204,7 +204,9 @@ fn scan_dir(dir: &Path, rel_dir: &str, out: &mut Scan) -> io::Result<()> {
             continue;
         }
         let file = SpoolFile::from_meta(rel, path, &meta);
-        if !meta.is_file() {
+        // Hard links too: an upload never needs one, and it could alias a file outside the
+        // spool that the daemon would then read and move.
+        if !meta.is_file() || meta.nlink() > 1 {
             out.irregular.push(file);
         } else if name.ends_with(REJECTED_SUFFIX) {
             out.statuses.push(file);
