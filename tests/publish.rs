@@ -3,7 +3,7 @@
 mod common;
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -190,27 +190,34 @@ fn standalone_directives_symlink_then_archive() {
         .exists());
 }
 
-#[test]
-fn replace_archives_the_old_file() {
-    let w = World::new();
-    let old_sha = find(&w.repo.list(), "hello", "hello-1.0.tar.gz")["sha256"].clone();
-    let d = w.scratch("replace");
-    let tgz = make_tarball_with(&d, "hello", "1.0", Some("fixed\n"));
+/// Uploads a different `hello/hello-1.0.tar.gz` with a directive of `version_lines`, returns it.
+fn reupload_changed_hello(w: &World, scratch: &str, version_lines: &str) -> PathBuf {
+    let d = w.scratch(scratch);
+    let tgz = make_tarball_with(&d, "hello", "1.0", Some(scratch));
     let sig = w.gpg.sign(ALICE, &tgz, false, &[]);
-    let dirv = directive(
-        &w.gpg,
-        ALICE,
-        &d,
-        "hello-1.0.tar.gz",
-        "version: 1.2\ndirectory: hello\nfilename: hello-1.0.tar.gz\nreplace: true\n",
-    );
+    let body = format!("{version_lines}directory: hello\nfilename: hello-1.0.tar.gz\n");
+    let dirv = directive(&w.gpg, ALICE, &d, "hello-1.0.tar.gz", &body);
     w.upload("", &[tgz.clone(), sig, dirv]);
     w.repo.once();
+    assert_eq!(
+        w.repo.last_verdict()["state"],
+        "accepted",
+        "{:#?}",
+        w.repo.status()
+    );
     let list = w.repo.list();
     assert_eq!(
         find(&list, "hello", "hello-1.0.tar.gz")["sha256"],
         tool_hash("sha256sum", &tgz)
     );
+    tgz
+}
+
+#[test]
+fn replace_archives_the_old_file() {
+    let w = World::new();
+    let old_sha = find(&w.repo.list(), "hello", "hello-1.0.tar.gz")["sha256"].clone();
+    reupload_changed_hello(&w, "replace", "version: 1.2\nreplace: true\n");
     let archived: Vec<_> = w
         .repo
         .list_all()
@@ -226,28 +233,7 @@ fn replace_archives_the_old_file() {
 #[test]
 fn directive_version_1_1_replaces_silently() {
     let w = World::new();
-    let d = w.scratch("v11");
-    let tgz = make_tarball_with(&d, "hello", "1.0", Some("yes\n"));
-    let sig = w.gpg.sign(ALICE, &tgz, false, &[]);
-    let dirv = directive(
-        &w.gpg,
-        ALICE,
-        &d,
-        "hello-1.0.tar.gz",
-        "version: 1.1\ndirectory: hello\nfilename: hello-1.0.tar.gz\n",
-    );
-    w.upload("", &[tgz.clone(), sig, dirv]);
-    w.repo.once();
-    assert_eq!(
-        w.repo.last_verdict()["state"],
-        "accepted",
-        "{:#?}",
-        w.repo.status()
-    );
-    assert_eq!(
-        find(&w.repo.list(), "hello", "hello-1.0.tar.gz")["sha256"],
-        tool_hash("sha256sum", &tgz)
-    );
+    reupload_changed_hello(&w, "v11", "version: 1.1\n");
 }
 
 #[test]
