@@ -401,16 +401,6 @@ impl Catalog {
             .optional()?)
     }
 
-    /// Files published by one upload (any state).
-    pub fn upload_files(&self, upload_id: i64) -> Result<Vec<FileRow>> {
-        let sql = format!("SELECT {FILE_COLUMNS} FROM files WHERE upload_id = ? ORDER BY id");
-        let mut stmt = self.conn.prepare(&sql)?;
-        let rows = stmt
-            .query_map([upload_id], file_row)?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
-    }
-
     /// Records a verdict on its own (rejections, and accepted uploads that changed nothing).
     pub fn record_upload(&mut self, u: &NewUpload) -> Result<i64> {
         let tx = self.conn.transaction()?;

@@ -147,10 +147,6 @@ pub struct Staging {
 }
 
 impl Staging {
-    pub fn size(&self) -> u64 {
-        self.size
-    }
-
     /// Flushes, fsyncs and returns the finished (not yet committed) object.
     pub fn finish(mut self) -> io::Result<Staged> {
         let file = self
@@ -332,28 +328,6 @@ pub fn to_hex(bytes: &[u8]) -> String {
             let _ = write!(s, "{b:02x}");
             s
         })
-}
-
-/// Hashes a file on disk (used where no copy is wanted, e.g. checking a spool leftover).
-pub fn hash_file(path: &Path) -> io::Result<Hashes> {
-    let mut f = File::open(path)?;
-    let (mut md5, mut sha) = (Md5::new(), Sha256::new());
-    let mut buf = vec![0u8; 1 << 20];
-    let mut size = 0u64;
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        md5.update(&buf[..n]);
-        sha.update(&buf[..n]);
-        size += n as u64;
-    }
-    Ok(Hashes {
-        sha256: to_hex(&sha.finalize()),
-        md5: to_hex(&md5.finalize()),
-        size,
-    })
 }
 
 #[cfg(test)]

@@ -81,31 +81,40 @@ pub struct PassReport {
     pub rounds: u32,
 }
 
+impl PassReport {
+    /// Something becomes due at `t`: wake no later than that.
+    fn wake_at(&mut self, t: SystemTime) {
+        self.next_wake = Some(earliest(self.next_wake, t));
+    }
+}
+
+fn earliest(current: Option<SystemTime>, t: SystemTime) -> SystemTime {
+    current.map_or(t, |c| c.min(t))
+}
+
 /// Scans the spool once and acts on everything that is due.
 pub fn pass(repo: &mut Repo) -> Result<PassReport, IngestError> {
     let scan = spool::scan(&repo.layout.spool())?;
     let now = SystemTime::now();
     let cfg = repo.config.ingest.clone();
     let mut report = PassReport::default();
-    let wake =
-        |t: SystemTime, r: &mut PassReport| r.next_wake = Some(r.next_wake.map_or(t, |w| w.min(t)));
 
     for g in &scan.groups {
         match g.readiness(now, &cfg, repo.config.limits.max_directive_size) {
             Readiness::Ready(shape) => match process(repo, g, shape) {
                 Ok(Some(Ok(_))) => report.accepted.push(g.label()),
                 Ok(Some(Err(r))) => report.rejected.push((g.label(), r)),
-                Ok(None) => wake(now + cfg.settle, &mut report),
+                Ok(None) => report.wake_at(now + cfg.settle),
                 Err(e) => {
                     warn!(upload = %g.label(), error = %e, "processing failed; will retry");
-                    wake(now + Duration::from_secs(5), &mut report);
+                    report.wake_at(now + Duration::from_secs(5));
                 }
             },
             Readiness::Settling(t) => {
-                wake(t, &mut report);
-                report.next_settled = Some(report.next_settled.map_or(t, |w| w.min(t)));
+                report.wake_at(t);
+                report.next_settled = Some(earliest(report.next_settled, t));
             }
-            Readiness::Wait(t, _) => wake(t, &mut report),
+            Readiness::Wait(t, _) => report.wake_at(t),
             Readiness::Expired(why) => {
                 let r = Rejection::new(Reason::Incomplete, why);
                 let files: Vec<_> = g.files().collect();
@@ -122,7 +131,7 @@ pub fn pass(repo: &mut Repo) -> Result<PassReport, IngestError> {
             );
             sweep(repo, &[f], paths::parent(&f.rel), f.name(), r, &mut report);
         } else {
-            wake(sweep_at, &mut report);
+            report.wake_at(sweep_at);
         }
     }
     for f in &scan.irregular {
@@ -157,8 +166,7 @@ fn sweep(
         Ok(()) => report.rejected.push((paths::join(dir, base), r)),
         Err(e) => {
             warn!(upload = %paths::join(dir, base), error = %e, "could not quarantine; will retry");
-            let retry = SystemTime::now() + Duration::from_secs(5);
-            report.next_wake = Some(report.next_wake.map_or(retry, |w| w.min(retry)));
+            report.wake_at(SystemTime::now() + Duration::from_secs(5));
         }
     }
 }
@@ -226,7 +234,7 @@ fn process(
         Err(Fail::Internal(e)) => Err(e),
         Err(Fail::Reject(r)) => {
             // A file that changed while we worked was not finished: no verdict yet.
-            if changed_since_scan(g) {
+            if g.files().any(SpoolFile::changed) {
                 info!(upload = %g.label(), "files changed during verification; will look again");
                 return Ok(None);
             }
@@ -460,23 +468,6 @@ fn spool_identity(g: &Group) -> String {
         .map(SpoolFile::identity)
         .collect::<Vec<_>>()
         .join("\n")
-}
-
-fn changed_since_scan(g: &Group) -> bool {
-    g.files().any(|f| match fs::symlink_metadata(&f.path) {
-        Ok(m) => {
-            use std::os::unix::fs::MetadataExt;
-            m.len() != f.size
-                || m.ino() != f.ino
-                || (m.ctime(), m.ctime_nsec()) != ctime_parts(f.ctime)
-        }
-        Err(_) => true,
-    })
-}
-
-fn ctime_parts(t: SystemTime) -> (i64, i64) {
-    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
-    (d.as_secs() as i64, d.subsec_nanos() as i64)
 }
 
 /// Opens a spool file without following a symlink swapped in after the scan.

@@ -57,6 +57,14 @@ impl SpoolFile {
         self.rel.rsplit('/').next().unwrap_or(&self.rel)
     }
 
+    /// Whether the file on disk is no longer the one scanned (rewritten, grown, replaced, gone).
+    pub fn changed(&self) -> bool {
+        match fs::symlink_metadata(&self.path) {
+            Ok(m) => SpoolFile::from_meta(self.rel.clone(), self.path.clone(), &m) != *self,
+            Err(_) => true,
+        }
+    }
+
     /// Identity that survives a restart but not a re-upload: a replayed copy is a new inode.
     pub fn identity(&self) -> String {
         let ct = self.ctime.duration_since(UNIX_EPOCH).unwrap_or_default();
