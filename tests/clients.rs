@@ -17,16 +17,7 @@ fn scp_triplet_and_sftp_reput_into_the_spool() {
 
     let files = w.triplet(ALICE, "hello", "2.0", "hello", "");
     sshd.scp(&files, &w.repo.spool());
-    let published = |name: &str| w.repo.list().into_iter().find(|f| f["filename"] == name);
-    let f = wait_for_or(Duration::from_secs(20), || published("hello-2.0.tar.gz")).unwrap_or_else(
-        || {
-            panic!(
-                "scp upload not published: {:#?}\n{}",
-                w.repo.status(),
-                daemon.log()
-            )
-        },
-    );
+    let f = daemon.wait_published(&w.repo, "hello", "hello-2.0.tar.gz");
     assert_eq!(f["sha256"], tool_hash("sha256sum", &files[0]));
 
     // An sftp upload cut off half-way: the partial file waits for its signature...
@@ -53,17 +44,10 @@ fn scp_triplet_and_sftp_reput_into_the_spool() {
         sig.display(),
         remote.display()
     ));
-    let f =
-        wait_for_or(Duration::from_secs(20), || published("big-2.0.bin")).unwrap_or_else(|| {
-            panic!(
-                "sftp upload not published: {:#?}\n{}",
-                w.repo.status(),
-                daemon.log()
-            )
-        });
+    let f = daemon.wait_published(&w.repo, "hello", "big-2.0.bin");
     assert_eq!(f["sha256"], tool_hash("sha256sum", &big));
     assert!(
-        w.repo.status().iter().all(|e| e["state"] != "rejected"),
+        w.repo.verdicts("rejected").is_empty(),
         "{:#?}",
         w.repo.status()
     );

@@ -10,13 +10,8 @@ use std::time::Duration;
 use common::*;
 
 fn store_objects(repo: &Repo) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for prefix in fs::read_dir(repo.root.join("store/objects")).unwrap() {
-        for obj in fs::read_dir(prefix.unwrap().path()).unwrap() {
-            out.insert(obj.unwrap().file_name().to_string_lossy().into_owned());
-        }
-    }
-    out
+    let store = repofs::store::Store::open(&repo.root.join("store")).expect("store");
+    store.objects().expect("list store").into_iter().collect()
 }
 
 fn kill_at(failpoint: &str, committed: bool) {
@@ -60,12 +55,7 @@ fn kill_at(failpoint: &str, committed: bool) {
         "not published exactly once after recovery from {failpoint}: {:#?}",
         w.repo.status()
     );
-    let rejected: Vec<_> = w
-        .repo
-        .status()
-        .into_iter()
-        .filter(|e| e["state"] == "rejected")
-        .collect();
+    let rejected = w.repo.verdicts("rejected");
     assert!(
         rejected.is_empty(),
         "recovery from {failpoint} rejected something: {rejected:#?}"

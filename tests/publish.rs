@@ -93,17 +93,7 @@ fn gnupload_into_the_spool_with_a_running_daemon() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    wait_for(
-        "gnupload's upload to be published",
-        Duration::from_secs(20),
-        || {
-            w.repo
-                .list()
-                .iter()
-                .any(|f| f["filename"] == "hello-2.0.tar.gz")
-                .then_some(())
-        },
-    );
+    daemon.wait_published(&w.repo, "hello", "hello-2.0.tar.gz");
     let links = w.repo.symlinks();
     assert!(
         links
@@ -457,36 +447,13 @@ fn daemon_catches_up_on_uploads_made_while_it_was_down() {
     // And new uploads are picked up from events.
     let [a, b, c] = w.triplet(ALICE, "hello", "3.1", "hello/sub", "");
     w.upload("", &[a, b, c]);
-    let published = || {
-        w.repo
-            .list()
-            .iter()
-            .any(|f| f["filename"] == "hello-3.1.tar.gz" && f["directory"] == "hello/sub")
-    };
-    let _ = wait_for_or(Duration::from_secs(20), || published().then_some(()));
-    assert!(
-        published(),
-        "live upload not published; status {:#?}\nlog:\n{}",
-        w.repo.status(),
-        daemon.log()
-    );
+    daemon.wait_published(&w.repo, "hello/sub", "hello-3.1.tar.gz");
     // A pair into a spool subdirectory created after the watch started.
     let d = w.scratch("deep");
     let tgz = make_tarball(&d, "hello", "3.2");
     let sig = w.gpg.sign(ALICE, &tgz, false, &[]);
     upload(&w.repo, "hello/deep", &[&tgz, &sig]);
-    let deep = || {
-        w.repo
-            .list()
-            .iter()
-            .any(|f| f["filename"] == "hello-3.2.tar.gz" && f["directory"] == "hello/deep")
-    };
-    let _ = wait_for_or(Duration::from_secs(20), || deep().then_some(()));
-    assert!(
-        deep(),
-        "upload into a new subdirectory not seen; log:\n{}",
-        daemon.log()
-    );
+    daemon.wait_published(&w.repo, "hello/deep", "hello-3.2.tar.gz");
     assert!(daemon.terminate().success());
 }
 
@@ -497,11 +464,8 @@ fn pending_uploads_are_reported() {
     let tgz = make_tarball(&d, "hello", "9.9");
     w.upload("hello", &[tgz]);
     w.repo.once();
-    let st = w.repo.status();
-    let p = st
-        .iter()
-        .find(|e| e["state"] == "pending")
-        .expect("pending entry");
+    let pending = w.repo.verdicts("pending");
+    let p = pending.first().expect("pending entry");
     assert_eq!(p["files"][0], "hello/hello-9.9.tar.gz");
     assert!(
         p["message"]
@@ -554,11 +518,7 @@ fn once_with_default_settings_waits_out_the_quiet_time() {
         repo.status()
     );
     assert!(start.elapsed() < Duration::from_secs(20));
-    let pending: Vec<_> = repo
-        .status()
-        .into_iter()
-        .filter(|e| e["state"] == "pending")
-        .collect();
+    let pending = repo.verdicts("pending");
     assert_eq!(
         pending.len(),
         1,
@@ -652,14 +612,7 @@ fn rsync_interrupted_then_resumed_with_append_verify() {
     let st = rsync(&["--append-verify"], &big).status().unwrap();
     assert!(st.success());
     assert!(rsync(&[], &sig).status().unwrap().success());
-    let published = || {
-        w.repo
-            .list()
-            .into_iter()
-            .find(|f| f["filename"] == "big-1.0.bin")
-    };
-    let f = wait_for_or(Duration::from_secs(20), published)
-        .unwrap_or_else(|| panic!("not published: {:#?}\n{}", w.repo.status(), daemon.log()));
+    let f = daemon.wait_published(&w.repo, "hello", "big-1.0.bin");
     assert_eq!(f["sha256"], tool_hash("sha256sum", &big));
     assert!(daemon.terminate().success());
 }
@@ -759,12 +712,7 @@ fn concurrent_uploaders_all_published() {
         })
     };
     let _ = wait_for_or(Duration::from_secs(30), || all_there().then_some(()));
-    let rejected: Vec<_> = w
-        .repo
-        .status()
-        .into_iter()
-        .filter(|e| e["state"] == "rejected")
-        .collect();
+    let rejected = w.repo.verdicts("rejected");
     assert!(rejected.is_empty(), "false rejections: {rejected:#?}");
     assert!(
         all_there(),

@@ -114,6 +114,21 @@ impl Repo {
         json_array(&self.repofs(&["status", "--json"]))
     }
 
+    /// The live file `dir/filename`, if it is published.
+    pub fn published(&self, dir: &str, filename: &str) -> Option<Value> {
+        self.list()
+            .into_iter()
+            .find(|f| f["directory"] == dir && f["filename"] == filename)
+    }
+
+    /// Status entries in `state` (pending, accepted, rejected).
+    pub fn verdicts(&self, state: &str) -> Vec<Value> {
+        self.status()
+            .into_iter()
+            .filter(|e| e["state"] == state)
+            .collect()
+    }
+
     /// The newest verdict (accepted or rejected).
     pub fn last_verdict(&self) -> Value {
         self.status()
@@ -443,6 +458,19 @@ impl Daemon {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Waits up to 20 s for `dir/filename` to be published; fails with the status and log.
+    pub fn wait_published(&self, repo: &Repo, dir: &str, filename: &str) -> Value {
+        wait_for_or(Duration::from_secs(20), || repo.published(dir, filename)).unwrap_or_else(
+            || {
+                panic!(
+                    "{dir}/{filename} not published; status {:#?}\nlog:\n{}",
+                    repo.status(),
+                    self.log()
+                )
+            },
+        )
     }
 
     pub fn kill9(&mut self) {
