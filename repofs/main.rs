@@ -1,7 +1,11 @@
-//! `repofs`: the command-line tool (keys, listings, status). The mount arrives with the vfs.
+//! `repofs`: the command-line tool (keys, listings, status) and the FUSE filesystem process
+//! (`repofs mount`, also run by `mount -t fuse.repofs` as its mount helper).
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
+
+use anyhow::Context;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -38,6 +42,24 @@ enum Command {
         #[arg(long)]
         symlinks: bool,
     },
+    /// Serve the repository as a filesystem at MOUNTPOINT (in the foreground unless -d).
+    Mount {
+        /// Mount options, comma-separated: root=DIR and config=FILE, plus the generic ones
+        /// mount(8) passes (rw, nosuid, allow_other, ...), which are accepted and ignored.
+        #[arg(short = 'o', value_name = "OPTIONS")]
+        options: Vec<String>,
+        /// Detach once the mount is ready.
+        #[arg(short = 'd', long)]
+        daemon: bool,
+        mountpoint: PathBuf,
+    },
+    /// Unmount a repofs mount.
+    Umount {
+        /// Detach now, even if files are open (lazy unmount).
+        #[arg(short = 'l', long)]
+        lazy: bool,
+        mountpoint: PathBuf,
+    },
     /// Uploads pending, accepted and rejected, most recent first.
     Status {
         #[arg(long)]
@@ -72,9 +94,15 @@ macro_rules! out {
     ($o:expr, $($arg:tt)*) => { writeln!($o, $($arg)*)? };
 }
 
+/// Subcommand names: anything else in first position means we run as a mount helper.
+const COMMANDS: [&str; 7] = [
+    "keys", "list", "mount", "umount", "status", "help", "version",
+];
+
 fn main() -> ExitCode {
     cli::init_logging();
-    match run(Cli::parse()) {
+    let args = helper_args(std::env::args_os().collect());
+    match run(Cli::parse_from(&args), &args) {
         Ok(code) => code,
         // `repofs list | head`: the reader has gone, which ends our output, not an error.
         Err(e)
@@ -90,7 +118,32 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// `mount -t fuse.repofs SOURCE DIR -o OPTS` (through mount.fuse3) runs
+/// `repofs SOURCE DIR -o OPTS` and waits for it to exit: that is `repofs mount --daemon`.
+fn helper_args(args: Vec<OsString>) -> Vec<OsString> {
+    let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
+    if args.len() < 3 || first.starts_with('-') || COMMANDS.contains(&first) {
+        return args;
+    }
+    let mut out = vec![args[0].clone(), "mount".into(), "--daemon".into()];
+    out.extend(args.into_iter().skip(2));
+    out
+}
+
+fn run(cli: Cli, args: &[OsString]) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Mount {
+            options,
+            daemon,
+            mountpoint,
+        } => return mount(&cli.common, options, *daemon, mountpoint, args),
+        Command::Umount { lazy, mountpoint } => {
+            repofs::vfs::mount::umount(mountpoint, *lazy)
+                .with_context(|| format!("unmounting {}", mountpoint.display()))?;
+            return Ok(ExitCode::SUCCESS);
+        }
+        _ => {}
+    }
     let mut repo = cli.common.open()?;
     let stdout = std::io::stdout();
     let mut o = std::io::BufWriter::new(stdout.lock());
@@ -187,6 +240,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Mount { .. } | Command::Umount { .. } => unreachable!("handled above"),
         Command::Status { json, limit } => {
             let entries = repofs::ingest::status(&repo, limit)?;
             if json {
@@ -212,3 +266,70 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     o.flush()?;
     Ok(ExitCode::SUCCESS)
 }
+
+fn mount(
+    common: &Common,
+    options: &[String],
+    daemon: bool,
+    mountpoint: &std::path::Path,
+    args: &[OsString],
+) -> anyhow::Result<ExitCode> {
+    let mut root = common.root.clone();
+    let mut config = common.config.clone();
+    for opt in options
+        .iter()
+        .flat_map(|o| o.split(','))
+        .filter(|o| !o.is_empty())
+    {
+        match opt.split_once('=') {
+            Some(("root", v)) => root = PathBuf::from(v),
+            Some(("config", v)) => config = Some(PathBuf::from(v)),
+            // What mount(8) and fstab add; the mount sets its own safe equivalents.
+            _ if GENERIC_OPTIONS.contains(&opt) => {}
+            _ => tracing::warn!(option = opt, "ignoring unknown mount option"),
+        }
+    }
+    if daemon {
+        // The background child gets the same arguments without -d.
+        let child: Vec<OsString> = args
+            .iter()
+            .skip(1)
+            .filter(|a| *a != "-d" && *a != "--daemon")
+            .cloned()
+            .collect();
+        repofs::vfs::mount::daemonize(child)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let layout = repofs::config::Layout::new(root);
+    let log = layout.root.join("mount.log");
+    let config = repofs::config::Config::load(config.as_deref())?;
+    let mounted = repofs::vfs::mount::mount(layout, config, mountpoint)?;
+    repofs::vfs::mount::report_ready(&log);
+    repofs::vfs::mount::serve_until_signal(mounted)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+const GENERIC_OPTIONS: [&str; 22] = [
+    "rw",
+    "ro",
+    "dev",
+    "nodev",
+    "suid",
+    "nosuid",
+    "exec",
+    "noexec",
+    "atime",
+    "noatime",
+    "relatime",
+    "strictatime",
+    "allow_other",
+    "default_permissions",
+    "defaults",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "_netdev",
+    "nofail",
+];

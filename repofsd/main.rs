@@ -18,6 +18,9 @@ struct Args {
     /// Process what is in the spool now, then exit (cron mode).
     #[arg(long)]
     once: bool,
+    /// Also serve the filesystem at this mount point (one-host setup).
+    #[arg(long, value_name = "MOUNTPOINT", conflicts_with = "once")]
+    mount: Option<std::path::PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -45,13 +48,25 @@ fn run(args: &Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
+    let mounted = match &args.mount {
+        Some(mp) => Some(repofs::vfs::mount::mount(
+            repo.layout.clone(),
+            repo.config.clone(),
+            mp,
+        )?),
+        None => None,
+    };
     info!(root = %repo.layout.root.display(), "watching {}", repo.layout.spool().display());
-    repofs::ingest::watch::serve(&mut repo, || {
+    let served = repofs::ingest::watch::serve(&mut repo, || {
         info!("ready");
         // Type=notify: the unit becomes active only now, with the catalog open and the spool
         // caught up. Outside systemd there is no socket and this does nothing.
         if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
             tracing::warn!(error = %e, "could not notify systemd");
         }
-    })
+    });
+    if let Some(m) = mounted {
+        m.unmount()?;
+    }
+    served
 }

@@ -16,7 +16,8 @@ use std::time::Duration;
 use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use serde::Serialize;
 
-use crate::archive::{EntryKind, Inspection};
+use crate::archive::gzindex::SeekPoint;
+use crate::archive::{Entry, EntryKind, Inspection};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -178,6 +179,27 @@ pub struct UploadRow {
     pub uploader: Option<String>,
     pub quarantine: Option<String>,
     pub created_at: i64,
+}
+
+/// A live package, as the views need it.
+#[derive(Debug, Clone)]
+pub struct PackageRow {
+    pub file_id: i64,
+    pub format: String,
+    pub meta_source: String,
+    pub name: String,
+    pub version: Option<String>,
+    pub arch: Option<String>,
+    pub description: Option<String>,
+    pub depends: Vec<String>,
+    pub payload_offset: u64,
+    pub payload_size: u64,
+    /// none | gzip | zstd | xz
+    pub compression: String,
+    pub unpacked_size: u64,
+    pub entry_count: u64,
+    pub sha256: String,
+    pub published_at: i64,
 }
 
 #[derive(Debug, Clone)]
@@ -347,6 +369,109 @@ impl Catalog {
             .query_map([], |r| r.get(0))?
             .collect::<Result<HashSet<String>, _>>()?;
         Ok(set)
+    }
+
+    /// Live packages with their payload location (what `pkgs/` lists).
+    pub fn packages(&self) -> Result<Vec<PackageRow>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT p.file_id, p.format, p.meta_source, p.name, p.version, p.arch, p.description,
+                    p.depends, p.payload_offset, p.payload_size, p.payload_compression,
+                    p.unpacked_size, p.entry_count, f.sha256, f.published_at
+             FROM packages p JOIN files f ON f.id = p.file_id
+             WHERE f.state = 'published' ORDER BY p.name, p.file_id",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                let depends: String = r.get(7)?;
+                Ok(PackageRow {
+                    file_id: r.get(0)?,
+                    format: r.get(1)?,
+                    meta_source: r.get(2)?,
+                    name: r.get(3)?,
+                    version: r.get(4)?,
+                    arch: r.get(5)?,
+                    description: r.get(6)?,
+                    depends: serde_json::from_str(&depends).unwrap_or_default(),
+                    payload_offset: r.get::<_, i64>(8)? as u64,
+                    payload_size: r.get::<_, i64>(9)? as u64,
+                    compression: r.get(10)?,
+                    unpacked_size: r.get::<_, i64>(11)? as u64,
+                    entry_count: r.get::<_, i64>(12)? as u64,
+                    sha256: r.get(13)?,
+                    published_at: r.get(14)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// A package's entry list, in archive order.
+    pub fn entries(&self, file_id: i64) -> Result<Vec<Entry>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path, kind, mode, size, mtime, uid, gid, link_target, data_offset, sha256
+             FROM entries WHERE file_id = ? ORDER BY data_offset, path",
+        )?;
+        let rows = stmt
+            .query_map([file_id], |r| {
+                let kind: String = r.get(1)?;
+                Ok(Entry {
+                    path: r.get(0)?,
+                    kind: match kind.as_str() {
+                        "dir" => EntryKind::Dir,
+                        "symlink" => EntryKind::Symlink,
+                        "hardlink" => EntryKind::Hardlink,
+                        _ => EntryKind::File,
+                    },
+                    mode: r.get(2)?,
+                    size: r.get::<_, i64>(3)? as u64,
+                    mtime: r.get(4)?,
+                    uid: r.get::<_, i64>(5)? as u64,
+                    gid: r.get::<_, i64>(6)? as u64,
+                    link_target: r.get(7)?,
+                    data_offset: r.get::<_, i64>(8)? as u64,
+                    sha256: r.get(9)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Seek points of a gzip payload, by uncompressed offset (windows stored deflated).
+    pub fn seek_points(&self, file_id: i64) -> Result<Vec<SeekPoint>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT uncompressed_offset, compressed_offset, bits, window FROM seek_points
+             WHERE file_id = ? ORDER BY uncompressed_offset",
+        )?;
+        let rows = stmt
+            .query_map([file_id], |r| {
+                let window: Vec<u8> = r.get::<_, Option<Vec<u8>>>(3)?.unwrap_or_default();
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)? as u64,
+                    r.get::<_, i64>(2)? as u8,
+                    window,
+                ))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        rows.into_iter()
+            .map(|(out, inp, bits, packed)| {
+                Ok(SeekPoint {
+                    out,
+                    inp,
+                    bits,
+                    window: inflate(&packed).map_err(|e| {
+                        CatalogError::Corrupt(format!("seek point window of file {file_id}: {e}"))
+                    })?,
+                })
+            })
+            .collect()
+    }
+
+    /// Changes whenever another connection commits: the views' cue to reload.
+    pub fn data_version(&self) -> Result<i64> {
+        Ok(self
+            .conn
+            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
     }
 
     // ---- uploads -----------------------------------------------------------------------
@@ -579,6 +704,24 @@ impl PublishTx<'_> {
                 e.sha256
             ])?;
         }
+        self.insert_seek_points(file_id, &p.seek_points)
+    }
+
+    pub fn insert_seek_points(&self, file_id: i64, points: &[SeekPoint]) -> Result<()> {
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT OR REPLACE INTO seek_points
+                 (file_id, uncompressed_offset, compressed_offset, bits, window)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for p in points {
+            stmt.execute(params![
+                file_id,
+                p.out as i64,
+                p.inp as i64,
+                p.bits as i64,
+                deflate(&p.window)
+            ])?;
+        }
         Ok(())
     }
 
@@ -635,6 +778,24 @@ impl PublishTx<'_> {
     pub fn commit(self) -> Result<()> {
         Ok(self.tx.commit()?)
     }
+}
+
+/// Windows are 32 KiB of mostly text: deflated they take a fraction of that in the database.
+fn deflate(window: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+    // Writing to a Vec cannot fail.
+    let _ = e.write_all(window);
+    e.finish().unwrap_or_default()
+}
+
+fn inflate(packed: &[u8]) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(32 << 10);
+    flate2::read::DeflateDecoder::new(packed)
+        .take(64 << 10)
+        .read_to_end(&mut out)?;
+    Ok(out)
 }
 
 fn json<T: Serialize>(v: &T) -> String {

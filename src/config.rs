@@ -18,6 +18,9 @@ pub const DEFAULT_ROOT: &str = "/var/lib/repofs";
 pub struct Config {
     pub ingest: IngestConfig,
     pub limits: Limits,
+    pub mount: MountConfig,
+    /// Local uids that may upload a lone unsigned file through the mount (`[[trusted]]`).
+    pub trusted: Vec<Trusted>,
 }
 
 #[allow(clippy::derivable_impls)] // explicit: the defaults are documented on each field's type
@@ -26,6 +29,8 @@ impl Default for Config {
         Config {
             ingest: IngestConfig::default(),
             limits: Limits::default(),
+            mount: MountConfig::default(),
+            trusted: Vec::new(),
         }
     }
 }
@@ -52,6 +57,10 @@ pub struct IngestConfig {
     /// Signatures dated further than this in the future are refused.
     #[serde(with = "humantime_serde")]
     pub max_clock_skew: Duration,
+    /// Through the mount, a file with its `.sig` (or a trusted lone file) is processed this long
+    /// after its last writer closed it, unless a directive (or signature) follows.
+    #[serde(with = "humantime_serde")]
+    pub closed_pair_wait: Duration,
 }
 
 impl Default for IngestConfig {
@@ -62,6 +71,7 @@ impl Default for IngestConfig {
             sweep_after: Duration::from_secs(24 * 3600),
             max_signature_age: Duration::from_secs(7 * 24 * 3600),
             max_clock_skew: Duration::from_secs(300),
+            closed_pair_wait: Duration::from_secs(1),
         }
     }
 }
@@ -97,7 +107,50 @@ impl Default for Limits {
     }
 }
 
+/// The FUSE mount (`repofs mount`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MountConfig {
+    /// How long `close(2)` of the file that completes an upload waits for the verdict. Past it,
+    /// close succeeds (the upload is safe in the spool) and the verdict arrives as usual.
+    #[serde(with = "humantime_serde")]
+    pub close_wait: Duration,
+    /// Bound on unpacked payloads kept for packages without seek points (zstd, xz).
+    pub cache_size: u64,
+    /// FUSE worker threads.
+    pub threads: usize,
+}
+
+impl Default for MountConfig {
+    fn default() -> Self {
+        MountConfig {
+            close_wait: Duration::from_secs(120),
+            cache_size: 4 << 30,
+            threads: 4,
+        }
+    }
+}
+
+/// A local account whose kernel-reported uid is its credential, as tupkg's accounts were.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Trusted {
+    pub uid: u32,
+    /// Directories it may publish to ("" = everywhere).
+    pub directories: Vec<String>,
+}
+
 impl Config {
+    /// Whether `uid` may publish an unsigned file to `dir`.
+    pub fn is_trusted(&self, uid: u32, dir: &str) -> bool {
+        self.trusted.iter().any(|t| {
+            t.uid == uid
+                && t.directories
+                    .iter()
+                    .any(|g| crate::paths::is_within(dir, g))
+        })
+    }
+
     pub fn load(path: Option<&Path>) -> anyhow::Result<Config> {
         match path {
             None => Ok(Config::default()),
@@ -132,6 +185,24 @@ impl Layout {
     }
     pub fn quarantine(&self) -> PathBuf {
         self.root.join("quarantine")
+    }
+    /// Where the mount stages uid `uid`'s uploads (uid 0 writes to the spool itself).
+    pub fn user_spool(&self, uid: u32) -> PathBuf {
+        if uid == 0 {
+            self.spool()
+        } else {
+            self.spool()
+                .join(crate::ingest::spool::USERS_DIR)
+                .join(uid.to_string())
+        }
+    }
+    /// The daemon's control socket: the mount reports closed uploads there.
+    pub fn control_socket(&self) -> PathBuf {
+        self.root.join("repofsd.sock")
+    }
+    /// Unpacked payloads of packages that cannot be read at random (zstd, xz).
+    pub fn cache(&self) -> PathBuf {
+        self.root.join("cache")
     }
 
     /// Creates the state directory and its parts if missing. State is private to the service

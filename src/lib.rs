@@ -15,6 +15,7 @@ pub mod repo;
 pub mod store;
 pub mod time;
 pub mod verify;
+pub mod version;
 pub mod vfs;
 
 pub use config::{Config, Layout};

@@ -15,12 +15,14 @@
 //! Internal failures (disk, database) are not verdicts: the upload stays in the spool and is
 //! tried again on the next pass.
 
+pub mod control;
 pub mod directive;
 pub mod publish;
 pub mod reason;
 pub mod spool;
 pub mod watch;
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -39,7 +41,7 @@ use crate::verify::{Verifier, VerifyError};
 use directive::Directive;
 use publish::{Incoming, Plan, Published};
 use reason::{Reason, Rejection};
-use spool::{Group, Readiness, Shape, SpoolFile};
+use spool::{Closed, Group, Readiness, Shape, SpoolFile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -92,15 +94,23 @@ fn earliest(current: Option<SystemTime>, t: SystemTime) -> SystemTime {
     current.map_or(t, |c| c.min(t))
 }
 
+/// Groups the mount reported closed, by label.
+pub type ClosedGroups = HashMap<String, Closed>;
+
 /// Scans the spool once and acts on everything that is due.
 pub fn pass(repo: &mut Repo) -> Result<PassReport, IngestError> {
+    pass_with(repo, &ClosedGroups::new())
+}
+
+/// `pass`, knowing which groups the mount saw closed by every writer.
+pub fn pass_with(repo: &mut Repo, closed: &ClosedGroups) -> Result<PassReport, IngestError> {
     let scan = spool::scan(&repo.layout.spool())?;
     let now = SystemTime::now();
     let cfg = repo.config.ingest.clone();
     let mut report = PassReport::default();
 
     for g in &scan.groups {
-        match g.readiness(now, &cfg, repo.config.limits.max_directive_size) {
+        match readiness(repo, g, closed, now) {
             Readiness::Ready(shape) => match process(repo, g, shape) {
                 Ok(Some(Ok(_))) => report.accepted.push(g.label()),
                 Ok(Some(Err(r))) => report.rejected.push((g.label(), r)),
@@ -150,6 +160,118 @@ pub fn pass(repo: &mut Repo) -> Result<PassReport, IngestError> {
         }
     }
     Ok(report)
+}
+
+fn readiness(repo: &Repo, g: &Group, closed: &ClosedGroups, now: SystemTime) -> Readiness {
+    let cfg = &repo.config.ingest;
+    let max = repo.config.limits.max_directive_size;
+    closed
+        .get(&g.label())
+        .and_then(|c| g.readiness_closed(c, now, cfg, max, is_trusted_lone_file(repo, g)))
+        .unwrap_or_else(|| g.readiness(now, cfg, max))
+}
+
+/// A lone file in the staging area of a uid trusted for the directory it would go to.
+fn is_trusted_lone_file(repo: &Repo, g: &Group) -> bool {
+    let Some(uid) = g.owner() else { return false };
+    let dir = match g.target_dir() {
+        "" => archive::meta::from_filename(&g.base).name,
+        d => d.to_string(),
+    };
+    repo.config.is_trusted(uid, &dir)
+}
+
+/// The answer to the mount when the last writer of a spool file closes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CloseVerdict {
+    Accepted(String),
+    Rejected(Rejection),
+    /// Not complete yet, or complete but waiting for a directive that may follow.
+    Pending(String),
+}
+
+/// The mount reports that every writer closed `path` (spool-relative), while `open` are still
+/// open for writing. Records the vouch in `closed` and processes the upload now if complete.
+/// A pair is not final until `closed_pair_wait` passes (a directive may follow), but its
+/// signature is checked now, so a bad one fails the close of the file that completed it.
+pub fn on_closed(
+    repo: &mut Repo,
+    closed: &mut ClosedGroups,
+    path: &str,
+    open: &[String],
+) -> Result<CloseVerdict, IngestError> {
+    let scan = spool::scan(&repo.layout.spool())?;
+    let Some(g) = scan
+        .groups
+        .iter()
+        .find(|g| g.files().any(|f| f.rel == path))
+    else {
+        return Ok(CloseVerdict::Pending(format!(
+            "{path} is not part of an upload"
+        )));
+    };
+    if g.files().any(|f| open.contains(&f.rel)) {
+        return Ok(CloseVerdict::Pending(
+            "other files of the upload are still open".into(),
+        ));
+    }
+    let now = SystemTime::now();
+    closed.insert(
+        g.label(),
+        Closed {
+            at: now,
+            last_change: g.last_change(),
+        },
+    );
+    match readiness(repo, g, closed, now) {
+        Readiness::Ready(shape) => Ok(match process(repo, g, shape)? {
+            Some(Ok(p)) => {
+                closed.remove(&g.label());
+                CloseVerdict::Accepted(p.message)
+            }
+            Some(Err(r)) => {
+                closed.remove(&g.label());
+                CloseVerdict::Rejected(r)
+            }
+            None => CloseVerdict::Pending("files changed during verification".into()),
+        }),
+        Readiness::Settling(_) if g.sig.is_some() && g.directive.is_none() => {
+            match precheck(repo, g)? {
+                Some(r) => {
+                    let files: Vec<_> = g.files().collect();
+                    refuse(repo, &files, &g.dir, &g.base, &r)?;
+                    closed.remove(&g.label());
+                    Ok(CloseVerdict::Rejected(r))
+                }
+                None => Ok(CloseVerdict::Pending(
+                    "signature good; waiting briefly for a directive".into(),
+                )),
+            }
+        }
+        Readiness::Wait(_, what) => Ok(CloseVerdict::Pending(format!("waiting for {what}"))),
+        _ => Ok(CloseVerdict::Pending("complete; processing shortly".into())),
+    }
+}
+
+/// Checks a pair's signature without publishing: who signed and whether the key is good
+/// do not depend on a directive that may still follow.
+fn precheck(repo: &Repo, g: &Group) -> Result<Option<Rejection>, IngestError> {
+    let (Some(data), Some(sig)) = (&g.data, &g.sig) else {
+        return Ok(None);
+    };
+    let limits = &repo.config.limits;
+    let Some(sig_bytes) = spool::read_limited(&sig.path, limits.max_signature_size)? else {
+        return Ok(None); // refused with its reason when processed
+    };
+    let keyring = Keyring::load(&repo.catalog)?;
+    let verifier = Verifier::new(&keyring, &repo.config.ingest);
+    let reader = BufReader::with_capacity(1 << 20, open_nofollow(&data.path)?);
+    match verifier.detached(&sig_bytes, reader) {
+        Ok(_) => Ok(None),
+        Err(VerifyError::Rejected(r)) if !g.files().any(SpoolFile::changed) => Ok(Some(r)),
+        Err(VerifyError::Rejected(_)) => Ok(None),
+        Err(VerifyError::Io(e)) => Err(e.into()),
+    }
 }
 
 /// Refuses something found lying in the spool. A failure here (say, quarantine is full)
@@ -271,14 +393,25 @@ fn attempt(
     let mut files = Vec::new();
     let mut uploader = directive.as_ref().map(|(_, s)| s.fingerprint.clone());
     let mut directory = directive.as_ref().map(|(d, _)| d.directory.clone());
-    if let (Some(data), Some(sig)) = (&g.data, &g.sig) {
-        let sig_bytes =
-            spool::read_limited(&sig.path, limits.max_signature_size)?.ok_or_else(|| {
-                Rejection::new(
-                    Reason::TooLarge,
-                    format!("{} exceeds {} bytes", sig.rel, limits.max_signature_size),
-                )
-            })?;
+    let sig = match (&g.data, &g.sig, shape) {
+        (_, Some(sig), _) => Some(sig),
+        (None, None, _) | (Some(_), None, Shape::Unsigned) => None,
+        (Some(_), None, _) => {
+            return Err(Rejection::new(Reason::Incomplete, "the file has no signature").into());
+        }
+    };
+    if let Some(data) = &g.data {
+        let sig_bytes = match sig {
+            Some(sig) => Some(
+                spool::read_limited(&sig.path, limits.max_signature_size)?.ok_or_else(|| {
+                    Rejection::new(
+                        Reason::TooLarge,
+                        format!("{} exceeds {} bytes", sig.rel, limits.max_signature_size),
+                    )
+                })?,
+            ),
+            None => None,
+        };
         if data.size > limits.max_file_size {
             return Err(Rejection::new(
                 Reason::TooLarge,
@@ -292,17 +425,23 @@ fn attempt(
         // One read of the file feeds the signature check, both hashes and the store copy.
         let reader = BufReader::with_capacity(1 << 20, open_nofollow(&data.path)?);
         let (verdict, staged) = repo.store.stage_while(reader, limits.max_file_size, |r| {
-            verifier.detached(&sig_bytes, r)
+            sig_bytes.as_ref().map(|s| verifier.detached(s, r))
         })?;
-        let signer = verdict.map_err(|e| match e {
-            VerifyError::Rejected(r) => Fail::Reject(r),
-            VerifyError::Io(e) => Fail::Internal(e.into()),
-        })?;
+        // Who vouches for the bytes: the key that signed them, or the trusted local uid.
+        let signer = match verdict {
+            Some(v) => Some(v.map_err(|e| match e {
+                VerifyError::Rejected(r) => Fail::Reject(r),
+                VerifyError::Io(e) => Fail::Internal(e.into()),
+            })?),
+            None => None,
+        };
         let staged = staged?;
-        upload
-            .uploader
-            .get_or_insert_with(|| signer.fingerprint.clone());
-        if let Some((_, dsigner)) = &directive {
+        let who = match &signer {
+            Some(s) => s.fingerprint.clone(),
+            None => format!("uid:{}", g.owner().unwrap_or(0)),
+        };
+        upload.uploader.get_or_insert_with(|| who.clone());
+        if let (Some((_, dsigner)), Some(signer), Some(sig)) = (&directive, &signer, sig) {
             if dsigner.fingerprint != signer.fingerprint {
                 return Err(Rejection::new(
                     Reason::SignerMismatch,
@@ -325,23 +464,24 @@ fn attempt(
         let dir = match &directory {
             Some(d) => d.clone(),
             None => {
-                let d = if g.dir.is_empty() {
+                let d = if g.target_dir().is_empty() {
                     meta.name.clone()
                 } else {
-                    g.dir.clone()
+                    g.target_dir().to_string()
                 };
                 paths::check_relative(&d).map_err(|why| {
                     Rejection::new(Reason::UnsafePath, format!("directory {d:?}: {why}"))
                 })?;
-                if !keyring.is_authorized(&signer.fingerprint, &d) {
-                    return Err(not_authorized(&signer.fingerprint, &d).into());
+                let allowed = match &signer {
+                    Some(s) => keyring.is_authorized(&s.fingerprint, &d),
+                    None => g.owner().is_some_and(|u| repo.config.is_trusted(u, &d)),
+                };
+                if !allowed {
+                    return Err(not_authorized(&who, &d).into());
                 }
                 d
             }
         };
-        let mut sig_staging = repo.store.stage()?;
-        sig_staging.write_all(&sig_bytes)?;
-        let sig_staged = sig_staging.finish()?;
         files.push(Incoming {
             filename: g.base.clone(),
             kind: if inspection.is_some() {
@@ -354,15 +494,19 @@ fn attempt(
             version: meta.version.clone(),
             inspection,
         });
-        files.push(Incoming {
-            filename: format!("{}{}", g.base, spool::SIG_SUFFIX),
-            kind: "signature",
-            staged: sig_staged,
-            name: Some(meta.name),
-            version: meta.version,
-            inspection: None,
-        });
-        uploader = Some(signer.fingerprint);
+        if let Some(sig_bytes) = &sig_bytes {
+            let mut sig_staging = repo.store.stage()?;
+            sig_staging.write_all(sig_bytes)?;
+            files.push(Incoming {
+                filename: format!("{}{}", g.base, spool::SIG_SUFFIX),
+                kind: "signature",
+                staged: sig_staging.finish()?,
+                name: Some(meta.name),
+                version: meta.version,
+                inspection: None,
+            });
+        }
+        uploader = Some(who);
         directory = Some(dir);
     }
 
@@ -447,10 +591,15 @@ fn check_directive(
     Ok((d, signer))
 }
 
-fn not_authorized(fpr: &str, dir: &str) -> Rejection {
+fn not_authorized(who: &str, dir: &str) -> Rejection {
+    let who = if who.starts_with("uid:") {
+        who.to_string()
+    } else {
+        format!("key {who}")
+    };
     Rejection::new(
         Reason::NotAuthorized,
-        format!("key {fpr} may not upload to {dir:?}"),
+        format!("{who} may not upload to {dir:?}"),
     )
 }
 

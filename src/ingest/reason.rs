@@ -78,6 +78,10 @@ impl Reason {
         }
     }
 
+    pub fn from_code(code: &str) -> Option<Reason> {
+        Reason::ALL.into_iter().find(|r| r.code() == code)
+    }
+
     /// Whether the refusal concerns who signed (as opposed to what was sent). The mount maps
     /// these to EACCES and the others to EIO.
     pub fn is_authentication(self) -> bool {

@@ -22,6 +22,10 @@ pub const DIRECTIVE_SUFFIX: &str = ".directive.asc";
 pub const SIG_SUFFIX: &str = ".sig";
 /// Verdict files the daemon leaves for uploaders; never part of an upload.
 pub const REJECTED_SUFFIX: &str = ".rejected";
+/// Per-uploader staging written by the mount: `.users/<uid>/[DIR/]FILE`. The uid is the
+/// kernel-reported credential of whoever wrote the files, and the rest is the same as the top
+/// level of the spool. Uploaders cannot reach it on disk (root-only directory).
+pub const USERS_DIR: &str = ".users";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolFile {
@@ -99,6 +103,16 @@ pub enum Shape {
     Pair,
     /// A directive with no `filename:` and no file
     Standalone,
+    /// A lone file from a local uid trusted for its directory, closed through the mount
+    Unsigned,
+}
+
+/// What the mount vouched for a group: every writer had closed it at `at`, and nothing in it
+/// has changed since (`last_change` is the group's newest ctime at that moment).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closed {
+    pub at: SystemTime,
+    pub last_change: SystemTime,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,6 +140,49 @@ impl Group {
     /// The spool-relative name of the upload's main file (for messages and status files).
     pub fn label(&self) -> String {
         crate::paths::join(&self.dir, &self.base)
+    }
+
+    /// The uid whose staging area holds this group (None: written to the spool directly).
+    pub fn owner(&self) -> Option<u32> {
+        split_owner(&self.dir).0
+    }
+
+    /// The repository directory the spool location names ("" at the top level).
+    pub fn target_dir(&self) -> &str {
+        split_owner(&self.dir).1
+    }
+
+    /// Readiness when the mount has vouched that all writers closed the group: no quiet time
+    /// is needed. A pair still waits `closed_pair_wait` for a directive that may follow (gnupload
+    /// copies it last), and so does a lone file from a trusted uid for a signature.
+    pub fn readiness_closed(
+        &self,
+        closed: &Closed,
+        now: SystemTime,
+        cfg: &IngestConfig,
+        max_directive: u64,
+        trusted: bool,
+    ) -> Option<Readiness> {
+        if self.last_change() > closed.last_change {
+            return None; // written again after the close: the vouch is void
+        }
+        let after_wait = |shape| {
+            let t = closed.at + cfg.closed_pair_wait;
+            Some(if now >= t {
+                Readiness::Ready(shape)
+            } else {
+                Readiness::Settling(t)
+            })
+        };
+        match (&self.data, &self.sig, &self.directive) {
+            (Some(_), Some(_), Some(_)) => Some(Readiness::Ready(Shape::Triplet)),
+            (None, None, Some(d)) if !self.directive_names_file(d, max_directive) => {
+                Some(Readiness::Ready(Shape::Standalone))
+            }
+            (Some(_), Some(_), None) => after_wait(Shape::Pair),
+            (Some(_), None, None) if trusted => after_wait(Shape::Unsigned),
+            _ => None,
+        }
     }
 
     pub fn readiness(&self, now: SystemTime, cfg: &IngestConfig, max_directive: u64) -> Readiness {
@@ -230,6 +287,21 @@ fn scan_dir(dir: &Path, rel_dir: &str, out: &mut Scan) -> io::Result<()> {
     }
     out.groups.extend(groups.into_values());
     Ok(())
+}
+
+/// Splits `.users/<uid>/rest` into the uid and `rest`.
+pub fn split_owner(dir: &str) -> (Option<u32>, &str) {
+    let Some(rest) = dir
+        .strip_prefix(USERS_DIR)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
+        return (None, dir);
+    };
+    let (uid, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    match uid.parse() {
+        Ok(uid) => (Some(uid), rest),
+        Err(_) => (None, dir),
+    }
 }
 
 fn group<'g>(

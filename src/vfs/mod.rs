@@ -1,5 +1,836 @@
-//! FUSE views over the catalog: `incoming/`, `dists/`, `pkgs/`.
+//! FUSE views over the repository: `incoming/` (the spool, per uploader), `dists/` (published
+//! files and generated indexes) and `pkgs/` (unpacked package trees).
 //!
-//! Not built yet: the mount is the next stage (it puts a filesystem in front of the ingest
-//! pipeline). Everything it needs to list trees without touching content is already recorded
-//! by `catalog` at publish time.
+//! Layers, in the order a request flows:
+//! - `fuse` translates `fuser` callbacks into calls on `Vfs` and replies; nothing else.
+//! - `Vfs` (this module) maps inode numbers to `Node`s, resolves read-only nodes against a
+//!   catalog `tree::Snapshot`, and keeps open handles.
+//! - `incoming` does the writable part: files land in the spool as they are written, hashed
+//!   inline, and the last close asks the daemon for the verdict.
+//! - `content` reads files inside packages without inflating archives from their start.
+//! - `mount` mounts, unmounts, recovers stale mounts and handles signals.
+//!
+//! Inode numbers are interned `Node`s: stable for the life of the mount and never reused.
+//! The table grows with what was looked up (a few dozen bytes per node), like a dentry cache
+//! that is never pruned; remounting resets it.
+
+pub mod content;
+mod fuse;
+pub mod incoming;
+pub mod mount;
+pub mod tree;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{FileAttr, FileType, INodeNo};
+use tracing::warn;
+
+use crate::archive::gzindex::SeekPoint;
+use crate::archive::EntryKind;
+use crate::catalog::Catalog;
+use crate::config::{Config, Layout};
+use content::{Cache, EntryReader};
+use incoming::SpoolHandle;
+use tree::{DistEntry, PkgTree, Snapshot};
+
+/// Errors are errno values: what the kernel passes back to the caller.
+pub type Errno = i32;
+pub type Result<T> = std::result::Result<T, Errno>;
+
+pub fn errno(e: &io::Error) -> Errno {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+/// How long the kernel may cache what the read-only views say. Short, so that publications
+/// show at once; new names show immediately anyway (negative lookups are not cached).
+const VIEW_TTL: Duration = Duration::from_secs(1);
+/// incoming/ is per uid: the kernel must ask every time, or one user's cached entry would be
+/// offered to another.
+const SPOOL_TTL: Duration = Duration::ZERO;
+/// Package trees in the cache of parsed entry lists.
+const TREES_KEPT: usize = 32;
+
+const INCOMING: &str = "incoming";
+const DISTS: &str = "dists";
+const PKGS: &str = "pkgs";
+const LATEST: &str = "latest";
+
+/// What an inode is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Node {
+    Root,
+    /// incoming/ itself: one inode, whose contents depend on who asks.
+    IncomingRoot,
+    /// A file or directory in uid `owner`'s part of the spool.
+    Incoming {
+        owner: u32,
+        rel: String,
+    },
+    /// A directory, symlink or generated file below dists/ ("" is dists/).
+    Dists(String),
+    /// A published file; a replacement is a new inode, so no cache serves old bytes.
+    DistsFile(i64),
+    Pkgs,
+    PkgName(String),
+    PkgLatest(String),
+    /// A path inside a package ("" is pkgs/NAME/VERSION itself).
+    PkgEntry {
+        file_id: i64,
+        path: String,
+    },
+    /// Renamed over or removed while the kernel still knew it.
+    Gone,
+}
+
+#[derive(Default)]
+struct Inodes {
+    by_node: HashMap<Node, u64>,
+    nodes: Vec<Node>,
+}
+
+impl Inodes {
+    fn intern(&mut self, n: Node) -> u64 {
+        if let Some(&ino) = self.by_node.get(&n) {
+            return ino;
+        }
+        self.nodes.push(n.clone());
+        let ino = self.nodes.len() as u64; // Root is interned first: ino 1
+        self.by_node.insert(n, ino);
+        ino
+    }
+
+    fn get(&self, ino: u64) -> Option<&Node> {
+        self.nodes.get((ino as usize).checked_sub(1)?)
+    }
+}
+
+/// An open file or directory.
+pub enum Handle {
+    Dir(Vec<DirEntry>),
+    Spool(SpoolHandle),
+    /// A published file in the store. `backing` keeps the kernel's passthrough id alive.
+    Object {
+        file: File,
+        backing: Mutex<Option<fuser::BackingId>>,
+    },
+    Bytes(Arc<Vec<u8>>),
+    Entry(EntryReader),
+}
+
+pub struct DirEntry {
+    pub ino: u64,
+    pub kind: FileType,
+    pub name: OsString,
+}
+
+/// What `open` decided.
+pub struct Opened {
+    pub fh: u64,
+    /// Serve reads from this file through the kernel (FUSE passthrough) if it can.
+    pub passthrough: Option<File>,
+    /// Bypass the page cache (generated files change size between snapshots).
+    pub direct_io: bool,
+}
+
+pub struct Vfs {
+    layout: Layout,
+    store: crate::store::Store,
+    config: Config,
+    catalog: Mutex<Catalog>,
+    snapshot: RwLock<Arc<Snapshot>>,
+    trees: Mutex<Vec<(i64, Arc<PkgTree>)>>,
+    points: Mutex<HashMap<i64, Arc<[SeekPoint]>>>,
+    cache: Cache,
+    inodes: Mutex<Inodes>,
+    handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    next_fh: AtomicU64,
+    /// Open write handles per spool inode: the last close is the one that counts.
+    writers: Mutex<HashMap<u64, usize>>,
+    started: SystemTime,
+}
+
+impl Vfs {
+    pub fn new(layout: Layout, config: Config) -> anyhow::Result<Vfs> {
+        layout.create()?;
+        let catalog = Catalog::open(&layout.catalog())?;
+        let snapshot = Snapshot::load(&catalog)?;
+        let mut inodes = Inodes::default();
+        inodes.intern(Node::Root);
+        let cache = Cache::new(layout.cache(), config.mount.cache_size);
+        Ok(Vfs {
+            cache,
+            store: crate::store::Store::open(&layout.store())?,
+            layout,
+            config,
+            catalog: Mutex::new(catalog),
+            snapshot: RwLock::new(Arc::new(snapshot)),
+            trees: Mutex::new(Vec::new()),
+            points: Mutex::new(HashMap::new()),
+            inodes: Mutex::new(inodes),
+            handles: Mutex::new(HashMap::new()),
+            next_fh: AtomicU64::new(1),
+            writers: Mutex::new(HashMap::new()),
+            started: SystemTime::now(),
+        })
+    }
+
+    // ---- inodes and handles -------------------------------------------------------------
+
+    fn intern(&self, n: Node) -> u64 {
+        lock(&self.inodes).intern(n)
+    }
+
+    fn node(&self, ino: u64) -> Result<Node> {
+        match lock(&self.inodes).get(ino) {
+            Some(Node::Gone) | None => Err(libc::ENOENT),
+            Some(n) => Ok(n.clone()),
+        }
+    }
+
+    fn add_handle(&self, h: Handle) -> u64 {
+        let fh = self.next_fh.fetch_add(1, Ordering::Relaxed);
+        lock(&self.handles).insert(fh, Arc::new(h));
+        fh
+    }
+
+    fn handle(&self, fh: u64) -> Result<Arc<Handle>> {
+        lock(&self.handles).get(&fh).cloned().ok_or(libc::EBADF)
+    }
+
+    /// Keeps the passthrough id of an open published file until it is released.
+    pub fn attach_backing(&self, fh: u64, id: fuser::BackingId) {
+        if let Ok(h) = self.handle(fh) {
+            if let Handle::Object { backing, .. } = &*h {
+                *lock(backing) = Some(id);
+            }
+        }
+    }
+
+    // ---- catalog snapshot ---------------------------------------------------------------
+
+    /// The current snapshot, reloaded if the daemon committed since it was taken.
+    fn snap(&self) -> Result<Arc<Snapshot>> {
+        let current = self
+            .snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let cat = lock(&self.catalog);
+        let version = cat.data_version().map_err(|e| {
+            warn!(error = %e, "catalog unreadable");
+            libc::EIO
+        })?;
+        if version == current.version {
+            return Ok(current);
+        }
+        let fresh = Arc::new(Snapshot::load(&cat).map_err(|e| {
+            warn!(error = %e, "catalog unreadable");
+            libc::EIO
+        })?);
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        Ok(fresh)
+    }
+
+    fn tree(&self, file_id: i64) -> Result<Arc<PkgTree>> {
+        if let Some((_, t)) = lock(&self.trees).iter().find(|(id, _)| *id == file_id) {
+            return Ok(t.clone());
+        }
+        let entries = lock(&self.catalog).entries(file_id).map_err(|e| {
+            warn!(error = %e, file_id, "entry list unreadable");
+            libc::EIO
+        })?;
+        let t = Arc::new(PkgTree::build(entries));
+        let mut trees = lock(&self.trees);
+        if trees.len() >= TREES_KEPT {
+            trees.remove(0);
+        }
+        trees.push((file_id, t.clone()));
+        Ok(t)
+    }
+
+    fn seek_points(&self, file_id: i64) -> Result<Arc<[SeekPoint]>> {
+        if let Some(p) = lock(&self.points).get(&file_id) {
+            return Ok(p.clone());
+        }
+        let p: Arc<[SeekPoint]> = lock(&self.catalog)
+            .seek_points(file_id)
+            .map_err(|e| {
+                warn!(error = %e, file_id, "seek points unreadable");
+                libc::EIO
+            })?
+            .into();
+        lock(&self.points).insert(file_id, p.clone());
+        Ok(p)
+    }
+
+    // ---- attributes ---------------------------------------------------------------------
+
+    fn attr(&self, ino: u64, kind: FileType, perm: u16, size: u64, mtime: SystemTime) -> FileAttr {
+        FileAttr {
+            ino: INodeNo(ino),
+            size,
+            blocks: size.div_ceil(512),
+            atime: mtime,
+            mtime,
+            ctime: mtime,
+            crtime: mtime,
+            kind,
+            perm,
+            nlink: if kind == FileType::Directory { 2 } else { 1 },
+            uid: 0,
+            gid: 0,
+            rdev: 0,
+            blksize: 4096,
+            flags: 0,
+        }
+    }
+
+    fn dir_attr(&self, ino: u64, perm: u16) -> FileAttr {
+        self.attr(ino, FileType::Directory, perm, 0, self.started)
+    }
+
+    /// Attributes of `ino` as `uid` sees it, and how long they may be cached.
+    pub fn getattr(&self, uid: u32, ino: u64) -> Result<(FileAttr, Duration)> {
+        let node = self.node(ino)?;
+        self.attr_of(uid, ino, &node)
+    }
+
+    fn attr_of(&self, uid: u32, ino: u64, node: &Node) -> Result<(FileAttr, Duration)> {
+        let view = |a| Ok((a, VIEW_TTL));
+        match node {
+            Node::Root => view(self.dir_attr(ino, 0o755)),
+            // Sticky and world-writable like /tmp; each uid only ever sees its own entries.
+            Node::IncomingRoot => Ok((self.dir_attr(ino, 0o1777), SPOOL_TTL)),
+            Node::Incoming { owner, rel } => {
+                self.may_touch(uid, *owner)?;
+                let m = std::fs::symlink_metadata(self.spool_path(*owner, rel))
+                    .map_err(|e| errno(&e))?;
+                Ok((stat_attr(ino, &m), SPOOL_TTL))
+            }
+            Node::Dists(path) => {
+                let snap = self.snap()?;
+                match snap.dist_entry(path).ok_or(libc::ENOENT)? {
+                    DistEntry::Dir => view(self.dir_attr(ino, 0o555)),
+                    DistEntry::Symlink(t) => {
+                        view(self.attr(ino, FileType::Symlink, 0o777, t.len() as u64, self.started))
+                    }
+                    DistEntry::Generated(g) => {
+                        let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+                        let len = snap.generated(dir, g).len() as u64;
+                        view(self.attr(ino, FileType::RegularFile, 0o444, len, self.started))
+                    }
+                    DistEntry::File(_) => Err(libc::ENOENT),
+                }
+            }
+            Node::DistsFile(id) => {
+                let snap = self.snap()?;
+                let f = snap.files.get(id).ok_or(libc::ENOENT)?;
+                view(self.attr(
+                    ino,
+                    FileType::RegularFile,
+                    0o444,
+                    f.size,
+                    epoch(f.published_at),
+                ))
+            }
+            Node::Pkgs => view(self.dir_attr(ino, 0o555)),
+            Node::PkgName(name) => {
+                self.snap()?.versions(name).ok_or(libc::ENOENT)?;
+                view(self.dir_attr(ino, 0o555))
+            }
+            Node::PkgLatest(name) => {
+                let snap = self.snap()?;
+                let v = snap.latest(name).ok_or(libc::ENOENT)?;
+                view(self.attr(ino, FileType::Symlink, 0o777, v.len() as u64, self.started))
+            }
+            Node::PkgEntry { file_id, path } => {
+                let snap = self.snap()?;
+                let pkg = snap.packages.get(file_id).ok_or(libc::ENOENT)?;
+                let tree = self.tree(*file_id)?;
+                let n = tree.node(path).ok_or(libc::ENOENT)?;
+                let pkg_time = epoch(pkg.published_at);
+                let mut a = match tree.entry(n) {
+                    _ if tree.is_dir(n) => {
+                        let mut a = self.dir_attr(ino, 0o755);
+                        a.mtime = tree.entry(n).map_or(pkg_time, |e| epoch(e.mtime));
+                        if let Some(e) = tree.entry(n) {
+                            a.perm = perm_bits(e.mode);
+                        }
+                        a
+                    }
+                    Some(e) => {
+                        let (kind, size) = match e.kind {
+                            EntryKind::Symlink => (
+                                FileType::Symlink,
+                                e.link_target.as_deref().map_or(0, str::len) as u64,
+                            ),
+                            _ => (FileType::RegularFile, tree.data_of(e).map_or(0, |d| d.size)),
+                        };
+                        self.attr(ino, kind, perm_bits(e.mode), size, epoch(e.mtime))
+                    }
+                    None => self.dir_attr(ino, 0o755),
+                };
+                if let Some(e) = tree.entry(n) {
+                    a.uid = e.uid as u32;
+                    a.gid = e.gid as u32;
+                }
+                a.ctime = a.mtime;
+                a.atime = a.mtime;
+                view(a)
+            }
+            Node::Gone => Err(libc::ENOENT),
+        }
+    }
+
+    // ---- lookup and listing -------------------------------------------------------------
+
+    /// The child `name` of `parent`, as `uid` sees it.
+    pub fn lookup(&self, uid: u32, parent: u64, name: &str) -> Result<(FileAttr, Duration)> {
+        let node = self.child(uid, &self.node(parent)?, name)?;
+        let ino = self.intern(node.clone());
+        self.attr_of(uid, ino, &node)
+    }
+
+    fn child(&self, uid: u32, parent: &Node, name: &str) -> Result<Node> {
+        if name.contains('/') || name == "." || name == ".." {
+            return Err(libc::ENOENT);
+        }
+        Ok(match parent {
+            Node::Root => match name {
+                INCOMING => Node::IncomingRoot,
+                DISTS => Node::Dists(String::new()),
+                PKGS => Node::Pkgs,
+                _ => return Err(libc::ENOENT),
+            },
+            Node::IncomingRoot => Node::Incoming {
+                owner: uid,
+                rel: name.to_string(),
+            },
+            Node::Incoming { owner, rel } => {
+                self.may_touch(uid, *owner)?;
+                Node::Incoming {
+                    owner: *owner,
+                    rel: crate::paths::join(rel, name),
+                }
+            }
+            Node::Dists(dir) => {
+                let path = crate::paths::join(dir, name);
+                match self.snap()?.dist_entry(&path).ok_or(libc::ENOENT)? {
+                    DistEntry::File(id) => Node::DistsFile(id),
+                    _ => Node::Dists(path),
+                }
+            }
+            Node::Pkgs => {
+                self.snap()?.versions(name).ok_or(libc::ENOENT)?;
+                Node::PkgName(name.to_string())
+            }
+            Node::PkgName(pkg) if name == LATEST => Node::PkgLatest(pkg.clone()),
+            Node::PkgName(pkg) => {
+                let id = self.snap()?.version_file(pkg, name).ok_or(libc::ENOENT)?;
+                Node::PkgEntry {
+                    file_id: id,
+                    path: String::new(),
+                }
+            }
+            Node::PkgEntry { file_id, path } => Node::PkgEntry {
+                file_id: *file_id,
+                path: crate::paths::join(path, name),
+            },
+            _ => return Err(libc::ENOTDIR),
+        })
+    }
+
+    /// The whole listing of a directory, taken at opendir so readdir pages are consistent.
+    pub fn opendir(&self, uid: u32, ino: u64) -> Result<u64> {
+        let node = self.node(ino)?;
+        let mut out = vec![
+            DirEntry {
+                ino,
+                kind: FileType::Directory,
+                name: ".".into(),
+            },
+            DirEntry {
+                ino: 1,
+                kind: FileType::Directory,
+                name: "..".into(),
+            },
+        ];
+        let mut push = |n: Node, kind: FileType, name: &str| {
+            let ino = self.intern(n);
+            out.push(DirEntry {
+                ino,
+                kind,
+                name: name.into(),
+            });
+        };
+        match &node {
+            Node::Root => {
+                push(Node::IncomingRoot, FileType::Directory, INCOMING);
+                push(Node::Dists(String::new()), FileType::Directory, DISTS);
+                push(Node::Pkgs, FileType::Directory, PKGS);
+            }
+            Node::IncomingRoot | Node::Incoming { .. } => {
+                let (owner, rel) = match &node {
+                    Node::Incoming { owner, rel } => {
+                        self.may_touch(uid, *owner)?;
+                        (*owner, rel.clone())
+                    }
+                    _ => (uid, String::new()),
+                };
+                let dir = self.spool_path(owner, &rel);
+                let entries = match std::fs::read_dir(&dir) {
+                    Ok(e) => e,
+                    // A uid's staging area exists from its first upload on.
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && rel.is_empty() => {
+                        return Ok(self.add_handle(Handle::Dir(out)))
+                    }
+                    Err(e) => return Err(errno(&e)),
+                };
+                for e in entries.flatten() {
+                    let Ok(name) = e.file_name().into_string() else {
+                        continue;
+                    };
+                    let Ok(ft) = e.file_type() else { continue };
+                    let kind = if ft.is_dir() {
+                        FileType::Directory
+                    } else if ft.is_symlink() {
+                        FileType::Symlink
+                    } else {
+                        FileType::RegularFile
+                    };
+                    push(
+                        Node::Incoming {
+                            owner,
+                            rel: crate::paths::join(&rel, &name),
+                        },
+                        kind,
+                        &name,
+                    );
+                }
+            }
+            Node::Dists(dir) => {
+                let snap = self.snap()?;
+                for (name, e) in snap.dist_children(dir).ok_or(libc::ENOENT)? {
+                    let path = crate::paths::join(dir, name);
+                    match e {
+                        DistEntry::Dir => push(Node::Dists(path), FileType::Directory, name),
+                        DistEntry::Symlink(_) => push(Node::Dists(path), FileType::Symlink, name),
+                        DistEntry::Generated(_) => {
+                            push(Node::Dists(path), FileType::RegularFile, name)
+                        }
+                        DistEntry::File(id) => {
+                            push(Node::DistsFile(*id), FileType::RegularFile, name)
+                        }
+                    }
+                }
+            }
+            Node::Pkgs => {
+                let snap = self.snap()?;
+                for name in snap.package_names() {
+                    push(Node::PkgName(name.to_string()), FileType::Directory, name);
+                }
+            }
+            Node::PkgName(pkg) => {
+                let snap = self.snap()?;
+                for (v, id) in snap.versions(pkg).ok_or(libc::ENOENT)? {
+                    push(
+                        Node::PkgEntry {
+                            file_id: *id,
+                            path: String::new(),
+                        },
+                        FileType::Directory,
+                        v,
+                    );
+                }
+                push(Node::PkgLatest(pkg.clone()), FileType::Symlink, LATEST);
+            }
+            Node::PkgEntry { file_id, path } => {
+                let tree = self.tree(*file_id)?;
+                let n = tree.node(path).ok_or(libc::ENOENT)?;
+                if !tree.is_dir(n) {
+                    return Err(libc::ENOTDIR);
+                }
+                for (name, &child) in &n.children {
+                    let _ = child;
+                    let cpath = crate::paths::join(path, name);
+                    let cn = tree.node(&cpath).ok_or(libc::EIO)?;
+                    let kind = if tree.is_dir(cn) {
+                        FileType::Directory
+                    } else if tree.entry(cn).is_some_and(|e| e.kind == EntryKind::Symlink) {
+                        FileType::Symlink
+                    } else {
+                        FileType::RegularFile
+                    };
+                    push(
+                        Node::PkgEntry {
+                            file_id: *file_id,
+                            path: cpath,
+                        },
+                        kind,
+                        name,
+                    );
+                }
+            }
+            _ => return Err(libc::ENOTDIR),
+        }
+        Ok(self.add_handle(Handle::Dir(out)))
+    }
+
+    /// Entries from `offset` on (offsets are positions in the listing, plus one).
+    pub fn readdir(
+        &self,
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(&DirEntry, u64) -> bool,
+    ) -> Result<()> {
+        let h = self.handle(fh)?;
+        let Handle::Dir(list) = &*h else {
+            return Err(libc::EBADF);
+        };
+        for (i, e) in list.iter().enumerate().skip(offset as usize) {
+            if add(e, i as u64 + 1) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    pub fn readlink(&self, uid: u32, ino: u64) -> Result<Vec<u8>> {
+        match self.node(ino)? {
+            Node::Incoming { owner, rel } => {
+                self.may_touch(uid, owner)?;
+                let t = std::fs::read_link(self.spool_path(owner, &rel)).map_err(|e| errno(&e))?;
+                Ok(t.into_os_string().into_encoded_bytes())
+            }
+            Node::Dists(path) => match self.snap()?.dist_entry(&path) {
+                Some(DistEntry::Symlink(t)) => Ok(t.into_bytes()),
+                _ => Err(libc::EINVAL),
+            },
+            Node::PkgLatest(name) => Ok(self
+                .snap()?
+                .latest(&name)
+                .ok_or(libc::ENOENT)?
+                .as_bytes()
+                .to_vec()),
+            Node::PkgEntry { file_id, path } => {
+                let tree = self.tree(file_id)?;
+                let e = tree
+                    .node(&path)
+                    .and_then(|n| tree.entry(n))
+                    .ok_or(libc::ENOENT)?;
+                match (&e.kind, &e.link_target) {
+                    (EntryKind::Symlink, Some(t)) => Ok(t.as_bytes().to_vec()),
+                    _ => Err(libc::EINVAL),
+                }
+            }
+            _ => Err(libc::EINVAL),
+        }
+    }
+
+    // ---- reading ------------------------------------------------------------------------
+
+    pub fn open(&self, uid: u32, gid: u32, ino: u64, flags: i32) -> Result<Opened> {
+        let node = self.node(ino)?;
+        if let Node::Incoming { owner, rel } = &node {
+            return self.open_spool(uid, gid, ino, *owner, rel, flags);
+        }
+        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            return Err(libc::EROFS);
+        }
+        let snap = self.snap()?;
+        match node {
+            Node::DistsFile(id) => {
+                let f = snap.files.get(&id).ok_or(libc::ENOENT)?;
+                let file = File::open(self.store.object_path(&f.sha256)).map_err(|e| errno(&e))?;
+                let passthrough = file.try_clone().ok();
+                let fh = self.add_handle(Handle::Object {
+                    file,
+                    backing: Mutex::new(None),
+                });
+                Ok(Opened {
+                    fh,
+                    passthrough,
+                    direct_io: false,
+                })
+            }
+            Node::Dists(path) => match snap.dist_entry(&path).ok_or(libc::ENOENT)? {
+                DistEntry::Generated(g) => {
+                    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+                    let fh = self.add_handle(Handle::Bytes(snap.generated(dir, g)));
+                    Ok(Opened {
+                        fh,
+                        passthrough: None,
+                        direct_io: true,
+                    })
+                }
+                DistEntry::Dir => Err(libc::EISDIR),
+                _ => Err(libc::EINVAL),
+            },
+            Node::PkgEntry { file_id, path } => {
+                let pkg = snap.packages.get(&file_id).ok_or(libc::ENOENT)?.clone();
+                let tree = self.tree(file_id)?;
+                let n = tree.node(&path).ok_or(libc::ENOENT)?;
+                if tree.is_dir(n) {
+                    return Err(libc::EISDIR);
+                }
+                let e = tree.entry(n).ok_or(libc::ENOENT)?;
+                let data = tree.data_of(e).ok_or(libc::EINVAL)?;
+                let object = self.store.object_path(&pkg.sha256);
+                let points = if pkg.compression == "gzip" {
+                    Some(self.seek_points(file_id)?)
+                } else {
+                    None
+                };
+                let source = content::source(&pkg, &object, points, &self.cache).map_err(|e| {
+                    warn!(package = %pkg.name, error = %e, "cannot read package content");
+                    libc::EIO
+                })?;
+                let fh = self.add_handle(Handle::Entry(EntryReader {
+                    source,
+                    start: data.data_offset,
+                    size: data.size,
+                }));
+                Ok(Opened {
+                    fh,
+                    passthrough: None,
+                    direct_io: false,
+                })
+            }
+            _ => Err(libc::EISDIR),
+        }
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let h = self.handle(fh)?;
+        match &*h {
+            Handle::Spool(s) => read_file(&s.file, offset, size),
+            Handle::Object { file, .. } => read_file(file, offset, size),
+            Handle::Bytes(b) => {
+                let start = (offset as usize).min(b.len());
+                let end = start.saturating_add(size as usize).min(b.len());
+                Ok(b[start..end].to_vec())
+            }
+            Handle::Entry(r) => r.read(offset, size).map_err(|e| {
+                warn!(error = %e, "read inside a package failed");
+                libc::EIO
+            }),
+            Handle::Dir(_) => Err(libc::EISDIR),
+        }
+    }
+
+    pub fn release(&self, fh: u64) {
+        let h = lock(&self.handles).remove(&fh);
+        if let Some(h) = h {
+            if let Handle::Spool(s) = &*h {
+                self.release_spool(s);
+            }
+        }
+    }
+
+    pub fn statfs(&self) -> Result<libc::statvfs> {
+        let path =
+            std::ffi::CString::new(self.layout.spool().into_os_string().into_encoded_bytes())
+                .map_err(|_| libc::EINVAL)?;
+        let mut st = std::mem::MaybeUninit::<libc::statvfs>::zeroed();
+        // SAFETY: `path` is a valid NUL-terminated string and `st` points to writable memory
+        // of the right type; statvfs fills it in on success.
+        let rc = unsafe { libc::statvfs(path.as_ptr(), st.as_mut_ptr()) };
+        if rc != 0 {
+            return Err(errno(&io::Error::last_os_error()));
+        }
+        // SAFETY: statvfs returned 0, so it initialized the struct.
+        Ok(unsafe { st.assume_init() })
+    }
+
+    /// Read-only views refuse every change with EROFS; incoming/ checks ownership.
+    fn writable(&self, uid: u32, node: &Node) -> Result<(u32, String)> {
+        match node {
+            Node::IncomingRoot => Ok((uid, String::new())),
+            Node::Incoming { owner, rel } => {
+                self.may_touch(uid, *owner)?;
+                Ok((*owner, rel.clone()))
+            }
+            Node::Root | Node::Gone => Err(libc::EACCES),
+            _ => Err(libc::EROFS),
+        }
+    }
+
+    /// Each uid touches only its own part of the spool; root touches all of it.
+    fn may_touch(&self, uid: u32, owner: u32) -> Result<()> {
+        if uid == owner || uid == 0 {
+            Ok(())
+        } else {
+            Err(libc::ENOENT)
+        }
+    }
+}
+
+fn read_file(f: &File, offset: u64, size: u32) -> Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; size as usize];
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(errno(&e)),
+        }
+    }
+    buf.truncate(done);
+    Ok(buf)
+}
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panicking FUSE thread must not take the whole mount down with a poisoned lock.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn epoch(secs: i64) -> SystemTime {
+    if secs >= 0 {
+        UNIX_EPOCH + Duration::from_secs(secs as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+    }
+}
+
+/// Permission bits from an archive: no setuid/setgid through a repository view.
+fn perm_bits(mode: u32) -> u16 {
+    (mode & 0o1777) as u16
+}
+
+fn stat_attr(ino: u64, m: &std::fs::Metadata) -> FileAttr {
+    let t = |s: i64, ns: i64| epoch(s) + Duration::from_nanos(ns.clamp(0, 999_999_999) as u64);
+    let ft = m.file_type();
+    let kind = if ft.is_dir() {
+        FileType::Directory
+    } else if ft.is_symlink() {
+        FileType::Symlink
+    } else {
+        FileType::RegularFile
+    };
+    FileAttr {
+        ino: INodeNo(ino),
+        size: m.len(),
+        blocks: m.blocks(),
+        atime: t(m.atime(), m.atime_nsec()),
+        mtime: t(m.mtime(), m.mtime_nsec()),
+        ctime: t(m.ctime(), m.ctime_nsec()),
+        crtime: t(m.mtime(), m.mtime_nsec()),
+        kind,
+        perm: (m.mode() & 0o7777) as u16,
+        nlink: m.nlink() as u32,
+        uid: m.uid(),
+        gid: m.gid(),
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    }
+}

@@ -1,0 +1,650 @@
+//! incoming/: the spool as each uploader sees it.
+//!
+//! uid U's files live in `ROOT/incoming/.users/U/` (root's directly in `ROOT/incoming/`), a
+//! root-only directory, so uploaders reach their in-flight files only through the mount, where
+//! the kernel-reported uid decides what they see. Bytes go straight to the spool file (so an
+//! interrupted upload keeps them across disconnects and restarts), and sequential writes are
+//! hashed as they stream in (md5 and sha256, recorded as `user.repofs.*` xattrs on the spool
+//! file, which any later write removes).
+//!
+//! When the last writer of a file closes it, the daemon is told; if that completed an upload,
+//! the close waits (bounded) for the verdict and fails with EACCES or EIO if it was refused.
+
+use std::ffi::CString;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{DirBuilderExt, FileExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use fuser::FileAttr;
+use md5::{Digest, Md5};
+use sha2::Sha256;
+use tracing::{info, warn};
+
+use super::{errno, lock, stat_attr, Handle, Node, Opened, Result, Vfs, SPOOL_TTL};
+use crate::ingest::control::{self, ClosedRequest, State};
+use crate::ingest::spool::USERS_DIR;
+
+const XATTR_MD5: &str = "user.repofs.md5";
+const XATTR_SHA256: &str = "user.repofs.sha256";
+
+pub struct SpoolHandle {
+    pub file: File,
+    pub ino: u64,
+    pub owner: u32,
+    writable: bool,
+    state: Mutex<Box<WriteState>>,
+}
+
+#[derive(Default)]
+struct WriteState {
+    /// Written to since the last flush.
+    dirty: bool,
+    /// The recorded hashes were removed (they no longer describe the file).
+    cleared: bool,
+    /// Hashes of bytes 0..next, while writes are sequential from the start.
+    hash: Option<InlineHash>,
+}
+
+struct InlineHash {
+    next: u64,
+    md5: Md5,
+    sha256: Sha256,
+}
+
+impl Vfs {
+    /// Where uid `owner`'s relative path lives in the spool.
+    pub(super) fn spool_path(&self, owner: u32, rel: &str) -> PathBuf {
+        let base = self.layout.user_spool(owner);
+        if rel.is_empty() {
+            base
+        } else {
+            base.join(rel)
+        }
+    }
+
+    fn spool_rel(&self, owner: u32, rel: &str) -> String {
+        if owner == 0 {
+            rel.to_string()
+        } else {
+            format!("{USERS_DIR}/{owner}/{rel}")
+        }
+    }
+
+    /// Creates uid `owner`'s staging directory on first use.
+    fn ensure_base(&self, owner: u32) -> Result<()> {
+        if owner == 0 {
+            return Ok(());
+        }
+        let users = self.layout.spool().join(USERS_DIR);
+        for (dir, mode) in [(users, 0o711), (self.layout.user_spool(owner), 0o700)] {
+            match fs::DirBuilder::new().mode(mode).create(&dir) {
+                Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(errno(&e)),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn parent_of(&self, uid: u32, parent: u64, name: &str) -> Result<(u32, String)> {
+        if name.contains('/') || name == "." || name == ".." || name.is_empty() {
+            return Err(libc::EINVAL);
+        }
+        let (owner, rel) = self.writable(uid, &self.node(parent)?)?;
+        Ok((owner, crate::paths::join(&rel, name)))
+    }
+
+    pub fn create(
+        &self,
+        uid: u32,
+        gid: u32,
+        parent: u64,
+        name: &str,
+        mode: u32,
+        flags: i32,
+    ) -> Result<(FileAttr, Duration, Opened)> {
+        let (owner, rel) = self.parent_of(uid, parent, name)?;
+        self.ensure_base(owner)?;
+        let path = self.spool_path(owner, &rel);
+        let mut o = OpenOptions::new();
+        o.read(true)
+            .write(true)
+            .mode(mode & 0o777)
+            .custom_flags(flags & (libc::O_EXCL | libc::O_APPEND) | libc::O_NOFOLLOW);
+        if flags & libc::O_EXCL != 0 {
+            o.create_new(true);
+        } else {
+            o.create(true);
+        }
+        if flags & libc::O_TRUNC != 0 {
+            o.truncate(true);
+        }
+        let file = o.open(&path).map_err(|e| errno(&e))?;
+        chown(&path, uid, gid)?;
+        let ino = self.intern(Node::Incoming { owner, rel });
+        let m = file.metadata().map_err(|e| errno(&e))?;
+        let fh = self.spool_handle(file, ino, owner, true, m.len());
+        Ok((
+            stat_attr(ino, &m),
+            SPOOL_TTL,
+            Opened {
+                fh,
+                passthrough: None,
+                direct_io: false,
+            },
+        ))
+    }
+
+    pub(super) fn open_spool(
+        &self,
+        uid: u32,
+        _gid: u32,
+        ino: u64,
+        owner: u32,
+        rel: &str,
+        flags: i32,
+    ) -> Result<Opened> {
+        self.may_touch(uid, owner)?;
+        let path = self.spool_path(owner, rel);
+        let acc = flags & libc::O_ACCMODE;
+        let writable = acc != libc::O_RDONLY;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(writable)
+            .truncate(writable && flags & libc::O_TRUNC != 0)
+            .custom_flags(flags & libc::O_APPEND | libc::O_NOFOLLOW)
+            .open(&path)
+            .map_err(|e| errno(&e))?;
+        let len = file.metadata().map_err(|e| errno(&e))?.len();
+        let fh = self.spool_handle(file, ino, owner, writable, len);
+        Ok(Opened {
+            fh,
+            passthrough: None,
+            direct_io: false,
+        })
+    }
+
+    fn spool_handle(&self, file: File, ino: u64, owner: u32, writable: bool, len: u64) -> u64 {
+        if writable {
+            *lock(&self.writers).entry(ino).or_default() += 1;
+        }
+        let hash = (len == 0).then(|| InlineHash {
+            next: 0,
+            md5: Md5::new(),
+            sha256: Sha256::new(),
+        });
+        self.add_handle(Handle::Spool(SpoolHandle {
+            file,
+            ino,
+            owner,
+            writable,
+            // Boxed: the hash states are large and most handles never write.
+            state: Mutex::new(Box::new(WriteState {
+                hash,
+                ..Default::default()
+            })),
+        }))
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> Result<u32> {
+        let h = self.handle(fh)?;
+        let Handle::Spool(s) = &*h else {
+            return Err(libc::EROFS);
+        };
+        if !s.writable {
+            return Err(libc::EBADF);
+        }
+        {
+            let mut st = lock(&s.state);
+            if !st.cleared {
+                clear_hashes(&s.file);
+                st.cleared = true;
+            }
+            st.dirty = true;
+            match &mut st.hash {
+                Some(h) if h.next == offset => {
+                    h.md5.update(data);
+                    h.sha256.update(data);
+                    h.next += data.len() as u64;
+                }
+                // A rewrite or a gap: these hashes cannot describe the file any more.
+                _ => st.hash = None,
+            }
+        }
+        s.file.write_all_at(data, offset).map_err(|e| errno(&e))?;
+        Ok(data.len() as u32)
+    }
+
+    pub fn fsync(&self, fh: u64, datasync: bool) -> Result<()> {
+        let h = self.handle(fh)?;
+        match &*h {
+            Handle::Spool(s) if datasync => s.file.sync_data(),
+            Handle::Spool(s) => s.file.sync_all(),
+            _ => Ok(()),
+        }
+        .map_err(|e| errno(&e))
+    }
+
+    /// close(2): if this was the last writer of a file that completes an upload, waits for
+    /// the verdict.
+    pub fn flush(&self, fh: u64) -> Result<()> {
+        let h = self.handle(fh)?;
+        let Handle::Spool(s) = &*h else { return Ok(()) };
+        let finished = {
+            let mut st = lock(&s.state);
+            if !std::mem::take(&mut st.dirty) {
+                return Ok(());
+            }
+            st.hash.take()
+        };
+        let others = lock(&self.writers)
+            .get(&s.ino)
+            .copied()
+            .unwrap_or(1)
+            .saturating_sub(1);
+        if others > 0 {
+            return Ok(());
+        }
+        let Ok(Node::Incoming { owner, rel }) = self.node(s.ino) else {
+            return Ok(()); // renamed over or removed meanwhile
+        };
+        let len = s.file.metadata().map(|m| m.len()).unwrap_or(0);
+        if let Some(h) = finished.filter(|h| h.next == len) {
+            let md5 = crate::store::to_hex(&h.md5.finalize());
+            let sha256 = crate::store::to_hex(&h.sha256.finalize());
+            set_xattr(&s.file, XATTR_MD5, &md5);
+            set_xattr(&s.file, XATTR_SHA256, &sha256);
+            info!(file = %self.spool_rel(owner, &rel), bytes = len, md5 = %md5, sha256 = %sha256, "received");
+        }
+        self.report_closed(owner, &rel, s.ino)
+    }
+
+    /// Tells the daemon that every writer closed `rel`, and turns its verdict into an errno.
+    fn report_closed(&self, owner: u32, rel: &str, ino: u64) -> Result<()> {
+        let name = rel.rsplit('/').next().unwrap_or(rel);
+        if name.starts_with('.') || name.ends_with(crate::ingest::spool::REJECTED_SUFFIX) {
+            return Ok(()); // temporary files (rsync) and notes complete nothing
+        }
+        let open = self.open_for_writing(ino);
+        let req = ClosedRequest {
+            path: self.spool_rel(owner, rel),
+            open,
+        };
+        match control::request(
+            &self.layout.control_socket(),
+            &req,
+            self.config.mount.close_wait,
+        ) {
+            Ok(reply) => {
+                if reply.state == State::Rejected {
+                    info!(file = %req.path, reason = ?reply.reason, "upload refused: {}", reply.message);
+                }
+                match reply.errno() {
+                    0 => Ok(()),
+                    e => Err(e),
+                }
+            }
+            // The daemon is down or slow: the upload is safe in the spool and will be judged
+            // when it is back; the verdict then comes as NAME.rejected or in `repofs status`.
+            Err(e) => {
+                warn!(file = %req.path, error = %e, "no verdict from repofsd; upload left pending");
+                Ok(())
+            }
+        }
+    }
+
+    /// Spool paths (as the daemon names them) that some handle still has open for writing.
+    fn open_for_writing(&self, except: u64) -> Vec<String> {
+        let inos: Vec<u64> = lock(&self.writers)
+            .iter()
+            .filter(|(&ino, &n)| ino != except && n > 0)
+            .map(|(&ino, _)| ino)
+            .collect();
+        inos.into_iter()
+            .filter_map(|ino| match self.node(ino) {
+                Ok(Node::Incoming { owner, rel }) => Some(self.spool_rel(owner, &rel)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub(super) fn release_spool(&self, s: &SpoolHandle) {
+        if s.writable {
+            let mut w = lock(&self.writers);
+            if let Some(n) = w.get_mut(&s.ino) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    w.remove(&s.ino);
+                }
+            }
+        }
+    }
+
+    pub fn mkdir(
+        &self,
+        uid: u32,
+        gid: u32,
+        parent: u64,
+        name: &str,
+        mode: u32,
+    ) -> Result<(FileAttr, Duration)> {
+        let (owner, rel) = self.parent_of(uid, parent, name)?;
+        self.ensure_base(owner)?;
+        let path = self.spool_path(owner, &rel);
+        fs::DirBuilder::new()
+            .mode(mode & 0o777)
+            .create(&path)
+            .map_err(|e| errno(&e))?;
+        chown(&path, uid, gid)?;
+        let ino = self.intern(Node::Incoming { owner, rel });
+        let m = fs::symlink_metadata(&path).map_err(|e| errno(&e))?;
+        Ok((stat_attr(ino, &m), SPOOL_TTL))
+    }
+
+    pub fn unlink(&self, uid: u32, parent: u64, name: &str) -> Result<()> {
+        let (owner, rel) = self.parent_of(uid, parent, name)?;
+        fs::remove_file(self.spool_path(owner, &rel)).map_err(|e| errno(&e))?;
+        self.forget_path(owner, &rel);
+        Ok(())
+    }
+
+    pub fn rmdir(&self, uid: u32, parent: u64, name: &str) -> Result<()> {
+        let (owner, rel) = self.parent_of(uid, parent, name)?;
+        fs::remove_dir(self.spool_path(owner, &rel)).map_err(|e| errno(&e))?;
+        self.forget_path(owner, &rel);
+        Ok(())
+    }
+
+    pub fn rename(
+        &self,
+        uid: u32,
+        parent: u64,
+        name: &str,
+        newparent: u64,
+        newname: &str,
+        flags: u32,
+    ) -> Result<()> {
+        let (owner, rel) = self.parent_of(uid, parent, name)?;
+        let (new_owner, new_rel) = self.parent_of(uid, newparent, newname)?;
+        if owner != new_owner {
+            return Err(libc::EXDEV);
+        }
+        if flags & !libc::RENAME_NOREPLACE != 0 {
+            return Err(libc::EINVAL);
+        }
+        let from = cstring(&self.spool_path(owner, &rel))?;
+        let to = cstring(&self.spool_path(owner, &new_rel))?;
+        // SAFETY: both paths are valid NUL-terminated strings; renameat2 only reads them.
+        let rc = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                from.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                flags,
+            )
+        };
+        if rc != 0 {
+            return Err(errno(&io::Error::last_os_error()));
+        }
+        // The kernel keeps the inode and moves the name: move our node along with it.
+        {
+            let mut t = lock(&self.inodes);
+            let old = Node::Incoming {
+                owner,
+                rel: rel.clone(),
+            };
+            let new = Node::Incoming {
+                owner,
+                rel: new_rel.clone(),
+            };
+            if let Some(replaced) = t.by_node.remove(&new) {
+                t.nodes[replaced as usize - 1] = Node::Gone;
+            }
+            let prefix = format!("{rel}/");
+            let moved: Vec<(Node, u64)> = t
+                .by_node
+                .iter()
+                .filter(|(n, _)| matches!(n, Node::Incoming { owner: o, rel: r } if *o == owner && (*r == rel || r.starts_with(&prefix))))
+                .map(|(n, &i)| (n.clone(), i))
+                .collect();
+            for (n, i) in moved {
+                t.by_node.remove(&n);
+                let Node::Incoming { rel: r, .. } = n else {
+                    continue;
+                };
+                let nn = Node::Incoming {
+                    owner,
+                    rel: format!("{new_rel}{}", &r[rel.len()..]),
+                };
+                t.nodes[i as usize - 1] = nn.clone();
+                t.by_node.insert(nn, i);
+            }
+            let _ = old;
+        }
+        // rsync renames its finished temporary file into place: that can complete an upload.
+        // The daemon is told, but a rename does not wait for the verdict.
+        let ino = self.intern(Node::Incoming {
+            owner,
+            rel: new_rel.clone(),
+        });
+        if lock(&self.writers).get(&ino).copied().unwrap_or(0) == 0 {
+            let socket = self.layout.control_socket();
+            let req = ClosedRequest {
+                path: self.spool_rel(owner, &new_rel),
+                open: self.open_for_writing(ino),
+            };
+            let wait = self.config.mount.close_wait;
+            std::thread::spawn(move || {
+                if let Err(e) = control::request(&socket, &req, wait) {
+                    warn!(file = %req.path, error = %e, "could not report a rename to repofsd");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    fn forget_path(&self, owner: u32, rel: &str) {
+        let mut t = lock(&self.inodes);
+        if let Some(i) = t.by_node.remove(&Node::Incoming {
+            owner,
+            rel: rel.to_string(),
+        }) {
+            t.nodes[i as usize - 1] = Node::Gone;
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub fn setattr(
+        &self,
+        uid: u32,
+        ino: u64,
+        fh: Option<u64>,
+        mode: Option<u32>,
+        owner_ids: (Option<u32>, Option<u32>),
+        size: Option<u64>,
+        times: (Option<SystemTime>, Option<SystemTime>, bool, bool),
+    ) -> Result<(FileAttr, Duration)> {
+        let node = self.node(ino)?;
+        let (owner, rel) = match &node {
+            Node::Incoming { owner, rel } => {
+                self.may_touch(uid, *owner)?;
+                (*owner, rel.clone())
+            }
+            Node::IncomingRoot | Node::Root | Node::Gone => return Err(libc::EPERM),
+            _ => return Err(libc::EROFS),
+        };
+        let path = self.spool_path(owner, &rel);
+        if let Some(len) = size {
+            let h = fh.and_then(|fh| self.handle(fh).ok());
+            match h.as_deref() {
+                Some(Handle::Spool(s)) => {
+                    let mut st = lock(&s.state);
+                    // scp truncates to the size it just wrote: the hashes still hold.
+                    if st.hash.as_ref().is_some_and(|h| h.next != len) {
+                        st.hash = None;
+                    }
+                    st.dirty = true;
+                    s.file.set_len(len)
+                }
+                _ => OpenOptions::new()
+                    .write(true)
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&path)
+                    .and_then(|f| {
+                        clear_hashes(&f);
+                        f.set_len(len)
+                    }),
+            }
+            .map_err(|e| errno(&e))?;
+        }
+        if let Some(m) = mode {
+            fs::set_permissions(&path, fs::Permissions::from_mode(m & 0o777))
+                .map_err(|e| errno(&e))?;
+        }
+        if let (None, None) = owner_ids {
+        } else {
+            // The kernel (default_permissions) already allowed this change for this caller.
+            lchown(&path, owner_ids.0, owner_ids.1)?;
+        }
+        let (atime, mtime, atime_now, mtime_now) = times;
+        if atime.is_some() || mtime.is_some() || atime_now || mtime_now {
+            set_times(&path, atime, mtime, atime_now, mtime_now)?;
+        }
+        let m = fs::symlink_metadata(&path).map_err(|e| errno(&e))?;
+        Ok((stat_attr(ino, &m), SPOOL_TTL))
+    }
+
+    /// `user.repofs.md5` and `user.repofs.sha256` of a spool file, as hashed while written.
+    pub fn getxattr(&self, uid: u32, ino: u64, name: &str) -> Result<Vec<u8>> {
+        match self.node(ino)? {
+            Node::Incoming { owner, rel } if name == XATTR_MD5 || name == XATTR_SHA256 => {
+                self.may_touch(uid, owner)?;
+                get_xattr(&self.spool_path(owner, &rel), name)
+            }
+            _ => Err(libc::ENODATA),
+        }
+    }
+
+    pub fn listxattr(&self, uid: u32, ino: u64) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        for name in [XATTR_MD5, XATTR_SHA256] {
+            if self.getxattr(uid, ino, name).is_ok() {
+                out.extend_from_slice(name.as_bytes());
+                out.push(0);
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn cstring(p: &Path) -> Result<CString> {
+    CString::new(p.as_os_str().as_bytes()).map_err(|_| libc::EINVAL)
+}
+
+fn chown(path: &Path, uid: u32, gid: u32) -> Result<()> {
+    lchown(path, Some(uid), Some(gid))
+}
+
+fn lchown(path: &Path, uid: Option<u32>, gid: Option<u32>) -> Result<()> {
+    std::os::unix::fs::lchown(path, uid, gid).map_err(|e| errno(&e))
+}
+
+fn set_times(
+    path: &Path,
+    atime: Option<SystemTime>,
+    mtime: Option<SystemTime>,
+    atime_now: bool,
+    mtime_now: bool,
+) -> Result<()> {
+    let ts = |t: Option<SystemTime>, now: bool| -> libc::timespec {
+        if now {
+            return libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_NOW,
+            };
+        }
+        match t {
+            None => libc::timespec {
+                tv_sec: 0,
+                tv_nsec: libc::UTIME_OMIT,
+            },
+            Some(t) => {
+                let (sec, nsec) = match t.duration_since(SystemTime::UNIX_EPOCH) {
+                    Ok(d) => (d.as_secs() as i64, d.subsec_nanos() as i64),
+                    Err(e) => {
+                        let d = e.duration();
+                        let (mut s, mut n) = (-(d.as_secs() as i64), -(d.subsec_nanos() as i64));
+                        if n < 0 {
+                            s -= 1;
+                            n += 1_000_000_000;
+                        }
+                        (s, n)
+                    }
+                };
+                libc::timespec {
+                    tv_sec: sec,
+                    tv_nsec: nsec,
+                }
+            }
+        }
+    };
+    let times = [ts(atime, atime_now), ts(mtime, mtime_now)];
+    let p = cstring(path)?;
+    // SAFETY: `p` is NUL-terminated and `times` holds the two timespecs utimensat reads.
+    let rc = unsafe {
+        libc::utimensat(
+            libc::AT_FDCWD,
+            p.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    };
+    if rc != 0 {
+        return Err(errno(&io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
+fn set_xattr(f: &File, name: &str, value: &str) {
+    use std::os::fd::AsRawFd;
+    let Ok(n) = CString::new(name) else { return };
+    // SAFETY: valid fd, NUL-terminated name, and a value buffer of the given length.
+    let rc = unsafe {
+        libc::fsetxattr(
+            f.as_raw_fd(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    };
+    if rc != 0 {
+        warn!(error = %io::Error::last_os_error(), "could not record hashes on the spool file");
+    }
+}
+
+fn clear_hashes(f: &File) {
+    use std::os::fd::AsRawFd;
+    for name in [XATTR_MD5, XATTR_SHA256] {
+        let Ok(n) = CString::new(name) else { continue };
+        // SAFETY: valid fd and NUL-terminated name. ENODATA (nothing recorded) is expected.
+        unsafe { libc::fremovexattr(f.as_raw_fd(), n.as_ptr()) };
+    }
+}
+
+fn get_xattr(path: &Path, name: &str) -> Result<Vec<u8>> {
+    let p = cstring(path)?;
+    let n = CString::new(name).map_err(|_| libc::EINVAL)?;
+    let mut buf = vec![0u8; 128];
+    // SAFETY: NUL-terminated path and name; `buf` is writable for its length.
+    let rc = unsafe { libc::lgetxattr(p.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if rc < 0 {
+        return Err(errno(&io::Error::last_os_error()));
+    }
+    buf.truncate(rc as usize);
+    Ok(buf)
+}

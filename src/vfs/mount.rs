@@ -1,0 +1,303 @@
+//! Mounting, unmounting and staying mounted.
+//!
+//! - A dead mount left by a SIGKILLed `repofs mount` (every access fails with ENOTCONN) is
+//!   detached before mounting again on the same path; a live one is refused.
+//! - SIGTERM/SIGINT/SIGHUP unmount cleanly. An unmount waits a bounded time for the session
+//!   to end, then aborts the FUSE connection, so shutdown never hangs on a stuck client.
+//! - `-d`/`--daemon` (and the mount helper, which `mount -t fuse.repofs` runs and waits for)
+//!   re-executes itself in the background and returns once the mount is ready.
+
+use std::ffi::CString;
+use std::io::{self, BufRead, BufReader};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{mpsc, Arc};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use fuser::{BackgroundSession, MountOption, SessionACL};
+use tracing::{info, warn};
+
+use super::fuse::Fuse;
+use super::Vfs;
+use crate::config::{Config, Layout};
+
+/// How long an unmount waits for the session to end before aborting the connection.
+const UNMOUNT_WAIT: Duration = Duration::from_secs(10);
+/// How long `--daemon` waits for the background mount to report ready.
+const READY_WAIT: Duration = Duration::from_secs(60);
+/// Set in the environment of the background child: it prints `ready` on stdout when mounted.
+pub const READY_ENV: &str = "REPOFS_MOUNT_READY";
+
+pub struct Mounted {
+    session: Option<BackgroundSession>,
+    mountpoint: PathBuf,
+    /// Device number of the mount: names its connection in /sys/fs/fuse/connections.
+    dev: u64,
+}
+
+/// Mounts the repository at `mountpoint` and serves it on background threads.
+pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Result<Mounted> {
+    if let Err(e) = std::fs::create_dir_all(mountpoint) {
+        // A stale mount answers ENOTCONN here too; it is detached below.
+        if e.raw_os_error() != Some(libc::ENOTCONN) && e.kind() != io::ErrorKind::AlreadyExists {
+            return Err(e).with_context(|| format!("creating {}", mountpoint.display()));
+        }
+    }
+    let mountpoint = mountpoint
+        .canonicalize()
+        .or_else(|e| match e.raw_os_error() {
+            // A stale mount cannot be canonicalized; its path as given is what to detach.
+            Some(libc::ENOTCONN) => Ok(mountpoint.to_path_buf()),
+            _ => Err(e),
+        })
+        .with_context(|| format!("mount point {}", mountpoint.display()))?;
+    recover_stale(&mountpoint)?;
+    let threads = config.mount.threads.max(1);
+    let vfs = Arc::new(Vfs::new(layout, config)?);
+    let mut cfg = fuser::Config::default();
+    cfg.mount_options = vec![
+        MountOption::FSName("repofs".into()),
+        MountOption::Subtype("repofs".into()),
+        // The kernel enforces modes: incoming/ is 1777, the views are read-only.
+        MountOption::DefaultPermissions,
+        MountOption::NoSuid,
+        MountOption::NoDev,
+    ];
+    cfg.acl = SessionACL::All;
+    cfg.n_threads = Some(threads);
+    cfg.clone_fd = true;
+    let session = fuser::spawn_mount(Fuse(vfs), &mountpoint, &cfg)
+        .with_context(|| format!("mounting on {}", mountpoint.display()))?;
+    let dev = std::fs::metadata(&mountpoint).map(|m| m.dev()).unwrap_or(0);
+    info!(mountpoint = %mountpoint.display(), "mounted");
+    Ok(Mounted {
+        session: Some(session),
+        mountpoint,
+        dev,
+    })
+}
+
+impl Mounted {
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
+    /// Whether the session ended by itself (someone ran `umount`).
+    pub fn ended(&self) -> bool {
+        self.session.as_ref().is_none_or(|s| s.guard.is_finished())
+    }
+
+    pub fn unmount(mut self) -> anyhow::Result<()> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> anyhow::Result<()> {
+        let Some(session) = self.session.take() else {
+            return Ok(());
+        };
+        if !session.guard.is_finished() {
+            if let Err(e) = umount(&self.mountpoint, false) {
+                warn!(error = %e, "unmount busy; detaching lazily");
+                umount(&self.mountpoint, true)?;
+            }
+        }
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(session.join());
+        });
+        let joined = match rx.recv_timeout(UNMOUNT_WAIT) {
+            Ok(r) => r,
+            Err(_) => {
+                warn!("session did not end; aborting the FUSE connection");
+                abort_connection(self.dev);
+                rx.recv_timeout(UNMOUNT_WAIT)
+                    .unwrap_or_else(|_| Err(io::Error::other("session still running")))
+            }
+        };
+        info!(mountpoint = %self.mountpoint.display(), "unmounted");
+        joined.context("FUSE session")
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            warn!(error = %e, "unmount failed");
+        }
+    }
+}
+
+/// Serves until SIGTERM/SIGINT/SIGHUP or an external unmount, then unmounts.
+pub fn serve_until_signal(mounted: Mounted) -> anyhow::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    let handle = signals.handle();
+    let (tx, rx) = mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            let _ = tx.send(sig);
+        }
+    });
+    loop {
+        match rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(sig) => {
+                info!(signal = sig, "unmounting");
+                break;
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) if mounted.ended() => {
+                info!("unmounted from outside");
+                break;
+            }
+            Err(_) => {}
+        }
+    }
+    handle.close();
+    let _ = waiter.join();
+    mounted.unmount()
+}
+
+/// `repofs umount`: unmounts (lazily if asked, or if busy and `lazy`).
+pub fn umount(mountpoint: &Path, lazy: bool) -> io::Result<()> {
+    let p = CString::new(mountpoint.as_os_str().as_bytes())
+        .map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let flags = if lazy { libc::MNT_DETACH } else { 0 };
+    // SAFETY: `p` is a valid NUL-terminated path; umount2 only reads it.
+    if unsafe { libc::umount2(p.as_ptr(), flags) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Detaches a dead FUSE mount (its server was killed); refuses to stack on a live one.
+/// Liveness is asked of the server (a directory read): cached attributes answer a stat even
+/// for a dead mount.
+fn recover_stale(mountpoint: &Path) -> anyhow::Result<()> {
+    let dead = |e: &io::Error| e.raw_os_error() == Some(libc::ENOTCONN);
+    match std::fs::metadata(mountpoint) {
+        Err(e) if dead(&e) => {}
+        Err(e) => return Err(e).with_context(|| format!("mount point {}", mountpoint.display())),
+        Ok(_) if is_fuse_mount(mountpoint) => match std::fs::read_dir(mountpoint) {
+            Err(e) if dead(&e) => {}
+            _ => bail!("{} is already mounted", mountpoint.display()),
+        },
+        Ok(m) if !m.is_dir() => bail!("{} is not a directory", mountpoint.display()),
+        Ok(_) => return Ok(()),
+    }
+    warn!(mountpoint = %mountpoint.display(), "recovering a stale mount left by a killed server");
+    umount(mountpoint, true).context("detaching the stale mount")
+}
+
+/// Whether a FUSE filesystem is mounted exactly at `path` (from /proc/self/mountinfo).
+pub fn is_fuse_mount(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.as_os_str().as_bytes();
+    info.lines().any(|line| {
+        let mut parts = line.split(" - ");
+        let (Some(pre), Some(post)) = (parts.next(), parts.next()) else {
+            return false;
+        };
+        let mp = pre.split(' ').nth(4).map(unescape).unwrap_or_default();
+        mp == want && post.starts_with("fuse")
+    })
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> Vec<u8> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
+            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Aborts a FUSE connection: every pending and future request fails, so nothing waits on us.
+fn abort_connection(dev: u64) {
+    let minor = libc::minor(dev);
+    let path = format!("/sys/fs/fuse/connections/{minor}/abort");
+    if let Err(e) = std::fs::write(&path, b"1") {
+        warn!(path, error = %e, "could not abort the FUSE connection");
+    }
+}
+
+/// `--daemon`: runs `args` (this program, without `--daemon`) in the background, and returns
+/// once it reports the mount ready, or fails with what it said.
+pub fn daemonize(args: Vec<std::ffi::OsString>) -> anyhow::Result<()> {
+    let exe = std::env::current_exe().context("finding our own executable")?;
+    let mut child = Command::new(exe)
+        .args(args)
+        .env(READY_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        // Its log goes where ours goes (the journal, under a mount unit).
+        .stderr(Stdio::inherit())
+        // Its own process group: a Ctrl-C in the shell that mounted it does not unmount.
+        .process_group(0)
+        .spawn()
+        .context("starting the background mount")?;
+    let stdout = child.stdout.take().context("child stdout")?;
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    match rx.recv_timeout(READY_WAIT) {
+        Ok(line) if line.trim() == "ready" => Ok(()),
+        Ok(_) => {
+            let status = child.wait()?;
+            bail!("the background mount failed ({status})")
+        }
+        Err(_) => {
+            let _ = child.kill();
+            bail!("the background mount was not ready within {READY_WAIT:?}")
+        }
+    }
+}
+
+/// In the background child: tells the waiting parent that the mount is up, then lets go of
+/// the parent's output: stdout to /dev/null, and stderr (our log) to `log` unless it is the
+/// journal. Whoever ran `mount` may be waiting for EOF on those pipes.
+pub fn report_ready(log: &Path) {
+    if std::env::var_os(READY_ENV).is_none() {
+        return;
+    }
+    use std::io::Write;
+    use std::os::fd::AsRawFd;
+    let mut out = io::stdout();
+    let _ = out.write_all(b"ready\n");
+    let _ = out.flush();
+    let redirect = |file: &std::fs::File, fd: i32| {
+        // SAFETY: both descriptors are valid; dup2 atomically replaces `fd`.
+        unsafe { libc::dup2(file.as_raw_fd(), fd) };
+    };
+    if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+        redirect(&null, libc::STDOUT_FILENO);
+    }
+    if std::env::var_os("JOURNAL_STREAM").is_none() {
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+        {
+            Ok(f) => redirect(&f, libc::STDERR_FILENO),
+            Err(e) => warn!(log = %log.display(), error = %e, "cannot open the mount log"),
+        }
+    }
+}
