@@ -657,6 +657,11 @@ impl Sshd {
             assert!(st.success());
         }
         fs::copy(p("client.pub"), p("authorized_keys")).expect("authorized_keys");
+        // sshd reads authorized_keys as the user logging in (the test users too).
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs::set_permissions(p("authorized_keys"), fs::Permissions::from_mode(0o644))
+            .expect("chmod");
         fs::create_dir_all("/run/sshd").expect("privilege separation dir");
         let port = free_port();
         let config = format!(
@@ -698,21 +703,29 @@ impl Sshd {
 
     /// `scp -O` (the legacy protocol: open, write, ftruncate, fchmod, close) into `remote_dir`.
     pub fn scp(&self, files: &[PathBuf], remote_dir: &Path) {
+        self.scp_as("root", files, remote_dir)
+    }
+
+    pub fn scp_as(&self, user: &str, files: &[PathBuf], remote_dir: &Path) {
         let mut cmd = Command::new("scp");
         cmd.arg("-O").arg("-P").arg(self.port.to_string());
         self.client_opts(&mut cmd);
         cmd.args(files)
-            .arg(format!("root@127.0.0.1:{}/", remote_dir.display()));
+            .arg(format!("{user}@127.0.0.1:{}/", remote_dir.display()));
         let out = cmd.output().expect("scp");
         assert!(
             out.status.success(),
-            "scp: {}",
+            "scp as {user}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
     }
 
     /// Runs an `sftp -b` batch.
     pub fn sftp(&self, batch: &str) {
+        self.sftp_as("root", batch)
+    }
+
+    pub fn sftp_as(&self, user: &str, batch: &str) {
         let path = self.dir.path().join("batch");
         fs::write(&path, batch).expect("batch");
         let mut cmd = Command::new("sftp");
@@ -721,10 +734,10 @@ impl Sshd {
             .arg("-P")
             .arg(self.port.to_string());
         self.client_opts(&mut cmd);
-        let out = cmd.arg("root@127.0.0.1").output().expect("sftp");
+        let out = cmd.arg(format!("{user}@127.0.0.1")).output().expect("sftp");
         assert!(
             out.status.success(),
-            "sftp {batch}: {}{}",
+            "sftp as {user} {batch}: {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
@@ -736,4 +749,141 @@ impl Drop for Sshd {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A `repofs mount` in the foreground on a fresh mount point; on drop it is sent SIGTERM,
+/// and if it does not unmount in time it is killed and the mount detached.
+pub struct Mount {
+    pub child: Child,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Mount {
+    pub fn start(repo: &Repo) -> Mount {
+        let dir = repo.dir.path().join(format!(
+            "mnt-{}",
+            fs::read_dir(repo.dir.path())
+                .map(|r| r.count())
+                .unwrap_or(0)
+        ));
+        fs::create_dir_all(&dir).expect("mount point");
+        Mount::start_at(repo, &dir)
+    }
+
+    pub fn start_at(repo: &Repo, dir: &Path) -> Mount {
+        let log = dir.with_extension("log");
+        let logf = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .expect("log");
+        let child = repo
+            .cmd(REPOFS)
+            .arg("mount")
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(logf)
+            .spawn()
+            .expect("spawn repofs mount");
+        let m = Mount {
+            child,
+            dir: dir.to_path_buf(),
+            log,
+        };
+        m.wait_mounted();
+        m
+    }
+
+    fn wait_mounted(&self) {
+        let start = Instant::now();
+        while !is_mounted(&self.dir) || fs::metadata(self.dir.join("incoming")).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "mount did not come up:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// SIGTERM; returns whether it exited cleanly within 15 s.
+    pub fn terminate(&mut self) -> bool {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(15) {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() && !self.terminate() {
+            self.kill9();
+        }
+        if is_mounted(&self.dir) {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+}
+
+/// Whether something is mounted exactly at `dir`.
+pub fn is_mounted(dir: &Path) -> bool {
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = dir.to_string_lossy().replace(' ', "\\040");
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+/// Creates (once, race-safely) a local unprivileged user for tests and returns its uid.
+pub fn test_user(name: &str) -> u32 {
+    let lookup = || {
+        Command::new("id")
+            .arg("-u")
+            .arg(name)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+    };
+    for _ in 0..50 {
+        if let Some(uid) = lookup() {
+            return uid;
+        }
+        // Parallel tests may race on /etc/passwd's lock: try again.
+        let _ = Command::new("useradd")
+            .args(["--create-home", "--shell", "/bin/sh", name])
+            .output();
+        // No password, but not locked: sshd (without PAM) refuses locked accounts.
+        let _ = Command::new("usermod").args(["-p", "*", name]).output();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("could not create test user {name}");
+}
+
+/// Runs `script` with sh as `user`, in `dir`; returns its output.
+pub fn sh_as(user: &str, dir: &Path, script: &str) -> Output {
+    Command::new("runuser")
+        .args(["-u", user, "--", "sh", "-c", script])
+        .current_dir(dir)
+        .output()
+        .expect("runuser")
 }

@@ -1,0 +1,293 @@
+//! incoming/: real clients writing through the mount, and the verdict coming back.
+
+use std::fs;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::*;
+use crate::{cp, stderr, Site};
+
+#[test]
+fn cp_of_a_pair_is_published_and_leaves_incoming() {
+    let s = Site::new();
+    let d = s.w.scratch("cp");
+    let tgz = make_tarball(&d, "hello", "1.2");
+    let sig = s.w.gpg.sign(ALICE, &tgz, false, &[]);
+    let out = cp(&[&tgz, &sig], &s.incoming());
+    assert!(out.status.success(), "cp: {}", stderr(&out));
+    let f = s
+        .daemon
+        .wait_published(&s.w.repo, "hello", "hello-1.2.tar.gz");
+    assert_eq!(f["sha256"], tool_hash("sha256sum", &tgz));
+    assert_eq!(f["md5"], tool_hash("md5sum", &tgz));
+    wait_for(
+        "the upload to leave incoming/",
+        Duration::from_secs(5),
+        || {
+            let left = fs::read_dir(s.incoming())
+                .unwrap()
+                .filter_map(Result::ok)
+                .any(|e| e.file_name().to_string_lossy().starts_with("hello-1.2"));
+            (!left).then_some(())
+        },
+    );
+    // The hashes taken while the bytes streamed in are in the log.
+    assert!(
+        s.mnt.log().contains(&tool_hash("md5sum", &tgz)),
+        "{}",
+        s.mnt.log()
+    );
+}
+
+/// A bad signature fails the close of the file that completed the upload: cp reports it.
+#[test]
+fn bad_signature_fails_close_and_leaves_a_note() {
+    let s = Site::new();
+    let before = s.w.repo.snapshot();
+    let d = s.w.scratch("bad");
+    let tgz = make_tarball(&d, "hello", "1.3");
+    let sig = s.w.gpg.sign(ALICE, &tgz, false, &[]);
+    fs::write(&tgz, b"tampered after signing").unwrap();
+    let out = cp(&[&tgz, &sig], &s.incoming());
+    assert!(!out.status.success(), "cp must fail");
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    let note = fs::read_to_string(s.incoming().join("hello-1.3.tar.gz.rejected")).unwrap();
+    assert!(note.contains("reason: bad-signature"), "{note}");
+    s.w.repo
+        .assert_rejected(&before, "bad-signature", &["hello-1.3.tar.gz"]);
+    // The uploader can remove the note.
+    fs::remove_file(s.incoming().join("hello-1.3.tar.gz.rejected")).unwrap();
+}
+
+/// An unknown key is refused at close too (EACCES), and a corrupt archive with a good
+/// signature with EIO, when the directive completes a triplet.
+#[test]
+fn triplet_verdicts_come_back_through_close() {
+    let s = Site::new();
+    let before = s.w.repo.snapshot();
+    // Good signature over a file that is not the archive its name says: integrity, EIO.
+    let d = s.w.scratch("eio");
+    let bogus = d.join("hello-1.4.tar.gz");
+    fs::write(&bogus, b"this is not gzip").unwrap();
+    let sig = s.w.gpg.sign(ALICE, &bogus, false, &[]);
+    let dir = directive(
+        &s.w.gpg,
+        ALICE,
+        &d,
+        "hello-1.4.tar.gz",
+        "version: 1.2\ndirectory: hello\nfilename: hello-1.4.tar.gz\n",
+    );
+    let out = cp(&[&bogus, &sig, &dir], &s.incoming());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Input/output error"),
+        "{}",
+        stderr(&out)
+    );
+    s.w.repo
+        .assert_rejected(&before, "bad-archive", &["hello-1.4.tar.gz"]);
+    // Accepted: cp succeeds and the file is published by the time cp returns.
+    let [tgz, sig, dir] = s.w.triplet(ALICE, "hello", "1.5", "hello", "");
+    let out = cp(&[&tgz, &sig, &dir], &s.incoming());
+    assert!(out.status.success(), "cp: {}", stderr(&out));
+    assert!(
+        s.w.repo.published("hello", "hello-1.5.tar.gz").is_some(),
+        "published when close returned"
+    );
+    assert!(s.mnt.path("dists/hello/hello-1.5.tar.gz").exists());
+}
+
+#[test]
+fn gnupload_into_the_mount_good_and_bad() {
+    let s = Site::new();
+    let gnupload = |d: &std::path::Path, user: &str, file: &str| {
+        Command::new("/usr/share/gnulib/build-aux/gnupload")
+            .current_dir(d)
+            .env("GNUPGHOME", s.w.gpg.home.path())
+            .args([
+                "--to",
+                &format!("{}:hello", s.incoming().display()),
+                "--user",
+                user,
+            ])
+            .arg(file)
+            .output()
+            .expect("gnupload")
+    };
+    let d = s.w.scratch("gnu");
+    make_tarball(&d, "hello", "2.0");
+    let out = gnupload(&d, ALICE, "hello-2.0.tar.gz");
+    assert!(
+        out.status.success(),
+        "gnupload: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    assert!(
+        s.w.repo.published("hello", "hello-2.0.tar.gz").is_some(),
+        "published when gnupload returned"
+    );
+
+    // Mallory's key is not in the repository: the close of the directive fails and so does
+    // gnupload, and nothing published changes.
+    let before = s.w.repo.snapshot();
+    s.w.gpg
+        .gen_key("Mallory <mallory@example.org>", "ed25519", "sign", "1y");
+    let d = s.w.scratch("gnu-bad");
+    make_tarball(&d, "hello", "2.1");
+    let out = gnupload(&d, "mallory@example.org", "hello-2.1.tar.gz");
+    assert!(!out.status.success(), "gnupload must fail");
+    assert!(
+        stderr(&out).contains("Permission denied"),
+        "{}",
+        stderr(&out)
+    );
+    s.w.repo
+        .assert_rejected(&before, "unknown-key", &["hello-2.1.tar.gz"]);
+}
+
+/// rsync writes a temporary file and renames it; --partial keeps an interrupted one under
+/// the final name, which must wait, and --append-verify resumes it.
+#[test]
+fn rsync_interrupted_then_resumed_with_append_verify() {
+    let s = Site::new();
+    let d = s.w.scratch("rsync");
+    let big = d.join("big-1.0.bin");
+    let data: Vec<u8> = (0..6_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    fs::write(&big, &data).unwrap();
+    let sig = s.w.gpg.sign(ALICE, &big, false, &[]);
+    let dest = s.incoming().join("hello");
+    fs::create_dir_all(&dest).unwrap();
+    let rsync = |extra: &[&str], src: &std::path::Path| {
+        let mut c = Command::new("rsync");
+        c.args(["-a", "--partial"])
+            .args(extra)
+            .arg(src)
+            .arg(format!("{}/", dest.display()));
+        c
+    };
+    let mut first = rsync(&["--bwlimit=1500"], &big).spawn().expect("rsync");
+    wait_for("rsync to write something", Duration::from_secs(20), || {
+        fs::read_dir(&dest)
+            .unwrap()
+            .filter_map(Result::ok)
+            .any(|e| {
+                fs::metadata(e.path())
+                    .map(|m| m.len() > 500_000)
+                    .unwrap_or(false)
+            })
+            .then_some(())
+    });
+    unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
+    let _ = first.wait();
+    let partial = dest.join("big-1.0.bin");
+    let size = wait_for("the partial file", Duration::from_secs(10), || {
+        fs::metadata(&partial).ok().map(|m| m.len())
+    });
+    assert!(
+        size > 0 && size < data.len() as u64,
+        "expected a partial file, got {size} bytes"
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(partial.exists(), "a partial upload without signature waits");
+    // The bytes and the size survive a remount.
+    drop(s.mnt);
+    let mnt = Mount::start(&s.w.repo);
+    let dest = mnt.path("incoming/hello");
+    assert_eq!(fs::metadata(dest.join("big-1.0.bin")).unwrap().len(), size);
+    let rsync = |extra: &[&str], src: &std::path::Path| {
+        let mut c = Command::new("rsync");
+        c.args(["-a", "--partial"])
+            .args(extra)
+            .arg(src)
+            .arg(format!("{}/", dest.display()));
+        c
+    };
+    assert!(rsync(&["--append-verify"], &big)
+        .status()
+        .unwrap()
+        .success());
+    assert!(rsync(&[], &sig).status().unwrap().success());
+    let f = s.daemon.wait_published(&s.w.repo, "hello", "big-1.0.bin");
+    assert_eq!(f["sha256"], tool_hash("sha256sum", &big));
+}
+
+/// dd conv=notrunc rewrites a block in place; appends and ftruncate work like on a disk.
+#[test]
+fn dd_notrunc_append_and_truncate_behave_like_a_disk() {
+    let s = Site::new();
+    let f = s.incoming().join("scratch.bin");
+    sh(&s.w.work, &format!("head -c 100000 /dev/zero > {0} && printf ABC | dd of={0} bs=1 seek=10 conv=notrunc status=none && printf XYZ >> {0}", f.display()));
+    let data = fs::read(&f).unwrap();
+    assert_eq!(data.len(), 100003);
+    assert_eq!(&data[10..13], b"ABC");
+    assert_eq!(&data[100000..], b"XYZ");
+    sh(
+        &s.w.work,
+        &format!(
+            "truncate -s 5 {0} && chmod 600 {0} && touch -d @0 {0}",
+            f.display()
+        ),
+    );
+    let m = fs::metadata(&f).unwrap();
+    assert_eq!(m.len(), 5);
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(m.mode() & 0o777, 0o600);
+    assert_eq!(m.mtime(), 0);
+    // O_EXCL on an existing name fails; rename over and unlink work.
+    let r = fs::OpenOptions::new().write(true).create_new(true).open(&f);
+    assert_eq!(r.err().and_then(|e| e.raw_os_error()), Some(libc::EEXIST));
+    fs::write(s.incoming().join(".tmp"), b"new").unwrap();
+    fs::rename(s.incoming().join(".tmp"), &f).unwrap();
+    assert_eq!(fs::read(&f).unwrap(), b"new");
+    fs::remove_file(&f).unwrap();
+    assert!(!f.exists());
+}
+
+/// A local uid trusted for a directory uploads a lone unsigned file; an untrusted one's
+/// lone file waits for its signature.
+#[test]
+fn trusted_local_uid_uploads_unsigned() {
+    let trusted = test_user("repofs-trusted");
+    let other = test_user("repofs-other");
+    let s = Site::with_config(&format!(
+        "[[trusted]]\nuid = {trusted}\ndirectories = [\"hello\"]\n"
+    ));
+    let _ = other;
+    let d = s.w.scratch("trusted");
+    let tgz = make_tarball(&d, "hello", "3.0");
+    s.open_to_all();
+    let out = sh_as(
+        "repofs-trusted",
+        &d,
+        &format!("cp {} {}/", tgz.display(), s.incoming().display()),
+    );
+    assert!(out.status.success(), "cp as trusted: {}", stderr(&out));
+    let f = s
+        .daemon
+        .wait_published(&s.w.repo, "hello", "hello-3.0.tar.gz");
+    assert_eq!(f["uploader"], format!("uid:{trusted}"));
+    let tgz2 = make_tarball(&s.w.scratch("untrusted"), "hello", "3.1");
+    s.open_to_all();
+    let out = sh_as(
+        "repofs-other",
+        &d,
+        &format!("cp {} {}/", tgz2.display(), s.incoming().display()),
+    );
+    assert!(out.status.success(), "cp as other: {}", stderr(&out));
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(s.w.repo.published("hello", "hello-3.1.tar.gz").is_none());
+    let st = s.w.repo.status();
+    assert!(
+        st.iter().any(
+            |e| e["state"] == "pending" && e["message"].as_str().unwrap_or("").contains(".sig")
+        ),
+        "{st:#?}"
+    );
+}

@@ -1,0 +1,215 @@
+//! Mounting, unmounting, crashes and restarts; many users at once.
+
+use std::fs;
+use std::process::Command;
+use std::time::Duration;
+
+use crate::common::*;
+use crate::{cp, stderr, Site};
+
+/// The mount keeps serving while repofsd restarts; an upload made meanwhile is safe in the
+/// spool (its close succeeds) and is published when the daemon is back.
+#[test]
+fn mount_serves_reads_while_repofsd_restarts() {
+    let mut s = Site::new();
+    assert!(s.daemon.terminate().success());
+    let f = s.mnt.path("dists/hello/hello-1.0.tar.gz");
+    let published = s.w.repo.published("hello", "hello-1.0.tar.gz").unwrap();
+    assert_eq!(tool_hash("sha256sum", &f), published["sha256"]);
+    assert!(s.mnt.path("pkgs/hello/1.0/hello-1.0/README").is_file());
+    let d = s.w.scratch("down");
+    let tgz = make_tarball(&d, "hello", "4.0");
+    let sig = s.w.gpg.sign(ALICE, &tgz, false, &[]);
+    let out = cp(&[&tgz, &sig], &s.incoming());
+    assert!(
+        out.status.success(),
+        "cp while repofsd is down: {}",
+        stderr(&out)
+    );
+    assert!(s.w.repo.published("hello", "hello-4.0.tar.gz").is_none());
+    let daemon = Daemon::start(&s.w.repo, &[]);
+    daemon.wait_published(&s.w.repo, "hello", "hello-4.0.tar.gz");
+    wait_for("dists to show it", Duration::from_secs(5), || {
+        s.mnt
+            .path("dists/hello/hello-4.0.tar.gz")
+            .exists()
+            .then_some(())
+    });
+}
+
+/// SIGKILL leaves a dead mount (ENOTCONN); `repofs mount` on the same path recovers it, and
+/// an upload half-written before the crash is still there with its bytes.
+#[test]
+fn sigkill_of_the_mount_then_recovery() {
+    let mut s = Site::new();
+    let partial = s.incoming().join("half.bin");
+    fs::write(&partial, vec![7u8; 300_000]).unwrap();
+    s.mnt.kill9();
+    let e = fs::metadata(s.mnt.path("incoming")).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOTCONN));
+    let dir = s.mnt.dir.clone();
+    let again = Mount::start_at(&s.w.repo, &dir);
+    assert!(again.log().contains("stale mount"), "{}", again.log());
+    assert_eq!(
+        fs::metadata(again.path("incoming/half.bin")).unwrap().len(),
+        300_000
+    );
+    assert!(again.path("dists/hello/hello-1.0.tar.gz").is_file());
+}
+
+/// SIGTERM unmounts cleanly; a second mount on a live one is refused.
+#[test]
+fn sigterm_unmounts_and_double_mount_is_refused() {
+    let mut s = Site::new();
+    let out =
+        s.w.repo
+            .cmd(REPOFS)
+            .arg("mount")
+            .arg(&s.mnt.dir)
+            .output()
+            .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("already mounted"), "{}", stderr(&out));
+    assert!(s.mnt.terminate(), "clean exit on SIGTERM:\n{}", s.mnt.log());
+    assert!(!is_mounted(&s.mnt.dir));
+}
+
+/// mount(8) with Debian's mount.fuse3 helper, which runs `repofs SOURCE DIR -o OPTS` and
+/// waits for it; then `repofs umount`. (`-t fuse.repofs` finds `repofs` on the helper's PATH;
+/// the equivalent `-t fuse` with `PROGRAM#SOURCE` runs this build's binary.)
+#[test]
+fn mount_helper_and_umount() {
+    let w = World::new();
+    let mnt = w.repo.dir.path().join("helper-mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    let out = Command::new("mount")
+        .args(["-t", "fuse"])
+        .arg(format!("{REPOFS}#repofs"))
+        .arg(&mnt)
+        .arg("-o")
+        .arg(format!(
+            "root={},config={},nosuid,nodev,allow_other",
+            w.repo.root.display(),
+            w.repo.config.display()
+        ))
+        .output()
+        .unwrap();
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _guard = Unmount(mnt.clone());
+    assert!(out.status.success(), "mount: {}", stderr(&out));
+    // mount(8) returned: the mount is ready.
+    assert!(mnt.join("dists/hello/hello-1.0.tar.gz").is_file());
+    let out = Command::new(REPOFS)
+        .arg("umount")
+        .arg(&mnt)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "repofs umount: {}", stderr(&out));
+    wait_for("the helper's mount to go", Duration::from_secs(10), || {
+        (!is_mounted(&mnt)).then_some(())
+    });
+}
+
+/// scp and sftp as two unprivileged users through a loopback sshd: each sees only its own
+/// in-flight files, both get published.
+#[test]
+fn scp_and_sftp_as_two_users_each_see_only_their_own() {
+    let s = Site::new();
+    s.open_to_all();
+    let sshd = Sshd::start();
+    let users = ["repofs-ann", "repofs-bob"];
+    for u in users {
+        test_user(u);
+    }
+    let d = s.w.scratch("ssh");
+    let ann_file = make_tarball(&s.w.scratch("ann"), "hello", "5.0");
+    let bob_file = make_tarball(&s.w.scratch("bob"), "hello", "5.1");
+    s.open_to_all();
+    // Each starts with the file only: in flight, waiting for its signature.
+    sshd.scp_as(users[0], std::slice::from_ref(&ann_file), &s.incoming());
+    sshd.sftp_as(
+        users[1],
+        &format!("put {} {}/\n", bob_file.display(), s.incoming().display()),
+    );
+    let ls = |u: &str| {
+        let o = sh_as(u, &d, &format!("ls -A {}", s.incoming().display()));
+        assert!(o.status.success(), "{}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(ls(users[0]).trim(), "hello-5.0.tar.gz");
+    assert_eq!(ls(users[1]).trim(), "hello-5.1.tar.gz");
+    let o = sh_as(
+        users[1],
+        &d,
+        &format!("cat {}/hello-5.0.tar.gz", s.incoming().display()),
+    );
+    assert!(!o.status.success(), "bob must not reach ann's file");
+    // root sees everything.
+    let all = String::from_utf8_lossy(
+        &Command::new("find")
+            .arg(s.incoming())
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .into_owned();
+    assert!(
+        all.contains("hello-5.0.tar.gz") && all.contains("hello-5.1.tar.gz"),
+        "{all}"
+    );
+    // The signatures complete both uploads.
+    let ann_sig = s.w.gpg.sign(ALICE, &ann_file, false, &[]);
+    let bob_sig = s.w.gpg.sign(ALICE, &bob_file, false, &[]);
+    s.open_to_all();
+    sshd.scp_as(users[0], &[ann_sig], &s.incoming());
+    sshd.sftp_as(
+        users[1],
+        &format!("put {} {}/\n", bob_sig.display(), s.incoming().display()),
+    );
+    s.daemon
+        .wait_published(&s.w.repo, "hello", "hello-5.0.tar.gz");
+    s.daemon
+        .wait_published(&s.w.repo, "hello", "hello-5.1.tar.gz");
+}
+
+/// Uploaders and readers at once, on a multi-threaded session.
+#[test]
+fn concurrent_uploaders_and_readers() {
+    let s = Site::new();
+    let n = 8;
+    let mut files = Vec::new();
+    for i in 0..n {
+        let d = s.w.scratch(&format!("c{i}"));
+        let tgz = make_tarball(&d, "hello", &format!("6.{i}"));
+        let sig = s.w.gpg.sign(ALICE, &tgz, false, &[]);
+        files.push((tgz, sig));
+    }
+    std::thread::scope(|scope| {
+        for (tgz, sig) in &files {
+            let dest = s.incoming();
+            scope.spawn(move || {
+                let out = cp(&[tgz, sig], &dest);
+                assert!(out.status.success(), "cp: {}", stderr(&out));
+            });
+        }
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..20 {
+                    let data =
+                        fs::read(s.mnt.path("pkgs/hello/1.0/hello-1.0/doc/manual.txt")).unwrap();
+                    assert_eq!(data.len(), 800);
+                    let _ = fs::read_dir(s.mnt.path("dists/hello")).unwrap().count();
+                }
+            });
+        }
+    });
+    for i in 0..n {
+        s.daemon
+            .wait_published(&s.w.repo, "hello", &format!("hello-6.{i}.tar.gz"));
+    }
+}

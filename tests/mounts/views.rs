@@ -1,0 +1,198 @@
+//! dists/ and pkgs/: what publication shows, read through the mount.
+
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::process::Command;
+
+use crate::common::*;
+use crate::{cp, stderr, Site};
+
+#[test]
+fn published_files_show_in_dists_with_checksums_that_verify() {
+    let s = Site::new();
+    let hello = s.mnt.path("dists/hello");
+    // The baseline publication is there from the start.
+    assert!(hello.join("hello-1.0.tar.gz").is_file());
+    assert!(hello.join("hello-1.0.tar.gz.sig").is_file());
+    let d = s.w.scratch("sums");
+    let tgz = make_tarball(&d, "hello", "1.1");
+    let sig = s.w.gpg.sign(ALICE, &tgz, false, &[]);
+    fs::create_dir_all(s.incoming().join("hello")).unwrap();
+    let out = cp(&[&tgz, &sig], &s.incoming().join("hello"));
+    assert!(out.status.success(), "cp: {}", stderr(&out));
+    s.daemon
+        .wait_published(&s.w.repo, "hello", "hello-1.1.tar.gz");
+    wait_for(
+        "dists to show the new file",
+        std::time::Duration::from_secs(5),
+        || hello.join("hello-1.1.tar.gz").exists().then_some(()),
+    );
+    // The bytes read through dists/ are the uploaded ones.
+    assert_eq!(
+        fs::read(hello.join("hello-1.1.tar.gz")).unwrap(),
+        fs::read(&tgz).unwrap()
+    );
+    for (tool, sums) in [("sha256sum", "SHA256SUMS"), ("md5sum", "MD5SUMS")] {
+        let out = Command::new(tool)
+            .args(["-c", "--strict", sums])
+            .current_dir(&hello)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{tool} -c: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        );
+        let listed = String::from_utf8_lossy(&out.stdout);
+        assert!(listed.contains("hello-1.1.tar.gz: OK"), "{listed}");
+        assert!(listed.contains("hello-1.0.tar.gz.sig: OK"), "{listed}");
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&fs::read(hello.join("index.json")).unwrap()).unwrap();
+    let files = index["files"].as_array().unwrap();
+    let pkg = files
+        .iter()
+        .find(|f| f["filename"] == "hello-1.1.tar.gz")
+        .unwrap();
+    assert_eq!(pkg["name"], "hello");
+    assert_eq!(pkg["version"], "1.1");
+    assert_eq!(pkg["sha256"], tool_hash("sha256sum", &tgz));
+    assert_eq!(index["directory"], "hello");
+    // ...and the package tree, with `latest` at the higher version.
+    assert_eq!(
+        fs::read_link(s.mnt.path("pkgs/hello/latest"))
+            .unwrap()
+            .to_str(),
+        Some("1.1")
+    );
+    assert_eq!(
+        fs::read_to_string(s.mnt.path("pkgs/hello/latest/hello-1.1/README")).unwrap(),
+        "hello 1.1\n"
+    );
+}
+
+/// `tar -c` of a pkgs/ tree equals the archive entry by entry (names, types, modes, sizes,
+/// mtimes, link targets) and byte by byte, for plain, gzip (seek points) and zstd (cache).
+#[test]
+fn tar_of_a_pkgs_tree_matches_the_archive() {
+    let s = Site::new();
+    let d = s.w.scratch("tarcmp");
+    // A richer tree: nested dirs, empty file, executable, symlinks, a hard link, odd modes.
+    sh(&d, "mkdir -p src/t-2.0/a/b/c src/t-2.0/empty && cd src/t-2.0 \
+        && head -c 3000000 /dev/urandom | od -x > a/b/c/big && : > a/zero \
+        && printf '#!/bin/sh\\n' > a/run && chmod 755 a/run && chmod 600 a/zero \
+        && ln -s b/c/big a/link && ln a/b/c/big a/hard && touch -d '2001-02-03 04:05:06Z' a/run \
+        && cd .. && tar --format=gnu -cf ../t-2.0.tar t-2.0 && gzip -9 < ../t-2.0.tar > ../t-2.1.tar.gz \
+        && zstd -q < ../t-2.0.tar > ../t-2.2.tar.zst");
+    s.w.repo.add_key("t", &s.w.gpg.export(ALICE, &s.w.work));
+    fs::create_dir_all(s.incoming().join("t")).unwrap();
+    for file in ["t-2.0.tar", "t-2.1.tar.gz", "t-2.2.tar.zst"] {
+        let f = d.join(file);
+        let sig = s.w.gpg.sign(ALICE, &f, false, &[]);
+        let out = cp(&[&f, &sig], &s.incoming().join("t"));
+        assert!(out.status.success(), "cp: {}", stderr(&out));
+        s.daemon.wait_published(&s.w.repo, "t", file);
+    }
+    let listing = |tar: &std::path::Path| {
+        let out = Command::new("tar")
+            .args(["--numeric-owner", "-tvf"])
+            .arg(tar)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "tar: {}", stderr(&out));
+        let mut lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            // Hard links: the archive records the second name as a link; through the mount
+            // both names are files with the same bytes (compared below).
+            .filter(|l| !l.contains("t-2.0/a/hard") && !l.contains("t-2.0/a/b/c/big"))
+            .map(|l| l.trim_end_matches('/').to_string())
+            .collect();
+        lines.sort();
+        lines
+    };
+    let want = listing(&d.join("t-2.0.tar"));
+    sh(&d, "mkdir -p x && tar -C x -xf t-2.0.tar");
+    for v in ["2.0", "2.1", "2.2"] {
+        let tree = s.mnt.path(&format!("pkgs/t/{v}"));
+        let mounted = d.join(format!("mounted-{v}.tar"));
+        sh(
+            &d,
+            &format!(
+                "tar --format=gnu -C {} -cf {} t-2.0",
+                tree.display(),
+                mounted.display()
+            ),
+        );
+        assert_eq!(listing(&mounted), want, "version {v}");
+        sh(&d, &format!("diff -r x/t-2.0 {}/t-2.0", tree.display()));
+        assert_eq!(
+            fs::read(tree.join("t-2.0/a/hard")).unwrap(),
+            fs::read(tree.join("t-2.0/a/b/c/big")).unwrap()
+        );
+        let m = fs::metadata(tree.join("t-2.0/a/run")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o755);
+        assert_eq!(m.mtime(), 981173106);
+    }
+    assert_eq!(
+        fs::read_link(s.mnt.path("pkgs/t/latest")).unwrap().to_str(),
+        Some("2.2")
+    );
+}
+
+#[test]
+fn read_only_views_refuse_writes_with_erofs() {
+    let s = Site::new();
+    let before = s.w.repo.snapshot();
+    let erofs = |r: std::io::Result<()>| {
+        assert_eq!(r.err().and_then(|e| e.raw_os_error()), Some(libc::EROFS));
+    };
+    let f = s.mnt.path("dists/hello/hello-1.0.tar.gz");
+    erofs(fs::OpenOptions::new().write(true).open(&f).map(|_| ()));
+    erofs(fs::remove_file(&f));
+    erofs(fs::write(s.mnt.path("dists/hello/new"), b"x"));
+    erofs(fs::create_dir(s.mnt.path("dists/hello/sub")));
+    erofs(fs::create_dir(s.mnt.path("pkgs/x")));
+    erofs(fs::write(
+        s.mnt.path("pkgs/hello/1.0/hello-1.0/README"),
+        b"x",
+    ));
+    erofs(fs::rename(&f, s.mnt.path("dists/hello/moved")));
+    let out = Command::new("touch").arg(&f).output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("Read-only file system"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(s.w.repo.snapshot(), before);
+}
+
+/// Listing a package tree reads no archive bytes: it comes from the catalog.
+#[test]
+fn listing_a_package_tree_touches_no_content() {
+    let s = Site::new();
+    let object = s.w.repo.root.join("store/objects");
+    // Make the stored archive unreadable garbage: listings must not notice.
+    let sha = s.w.repo.published("hello", "hello-1.0.tar.gz").unwrap()["sha256"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let obj = object.join(&sha[..2]).join(&sha);
+    let saved = fs::read(&obj).unwrap();
+    fs::write(&obj, b"not an archive").unwrap();
+    let out = Command::new("find")
+        .arg(s.mnt.path("pkgs/hello"))
+        .arg("-ls")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "find: {}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("hello-1.0/doc/manual.txt"), "{text}");
+    let m = fs::metadata(s.mnt.path("pkgs/hello/1.0/hello-1.0/doc/manual.txt")).unwrap();
+    assert_eq!(m.len(), 800);
+    // Reading does touch it, and fails cleanly with EIO instead of serving garbage.
+    let r = fs::read(s.mnt.path("pkgs/hello/1.0/hello-1.0/doc/manual.txt"));
+    assert_eq!(r.err().and_then(|e| e.raw_os_error()), Some(libc::EIO));
+    fs::write(&obj, saved).unwrap();
+}
