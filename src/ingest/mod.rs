@@ -220,7 +220,7 @@ pub fn on_closed(
         g.label(),
         Closed {
             at: now,
-            last_change: g.last_change(),
+            identity: g.identity(),
         },
     );
     match readiness(repo, g, closed, now) {
@@ -328,7 +328,7 @@ fn process(
     g: &Group,
     shape: Shape,
 ) -> Result<Option<Result<Published, Rejection>>, IngestError> {
-    let ids = spool_identity(g);
+    let ids = g.identity();
     // A crash after the catalog commit but before the spool cleanup leaves the very same
     // files (same inodes) behind: finish the cleanup instead of judging them again.
     if let Some(id) = repo.catalog.accepted_upload_by_spool_ids(&ids)? {
@@ -610,13 +610,6 @@ fn archive_rejection(e: ArchiveError) -> Fail {
         ArchiveError::TooLarge(m) => Rejection::new(Reason::TooLarge, m).into(),
         ArchiveError::Io(e) => Fail::Internal(e.into()),
     }
-}
-
-fn spool_identity(g: &Group) -> String {
-    g.files()
-        .map(SpoolFile::identity)
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Opens a spool file without following a symlink swapped in after the scan.

@@ -107,12 +107,13 @@ pub enum Shape {
     Unsigned,
 }
 
-/// What the mount vouched for a group: every writer had closed it at `at`, and nothing in it
-/// has changed since (`last_change` is the group's newest ctime at that moment).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the mount vouched for a group: every writer had closed it at `at`. It holds while the
+/// group's files are exactly those seen then (`identity`): ctimes alone cannot tell, since
+/// files written within one clock tick share a ctime.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Closed {
     pub at: SystemTime,
-    pub last_change: SystemTime,
+    pub identity: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -142,6 +143,14 @@ impl Group {
         crate::paths::join(&self.dir, &self.base)
     }
 
+    /// The identities of all its files, in a fixed order.
+    pub fn identity(&self) -> String {
+        self.files()
+            .map(SpoolFile::identity)
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// The uid whose staging area holds this group (None: written to the spool directly).
     pub fn owner(&self) -> Option<u32> {
         split_owner(&self.dir).0
@@ -163,8 +172,8 @@ impl Group {
         max_directive: u64,
         trusted: bool,
     ) -> Option<Readiness> {
-        if self.last_change() > closed.last_change {
-            return None; // written again after the close: the vouch is void
+        if self.identity() != closed.identity {
+            return None; // a file came or changed after the close: the vouch is void
         }
         let after_wait = |shape| {
             let t = closed.at + cfg.closed_pair_wait;

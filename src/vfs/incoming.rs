@@ -126,7 +126,7 @@ impl Vfs {
         chown(&path, uid, gid)?;
         let ino = self.intern(Node::Incoming { owner, rel });
         let m = file.metadata().map_err(|e| errno(&e))?;
-        let fh = self.spool_handle(file, ino, owner, true, m.len());
+        let fh = self.spool_handle(file, ino, owner, true, m.len(), true);
         Ok((
             stat_attr(ino, &m),
             SPOOL_TTL,
@@ -159,7 +159,8 @@ impl Vfs {
             .open(&path)
             .map_err(|e| errno(&e))?;
         let len = file.metadata().map_err(|e| errno(&e))?.len();
-        let fh = self.spool_handle(file, ino, owner, writable, len);
+        let dirty = writable && flags & libc::O_TRUNC != 0;
+        let fh = self.spool_handle(file, ino, owner, writable, len, dirty);
         Ok(Opened {
             fh,
             passthrough: None,
@@ -167,8 +168,17 @@ impl Vfs {
         })
     }
 
-    fn spool_handle(&self, file: File, ino: u64, owner: u32, writable: bool, len: u64) -> u64 {
-        if writable {
+    /// `dirty`: created or truncated, so an upload of this file is in progress from now on.
+    fn spool_handle(
+        &self,
+        file: File,
+        ino: u64,
+        owner: u32,
+        writable: bool,
+        len: u64,
+        dirty: bool,
+    ) -> u64 {
+        if dirty {
             *lock(&self.writers).entry(ino).or_default() += 1;
         }
         let hash = (len == 0).then(|| InlineHash {
@@ -184,6 +194,7 @@ impl Vfs {
             // Boxed: the hash states are large and most handles never write.
             state: Mutex::new(Box::new(WriteState {
                 hash,
+                dirty,
                 ..Default::default()
             })),
         }))
@@ -203,7 +214,7 @@ impl Vfs {
                 clear_hashes(&s.file);
                 st.cleared = true;
             }
-            st.dirty = true;
+            self.mark_dirty(s.ino, &mut st);
             match &mut st.hash {
                 Some(h) if h.next == offset => {
                     h.md5.update(data);
@@ -240,11 +251,16 @@ impl Vfs {
             }
             st.hash.take()
         };
-        let others = lock(&self.writers)
-            .get(&s.ino)
-            .copied()
-            .unwrap_or(1)
-            .saturating_sub(1);
+        let others = {
+            let mut w = lock(&self.writers);
+            let n = w.get(&s.ino).copied().unwrap_or(1).saturating_sub(1);
+            if n == 0 {
+                w.remove(&s.ino);
+            } else {
+                w.insert(s.ino, n);
+            }
+            n
+        };
         if others > 0 {
             return Ok(());
         }
@@ -311,8 +327,18 @@ impl Vfs {
             .collect()
     }
 
+    /// A handle that writes is an upload in progress until it is flushed: `writers` counts
+    /// those per inode. Counting flushed handles instead would race: the kernel sends RELEASE
+    /// after close(2) has returned, when cp may already be closing the upload's next file.
+    fn mark_dirty(&self, ino: u64, st: &mut WriteState) {
+        if !st.dirty {
+            st.dirty = true;
+            *lock(&self.writers).entry(ino).or_default() += 1;
+        }
+    }
+
     pub(super) fn release_spool(&self, s: &SpoolHandle) {
-        if s.writable {
+        if std::mem::take(&mut lock(&s.state).dirty) {
             let mut w = lock(&self.writers);
             if let Some(n) = w.get_mut(&s.ino) {
                 *n = n.saturating_sub(1);
@@ -487,7 +513,7 @@ impl Vfs {
                     if st.hash.as_ref().is_some_and(|h| h.next != len) {
                         st.hash = None;
                     }
-                    st.dirty = true;
+                    self.mark_dirty(s.ino, &mut st);
                     s.file.set_len(len)
                 }
                 _ => OpenOptions::new()

@@ -82,7 +82,12 @@ fn triplet_verdicts_come_back_through_close() {
         "version: 1.2\ndirectory: hello\nfilename: hello-1.4.tar.gz\n",
     );
     let out = cp(&[&bogus, &sig, &dir], &s.incoming());
-    assert!(!out.status.success());
+    assert!(
+        !out.status.success(),
+        "repofsd:\n{}\nmount:\n{}",
+        s.daemon.log(),
+        s.mnt.log()
+    );
     assert!(
         stderr(&out).contains("Input/output error"),
         "{}",
@@ -96,7 +101,9 @@ fn triplet_verdicts_come_back_through_close() {
     assert!(out.status.success(), "cp: {}", stderr(&out));
     assert!(
         s.w.repo.published("hello", "hello-1.5.tar.gz").is_some(),
-        "published when close returned"
+        "published when close returned\nrepofsd:\n{}\nmount:\n{}",
+        s.daemon.log(),
+        s.mnt.log()
     );
     assert!(s.mnt.path("dists/hello/hello-1.5.tar.gz").exists());
 }
