@@ -9,6 +9,8 @@ cd "$(dirname "$0")/.."
 size=${1:-1024}
 runs=${2:-3}
 cargo build --release --quiet
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 bin=$PWD/target/release
 work=$(mktemp -d /var/tmp/repofs-bench.XXXXXX)
 export GNUPGHOME=$work/gnupg
@@ -23,19 +25,7 @@ head -c $((size << 20)) /dev/urandom > "$file"
 gpg -q --batch -b "$file"
 printf '[ingest]\nsettle = "0s"\npair_wait = "0s"\n' > "$work/cfg.toml"
 
-now() { date +%s.%N; }
-best() { sort -n | head -1; }
 
-baseline() {
-  local d=$work/base; rm -rf "$d"; mkdir -p "$d/in" "$d/out"
-  sync; local t0; t0=$(now)
-  cp "$file" "$file.sig" "$d/in/"
-  md5sum "$d/in/bench-1.0.bin" >/dev/null
-  sha256sum "$d/in/bench-1.0.bin" >/dev/null
-  gpg -q --batch --verify "$d/in/bench-1.0.bin.sig" "$d/in/bench-1.0.bin" 2>/dev/null
-  mv "$d/in/bench-1.0.bin" "$d/in/bench-1.0.bin.sig" "$d/out/"
-  sync; echo "$(now) - $t0" | bc
-}
 
 repofs() {
   local r=$work/root; rm -rf "$r"
