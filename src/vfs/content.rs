@@ -4,7 +4,7 @@
 //!   offsets in the stored file;
 //! - gzip with seek points recorded at publish time: inflation starts at the nearest point
 //!   before the offset, and a cursor per open file continues where the last read stopped;
-//! - everything else (zstd, xz, or gzip published without points): the payload is unpacked
+//! - everything else (zstd, xz): the payload is unpacked
 //!   once into `ROOT/cache/<sha256>.tar`, bounded in total size, least recently used first out.
 
 use std::collections::HashSet;
@@ -179,7 +179,8 @@ pub fn source(
             file: Arc::new(OpenOptions::new().read(true).open(object)?),
             base: pkg.payload_offset,
         }),
-        ("gzip", Some(points)) if !points.is_empty() => {
+        // No recorded points is fine: the stream's start is always one (small payloads).
+        ("gzip", Some(points)) => {
             let file = Arc::new(File::open(object)?);
             // Bounded: in a .deb the next ar member follows the gzip stream.
             let cursor = GzCursor::new(file, pkg.payload_offset, points).with_len(pkg.payload_size);
