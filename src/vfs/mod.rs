@@ -498,13 +498,7 @@ impl Vfs {
                         continue;
                     };
                     let Ok(ft) = e.file_type() else { continue };
-                    let kind = if ft.is_dir() {
-                        FileType::Directory
-                    } else if ft.is_symlink() {
-                        FileType::Symlink
-                    } else {
-                        FileType::RegularFile
-                    };
+                    let kind = file_kind(ft);
                     push(
                         Node::Incoming {
                             owner,
@@ -806,16 +800,21 @@ fn perm_bits(mode: u32) -> u16 {
     (mode & 0o1777) as u16
 }
 
-fn stat_attr(ino: u64, m: &std::fs::Metadata) -> FileAttr {
-    let t = |s: i64, ns: i64| epoch(s) + Duration::from_nanos(ns.clamp(0, 999_999_999) as u64);
-    let ft = m.file_type();
-    let kind = if ft.is_dir() {
+/// The spool holds directories, plain files and (refused later) symlinks; nothing else is
+/// shown as anything but a file.
+fn file_kind(ft: std::fs::FileType) -> FileType {
+    if ft.is_dir() {
         FileType::Directory
     } else if ft.is_symlink() {
         FileType::Symlink
     } else {
         FileType::RegularFile
-    };
+    }
+}
+
+fn stat_attr(ino: u64, m: &std::fs::Metadata) -> FileAttr {
+    let t = |s: i64, ns: i64| epoch(s) + Duration::from_nanos(ns.clamp(0, 999_999_999) as u64);
+    let kind = file_kind(m.file_type());
     FileAttr {
         ino: INodeNo(ino),
         size: m.len(),
