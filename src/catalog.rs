@@ -469,9 +469,11 @@ impl Catalog {
 
     /// Changes whenever another connection commits: the views' cue to reload.
     pub fn data_version(&self) -> Result<i64> {
+        // Asked on every view operation: keep the statement prepared.
         Ok(self
             .conn
-            .query_row("PRAGMA data_version", [], |r| r.get(0))?)
+            .prepare_cached("PRAGMA data_version")?
+            .query_row([], |r| r.get(0))?)
     }
 
     // ---- uploads -----------------------------------------------------------------------

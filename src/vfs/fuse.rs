@@ -8,8 +8,8 @@ use std::time::SystemTime;
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
     InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow, WriteFlags,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tracing::debug;
 
@@ -50,6 +50,9 @@ impl Filesystem for Fuse {
         if config.add_capabilities(InitFlags::FUSE_PASSTHROUGH).is_ok() {
             let _ = config.set_max_stack_depth(1);
         }
+        // `ls -l` after readdir: entries come with their attributes, not one lookup each.
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_write(1 << 20);
         Ok(())
@@ -298,6 +301,24 @@ impl Filesystem for Fuse {
         }
     }
 
+    fn readdirplus(
+        &self,
+        req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        match self
+            .0
+            .readdirplus(req.uid(), fh.0, offset, |e, next, attr, ttl| {
+                reply.add(INodeNo(e.ino), next, &e.name, &ttl, attr, GEN)
+            }) {
+            Ok(()) => reply.ok(),
+            Err(e) => reply.error(err(e)),
+        }
+    }
+
     fn releasedir(
         &self,
         _req: &Request,
@@ -351,13 +372,15 @@ impl Filesystem for Fuse {
         reply.error(err(libc::EOPNOTSUPP));
     }
 
-    fn getxattr(&self, req: &Request, ino: INodeNo, n: &OsStr, size: u32, reply: ReplyXattr) {
-        let value = name(n).and_then(|n| self.0.getxattr(req.uid(), ino.0, n).map_err(err));
-        xattr_reply(value, size, reply);
+    // ENOSYS, not ENODATA: the kernel then stops asking for the rest of the mount's life.
+    // `ls -l` asks two xattrs per file (security.selinux, system.posix_acl_access); answering
+    // each would double the cost of `ls -lR` on a package tree. Nothing here has xattrs.
+    fn getxattr(&self, _req: &Request, _ino: INodeNo, _n: &OsStr, _size: u32, reply: ReplyXattr) {
+        reply.error(err(libc::ENOSYS));
     }
 
-    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        xattr_reply(self.0.listxattr(req.uid(), ino.0).map_err(err), size, reply);
+    fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        reply.error(err(libc::ENOSYS));
     }
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
@@ -387,14 +410,5 @@ impl Filesystem for Fuse {
             Ok((attr, ttl, o)) => reply.created(&ttl, &attr, GEN, FileHandle(o.fh), open_flags(&o)),
             Err(e) => reply.error(e),
         }
-    }
-}
-
-fn xattr_reply(value: Result<Vec<u8>, Errno>, size: u32, reply: ReplyXattr) {
-    match value {
-        Ok(v) if size == 0 => reply.size(v.len() as u32),
-        Ok(v) if v.len() <= size as usize => reply.data(&v),
-        Ok(_) => reply.error(err(libc::ERANGE)),
-        Err(e) => reply.error(e),
     }
 }

@@ -54,6 +54,9 @@ const VIEW_TTL: Duration = Duration::from_secs(1);
 /// incoming/ is per uid: the kernel must ask every time, or one user's cached entry would be
 /// offered to another.
 const SPOOL_TTL: Duration = Duration::ZERO;
+/// The I/O size `cp` and friends pick from st_blksize: one request per MiB, not per 4 KiB
+/// page or 128 KiB, for writes into incoming/ and reads from pkgs/.
+const BLKSIZE: u32 = 1 << 20;
 /// Package trees in the cache of parsed entry lists.
 const TREES_KEPT: usize = 32;
 
@@ -287,7 +290,7 @@ impl Vfs {
             uid: 0,
             gid: 0,
             rdev: 0,
-            blksize: 4096,
+            blksize: BLKSIZE,
             flags: 0,
         }
     }
@@ -596,6 +599,30 @@ impl Vfs {
         Ok(())
     }
 
+    /// Like `readdir`, with each entry's attributes, so the kernel skips a lookup per entry.
+    /// An entry gone since opendir is left out, as a fresh listing would.
+    pub fn readdirplus(
+        &self,
+        uid: u32,
+        fh: u64,
+        offset: u64,
+        mut add: impl FnMut(&DirEntry, u64, &FileAttr, Duration) -> bool,
+    ) -> Result<()> {
+        let h = self.handle(fh)?;
+        let Handle::Dir(list) = &*h else {
+            return Err(libc::EBADF);
+        };
+        for (i, e) in list.iter().enumerate().skip(offset as usize) {
+            let Ok((attr, ttl)) = self.getattr(uid, e.ino) else {
+                continue;
+            };
+            if add(e, i as u64 + 1, &attr, ttl) {
+                break;
+            }
+        }
+        Ok(())
+    }
+
     pub fn readlink(&self, uid: u32, ino: u64) -> Result<Vec<u8>> {
         match self.node(ino)? {
             Node::Incoming { owner, rel } => {
@@ -829,7 +856,7 @@ fn stat_attr(ino: u64, m: &std::fs::Metadata) -> FileAttr {
         uid: m.uid(),
         gid: m.gid(),
         rdev: 0,
-        blksize: 4096,
+        blksize: BLKSIZE,
         flags: 0,
     }
 }
