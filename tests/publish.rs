@@ -722,3 +722,40 @@ fn concurrent_uploaders_all_published() {
     );
     assert!(daemon.terminate().success());
 }
+
+/// The mount records the hashes it computed as a file streamed in (`trusted.repofs.*`
+/// xattrs, settable by root only), and the daemon borrows that md5 only when its own sha256
+/// of the bytes matches the one recorded with it. A record that describes other bytes (left
+/// from an earlier write, or planted by root) must not reach the catalog.
+#[test]
+fn recorded_hashes_of_other_bytes_are_not_borrowed() {
+    let w = World::new();
+    let d = w.scratch("stale");
+    let tgz = make_tarball(&d, "hello", "3.0");
+    let sig = w.gpg.sign(ALICE, &tgz, true, &[]);
+    w.upload("hello", &[tgz.clone(), sig]);
+    let spooled = w.repo.spool().join("hello/hello-3.0.tar.gz");
+    for (name, value) in [
+        (
+            "trusted.repofs.md5",
+            "0123456789abcdef0123456789abcdef".to_string(),
+        ),
+        ("trusted.repofs.sha256", "ab".repeat(32)),
+    ] {
+        let out = Command::new("setfattr")
+            .args(["-n", name, "-v", &value])
+            .arg(&spooled)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "setfattr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    w.repo.once();
+    let list = w.repo.list();
+    let f = find(&list, "hello", "hello-3.0.tar.gz");
+    assert_eq!(f["md5"], tool_hash("md5sum", &tgz));
+    assert_eq!(f["sha256"], tool_hash("sha256sum", &tgz));
+}

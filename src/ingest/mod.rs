@@ -37,7 +37,8 @@ use crate::catalog::{CatalogError, NewUpload};
 use crate::keys::{KeyError, Keyring};
 use crate::paths;
 use crate::repo::Repo;
-use crate::verify::{Verifier, VerifyError};
+use crate::store::Staged;
+use crate::verify::{Signer, Verifier, VerifyError};
 use directive::Directive;
 use publish::{Incoming, Plan, Published};
 use reason::{Reason, Rejection};
@@ -94,16 +95,65 @@ fn earliest(current: Option<SystemTime>, t: SystemTime) -> SystemTime {
     current.map_or(t, |c| c.min(t))
 }
 
-/// Groups the mount reported closed, by label.
-pub type ClosedGroups = HashMap<String, Closed>;
+/// What the daemon remembers, between events, of uploads the mount reported closed.
+#[derive(Default)]
+pub struct ClosedGroups {
+    /// Groups every writer had closed, by label.
+    vouched: HashMap<String, Closed>,
+    /// Pairs read when they completed, by label: reused by the publication that follows
+    /// `closed_pair_wait` later (or by the triplet, if a directive came), so the file is
+    /// read and verified once.
+    prestaged: HashMap<String, Prestaged>,
+}
+
+/// How long a prestaged copy waits for its publication (normally `closed_pair_wait`).
+const PRESTAGED_FOR: Duration = Duration::from_secs(600);
+
+/// A completed pair's file, already read once: who signed it and the staged copy of exactly
+/// the bytes verified.
+struct Prestaged {
+    data: String,
+    sig_bytes: Vec<u8>,
+    signer: Signer,
+    staged: Staged,
+    at: SystemTime,
+}
+
+impl ClosedGroups {
+    pub fn new() -> ClosedGroups {
+        ClosedGroups::default()
+    }
+
+    /// Forgets an upload that got its verdict.
+    pub fn remove(&mut self, label: &str) {
+        self.vouched.remove(label);
+        self.prestaged.remove(label);
+    }
+
+    /// Forgets vouches older than `horizon`, and staged copies no publication took within
+    /// `PRESTAGED_FOR` (the files changed or went away; a copy is removed with it).
+    pub fn expire(&mut self, horizon: SystemTime) {
+        self.vouched.retain(|_, c| c.at > horizon);
+        let now = SystemTime::now();
+        self.prestaged.retain(|_, p| p.at + PRESTAGED_FOR > now);
+    }
+
+    /// The staged read of `g`'s data file, if it is still the very file and signature read.
+    fn take_prestaged(&mut self, g: &Group, sig_bytes: Option<&Vec<u8>>) -> Option<Prestaged> {
+        let p = self.prestaged.remove(&g.label())?;
+        let same = g.data.as_ref().map(SpoolFile::identity).as_ref() == Some(&p.data)
+            && sig_bytes == Some(&p.sig_bytes);
+        same.then_some(p)
+    }
+}
 
 /// Scans the spool once and acts on everything that is due.
 pub fn pass(repo: &mut Repo) -> Result<PassReport, IngestError> {
-    pass_with(repo, &ClosedGroups::new())
+    pass_with(repo, &mut ClosedGroups::new())
 }
 
 /// `pass`, knowing which groups the mount saw closed by every writer.
-pub fn pass_with(repo: &mut Repo, closed: &ClosedGroups) -> Result<PassReport, IngestError> {
+pub fn pass_with(repo: &mut Repo, closed: &mut ClosedGroups) -> Result<PassReport, IngestError> {
     let scan = spool::scan(&repo.layout.spool())?;
     let now = SystemTime::now();
     let cfg = repo.config.ingest.clone();
@@ -111,7 +161,7 @@ pub fn pass_with(repo: &mut Repo, closed: &ClosedGroups) -> Result<PassReport, I
 
     for g in &scan.groups {
         match readiness(repo, g, closed, now) {
-            Readiness::Ready(shape) => match process(repo, g, shape) {
+            Readiness::Ready(shape) => match process(repo, g, shape, closed) {
                 Ok(Some(Ok(_))) => report.accepted.push(g.label()),
                 Ok(Some(Err(r))) => report.rejected.push((g.label(), r)),
                 Ok(None) => report.wake_at(now + cfg.settle),
@@ -166,6 +216,7 @@ fn readiness(repo: &Repo, g: &Group, closed: &ClosedGroups, now: SystemTime) -> 
     let cfg = &repo.config.ingest;
     let max = repo.config.limits.max_directive_size;
     closed
+        .vouched
         .get(&g.label())
         .and_then(|c| g.readiness_closed(c, now, cfg, max, is_trusted_lone_file(repo, g)))
         .unwrap_or_else(|| g.readiness(now, cfg, max))
@@ -216,7 +267,7 @@ pub fn on_closed(
         ));
     }
     let now = SystemTime::now();
-    closed.insert(
+    closed.vouched.insert(
         g.label(),
         Closed {
             at: now,
@@ -224,7 +275,7 @@ pub fn on_closed(
         },
     );
     match readiness(repo, g, closed, now) {
-        Readiness::Ready(shape) => Ok(match process(repo, g, shape)? {
+        Readiness::Ready(shape) => Ok(match process(repo, g, shape, closed)? {
             Some(Ok(p)) => {
                 closed.remove(&g.label());
                 CloseVerdict::Accepted(p.message)
@@ -236,16 +287,21 @@ pub fn on_closed(
             None => CloseVerdict::Pending("files changed during verification".into()),
         }),
         Readiness::Settling(_) if g.sig.is_some() && g.directive.is_none() => {
-            match precheck(repo, g)? {
-                Some(r) => {
+            match prestage(repo, g)? {
+                Err(r) => {
                     let files: Vec<_> = g.files().collect();
                     refuse(repo, &files, &g.dir, &g.base, &r)?;
                     closed.remove(&g.label());
                     Ok(CloseVerdict::Rejected(r))
                 }
-                None => Ok(CloseVerdict::Pending(
-                    "signature good; waiting briefly for a directive".into(),
-                )),
+                Ok(p) => {
+                    if let Some(p) = p {
+                        closed.prestaged.insert(g.label(), p);
+                    }
+                    Ok(CloseVerdict::Pending(
+                        "signature good; waiting briefly for a directive".into(),
+                    ))
+                }
             }
         }
         Readiness::Wait(_, what) => Ok(CloseVerdict::Pending(format!("waiting for {what}"))),
@@ -253,25 +309,53 @@ pub fn on_closed(
     }
 }
 
-/// Checks a pair's signature without publishing: who signed and whether the key is good
-/// do not depend on a directive that may still follow.
-fn precheck(repo: &Repo, g: &Group) -> Result<Option<Rejection>, IngestError> {
+/// Reads a completed pair's file once, now: checks its signature (who signed and whether
+/// the key is good do not depend on a directive that may still follow), so a bad one fails
+/// the close at once, and stages the copy its publication will commit.
+fn prestage(repo: &Repo, g: &Group) -> Result<Result<Option<Prestaged>, Rejection>, IngestError> {
     let (Some(data), Some(sig)) = (&g.data, &g.sig) else {
-        return Ok(None);
+        return Ok(Ok(None));
     };
     let limits = &repo.config.limits;
     let Some(sig_bytes) = spool::read_limited(&sig.path, limits.max_signature_size)? else {
-        return Ok(None); // refused with its reason when processed
+        return Ok(Ok(None)); // refused with its reason when processed
     };
     let keyring = Keyring::load(&repo.catalog)?;
     let verifier = Verifier::new(&keyring, &repo.config.ingest);
-    let reader = BufReader::with_capacity(1 << 20, open_nofollow(&data.path)?);
-    match verifier.detached(&sig_bytes, reader) {
-        Ok(_) => Ok(None),
-        Err(VerifyError::Rejected(r)) if !g.files().any(SpoolFile::changed) => Ok(Some(r)),
-        Err(VerifyError::Rejected(_)) => Ok(None),
-        Err(VerifyError::Io(e)) => Err(e.into()),
+    let (verdict, staged) = read_once(repo, data, Some(&sig_bytes), &verifier)?;
+    match verdict {
+        Some(Ok(signer)) => Ok(Ok(staged.ok().map(|staged| Prestaged {
+            data: data.identity(),
+            sig_bytes,
+            signer,
+            staged,
+            at: SystemTime::now(),
+        }))),
+        Some(Err(VerifyError::Rejected(r))) if !g.files().any(SpoolFile::changed) => Ok(Err(r)),
+        Some(Err(VerifyError::Io(e))) => Err(e.into()),
+        Some(Err(VerifyError::Rejected(_))) | None => Ok(Ok(None)),
     }
+}
+
+/// Who signed (if a signature was given), and the staged copy of the bytes checked.
+type ReadOnce = (Option<Result<Signer, VerifyError>>, io::Result<Staged>);
+
+/// One read of an upload's file feeds the signature check, both hashes and the store copy.
+fn read_once(
+    repo: &Repo,
+    data: &SpoolFile,
+    sig_bytes: Option<&Vec<u8>>,
+    verifier: &Verifier<'_>,
+) -> io::Result<ReadOnce> {
+    let file = open_nofollow(&data.path)?;
+    let received = spool::Received::read(&file);
+    let reader = BufReader::with_capacity(1 << 20, file);
+    repo.store.stage_while(
+        reader,
+        repo.config.limits.max_file_size,
+        received.as_ref(),
+        |r| sig_bytes.map(|s| verifier.detached(s, r)),
+    )
 }
 
 /// Refuses something found lying in the spool. A failure here (say, quarantine is full)
@@ -327,6 +411,7 @@ fn process(
     repo: &mut Repo,
     g: &Group,
     shape: Shape,
+    closed: &mut ClosedGroups,
 ) -> Result<Option<Result<Published, Rejection>>, IngestError> {
     let ids = g.identity();
     // A crash after the catalog commit but before the spool cleanup leaves the very same
@@ -346,7 +431,7 @@ fn process(
         spool_ids: Some(ids),
         ..Default::default()
     };
-    match attempt(repo, g, shape, &mut upload) {
+    match attempt(repo, g, shape, &mut upload, closed) {
         Ok(p) => {
             crate::failpoint::hit("before-spool-cleanup");
             cleanup(g)?;
@@ -379,6 +464,7 @@ fn attempt(
     g: &Group,
     shape: Shape,
     upload: &mut NewUpload,
+    closed: &mut ClosedGroups,
 ) -> Result<Published, Fail> {
     let limits = repo.config.limits.clone();
     let keyring = Keyring::load(&repo.catalog)?;
@@ -422,11 +508,10 @@ fn attempt(
             )
             .into());
         }
-        // One read of the file feeds the signature check, both hashes and the store copy.
-        let reader = BufReader::with_capacity(1 << 20, open_nofollow(&data.path)?);
-        let (verdict, staged) = repo.store.stage_while(reader, limits.max_file_size, |r| {
-            sig_bytes.as_ref().map(|s| verifier.detached(s, r))
-        })?;
+        let (verdict, staged) = match closed.take_prestaged(g, sig_bytes.as_ref()) {
+            Some(p) => (Some(Ok(p.signer)), Ok(p.staged)),
+            None => read_once(repo, data, sig_bytes.as_ref(), &verifier)?,
+        };
         // Who vouches for the bytes: the key that signed them, or the trusted local uid.
         let signer = match verdict {
             Some(v) => Some(v.map_err(|e| match e {

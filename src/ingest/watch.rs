@@ -80,7 +80,7 @@ pub fn serve(repo: &mut Repo, ready: impl FnOnce()) -> anyhow::Result<()> {
     let mut closed = ClosedGroups::new();
     let mut ready = Some(ready);
     'serve: loop {
-        let sleep = match pass_with(repo, &closed) {
+        let sleep = match pass_with(repo, &mut closed) {
             Ok(report) => {
                 debug!(
                     accepted = report.accepted.len(),
@@ -95,7 +95,7 @@ pub fn serve(repo: &mut Repo, ready: impl FnOnce()) -> anyhow::Result<()> {
                     closed.remove(label);
                 }
                 let horizon = SystemTime::now() - repo.config.ingest.sweep_after;
-                closed.retain(|_, c| c.at > horizon);
+                closed.expire(horizon);
                 report
                     .next_wake
                     .map(|t| {
