@@ -555,51 +555,14 @@ fn rsync_interrupted_then_resumed_with_append_verify() {
     let w = World::new();
     w.repo.set_config(Repo::LIVE);
     let mut daemon = Daemon::start(&w.repo, &[]);
-    let d = w.scratch("rsync");
-    let big = d.join("big-1.0.bin");
-    let data: Vec<u8> = (0..6_000_000u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    fs::write(&big, &data).unwrap();
+    let big = rsync_payload(&w.scratch("rsync"), "big-1.0.bin");
     let sig = w.gpg.sign(ALICE, &big, false, &[]);
     let dest = w.repo.spool().join("hello");
     fs::create_dir_all(&dest).unwrap();
-    let rsync = |extra: &[&str], src: &Path| {
-        let mut c = Command::new("rsync");
-        c.args(["-a", "--partial"])
-            .args(extra)
-            .arg(src)
-            .arg(format!("{}/", dest.display()));
-        c
-    };
-    // Slow it down, interrupt it with SIGINT part-way.
-    let mut first = rsync(&["--bwlimit=1500"], &big).spawn().expect("rsync");
-    let partial = dest.join("big-1.0.bin");
-    wait_for("rsync to write something", Duration::from_secs(20), || {
-        let hidden = fs::read_dir(&dest)
-            .unwrap()
-            .filter_map(Result::ok)
-            .any(|e| {
-                fs::metadata(e.path())
-                    .map(|m| m.len() > 500_000)
-                    .unwrap_or(false)
-            });
-        hidden.then_some(())
-    });
-    unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
-    let _ = first.wait();
-    let size = wait_for(
-        "rsync --partial to keep the partial file",
-        Duration::from_secs(10),
-        || fs::metadata(&partial).ok().map(|m| m.len()),
-    );
-    assert!(
-        size > 0 && size < data.len() as u64,
-        "expected a partial file, got {size} bytes"
-    );
+    interrupted_rsync(&big, &dest);
     std::thread::sleep(Duration::from_millis(800)); // longer than settle: the daemon looks at it
     assert!(
-        partial.exists(),
+        dest.join("big-1.0.bin").exists(),
         "a partial upload without signature must wait in the spool"
     );
     assert!(w
@@ -609,9 +572,9 @@ fn rsync_interrupted_then_resumed_with_append_verify() {
         .all(|e| e["state"] != "rejected" || e["files"][0] != "hello/big-1.0.bin"));
 
     // Resume, then send the signature: now it is complete.
-    let st = rsync(&["--append-verify"], &big).status().unwrap();
-    assert!(st.success());
-    assert!(rsync(&[], &sig).status().unwrap().success());
+    let resumed = rsync_partial(&["--append-verify"], &big, &dest).status();
+    assert!(resumed.unwrap().success());
+    assert!(rsync_partial(&[], &sig, &dest).status().unwrap().success());
     let f = daemon.wait_published(&w.repo, "hello", "big-1.0.bin");
     assert_eq!(f["sha256"], tool_hash("sha256sum", &big));
     assert!(daemon.terminate().success());

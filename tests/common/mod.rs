@@ -887,3 +887,62 @@ pub fn sh_as(user: &str, dir: &Path, script: &str) -> Output {
         .output()
         .expect("runuser")
 }
+
+/// `rsync -a --partial EXTRA SRC DEST/`.
+pub fn rsync_partial(extra: &[&str], src: &Path, dest: &Path) -> Command {
+    let mut c = Command::new("rsync");
+    c.args(["-a", "--partial"])
+        .args(extra)
+        .arg(src)
+        .arg(format!("{}/", dest.display()));
+    c
+}
+
+/// Writes a 6 MB file into `dir` (too big for rsync at `--bwlimit=1500` to send in a blink).
+pub fn rsync_payload(dir: &Path, name: &str) -> PathBuf {
+    let path = dir.join(name);
+    let data: Vec<u8> = (0..6_000_000u32)
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
+    fs::write(&path, &data).expect("write payload");
+    path
+}
+
+/// Starts `rsync --partial` of `src` into `dest`, slowed down, interrupts it with SIGINT
+/// part-way, and returns the size of what it kept under the final name (asserted partial).
+pub fn interrupted_rsync(src: &Path, dest: &Path) -> u64 {
+    struct KillOnDrop(Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let first = KillOnDrop(
+        rsync_partial(&["--bwlimit=1500"], src, dest)
+            .spawn()
+            .expect("rsync"),
+    );
+    wait_for("rsync to write something", Duration::from_secs(20), || {
+        fs::read_dir(dest)
+            .ok()?
+            .filter_map(Result::ok)
+            .any(|e| fs::metadata(e.path()).is_ok_and(|m| m.len() > 500_000))
+            .then_some(())
+    });
+    // SAFETY: signalling our own child, which KillOnDrop has not reaped yet.
+    unsafe { libc::kill(first.0.id() as i32, libc::SIGINT) };
+    drop(first);
+    let partial = dest.join(src.file_name().expect("file name"));
+    let size = wait_for(
+        "rsync --partial to keep the partial file",
+        Duration::from_secs(10),
+        || fs::metadata(&partial).ok().map(|m| m.len()),
+    );
+    let full = fs::metadata(src).expect("source").len();
+    assert!(
+        size > 0 && size < full,
+        "expected a partial file, got {size} of {full} bytes"
+    );
+    size
+}

@@ -162,65 +162,24 @@ fn gnupload_into_the_mount_good_and_bad() {
 #[test]
 fn rsync_interrupted_then_resumed_with_append_verify() {
     let s = Site::new();
-    let d = s.w.scratch("rsync");
-    let big = d.join("big-1.0.bin");
-    let data: Vec<u8> = (0..6_000_000u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    fs::write(&big, &data).unwrap();
+    let big = rsync_payload(&s.w.scratch("rsync"), "big-1.0.bin");
     let sig = s.w.gpg.sign(ALICE, &big, false, &[]);
     let dest = s.incoming().join("hello");
     fs::create_dir_all(&dest).unwrap();
-    let rsync = |extra: &[&str], src: &std::path::Path| {
-        let mut c = Command::new("rsync");
-        c.args(["-a", "--partial"])
-            .args(extra)
-            .arg(src)
-            .arg(format!("{}/", dest.display()));
-        c
-    };
-    let mut first = rsync(&["--bwlimit=1500"], &big).spawn().expect("rsync");
-    wait_for("rsync to write something", Duration::from_secs(20), || {
-        fs::read_dir(&dest)
-            .unwrap()
-            .filter_map(Result::ok)
-            .any(|e| {
-                fs::metadata(e.path())
-                    .map(|m| m.len() > 500_000)
-                    .unwrap_or(false)
-            })
-            .then_some(())
-    });
-    unsafe { libc::kill(first.id() as i32, libc::SIGINT) };
-    let _ = first.wait();
-    let partial = dest.join("big-1.0.bin");
-    let size = wait_for("the partial file", Duration::from_secs(10), || {
-        fs::metadata(&partial).ok().map(|m| m.len())
-    });
-    assert!(
-        size > 0 && size < data.len() as u64,
-        "expected a partial file, got {size} bytes"
-    );
+    let size = interrupted_rsync(&big, &dest);
     std::thread::sleep(Duration::from_millis(800));
-    assert!(partial.exists(), "a partial upload without signature waits");
+    assert!(
+        dest.join("big-1.0.bin").exists(),
+        "a partial upload without signature waits"
+    );
     // The bytes and the size survive a remount.
     drop(s.mnt);
     let mnt = Mount::start(&s.w.repo);
     let dest = mnt.path("incoming/hello");
     assert_eq!(fs::metadata(dest.join("big-1.0.bin")).unwrap().len(), size);
-    let rsync = |extra: &[&str], src: &std::path::Path| {
-        let mut c = Command::new("rsync");
-        c.args(["-a", "--partial"])
-            .args(extra)
-            .arg(src)
-            .arg(format!("{}/", dest.display()));
-        c
-    };
-    assert!(rsync(&["--append-verify"], &big)
-        .status()
-        .unwrap()
-        .success());
-    assert!(rsync(&[], &sig).status().unwrap().success());
+    let resumed = rsync_partial(&["--append-verify"], &big, &dest).status();
+    assert!(resumed.unwrap().success());
+    assert!(rsync_partial(&[], &sig, &dest).status().unwrap().success());
     let f = s.daemon.wait_published(&s.w.repo, "hello", "big-1.0.bin");
     assert_eq!(f["sha256"], tool_hash("sha256sum", &big));
 }
