@@ -320,6 +320,9 @@ fn prestage(repo: &Repo, g: &Group) -> Result<Result<Option<Prestaged>, Rejectio
     let Some(sig_bytes) = spool::read_limited(&sig.path, limits.max_signature_size)? else {
         return Ok(Ok(None)); // refused with its reason when processed
     };
+    if let Some(r) = too_large(data, limits.max_file_size) {
+        return Ok(Err(r));
+    }
     let keyring = Keyring::load(&repo.catalog)?;
     let verifier = Verifier::new(&keyring, &repo.config.ingest);
     let (verdict, staged) = read_once(repo, data, Some(&sig_bytes), &verifier)?;
@@ -335,6 +338,15 @@ fn prestage(repo: &Repo, g: &Group) -> Result<Result<Option<Prestaged>, Rejectio
         Some(Err(VerifyError::Io(e))) => Err(e.into()),
         Some(Err(VerifyError::Rejected(_))) | None => Ok(Ok(None)),
     }
+}
+
+fn too_large(data: &SpoolFile, limit: u64) -> Option<Rejection> {
+    (data.size > limit).then(|| {
+        Rejection::new(
+            Reason::TooLarge,
+            format!("{} is {} bytes; the limit is {limit}", data.rel, data.size),
+        )
+    })
 }
 
 /// Who signed (if a signature was given), and the staged copy of the bytes checked.
@@ -498,15 +510,8 @@ fn attempt(
             ),
             None => None,
         };
-        if data.size > limits.max_file_size {
-            return Err(Rejection::new(
-                Reason::TooLarge,
-                format!(
-                    "{} is {} bytes; the limit is {}",
-                    data.rel, data.size, limits.max_file_size
-                ),
-            )
-            .into());
+        if let Some(r) = too_large(data, limits.max_file_size) {
+            return Err(r.into());
         }
         let (verdict, staged) = match closed.take_prestaged(g, sig_bytes.as_ref()) {
             Some(p) => (Some(Ok(p.signer)), Ok(p.staged)),

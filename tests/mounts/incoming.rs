@@ -63,6 +63,26 @@ fn bad_signature_fails_close_and_leaves_a_note() {
     fs::remove_file(s.incoming().join("hello-1.3.tar.gz.rejected")).unwrap();
 }
 
+/// A pair over the size limit is refused when it completes (EIO), before any of it is read.
+#[test]
+fn too_large_pair_fails_close() {
+    let s = Site::with_config("[limits]\nmax_file_size = 1000\n");
+    let before = s.w.repo.snapshot();
+    let d = s.w.scratch("big");
+    let big = d.join("hello-1.5.bin");
+    fs::write(&big, vec![7u8; 5000]).unwrap();
+    let sig = s.w.gpg.sign(ALICE, &big, false, &[]);
+    let out = cp(&[&big, &sig], &s.incoming());
+    assert!(!out.status.success(), "cp must fail");
+    assert!(
+        stderr(&out).contains("Input/output error"),
+        "{}",
+        stderr(&out)
+    );
+    s.w.repo
+        .assert_rejected(&before, "too-large", &["hello-1.5.bin"]);
+}
+
 /// An unknown key is refused at close too (EACCES), and a corrupt archive with a good
 /// signature with EIO, when the directive completes a triplet.
 #[test]
