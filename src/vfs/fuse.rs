@@ -53,6 +53,8 @@ impl Filesystem for Fuse {
         // `ls -l` after readdir: entries come with their attributes, not one lookup each.
         let _ = config
             .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
+        // Writers in incoming/ use direct I/O; this keeps shared writable mmap working there.
+        let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_write(1 << 20);
         Ok(())

@@ -234,6 +234,19 @@ fn dd_notrunc_append_and_truncate_behave_like_a_disk() {
     assert_eq!(fs::read(&f).unwrap(), b"new");
     fs::remove_file(&f).unwrap();
     assert!(!f.exists());
+    // Writers use direct I/O; a shared writable mapping still works (python's mmap).
+    let m = s.incoming().join("mapped");
+    sh(
+        &s.w.work,
+        &format!(
+            "python3 -c 'import mmap,os; fd=os.open(\"{}\", os.O_RDWR|os.O_CREAT, 0o644); \
+             os.ftruncate(fd, 8192); m=mmap.mmap(fd, 8192); m[4096:4101]=b\"hello\"; \
+             m.flush(); m.close(); os.close(fd)'",
+            m.display()
+        ),
+    );
+    let bytes = fs::read(&m).unwrap();
+    assert_eq!((bytes.len(), &bytes[4096..4101]), (8192, &b"hello"[..]));
 }
 
 /// A local uid trusted for a directory uploads a lone unsigned file; an untrusted one's
