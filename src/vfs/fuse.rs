@@ -67,6 +67,11 @@ impl Filesystem for Fuse {
         }
     }
 
+    // (fuser's default batch_forget calls this for each.)
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.0.forget(ino.0, nlookup);
+    }
+
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         match self.0.getattr(req.uid(), ino.0) {
             Ok((attr, ttl)) => reply.attr(&ttl, &attr),

@@ -197,8 +197,8 @@ impl Vfs {
         }
         let file = o.open(&path).map_err(|e| errno(&e))?;
         chown(&path, uid, gid)?;
-        let ino = self.intern(Node::Incoming { owner, rel });
         let m = file.metadata().map_err(|e| errno(&e))?;
+        let ino = self.intern_for_kernel(Node::Incoming { owner, rel });
         let fh = self.spool_handle(file, ino, owner, true, m.len(), true);
         // See `open_spool` on direct I/O.
         Ok((
@@ -433,8 +433,8 @@ impl Vfs {
             .create(&path)
             .map_err(|e| errno(&e))?;
         chown(&path, uid, gid)?;
-        let ino = self.intern(Node::Incoming { owner, rel });
         let m = fs::symlink_metadata(&path).map_err(|e| errno(&e))?;
+        let ino = self.intern_for_kernel(Node::Incoming { owner, rel });
         Ok((stat_attr(ino, &m), SPOOL_TTL))
     }
 
@@ -484,41 +484,7 @@ impl Vfs {
         if rc != 0 {
             return Err(errno(&io::Error::last_os_error()));
         }
-        // The kernel keeps the inode and moves the name: move our node along with it.
-        {
-            let mut t = lock(&self.inodes);
-            let old = Node::Incoming {
-                owner,
-                rel: rel.clone(),
-            };
-            let new = Node::Incoming {
-                owner,
-                rel: new_rel.clone(),
-            };
-            if let Some(replaced) = t.by_node.remove(&new) {
-                t.nodes[replaced as usize - 1] = Node::Gone;
-            }
-            let prefix = format!("{rel}/");
-            let moved: Vec<(Node, u64)> = t
-                .by_node
-                .iter()
-                .filter(|(n, _)| matches!(n, Node::Incoming { owner: o, rel: r } if *o == owner && (*r == rel || r.starts_with(&prefix))))
-                .map(|(n, &i)| (n.clone(), i))
-                .collect();
-            for (n, i) in moved {
-                t.by_node.remove(&n);
-                let Node::Incoming { rel: r, .. } = n else {
-                    continue;
-                };
-                let nn = Node::Incoming {
-                    owner,
-                    rel: format!("{new_rel}{}", &r[rel.len()..]),
-                };
-                t.nodes[i as usize - 1] = nn.clone();
-                t.by_node.insert(nn, i);
-            }
-            let _ = old;
-        }
+        lock(&self.inodes).rename_spool(owner, &rel, &new_rel);
         // rsync renames its finished temporary file into place: that can complete an upload.
         // The daemon is told, but a rename does not wait for the verdict.
         let ino = self.intern(Node::Incoming {
@@ -542,13 +508,10 @@ impl Vfs {
     }
 
     fn forget_path(&self, owner: u32, rel: &str) {
-        let mut t = lock(&self.inodes);
-        if let Some(i) = t.by_node.remove(&Node::Incoming {
+        lock(&self.inodes).unlink(&Node::Incoming {
             owner,
             rel: rel.to_string(),
-        }) {
-            t.nodes[i as usize - 1] = Node::Gone;
-        }
+        });
     }
 
     #[allow(clippy::too_many_arguments)]

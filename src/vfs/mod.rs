@@ -10,13 +10,13 @@
 //! - `content` reads files inside packages without inflating archives from their start.
 //! - `mount` mounts, unmounts, recovers stale mounts and handles signals.
 //!
-//! Inode numbers are interned `Node`s: stable for the life of the mount and never reused.
-//! The table grows with what was looked up (a few dozen bytes per node), like a dentry cache
-//! that is never pruned; remounting resets it.
+//! Inode numbers are interned `Node`s (`inodes`), never reused, and held only while the kernel
+//! holds them (FORGET prunes them), so the table is as large as the kernel's inode cache.
 
 pub mod content;
 mod fuse;
 pub mod incoming;
+mod inodes;
 pub mod mount;
 pub mod tree;
 
@@ -38,6 +38,7 @@ use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
 use content::{Cache, EntryReader};
 use incoming::SpoolHandle;
+use inodes::Inodes;
 use tree::{DistEntry, PkgTree, Snapshot};
 
 /// Errors are errno values: what the kernel passes back to the caller.
@@ -92,28 +93,6 @@ pub enum Node {
     Gone,
 }
 
-#[derive(Default)]
-struct Inodes {
-    by_node: HashMap<Node, u64>,
-    nodes: Vec<Node>,
-}
-
-impl Inodes {
-    fn intern(&mut self, n: Node) -> u64 {
-        if let Some(&ino) = self.by_node.get(&n) {
-            return ino;
-        }
-        self.nodes.push(n.clone());
-        let ino = self.nodes.len() as u64; // Root is interned first: ino 1
-        self.by_node.insert(n, ino);
-        ino
-    }
-
-    fn get(&self, ino: u64) -> Option<&Node> {
-        self.nodes.get((ino as usize).checked_sub(1)?)
-    }
-}
-
 /// An open file or directory.
 pub enum Handle {
     Dir(Vec<DirEntry>),
@@ -164,8 +143,6 @@ impl Vfs {
         layout.create()?;
         let catalog = Catalog::open(&layout.catalog())?;
         let snapshot = Snapshot::load(&catalog)?;
-        let mut inodes = Inodes::default();
-        inodes.intern(Node::Root);
         let cache = Cache::new(layout.cache(), config.mount.cache_size);
         Ok(Vfs {
             cache,
@@ -176,7 +153,7 @@ impl Vfs {
             snapshot: RwLock::new(Arc::new(snapshot)),
             trees: Mutex::new(Vec::new()),
             points: Mutex::new(HashMap::new()),
-            inodes: Mutex::new(inodes),
+            inodes: Mutex::new(Inodes::new()),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             writers: Mutex::new(HashMap::new()),
@@ -188,6 +165,20 @@ impl Vfs {
 
     fn intern(&self, n: Node) -> u64 {
         lock(&self.inodes).intern(n)
+    }
+
+    /// `intern`, counting the reference the kernel is about to be handed (give it back with
+    /// `forget` if the reply turns into an error instead).
+    fn intern_for_kernel(&self, n: Node) -> u64 {
+        let mut t = lock(&self.inodes);
+        let ino = t.intern(n);
+        t.remember(ino);
+        ino
+    }
+
+    /// FORGET: the kernel evicted `ino` and gives back `n` references.
+    pub fn forget(&self, ino: u64, n: u64) {
+        lock(&self.inodes).forget(ino, n);
     }
 
     fn node(&self, ino: u64) -> Result<Node> {
@@ -397,8 +388,9 @@ impl Vfs {
     /// The child `name` of `parent`, as `uid` sees it.
     pub fn lookup(&self, uid: u32, parent: u64, name: &str) -> Result<(FileAttr, Duration)> {
         let node = self.child(uid, &self.node(parent)?, name)?;
-        let ino = self.intern(node.clone());
+        let ino = self.intern_for_kernel(node.clone());
         self.attr_of(uid, ino, &node)
+            .inspect_err(|_| self.forget(ino, 1))
     }
 
     fn child(&self, uid: u32, parent: &Node, name: &str) -> Result<Node> {
@@ -619,6 +611,10 @@ impl Vfs {
             if add(e, i as u64 + 1, &attr, ttl) {
                 break;
             }
+            // The kernel counts every entry but the dot ones as a lookup.
+            if e.name != "." && e.name != ".." {
+                lock(&self.inodes).remember(e.ino);
+            }
         }
         Ok(())
     }
@@ -748,10 +744,16 @@ impl Vfs {
 
     pub fn release(&self, fh: u64) {
         let h = lock(&self.handles).remove(&fh);
-        if let Some(h) = h {
-            if let Handle::Spool(s) = &*h {
-                self.release_spool(s);
+        match h.as_deref() {
+            Some(Handle::Spool(s)) => self.release_spool(s),
+            // Entries listed but never looked up are not the kernel's: let them go.
+            Some(Handle::Dir(list)) => {
+                let mut t = lock(&self.inodes);
+                for e in list {
+                    t.drop_if_unreferenced(e.ino);
+                }
             }
+            _ => {}
         }
     }
 

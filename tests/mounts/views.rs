@@ -196,3 +196,24 @@ fn listing_a_package_tree_touches_no_content() {
     assert_eq!(r.err().and_then(|e| e.raw_os_error()), Some(libc::EIO));
     fs::write(&obj, saved).unwrap();
 }
+
+/// The mount keeps an inode only while the kernel does: once the kernel evicts a package
+/// tree (drop_caches), its nodes are forgotten and come back under new numbers at the next
+/// lookup, with the same contents, so a `find` over a large catalog does not stay resident.
+#[test]
+fn inodes_the_kernel_evicted_are_forgotten() {
+    let s = Site::new();
+    let file = s.mnt.path("pkgs/hello/1.0/hello-1.0/doc/manual.txt");
+    let first = fs::metadata(&file).unwrap().ino();
+    let evicted = wait_for_or(std::time::Duration::from_secs(10), || {
+        fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        let now = fs::metadata(&file).unwrap().ino();
+        (now != first).then_some(now)
+    });
+    assert!(
+        evicted.is_some(),
+        "inode {first} still known after the kernel dropped its caches"
+    );
+    assert_eq!(fs::read_to_string(&file).unwrap(), "read me\n".repeat(100));
+}
