@@ -39,7 +39,7 @@ use crate::config::{Config, Layout};
 use content::{Cache, EntryReader};
 use incoming::SpoolHandle;
 use inodes::Inodes;
-use tree::{DistEntry, PkgTree, Snapshot};
+use tree::{DistEntry, PkgTree, Snapshot, TreeCache};
 
 /// Errors are errno values: what the kernel passes back to the caller.
 pub type Errno = i32;
@@ -58,8 +58,8 @@ const SPOOL_TTL: Duration = Duration::ZERO;
 /// The I/O size `cp` and friends pick from st_blksize: one request per MiB, not per 4 KiB
 /// page or 128 KiB, for writes into incoming/ and reads from pkgs/.
 const BLKSIZE: u32 = 1 << 20;
-/// Package trees in the cache of parsed entry lists.
-const TREES_KEPT: usize = 32;
+/// Catalog entries kept parsed as package trees (a few hundred bytes each), across packages.
+const TREE_ENTRIES_KEPT: usize = 1_000_000;
 
 const INCOMING: &str = "incoming";
 const DISTS: &str = "dists";
@@ -127,7 +127,7 @@ pub struct Vfs {
     config: Config,
     catalog: Mutex<Catalog>,
     snapshot: RwLock<Arc<Snapshot>>,
-    trees: Mutex<Vec<(i64, Arc<PkgTree>)>>,
+    trees: Mutex<TreeCache>,
     points: Mutex<HashMap<i64, Arc<[SeekPoint]>>>,
     cache: Cache,
     inodes: Mutex<Inodes>,
@@ -151,7 +151,7 @@ impl Vfs {
             config,
             catalog: Mutex::new(catalog),
             snapshot: RwLock::new(Arc::new(snapshot)),
-            trees: Mutex::new(Vec::new()),
+            trees: Mutex::new(TreeCache::new(TREE_ENTRIES_KEPT)),
             points: Mutex::new(HashMap::new()),
             inodes: Mutex::new(Inodes::new()),
             handles: Mutex::new(HashMap::new()),
@@ -232,21 +232,17 @@ impl Vfs {
         Ok(fresh)
     }
 
+    /// The parsed entry list of package `file_id`.
     fn tree(&self, file_id: i64) -> Result<Arc<PkgTree>> {
-        if let Some((_, t)) = lock(&self.trees).iter().find(|(id, _)| *id == file_id) {
-            return Ok(t.clone());
+        if let Some(t) = lock(&self.trees).get(file_id) {
+            return Ok(t);
         }
         let entries = lock(&self.catalog).entries(file_id).map_err(|e| {
             warn!(error = %e, file_id, "entry list unreadable");
             libc::EIO
         })?;
         let t = Arc::new(PkgTree::build(entries));
-        let mut trees = lock(&self.trees);
-        if trees.len() >= TREES_KEPT {
-            trees.remove(0);
-        }
-        trees.push((file_id, t.clone()));
-        Ok(t)
+        Ok(lock(&self.trees).insert(file_id, t))
     }
 
     fn seek_points(&self, file_id: i64) -> Result<Arc<[SeekPoint]>> {
