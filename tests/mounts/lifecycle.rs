@@ -177,6 +177,56 @@ fn scp_and_sftp_as_two_users_each_see_only_their_own() {
         .wait_published(&s.w.repo, "hello", "hello-5.1.tar.gz");
 }
 
+/// An sftp upload cut off half-way, as an unprivileged user: `reput` appends the rest through
+/// the mount, and the signature completes it.
+#[test]
+fn sftp_reput_resumes_a_cut_off_upload() {
+    let s = Site::new();
+    let sshd = Sshd::start();
+    let user = "repofs-bob";
+    test_user(user);
+    let d = s.w.scratch("reput");
+    let big = d.join("hello-5.2.bin");
+    let data: Vec<u8> = (0..4_000_000u32)
+        .map(|i| (i.wrapping_mul(40503) >> 7) as u8)
+        .collect();
+    fs::write(&big, &data).unwrap();
+    let half = d.join("half");
+    fs::write(&half, &data[..data.len() / 2]).unwrap();
+    let sig = s.w.gpg.sign(ALICE, &big, false, &[]);
+    s.open_to_all();
+    let inc = s.incoming();
+    sshd.sftp_as(
+        user,
+        &format!("put {} {}/hello-5.2.bin\n", half.display(), inc.display()),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    let o = sh_as(
+        user,
+        &d,
+        &format!("stat -c %s {}/hello-5.2.bin", inc.display()),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        (data.len() / 2).to_string(),
+        "the partial upload waits, with its bytes: {}",
+        stderr(&o)
+    );
+    sshd.sftp_as(
+        user,
+        &format!(
+            "reput {} {}/hello-5.2.bin\nput {} {}/\n",
+            big.display(),
+            inc.display(),
+            sig.display(),
+            inc.display()
+        ),
+    );
+    let f = s.daemon.wait_published(&s.w.repo, "hello", "hello-5.2.bin");
+    assert_eq!(f["sha256"], tool_hash("sha256sum", &big));
+    assert_eq!(f["md5"], tool_hash("md5sum", &big));
+}
+
 /// Uploaders and readers at once, on a multi-threaded session.
 #[test]
 fn concurrent_uploaders_and_readers() {
