@@ -20,9 +20,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use md5::Md5;
+use sha2::{Digest, Sha256};
 
 use crate::ingest::spool::Received;
-use sha2::{Digest, Sha256};
 
 pub struct Store {
     root: PathBuf,
