@@ -17,7 +17,7 @@ use rusqlite::{params, Connection, OptionalExtension, Row, Transaction};
 use serde::Serialize;
 
 use crate::archive::gzindex::SeekPoint;
-use crate::archive::{Entry, EntryKind, Inspection};
+use crate::archive::{Entry, EntryKind, Inspection, Layout};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
@@ -133,6 +133,13 @@ const MIGRATIONS: &[&str] = &[
         window            BLOB,
         PRIMARY KEY (file_id, uncompressed_offset)
     ) WITHOUT ROWID;
+    "#,
+    // v2: entries whose bytes are not one run of the tar stream: sparse files (their data
+    // runs) and deflated zip members (their compressed size). JSON; NULL means contiguous.
+    // New values elsewhere need no DDL: format tar.bz2 | tar.lz | zip, payload_compression
+    // bzip2 | lzip, meta_source cargo | npm | python.
+    r#"
+    ALTER TABLE entries ADD COLUMN layout TEXT;
     "#,
 ];
 
@@ -408,7 +415,8 @@ impl Catalog {
     /// A package's entry list, in archive order.
     pub fn entries(&self, file_id: i64) -> Result<Vec<Entry>> {
         let mut stmt = self.conn.prepare_cached(
-            "SELECT path, kind, mode, size, mtime, uid, gid, link_target, data_offset, sha256
+            "SELECT path, kind, mode, size, mtime, uid, gid, link_target, data_offset, sha256,
+                    layout
              FROM entries WHERE file_id = ? ORDER BY data_offset, path",
         )?;
         let rows = stmt
@@ -430,6 +438,16 @@ impl Catalog {
                     link_target: r.get(7)?,
                     data_offset: r.get::<_, i64>(8)? as u64,
                     sha256: r.get(9)?,
+                    layout: match r.get::<_, Option<String>>(10)? {
+                        None => Layout::Contiguous,
+                        Some(j) => serde_json::from_str(&j).map_err(|e| {
+                            rusqlite::Error::FromSqlConversionFailure(
+                                10,
+                                rusqlite::types::Type::Text,
+                                Box::new(e),
+                            )
+                        })?,
+                    },
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
@@ -683,8 +701,8 @@ impl PublishTx<'_> {
         )?;
         let mut stmt = self.tx.prepare_cached(
             "INSERT OR REPLACE INTO entries (file_id, path, kind, mode, size, mtime, uid, gid,
-                                             link_target, data_offset, sha256)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                                             link_target, data_offset, sha256, layout)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
         )?;
         for e in &p.entries {
             stmt.execute(params![
@@ -703,7 +721,8 @@ impl PublishTx<'_> {
                 e.gid as i64,
                 e.link_target,
                 e.data_offset as i64,
-                e.sha256
+                e.sha256,
+                (e.layout != Layout::Contiguous).then(|| json(&e.layout))
             ])?;
         }
         self.insert_seek_points(file_id, &p.seek_points)

@@ -14,6 +14,12 @@ pub enum MetaSource {
     Distpac,
     /// Debian `control`
     Deb,
+    /// A crate's `Cargo.toml` (as `cargo package` normalizes it)
+    Cargo,
+    /// npm `package/package.json`
+    Npm,
+    /// Python core metadata: an sdist's `PKG-INFO` or a wheel's `METADATA`
+    Python,
     /// No metadata file: GNU-style `name-version.tar.gz`
     Filename,
 }
@@ -25,6 +31,9 @@ impl MetaSource {
             MetaSource::Tpm => "tpm",
             MetaSource::Distpac => "distpac",
             MetaSource::Deb => "deb",
+            MetaSource::Cargo => "cargo",
+            MetaSource::Npm => "npm",
+            MetaSource::Python => "python",
             MetaSource::Filename => "filename",
         }
     }
@@ -188,6 +197,122 @@ pub fn from_deb_control(text: &str) -> Result<PackageMeta, String> {
     m.depends = text_of("Depends")
         .map(|d| split_list(&d, ','))
         .unwrap_or_default();
+    m.fields = fields;
+    Ok(m)
+}
+
+/// A packaged crate's `Cargo.toml`: `cargo package` writes it normalized, so name and version
+/// are plain strings in `[package]` (never inherited from a workspace).
+pub fn from_cargo_toml(text: &str) -> Result<PackageMeta, String> {
+    let doc: toml::Table = toml::from_str(text).map_err(|e| format!("Cargo.toml: {e}"))?;
+    let package = doc
+        .get("package")
+        .and_then(toml::Value::as_table)
+        .ok_or("Cargo.toml has no [package]")?;
+    let text_of = |k: &str| package.get(k).and_then(toml::Value::as_str);
+    let mut m = PackageMeta::new(
+        MetaSource::Cargo,
+        text_of("name")
+            .ok_or("Cargo.toml has no package.name")?
+            .to_string(),
+    );
+    m.version = Some(
+        text_of("version")
+            .ok_or("Cargo.toml has no package.version")?
+            .to_string(),
+    );
+    m.description = text_of("description").map(str::to_string);
+    if let Some(deps) = doc.get("dependencies").and_then(toml::Value::as_table) {
+        m.depends = deps
+            .iter()
+            .filter(|(_, v)| v.get("optional").and_then(toml::Value::as_bool) != Some(true))
+            .map(|(name, v)| {
+                // `dep = "1"` or `dep = { version = "1", package = "real-name" }`.
+                let req = v
+                    .as_str()
+                    .or_else(|| v.get("version").and_then(toml::Value::as_str));
+                let real = v
+                    .get("package")
+                    .and_then(toml::Value::as_str)
+                    .unwrap_or(name);
+                dep_with_constraint(real, req)
+            })
+            .collect();
+    }
+    m.fields = match serde_json::to_value(package) {
+        Ok(Value::Object(o)) => o,
+        _ => Map::new(),
+    };
+    Ok(m)
+}
+
+/// npm's `package.json`: name (possibly `@scope/name`) and version are required, as npm
+/// itself requires them to publish.
+pub fn from_package_json(text: &str) -> Result<PackageMeta, String> {
+    let v: Value = serde_json::from_str(text).map_err(|e| format!("package.json: {e}"))?;
+    let Value::Object(fields) = v else {
+        return Err("package.json is not a JSON object".into());
+    };
+    let text_of = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);
+    let mut m = PackageMeta::new(
+        MetaSource::Npm,
+        text_of("name").ok_or("package.json has no name")?,
+    );
+    m.version = Some(text_of("version").ok_or("package.json has no version")?);
+    m.description = text_of("description");
+    if let Some(Value::Object(deps)) = fields.get("dependencies") {
+        m.depends = deps
+            .iter()
+            .map(|(k, v)| dep_with_constraint(k, v.as_str()))
+            .collect();
+    }
+    m.fields = fields;
+    Ok(m)
+}
+
+/// Python core metadata (PEP 566/643): RFC 822-style headers up to the first blank line;
+/// `Requires-Dist` and other multiple-use fields repeat. `what` names the file in errors.
+pub fn from_python_metadata(text: &str, what: &str) -> Result<PackageMeta, String> {
+    let mut fields: Map<String, Value> = Map::new();
+    let mut last: Option<String> = None;
+    for line in text.lines() {
+        if line.is_empty() {
+            break; // the body (long description) follows
+        }
+        if line.starts_with([' ', '\t']) {
+            if let Some(Value::String(s)) = last.as_ref().and_then(|k| fields.get_mut(k)) {
+                s.push('\n');
+                s.push_str(line.trim());
+            }
+            continue;
+        }
+        let (k, v) = line
+            .split_once(':')
+            .ok_or_else(|| format!("{what}: malformed line {line:?}"))?;
+        let (k, v) = (k.trim().to_string(), Value::String(v.trim().to_string()));
+        match fields.get_mut(&k) {
+            Some(Value::Array(a)) => a.push(v),
+            Some(old) => *old = Value::Array(vec![old.take(), v]),
+            None => {
+                fields.insert(k.clone(), v);
+            }
+        }
+        last = Some(k);
+    }
+    let one = |k: &str| match fields.get(k) {
+        Some(Value::String(s)) => Some(s.clone()),
+        _ => None,
+    };
+    let mut m = PackageMeta::new(
+        MetaSource::Python,
+        one("Name").ok_or_else(|| format!("{what} has no Name"))?,
+    );
+    m.version = Some(one("Version").ok_or_else(|| format!("{what} has no Version"))?);
+    m.description = one("Summary");
+    m.depends = strings(fields.get("Requires-Dist"))
+        .into_iter()
+        .filter(|d| !d.contains("extra =="))
+        .collect();
     m.fields = fields;
     Ok(m)
 }

@@ -6,8 +6,11 @@
 //! regular file, records where its data sits in the uncompressed stream, and picks up the
 //! package's metadata file. After this, listing a package tree never needs the archive.
 
+pub mod fields;
 pub mod gzindex;
 pub mod meta;
+pub mod sparse;
+mod zipfile;
 
 use std::cell::Cell;
 use std::collections::HashMap;
@@ -16,6 +19,7 @@ use std::io::{self, BufReader, Read};
 use std::path::Path;
 use std::rc::Rc;
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::config::Limits;
@@ -29,7 +33,11 @@ pub enum Format {
     TarGz,
     TarZst,
     TarXz,
+    TarBz2,
+    TarLz,
     Deb,
+    /// Zip-based: `.zip`, Python wheels, Java archives.
+    Zip,
 }
 
 impl Format {
@@ -45,8 +53,14 @@ impl Format {
             Some(Format::TarZst)
         } else if has(".tar.xz") || has(".txz") {
             Some(Format::TarXz)
+        } else if has(".tar.bz2") || has(".tbz2") || has(".tbz") {
+            Some(Format::TarBz2)
+        } else if has(".tar.lz") {
+            Some(Format::TarLz)
         } else if has(".deb") {
             Some(Format::Deb)
+        } else if has(".zip") || has(".whl") || has(".jar") {
+            Some(Format::Zip)
         } else {
             None
         }
@@ -58,7 +72,10 @@ impl Format {
             Format::TarGz => "tar.gz",
             Format::TarZst => "tar.zst",
             Format::TarXz => "tar.xz",
+            Format::TarBz2 => "tar.bz2",
+            Format::TarLz => "tar.lz",
             Format::Deb => "deb",
+            Format::Zip => "zip",
         }
     }
 }
@@ -69,6 +86,8 @@ pub enum Compression {
     Gzip,
     Zstd,
     Xz,
+    Bzip2,
+    Lzip,
 }
 
 impl Compression {
@@ -78,6 +97,8 @@ impl Compression {
             Compression::Gzip => "gzip",
             Compression::Zstd => "zstd",
             Compression::Xz => "xz",
+            Compression::Bzip2 => "bzip2",
+            Compression::Lzip => "lzip",
         }
     }
 
@@ -87,6 +108,8 @@ impl Compression {
             Compression::Gzip,
             Compression::Zstd,
             Compression::Xz,
+            Compression::Bzip2,
+            Compression::Lzip,
         ]
         .into_iter()
         .find(|c| c.as_str() == s)
@@ -98,6 +121,7 @@ impl Compression {
             Some(".gz") => Some(Compression::Gzip),
             Some(".zst") => Some(Compression::Zstd),
             Some(".xz") => Some(Compression::Xz),
+            Some(".bz2") => Some(Compression::Bzip2),
             _ => None,
         }
     }
@@ -108,7 +132,16 @@ impl Compression {
             Compression::None => Box::new(r),
             Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(r)),
             Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
-            Compression::Xz => Box::new(xz2::read::XzDecoder::new_multi_decoder(r)),
+            Compression::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(r)),
+            Compression::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(r)),
+            Compression::Lzip => {
+                let stream = liblzma::stream::Stream::new_lzip_decoder(
+                    u64::MAX,
+                    liblzma::stream::CONCATENATED,
+                )
+                .map_err(io::Error::other)?;
+                Box::new(liblzma::read::XzDecoder::new_stream(r, stream))
+            }
         })
     }
 }
@@ -129,6 +162,19 @@ pub enum EntryKind {
     Hardlink,
 }
 
+/// How an entry's bytes are laid out, beyond its `data_offset` and `size`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Layout {
+    /// `size` bytes at `data_offset` of the uncompressed stream.
+    #[default]
+    Contiguous,
+    /// A sparse file: these runs hold data, the rest reads as zeros.
+    Sparse(Vec<sparse::Segment>),
+    /// A deflated zip member: `csize` bytes of raw deflate at `data_offset` in the file.
+    Deflated { csize: u64 },
+}
+
 /// One archive member, as the catalog records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -143,6 +189,7 @@ pub struct Entry {
     /// Offset of the entry's data in the uncompressed tar stream.
     pub data_offset: u64,
     pub sha256: Option<String>,
+    pub layout: Layout,
 }
 
 #[derive(Debug, Clone)]
@@ -177,14 +224,26 @@ pub fn inspect(path: &Path, filename: &str, limits: &Limits) -> Result<Option<In
     };
     let file = File::open(path)?;
     let size = file.metadata()?.len();
-    let mut meta_files = MetaFiles::default();
+    let mut meta_files = MetaFiles::for_file(filename);
     let (entries, unpacked_size, payload, seek_points) = match format {
         Format::Deb => inspect_deb(file, limits, &mut meta_files)?,
+        Format::Zip => {
+            let (entries, unpacked) = zipfile::inspect_zip(file, limits, &mut meta_files)?;
+            // Members are read in place: the "stream" is the file itself.
+            let payload = Payload {
+                offset: 0,
+                size,
+                compression: Compression::None,
+            };
+            (entries, unpacked, payload, Vec::new())
+        }
         _ => {
             let compression = match format {
                 Format::Tar => Compression::None,
                 Format::TarGz => Compression::Gzip,
                 Format::TarZst => Compression::Zstd,
+                Format::TarBz2 => Compression::Bzip2,
+                Format::TarLz => Compression::Lzip,
                 _ => Compression::Xz,
             };
             let input = BufReader::with_capacity(1 << 20, file);
@@ -250,17 +309,46 @@ struct MetaFiles {
     tpm: Option<Vec<u8>>,
     distpac: Option<Vec<u8>>,
     deb_control: Option<Vec<u8>>,
+    /// `NAME-VERSION/Cargo.toml`, in a `.crate` only (elsewhere it describes sources).
+    cargo: Option<Vec<u8>>,
+    /// `package/package.json`, where `npm pack` puts it.
+    npm: Option<Vec<u8>>,
+    /// `NAME-VERSION/PKG-INFO` of a Python sdist.
+    python_sdist: Option<Vec<u8>>,
+    /// `NAME-VERSION.dist-info/METADATA` of a wheel.
+    python_wheel: Option<Vec<u8>>,
+    is_crate: bool,
 }
 
 impl MetaFiles {
-    fn slot(&mut self, path: &str, in_control: bool) -> Option<&mut Option<Vec<u8>>> {
-        match (in_control, path) {
-            (true, "control") => Some(&mut self.deb_control),
-            (false, ".PKGINFO") => Some(&mut self.pkginfo),
-            (false, "info/package.json") => Some(&mut self.tpm),
-            (false, "manifest.yaml") => Some(&mut self.distpac),
-            _ => None,
+    fn for_file(filename: &str) -> MetaFiles {
+        MetaFiles {
+            is_crate: filename.to_ascii_lowercase().ends_with(".crate"),
+            ..MetaFiles::default()
         }
+    }
+
+    fn slot(&mut self, path: &str, in_control: bool) -> Option<&mut Option<Vec<u8>>> {
+        let top = path.split_once('/').filter(|(_, rest)| !rest.contains('/'));
+        let slot = match (in_control, path, top) {
+            (true, "control", _) => &mut self.deb_control,
+            (true, ..) => return None,
+            (_, ".PKGINFO", _) => &mut self.pkginfo,
+            (_, "info/package.json", _) => &mut self.tpm,
+            (_, "manifest.yaml", _) => &mut self.distpac,
+            (_, "package/package.json", _) => &mut self.npm,
+            (_, _, Some((_, "Cargo.toml"))) if self.is_crate => &mut self.cargo,
+            (_, _, Some((_, "PKG-INFO"))) => &mut self.python_sdist,
+            (_, _, Some((dir, "METADATA"))) if dir.ends_with(".dist-info") => {
+                &mut self.python_wheel
+            }
+            _ => return None,
+        };
+        // The first of a kind counts (a tree may hold several top directories).
+        if slot.is_some() {
+            return None;
+        }
+        Some(slot)
     }
 
     fn into_meta(self, filename: &str) -> std::result::Result<PackageMeta, String> {
@@ -275,6 +363,14 @@ impl MetaFiles {
             meta::from_tpm(&text(b, "info/package.json")?, filename)
         } else if let Some(b) = self.distpac {
             meta::from_distpac(&text(b, "manifest.yaml")?)
+        } else if let Some(b) = self.cargo {
+            meta::from_cargo_toml(&text(b, "Cargo.toml")?)
+        } else if let Some(b) = self.npm {
+            meta::from_package_json(&text(b, "package/package.json")?)
+        } else if let Some(b) = self.python_wheel {
+            meta::from_python_metadata(&text(b, "METADATA")?, "METADATA")
+        } else if let Some(b) = self.python_sdist {
+            meta::from_python_metadata(&text(b, "PKG-INFO")?, "PKG-INFO")
         } else {
             Ok(meta::from_filename(filename))
         }
@@ -322,20 +418,34 @@ fn walk_tar<R: Read>(
                 limits.max_entries
             )));
         }
-        let raw = e.path_bytes();
+        let pax: Vec<(Vec<u8>, Vec<u8>)> = match e.pax_extensions().map_err(corrupt)? {
+            Some(records) => records
+                .map(|r| r.map(|r| (r.key_bytes().to_vec(), r.value_bytes().to_vec())))
+                .collect::<io::Result<_>>()
+                .map_err(corrupt)?,
+            None => Vec::new(),
+        };
+        let pax_sparse = sparse::PaxSparse::from_records(&pax).map_err(ArchiveError::Corrupt)?;
+        let raw = match pax_sparse.as_ref().and_then(|p| p.name.clone()) {
+            Some(name) => name,
+            None => e.path_bytes().into_owned(),
+        };
         let name = std::str::from_utf8(&raw)
             .map_err(|_| ArchiveError::Corrupt("entry name is not UTF-8".into()))?
             .to_string();
         let Some(path) = paths::normalize_entry(&name).map_err(ArchiveError::Unsafe)? else {
             continue;
         };
-        let header = e.header();
+        let header = e.header().clone();
         let kind = match header.entry_type() {
+            // Before ustar, a directory was a regular member whose name ends in '/'.
+            tar::EntryType::Regular if name.ends_with('/') => EntryKind::Dir,
             tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
                 EntryKind::File
             }
             // A pax global header (git archive writes one): archive-wide comments, no member.
-            tar::EntryType::XGlobalHeader => {
+            // A GNU volume label (`tar --label`) names the archive, not a member.
+            t if t == tar::EntryType::XGlobalHeader || t.as_byte() == b'V' => {
                 drain(&mut e)?;
                 phase.start_headers();
                 continue;
@@ -352,7 +462,12 @@ fn walk_tar<R: Read>(
                 )))
             }
         };
-        let size = if kind == EntryKind::File { e.size() } else { 0 };
+        let stored = e.size();
+        let size = match (kind, &pax_sparse) {
+            (EntryKind::File, Some(p)) => p.real_size.unwrap_or(stored),
+            (EntryKind::File, None) => stored,
+            _ => 0,
+        };
         total = total.saturating_add(size);
         if total > limits.max_unpacked_size {
             return Err(ArchiveError::TooLarge(format!(
@@ -374,17 +489,47 @@ fn walk_tar<R: Read>(
             }
             _ => None,
         };
-        let mode = header.mode().map_err(|e| corrupt(io::Error::other(e)))? & 0o7777;
-        let mtime = header.mtime().map_err(|e| corrupt(io::Error::other(e)))? as i64;
-        let uid = header.uid().map_err(|e| corrupt(io::Error::other(e)))?;
-        let gid = header.gid().map_err(|e| corrupt(io::Error::other(e)))?;
-        let data_offset = e.raw_file_position();
-        let sha256 = if kind == EntryKind::File {
-            let keep = meta.slot(&path, !keep_entries);
-            Some(hash_entry(&mut e, &path, keep, limits.max_metadata_size)?)
-        } else {
-            drain(&mut e)?; // data of non-files is ignored, but read under the data budget
-            None
+        let owner = fields::Owner::read(
+            &header,
+            pax.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+        );
+        let mut data_offset = e.raw_file_position();
+        let sparse_err = |m: String| ArchiveError::Corrupt(format!("{path}: {m}"));
+        let (sha256, layout) = match (kind, pax_sparse) {
+            (EntryKind::File, Some(p)) => {
+                let (pairs, skip) = if p.map_in_data {
+                    sparse::read_data_map(&mut e, stored).map_err(sparse_err)?
+                } else {
+                    (p.pairs, 0)
+                };
+                let segments =
+                    sparse::lay_out(&pairs, data_offset + skip, size).map_err(sparse_err)?;
+                if segments.iter().map(|s| s.len).sum::<u64>() + skip > stored {
+                    return Err(sparse_err("sparse runs exceed the member's data".into()));
+                }
+                let sha = hash_sparse(&mut e, &segments, size)?;
+                (Some(sha), Layout::Sparse(segments))
+            }
+            (EntryKind::File, None) => {
+                let layout = if header.entry_type() == tar::EntryType::GNUSparse {
+                    // The extension blocks are everything read after the header; the `tar`
+                    // crate's file position does not count them, so the data starts after.
+                    let after_header = e.raw_header_position() + 512;
+                    let ext = phase.header_bytes_between(after_header, phase.pos.get());
+                    data_offset = after_header + ext.len() as u64;
+                    let pairs = sparse::gnu_pairs(header.as_bytes(), &ext).map_err(sparse_err)?;
+                    Layout::Sparse(sparse::lay_out(&pairs, data_offset, size).map_err(sparse_err)?)
+                } else {
+                    Layout::Contiguous
+                };
+                let keep = meta.slot(&path, !keep_entries);
+                let sha = hash_entry(&mut e, &path, keep, limits.max_metadata_size)?;
+                (Some(sha), layout)
+            }
+            _ => {
+                drain(&mut e)?; // data of non-files is ignored, but read under the data budget
+                (None, Layout::Contiguous)
+            }
         };
         phase.start_headers();
         if !keep_entries {
@@ -393,14 +538,15 @@ fn walk_tar<R: Read>(
         let entry = Entry {
             path,
             kind,
-            mode,
+            mode: owner.mode,
             size,
-            mtime,
-            uid,
-            gid,
+            mtime: owner.mtime,
+            uid: owner.uid,
+            gid: owner.gid,
             link_target,
             data_offset,
             sha256,
+            layout,
         };
         // A later member of the same name replaces the earlier one, as tar extraction does.
         match seen.get(&entry.path) {
@@ -412,6 +558,35 @@ fn walk_tar<R: Read>(
         }
     }
     Ok((entries, total))
+}
+
+/// Hashes a pax sparse member as it unpacks: its runs in order, zeros between them.
+fn hash_sparse(r: &mut impl Read, segments: &[sparse::Segment], size: u64) -> Result<String> {
+    let mut sha = Sha256::new();
+    let zeros = vec![0u8; 64 << 10];
+    let mut buf = vec![0u8; 256 << 10];
+    let mut pos = 0u64;
+    let hash_zeros = |sha: &mut Sha256, mut n: u64| {
+        while n > 0 {
+            let k = n.min(zeros.len() as u64) as usize;
+            sha.update(&zeros[..k]);
+            n -= k as u64;
+        }
+    };
+    for s in segments {
+        hash_zeros(&mut sha, s.offset - pos);
+        let mut left = s.len;
+        while left > 0 {
+            let k = left.min(buf.len() as u64) as usize;
+            r.read_exact(&mut buf[..k]).map_err(corrupt)?;
+            sha.update(&buf[..k]);
+            left -= k as u64;
+        }
+        pos = s.offset + s.len;
+    }
+    hash_zeros(&mut sha, size - pos);
+    drain(r)?;
+    Ok(to_hex(&sha.finalize()))
 }
 
 /// Symlinks must resolve inside the tree; hard links must name an earlier member.
@@ -566,11 +741,15 @@ enum StreamLimit {
 const MAX_HEADER_BYTES: u64 = 1 << 20;
 
 /// Whether the tar crate is reading member headers (between the members it hands us) or we
-/// are reading member data, and how much header has been read since the last member.
+/// are reading member data, and the header bytes read since the last member (kept: old GNU
+/// sparse maps continue in blocks the `tar` crate reads but does not hand out).
 #[derive(Default)]
 struct Phase {
     in_data: Cell<bool>,
-    header_bytes: Cell<u64>,
+    /// Stream offset of what has been read so far, and of `headers[0]`.
+    pos: Cell<u64>,
+    headers_at: Cell<u64>,
+    headers: std::cell::RefCell<Vec<u8>>,
 }
 
 impl Phase {
@@ -579,7 +758,19 @@ impl Phase {
     }
     fn start_headers(&self) {
         self.in_data.set(false);
-        self.header_bytes.set(0);
+        self.headers.borrow_mut().clear();
+        self.headers_at.set(self.pos.get());
+    }
+    /// Header bytes at stream offsets `start..end` (empty if they were not kept).
+    fn header_bytes_between(&self, start: u64, end: u64) -> Vec<u8> {
+        let at = self.headers_at.get();
+        let h = self.headers.borrow();
+        match (start.checked_sub(at), end.checked_sub(at)) {
+            (Some(a), Some(b)) if a <= b && b <= h.len() as u64 => {
+                h[a as usize..b as usize].to_vec()
+            }
+            _ => Vec::new(),
+        }
     }
 }
 
@@ -599,12 +790,13 @@ impl<R: Read> Read for LimitReader<R> {
             .left
             .checked_sub(n)
             .ok_or_else(|| io::Error::other(StreamLimit::Total(self.limit)))?;
+        self.phase.pos.set(self.phase.pos.get() + n);
         if !self.phase.in_data.get() {
-            let h = self.phase.header_bytes.get() + n;
-            if h > MAX_HEADER_BYTES {
+            let mut h = self.phase.headers.borrow_mut();
+            if h.len() as u64 + n > MAX_HEADER_BYTES {
                 return Err(io::Error::other(StreamLimit::Headers(MAX_HEADER_BYTES)));
             }
-            self.phase.header_bytes.set(h);
+            h.extend_from_slice(&buf[..n as usize]);
         }
         Ok(n as usize)
     }

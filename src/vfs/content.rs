@@ -1,7 +1,9 @@
 //! Bytes of files inside packages, without inflating an archive from its start per read.
 //!
 //! - uncompressed tar (and .deb with an uncompressed data member): reads map straight to
-//!   offsets in the stored file;
+//!   offsets in the stored file; so do stored zip members, and a deflated one is inflated
+//!   from its own start (a cursor per open file continues where the last read stopped);
+//! - sparse members read their data runs in place and zeros between them;
 //! - gzip with seek points recorded at publish time: inflation starts at the nearest point
 //!   before the offset, and a cursor per open file continues where the last read stopped;
 //! - everything else (zstd, xz): the payload is unpacked
@@ -18,7 +20,7 @@ use std::time::{Duration, SystemTime};
 use tracing::{info, warn};
 
 use crate::archive::gzindex::{GzCursor, SeekPoint};
-use crate::archive::Compression;
+use crate::archive::{Compression, Entry, Layout};
 use crate::catalog::PackageRow;
 
 /// How long a reader waits for another thread's unpacking before failing with EIO.
@@ -38,28 +40,58 @@ pub enum Source {
 
 /// An open file inside a package.
 pub struct EntryReader {
-    pub source: Source,
-    /// Offset of the entry's data in the uncompressed tar stream, and its size.
-    pub start: u64,
-    pub size: u64,
+    source: Source,
+    /// Offset of the entry's data in the uncompressed tar stream, its size and layout.
+    start: u64,
+    size: u64,
+    layout: Layout,
+    /// A deflated member's decoder, kept between reads so a sequential reader inflates once.
+    inflater: Mutex<Option<Inflater>>,
 }
 
 impl EntryReader {
+    pub fn new(source: Source, entry: &Entry) -> EntryReader {
+        EntryReader {
+            source,
+            start: entry.data_offset,
+            size: entry.size,
+            layout: entry.layout.clone(),
+            inflater: Mutex::new(None),
+        }
+    }
+
     pub fn read(&self, offset: u64, size: u32) -> io::Result<Vec<u8>> {
         let want = (size as u64).min(self.size.saturating_sub(offset)) as usize;
         let mut buf = vec![0u8; want];
-        let at = self.start + offset;
-        let mut done = 0;
-        while done < want {
-            let n = match &self.source {
-                Source::Plain { file, base } => {
-                    file.read_at(&mut buf[done..], base + at + done as u64)?
+        let end = offset + want as u64;
+        match &self.layout {
+            Layout::Contiguous => self.read_stream(self.start + offset, &mut buf)?,
+            Layout::Sparse(runs) => {
+                // Runs are sorted; the first that ends after `offset` may overlap the read.
+                let first = runs.partition_point(|r| r.offset + r.len <= offset);
+                for r in runs[first..].iter().take_while(|r| r.offset < end) {
+                    let (lo, hi) = (r.offset.max(offset), (r.offset + r.len).min(end));
+                    let dst = &mut buf[(lo - offset) as usize..(hi - offset) as usize];
+                    self.read_stream(r.at + (lo - r.offset), dst)?;
                 }
-                Source::Unpacked(file) => file.read_at(&mut buf[done..], at + done as u64)?,
+            }
+            Layout::Deflated { csize } => self.read_deflated(*csize, offset, &mut buf)?,
+        }
+        Ok(buf)
+    }
+
+    /// Fills `buf` from offset `at` of the uncompressed stream.
+    fn read_stream(&self, at: u64, buf: &mut [u8]) -> io::Result<()> {
+        let mut done = 0;
+        while done < buf.len() {
+            let pos = at + done as u64;
+            let n = match &self.source {
+                Source::Plain { file, base } => file.read_at(&mut buf[done..], base + pos)?,
+                Source::Unpacked(file) => file.read_at(&mut buf[done..], pos)?,
                 Source::Gzip(c) => c
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .read_at(at + done as u64, &mut buf[done..])?,
+                    .read_at(pos, &mut buf[done..])?,
             };
             if n == 0 {
                 // The catalog promised more bytes than the archive holds.
@@ -70,7 +102,69 @@ impl EntryReader {
             }
             done += n;
         }
-        Ok(buf)
+        Ok(())
+    }
+
+    fn read_deflated(&self, csize: u64, offset: u64, buf: &mut [u8]) -> io::Result<()> {
+        let Source::Plain { file, base } = &self.source else {
+            return Err(io::Error::other(
+                "a deflated member inside a compressed stream",
+            ));
+        };
+        let mut slot = self.inflater.lock().unwrap_or_else(|e| e.into_inner());
+        let restart = slot.as_ref().is_none_or(|i| i.pos > offset);
+        if restart {
+            let raw = FileRange {
+                file: file.clone(),
+                at: base + self.start,
+                left: csize,
+            };
+            *slot = Some(Inflater {
+                pos: 0,
+                decoder: flate2::read::DeflateDecoder::new(io::BufReader::new(raw)),
+            });
+        }
+        let inf = slot
+            .as_mut()
+            .ok_or_else(|| io::Error::other("no inflater"))?;
+        let skip = offset - inf.pos;
+        let skipped = io::copy(&mut (&mut inf.decoder).take(skip), &mut io::sink())?;
+        inf.pos += skipped;
+        if skipped < skip {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "zip member shorter than its entry",
+            ));
+        }
+        let r = inf.decoder.read_exact(buf);
+        match r {
+            Ok(()) => inf.pos += buf.len() as u64,
+            // Unknown position after a failed read: start over next time.
+            Err(_) => *slot = None,
+        }
+        r
+    }
+}
+
+struct Inflater {
+    pos: u64,
+    decoder: flate2::read::DeflateDecoder<io::BufReader<FileRange>>,
+}
+
+/// `left` bytes of a shared file from `at`, without touching its file position.
+struct FileRange {
+    file: Arc<File>,
+    at: u64,
+    left: u64,
+}
+
+impl Read for FileRange {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let want = (buf.len() as u64).min(self.left) as usize;
+        let n = self.file.read_at(&mut buf[..want], self.at)?;
+        self.at += n as u64;
+        self.left -= n as u64;
+        Ok(n)
     }
 }
 

@@ -103,7 +103,7 @@ pub enum Handle {
         backing: Mutex<Option<fuser::BackingId>>,
     },
     Bytes(Arc<Vec<u8>>),
-    Entry(EntryReader),
+    Entry(Box<EntryReader>),
 }
 
 pub struct DirEntry {
@@ -705,11 +705,7 @@ impl Vfs {
                     warn!(package = %pkg.name, error = %e, "cannot read package content");
                     libc::EIO
                 })?;
-                let fh = self.add_handle(Handle::Entry(EntryReader {
-                    source,
-                    start: data.data_offset,
-                    size: data.size,
-                }));
+                let fh = self.add_handle(Handle::Entry(Box::new(EntryReader::new(source, data))));
                 Ok(Opened {
                     fh,
                     passthrough: None,

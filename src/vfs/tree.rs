@@ -411,6 +411,7 @@ mod tests {
                 link_target: None,
                 data_offset: 0,
                 sha256: None,
+                layout: Default::default(),
             })
             .collect();
         Arc::new(PkgTree::build(entries))
