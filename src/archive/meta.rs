@@ -476,4 +476,47 @@ mod tests {
         );
         assert_eq!(m.depends, vec!["db"]);
     }
+
+    #[test]
+    fn cargo_npm_and_python_metadata() {
+        let m = from_cargo_toml(
+            "[package]\nedition = \"2021\"\nname = \"aho-corasick\"\nversion = \"1.1.3\"\n\
+             description = \"Fast\"\n[dependencies.memchr]\nversion = \"2.4.0\"\noptional = true\n\
+             [dependencies]\nlog = \"0.4\"\nre = { version = \"1\", package = \"regex\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (m.name.as_str(), m.version.as_deref()),
+            ("aho-corasick", Some("1.1.3"))
+        );
+        assert_eq!(
+            m.depends,
+            vec!["log 0.4", "regex 1"],
+            "optional ones are left out"
+        );
+        assert!(from_cargo_toml("[workspace]\n").is_err());
+
+        let m = from_package_json(
+            r#"{"name":"@scope/pkg","version":"4.17.21","dependencies":{"a":"^1.0.0","b":"*"}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            (m.name.as_str(), m.version.as_deref()),
+            ("@scope/pkg", Some("4.17.21"))
+        );
+        assert_eq!(m.depends, vec!["a ^1.0.0", "b"]);
+        assert!(from_package_json(r#"{"name":"x"}"#).is_err());
+
+        let text = "Metadata-Version: 2.1\nName: six\nVersion: 1.16.0\nSummary: Python 2 and 3\n\
+                    Requires-Dist: idna>=2.5\nRequires-Dist: pytest; extra == \"test\"\n\
+                    Description: first\n        second\n\nName: not-a-header\n";
+        let m = from_python_metadata(text, "METADATA").unwrap();
+        assert_eq!(
+            (m.name.as_str(), m.version.as_deref()),
+            ("six", Some("1.16.0"))
+        );
+        assert_eq!(m.depends, vec!["idna>=2.5"]);
+        assert_eq!(m.fields["Description"], "first\nsecond");
+        assert!(from_python_metadata("Version: 1\n", "PKG-INFO").is_err());
+    }
 }

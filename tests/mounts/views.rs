@@ -217,3 +217,77 @@ fn inodes_the_kernel_evicted_are_forgotten() {
     );
     assert_eq!(fs::read_to_string(&file).unwrap(), "read me\n".repeat(100));
 }
+
+/// Sparse members (old GNU and pax 1.0), bzip2, lzip and zip packages read back through
+/// pkgs/ exactly as their own unpackers unpack them, sequentially (`diff -r`) and at random
+/// offsets (`dd skip=` into a hole, into a data run, into the middle of a deflated member).
+#[test]
+fn new_formats_and_sparse_members_read_as_their_unpackers_unpack_them() {
+    let s = Site::new();
+    let d = s.w.scratch("formats");
+    sh(
+        &d,
+        "mkdir -p src/f-1.0/sub && cd src/f-1.0 && truncate -s 5M sub/holes \
+         && head -c 70000 /dev/urandom | dd of=sub/holes bs=4096 seek=300 conv=notrunc status=none \
+         && printf tail | dd of=sub/holes bs=1 seek=5242876 conv=notrunc status=none \
+         && seq 1 200000 > counted && head -c 200000 /dev/urandom > random \
+         && ln -s counted link && chmod 750 sub && cd .. \
+         && tar --format=gnu --sparse -cf ../f-1.0.tar f-1.0 \
+         && tar --format=pax --sparse --sparse-version=1.0 -cf ../f-1.1.tar f-1.0 \
+         && tar --format=gnu -cf - f-1.0 | bzip2 > ../f-1.2.tar.bz2 \
+         && tar --format=gnu -cf - f-1.0 | lzip > ../f-1.3.tar.lz \
+         && zip -qry ../f-1.4.zip f-1.0 && cd .. && mkdir x && tar -C x -xf f-1.0.tar",
+    );
+    s.w.repo.add_key("f", &s.w.gpg.export(ALICE, &s.w.work));
+    fs::create_dir_all(s.incoming().join("f")).unwrap();
+    let files = [
+        "f-1.0.tar",
+        "f-1.1.tar",
+        "f-1.2.tar.bz2",
+        "f-1.3.tar.lz",
+        "f-1.4.zip",
+    ];
+    for file in files {
+        let f = d.join(file);
+        let sig = s.w.gpg.sign(ALICE, &f, false, &[]);
+        let out = cp(&[&f, &sig], &s.incoming().join("f"));
+        assert!(out.status.success(), "cp {file}: {}", stderr(&out));
+        s.daemon.wait_published(&s.w.repo, "f", file);
+    }
+    let dd = |file: &std::path::Path, skip: u64, count: u64| {
+        let out = Command::new("dd")
+            .arg(format!("if={}", file.display()))
+            .args(["bs=1", "status=none"])
+            .arg(format!("skip={skip}"))
+            .arg(format!("count={count}"))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "dd: {}", stderr(&out));
+        out.stdout
+    };
+    for v in ["1.0", "1.1", "1.2", "1.3", "1.4"] {
+        let tree = s.mnt.path(&format!("pkgs/f/{v}/f-1.0"));
+        sh(&d, &format!("diff -r x/f-1.0 {}", tree.display()));
+        for (file, skip, count) in [
+            ("sub/holes", 1000, 3000),
+            ("sub/holes", 300 * 4096 - 10, 5000),
+            ("sub/holes", 5242870, 100),
+            ("counted", 700_001, 777),
+            ("random", 150_000, 4096),
+            ("counted", 3, 10),
+        ] {
+            assert_eq!(
+                dd(&tree.join(file), skip, count),
+                dd(&d.join("x/f-1.0").join(file), skip, count),
+                "{v}: {file} at {skip}"
+            );
+        }
+        let m = fs::metadata(tree.join("sub")).unwrap();
+        assert_eq!(m.mode() & 0o7777, 0o750, "{v}");
+        assert_eq!(fs::metadata(tree.join("sub/holes")).unwrap().len(), 5 << 20);
+        assert_eq!(
+            fs::read_link(tree.join("link")).unwrap().to_str(),
+            Some("counted")
+        );
+    }
+}
