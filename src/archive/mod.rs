@@ -402,9 +402,7 @@ fn walk_tar<R: Read>(
         limit: budget,
         phase: phase.clone(),
     });
-    let mut entries: Vec<Entry> = Vec::new();
-    // path -> index in `entries`; also what hard links may point at.
-    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut entries = EntryList::default();
     let mut total: u64 = 0;
     let mut count: u64 = 0;
     for item in ar.entries().map_err(corrupt)? {
@@ -485,7 +483,7 @@ fn walk_tar<R: Read>(
                         ArchiveError::Corrupt(format!("{path}: link target is not UTF-8"))
                     })?
                     .to_string();
-                Some(check_link(&path, &t, kind, &seen)?)
+                Some(check_link(&path, &t, kind, &entries)?)
             }
             _ => None,
         };
@@ -548,16 +546,33 @@ fn walk_tar<R: Read>(
             sha256,
             layout,
         };
-        // A later member of the same name replaces the earlier one, as tar extraction does.
-        match seen.get(&entry.path) {
-            Some(&i) => entries[i] = entry,
+        entries.add(entry);
+    }
+    Ok((entries.entries, total))
+}
+
+/// Entries in archive order; a later member of the same name replaces the earlier one, as
+/// extraction does. Hard links may point only at what is already here.
+#[derive(Default)]
+struct EntryList {
+    entries: Vec<Entry>,
+    index: HashMap<String, usize>,
+}
+
+impl EntryList {
+    fn add(&mut self, entry: Entry) {
+        match self.index.get(&entry.path) {
+            Some(&i) => self.entries[i] = entry,
             None => {
-                seen.insert(entry.path.clone(), entries.len());
-                entries.push(entry);
+                self.index.insert(entry.path.clone(), self.entries.len());
+                self.entries.push(entry);
             }
         }
     }
-    Ok((entries, total))
+
+    fn has(&self, path: &str) -> bool {
+        self.index.contains_key(path)
+    }
 }
 
 /// Hashes a pax sparse member as it unpacks: its runs in order, zeros between them.
@@ -590,12 +605,7 @@ fn hash_sparse(r: &mut impl Read, segments: &[sparse::Segment], size: u64) -> Re
 }
 
 /// Symlinks must resolve inside the tree; hard links must name an earlier member.
-fn check_link(
-    path: &str,
-    target: &str,
-    kind: EntryKind,
-    seen: &HashMap<String, usize>,
-) -> Result<String> {
+fn check_link(path: &str, target: &str, kind: EntryKind, seen: &EntryList) -> Result<String> {
     match kind {
         EntryKind::Symlink => {
             if paths::resolve_link(paths::parent(path), target).is_none() {
@@ -606,7 +616,7 @@ fn check_link(
             Ok(target.to_string())
         }
         _ => match paths::normalize_entry(target) {
-            Ok(Some(t)) if seen.contains_key(&t) => Ok(t),
+            Ok(Some(t)) if seen.has(&t) => Ok(t),
             Ok(Some(t)) => Err(ArchiveError::Unsafe(format!(
                 "{path}: hard link to {t:?} which is not in the archive"
             ))),

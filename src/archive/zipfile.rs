@@ -11,7 +11,8 @@ use std::io::{self, BufReader, Read};
 use zip::CompressionMethod;
 
 use super::{
-    check_link, corrupt, hash_entry, ArchiveError, Entry, EntryKind, Layout, MetaFiles, Result,
+    check_link, corrupt, hash_entry, ArchiveError, Entry, EntryKind, EntryList, Layout, MetaFiles,
+    Result,
 };
 use crate::config::Limits;
 use crate::paths;
@@ -33,8 +34,7 @@ pub(super) fn inspect_zip(
             limits.max_entries
         )));
     }
-    let mut entries: Vec<Entry> = Vec::new();
-    let mut seen = std::collections::HashMap::new();
+    let mut entries = EntryList::default();
     let mut total: u64 = 0;
     for i in 0..z.len() {
         let mut f = z.by_index(i).map_err(zip_error)?;
@@ -108,7 +108,7 @@ pub(super) fn inspect_zip(
                 let t = String::from_utf8(t).map_err(|_| {
                     ArchiveError::Corrupt(format!("{path}: link target is not UTF-8"))
                 })?;
-                link_target = Some(check_link(&path, &t, kind, &seen)?);
+                link_target = Some(check_link(&path, &t, kind, &entries)?);
             }
             _ => {}
         }
@@ -129,15 +129,9 @@ pub(super) fn inspect_zip(
                 Layout::Contiguous
             },
         };
-        match seen.get(&entry.path) {
-            Some(&i) => entries[i] = entry,
-            None => {
-                seen.insert(entry.path.clone(), entries.len());
-                entries.push(entry);
-            }
-        }
+        entries.add(entry);
     }
-    Ok((entries, total))
+    Ok((entries.entries, total))
 }
 
 fn zip_error(e: zip::result::ZipError) -> ArchiveError {
