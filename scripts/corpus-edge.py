@@ -82,12 +82,15 @@ def main():
     os.makedirs(reject, exist_ok=True)
     text = b"numeric fields\n"
 
-    # uid/gid left NUL-filled, as npm (node-tar) and cargo write them: GNU tar reads 0.
+    # uid/gid left NUL-filled, as npm (node-tar) and cargo write them, and likewise a
+    # directory's size and a file's mtime: GNU tar reads each as 0.
     t = b"edge-empty-1.0/"
     archive(f"{edge}/edge-empty-1.0.tar",
-            member(t, kind=b"5", mode=0o755, raw={108: b"\0" * 8, 116: b"\0" * 8}),
+            member(t, kind=b"5", mode=0o755,
+                   raw={108: b"\0" * 8, 116: b"\0" * 8, 124: b"\0" * 12}),
             member(t + b"file", text, raw={108: b"\0" * 8, 116: b"\0" * 8}),
-            member(t + b"nouser", text, uname=b"", gname=b"", raw={108: b"\0" * 8}))
+            member(t + b"nouser", text, uname=b"", gname=b"", raw={108: b"\0" * 8}),
+            member(t + b"epoch", text, raw={136: b"\0" * 12}))
 
     # Leading spaces and a space terminator in every numeric field.
     t = b"edge-spaces-1.0/"
