@@ -83,11 +83,12 @@ def main():
     text = b"numeric fields\n"
 
     # uid/gid left NUL-filled, as npm (node-tar) and cargo write them, and likewise a
-    # directory's size and a file's mtime: GNU tar reads each as 0.
+    # file's mtime: GNU tar reads each as 0. (The size field is strict in repofs: it says
+    # where the next header is, so an empty one is not guessed at, even on a directory.)
     t = b"edge-empty-1.0/"
     archive(f"{edge}/edge-empty-1.0.tar",
             member(t, kind=b"5", mode=0o755,
-                   raw={108: b"\0" * 8, 116: b"\0" * 8, 124: b"\0" * 12}),
+                   raw={108: b"\0" * 8, 116: b"\0" * 8}),
             member(t + b"file", text, raw={108: b"\0" * 8, 116: b"\0" * 8}),
             member(t + b"nouser", text, uname=b"", gname=b"", raw={108: b"\0" * 8}),
             member(t + b"epoch", text, raw={136: b"\0" * 12}))

@@ -340,6 +340,7 @@ pub fn from_filename(filename: &str) -> PackageMeta {
         ".tbz2",
         ".crate",
         ".zip",
+        ".jar",
         ".gem",
         ".whl",
         ".rpm",
