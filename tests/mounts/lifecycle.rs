@@ -292,8 +292,9 @@ fn scp_and_sftp_as_two_users_each_see_only_their_own() {
         assert!(o.status.success(), "{}", stderr(&o));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    assert_eq!(ls(users[0]).trim(), "hello-5.0.tar.gz");
-    assert_eq!(ls(users[1]).trim(), "hello-5.1.tar.gz");
+    // The repository's directory, and each one's own file.
+    assert_eq!(ls(users[0]).trim(), "hello\nhello-5.0.tar.gz");
+    assert_eq!(ls(users[1]).trim(), "hello\nhello-5.1.tar.gz");
     let o = sh_as(
         users[1],
         &d,
