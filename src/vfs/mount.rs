@@ -237,6 +237,16 @@ fn mount_fuse(mountpoint: &Path) -> anyhow::Result<OwnedFd> {
         .write(true)
         .open("/dev/fuse")
         .context("opening /dev/fuse")?;
+    // Started with a standard descriptor closed, /dev/fuse could land on it, and the
+    // background mount's report_ready would dup2 the log over the connection.
+    let dev = if dev.as_raw_fd() <= libc::STDERR_FILENO {
+        std::os::fd::AsFd::as_fd(&dev)
+            .try_clone_to_owned()
+            .context("moving /dev/fuse off a standard descriptor")?
+            .into()
+    } else {
+        dev
+    };
     let root_mode = std::fs::metadata(mountpoint)
         .with_context(|| format!("mount point {}", mountpoint.display()))?
         .mode();
