@@ -159,7 +159,7 @@ fn installed_helper_mounts_through_mount8() {
     let bins = std::path::Path::new(REPOFS).parent().unwrap().to_path_buf();
     let install = |prefix: &str, env: &[(&str, &std::path::Path)]| {
         let mut cmd = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install"));
-        cmd.arg(prefix).env("REPOFS_BIN_DIR", &bins);
+        cmd.arg("--bin-dir").arg(&bins).arg(prefix);
         for (k, v) in env {
             cmd.env(k, v);
         }
