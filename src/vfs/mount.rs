@@ -2,6 +2,8 @@
 //!
 //! - A dead mount left by a SIGKILLed `repofs mount` (every access fails with ENOTCONN) is
 //!   detached before mounting again on the same path; a live one is refused.
+//! - We mount (mount(2), type `fuse.repofs`) and fuser only serves the descriptor, so the
+//!   one unmount is ours (`mount_fuse`).
 //! - SIGTERM/SIGINT/SIGHUP unmount cleanly. An unmount waits a bounded time for the session
 //!   to end, then aborts the FUSE connection, so shutdown never hangs on a stuck client.
 //! - `-d`/`--daemon` (and the mount helper, which `mount -t fuse.repofs` runs and waits for)
