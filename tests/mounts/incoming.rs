@@ -372,6 +372,14 @@ fn repository_directories_are_in_every_uids_incoming() {
         "",
         "ann's directory is hers alone"
     );
+    // Setting a catalog-only directory's times (touch, rsync -a) materializes it too.
+    assert!(!spool_dir(uids[1], "hello/sub").exists());
+    run(
+        users[1],
+        &format!("touch -d @0 {}/hello/sub", inc.display()),
+    );
+    let m = fs::metadata(spool_dir(uids[1], "hello/sub")).unwrap();
+    assert_eq!((m.uid(), m.mtime()), (uids[1], 0));
     // A directory the repository does not have is still the uploader's to make.
     let o = sh_as(users[0], &d, &format!("touch {}/nodir/x", inc.display()));
     assert!(!o.status.success(), "only repository directories appear");
