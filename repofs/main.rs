@@ -94,14 +94,12 @@ macro_rules! out {
     ($o:expr, $($arg:tt)*) => { writeln!($o, $($arg)*)? };
 }
 
-/// Subcommand names: anything else in first position means we run as a mount helper.
-const COMMANDS: [&str; 7] = [
-    "keys", "list", "mount", "umount", "status", "help", "version",
-];
-
 fn main() -> ExitCode {
     cli::init_logging();
-    let args = helper_args(std::env::args_os().collect());
+    let mut args: Vec<OsString> = std::env::args_os().collect();
+    if let Some(helper) = cli::mount_helper_args(&args) {
+        args = helper;
+    }
     match run(Cli::parse_from(&args), &args) {
         Ok(code) => code,
         // `repofs list | head`: the reader has gone, which ends our output, not an error.
@@ -116,18 +114,6 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
-}
-
-/// `mount -t fuse.repofs SOURCE DIR -o OPTS` (through mount.fuse3) runs
-/// `repofs SOURCE DIR -o OPTS` and waits for it to exit: that is `repofs mount --daemon`.
-fn helper_args(args: Vec<OsString>) -> Vec<OsString> {
-    let first = args.get(1).and_then(|a| a.to_str()).unwrap_or("");
-    if args.len() < 3 || first.starts_with('-') || COMMANDS.contains(&first) {
-        return args;
-    }
-    let mut out = vec![args[0].clone(), "mount".into(), "--daemon".into()];
-    out.extend(args.into_iter().skip(2));
-    out
 }
 
 fn run(cli: Cli, args: &[OsString]) -> anyhow::Result<ExitCode> {

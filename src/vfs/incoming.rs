@@ -26,6 +26,7 @@ use md5::{Digest, Md5};
 use sha2::Sha256;
 use tracing::{info, warn};
 
+use super::tree::DistEntry;
 use super::{errno, lock, stat_attr, Handle, Node, Opened, Result, Vfs, SPOOL_TTL};
 use crate::ingest::control::{self, ClosedRequest, State};
 use crate::ingest::spool::{Received, USERS_DIR};
@@ -161,6 +162,67 @@ impl Vfs {
         Ok(())
     }
 
+    /// Whether `rel` is one of the repository's directories (from the catalog: those that hold
+    /// published files or symlinks, and their parents). Every uid's incoming/ shows them, so
+    /// `scp f f.sig host:/mnt/repo/incoming/hello/` works without a mkdir, as on an upload
+    /// server; they enter a uid's spool only when something is written inside them.
+    pub(super) fn repo_dir(&self, rel: &str) -> bool {
+        !rel.is_empty()
+            && self
+                .snap()
+                .is_ok_and(|s| s.dist_entry(rel) == Some(DistEntry::Dir))
+    }
+
+    /// The repository's subdirectories of `rel` ("" is the top).
+    pub(super) fn repo_subdirs(&self, rel: &str) -> Vec<String> {
+        let Ok(snap) = self.snap() else {
+            return Vec::new();
+        };
+        snap.dist_children(rel)
+            .into_iter()
+            .flatten()
+            .filter(|(_, e)| **e == DistEntry::Dir)
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
+    /// Attributes of `rel` in uid `owner`'s spool; a repository directory not (yet) there is
+    /// a directory of the owner's, so the kernel lets them write into it.
+    pub(super) fn spool_attr(&self, ino: u64, owner: u32, rel: &str) -> Result<FileAttr> {
+        match fs::symlink_metadata(self.spool_path(owner, rel)) {
+            Ok(m) => Ok(stat_attr(ino, &m)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound && self.repo_dir(rel) => {
+                let mut a = self.dir_attr(ino, 0o755);
+                a.uid = owner;
+                Ok(a)
+            }
+            Err(e) => Err(errno(&e)),
+        }
+    }
+
+    /// Creates the directories of `rel` missing from `owner`'s spool, if each is a repository
+    /// directory (anything else missing stays ENOENT). They belong to the owner.
+    fn materialize(&self, owner: u32, rel: &str, gid: Option<u32>) -> Result<()> {
+        let mut path = String::new();
+        for part in rel.split('/').filter(|p| !p.is_empty()) {
+            path = crate::paths::join(&path, part);
+            let dir = self.spool_path(owner, &path);
+            match fs::symlink_metadata(&dir) {
+                Ok(m) if m.is_dir() => continue,
+                Ok(_) => return Err(libc::ENOTDIR),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && self.repo_dir(&path) => {}
+                Err(e) => return Err(errno(&e)),
+            }
+            match fs::DirBuilder::new().mode(0o755).create(&dir) {
+                Ok(()) => lchown(&dir, Some(owner), gid)?,
+                // Another writer of the same uid materialized it first.
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(errno(&e)),
+            }
+        }
+        Ok(())
+    }
+
     fn parent_of(&self, uid: u32, parent: u64, name: &str) -> Result<(u32, String)> {
         if name.contains('/') || name == "." || name == ".." || name.is_empty() {
             return Err(libc::EINVAL);
@@ -180,6 +242,7 @@ impl Vfs {
     ) -> Result<(FileAttr, Duration, Opened)> {
         let (owner, rel) = self.parent_of(uid, parent, name)?;
         self.ensure_base(owner)?;
+        self.materialize(owner, parent_dir(&rel), (uid == owner).then_some(gid))?;
         let path = self.spool_path(owner, &rel);
         let mut o = OpenOptions::new();
         o.read(true)
@@ -426,6 +489,7 @@ impl Vfs {
     ) -> Result<(FileAttr, Duration)> {
         let (owner, rel) = self.parent_of(uid, parent, name)?;
         self.ensure_base(owner)?;
+        self.materialize(owner, parent_dir(&rel), (uid == owner).then_some(gid))?;
         let path = self.spool_path(owner, &rel);
         fs::DirBuilder::new()
             .mode(mode & 0o777)
@@ -468,6 +532,7 @@ impl Vfs {
         if flags & !libc::RENAME_NOREPLACE != 0 {
             return Err(libc::EINVAL);
         }
+        self.materialize(owner, parent_dir(&new_rel), None)?;
         let from = cstring(&self.spool_path(owner, &rel))?;
         let to = cstring(&self.spool_path(owner, &new_rel))?;
         // SAFETY: both paths are valid NUL-terminated strings; renameat2 only reads them.
@@ -534,6 +599,12 @@ impl Vfs {
             _ => return Err(libc::EROFS),
         };
         let path = self.spool_path(owner, &rel);
+        // A repository directory not in the spool yet (`touch incoming/hello`, or rsync -a
+        // setting a directory's times): it is materialized as on a write inside it.
+        if fs::symlink_metadata(&path).is_err_and(|e| e.kind() == io::ErrorKind::NotFound) {
+            self.ensure_base(owner)?;
+            self.materialize(owner, &rel, None)?;
+        }
         if let Some(len) = size {
             let h = fh.and_then(|fh| self.handle(fh).ok());
             match h.as_deref() {
@@ -573,6 +644,11 @@ impl Vfs {
         let m = fs::symlink_metadata(&path).map_err(|e| errno(&e))?;
         Ok((stat_attr(ino, &m), SPOOL_TTL))
     }
+}
+
+/// The directory part of a spool-relative path ("" at the top).
+fn parent_dir(rel: &str) -> &str {
+    rel.rsplit_once('/').map_or("", |(d, _)| d)
 }
 
 fn cstring(p: &Path) -> Result<CString> {

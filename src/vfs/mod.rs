@@ -300,9 +300,7 @@ impl Vfs {
             Node::IncomingRoot => Ok((self.dir_attr(ino, 0o1777), SPOOL_TTL)),
             Node::Incoming { owner, rel } => {
                 self.may_touch(uid, *owner)?;
-                let m = std::fs::symlink_metadata(self.spool_path(*owner, rel))
-                    .map_err(|e| errno(&e))?;
-                Ok((stat_attr(ino, &m), SPOOL_TTL))
+                Ok((self.spool_attr(ino, *owner, rel)?, SPOOL_TTL))
             }
             Node::Dists(path) => {
                 let snap = self.snap()?;
@@ -477,14 +475,19 @@ impl Vfs {
                 };
                 let dir = self.spool_path(owner, &rel);
                 let entries = match std::fs::read_dir(&dir) {
-                    Ok(e) => e,
-                    // A uid's staging area exists from its first upload on.
-                    Err(e) if e.kind() == io::ErrorKind::NotFound && rel.is_empty() => {
-                        return Ok(self.add_handle(Handle::Dir(out)))
+                    Ok(e) => Some(e),
+                    // A uid's staging area exists from its first upload on, and a repository
+                    // directory from the first write inside it.
+                    Err(e)
+                        if e.kind() == io::ErrorKind::NotFound
+                            && (rel.is_empty() || self.repo_dir(&rel)) =>
+                    {
+                        None
                     }
                     Err(e) => return Err(errno(&e)),
                 };
-                for e in entries.flatten() {
+                let mut listed = std::collections::HashSet::new();
+                for e in entries.into_iter().flatten().flatten() {
                     let Ok(name) = e.file_name().into_string() else {
                         continue;
                     };
@@ -498,6 +501,18 @@ impl Vfs {
                         kind,
                         &name,
                     );
+                    listed.insert(name);
+                }
+                // The repository's directories, which every uid may upload into.
+                for name in self.repo_subdirs(&rel) {
+                    if !listed.contains(&name) {
+                        let child = crate::paths::join(&rel, &name);
+                        push(
+                            Node::Incoming { owner, rel: child },
+                            FileType::Directory,
+                            &name,
+                        );
+                    }
                 }
             }
             Node::Dists(dir) => {

@@ -2,6 +2,8 @@
 //!
 //! - A dead mount left by a SIGKILLed `repofs mount` (every access fails with ENOTCONN) is
 //!   detached before mounting again on the same path; a live one is refused.
+//! - We mount (mount(2), type `fuse.repofs`) and fuser only serves the descriptor, so the
+//!   one unmount is ours (`mount_fuse`).
 //! - SIGTERM/SIGINT/SIGHUP unmount cleanly. An unmount waits a bounded time for the session
 //!   to end, then aborts the FUSE connection, so shutdown never hangs on a stuck client.
 //! - `-d`/`--daemon` (and the mount helper, which `mount -t fuse.repofs` runs and waits for)
@@ -9,6 +11,7 @@
 
 use std::ffi::CString;
 use std::io::{self, BufRead, BufReader};
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
@@ -18,7 +21,7 @@ use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use fuser::{BackgroundSession, MountOption, SessionACL};
+use fuser::{BackgroundSession, SessionACL};
 use tracing::{info, warn};
 
 use super::fuse::Fuse;
@@ -58,20 +61,16 @@ pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Resul
     recover_stale(&mountpoint)?;
     let threads = config.mount.threads.max(1);
     let vfs = Arc::new(Vfs::new(layout, config)?);
+    let fd = mount_fuse(&mountpoint)?;
     let mut cfg = fuser::Config::default();
-    cfg.mount_options = vec![
-        MountOption::FSName("repofs".into()),
-        MountOption::Subtype("repofs".into()),
-        // The kernel enforces modes: incoming/ is 1777, the views are read-only.
-        MountOption::DefaultPermissions,
-        MountOption::NoSuid,
-        MountOption::NoDev,
-    ];
-    cfg.acl = SessionACL::All;
     cfg.n_threads = Some(threads);
     cfg.clone_fd = true;
-    let session = fuser::spawn_mount(Fuse(vfs), &mountpoint, &cfg)
-        .with_context(|| format!("mounting on {}", mountpoint.display()))?;
+    let session = fuser::Session::from_fd(Fuse(vfs), fd, SessionACL::All, cfg)
+        .and_then(fuser::Session::spawn)
+        .inspect_err(|_| {
+            let _ = umount(&mountpoint, true);
+        })
+        .with_context(|| format!("serving the mount on {}", mountpoint.display()))?;
     let dev = std::fs::metadata(&mountpoint).map(|m| m.dev()).unwrap_or(0);
     info!(mountpoint = %mountpoint.display(), "mounted");
     Ok(Mounted {
@@ -225,6 +224,59 @@ fn unescape(s: &str) -> Vec<u8> {
         }
     }
     out
+}
+
+/// Mounts a FUSE filesystem at `mountpoint` and returns its /dev/fuse descriptor.
+///
+/// fuser's own mount would also work, but it unmounts again when its session ends, after we
+/// already did (`shutdown` unmounts itself, to fall back to a lazy unmount and to bound the
+/// wait): every clean stop logged "Unmount failed: Invalid argument". A session made with
+/// `Session::from_fd` owns no mount, so ours is the only unmount. Mounting here also records
+/// the type as `fuse.repofs` (fuser's direct mount drops the subtype), as mount(8) would.
+fn mount_fuse(mountpoint: &Path) -> anyhow::Result<OwnedFd> {
+    let dev = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+        .context("opening /dev/fuse")?;
+    // Started with a standard descriptor closed, /dev/fuse could land on it, and the
+    // background mount's report_ready would dup2 the log over the connection.
+    let dev = if dev.as_raw_fd() <= libc::STDERR_FILENO {
+        std::os::fd::AsFd::as_fd(&dev)
+            .try_clone_to_owned()
+            .context("moving /dev/fuse off a standard descriptor")?
+            .into()
+    } else {
+        dev
+    };
+    let root_mode = std::fs::metadata(mountpoint)
+        .with_context(|| format!("mount point {}", mountpoint.display()))?
+        .mode();
+    // SAFETY: getuid/getgid cannot fail and touch no memory.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    // The kernel enforces modes (default_permissions): incoming/ is 1777, the views are
+    // read-only; allow_other lets every local user in.
+    let data = format!(
+        "fd={},rootmode={root_mode:o},user_id={uid},group_id={gid},default_permissions,allow_other",
+        dev.as_raw_fd()
+    );
+    let target = CString::new(mountpoint.as_os_str().as_bytes())?;
+    let data = CString::new(data)?;
+    // SAFETY: every pointer is a valid NUL-terminated string that outlives the call.
+    let rc = unsafe {
+        libc::mount(
+            c"repofs".as_ptr(),
+            target.as_ptr(),
+            c"fuse.repofs".as_ptr(),
+            libc::MS_NOSUID | libc::MS_NODEV,
+            data.as_ptr().cast(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error())
+            .with_context(|| format!("mounting on {}", mountpoint.display()));
+    }
+    Ok(dev.into())
 }
 
 /// Aborts a FUSE connection: every pending and future request fails, so nothing waits on us.

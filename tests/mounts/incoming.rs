@@ -290,3 +290,97 @@ fn trusted_local_uid_uploads_unsigned() {
         "{st:#?}"
     );
 }
+
+/// Each uid's incoming/ shows the repository's directories (hello/ from the baseline
+/// publication, hello/sub/ from a triplet) before it has written anything, so
+/// `scp f f.sig host:MNT/incoming/hello/` and sftp work without a mkdir, as on an upload
+/// server. In-flight files stay private; a directory enters a uid's spool, owned by that uid,
+/// only when something is written inside it.
+#[test]
+fn repository_directories_are_in_every_uids_incoming() {
+    let s = Site::new();
+    let [tgz, sig, dir] = s.w.triplet(ALICE, "hello", "7.2", "hello/sub", "");
+    let out = cp(&[&tgz, &sig, &dir], &s.incoming());
+    assert!(out.status.success(), "cp: {}", stderr(&out));
+    let sshd = Sshd::start();
+    let users = ["repofs-ann", "repofs-bob"];
+    let uids: Vec<u32> = users.iter().map(|u| test_user(u)).collect();
+    let d = s.w.scratch("repo-dirs");
+    let ann_tgz = make_tarball(&s.w.scratch("ann-dirs"), "hello", "7.0");
+    let ann_sig = s.w.gpg.sign(ALICE, &ann_tgz, false, &[]);
+    let bob_tgz = make_tarball(&s.w.scratch("bob-dirs"), "hello", "7.1");
+    let bob_sig = s.w.gpg.sign(ALICE, &bob_tgz, false, &[]);
+    s.open_to_all();
+    let inc = s.incoming();
+    let run = |user: &str, script: &str| -> String {
+        let o = sh_as(user, &d, script);
+        assert!(o.status.success(), "{user}: {script}: {}", stderr(&o));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let ls = |user: &str, rel: &str| run(user, &format!("ls -A {}/{rel}", inc.display()));
+    let spool_dir = |uid: u32, rel: &str| s.w.repo.spool().join(format!(".users/{uid}/{rel}"));
+    for user in users {
+        assert_eq!(ls(user, ""), "hello");
+        assert_eq!(ls(user, "hello"), "sub");
+        assert_eq!(ls(user, "hello/sub"), "");
+        assert_eq!(
+            run(
+                user,
+                &format!("stat -c '%F %U' {}/hello/sub", inc.display())
+            ),
+            format!("directory {user}")
+        );
+    }
+    for &uid in &uids {
+        assert!(!spool_dir(uid, "hello").exists(), "nothing written yet");
+    }
+    // bob: the file alone first (in flight), over sftp.
+    sshd.sftp_as(
+        users[1],
+        &format!("put {} {}/hello/\n", bob_tgz.display(), inc.display()),
+    );
+    assert_eq!(ls(users[1], "hello"), "hello-7.1.tar.gz\nsub");
+    assert_eq!(ls(users[0], "hello"), "sub", "bob's upload is his alone");
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(
+        fs::metadata(spool_dir(uids[1], "hello")).unwrap().uid(),
+        uids[1]
+    );
+    // ann: the command, both files in one scp.
+    sshd.scp_as(users[0], &[ann_tgz.clone(), ann_sig], &inc.join("hello"));
+    s.daemon
+        .wait_published(&s.w.repo, "hello", "hello-7.0.tar.gz");
+    sshd.sftp_as(
+        users[1],
+        &format!("put {} {}/hello/\n", bob_sig.display(), inc.display()),
+    );
+    let f = s
+        .daemon
+        .wait_published(&s.w.repo, "hello", "hello-7.1.tar.gz");
+    assert_eq!(f["sha256"], tool_hash("sha256sum", &bob_tgz));
+    // A mkdir two catalog-only levels down materializes both, as ann's.
+    assert!(!spool_dir(uids[0], "hello/sub").exists());
+    run(users[0], &format!("mkdir {}/hello/sub/new", inc.display()));
+    for rel in ["hello/sub", "hello/sub/new"] {
+        assert_eq!(
+            fs::metadata(spool_dir(uids[0], rel)).unwrap().uid(),
+            uids[0]
+        );
+    }
+    assert_eq!(
+        ls(users[1], "hello/sub"),
+        "",
+        "ann's directory is hers alone"
+    );
+    // Setting a catalog-only directory's times (touch, rsync -a) materializes it too.
+    assert!(!spool_dir(uids[1], "hello/sub").exists());
+    run(
+        users[1],
+        &format!("touch -d @0 {}/hello/sub", inc.display()),
+    );
+    let m = fs::metadata(spool_dir(uids[1], "hello/sub")).unwrap();
+    assert_eq!((m.uid(), m.mtime()), (uids[1], 0));
+    // A directory the repository does not have is still the uploader's to make.
+    let o = sh_as(users[0], &d, &format!("touch {}/nodir/x", inc.display()));
+    assert!(!o.status.success(), "only repository directories appear");
+}

@@ -72,11 +72,168 @@ fn sigterm_unmounts_and_double_mount_is_refused() {
     assert!(stderr(&out).contains("already mounted"), "{}", stderr(&out));
     assert!(s.mnt.terminate(), "clean exit on SIGTERM:\n{}", s.mnt.log());
     assert!(!is_mounted(&s.mnt.dir));
+    // One unmount, ours: fuser used to try again and log "Unmount failed: Invalid argument".
+    let log = s.mnt.log();
+    assert!(log.contains("unmounted"), "{log}");
+    assert!(
+        !log.contains("WARN") && !log.contains("Unmount failed"),
+        "a clean stop warns about nothing:\n{log}"
+    );
+}
+
+/// Unmounts lazily on drop if something is still mounted there (a test that failed half-way).
+struct Unmount(std::path::PathBuf);
+
+impl Drop for Unmount {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// Issue 11: `repofs lsit pkgs` (a typo for `list`, in a directory holding pkgs/) mounted the
+/// repository over ./pkgs and exited 0. It is clap's error, exit code 2, and no mount.
+#[test]
+fn issue_11_mistyped_command_is_an_error_not_a_mount() {
+    let w = World::new();
+    let cwd = w.scratch("typo");
+    let pkgs = cwd.join("pkgs");
+    fs::create_dir_all(&pkgs).unwrap();
+    let _guard = Unmount(pkgs.clone());
+    for args in [
+        &["lsit", "pkgs"][..],
+        &["moutn", "pkgs"],
+        &["lsit", "pkgs", "--json"],
+    ] {
+        let out = Command::new(REPOFS)
+            .args(args)
+            .current_dir(&cwd)
+            .env("REPOFS_ROOT", &w.repo.root)
+            .env("REPOFS_CONFIG", &w.repo.config)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("unrecognized subcommand"),
+            "{args:?}: {}",
+            stderr(&out)
+        );
+        // Give a wrongly started background mount time to show.
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(!is_mounted(&pkgs), "{args:?} mounted over ./pkgs");
+    }
+    let out = Command::new(REPOFS)
+        .args(["lsit", "pkgs"])
+        .current_dir(&cwd)
+        .env("REPOFS_ROOT", &w.repo.root)
+        .output()
+        .unwrap();
+    assert!(
+        stderr(&out).contains("a similar subcommand exists: 'list'"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(fs::read_dir(&pkgs).unwrap().count(), 0, "pkgs/ untouched");
+}
+
+/// Runs `script` with sh in a private mount namespace, so that it can lay a staged install
+/// over /usr/sbin or /usr/local/bin (overlayfs) without touching the machine's. Returns the
+/// output; the script's own trap unmounts what it mounted.
+fn in_private_namespace(script: &str, env: &[(&str, &std::path::Path)]) -> std::process::Output {
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", script]);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("unshare (util-linux)")
+}
+
+/// `mount -t fuse.repofs` with what scripts/install put in place, both ways mount(8) finds it:
+/// mount.fuse3 running `repofs` from mount(8)'s fixed PATH (the default prefix, /usr/local),
+/// and `/sbin/mount.fuse.repofs` run directly (any prefix, /usr/local/bin not involved).
+#[test]
+fn installed_helper_mounts_through_mount8() {
+    let w = World::new();
+    let tmp = w.repo.dir.path();
+    let bins = std::path::Path::new(REPOFS).parent().unwrap().to_path_buf();
+    let install = |prefix: &str, env: &[(&str, &std::path::Path)]| {
+        let mut cmd = Command::new(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/install"));
+        cmd.arg("--bin-dir").arg(&bins).arg(prefix);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "scripts/install: {}", stderr(&out));
+    };
+    // 1. The default prefix, staged: only /usr/local/bin/repofs, no /sbin helper.
+    let stage = tmp.join("stage");
+    install("/usr/local", &[("DESTDIR", &stage)]);
+    fs::remove_file(stage.join("sbin/mount.fuse.repofs")).unwrap();
+    // 2. Another prefix with its /sbin helper link.
+    let prefix = tmp.join("prefix");
+    let sbin = tmp.join("sbin");
+    install(
+        prefix.to_str().unwrap(),
+        &[("SBINDIR", &sbin), ("SYSTEMD_UNIT_DIR", &tmp.join("units"))],
+    );
+    let mnt = tmp.join("mount8-mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    let _guard = Unmount(mnt.clone());
+    let script = r#"
+        set -eu
+        trap 'umount -l "$MNT" 2>/dev/null || true' EXIT
+        check() {
+            test -f "$MNT/dists/hello/hello-1.0.tar.gz"
+            grep -F " $MNT " /proc/self/mountinfo
+            umount "$MNT"
+        }
+        mount -t overlay overlay -o "lowerdir=$STAGE/usr/local/bin:/usr/local/bin" /usr/local/bin
+        mount -t fuse.repofs repofs "$MNT" -o "root=$ROOT,config=$CONFIG"
+        echo "via mount.fuse3: $(check)"
+        umount -l /usr/local/bin  # lazily: the first mount's server may still be exiting
+        ! command -v repofs
+        mount -t overlay overlay -o "lowerdir=$SBIN:/usr/sbin" /usr/sbin
+        mount -t fuse.repofs repofs "$MNT" -o "root=$ROOT,config=$CONFIG,nosuid,nodev"
+        echo "via /sbin/mount.fuse.repofs: $(check)"
+    "#;
+    let out = in_private_namespace(
+        script,
+        &[
+            ("MNT", &mnt),
+            ("STAGE", &stage),
+            ("SBIN", &sbin),
+            ("ROOT", &w.repo.root),
+            ("CONFIG", &w.repo.config),
+            (
+                "PATH",
+                std::path::Path::new("/usr/sbin:/usr/bin:/sbin:/bin"),
+            ),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", stderr(&out));
+    for how in ["via mount.fuse3", "via /sbin/mount.fuse.repofs"] {
+        let line = stdout.lines().find(|l| l.starts_with(how)).unwrap_or("");
+        assert!(line.contains(" fuse.repofs repofs "), "{how}: {stdout}");
+    }
+    // Both background mounts stopped cleanly when unmounted (their log is ROOT/mount.log).
+    let log = w.repo.root.join("mount.log");
+    wait_for(
+        "both mounts to log their end",
+        Duration::from_secs(10),
+        || {
+            let text = fs::read_to_string(&log).unwrap_or_default();
+            (text.matches("unmounted from outside").count() == 2).then_some(())
+        },
+    );
+    let text = fs::read_to_string(&log).unwrap_or_default();
+    assert!(!text.contains("WARN"), "{text}");
 }
 
 /// mount(8) with Debian's mount.fuse3 helper, which runs `repofs SOURCE DIR -o OPTS` and
-/// waits for it; then `repofs umount`. (`-t fuse.repofs` finds `repofs` on the helper's PATH;
-/// the equivalent `-t fuse` with `PROGRAM#SOURCE` runs this build's binary.)
+/// waits for it; then `repofs umount`. (`-t fuse` with `PROGRAM#SOURCE` runs this build's
+/// binary; `-t fuse.repofs` is tested with an install in `installed_helper_mounts_through_mount8`.)
 #[test]
 fn mount_helper_and_umount() {
     let w = World::new();
@@ -94,12 +251,6 @@ fn mount_helper_and_umount() {
         ))
         .output()
         .unwrap();
-    struct Unmount(std::path::PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-        }
-    }
     let _guard = Unmount(mnt.clone());
     assert!(out.status.success(), "mount: {}", stderr(&out));
     // mount(8) returned: the mount is ready.
@@ -141,8 +292,9 @@ fn scp_and_sftp_as_two_users_each_see_only_their_own() {
         assert!(o.status.success(), "{}", stderr(&o));
         String::from_utf8_lossy(&o.stdout).into_owned()
     };
-    assert_eq!(ls(users[0]).trim(), "hello-5.0.tar.gz");
-    assert_eq!(ls(users[1]).trim(), "hello-5.1.tar.gz");
+    // The repository's directory, and each one's own file.
+    assert_eq!(ls(users[0]).trim(), "hello\nhello-5.0.tar.gz");
+    assert_eq!(ls(users[1]).trim(), "hello\nhello-5.1.tar.gz");
     let o = sh_as(
         users[1],
         &d,
