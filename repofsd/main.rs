@@ -39,6 +39,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let mut repo = args.common.open()?;
     let _writer = repo.lock_writer()?;
     repo.recover()?;
+    if let Err(e) = repo.backfill_torrents() {
+        tracing::warn!(error = %format!("{e:#}"), "could not make the torrents of older files");
+    }
     if args.once {
         let report = repofs::ingest::drain(&mut repo)?;
         info!(

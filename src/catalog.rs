@@ -9,7 +9,7 @@
 //! Schema changes are migrations keyed on `PRAGMA user_version`; a database newer than this
 //! code is refused rather than misread.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -140,6 +140,17 @@ const MIGRATIONS: &[&str] = &[
     // bzip2 | lzip, meta_source cargo | npm | python.
     r#"
     ALTER TABLE entries ADD COLUMN layout TEXT;
+    "#,
+    // v3: one BitTorrent v1 torrent per published file: its bencoded info dictionary (what
+    // the infohash is the SHA-1 of). Trackers are not part of it; the .torrent is put together
+    // when read. Empty files have none.
+    r#"
+    CREATE TABLE torrents (
+        file_id   INTEGER PRIMARY KEY REFERENCES files(id),
+        info_hash TEXT NOT NULL,
+        info      BLOB NOT NULL
+    );
+    CREATE INDEX torrents_info_hash ON torrents(info_hash);
     "#,
 ];
 
@@ -485,6 +496,57 @@ impl Catalog {
             .collect()
     }
 
+    /// Infohash and info-dictionary length of every published file's torrent: what dists/
+    /// lists (the .torrent's size follows from it) without loading the pieces.
+    pub fn torrents(&self) -> Result<HashMap<i64, (String, u64)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT t.file_id, t.info_hash, length(t.info) FROM torrents t
+             JOIN files f ON f.id = t.file_id WHERE f.state = 'published'",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, (r.get(1)?, r.get::<_, i64>(2)? as u64)))
+            })?
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The bencoded info dictionary of a file's torrent.
+    pub fn torrent_info(&self, file_id: i64) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT info FROM torrents WHERE file_id = ?")?
+            .query_row([file_id], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Published, non-empty files without a torrent (published before torrents existed).
+    pub fn files_without_torrent(&self) -> Result<Vec<FileRow>> {
+        Ok(self
+            .files(false)?
+            .into_iter()
+            .filter(|f| f.size > 0)
+            .filter(|f| {
+                self.conn
+                    .query_row("SELECT 1 FROM torrents WHERE file_id = ?", [f.id], |_| {
+                        Ok(())
+                    })
+                    .optional()
+                    .ok()
+                    .flatten()
+                    .is_none()
+            })
+            .collect())
+    }
+
+    pub fn put_torrent(&mut self, file_id: i64, info_hash: &str, info: &[u8]) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO torrents (file_id, info_hash, info) VALUES (?1, ?2, ?3)",
+            params![file_id, info_hash, info],
+        )?;
+        Ok(())
+    }
+
     /// Changes whenever another connection commits: the views' cue to reload.
     pub fn data_version(&self) -> Result<i64> {
         // Asked on every view operation: keep the statement prepared.
@@ -726,6 +788,14 @@ impl PublishTx<'_> {
             ])?;
         }
         self.insert_seek_points(file_id, &p.seek_points)
+    }
+
+    pub fn insert_torrent(&self, file_id: i64, info_hash: &str, info: &[u8]) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO torrents (file_id, info_hash, info) VALUES (?1, ?2, ?3)",
+            params![file_id, info_hash, info],
+        )?;
+        Ok(())
     }
 
     pub fn insert_seek_points(&self, file_id: i64, points: &[SeekPoint]) -> Result<()> {

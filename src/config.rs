@@ -19,6 +19,7 @@ pub struct Config {
     pub ingest: IngestConfig,
     pub limits: Limits,
     pub mount: MountConfig,
+    pub distribution: DistributionConfig,
     /// Local uids that may upload a lone unsigned file through the mount (`[[trusted]]`).
     pub trusted: Vec<Trusted>,
 }
@@ -30,6 +31,7 @@ impl Default for Config {
             ingest: IngestConfig::default(),
             limits: Limits::default(),
             mount: MountConfig::default(),
+            distribution: DistributionConfig::default(),
             trusted: Vec::new(),
         }
     }
@@ -74,6 +76,14 @@ impl Default for IngestConfig {
             closed_pair_wait: Duration::from_secs(1),
         }
     }
+}
+
+/// How published files are shared with mirrors and BitTorrent clients.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DistributionConfig {
+    /// Trackers every `.torrent` names (announce URLs), in order of preference.
+    pub trackers: Vec<String>,
 }
 
 /// Bounds on untrusted input. Anything beyond them is rejected as `too-large`.

@@ -79,4 +79,33 @@ impl Repo {
         }
         Ok(report)
     }
+
+    /// Makes the torrents of files published before torrents existed (one read of each
+    /// stored object). Run by the single writer at start-up; a failure is logged and retried
+    /// at the next start, as it only delays distribution.
+    pub fn backfill_torrents(&mut self) -> anyhow::Result<usize> {
+        let files = self.catalog.files_without_torrent()?;
+        for f in &files {
+            let mut pieces = crate::fetch::torrent::PieceHasher::default();
+            let mut file = std::fs::File::open(self.store.object_path(&f.sha256))?;
+            let mut buf = vec![0u8; 1 << 20];
+            loop {
+                let n = std::io::Read::read(&mut file, &mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                pieces.update(&buf[..n]);
+            }
+            if let Some(t) = crate::fetch::torrent::info(&f.filename, f.size, &pieces.finish())? {
+                self.catalog.put_torrent(f.id, &t.info_hash, &t.bytes)?;
+            }
+        }
+        if !files.is_empty() {
+            info!(
+                files = files.len(),
+                "made torrents for files published before torrents"
+            );
+        }
+        Ok(files.len())
+    }
 }

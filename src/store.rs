@@ -22,6 +22,7 @@ use std::sync::Arc;
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
+use crate::fetch::torrent::PieceHasher;
 use crate::ingest::spool::Received;
 
 pub struct Store {
@@ -34,6 +35,8 @@ pub struct Hashes {
     pub sha256: String,
     pub md5: String,
     pub size: u64,
+    /// SHA-1 of each BitTorrent piece (`fetch::torrent::PIECE_LENGTH`), concatenated.
+    pub pieces: Vec<u8>,
 }
 
 /// What `gc` removed.
@@ -87,6 +90,7 @@ impl Store {
                 md5: received.is_none().then(Md5::new),
                 received: received.cloned(),
                 sha256: Sha256::new(),
+                pieces: PieceHasher::default(),
                 size: 0,
             }),
             written: 0,
@@ -162,11 +166,13 @@ pub struct Staging {
     written: u64,
 }
 
-/// md5 (unless borrowed from what the mount received) and sha256 of the bytes staged.
+/// md5 (unless borrowed from what the mount received), sha256 and the torrent's piece
+/// hashes of the bytes staged.
 struct Hashing {
     md5: Option<Md5>,
     received: Option<Received>,
     sha256: Sha256,
+    pieces: PieceHasher,
     size: u64,
 }
 
@@ -176,6 +182,7 @@ impl Hashing {
             md5.update(b);
         }
         self.sha256.update(b);
+        self.pieces.update(b);
         self.size += b.len() as u64;
     }
 
@@ -195,6 +202,7 @@ impl Hashing {
             sha256,
             md5,
             size: self.size,
+            pieces: self.pieces.finish(),
         })
     }
 }

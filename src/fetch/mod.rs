@@ -1,4 +1,6 @@
-//! Mirror sync and BitTorrent distribution.
+//! BitTorrent distribution and (later) mirror sync.
 //!
-//! Not built yet: a later stage. The catalog already records the sizes, hashes and payload
-//! locations that torrents and lazy ranged fetches will be built from.
+//! `torrent` makes one BEP 3 torrent per published file from the piece hashes taken while the
+//! upload was staged. Seeding, the signed index and lazy mirror fetches are the next stage.
+
+pub mod torrent;

@@ -6,11 +6,14 @@
 //! renamed into the store and the transaction committed (see `store` for why this order is
 //! crash-safe).
 
+use std::io;
+
 use super::directive::Action;
 use super::reason::{reject, Reason, Rejection};
 use super::IngestError;
 use crate::archive::Inspection;
 use crate::catalog::{Catalog, NewFile, NewUpload, PublishTx};
+use crate::fetch::torrent;
 use crate::paths;
 use crate::store::{Staged, Store};
 
@@ -151,6 +154,10 @@ fn place(
     })?;
     if let Some(insp) = &f.inspection {
         tx.insert_package(id, insp)?;
+    }
+    let torrent = torrent::info(&f.filename, h.size, &h.pieces).map_err(io::Error::other)?;
+    if let Some(t) = torrent {
+        tx.insert_torrent(id, &t.info_hash, &t.bytes)?;
     }
     Ok(Ok(()))
 }

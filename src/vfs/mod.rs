@@ -36,6 +36,7 @@ use crate::archive::gzindex::SeekPoint;
 use crate::archive::EntryKind;
 use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
+use crate::fetch::torrent;
 use content::{Cache, EntryReader};
 use incoming::SpoolHandle;
 use inodes::Inodes;
@@ -122,6 +123,8 @@ pub struct Opened {
 }
 
 pub struct Vfs {
+    /// Bytes a `.torrent` adds to its info dictionary (trackers and framing).
+    torrent_overhead: u64,
     layout: Layout,
     store: crate::store::Store,
     config: Config,
@@ -144,7 +147,12 @@ impl Vfs {
         let catalog = Catalog::open(&layout.catalog())?;
         let snapshot = Snapshot::load(&catalog)?;
         let cache = Cache::new(layout.cache(), config.mount.cache_size);
+        // The .torrent is the stored info dictionary plus what surrounds it, which depends
+        // only on the trackers: sizes are known without reading any info dictionary.
+        let torrent_overhead =
+            torrent::torrent_file(&[], &config.distribution.trackers)?.len() as u64;
         Ok(Vfs {
+            torrent_overhead,
             cache,
             store: crate::store::Store::open(&layout.store())?,
             layout,
@@ -313,6 +321,18 @@ impl Vfs {
                         let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
                         let len = snap.generated(dir, g).len() as u64;
                         view(self.attr(ino, FileType::RegularFile, 0o444, len, self.started))
+                    }
+                    DistEntry::Torrent(id) => {
+                        let f = snap.files.get(&id).ok_or(libc::ENOENT)?;
+                        let (_, info_len) = snap.torrents.get(&id).ok_or(libc::ENOENT)?;
+                        let len = self.torrent_overhead + info_len;
+                        view(self.attr(
+                            ino,
+                            FileType::RegularFile,
+                            0o444,
+                            len,
+                            epoch(f.published_at),
+                        ))
                     }
                     DistEntry::File(_) => Err(libc::ENOENT),
                 }
@@ -522,7 +542,7 @@ impl Vfs {
                     match e {
                         DistEntry::Dir => push(Node::Dists(path), FileType::Directory, name),
                         DistEntry::Symlink(_) => push(Node::Dists(path), FileType::Symlink, name),
-                        DistEntry::Generated(_) => {
+                        DistEntry::Generated(_) | DistEntry::Torrent(_) => {
                             push(Node::Dists(path), FileType::RegularFile, name)
                         }
                         DistEntry::File(id) => {
@@ -692,6 +712,26 @@ impl Vfs {
                 DistEntry::Generated(g) => {
                     let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
                     let fh = self.add_handle(Handle::Bytes(snap.generated(dir, g)));
+                    Ok(Opened {
+                        fh,
+                        passthrough: None,
+                        direct_io: true,
+                    })
+                }
+                DistEntry::Torrent(id) => {
+                    let info = lock(&self.catalog)
+                        .torrent_info(id)
+                        .map_err(|e| {
+                            warn!(error = %e, "catalog unreadable");
+                            libc::EIO
+                        })?
+                        .ok_or(libc::ENOENT)?;
+                    let bytes = torrent::torrent_file(&info, &self.config.distribution.trackers)
+                        .map_err(|e| {
+                            warn!(error = %e, "cannot make a .torrent");
+                            libc::EIO
+                        })?;
+                    let fh = self.add_handle(Handle::Bytes(Arc::new(bytes)));
                     Ok(Opened {
                         fh,
                         passthrough: None,

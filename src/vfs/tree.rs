@@ -40,6 +40,8 @@ pub enum DistEntry {
     File(i64),
     Symlink(String),
     Generated(Generated),
+    /// `FILE.torrent` beside published file FILE (by file id).
+    Torrent(i64),
 }
 
 type Bytes = Arc<Vec<u8>>;
@@ -51,6 +53,8 @@ pub struct Snapshot {
     dirs: HashMap<String, BTreeMap<String, DistEntry>>,
     pub files: HashMap<i64, FileRow>,
     pub packages: HashMap<i64, PackageRow>,
+    /// File id -> (infohash, length of its bencoded info dictionary).
+    pub torrents: HashMap<i64, (String, u64)>,
     /// Package name -> (version, file id), ascending in the package's ecosystem's order.
     versions: BTreeMap<String, Vec<(String, i64)>>,
     generated: Mutex<HashMap<(String, Generated), Bytes>>,
@@ -77,6 +81,16 @@ impl Snapshot {
                 // A published file of the same name wins; the catalog forbids that anyway.
                 d.entry(s.name.clone())
                     .or_insert(DistEntry::Symlink(s.target.clone()));
+            }
+        }
+        let torrents = cat.torrents()?;
+        for id in torrents.keys() {
+            if let Some(f) = files.get(id) {
+                if let Some(d) = dirs.get_mut(&f.directory) {
+                    // A published file or symlink of that name wins.
+                    d.entry(format!("{}.torrent", f.filename))
+                        .or_insert(DistEntry::Torrent(*id));
+                }
             }
         }
         for dir in with_files {
@@ -123,6 +137,7 @@ impl Snapshot {
             dirs,
             files,
             packages,
+            torrents,
             versions,
             generated: Mutex::new(HashMap::new()),
         })

@@ -8,6 +8,7 @@ mod common;
 mod corpus;
 mod incoming;
 mod lifecycle;
+mod torrents;
 mod views;
 
 use std::path::{Path, PathBuf};

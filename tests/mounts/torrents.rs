@@ -1,0 +1,120 @@
+//! One BitTorrent v1 torrent per published file, as `dists/DIR/FILE.torrent`, checked by
+//! stock clients (transmission-show reads it, aria2c verifies the file's pieces against it).
+
+use std::fs;
+use std::process::Command;
+
+use crate::common::*;
+use crate::{stderr, Site};
+
+const TRACKERS: &str =
+    "[distribution]\ntrackers = [\"http://127.0.0.1:9/announce\", \"udp://127.0.0.1:9\"]\n";
+
+/// transmission-show's report of a .torrent.
+fn show(torrent: &std::path::Path) -> String {
+    let out = Command::new("transmission-show")
+        .arg(torrent)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "transmission-show: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// aria2c checks `dir/NAME` against the torrent's piece hashes and stops at once: success
+/// only if every piece verifies (there are no peers to fetch a bad one from).
+fn aria2c_verifies(torrent: &std::path::Path, dir: &std::path::Path) -> bool {
+    let out = Command::new("timeout")
+        .args(["60", "aria2c", "--check-integrity=true", "--seed-time=0"])
+        .args([
+            "--enable-dht=false",
+            "--bt-enable-lpd=false",
+            "--bt-stop-timeout=2",
+        ])
+        .args(["--summary-interval=0", "--console-log-level=warn"])
+        .arg("-d")
+        .arg(dir)
+        .arg(torrent)
+        .output()
+        .unwrap();
+    out.status.success()
+}
+
+#[test]
+fn every_published_file_has_a_torrent_that_stock_clients_verify() {
+    let s = Site::with_config(TRACKERS);
+    let dir = s.mnt.path("dists/hello");
+    let torrent = dir.join("hello-1.0.tar.gz.torrent");
+    let report = show(&torrent);
+    assert!(report.contains("Name: hello-1.0.tar.gz"), "{report}");
+    assert!(report.contains("Piece Size: 256.0 KiB"), "{report}");
+    assert!(report.contains("http://127.0.0.1:9/announce"), "{report}");
+    assert!(report.contains("udp://127.0.0.1:9"), "{report}");
+    // The size stat reports is the size read.
+    assert_eq!(
+        fs::metadata(&torrent).unwrap().len(),
+        fs::read(&torrent).unwrap().len() as u64
+    );
+    assert!(dir.join("hello-1.0.tar.gz.sig.torrent").is_file());
+
+    // A multi-piece file: the published bytes verify, a copy with one byte changed does not.
+    let d = s.w.scratch("torrent");
+    sh(&d, "head -c 1500000 /dev/urandom > blob-1.0.bin");
+    let blob = d.join("blob-1.0.bin");
+    let sig = s.w.gpg.sign(ALICE, &blob, false, &[]);
+    fs::create_dir_all(s.incoming().join("hello")).unwrap();
+    let out = crate::cp(&[&blob, &sig], &s.incoming().join("hello"));
+    assert!(out.status.success(), "cp: {}", stderr(&out));
+    s.daemon.wait_published(&s.w.repo, "hello", "blob-1.0.bin");
+    let torrent = wait_for(
+        "the torrent to show",
+        std::time::Duration::from_secs(5),
+        || {
+            let t = dir.join("blob-1.0.bin.torrent");
+            t.exists().then_some(t)
+        },
+    );
+    assert!(show(&torrent).contains("Piece Count: 6"));
+    let good = d.join("good");
+    fs::create_dir_all(&good).unwrap();
+    fs::copy(&blob, good.join("blob-1.0.bin")).unwrap();
+    assert!(
+        aria2c_verifies(&torrent, &good),
+        "the published bytes must verify"
+    );
+    let bad = d.join("bad");
+    fs::create_dir_all(&bad).unwrap();
+    let mut bytes = fs::read(&blob).unwrap();
+    bytes[1_000_000] ^= 0xff;
+    fs::write(bad.join("blob-1.0.bin"), bytes).unwrap();
+    assert!(
+        !aria2c_verifies(&torrent, &bad),
+        "a changed byte must fail its piece"
+    );
+}
+
+/// Files published before torrents existed get theirs when repofsd next starts, the same
+/// torrent as publication would have made.
+#[test]
+fn older_files_get_their_torrents_at_start() {
+    let mut s = Site::new();
+    let torrent = s.mnt.path("dists/hello/hello-1.0.tar.gz.torrent");
+    let made = fs::read(&torrent).unwrap();
+    s.daemon.terminate();
+    let db = rusqlite::Connection::open(s.w.repo.root.join("catalog.sqlite")).unwrap();
+    assert_eq!(db.execute("DELETE FROM torrents", []).unwrap(), 2);
+    drop(db);
+    wait_for(
+        "the torrent to go",
+        std::time::Duration::from_secs(5),
+        || (!torrent.exists()).then_some(()),
+    );
+    s.daemon = Daemon::start(&s.w.repo, &[]);
+    s.daemon
+        .wait_log("made torrents", std::time::Duration::from_secs(20));
+    let again = wait_for(
+        "the torrent to return",
+        std::time::Duration::from_secs(5),
+        || fs::read(&torrent).ok(),
+    );
+    assert_eq!(again, made);
+}
