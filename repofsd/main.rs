@@ -21,6 +21,13 @@ struct Args {
     /// Also serve the filesystem at this mount point (one-host setup).
     #[arg(long, value_name = "MOUNTPOINT", conflicts_with = "once")]
     mount: Option<std::path::PathBuf>,
+    /// Serve the HTTP endpoint (BitTorrent tracker at /announce) here, and seed every
+    /// published file (also `[distribution] listen` in the config).
+    #[arg(long, value_name = "ADDR:PORT", conflicts_with = "once")]
+    listen: Option<std::net::SocketAddr>,
+    /// A tracker every torrent names (repeatable; also `[distribution] trackers`).
+    #[arg(long = "tracker", value_name = "URL")]
+    trackers: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -38,7 +45,14 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> anyhow::Result<()> {
     let mut repo = args.common.open()?;
     let _writer = repo.lock_writer()?;
+    let dist = &mut repo.config.distribution;
+    dist.listen = args.listen.or(dist.listen);
+    dist.trackers.extend(args.trackers.iter().cloned());
     repo.recover()?;
+    // The mount (another process) puts .torrent files together: it reads the trackers here.
+    let trackers = repofs::fetch::trackers(&repo.config.distribution);
+    repo.catalog
+        .set_setting("trackers", &serde_json::to_string(&trackers)?)?;
     if let Err(e) = repo.backfill_torrents() {
         tracing::warn!(error = %format!("{e:#}"), "could not make the torrents of older files");
     }
@@ -59,6 +73,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
         )?),
         None => None,
     };
+    let distribution = match repo.config.distribution.listen {
+        Some(_) => Some(repofs::fetch::Distribution::start(
+            &repo.layout,
+            &repo.config.distribution,
+        )?),
+        None => None,
+    };
     info!(root = %repo.layout.root.display(), "watching {}", repo.layout.spool().display());
     let served = repofs::ingest::watch::serve(&mut repo, || {
         info!("ready");
@@ -68,6 +89,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
             tracing::warn!(error = %e, "could not notify systemd");
         }
     });
+    if let Some(d) = distribution {
+        d.stop();
+    }
     if let Some(m) = mounted {
         m.unmount()?;
     }

@@ -152,6 +152,14 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX torrents_info_hash ON torrents(info_hash);
     "#,
+    // v4: what the service decided at start that readers (the mount) must agree with, such
+    // as the trackers torrents name (`trackers`, a JSON array).
+    r#"
+    CREATE TABLE settings (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    "#,
 ];
 
 pub struct Catalog {
@@ -494,6 +502,24 @@ impl Catalog {
                 })
             })
             .collect()
+    }
+
+    pub fn setting(&self, key: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT value FROM settings WHERE key = ?")?
+            .query_row([key], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Written by the single writer at start-up only.
+    pub fn set_setting(&mut self, key: &str, value: &str) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value WHERE value != excluded.value",
+            [key, value],
+        )?;
+        Ok(())
     }
 
     /// Infohash and info-dictionary length of every published file's torrent: what dists/

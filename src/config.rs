@@ -82,8 +82,14 @@ impl Default for IngestConfig {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistributionConfig {
-    /// Trackers every `.torrent` names (announce URLs), in order of preference.
+    /// Trackers every `.torrent` names (announce URLs), in order of preference. With none,
+    /// torrents name this repository's own `/announce` at `listen`.
     pub trackers: Vec<String>,
+    /// The HTTP endpoint (`repofsd --listen`): off when absent. Seeding runs with it.
+    pub listen: Option<std::net::SocketAddr>,
+    /// Where the seeder accepts peers; by default `listen`'s address on a port of the
+    /// system's choosing.
+    pub peer_listen: Option<std::net::SocketAddr>,
 }
 
 /// Bounds on untrusted input. Anything beyond them is rejected as `too-large`.

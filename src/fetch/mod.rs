@@ -1,6 +1,120 @@
-//! BitTorrent distribution and (later) mirror sync.
+//! Distribution: BitTorrent torrents, seeding and the `--listen` endpoint.
 //!
 //! `torrent` makes one BEP 3 torrent per published file from the piece hashes taken while the
-//! upload was staged. Seeding, the signed index and lazy mirror fetches are the next stage.
+//! upload was staged. `seed` serves every published file from the store with librqbit, and
+//! `tracker` answers announces at `/announce` for repositories that name no tracker of their
+//! own. The signed index and lazy mirror fetches are the next stage.
 
+pub mod seed;
 pub mod torrent;
+pub mod tracker;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context;
+use tracing::info;
+
+use crate::catalog::Catalog;
+use crate::config::{DistributionConfig, Layout};
+use crate::store::Store;
+
+/// The trackers torrents name: the configured ones, or else this repository's own endpoint.
+pub fn trackers(config: &DistributionConfig) -> Vec<String> {
+    match (&config.trackers[..], config.listen) {
+        ([], Some(addr)) => vec![format!("http://{addr}/announce")],
+        (t, _) => t.to_vec(),
+    }
+}
+
+/// Seeding and the HTTP endpoint, running until `stop`.
+pub struct Distribution {
+    seeder: Arc<seed::Seeder>,
+    stop: Arc<AtomicBool>,
+    follower: Option<std::thread::JoinHandle<()>>,
+    http: Option<tokio::sync::oneshot::Sender<()>>,
+    pub http_addr: Option<SocketAddr>,
+}
+
+impl Distribution {
+    pub fn start(layout: &Layout, config: &DistributionConfig) -> anyhow::Result<Distribution> {
+        let trackers = trackers(config);
+        let peer_listen = config
+            .peer_listen
+            .or_else(|| config.listen.map(|a| SocketAddr::new(a.ip(), 0)))
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let seeder = Arc::new(seed::Seeder::start(
+            &layout.root.join("seeder"),
+            peer_listen,
+        )?);
+        let tracker = Arc::new(tracker::Tracker::default());
+        *tracker.seeder.write().unwrap_or_else(|e| e.into_inner()) = seeder.addr();
+        let mut http = None;
+        let mut http_addr = None;
+        if let Some(addr) = config.listen {
+            let app = axum::Router::new()
+                .route("/announce", axum::routing::get(tracker::announce))
+                .with_state(tracker.clone());
+            let listener = seeder
+                .runtime()
+                .block_on(tokio::net::TcpListener::bind(addr))
+                .with_context(|| format!("listening on {addr}"))?;
+            http_addr = Some(listener.local_addr()?);
+            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+            seeder.runtime().spawn(async move {
+                let served = axum::serve(
+                    listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
+                if let Err(e) = served {
+                    tracing::error!(error = %e, "HTTP endpoint failed");
+                }
+            });
+            http = Some(tx);
+            info!(addr = ?http_addr, "serving /announce");
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let follower = {
+            let (seeder, stop, tracker) = (seeder.clone(), stop.clone(), tracker.clone());
+            let (catalog, store) = (layout.catalog(), layout.store());
+            std::thread::Builder::new()
+                .name("seed-follow".into())
+                .spawn(move || {
+                    let opened = Catalog::open(&catalog).map_err(anyhow::Error::from).and_then(
+                        |c| Ok((c, Store::open(&store)?)),
+                    );
+                    match opened {
+                        Ok((c, s)) => seeder.follow(&c, &s, &trackers, &tracker, &stop),
+                        Err(e) => tracing::error!(error = %format!("{e:#}"), "seeder cannot read the catalog"),
+                    }
+                })?
+        };
+        Ok(Distribution {
+            seeder,
+            stop,
+            follower: Some(follower),
+            http,
+            http_addr,
+        })
+    }
+
+    /// Stops the endpoint, then seeding; returns once both have.
+    pub fn stop(mut self) {
+        if let Some(tx) = self.http.take() {
+            let _ = tx.send(());
+        }
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(f) = self.follower.take() {
+            let _ = f.join();
+        }
+        match Arc::try_unwrap(self.seeder) {
+            Ok(seeder) => seeder.stop(),
+            Err(_) => tracing::warn!("seeder still shared at stop"),
+        }
+    }
+}

@@ -123,8 +123,6 @@ pub struct Opened {
 }
 
 pub struct Vfs {
-    /// Bytes a `.torrent` adds to its info dictionary (trackers and framing).
-    torrent_overhead: u64,
     layout: Layout,
     store: crate::store::Store,
     config: Config,
@@ -147,12 +145,7 @@ impl Vfs {
         let catalog = Catalog::open(&layout.catalog())?;
         let snapshot = Snapshot::load(&catalog)?;
         let cache = Cache::new(layout.cache(), config.mount.cache_size);
-        // The .torrent is the stored info dictionary plus what surrounds it, which depends
-        // only on the trackers: sizes are known without reading any info dictionary.
-        let torrent_overhead =
-            torrent::torrent_file(&[], &config.distribution.trackers)?.len() as u64;
         Ok(Vfs {
-            torrent_overhead,
             cache,
             store: crate::store::Store::open(&layout.store())?,
             layout,
@@ -325,7 +318,7 @@ impl Vfs {
                     DistEntry::Torrent(id) => {
                         let f = snap.files.get(&id).ok_or(libc::ENOENT)?;
                         let (_, info_len) = snap.torrents.get(&id).ok_or(libc::ENOENT)?;
-                        let len = self.torrent_overhead + info_len;
+                        let len = snap.torrent_overhead + info_len;
                         view(self.attr(
                             ino,
                             FileType::RegularFile,
@@ -726,11 +719,10 @@ impl Vfs {
                             libc::EIO
                         })?
                         .ok_or(libc::ENOENT)?;
-                    let bytes = torrent::torrent_file(&info, &self.config.distribution.trackers)
-                        .map_err(|e| {
-                            warn!(error = %e, "cannot make a .torrent");
-                            libc::EIO
-                        })?;
+                    let bytes = torrent::torrent_file(&info, &snap.trackers).map_err(|e| {
+                        warn!(error = %e, "cannot make a .torrent");
+                        libc::EIO
+                    })?;
                     let fh = self.add_handle(Handle::Bytes(Arc::new(bytes)));
                     Ok(Opened {
                         fh,

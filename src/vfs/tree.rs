@@ -55,6 +55,10 @@ pub struct Snapshot {
     pub packages: HashMap<i64, PackageRow>,
     /// File id -> (infohash, length of its bencoded info dictionary).
     pub torrents: HashMap<i64, (String, u64)>,
+    /// The trackers torrents name (as repofsd recorded them), and what they and the framing
+    /// add to an info dictionary: a .torrent's size without reading it.
+    pub trackers: Vec<String>,
+    pub torrent_overhead: u64,
     /// Package name -> (version, file id), ascending in the package's ecosystem's order.
     versions: BTreeMap<String, Vec<(String, i64)>>,
     generated: Mutex<HashMap<(String, Generated), Bytes>>,
@@ -84,6 +88,12 @@ impl Snapshot {
             }
         }
         let torrents = cat.torrents()?;
+        let trackers: Vec<String> = cat
+            .setting("trackers")?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        let torrent_overhead =
+            crate::fetch::torrent::torrent_file(&[], &trackers).map_or(0, |t| t.len() as u64);
         for id in torrents.keys() {
             if let Some(f) = files.get(id) {
                 if let Some(d) = dirs.get_mut(&f.directory) {
@@ -138,6 +148,8 @@ impl Snapshot {
             files,
             packages,
             torrents,
+            trackers,
+            torrent_overhead,
             versions,
             generated: Mutex::new(HashMap::new()),
         })

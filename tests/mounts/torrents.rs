@@ -118,3 +118,140 @@ fn older_files_get_their_torrents_at_start() {
     );
     assert_eq!(again, made);
 }
+
+/// Publishes a multi-piece file into dists/hello and returns it with its .torrent in the mount.
+fn publish_blob(s: &Site, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let d = s.w.scratch(name);
+    sh(&d, &format!("head -c 2000000 /dev/urandom > {name}"));
+    let blob = d.join(name);
+    let sig = s.w.gpg.sign(ALICE, &blob, false, &[]);
+    fs::create_dir_all(s.incoming().join("hello")).unwrap();
+    let out = crate::cp(&[&blob, &sig], &s.incoming().join("hello"));
+    assert!(out.status.success(), "cp: {}", stderr(&out));
+    s.daemon.wait_published(&s.w.repo, "hello", name);
+    let torrent = s.mnt.path(&format!("dists/hello/{name}.torrent"));
+    wait_for(
+        "the torrent to show",
+        std::time::Duration::from_secs(5),
+        || torrent.exists().then_some(()),
+    );
+    (blob, torrent)
+}
+
+/// aria2c fetches the torrent's file from the swarm into an empty directory.
+fn aria2c_downloads(torrent: &std::path::Path, dir: &std::path::Path) -> std::process::Output {
+    fs::create_dir_all(dir).unwrap();
+    Command::new("timeout")
+        .args(["60", "aria2c", "--seed-time=0", "--enable-dht=false"])
+        .args(["--bt-enable-lpd=false", "--enable-peer-exchange=false"])
+        .args(["--summary-interval=0", "--console-log-level=warn"])
+        .arg("-d")
+        .arg(dir)
+        .arg(torrent)
+        .output()
+        .unwrap()
+}
+
+/// With no tracker configured, `--listen` answers announces itself and names the primary's
+/// seeder, which serves the file straight from the store: a stock client holding only the
+/// .torrent downloads it byte-identical, and the store object is untouched.
+#[test]
+fn a_stock_client_downloads_from_the_primary_through_its_own_tracker() {
+    let port = free_port();
+    let s = Site::with_config(&format!("[distribution]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let (blob, torrent) = publish_blob(&s, "swarm-1.0.bin");
+    let report = show(&torrent);
+    assert!(
+        report.contains(&format!("http://127.0.0.1:{port}/announce")),
+        "{report}"
+    );
+    let object =
+        s.w.repo
+            .root
+            .join("store/objects")
+            .join(&sha256_file(&blob)[..2])
+            .join(sha256_file(&blob));
+    let got = s.w.scratch("got");
+    let out = aria2c_downloads(&torrent, &got);
+    assert!(
+        out.status.success(),
+        "aria2c: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(sha256_file(&got.join("swarm-1.0.bin")), sha256_file(&blob));
+    // Seeding never opened the object for writing: still read-only, same bytes.
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&object).unwrap().permissions().mode() & 0o777,
+        0o444
+    );
+    assert_eq!(sha256_file(&object), sha256_file(&blob));
+}
+
+/// Debian's opentracker as the external tracker: the primary announces to it and a stock
+/// client finds the primary there.
+#[test]
+fn a_stock_client_downloads_through_opentracker() {
+    let ot_port = free_port();
+    let trackers =
+        format!("[distribution]\ntrackers = [\"http://127.0.0.1:{ot_port}/announce\"]\n");
+    let mut s = Site::with_config(&trackers);
+    let (blob, torrent) = publish_blob(&s, "ot-1.0.bin");
+    let report = show(&torrent);
+    let hash = report
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Hash: "))
+        .expect("infohash")
+        .to_string();
+    // opentracker (as Debian builds it) serves whitelisted infohashes only.
+    let d = s.w.scratch("opentracker");
+    fs::write(d.join("whitelist"), format!("{hash}\n")).unwrap();
+    fs::write(
+        d.join("ot.conf"),
+        format!(
+            "listen.tcp_udp 127.0.0.1:{ot_port}\naccess.whitelist {}\n",
+            d.join("whitelist").display()
+        ),
+    )
+    .unwrap();
+    let ot = Command::new("opentracker")
+        .arg("-f")
+        .arg(d.join("ot.conf"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _ot = KillOnDrop(ot);
+    wait_for(
+        "opentracker to listen",
+        std::time::Duration::from_secs(10),
+        || std::net::TcpStream::connect(("127.0.0.1", ot_port)).ok(),
+    );
+    // Now seed: the primary announces to opentracker as it adds the torrent.
+    s.daemon.terminate();
+    let http = free_port();
+    s.w.repo.set_config(&format!(
+        "{}{trackers}listen = \"127.0.0.1:{http}\"\n",
+        Repo::LIVE
+    ));
+    s.daemon = Daemon::start(&s.w.repo, &[]);
+    s.daemon
+        .wait_log("serving /announce", std::time::Duration::from_secs(20));
+    let got = s.w.scratch("got");
+    let out = aria2c_downloads(&torrent, &got);
+    assert!(
+        out.status.success(),
+        "aria2c: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(sha256_file(&got.join("ot-1.0.bin")), sha256_file(&blob));
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

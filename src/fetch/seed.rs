@@ -1,0 +1,215 @@
+//! The primary as first seeder: every published file's torrent, served by librqbit straight
+//! from the store.
+//!
+//! librqbit's default storage opens files read-write and truncates or recreates what does not
+//! match (platform notes); a store object must never change. So each torrent gets a storage
+//! of its own that reads its one store object and refuses every write. The seeder is the only
+//! part of repofsd that runs an async runtime; it follows the catalog by polling its data
+//! version, as the mount does.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::net::SocketAddr;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use librqbit::storage::{StorageFactory, StorageFactoryExt, TorrentStorage};
+use librqbit::{AddTorrent, AddTorrentOptions, ListenerOptions, Session, SessionOptions};
+use tracing::{info, warn};
+
+use super::torrent;
+use crate::catalog::Catalog;
+use crate::store::Store;
+
+/// One store object, read-only.
+#[derive(Clone)]
+struct StoreObject(Arc<PathBuf>);
+
+impl StorageFactory for StoreObject {
+    type Storage = ReadOnly;
+
+    fn create(
+        &self,
+        _: &librqbit::ManagedTorrentShared,
+        _: &librqbit::TorrentMetadata,
+    ) -> anyhow::Result<ReadOnly> {
+        let file = File::open(&*self.0).with_context(|| format!("opening {}", self.0.display()))?;
+        Ok(ReadOnly(Arc::new(file)))
+    }
+
+    fn clone_box(&self) -> librqbit::storage::BoxStorageFactory {
+        self.clone().boxed()
+    }
+}
+
+struct ReadOnly(Arc<File>);
+
+impl TorrentStorage for ReadOnly {
+    fn init(
+        &mut self,
+        _: &librqbit::ManagedTorrentShared,
+        _: &librqbit::TorrentMetadata,
+    ) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn pread_exact(&self, _file_id: usize, offset: u64, buf: &mut [u8]) -> anyhow::Result<()> {
+        Ok(self.0.read_exact_at(buf, offset)?)
+    }
+
+    fn pwrite_all(&self, _: usize, _: u64, _: &[u8]) -> anyhow::Result<()> {
+        anyhow::bail!("store objects are never written")
+    }
+
+    fn remove_file(&self, _: usize, _: &Path) -> anyhow::Result<()> {
+        Ok(()) // a store object outlives any torrent of it
+    }
+
+    fn remove_directory_if_empty(&self, _: &Path) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn ensure_file_length(&self, _: usize, length: u64) -> anyhow::Result<()> {
+        let have = self.0.metadata()?.len();
+        anyhow::ensure!(
+            have == length,
+            "store object is {have} bytes, torrent says {length}"
+        );
+        Ok(())
+    }
+
+    fn take(&self) -> anyhow::Result<Box<dyn TorrentStorage>> {
+        Ok(Box::new(ReadOnly(self.0.clone())))
+    }
+}
+
+/// How often the seeder looks for new publications.
+const POLL: Duration = Duration::from_secs(1);
+
+pub struct Seeder {
+    runtime: tokio::runtime::Runtime,
+    session: Arc<Session>,
+}
+
+impl Seeder {
+    /// Starts a session accepting peers on `listen` (port 0: any), without DHT or local
+    /// discovery: peers come from the trackers the torrents name.
+    pub fn start(scratch: &Path, listen: SocketAddr) -> anyhow::Result<Seeder> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("seeder")
+            .build()?;
+        std::fs::create_dir_all(scratch)?;
+        // librqbit announces no port for a loopback listener unless told one, and cannot be
+        // asked which port 0 became before it announces: pick the port here.
+        let listen = match listen.port() {
+            0 => std::net::TcpListener::bind(listen)?.local_addr()?,
+            _ => listen,
+        };
+        let opts = SessionOptions {
+            dht: None,
+            disable_local_service_discovery: true,
+            persistence: None,
+            listen: Some(ListenerOptions {
+                listen_addr: listen,
+                announce_port: Some(listen.port()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let session = runtime
+            .block_on(Session::new_with_opts(scratch.to_path_buf(), opts))
+            .context("starting the BitTorrent session")?;
+        info!(addr = ?session.listen_addr(), "seeding");
+        Ok(Seeder { runtime, session })
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.runtime
+    }
+
+    /// Where peers reach this seeder.
+    pub fn addr(&self) -> Option<SocketAddr> {
+        self.session.listen_addr()
+    }
+
+    /// Seeds every published file's torrent not seeded yet. librqbit checks each file's
+    /// pieces once as it is added (a read of the object).
+    pub fn sync(
+        &self,
+        catalog: &Catalog,
+        store: &Store,
+        trackers: &[String],
+        seeded: &mut HashMap<i64, String>,
+    ) -> anyhow::Result<()> {
+        let files = catalog.files(false)?;
+        let torrents = catalog.torrents()?;
+        for f in files {
+            let Some((hash, _)) = torrents.get(&f.id) else {
+                continue;
+            };
+            if seeded.contains_key(&f.id) {
+                continue;
+            }
+            let Some(info) = catalog.torrent_info(f.id)? else {
+                continue;
+            };
+            let bytes = torrent::torrent_file(&info, trackers)?;
+            let object = StoreObject(Arc::new(store.object_path(&f.sha256)));
+            let opts = AddTorrentOptions {
+                overwrite: true,
+                storage_factory: Some(object.boxed()),
+                ..Default::default()
+            };
+            let added = self.runtime.block_on(
+                self.session
+                    .add_torrent(AddTorrent::TorrentFileBytes(bytes.into()), Some(opts)),
+            );
+            match added {
+                Ok(_) => {
+                    seeded.insert(f.id, hash.clone());
+                }
+                Err(e) => warn!(file = %f.filename, error = %format!("{e:#}"), "cannot seed"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls the catalog until `stop` is set, seeding what gets published and telling the
+    /// tracker what is seeded.
+    pub fn follow(
+        &self,
+        catalog: &Catalog,
+        store: &Store,
+        trackers: &[String],
+        tracker: &super::tracker::Tracker,
+        stop: &std::sync::atomic::AtomicBool,
+    ) {
+        let mut seeded = HashMap::new();
+        let mut version = None;
+        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+            let now = catalog.data_version().ok();
+            if now.is_none() || now != version {
+                match self.sync(catalog, store, trackers, &mut seeded) {
+                    Ok(()) => {
+                        version = now;
+                        *tracker.seeded.write().unwrap_or_else(|e| e.into_inner()) =
+                            seeded.values().cloned().collect();
+                    }
+                    Err(e) => warn!(error = %format!("{e:#}"), "seeding sync failed"),
+                }
+            }
+            std::thread::sleep(POLL);
+        }
+    }
+
+    /// Stops seeding: peers are disconnected, nothing is written.
+    pub fn stop(self) {
+        self.runtime.block_on(self.session.stop());
+        self.runtime.shutdown_timeout(Duration::from_secs(5));
+    }
+}
