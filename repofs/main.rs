@@ -87,6 +87,8 @@ enum KeysCmd {
     },
     /// Remove a key (all its grants).
     Remove { fingerprint: String },
+    /// Print the repository's own public key (armored), for mirrors and clients to pin.
+    ExportRepo,
 }
 
 /// `writeln!` to the command's output; errors (a closed pipe) propagate to `main`.
@@ -167,6 +169,11 @@ fn run(cli: Cli, args: &[OsString]) -> anyhow::Result<ExitCode> {
                     );
                 }
             }
+        }
+        Command::Keys {
+            action: KeysCmd::ExportRepo,
+        } => {
+            o.write_all(&repofs::keys::export_repo(&repo.layout.repo_key())?)?;
         }
         Command::Keys {
             action: KeysCmd::Remove { fingerprint },

@@ -49,6 +49,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
     dist.listen = args.listen.or(dist.listen);
     dist.trackers.extend(args.trackers.iter().cloned());
     repo.recover()?;
+    let key = repofs::keys::ensure_repo_key(&repo.layout.repo_key())?;
+    info!(fingerprint = %key, "repository key");
     // The mount (another process) puts .torrent files together: it reads the trackers here.
     let trackers = repofs::fetch::trackers(&repo.config.distribution);
     repo.catalog

@@ -190,6 +190,11 @@ impl Layout {
     pub fn new(root: impl Into<PathBuf>) -> Layout {
         Layout { root: root.into() }
     }
+    /// The repository's own signing key (secret; made by repofsd at its first start).
+    pub fn repo_key(&self) -> PathBuf {
+        self.root.join("repo-key.pgp")
+    }
+
     pub fn catalog(&self) -> PathBuf {
         self.root.join("catalog.sqlite")
     }

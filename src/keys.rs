@@ -179,3 +179,53 @@ fn normalize_grant(directory: &str) -> Result<String, KeyError> {
         .map_err(|why| KeyError::Directory(directory.to_string(), why))?;
     Ok(trimmed.to_string())
 }
+
+/// The repository's own signing key, which signs what the repository says about itself (the
+/// index mirrors sync, apt and pacman metadata). repofsd makes it at its first start; the
+/// secret stays in `path` (0600, owner only) and never leaves it. `create` is false for
+/// readers: they only ever see the public part (`export_repo`).
+fn repo_key(path: &Path, create: bool) -> anyhow::Result<Cert> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    match std::fs::read(path) {
+        Ok(bytes) => return Cert::from_bytes(&bytes),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => anyhow::bail!(
+            "{} does not exist yet: repofsd makes the repository key when it first starts",
+            path.display()
+        ),
+        Err(e) => return Err(e.into()),
+    }
+    let (cert, _revocation) = CertBuilder::new()
+        .set_cipher_suite(CipherSuite::Cv25519)
+        .add_userid("repofs repository")
+        .add_signing_subkey()
+        .generate()?;
+    // Written whole under another name, then linked into place: a crash never leaves half a
+    // key, and an existing key is never replaced.
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(&cert.as_tsk().to_vec()?)?;
+    f.sync_all()?;
+    std::fs::hard_link(&tmp, path).or_else(|e| match e.kind() {
+        std::io::ErrorKind::AlreadyExists => Ok(()),
+        _ => Err(e),
+    })?;
+    std::fs::remove_file(&tmp)?;
+    Cert::from_bytes(&std::fs::read(path)?)
+}
+
+/// Makes the repository key if there is none yet; returns its fingerprint.
+pub fn ensure_repo_key(path: &Path) -> anyhow::Result<String> {
+    Ok(repo_key(path, true)?.fingerprint().to_hex())
+}
+
+/// The public part of the repository key, armored, for mirrors and clients to pin.
+pub fn export_repo(path: &Path) -> anyhow::Result<Vec<u8>> {
+    Ok(repo_key(path, false)?.armored().to_vec()?)
+}

@@ -722,3 +722,47 @@ fn recorded_hashes_of_other_bytes_are_not_borrowed() {
     assert_eq!(f["md5"], tool_hash("md5sum", &tgz));
     assert_eq!(f["sha256"], tool_hash("sha256sum", &tgz));
 }
+
+/// repofsd makes the repository's own key at its first start and keeps it; `repofs keys
+/// export-repo` gives its public part only, which gpg reads.
+#[test]
+fn repository_key_is_made_once_and_exported_public_only() {
+    let fresh = Repo::new();
+    let out = fresh.repofs_output(&["keys", "export-repo"]);
+    assert!(!out.status.success(), "no key before repofsd has started");
+    let w = World::new(); // its baseline publication started repofsd once
+    let key = w.repo.root.join("repo-key.pgp");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(
+        fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let first = w.repo.repofs(&["keys", "export-repo"]);
+    assert!(
+        first.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----"),
+        "{first}"
+    );
+    w.repo.once();
+    assert_eq!(
+        w.repo.repofs(&["keys", "export-repo"]),
+        first,
+        "the key is kept"
+    );
+    let exported = w.scratch("repo-key").join("repo.asc");
+    fs::write(&exported, &first).unwrap();
+    let gpg = Gpg::new();
+    let out = gpg.run(&["--import", exported.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let keys = gpg.run(&["--list-keys", "--with-colons"]);
+    let keys = String::from_utf8_lossy(&keys.stdout);
+    assert!(keys.contains("repofs repository"), "{keys}");
+    let secret = gpg.run(&["--list-secret-keys", "--with-colons"]);
+    assert!(
+        !String::from_utf8_lossy(&secret.stdout).contains("sec:"),
+        "the export carries no secret"
+    );
+}
