@@ -227,5 +227,5 @@ pub fn ensure_repo_key(path: &Path) -> anyhow::Result<String> {
 
 /// The public part of the repository key, armored, for mirrors and clients to pin.
 pub fn export_repo(path: &Path) -> anyhow::Result<Vec<u8>> {
-    Ok(repo_key(path, false)?.armored().to_vec()?)
+    repo_key(path, false)?.armored().to_vec()
 }
