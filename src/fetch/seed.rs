@@ -104,6 +104,10 @@ impl Seeder {
             .thread_name("seeder")
             .build()?;
         std::fs::create_dir_all(scratch)?;
+        // One open store object per seeded torrent.
+        if let Err(e) = librqbit::try_increase_nofile_limit() {
+            warn!(error = %e, "could not raise the open-file limit");
+        }
         // librqbit announces no port for a loopback listener unless told one, and cannot be
         // asked which port 0 became before it announces: pick the port here.
         let listen = match listen.port() {
