@@ -138,7 +138,18 @@ fn publish_blob(s: &Site, name: &str) -> (std::path::PathBuf, std::path::PathBuf
     (blob, torrent)
 }
 
-/// aria2c fetches the torrent's file from the swarm into an empty directory.
+/// aria2c fetches the torrent's file from the swarm into the empty `dir`: the bytes of `blob`.
+fn assert_downloads(dir: std::path::PathBuf, torrent: &std::path::Path, blob: &std::path::Path) {
+    let out = aria2c_downloads(torrent, &dir);
+    assert!(
+        out.status.success(),
+        "aria2c: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let name = blob.file_name().unwrap();
+    assert_eq!(sha256_file(&dir.join(name)), sha256_file(blob));
+}
+
 fn aria2c_downloads(torrent: &std::path::Path, dir: &std::path::Path) -> std::process::Output {
     fs::create_dir_all(dir).unwrap();
     Command::new("timeout")
@@ -171,14 +182,7 @@ fn a_stock_client_downloads_from_the_primary_through_its_own_tracker() {
             .join("store/objects")
             .join(&sha256_file(&blob)[..2])
             .join(sha256_file(&blob));
-    let got = s.w.scratch("got");
-    let out = aria2c_downloads(&torrent, &got);
-    assert!(
-        out.status.success(),
-        "aria2c: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert_eq!(sha256_file(&got.join("swarm-1.0.bin")), sha256_file(&blob));
+    assert_downloads(s.w.scratch("got"), &torrent, &blob);
     // Seeding never opened the object for writing: still read-only, same bytes.
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
@@ -237,14 +241,7 @@ fn a_stock_client_downloads_through_opentracker() {
     s.daemon = Daemon::start(&s.w.repo, &[]);
     s.daemon
         .wait_log("serving /announce", std::time::Duration::from_secs(20));
-    let got = s.w.scratch("got");
-    let out = aria2c_downloads(&torrent, &got);
-    assert!(
-        out.status.success(),
-        "aria2c: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert_eq!(sha256_file(&got.join("ot-1.0.bin")), sha256_file(&blob));
+    assert_downloads(s.w.scratch("got"), &torrent, &blob);
 }
 
 struct KillOnDrop(std::process::Child);
