@@ -143,3 +143,50 @@ fn a_second_writer_is_refused() {
     );
     assert_eq!(w.repo.snapshot(), before);
 }
+
+/// A SIGKILL part-way through the spool cleanup of a published upload leaves some of its
+/// files behind (the signature, without its file). The restart must know them as published
+/// and finish the cleanup, not keep them waiting for a file that is gone (to be swept as
+/// `incomplete` a day later, a verdict on an upload that was published).
+#[test]
+fn sigkill_mid_spool_cleanup_leaves_no_waiting_leftovers() {
+    let w = World::new();
+    w.repo.set_config(Repo::LIVE);
+    let mut daemon = Daemon::start(&w.repo, &[("REPOFS_FAILPOINT", "mid-spool-cleanup")]);
+    let files = w.triplet(ALICE, "hello", "2.0", "hello", "");
+    w.upload("", &files);
+    daemon.wait_log(
+        "failpoint mid-spool-cleanup reached",
+        Duration::from_secs(20),
+    );
+    daemon.kill9();
+    let left: Vec<_> = files
+        .iter()
+        .filter(|f| w.repo.spool().join(f.file_name().unwrap()).exists())
+        .collect();
+    assert!(
+        !left.is_empty() && left.len() < files.len(),
+        "the kill should leave part of the upload: {left:?}"
+    );
+
+    w.repo.once();
+    let published = w
+        .repo
+        .list()
+        .iter()
+        .filter(|f| f["filename"] == "hello-2.0.tar.gz")
+        .count();
+    assert_eq!(published, 1);
+    let st = w.repo.status();
+    assert!(
+        st.iter().all(|e| e["state"] != "pending"),
+        "leftovers still pending: {st:#?}"
+    );
+    assert!(w.repo.verdicts("rejected").is_empty());
+    let left: Vec<_> = fs::read_dir(w.repo.spool())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy() != "hello")
+        .collect();
+    assert!(left.is_empty(), "spool not cleaned: {left:?}");
+}
