@@ -190,3 +190,36 @@ fn sigkill_mid_spool_cleanup_leaves_no_waiting_leftovers() {
         .collect();
     assert!(left.is_empty(), "spool not cleaned: {left:?}");
 }
+
+/// A store disk too full for the copy is an internal error: the upload waits in the spool, no
+/// verdict is recorded, and the log says why (the disk), not just that a reader stopped.
+#[test]
+fn a_full_store_makes_the_upload_wait_and_says_why() {
+    let w = World::new();
+    let store = w.repo.root.join("store");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    sh(
+        w.repo.dir.path(),
+        &format!("mount -t tmpfs -o size=1m repofs-test {}", store.display()),
+    );
+    let _guard = Unmount(store.clone());
+    let big = rsync_payload(&w.scratch("big"), "hello-3.0.bin");
+    let sig = w.gpg.sign(ALICE, &big, false, &[]);
+    upload(&w.repo, "hello", &[&big, &sig]);
+    let log = w.repo.once();
+    assert!(
+        log.contains("No space left on device"),
+        "the log does not say the store is full:\n{log}"
+    );
+    assert!(w.repo.published("hello", "hello-3.0.bin").is_none());
+    assert!(w.repo.verdicts("rejected").is_empty());
+    assert!(w.repo.spool().join("hello/hello-3.0.bin").exists());
+}

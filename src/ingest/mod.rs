@@ -371,12 +371,22 @@ fn read_once(
     let file = open_nofollow(&data.path)?;
     let received = spool::Received::read(&file);
     let reader = BufReader::with_capacity(1 << 20, file);
-    repo.store.stage_while(
+    let (verdict, staged) = repo.store.stage_while(
         reader,
         repo.config.limits.max_file_size,
         received.as_ref(),
         |r| sig_bytes.map(|s| verifier.detached(s, r)),
-    )
+    )?;
+    // When the store copy fails (say its disk is full), the verifier only sees its reader
+    // stop ("store writer stopped"): the internal error to report and retry on is the store's.
+    let verdict = match (verdict, &staged) {
+        (Some(Err(VerifyError::Io(_))), Err(e)) => Some(Err(VerifyError::Io(io::Error::new(
+            e.kind(),
+            format!("store: {e}"),
+        )))),
+        (v, _) => v,
+    };
+    Ok((verdict, staged))
 }
 
 /// Refuses something found lying in the spool. A failure here (say, quarantine is full)
