@@ -223,3 +223,39 @@ fn a_full_store_makes_the_upload_wait_and_says_why() {
     assert!(w.repo.verdicts("rejected").is_empty());
     assert!(w.repo.spool().join("hello/hello-3.0.bin").exists());
 }
+
+/// What a writer killed between create and write leaves (cp of a triplet when the mount is
+/// SIGKILLed): an empty directive, or an empty signature. That upload is unfinished, not bad:
+/// it waits in the spool, and completes when the file is written again.
+#[test]
+fn an_empty_signature_or_directive_left_by_a_killed_writer_waits() {
+    let w = World::new();
+    let before = w.repo.snapshot();
+    let [tgz, sig, dir] = w.triplet(ALICE, "hello", "2.0", "hello", "");
+    let dir_name = dir.file_name().unwrap();
+    upload(&w.repo, "", &[&tgz, &sig]);
+    fs::write(w.repo.spool().join(dir_name), b"").unwrap();
+    let tgz2 = make_tarball(&w.scratch("pair"), "hello", "2.1");
+    let sig2 = w.gpg.sign(ALICE, &tgz2, false, &[]);
+    upload(&w.repo, "hello", &[&tgz2]);
+    fs::write(w.repo.spool().join("hello/hello-2.1.tar.gz.sig"), b"").unwrap();
+    w.repo.once();
+    assert!(
+        w.repo.verdicts("rejected").is_empty(),
+        "an unfinished upload was judged: {:#?}",
+        w.repo.status()
+    );
+    assert_eq!(w.repo.snapshot(), before);
+    assert_eq!(
+        w.repo.verdicts("pending").len(),
+        2,
+        "{:#?}",
+        w.repo.status()
+    );
+    // Written again, both complete.
+    upload(&w.repo, "", &[&dir]);
+    upload(&w.repo, "hello", &[&sig2]);
+    w.repo.once();
+    assert!(w.repo.published("hello", "hello-2.0.tar.gz").is_some());
+    assert!(w.repo.published("hello", "hello-2.1.tar.gz").is_some());
+}

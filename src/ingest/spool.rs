@@ -339,6 +339,16 @@ impl Group {
             }
         };
         let name = |suffix: &str| format!("{}{suffix}", self.base);
+        // An empty signature or directive is not material yet: a writer killed between create
+        // and write leaves one (cp of a triplet when the mount dies), and judging it would
+        // refuse an upload that can still be completed.
+        if let Some(f) = [&self.sig, &self.directive]
+            .into_iter()
+            .flatten()
+            .find(|f| f.size == 0)
+        {
+            return waiting(format!("{} (empty so far)", f.name()));
+        }
         match (&self.data, &self.sig, &self.directive) {
             (Some(_), Some(_), Some(_)) => settled(Shape::Triplet, cfg.settle),
             (None, None, Some(d)) if !self.directive_names_file(d, max_directive) => {
