@@ -12,7 +12,8 @@
 #         resume after freeing space; a full store or catalog makes the upload wait, no verdict.
 # Prints PASS/FAIL per property and the numbers; exits non-zero on any FAIL.
 # Usage: bench/soak.sh [SEED=random] [UPLOADS=100] [USERS=50] [PER_USER=4] [SIZE_KIB=1024]
-#        (PARTS="crash load disk" selects parts; SOAK_BIN=DIR uses prebuilt binaries)
+#        PARTS="crash load disk" selects parts; SOAK_BIN=DIR uses prebuilt binaries;
+#        SOAK_KEEP_LOGS=DIR keeps the logs (the work dir is always removed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seed=${1:-$((RANDOM * 32768 + RANDOM))}
@@ -103,20 +104,21 @@ for part in $parts; do
   t0=$(date +%s)
   echo "--- $part"
   case $part in
-    crash) args=("$seed" "$uploads") ;;
-    load) args=("$nusers" "$per_user" "$size_kib") ;;
-    disk) args=() ;;
+    crash) args=("$seed" "$uploads"); part_limit=360 ;;
+    load) args=("$nusers" "$per_user" "$size_kib"); part_limit=360 ;;
+    disk) args=(); part_limit=180 ;;
     *) echo "unknown part $part" >&2; exit 2 ;;
   esac
-  # Bounded: a part that hangs is killed and counts as a FAIL (no results).
-  timeout -k 10 600 /usr/bin/python3 "bench/soak/$part.py" "$work" "${args[@]}" \
+  # Bounded (the three together < 15 min): a part that hangs is killed and counts as a FAIL.
+  timeout -k 10 "$part_limit" /usr/bin/python3 "bench/soak/$part.py" "$work" "${args[@]}" \
     > "$work/$part.out" 2> "$work/$part.log" || echo "$part: driver exited with $?"
   tail -1 "$work/$part.out" > "$work/$part.json" || true
   { grep -v '^{' "$work/$part.log" || true; } | tail -5 | sed 's/^/  | /'
   echo "  ($part took $(( $(date +%s) - t0 ))s)"
-  if [[ -n ${SOAK_KEEP_LOGS:-} ]]; then
-    mkdir -p "$SOAK_KEEP_LOGS"; cp -r "$work/$part.log" "$work/$part.json" "$work/$part"/log "$SOAK_KEEP_LOGS/" 2>/dev/null || true
-    [[ -d $work/$part/log ]] && for f in "$work/$part"/log/*; do cp "$f" "$SOAK_KEEP_LOGS/$part-$(basename "$f")"; done
+  if [[ -n ${SOAK_KEEP_LOGS:-} ]]; then  # the driver's and the daemons' logs, for diagnosis
+    mkdir -p "$SOAK_KEEP_LOGS"
+    cp "$work/$part.log" "$work/$part.json" "$SOAK_KEEP_LOGS/" 2>/dev/null || true
+    for f in "$work/$part"/log/*; do [[ -e $f ]] && cp -r "$f" "$SOAK_KEEP_LOGS/$part-$(basename "$f")"; done
   fi
 done
 echo "=== summary (seed $seed, $(( $(date +%s) - start ))s)"

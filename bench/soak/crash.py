@@ -280,6 +280,8 @@ for u in uploads:
 extra = [n for n in by_name if not any(n in (u["name"], u["name"] + ".sig") for u in uploads)]
 false_verdicts += [e for e in site.rejected() if e not in false_verdicts]
 quarantine = site.quarantined()
+if quarantine:  # kept beside the logs, to see what was judged
+    subprocess.run(["cp", "-r", os.path.join(site.root, "quarantine"), os.path.join(base, "log")])
 left = []
 for dp, dn, fn in os.walk(spool_root):
     left += [os.path.relpath(os.path.join(dp, x), spool_root) for x in fn]
