@@ -26,6 +26,10 @@ for part in parts:
         print(f"crashes (seed {r['seed']}): {r['uploads']} uploads {r['kinds']}, SIGKILLs {r['kills']} "
               f"in {r['chaos_s']}s; first attempts failed {r['first_attempt_failed']}; "
               f"after restart: {r['after_restart']}")
+        if r.get("rsync_partial_too_big"):
+            print(f"  NOTE  interrupted rsync kept more than its source (rsync re-wrote its buffer on "
+                  f"SIGINT): {r['rsync_partial_too_big']}; bad-signature verdicts on them: "
+                  f"{r.get('verdicts_on_rsync_garbled_partials')}")
         check(r["n_resume_failed"] == 0, "cut-off uploads resume with their own client",
               r["resume_failed"])
         check(r["n_not_published_once"] == 0 and not r["wrong_bytes"] and not r["extra_files"],
