@@ -143,3 +143,119 @@ fn a_second_writer_is_refused() {
     );
     assert_eq!(w.repo.snapshot(), before);
 }
+
+/// A SIGKILL part-way through the spool cleanup of a published upload leaves some of its
+/// files behind (the signature, without its file). The restart must know them as published
+/// and finish the cleanup, not keep them waiting for a file that is gone (to be swept as
+/// `incomplete` a day later, a verdict on an upload that was published).
+#[test]
+fn sigkill_mid_spool_cleanup_leaves_no_waiting_leftovers() {
+    let w = World::new();
+    w.repo.set_config(Repo::LIVE);
+    let mut daemon = Daemon::start(&w.repo, &[("REPOFS_FAILPOINT", "mid-spool-cleanup")]);
+    let files = w.triplet(ALICE, "hello", "2.0", "hello", "");
+    w.upload("", &files);
+    daemon.wait_log(
+        "failpoint mid-spool-cleanup reached",
+        Duration::from_secs(20),
+    );
+    daemon.kill9();
+    let left: Vec<_> = files
+        .iter()
+        .filter(|f| w.repo.spool().join(f.file_name().unwrap()).exists())
+        .collect();
+    assert!(
+        !left.is_empty() && left.len() < files.len(),
+        "the kill should leave part of the upload: {left:?}"
+    );
+
+    w.repo.once();
+    let published = w
+        .repo
+        .list()
+        .iter()
+        .filter(|f| f["filename"] == "hello-2.0.tar.gz")
+        .count();
+    assert_eq!(published, 1);
+    let st = w.repo.status();
+    assert!(
+        st.iter().all(|e| e["state"] != "pending"),
+        "leftovers still pending: {st:#?}"
+    );
+    assert!(w.repo.verdicts("rejected").is_empty());
+    let left: Vec<_> = fs::read_dir(w.repo.spool())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n.to_string_lossy() != "hello")
+        .collect();
+    assert!(left.is_empty(), "spool not cleaned: {left:?}");
+}
+
+/// A store disk too full for the copy is an internal error: the upload waits in the spool, no
+/// verdict is recorded, and the log says why (the disk), not just that a reader stopped.
+#[test]
+fn a_full_store_makes_the_upload_wait_and_says_why() {
+    let w = World::new();
+    let store = w.repo.root.join("store");
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
+        }
+    }
+    sh(
+        w.repo.dir.path(),
+        &format!("mount -t tmpfs -o size=1m repofs-test {}", store.display()),
+    );
+    let _guard = Unmount(store.clone());
+    let big = rsync_payload(&w.scratch("big"), "hello-3.0.bin");
+    let sig = w.gpg.sign(ALICE, &big, false, &[]);
+    upload(&w.repo, "hello", &[&big, &sig]);
+    let log = w.repo.once();
+    assert!(
+        log.contains("No space left on device"),
+        "the log does not say the store is full:\n{log}"
+    );
+    assert!(w.repo.published("hello", "hello-3.0.bin").is_none());
+    assert!(w.repo.verdicts("rejected").is_empty());
+    assert!(w.repo.spool().join("hello/hello-3.0.bin").exists());
+}
+
+/// What a writer killed between create and write leaves (cp of a triplet when the mount is
+/// SIGKILLed): an empty directive, or an empty signature. That upload is unfinished, not bad:
+/// it waits in the spool, and completes when the file is written again.
+#[test]
+fn an_empty_signature_or_directive_left_by_a_killed_writer_waits() {
+    let w = World::new();
+    let before = w.repo.snapshot();
+    let [tgz, sig, dir] = w.triplet(ALICE, "hello", "2.0", "hello", "");
+    let dir_name = dir.file_name().unwrap();
+    upload(&w.repo, "", &[&tgz, &sig]);
+    fs::write(w.repo.spool().join(dir_name), b"").unwrap();
+    let tgz2 = make_tarball(&w.scratch("pair"), "hello", "2.1");
+    let sig2 = w.gpg.sign(ALICE, &tgz2, false, &[]);
+    upload(&w.repo, "hello", &[&tgz2]);
+    fs::write(w.repo.spool().join("hello/hello-2.1.tar.gz.sig"), b"").unwrap();
+    w.repo.once();
+    assert!(
+        w.repo.verdicts("rejected").is_empty(),
+        "an unfinished upload was judged: {:#?}",
+        w.repo.status()
+    );
+    assert_eq!(w.repo.snapshot(), before);
+    assert_eq!(
+        w.repo.verdicts("pending").len(),
+        2,
+        "{:#?}",
+        w.repo.status()
+    );
+    // Written again, both complete.
+    upload(&w.repo, "", &[&dir]);
+    upload(&w.repo, "hello", &[&sig2]);
+    w.repo.once();
+    assert!(w.repo.published("hello", "hello-2.0.tar.gz").is_some());
+    assert!(w.repo.published("hello", "hello-2.1.tar.gz").is_some());
+}

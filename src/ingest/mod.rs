@@ -174,6 +174,15 @@ pub fn pass_with(repo: &mut Repo, closed: &mut ClosedGroups) -> Result<PassRepor
                 report.wake_at(t);
                 report.next_settled = Some(earliest(report.next_settled, t));
             }
+            // What a crash during an accepted upload's cleanup left behind: finish the cleanup.
+            Readiness::Wait(..) | Readiness::Expired(_) if g.leftover_of().is_some() => {
+                let id = g.leftover_of().unwrap_or_default();
+                info!(upload = %g.label(), id, "already published before a restart; cleaning the spool");
+                if let Err(e) = cleanup(g, id) {
+                    warn!(upload = %g.label(), error = %e, "could not clean the spool; will retry");
+                    report.wake_at(now + Duration::from_secs(5));
+                }
+            }
             Readiness::Wait(t, _) => report.wake_at(t),
             Readiness::Expired(why) => {
                 let r = Rejection::new(Reason::Incomplete, why);
@@ -362,12 +371,22 @@ fn read_once(
     let file = open_nofollow(&data.path)?;
     let received = spool::Received::read(&file);
     let reader = BufReader::with_capacity(1 << 20, file);
-    repo.store.stage_while(
+    let (verdict, staged) = repo.store.stage_while(
         reader,
         repo.config.limits.max_file_size,
         received.as_ref(),
         |r| sig_bytes.map(|s| verifier.detached(s, r)),
-    )
+    )?;
+    // When the store copy fails (say its disk is full), the verifier only sees its reader
+    // stop ("store writer stopped"): the internal error to report and retry on is the store's.
+    let verdict = match (verdict, &staged) {
+        (Some(Err(VerifyError::Io(_))), Err(e)) => Some(Err(VerifyError::Io(io::Error::new(
+            e.kind(),
+            format!("store: {e}"),
+        )))),
+        (v, _) => v,
+    };
+    Ok((verdict, staged))
 }
 
 /// Refuses something found lying in the spool. A failure here (say, quarantine is full)
@@ -430,7 +449,7 @@ fn process(
     // files (same inodes) behind: finish the cleanup instead of judging them again.
     if let Some(id) = repo.catalog.accepted_upload_by_spool_ids(&ids)? {
         info!(upload = %g.label(), id, "already published before a restart; cleaning the spool");
-        cleanup(g)?;
+        cleanup(g, id)?;
         return Ok(Some(Ok(Published {
             upload_id: id,
             message: "already published".into(),
@@ -446,7 +465,7 @@ fn process(
     match attempt(repo, g, shape, &mut upload, closed) {
         Ok(p) => {
             crate::failpoint::hit("before-spool-cleanup");
-            cleanup(g)?;
+            cleanup(g, p.upload_id)?;
             info!(upload = %g.label(), id = p.upload_id, "accepted: {}", p.message);
             Ok(Some(Ok(p)))
         }
@@ -710,9 +729,23 @@ fn open_nofollow(path: &std::path::Path) -> io::Result<File> {
         .open(path)
 }
 
-/// After acceptance: the upload leaves the spool (it is in the store now).
-fn cleanup(g: &Group) -> io::Result<()> {
+/// After acceptance (upload `id`): the upload leaves the spool (it is in the store now).
+/// Each file is marked first, so that what a crash part-way through leaves behind (say the
+/// signature alone, which would otherwise wait for its file and be swept as `incomplete`) is
+/// still known as published (`Group::leftover_of`).
+fn cleanup(g: &Group, id: i64) -> io::Result<()> {
     for f in g.files() {
+        if let Err(e) = f.mark_published(id) {
+            if e.kind() == io::ErrorKind::NotFound {
+                continue;
+            }
+            warn!(path = %f.path.display(), error = %e, "could not mark a published spool file");
+        }
+    }
+    for (n, f) in g.files().enumerate() {
+        if n == 1 {
+            crate::failpoint::hit("mid-spool-cleanup");
+        }
         match fs::remove_file(&f.path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}

@@ -41,6 +41,10 @@ pub struct Received {
 
 const XATTR_MD5: &str = "trusted.repofs.md5";
 const XATTR_SHA256: &str = "trusted.repofs.sha256";
+/// Set on each file of an accepted upload just before the spool cleanup removes them: a crash
+/// part-way through the cleanup leaves files that no longer form the group the catalog
+/// recorded (`spool_ids`), and this is how a restart still knows them as published.
+const XATTR_PUBLISHED: &str = "trusted.repofs.published";
 
 impl Received {
     pub fn record(&self, f: &fs::File) -> io::Result<()> {
@@ -142,6 +146,25 @@ impl SpoolFile {
         }
     }
 
+    /// Marks the file as part of accepted upload `id`, which is about to remove it. The mark
+    /// names the file as it is (inode, size, mtime; not ctime, which the mark itself changes),
+    /// so a file written again under the same name no longer matches it.
+    pub fn mark_published(&self, id: i64) -> io::Result<()> {
+        let f = open_nofollow(&self.path)?;
+        let m = f.metadata()?;
+        set_xattr(&f, XATTR_PUBLISHED, &format!("{id} {}", published_key(&m)))
+    }
+
+    /// The accepted upload this file was left over from (a crash during its cleanup), if it is
+    /// still exactly the file marked.
+    pub fn published_as(&self) -> Option<i64> {
+        let f = open_nofollow(&self.path).ok()?;
+        let mark = get_xattr(&f, XATTR_PUBLISHED)?;
+        let (id, key) = mark.split_once(' ')?;
+        let m = f.metadata().ok()?;
+        (m.is_file() && key == published_key(&m)).then(|| id.parse().ok())?
+    }
+
     /// Identity that survives a restart but not a re-upload: a replayed copy is a new inode.
     pub fn identity(&self) -> String {
         let ct = self.ctime.duration_since(UNIX_EPOCH).unwrap_or_default();
@@ -155,6 +178,25 @@ impl SpoolFile {
             self.rel
         )
     }
+}
+
+fn open_nofollow(path: &Path) -> io::Result<fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+}
+
+fn published_key(m: &fs::Metadata) -> String {
+    format!(
+        "{}:{}:{}:{}.{:09}",
+        m.dev(),
+        m.ino(),
+        m.len(),
+        m.mtime(),
+        m.mtime_nsec()
+    )
 }
 
 /// Files sharing a base name in one spool directory: `BASE`, `BASE.sig`, `BASE.directive.asc`.
@@ -224,6 +266,14 @@ impl Group {
             .join("\n")
     }
 
+    /// The accepted upload whose spool cleanup a crash interrupted, if every file left of
+    /// the group was marked by it (`SpoolFile::mark_published`).
+    pub fn leftover_of(&self) -> Option<i64> {
+        let mut ids = self.files().map(SpoolFile::published_as);
+        let first = ids.next()??;
+        ids.all(|id| id == Some(first)).then_some(first)
+    }
+
     /// The uid whose staging area holds this group (None: written to the spool directly).
     pub fn owner(&self) -> Option<u32> {
         split_owner(&self.dir).0
@@ -289,6 +339,16 @@ impl Group {
             }
         };
         let name = |suffix: &str| format!("{}{suffix}", self.base);
+        // An empty signature or directive is not material yet: a writer killed between create
+        // and write leaves one (cp of a triplet when the mount dies), and judging it would
+        // refuse an upload that can still be completed.
+        if let Some(f) = [&self.sig, &self.directive]
+            .into_iter()
+            .flatten()
+            .find(|f| f.size == 0)
+        {
+            return waiting(format!("{} (empty so far)", f.name()));
+        }
         match (&self.data, &self.sig, &self.directive) {
             (Some(_), Some(_), Some(_)) => settled(Shape::Triplet, cfg.settle),
             (None, None, Some(d)) if !self.directive_names_file(d, max_directive) => {
