@@ -329,11 +329,14 @@ fn walk_tar<R: Read>(
         let Some(path) = paths::normalize_entry(&name).map_err(ArchiveError::Unsafe)? else {
             continue;
         };
+        if is_pax_sparse(&mut e)? {
+            return Err(sparse(&path));
+        }
         let header = e.header();
         let kind = match header.entry_type() {
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                EntryKind::File
-            }
+            // The mount serves a file as one run of the stream; a sparse member is not one.
+            tar::EntryType::GNUSparse => return Err(sparse(&path)),
+            tar::EntryType::Regular | tar::EntryType::Continuous => EntryKind::File,
             // A pax global header (git archive writes one): archive-wide comments, no member.
             tar::EntryType::XGlobalHeader => {
                 drain(&mut e)?;
@@ -412,6 +415,21 @@ fn walk_tar<R: Read>(
         }
     }
     Ok((entries, total))
+}
+
+fn sparse(path: &str) -> ArchiveError {
+    ArchiveError::Corrupt(format!("{path}: sparse files are not supported"))
+}
+
+/// GNU tar's pax sparse formats (0.0, 0.1, 1.0) mark a member with `GNU.sparse.*` records;
+/// its data is then a map and the packed extents, not the file's bytes.
+fn is_pax_sparse<R: Read>(e: &mut tar::Entry<R>) -> Result<bool> {
+    let Some(records) = e.pax_extensions().map_err(corrupt)? else {
+        return Ok(false);
+    };
+    Ok(records
+        .flatten()
+        .any(|r| r.key_bytes().starts_with(b"GNU.sparse.")))
 }
 
 /// Symlinks must resolve inside the tree; hard links must name an earlier member.
