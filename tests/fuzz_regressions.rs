@@ -26,26 +26,32 @@ fn inputs(target: &str) -> Vec<PathBuf> {
     v
 }
 
-/// Runs the target's check on each kept input, each on its own thread under a deadline.
+/// Runs the target's check on each kept input, each on its own thread under a deadline, and
+/// names every input that failed.
 fn replay(target: &str) {
     let check = checks::check_for(target).expect("known target");
+    let mut failed = Vec::new();
     for path in inputs(target) {
         let data = std::fs::read(&path).expect("read regression input");
         let (tx, rx) = mpsc::channel();
-        let name = path.display().to_string();
         let t = std::thread::spawn(move || {
             check(&data);
             let _ = tx.send(());
         });
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
         match rx.recv_timeout(DEADLINE) {
             Ok(()) => t.join().expect("check thread"),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
                 let _ = t.join();
-                panic!("{name}: check failed (panic above)");
+                failed.push(format!("{name} (panic above)"));
             }
-            Err(mpsc::RecvTimeoutError::Timeout) => panic!("{name}: no answer in {DEADLINE:?}"),
+            // The thread is left behind; the test fails anyway.
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                failed.push(format!("{name} (no answer in {DEADLINE:?})"))
+            }
         }
     }
+    assert!(failed.is_empty(), "{target}: {failed:#?}");
 }
 
 macro_rules! targets {

@@ -414,6 +414,10 @@ fn walk_tar<R: Read>(
             }
         }
     }
+    // Read what follows the end marker (padding, normally) under the same budget, so the
+    // decompressor reaches its stream's end and checks its checksum (zstd, xz; gzip's CRC too).
+    phase.start_data();
+    drain(&mut ar.into_inner())?;
     Ok((entries, total))
 }
 
