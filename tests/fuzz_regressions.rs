@@ -3,9 +3,11 @@
 //! file each, named after what they broke; the checks are `fuzz/src/lib.rs`, included here so
 //! the test and the fuzz target cannot drift apart.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[allow(dead_code)] // the fuzz targets call these by name; here they go through `check_for`
 #[path = "../fuzz/src/lib.rs"]
@@ -13,6 +15,11 @@ mod checks;
 
 /// A fuzz input that once hung must fail here, not hang the test run.
 const DEADLINE: Duration = Duration::from_secs(120);
+/// Address space for the replaying child: a parser that allocates what a header field says
+/// (gigabytes) fails here instead of passing on lazily mapped memory.
+const MEMORY_LIMIT: u64 = 4 << 30;
+/// Set in the child process that does the replaying.
+const CHILD: &str = "REPOFS_FUZZ_REPLAY_CHILD";
 
 fn inputs(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -26,29 +33,76 @@ fn inputs(target: &str) -> Vec<PathBuf> {
     v
 }
 
-/// Runs the target's check on each kept input, each on its own thread under a deadline, and
-/// names every input that failed.
+/// Replays `target`'s inputs in a child (this test binary, running just this test) whose
+/// address space is limited, and waits for it under a deadline.
 fn replay(target: &str) {
+    if std::env::var_os(CHILD).is_some() {
+        return replay_here(target);
+    }
+    let mut cmd = Command::new(std::env::current_exe().expect("test binary"));
+    cmd.args([target, "--exact", "--test-threads=1", "--nocapture"])
+        .env(CHILD, "1");
+    // SAFETY: setrlimit is async-signal-safe; nothing else runs between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let lim = libc::rlimit {
+                rlim_cur: MEMORY_LIMIT,
+                rlim_max: MEMORY_LIMIT,
+            };
+            if libc::setrlimit(libc::RLIMIT_AS, &lim) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    // Its output (a cargo test run of its own) is shown only when it fails.
+    let log = tempfile::NamedTempFile::new().expect("child log");
+    cmd.stdout(log.reopen().expect("log"))
+        .stderr(log.reopen().expect("log"));
+    let mut child = cmd.spawn().expect("spawn replay child");
+    let start = Instant::now();
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait for replay child") {
+            break st;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            let _ = child.wait();
+            show(&log);
+            panic!("{target}: replay gave no answer in {DEADLINE:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    if !status.success() {
+        show(&log);
+        panic!("{target}: replay failed ({status}), see its output above");
+    }
+}
+
+fn show(log: &tempfile::NamedTempFile) {
+    eprintln!(
+        "{}",
+        std::fs::read_to_string(log.path()).unwrap_or_default()
+    );
+}
+
+/// Runs the target's check on each kept input, each on its own thread (so one panic does not
+/// hide the next input), and names every input that failed.
+fn replay_here(target: &str) {
     let check = checks::check_for(target).expect("known target");
     let mut failed = Vec::new();
     for path in inputs(target) {
         let data = std::fs::read(&path).expect("read regression input");
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        eprintln!("{target}: {name}");
         let (tx, rx) = mpsc::channel();
         let t = std::thread::spawn(move || {
             check(&data);
             let _ = tx.send(());
         });
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        match rx.recv_timeout(DEADLINE) {
-            Ok(()) => t.join().expect("check thread"),
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                let _ = t.join();
-                failed.push(format!("{name} (panic above)"));
-            }
-            // The thread is left behind; the test fails anyway.
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                failed.push(format!("{name} (no answer in {DEADLINE:?})"))
-            }
+        if rx.recv().is_err() {
+            let _ = t.join();
+            failed.push(format!("{name} (panic above)"));
         }
     }
     assert!(failed.is_empty(), "{target}: {failed:#?}");
