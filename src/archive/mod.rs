@@ -428,6 +428,10 @@ fn sparse(path: &str) -> ArchiveError {
 /// GNU tar's pax sparse formats (0.0, 0.1, 1.0) mark a member with `GNU.sparse.*` records;
 /// its data is then a map and the packed extents, not the file's bytes.
 fn is_pax_sparse<R: Read>(e: &mut tar::Entry<R>) -> Result<bool> {
+    // A global header's records would be read into memory whole; it is drained instead.
+    if e.header().entry_type().is_pax_global_extensions() {
+        return Ok(false);
+    }
     let Some(records) = e.pax_extensions().map_err(corrupt)? else {
         return Ok(false);
     };
