@@ -416,7 +416,15 @@ fn walk_tar<R: Read>(
                 limits.max_entries
             )));
         }
-        let pax: Vec<(Vec<u8>, Vec<u8>)> = match e.pax_extensions().map_err(corrupt)? {
+        // A pax global header's own records would be read into memory whole (whatever their
+        // size); it describes no member and is drained below instead.
+        let global = e.header().entry_type().is_pax_global_extensions();
+        let records = if global {
+            None
+        } else {
+            e.pax_extensions().map_err(corrupt)?
+        };
+        let pax: Vec<(Vec<u8>, Vec<u8>)> = match records {
             Some(records) => records
                 .map(|r| r.map(|r| (r.key_bytes().to_vec(), r.value_bytes().to_vec())))
                 .collect::<io::Result<_>>()
@@ -548,6 +556,10 @@ fn walk_tar<R: Read>(
         };
         entries.add(entry);
     }
+    // Read what follows the end marker (padding, normally) under the same budget, so the
+    // decompressor reaches its stream's end and checks its checksum (zstd, xz; gzip's CRC too).
+    phase.start_data();
+    drain(&mut ar.into_inner())?;
     Ok((entries.entries, total))
 }
 
@@ -664,6 +676,7 @@ fn inspect_deb(
     limits: &Limits,
     meta: &mut MetaFiles,
 ) -> Result<(Vec<Entry>, u64, Payload, Vec<gzindex::SeekPoint>)> {
+    check_deb_members(&file)?;
     let pos = std::rc::Rc::new(std::cell::Cell::new(0u64));
     let counting = Counting {
         inner: BufReader::new(file),
@@ -718,6 +731,39 @@ fn inspect_deb(
         ));
     }
     data.ok_or_else(|| ArchiveError::Corrupt("not a .deb: no data.tar member".into()))
+}
+
+/// Checks the `ar` member headers before the `ar` crate reads them, which trusts two fields
+/// it should not: a GNU name reference (`/N`) indexes its name table unchecked (a panic), and
+/// a GNU name table (`//`) or BSD long name (`#1/N`) is allocated at its stated size (up to
+/// 10 GB) before reading. A .deb needs neither (its member names are short), and a member
+/// larger than the rest of the file is truncated: its recorded payload would run past the end.
+fn check_deb_members(file: &File) -> Result<()> {
+    use std::os::unix::fs::FileExt;
+    let bad = |m: &str| ArchiveError::Corrupt(format!("corrupt .deb: {m}"));
+    let len = file.metadata()?.len();
+    let mut at: u64 = 8; // "!<arch>\n"; the ar crate checks it
+    let mut h = [0u8; 60];
+    while at < len {
+        if file.read_exact_at(&mut h, at).is_err() {
+            break; // a short header: the ar crate reports it
+        }
+        if h[0] == b'/' || h.starts_with(b"#1/") {
+            return Err(bad("extended member names (ar symbol or name tables)"));
+        }
+        let Some(size) = std::str::from_utf8(&h[48..58])
+            .ok()
+            .and_then(|s| s.trim_end().parse::<u64>().ok())
+        else {
+            break; // malformed: the ar crate reports it
+        };
+        at += 60;
+        if size > len - at.min(len) {
+            return Err(bad("member runs past the end of the file"));
+        }
+        at += size + size % 2;
+    }
+    Ok(())
 }
 
 /// Tracks how many bytes have been read, to learn where `ar` members start.
