@@ -61,6 +61,24 @@ pub fn meta_deb_control(data: &[u8]) {
     }
 }
 
+pub fn meta_cargo(data: &[u8]) {
+    if let Some(t) = text(data) {
+        let _ = meta::from_cargo_toml(t);
+    }
+}
+
+pub fn meta_npm(data: &[u8]) {
+    if let Some(t) = text(data) {
+        let _ = meta::from_package_json(t);
+    }
+}
+
+pub fn meta_python(data: &[u8]) {
+    if let Some(t) = text(data) {
+        let _ = meta::from_python_metadata(t, "METADATA");
+    }
+}
+
 pub fn meta_filename(data: &[u8]) {
     if let Some(t) = text(data) {
         let _ = meta::from_filename(t);
@@ -90,6 +108,9 @@ pub fn inspect_bytes(
         [0x28, 0xb5, 0x2f, 0xfd, ..] => "fuzz-1.0.tar.zst",
         [0xfd, b'7', b'z', b'X', b'Z', 0, ..] => "fuzz-1.0.tar.xz",
         [b'!', b'<', b'a', b'r', b'c', b'h', b'>', b'\n', ..] => "fuzz_1.0_all.deb",
+        [b'P', b'K', ..] => "fuzz-1.0-py3-none-any.whl",
+        [b'B', b'Z', b'h', ..] => "fuzz-1.0.tar.bz2",
+        [b'L', b'Z', b'I', b'P', ..] => "fuzz-1.0.tar.lz",
         _ => "fuzz-1.0.tar",
     };
     let mut f = tempfile::tempfile_in(tmp_dir()).expect("temp file");
@@ -158,7 +179,18 @@ pub fn archive_inspect(data: &[u8]) {
                         read(r.at, &mut out[r.offset as usize..end as usize]);
                     }
                 }
-                Layout::Deflated { .. } => panic!("{e:?}: a deflated member in a tar stream"),
+                // A zip member: raw deflate of `csize` bytes at `data_offset` in the file
+                // (the "payload" of a zip is the file itself).
+                Layout::Deflated { csize } => {
+                    let mut raw = vec![0u8; e.size as usize + 1];
+                    let start = usize::try_from(e.data_offset).expect("offset");
+                    let end = start.checked_add(*csize as usize).expect("end");
+                    assert!(end <= payload.len(), "{e:?}: deflated member past the file");
+                    let mut d = flate2::read::DeflateDecoder::new(&payload[start..end]);
+                    let n = read_full(&mut d, &mut raw);
+                    assert_eq!(n as u64, e.size, "{e:?}: member inflates to another size");
+                    out.copy_from_slice(&raw[..n]);
+                }
             }
             out
         };
@@ -349,9 +381,24 @@ pub fn check_for(target: &str) -> Option<fn(&[u8])> {
         "meta_distpac" => meta_distpac,
         "meta_deb_control" => meta_deb_control,
         "meta_filename" => meta_filename,
+        "meta_cargo" => meta_cargo,
+        "meta_npm" => meta_npm,
+        "meta_python" => meta_python,
         "archive_inspect" => archive_inspect,
         "gzindex" => gzindex,
         "version_order" => version_order,
         _ => return None,
     })
+}
+
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => panic!("a member inspect accepted does not inflate: {e}"),
+        }
+    }
+    n
 }
