@@ -439,38 +439,88 @@ impl Catalog {
              FROM entries WHERE file_id = ? ORDER BY data_offset, path",
         )?;
         let rows = stmt
+            .query_map([file_id], entry_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// One entry of a package by path: a primary-key lookup, so serving one path never
+    /// loads the whole list.
+    pub fn entry(&self, file_id: i64, path: &str) -> Result<Option<Entry>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path, kind, mode, size, mtime, uid, gid, link_target, data_offset, sha256,
+                    layout
+             FROM entries WHERE file_id = ? AND path = ?",
+        )?;
+        Ok(stmt
+            .query_row(params![file_id, path], entry_row)
+            .optional()?)
+    }
+
+    /// Whether any entry lies below directory `dir` ("" is the package root): how a
+    /// directory the archive implies but does not list is recognised, by a range query on
+    /// the primary key (`'0'` is the byte after `'/'`).
+    pub fn has_entries_below(&self, file_id: i64, dir: &str) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT 1 FROM entries WHERE file_id = ?1 AND path > ?2 AND path < ?3 LIMIT 1",
+        )?;
+        let (lo, hi) = if dir.is_empty() {
+            (String::new(), "\u{10ffff}".to_string())
+        } else {
+            (format!("{dir}/"), format!("{dir}0"))
+        };
+        Ok(stmt
+            .query_row(params![file_id, lo, hi], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// The seek points of a gzip payload without their windows (those are fetched per point
+    /// with `seek_point`): a few bytes per point instead of 32 KiB.
+    pub fn seek_marks(&self, file_id: i64) -> Result<Vec<SeekPoint>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT uncompressed_offset, compressed_offset, bits FROM seek_points
+             WHERE file_id = ? ORDER BY uncompressed_offset",
+        )?;
+        let rows = stmt
             .query_map([file_id], |r| {
-                let kind: String = r.get(1)?;
-                Ok(Entry {
-                    path: r.get(0)?,
-                    kind: match kind.as_str() {
-                        "dir" => EntryKind::Dir,
-                        "symlink" => EntryKind::Symlink,
-                        "hardlink" => EntryKind::Hardlink,
-                        _ => EntryKind::File,
-                    },
-                    mode: r.get(2)?,
-                    size: r.get::<_, i64>(3)? as u64,
-                    mtime: r.get(4)?,
-                    uid: r.get::<_, i64>(5)? as u64,
-                    gid: r.get::<_, i64>(6)? as u64,
-                    link_target: r.get(7)?,
-                    data_offset: r.get::<_, i64>(8)? as u64,
-                    sha256: r.get(9)?,
-                    layout: match r.get::<_, Option<String>>(10)? {
-                        None => Layout::Contiguous,
-                        Some(j) => serde_json::from_str(&j).map_err(|e| {
-                            rusqlite::Error::FromSqlConversionFailure(
-                                10,
-                                rusqlite::types::Type::Text,
-                                Box::new(e),
-                            )
-                        })?,
-                    },
+                Ok(SeekPoint {
+                    out: r.get::<_, i64>(0)? as u64,
+                    inp: r.get::<_, i64>(1)? as u64,
+                    bits: r.get::<_, i64>(2)? as u8,
+                    window: Vec::new(),
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    /// One seek point, window included, by its uncompressed offset.
+    pub fn seek_point(&self, file_id: i64, out: u64) -> Result<Option<SeekPoint>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT compressed_offset, bits, window FROM seek_points
+             WHERE file_id = ? AND uncompressed_offset = ?",
+        )?;
+        let row = stmt
+            .query_row(params![file_id, out as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)? as u8,
+                    r.get::<_, Option<Vec<u8>>>(2)?.unwrap_or_default(),
+                ))
+            })
+            .optional()?;
+        row.map(|(inp, bits, packed)| {
+            Ok(SeekPoint {
+                out,
+                inp,
+                bits,
+                window: inflate(&packed).map_err(|e| {
+                    CatalogError::Corrupt(format!("seek point window of file {file_id}: {e}"))
+                })?,
+            })
+        })
+        .transpose()
     }
 
     /// Seek points of a gzip payload, by uncompressed offset (windows stored deflated).
@@ -651,6 +701,39 @@ impl Catalog {
 
 const FILE_COLUMNS: &str = "id, directory, filename, kind, name, version, size, sha256, md5, \
                             uploader, upload_id, published_at, state, archived_at";
+
+/// Maps `SELECT path, kind, mode, size, mtime, uid, gid, link_target, data_offset, sha256,
+/// layout`.
+fn entry_row(r: &Row<'_>) -> rusqlite::Result<Entry> {
+    let kind: String = r.get(1)?;
+    Ok(Entry {
+        path: r.get(0)?,
+        kind: match kind.as_str() {
+            "dir" => EntryKind::Dir,
+            "symlink" => EntryKind::Symlink,
+            "hardlink" => EntryKind::Hardlink,
+            _ => EntryKind::File,
+        },
+        mode: r.get(2)?,
+        size: r.get::<_, i64>(3)? as u64,
+        mtime: r.get(4)?,
+        uid: r.get::<_, i64>(5)? as u64,
+        gid: r.get::<_, i64>(6)? as u64,
+        link_target: r.get(7)?,
+        data_offset: r.get::<_, i64>(8)? as u64,
+        sha256: r.get(9)?,
+        layout: match r.get::<_, Option<String>>(10)? {
+            None => Layout::Contiguous,
+            Some(j) => serde_json::from_str(&j).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    10,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
+        },
+    })
+}
 
 fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
     Ok(FileRow {

@@ -4,12 +4,16 @@
 //!   offsets in the stored file; so do stored zip members, and a deflated one is inflated
 //!   from its own start (a cursor per open file continues where the last read stopped);
 //! - sparse members read their data runs in place and zeros between them;
-//! - gzip with seek points recorded at publish time: inflation starts at the nearest point
-//!   before the offset, and a cursor per open file continues where the last read stopped;
+//! - gzip with seek points recorded at publish time: the payload is cut into spans, one per
+//!   seek point; a span is inflated whole, once, into a cache shared by every open file of
+//!   every package (`Spans`, bounded in bytes, least recently used out). A walk of the whole
+//!   tree in archive order (what `tar -c`, `cp -r` and `rsync` do when the archive was made
+//!   sorted, as Debian's and git's are) thus inflates each compressed byte about once, where
+//!   a cursor per file re-inflated up to a whole spacing for each small file;
 //! - everything else (zstd, xz): the payload is unpacked
 //!   once into `ROOT/cache/<sha256>.tar`, bounded in total size, least recently used first out.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
@@ -21,7 +25,7 @@ use tracing::{info, warn};
 
 use crate::archive::gzindex::{GzCursor, SeekPoint};
 use crate::archive::{Compression, Entry, Layout};
-use crate::catalog::PackageRow;
+use crate::catalog::{Catalog, PackageRow};
 
 /// How long a reader waits for another thread's unpacking before failing with EIO.
 const UNPACK_WAIT: Duration = Duration::from_secs(600);
@@ -29,11 +33,9 @@ const UNPACK_WAIT: Duration = Duration::from_secs(600);
 /// Where one entry's bytes come from.
 pub enum Source {
     /// The stored file itself; the tar stream starts at `base`.
-    Plain {
-        file: Arc<File>,
-        base: u64,
-    },
-    Gzip(Mutex<GzCursor>),
+    Plain { file: Arc<File>, base: u64 },
+    /// A gzip payload, read span by span through the shared cache.
+    Gzip(Arc<GzPayload>),
     /// An unpacked tar stream in the cache.
     Unpacked(Arc<File>),
 }
@@ -88,10 +90,7 @@ impl EntryReader {
             let n = match &self.source {
                 Source::Plain { file, base } => file.read_at(&mut buf[done..], base + pos)?,
                 Source::Unpacked(file) => file.read_at(&mut buf[done..], pos)?,
-                Source::Gzip(c) => c
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .read_at(pos, &mut buf[done..])?,
+                Source::Gzip(g) => g.read_at(pos, &mut buf[done..])?,
             };
             if n == 0 {
                 // The catalog promised more bytes than the archive holds.
@@ -261,25 +260,208 @@ impl Cache {
     }
 }
 
-/// Opens the source for reading inside `pkg`.
+/// Opens the source for reading inside `pkg`. `gzip` is how to reach its spans when the
+/// payload is gzip.
 pub fn source(
     pkg: &PackageRow,
     object: &Path,
-    points: Option<Arc<[SeekPoint]>>,
+    gzip: Option<(Arc<[SeekPoint]>, &Arc<Spans>, &Arc<Mutex<Catalog>>)>,
     cache: &Cache,
 ) -> io::Result<Source> {
-    match (pkg.compression.as_str(), points) {
+    match (pkg.compression.as_str(), gzip) {
         ("none", _) => Ok(Source::Plain {
             file: Arc::new(OpenOptions::new().read(true).open(object)?),
             base: pkg.payload_offset,
         }),
         // No recorded points is fine: the stream's start is always one (small payloads).
-        ("gzip", Some(points)) => {
-            let file = Arc::new(File::open(object)?);
+        ("gzip", Some((marks, spans, catalog))) => Ok(Source::Gzip(Arc::new(GzPayload {
+            file_id: pkg.file_id,
+            file: Arc::new(File::open(object)?),
+            base: pkg.payload_offset,
             // Bounded: in a .deb the next ar member follows the gzip stream.
-            let cursor = GzCursor::new(file, pkg.payload_offset, points).with_len(pkg.payload_size);
-            Ok(Source::Gzip(Mutex::new(cursor)))
-        }
+            len: pkg.payload_size,
+            marks,
+            spans: spans.clone(),
+            catalog: catalog.clone(),
+        }))),
         _ => Ok(Source::Unpacked(cache.unpacked(pkg, object)?)),
+    }
+}
+
+/// A span longer than this is refused as corrupt: points are recorded every few MiB, so
+/// only a damaged index could ask for more.
+const SPAN_MAX: usize = 256 << 20;
+
+/// One gzip payload of a package, as its open files read it.
+pub struct GzPayload {
+    file_id: i64,
+    file: Arc<File>,
+    base: u64,
+    len: u64,
+    /// Seek points without their windows; span `k` runs from point `k - 1` (or the start)
+    /// to point `k` (or the end).
+    marks: Arc<[SeekPoint]>,
+    spans: Arc<Spans>,
+    /// Windows are fetched per span, only for the spans read.
+    catalog: Arc<Mutex<Catalog>>,
+}
+
+impl GzPayload {
+    fn span_of(&self, offset: u64) -> (usize, u64) {
+        let k = self.marks.partition_point(|p| p.out <= offset);
+        let start = k.checked_sub(1).map_or(0, |i| self.marks[i].out);
+        (k, start)
+    }
+
+    /// Fills `buf` from uncompressed `offset`, within one span; 0 only at the end.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let (k, start) = self.span_of(offset);
+        let span = self
+            .spans
+            .get((self.file_id, k), || self.inflate(k, start))?;
+        let from = usize::try_from(offset - start).unwrap_or(usize::MAX);
+        let Some(have) = span.get(from..) else {
+            return Ok(0);
+        };
+        let n = have.len().min(buf.len());
+        buf[..n].copy_from_slice(&have[..n]);
+        Ok(n)
+    }
+
+    /// Inflates span `k` whole, from its seek point.
+    fn inflate(&self, k: usize, start: u64) -> io::Result<Vec<u8>> {
+        let point = match k.checked_sub(1) {
+            None => None,
+            Some(i) => Some(
+                crate::vfs::lock(&self.catalog)
+                    .seek_point(self.file_id, self.marks[i].out)
+                    .map_err(io::Error::other)?
+                    .ok_or_else(|| io::Error::other("seek point vanished from the catalog"))?,
+            ),
+        };
+        let points: Arc<[SeekPoint]> = point.into_iter().collect();
+        let mut cursor = GzCursor::new(self.file.clone(), self.base, points).with_len(self.len);
+        let want = match self.marks.get(k) {
+            Some(end) => usize::try_from(end.out - start).unwrap_or(usize::MAX),
+            None => SPAN_MAX, // the last span runs to the end of the stream
+        };
+        let mut out = vec![0u8; want.min(8 << 20)];
+        let mut n = 0;
+        loop {
+            if n == out.len() {
+                if n >= want {
+                    break;
+                }
+                if n >= SPAN_MAX {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "gzip span longer than any seek spacing",
+                    ));
+                }
+                out.resize((n * 2).min(want), 0);
+            }
+            let got = cursor.read_at(start + n as u64, &mut out[n..])?;
+            if got == 0 {
+                break;
+            }
+            n += got;
+        }
+        out.truncate(n);
+        Ok(out)
+    }
+}
+
+/// Inflated gzip spans shared by every reader of every package, within a byte budget; least
+/// recently used out. A span being inflated is a slot whose lock the inflating thread holds,
+/// so a second reader of the same span waits for it instead of inflating it again.
+///
+/// Lock order: `inner`, then never a slot; a slot, then `inner` (to account its size).
+pub struct Spans {
+    budget: u64,
+    inner: Mutex<SpanLru>,
+}
+
+type SpanKey = (i64, usize);
+type SpanData = Arc<Vec<u8>>;
+
+#[derive(Default)]
+struct SpanLru {
+    tick: u64,
+    bytes: u64,
+    /// Slot, its size once filled, and when it was last used.
+    map: HashMap<SpanKey, (Arc<Mutex<Option<SpanData>>>, u64, u64)>,
+}
+
+impl Spans {
+    pub fn new(budget: u64) -> Spans {
+        Spans {
+            budget,
+            inner: Mutex::new(SpanLru::default()),
+        }
+    }
+
+    /// Bytes of inflated spans held now (never above the budget, except the one span just
+    /// filled when a single span is larger than the whole budget).
+    pub fn held(&self) -> u64 {
+        crate::vfs::lock(&self.inner).bytes
+    }
+
+    /// The span at `key`, filled by `fill` if no one has it.
+    pub fn get(
+        &self,
+        key: SpanKey,
+        fill: impl FnOnce() -> io::Result<Vec<u8>>,
+    ) -> io::Result<SpanData> {
+        let slot = {
+            let mut lru = crate::vfs::lock(&self.inner);
+            lru.tick += 1;
+            let tick = lru.tick;
+            let e = lru
+                .map
+                .entry(key)
+                .or_insert_with(|| (Arc::default(), 0, tick));
+            e.2 = tick;
+            e.0.clone()
+        };
+        let mut data = crate::vfs::lock(&slot);
+        if let Some(d) = &*data {
+            return Ok(d.clone());
+        }
+        let d = match fill() {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                drop(data);
+                let mut lru = crate::vfs::lock(&self.inner);
+                if lru.map.get(&key).is_some_and(|e| Arc::ptr_eq(&e.0, &slot)) {
+                    lru.map.remove(&key);
+                }
+                return Err(e);
+            }
+        };
+        *data = Some(d.clone());
+        drop(data);
+        let mut lru = crate::vfs::lock(&self.inner);
+        let size = d.len() as u64;
+        match lru.map.get_mut(&key) {
+            // Still the same slot (not evicted while filling): account for it.
+            Some(e) if Arc::ptr_eq(&e.0, &slot) && e.1 == 0 => {
+                e.1 = size;
+                lru.bytes += size;
+            }
+            _ => return Ok(d),
+        }
+        while lru.bytes > self.budget {
+            let victim = lru
+                .map
+                .iter()
+                .filter(|(k, e)| **k != key && e.1 > 0)
+                .min_by_key(|(_, e)| e.2)
+                .map(|(k, _)| *k);
+            let Some(v) = victim else { break };
+            if let Some((_, size, _)) = lru.map.remove(&v) {
+                lru.bytes -= size;
+            }
+        }
+        Ok(d)
     }
 }
