@@ -160,7 +160,46 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    // v5: seekable forms of payloads that cannot be read at an offset (zstd, xz, bzip2,
+    // lzip). At publication the payload is recompressed as independent zstd frames, stored
+    // as a derived object in the content store (kept by GC through this table), so one file
+    // inside is read by decompressing one frame instead of unpacking the whole payload.
+    r#"
+    CREATE TABLE derived (
+        file_id     INTEGER PRIMARY KEY REFERENCES packages(file_id),
+        kind        TEXT NOT NULL CHECK (kind IN ('zstd-frames')),
+        sha256      TEXT NOT NULL,      -- the derived object in the content store
+        size        INTEGER NOT NULL
+    );
+    CREATE INDEX derived_sha256 ON derived(sha256);
+    CREATE TABLE frames (
+        file_id           INTEGER NOT NULL REFERENCES derived(file_id),
+        uncompressed_offset INTEGER NOT NULL, -- in the payload's tar stream
+        uncompressed_size INTEGER NOT NULL,
+        compressed_offset INTEGER NOT NULL,   -- in the derived object
+        compressed_size   INTEGER NOT NULL,
+        PRIMARY KEY (file_id, uncompressed_offset)
+    ) WITHOUT ROWID;
+    "#,
 ];
+
+/// One independent zstd frame of a derived seekable payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    /// Where its bytes sit in the uncompressed tar stream.
+    pub out: u64,
+    pub out_len: u64,
+    /// Where the frame sits in the derived object.
+    pub inp: u64,
+    pub in_len: u64,
+}
+
+/// The seekable form of a package's payload.
+#[derive(Debug, Clone)]
+pub struct Derived {
+    pub sha256: String,
+    pub frames: Vec<Frame>,
+}
 
 pub struct Catalog {
     conn: Connection,
@@ -390,7 +429,9 @@ impl Catalog {
 
     /// Every content hash the catalog refers to, published or archived: what the store must keep.
     pub fn referenced_objects(&self) -> Result<HashSet<String>> {
-        let mut stmt = self.conn.prepare("SELECT DISTINCT sha256 FROM files")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT sha256 FROM files UNION SELECT sha256 FROM derived")?;
         let set = stmt
             .query_map([], |r| r.get(0))?
             .collect::<Result<HashSet<String>, _>>()?;
@@ -521,6 +562,33 @@ impl Catalog {
             })
         })
         .transpose()
+    }
+
+    /// The seekable form of a package's payload, if the publication made one.
+    pub fn derived(&self, file_id: i64) -> Result<Option<Derived>> {
+        let sha256: Option<String> = self
+            .conn
+            .prepare_cached("SELECT sha256 FROM derived WHERE file_id = ?")?
+            .query_row([file_id], |r| r.get(0))
+            .optional()?;
+        let Some(sha256) = sha256 else {
+            return Ok(None);
+        };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT uncompressed_offset, uncompressed_size, compressed_offset, compressed_size
+             FROM frames WHERE file_id = ? ORDER BY uncompressed_offset",
+        )?;
+        let frames = stmt
+            .query_map([file_id], |r| {
+                Ok(Frame {
+                    out: r.get::<_, i64>(0)? as u64,
+                    out_len: r.get::<_, i64>(1)? as u64,
+                    inp: r.get::<_, i64>(2)? as u64,
+                    in_len: r.get::<_, i64>(3)? as u64,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(Derived { sha256, frames }))
     }
 
     /// Seek points of a gzip payload, by uncompressed offset (windows stored deflated).
@@ -920,6 +988,29 @@ impl PublishTx<'_> {
                 p.inp as i64,
                 p.bits as i64,
                 deflate(&p.window)
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Records the seekable form of package `file_id`'s payload (object staged by the caller).
+    pub fn insert_derived(&self, file_id: i64, size: u64, d: &Derived) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO derived (file_id, kind, sha256, size) VALUES (?1, 'zstd-frames', ?2, ?3)",
+            params![file_id, d.sha256, size as i64],
+        )?;
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO frames (file_id, uncompressed_offset, uncompressed_size,
+                                 compressed_offset, compressed_size)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for f in &d.frames {
+            stmt.execute(params![
+                file_id,
+                f.out as i64,
+                f.out_len as i64,
+                f.inp as i64,
+                f.in_len as i64
             ])?;
         }
         Ok(())

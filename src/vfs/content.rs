@@ -25,7 +25,7 @@ use tracing::{info, warn};
 
 use crate::archive::gzindex::{GzCursor, SeekPoint};
 use crate::archive::{Compression, Entry, Layout};
-use crate::catalog::{Catalog, PackageRow};
+use crate::catalog::{Catalog, Frame, PackageRow};
 
 /// How long a reader waits for another thread's unpacking before failing with EIO.
 const UNPACK_WAIT: Duration = Duration::from_secs(600);
@@ -36,6 +36,8 @@ pub enum Source {
     Plain { file: Arc<File>, base: u64 },
     /// A gzip payload, read span by span through the shared cache.
     Gzip(Arc<GzPayload>),
+    /// A zstd or xz payload, read frame by frame from its seekable twin.
+    Frames(Arc<Framed>),
     /// An unpacked tar stream in the cache.
     Unpacked(Arc<File>),
 }
@@ -91,6 +93,7 @@ impl EntryReader {
                 Source::Plain { file, base } => file.read_at(&mut buf[done..], base + pos)?,
                 Source::Unpacked(file) => file.read_at(&mut buf[done..], pos)?,
                 Source::Gzip(g) => g.read_at(pos, &mut buf[done..])?,
+                Source::Frames(f) => f.read_at(pos, &mut buf[done..])?,
             };
             if n == 0 {
                 // The catalog promised more bytes than the archive holds.
@@ -260,21 +263,37 @@ impl Cache {
     }
 }
 
-/// Opens the source for reading inside `pkg`. `gzip` is how to reach its spans when the
-/// payload is gzip.
+/// What the catalog offers for reading a payload at an offset.
+#[derive(Clone)]
+pub enum Seekable {
+    /// gzip seek points, without windows.
+    Gzip(Arc<[SeekPoint]>),
+    /// The seekable twin made at publication (zstd, xz): its object and frame index.
+    Frames {
+        object: PathBuf,
+        frames: Arc<[Frame]>,
+    },
+    /// Nothing: plain payloads need nothing; others fall back to the unpack cache.
+    Nothing,
+}
+
+/// Opens the source for reading inside `pkg`. Compressed payloads are read span by span
+/// through `spans` (gzip windows are fetched from `catalog` per span).
 pub fn source(
     pkg: &PackageRow,
     object: &Path,
-    gzip: Option<(Arc<[SeekPoint]>, &Arc<Spans>, &Arc<Mutex<Catalog>>)>,
+    seekable: Seekable,
+    spans: &Arc<Spans>,
+    catalog: &Arc<Mutex<Catalog>>,
     cache: &Cache,
 ) -> io::Result<Source> {
-    match (pkg.compression.as_str(), gzip) {
+    match (pkg.compression.as_str(), seekable) {
         ("none", _) => Ok(Source::Plain {
             file: Arc::new(OpenOptions::new().read(true).open(object)?),
             base: pkg.payload_offset,
         }),
         // No recorded points is fine: the stream's start is always one (small payloads).
-        ("gzip", Some((marks, spans, catalog))) => Ok(Source::Gzip(Arc::new(GzPayload {
+        ("gzip", Seekable::Gzip(marks)) => Ok(Source::Gzip(Arc::new(GzPayload {
             file_id: pkg.file_id,
             file: Arc::new(File::open(object)?),
             base: pkg.payload_offset,
@@ -284,7 +303,56 @@ pub fn source(
             spans: spans.clone(),
             catalog: catalog.clone(),
         }))),
+        (_, Seekable::Frames { object, frames }) => Ok(Source::Frames(Arc::new(Framed {
+            file_id: pkg.file_id,
+            file: File::open(object)?,
+            frames,
+            spans: spans.clone(),
+        }))),
         _ => Ok(Source::Unpacked(cache.unpacked(pkg, object)?)),
+    }
+}
+
+/// A payload read through its seekable twin: independent zstd frames, each decompressed
+/// once into the shared span cache.
+pub struct Framed {
+    file_id: i64,
+    file: File,
+    frames: Arc<[Frame]>,
+    spans: Arc<Spans>,
+}
+
+impl Framed {
+    /// Fills `buf` from uncompressed `offset`, within one frame; 0 only at the end.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(k) = self
+            .frames
+            .partition_point(|f| f.out <= offset)
+            .checked_sub(1)
+        else {
+            return Ok(0);
+        };
+        let f = self.frames[k];
+        if offset >= f.out + f.out_len {
+            return Ok(0);
+        }
+        let frame = self.spans.get((self.file_id, k), || {
+            let mut packed = vec![0u8; usize::try_from(f.in_len).unwrap_or(usize::MAX)];
+            self.file.read_exact_at(&mut packed, f.inp)?;
+            let want = usize::try_from(f.out_len).unwrap_or(usize::MAX);
+            let out = zstd::bulk::decompress(&packed, want)?;
+            if out.len() != want {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "zstd frame shorter than its index says",
+                ));
+            }
+            Ok(out)
+        })?;
+        let from = (offset - f.out) as usize;
+        let n = (frame.len() - from).min(buf.len());
+        buf[..n].copy_from_slice(&frame[from..from + n]);
+        Ok(n)
     }
 }
 

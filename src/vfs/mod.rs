@@ -32,12 +32,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{FileAttr, FileType, INodeNo};
 use tracing::warn;
 
-use crate::archive::gzindex::SeekPoint;
 use crate::archive::EntryKind;
 use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
 use crate::fetch::torrent;
-use content::{Cache, EntryReader, Spans};
+use content::{Cache, EntryReader, Seekable, Spans};
 use incoming::SpoolHandle;
 use inodes::Inodes;
 use tree::{DistEntry, PkgTree, Snapshot, TreeCache};
@@ -139,8 +138,9 @@ pub struct Vfs {
     catalog: Arc<Mutex<Catalog>>,
     snapshot: RwLock<Arc<Snapshot>>,
     trees: Mutex<TreeCache>,
-    /// Seek points (without windows) of gzip payloads, per package.
-    marks: Mutex<HashMap<i64, Arc<[SeekPoint]>>>,
+    /// How each package's payload is read at an offset (gzip seek points without windows,
+    /// or a seekable twin's frames).
+    seekable: Mutex<HashMap<i64, Seekable>>,
     spans: Arc<Spans>,
     cache: Cache,
     inodes: Mutex<Inodes>,
@@ -166,7 +166,7 @@ impl Vfs {
             catalog: Arc::new(Mutex::new(catalog)),
             snapshot: RwLock::new(Arc::new(snapshot)),
             trees: Mutex::new(TreeCache::new(TREE_ENTRIES_KEPT)),
-            marks: Mutex::new(HashMap::new()),
+            seekable: Mutex::new(HashMap::new()),
             spans,
             inodes: Mutex::new(Inodes::new()),
             handles: Mutex::new(HashMap::new()),
@@ -260,19 +260,34 @@ impl Vfs {
         Ok(lock(&self.trees).insert(file_id, t))
     }
 
-    fn seek_marks(&self, file_id: i64) -> Result<Arc<[SeekPoint]>> {
-        if let Some(p) = lock(&self.marks).get(&file_id) {
-            return Ok(p.clone());
+    /// How package `pkg`'s payload is read at an offset (loaded once per package).
+    fn seekable(&self, pkg: &crate::catalog::PackageRow) -> Result<Seekable> {
+        let file_id = pkg.file_id;
+        if let Some(s) = lock(&self.seekable).get(&file_id) {
+            return Ok(s.clone());
         }
-        let p: Arc<[SeekPoint]> = lock(&self.catalog)
-            .seek_marks(file_id)
-            .map_err(|e| {
-                warn!(error = %e, file_id, "seek points unreadable");
-                libc::EIO
-            })?
-            .into();
-        lock(&self.marks).insert(file_id, p.clone());
-        Ok(p)
+        let fail = |e: crate::catalog::CatalogError| {
+            warn!(error = %e, file_id, "payload index unreadable");
+            libc::EIO
+        };
+        let s = match pkg.compression.as_str() {
+            "none" => Seekable::Nothing,
+            "gzip" => Seekable::Gzip(
+                lock(&self.catalog)
+                    .seek_marks(file_id)
+                    .map_err(fail)?
+                    .into(),
+            ),
+            _ => match lock(&self.catalog).derived(file_id).map_err(fail)? {
+                Some(d) => Seekable::Frames {
+                    object: self.store.object_path(&d.sha256),
+                    frames: d.frames.into(),
+                },
+                None => Seekable::Nothing,
+            },
+        };
+        lock(&self.seekable).insert(file_id, s.clone());
+        Ok(s)
     }
 
     /// What `path` inside package `file_id` is. From the parsed tree when it is at hand
@@ -802,12 +817,16 @@ impl Vfs {
                     (Some(_), Some(d)) => d,
                 };
                 let object = self.store.object_path(&pkg.sha256);
-                let gzip = if pkg.compression == "gzip" {
-                    Some((self.seek_marks(file_id)?, &self.spans, &self.catalog))
-                } else {
-                    None
-                };
-                let source = content::source(&pkg, &object, gzip, &self.cache).map_err(|e| {
+                let seekable = self.seekable(&pkg)?;
+                let source = content::source(
+                    &pkg,
+                    &object,
+                    seekable,
+                    &self.spans,
+                    &self.catalog,
+                    &self.cache,
+                )
+                .map_err(|e| {
                     warn!(package = %pkg.name, error = %e, "cannot read package content");
                     libc::EIO
                 })?;
