@@ -533,3 +533,68 @@ impl Spans {
         Ok(d)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn spans_stay_within_budget_least_recently_used_out() {
+        let s = Spans::new(10);
+        let fills = AtomicUsize::new(0);
+        let get = |k: usize, len: usize| {
+            s.get((1, k), || {
+                fills.fetch_add(1, Ordering::Relaxed);
+                Ok(vec![k as u8; len])
+            })
+            .unwrap()
+        };
+        get(0, 4);
+        get(1, 4);
+        assert_eq!(s.held(), 8);
+        assert_eq!(*get(0, 4), vec![0; 4]); // a hit: 0 is now the most recently used
+        assert_eq!(fills.load(Ordering::Relaxed), 2);
+        get(2, 4); // 12 > 10: 1 goes
+        assert_eq!(s.held(), 8);
+        get(0, 4);
+        assert_eq!(fills.load(Ordering::Relaxed), 3);
+        get(1, 4);
+        assert_eq!(
+            fills.load(Ordering::Relaxed),
+            4,
+            "1 was evicted and filled again"
+        );
+        // One span over the whole budget is kept while it is the one in use, alone.
+        get(3, 25);
+        assert_eq!(s.held(), 25);
+        get(4, 1);
+        assert_eq!(s.held(), 1);
+        // A failed fill leaves nothing behind and is retried.
+        assert!(s.get((1, 9), || Err(io::Error::other("boom"))).is_err());
+        assert_eq!(*get(9, 2), vec![9; 2]);
+    }
+
+    #[test]
+    fn concurrent_readers_of_one_span_fill_it_once() {
+        let s = Arc::new(Spans::new(1 << 20));
+        let fills = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, fills) = (s.clone(), fills.clone());
+                std::thread::spawn(move || {
+                    s.get((7, 0), || {
+                        fills.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_millis(50));
+                        Ok(vec![42; 1000])
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(*t.join().unwrap(), vec![42; 1000]);
+        }
+        assert_eq!(fills.load(Ordering::Relaxed), 1);
+    }
+}
