@@ -26,14 +26,14 @@ mkdir -p "$data"
 src=$data/$debpkg          # .tar, .tar.gz, .tar.zst and the unpacked tree/ share this stem
 if [[ ! -e $src.prepared ]]; then
   (cd "$data" && apt-get download "$debpkg")
-  deb=$(ls -t "$data/${debpkg}"_*.deb | head -1)
+  deb=$(ls -t "$data/${debpkg}"_*.deb | head -1 || true)
   dpkg-deb --fsys-tarfile "$deb" | tar -xO "./usr/src/$debpkg.tar.xz" | xz -dc > "$src.tar"
   gzip -6 -c "$src.tar" > "$src.tar.gz"
   zstd -q -9 -f "$src.tar" -o "$src.tar.zst"
   rm -rf "$src.tree" && mkdir -p "$src.tree" && tar -C "$src.tree" -xf "$src.tar"
   touch "$src.prepared"
 fi
-top=$(tar -tf "$src.tar" | head -1); top=${top%%/*}
+top=$(tar -tf "$src.tar" | head -1 || true); top=${top%%/*}
 native=$src.tree/$top
 nfiles=$(find "$native" | wc -l)
 # A small file deep in the tree (fixed, so runs compare).
@@ -50,7 +50,7 @@ cleanup() {
   sleep 1
   for m in "$mnt" "$work/rat"; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
   gpgconf --kill all 2>/dev/null || true
-  rm -rf "$work"
+  [[ -n ${KEEP:-} ]] || rm -rf "$work"
 }
 trap cleanup EXIT
 mkdir -p "$mnt" -m700 "$GNUPGHOME"
@@ -75,11 +75,22 @@ kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true; unset 'pids[-1]'
 for _ in $(seq 50); do mountpoint -q "$mnt" || break; sleep 0.1; done
 
 # A fresh mount (no daemon needed to read), then cold caches.
-fresh() { fresh_ >/dev/null 2>&1; }
+fresh() { fresh_ >/dev/null 2>&1 </dev/null; }
+# The previous mount's process must be gone before the next mount: on its way out it
+# unmounts its mount point, which would take the fresh mount down with it.
 fresh_() {
-  mountpoint -q "$mnt" && "$bin/repofs" umount "$mnt"
+  local mount_pid; mount_pid=$(cat "$work/mount.pid" 2>/dev/null || true)
+  for _ in $(seq 100); do
+    mountpoint -q "$mnt" || break
+    "$bin/repofs" umount "$mnt" || sleep 0.1
+  done
+  for _ in $(seq 100); do
+    [[ -n $mount_pid ]] && kill -0 "$mount_pid" 2>/dev/null || break
+    sleep 0.05
+  done
   RUST_LOG=warn "$bin/repofs" --root "$root" mount --daemon "$mnt"
-  for _ in $(seq 100); do [[ -d $mnt/pkgs ]] && break; sleep 0.05; done
+  for _ in $(seq 100); do mountpoint -q "$mnt" && [[ -d $mnt/pkgs ]] && break; sleep 0.05; done
+  pgrep -nf "$bin/repofs --root $root mount" > "$work/mount.pid" || true
   drop
 }
 rat_fresh() {
@@ -100,6 +111,10 @@ fi
 best_of() { local f=$1; shift; for _ in $(seq "$runs"); do $f; timed "$@"; done | best; }
 gz=$mnt/pkgs/linuxgz/6.1
 zst=$mnt/pkgs/linuxzst/6.1
+fresh
+for p in "$gz" "$zst"; do
+  [[ -f $p/$deep ]] || { echo "bench/pkgs.sh: $p/$deep missing; mount log:" >&2; tail "$root/mount.log" >&2; exit 1; }
+done
 echo "data: $debpkg, $nfiles entries, $(du -h "$src.tar" | cut -f1) tar, $(du -h "$src.tar.gz" | cut -f1) .tar.gz, $(du -h "$src.tar.zst" | cut -f1) .tar.zst; best of $runs, cold caches"
 
 # ---- 1. tar -c ------------------------------------------------------------------------

@@ -516,24 +516,27 @@ impl Catalog {
             .is_some())
     }
 
-    /// The seek points of a gzip payload without their windows (those are fetched per point
-    /// with `seek_point`): a few bytes per point instead of 32 KiB.
-    pub fn seek_marks(&self, file_id: i64) -> Result<Vec<SeekPoint>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT uncompressed_offset, compressed_offset, bits FROM seek_points
-             WHERE file_id = ? ORDER BY uncompressed_offset",
-        )?;
-        let rows = stmt
-            .query_map([file_id], |r| {
-                Ok(SeekPoint {
-                    out: r.get::<_, i64>(0)? as u64,
-                    inp: r.get::<_, i64>(1)? as u64,
-                    bits: r.get::<_, i64>(2)? as u8,
-                    window: Vec::new(),
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+    /// The span of a gzip payload holding uncompressed `offset`: from the last seek point at
+    /// or before it (0 if none) to the next one (None: to the end). Two primary-key range
+    /// queries, so a first read does not load every point of a large package.
+    pub fn seek_span(&self, file_id: i64, offset: u64) -> Result<(u64, Option<u64>)> {
+        let start: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT uncompressed_offset FROM seek_points WHERE file_id = ?1
+                 AND uncompressed_offset <= ?2 ORDER BY uncompressed_offset DESC LIMIT 1",
+            )?
+            .query_row(params![file_id, offset as i64], |r| r.get(0))
+            .optional()?;
+        let end: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT uncompressed_offset FROM seek_points WHERE file_id = ?1
+                 AND uncompressed_offset > ?2 ORDER BY uncompressed_offset LIMIT 1",
+            )?
+            .query_row(params![file_id, offset as i64], |r| r.get(0))
+            .optional()?;
+        Ok((start.map_or(0, |s| s as u64), end.map(|e| e as u64)))
     }
 
     /// One seek point, window included, by its uncompressed offset.

@@ -266,8 +266,8 @@ impl Cache {
 /// What the catalog offers for reading a payload at an offset.
 #[derive(Clone)]
 pub enum Seekable {
-    /// gzip seek points, without windows.
-    Gzip(Arc<[SeekPoint]>),
+    /// gzip spans, found in the catalog as reads reach them.
+    Gzip(Arc<SpanIndex>),
     /// The seekable twin made at publication (zstd, xz): its object and frame index.
     Frames {
         object: PathBuf,
@@ -293,13 +293,13 @@ pub fn source(
             base: pkg.payload_offset,
         }),
         // No recorded points is fine: the stream's start is always one (small payloads).
-        ("gzip", Seekable::Gzip(marks)) => Ok(Source::Gzip(Arc::new(GzPayload {
+        ("gzip", Seekable::Gzip(index)) => Ok(Source::Gzip(Arc::new(GzPayload {
             file_id: pkg.file_id,
             file: Arc::new(File::open(object)?),
             base: pkg.payload_offset,
             // Bounded: in a .deb the next ar member follows the gzip stream.
             len: pkg.payload_size,
-            marks,
+            index,
             spans: spans.clone(),
             catalog: catalog.clone(),
         }))),
@@ -336,7 +336,7 @@ impl Framed {
         if offset >= f.out + f.out_len {
             return Ok(0);
         }
-        let frame = self.spans.get((self.file_id, k), || {
+        let frame = self.spans.get((self.file_id, f.out), || {
             let mut packed = vec![0u8; usize::try_from(f.in_len).unwrap_or(usize::MAX)];
             self.file.read_exact_at(&mut packed, f.inp)?;
             let want = usize::try_from(f.out_len).unwrap_or(usize::MAX);
@@ -360,33 +360,54 @@ impl Framed {
 /// only a damaged index could ask for more.
 const SPAN_MAX: usize = 256 << 20;
 
+/// The spans of one gzip payload met so far (start -> end; `u64::MAX` for the last),
+/// shared by all open files of the package. Spans are looked up in the catalog as reads reach
+/// them, so a first read costs two point queries, not a load of every seek point.
+#[derive(Default)]
+pub struct SpanIndex {
+    known: Mutex<std::collections::BTreeMap<u64, u64>>,
+}
+
+impl SpanIndex {
+    fn find(&self, offset: u64) -> Option<(u64, u64)> {
+        let known = crate::vfs::lock(&self.known);
+        let (&start, &end) = known.range(..=offset).next_back()?;
+        (offset < end).then_some((start, end))
+    }
+}
+
 /// One gzip payload of a package, as its open files read it.
 pub struct GzPayload {
     file_id: i64,
     file: Arc<File>,
     base: u64,
     len: u64,
-    /// Seek points without their windows; span `k` runs from point `k - 1` (or the start)
-    /// to point `k` (or the end).
-    marks: Arc<[SeekPoint]>,
+    index: Arc<SpanIndex>,
     spans: Arc<Spans>,
-    /// Windows are fetched per span, only for the spans read.
+    /// Span bounds and windows are fetched per span, only for the spans read.
     catalog: Arc<Mutex<Catalog>>,
 }
 
 impl GzPayload {
-    fn span_of(&self, offset: u64) -> (usize, u64) {
-        let k = self.marks.partition_point(|p| p.out <= offset);
-        let start = k.checked_sub(1).map_or(0, |i| self.marks[i].out);
-        (k, start)
+    /// The span holding `offset`: (start, end), end `u64::MAX` for the last.
+    fn span_of(&self, offset: u64) -> io::Result<(u64, u64)> {
+        if let Some(s) = self.index.find(offset) {
+            return Ok(s);
+        }
+        let (start, end) = crate::vfs::lock(&self.catalog)
+            .seek_span(self.file_id, offset)
+            .map_err(io::Error::other)?;
+        let end = end.unwrap_or(u64::MAX);
+        crate::vfs::lock(&self.index.known).insert(start, end);
+        Ok((start, end))
     }
 
     /// Fills `buf` from uncompressed `offset`, within one span; 0 only at the end.
     pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
-        let (k, start) = self.span_of(offset);
+        let (start, end) = self.span_of(offset)?;
         let span = self
             .spans
-            .get((self.file_id, k), || self.inflate(k, start))?;
+            .get((self.file_id, start), || self.inflate(start, end))?;
         let from = usize::try_from(offset - start).unwrap_or(usize::MAX);
         let Some(have) = span.get(from..) else {
             return Ok(0);
@@ -396,23 +417,21 @@ impl GzPayload {
         Ok(n)
     }
 
-    /// Inflates span `k` whole, from its seek point.
-    fn inflate(&self, k: usize, start: u64) -> io::Result<Vec<u8>> {
-        let point = match k.checked_sub(1) {
-            None => None,
-            Some(i) => Some(
+    /// Inflates the span `start..end` whole, from its seek point.
+    fn inflate(&self, start: u64, end: u64) -> io::Result<Vec<u8>> {
+        let point = match start {
+            0 => None,
+            _ => Some(
                 crate::vfs::lock(&self.catalog)
-                    .seek_point(self.file_id, self.marks[i].out)
+                    .seek_point(self.file_id, start)
                     .map_err(io::Error::other)?
                     .ok_or_else(|| io::Error::other("seek point vanished from the catalog"))?,
             ),
         };
         let points: Arc<[SeekPoint]> = point.into_iter().collect();
         let mut cursor = GzCursor::new(self.file.clone(), self.base, points).with_len(self.len);
-        let want = match self.marks.get(k) {
-            Some(end) => usize::try_from(end.out - start).unwrap_or(usize::MAX),
-            None => SPAN_MAX, // the last span runs to the end of the stream
-        };
+        // The last span runs to the end of the stream.
+        let want = usize::try_from(end - start).map_or(SPAN_MAX, |w| w.min(SPAN_MAX));
         let mut out = vec![0u8; want.min(8 << 20)];
         let mut n = 0;
         loop {
@@ -449,7 +468,8 @@ pub struct Spans {
     inner: Mutex<SpanLru>,
 }
 
-type SpanKey = (i64, usize);
+/// Package and the span's (or frame's) first uncompressed offset.
+type SpanKey = (i64, u64);
 type SpanData = Arc<Vec<u8>>;
 
 #[derive(Default)]
