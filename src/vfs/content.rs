@@ -471,13 +471,15 @@ pub struct Spans {
 /// Package and the span's (or frame's) first uncompressed offset.
 type SpanKey = (i64, u64);
 type SpanData = Arc<Vec<u8>>;
+/// Filled once; its lock is held while filling, so other readers of the span wait.
+type Slot = Arc<Mutex<Option<SpanData>>>;
 
 #[derive(Default)]
 struct SpanLru {
     tick: u64,
     bytes: u64,
     /// Slot, its size once filled, and when it was last used.
-    map: HashMap<SpanKey, (Arc<Mutex<Option<SpanData>>>, u64, u64)>,
+    map: HashMap<SpanKey, (Slot, u64, u64)>,
 }
 
 impl Spans {
@@ -563,7 +565,7 @@ mod tests {
     fn spans_stay_within_budget_least_recently_used_out() {
         let s = Spans::new(10);
         let fills = AtomicUsize::new(0);
-        let get = |k: usize, len: usize| {
+        let get = |k: u64, len: usize| {
             s.get((1, k), || {
                 fills.fetch_add(1, Ordering::Relaxed);
                 Ok(vec![k as u8; len])

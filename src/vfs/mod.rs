@@ -363,6 +363,26 @@ impl Vfs {
     }
 
     fn attr_of(&self, uid: u32, ino: u64, node: &Node) -> Result<(FileAttr, Duration)> {
+        self.attr_in(uid, ino, node, &mut None)
+    }
+
+    /// `attr_of`, taking the catalog snapshot once into `snap` for a run of calls (a
+    /// readdirplus batch asks for thousands of attributes; one `data_version` check serves).
+    fn attr_in(
+        &self,
+        uid: u32,
+        ino: u64,
+        node: &Node,
+        snap: &mut Option<Arc<Snapshot>>,
+    ) -> Result<(FileAttr, Duration)> {
+        let mut snapshot = || -> Result<Arc<Snapshot>> {
+            if let Some(s) = snap {
+                return Ok(s.clone());
+            }
+            let s = self.snap()?;
+            *snap = Some(s.clone());
+            Ok(s)
+        };
         let view = |a| Ok((a, VIEW_TTL));
         match node {
             Node::Root => view(self.dir_attr(ino, 0o755)),
@@ -373,7 +393,7 @@ impl Vfs {
                 Ok((self.spool_attr(ino, *owner, rel)?, SPOOL_TTL))
             }
             Node::Dists(path) => {
-                let snap = self.snap()?;
+                let snap = snapshot()?;
                 match snap.dist_entry(path).ok_or(libc::ENOENT)? {
                     DistEntry::Dir => view(self.dir_attr(ino, 0o555)),
                     DistEntry::Symlink(t) => {
@@ -400,7 +420,7 @@ impl Vfs {
                 }
             }
             Node::DistsFile(id) => {
-                let snap = self.snap()?;
+                let snap = snapshot()?;
                 let f = snap.files.get(id).ok_or(libc::ENOENT)?;
                 view(self.attr(
                     ino,
@@ -412,16 +432,16 @@ impl Vfs {
             }
             Node::Pkgs => view(self.dir_attr(ino, 0o555)),
             Node::PkgName(name) => {
-                self.snap()?.versions(name).ok_or(libc::ENOENT)?;
+                snapshot()?.versions(name).ok_or(libc::ENOENT)?;
                 view(self.dir_attr(ino, 0o555))
             }
             Node::PkgLatest(name) => {
-                let snap = self.snap()?;
+                let snap = snapshot()?;
                 let v = snap.latest(name).ok_or(libc::ENOENT)?;
                 view(self.attr(ino, FileType::Symlink, 0o777, v.len() as u64, self.started))
             }
             Node::PkgEntry { file_id, path } => {
-                let snap = self.snap()?;
+                let snap = snapshot()?;
                 let pkg = snap.packages.get(file_id).ok_or(libc::ENOENT)?;
                 let item = self.pkg_item(*file_id, path)?;
                 let pkg_time = epoch(pkg.published_at);
@@ -699,8 +719,10 @@ impl Vfs {
         let Handle::Dir(list) = &*h else {
             return Err(libc::EBADF);
         };
+        let mut snap = None;
         for (i, e) in list.iter().enumerate().skip(offset as usize) {
-            let Ok((attr, ttl)) = self.getattr(uid, e.ino) else {
+            let Ok(node) = self.node(e.ino) else { continue };
+            let Ok((attr, ttl)) = self.attr_in(uid, e.ino, &node, &mut snap) else {
                 continue;
             };
             if add(e, i as u64 + 1, &attr, ttl) {
