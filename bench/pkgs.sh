@@ -120,7 +120,8 @@ echo "data: $debpkg, $nfiles entries, $(du -h "$src.tar" | cut -f1) tar, $(du -h
 # ---- 1. tar -c ------------------------------------------------------------------------
 b1=$(best_of drop tarc "$src.tree")
 r1=$(best_of fresh tarc "$gz")
-echo "1. tar -c whole tree: native ${b1}s, pkgs/ .tar.gz ${r1}s, ratio $(ratio "$r1" "$b1") (target <= 1.5)"
+hwm=$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$(cat "$work/mount.pid")/status" 2>/dev/null || echo "?")
+echo "1. tar -c whole tree: native ${b1}s, pkgs/ .tar.gz ${r1}s, ratio $(ratio "$r1" "$b1") (target <= 1.5); mount peak RSS ${hwm} MiB"
 if $have_rat; then
   x1=$(best_of rat_fresh tarc "$work/rat")
   echo "   ratarmount ${x1}s, ratio to native $(ratio "$x1" "$b1")"
