@@ -160,7 +160,46 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL
     );
     "#,
+    // v5: seekable forms of payloads that cannot be read at an offset (zstd, xz, bzip2,
+    // lzip). At publication the payload is recompressed as independent zstd frames, stored
+    // as a derived object in the content store (kept by GC through this table), so one file
+    // inside is read by decompressing one frame instead of unpacking the whole payload.
+    r#"
+    CREATE TABLE derived (
+        file_id     INTEGER PRIMARY KEY REFERENCES packages(file_id),
+        kind        TEXT NOT NULL CHECK (kind IN ('zstd-frames')),
+        sha256      TEXT NOT NULL,      -- the derived object in the content store
+        size        INTEGER NOT NULL
+    );
+    CREATE INDEX derived_sha256 ON derived(sha256);
+    CREATE TABLE frames (
+        file_id           INTEGER NOT NULL REFERENCES derived(file_id),
+        uncompressed_offset INTEGER NOT NULL, -- in the payload's tar stream
+        uncompressed_size INTEGER NOT NULL,
+        compressed_offset INTEGER NOT NULL,   -- in the derived object
+        compressed_size   INTEGER NOT NULL,
+        PRIMARY KEY (file_id, uncompressed_offset)
+    ) WITHOUT ROWID;
+    "#,
 ];
+
+/// One independent zstd frame of a derived seekable payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    /// Where its bytes sit in the uncompressed tar stream.
+    pub out: u64,
+    pub out_len: u64,
+    /// Where the frame sits in the derived object.
+    pub inp: u64,
+    pub in_len: u64,
+}
+
+/// The seekable form of a package's payload.
+#[derive(Debug, Clone)]
+pub struct Derived {
+    pub sha256: String,
+    pub frames: Vec<Frame>,
+}
 
 pub struct Catalog {
     conn: Connection,
@@ -390,7 +429,9 @@ impl Catalog {
 
     /// Every content hash the catalog refers to, published or archived: what the store must keep.
     pub fn referenced_objects(&self) -> Result<HashSet<String>> {
-        let mut stmt = self.conn.prepare("SELECT DISTINCT sha256 FROM files")?;
+        let mut stmt = self
+            .conn
+            .prepare("SELECT sha256 FROM files UNION SELECT sha256 FROM derived")?;
         let set = stmt
             .query_map([], |r| r.get(0))?
             .collect::<Result<HashSet<String>, _>>()?;
@@ -439,38 +480,118 @@ impl Catalog {
              FROM entries WHERE file_id = ? ORDER BY data_offset, path",
         )?;
         let rows = stmt
+            .query_map([file_id], entry_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// One entry of a package by path: a primary-key lookup, so serving one path never
+    /// loads the whole list.
+    pub fn entry(&self, file_id: i64, path: &str) -> Result<Option<Entry>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT path, kind, mode, size, mtime, uid, gid, link_target, data_offset, sha256,
+                    layout
+             FROM entries WHERE file_id = ? AND path = ?",
+        )?;
+        Ok(stmt
+            .query_row(params![file_id, path], entry_row)
+            .optional()?)
+    }
+
+    /// Whether any entry lies below directory `dir` ("" is the package root): how a
+    /// directory the archive implies but does not list is recognised, by a range query on
+    /// the primary key (`'0'` is the byte after `'/'`).
+    pub fn has_entries_below(&self, file_id: i64, dir: &str) -> Result<bool> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT 1 FROM entries WHERE file_id = ?1 AND path > ?2 AND path < ?3 LIMIT 1",
+        )?;
+        let (lo, hi) = if dir.is_empty() {
+            (String::new(), "\u{10ffff}".to_string())
+        } else {
+            (format!("{dir}/"), format!("{dir}0"))
+        };
+        Ok(stmt
+            .query_row(params![file_id, lo, hi], |_| Ok(()))
+            .optional()?
+            .is_some())
+    }
+
+    /// The span of a gzip payload holding uncompressed `offset`: from the last seek point at
+    /// or before it (0 if none) to the next one (None: to the end). Two primary-key range
+    /// queries, so a first read does not load every point of a large package.
+    pub fn seek_span(&self, file_id: i64, offset: u64) -> Result<(u64, Option<u64>)> {
+        let start: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT uncompressed_offset FROM seek_points WHERE file_id = ?1
+                 AND uncompressed_offset <= ?2 ORDER BY uncompressed_offset DESC LIMIT 1",
+            )?
+            .query_row(params![file_id, offset as i64], |r| r.get(0))
+            .optional()?;
+        let end: Option<i64> = self
+            .conn
+            .prepare_cached(
+                "SELECT uncompressed_offset FROM seek_points WHERE file_id = ?1
+                 AND uncompressed_offset > ?2 ORDER BY uncompressed_offset LIMIT 1",
+            )?
+            .query_row(params![file_id, offset as i64], |r| r.get(0))
+            .optional()?;
+        Ok((start.map_or(0, |s| s as u64), end.map(|e| e as u64)))
+    }
+
+    /// One seek point, window included, by its uncompressed offset.
+    pub fn seek_point(&self, file_id: i64, out: u64) -> Result<Option<SeekPoint>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT compressed_offset, bits, window FROM seek_points
+             WHERE file_id = ? AND uncompressed_offset = ?",
+        )?;
+        let row = stmt
+            .query_row(params![file_id, out as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)? as u64,
+                    r.get::<_, i64>(1)? as u8,
+                    r.get::<_, Option<Vec<u8>>>(2)?.unwrap_or_default(),
+                ))
+            })
+            .optional()?;
+        row.map(|(inp, bits, packed)| {
+            Ok(SeekPoint {
+                out,
+                inp,
+                bits,
+                window: inflate(&packed).map_err(|e| {
+                    CatalogError::Corrupt(format!("seek point window of file {file_id}: {e}"))
+                })?,
+            })
+        })
+        .transpose()
+    }
+
+    /// The seekable form of a package's payload, if the publication made one.
+    pub fn derived(&self, file_id: i64) -> Result<Option<Derived>> {
+        let sha256: Option<String> = self
+            .conn
+            .prepare_cached("SELECT sha256 FROM derived WHERE file_id = ?")?
+            .query_row([file_id], |r| r.get(0))
+            .optional()?;
+        let Some(sha256) = sha256 else {
+            return Ok(None);
+        };
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT uncompressed_offset, uncompressed_size, compressed_offset, compressed_size
+             FROM frames WHERE file_id = ? ORDER BY uncompressed_offset",
+        )?;
+        let frames = stmt
             .query_map([file_id], |r| {
-                let kind: String = r.get(1)?;
-                Ok(Entry {
-                    path: r.get(0)?,
-                    kind: match kind.as_str() {
-                        "dir" => EntryKind::Dir,
-                        "symlink" => EntryKind::Symlink,
-                        "hardlink" => EntryKind::Hardlink,
-                        _ => EntryKind::File,
-                    },
-                    mode: r.get(2)?,
-                    size: r.get::<_, i64>(3)? as u64,
-                    mtime: r.get(4)?,
-                    uid: r.get::<_, i64>(5)? as u64,
-                    gid: r.get::<_, i64>(6)? as u64,
-                    link_target: r.get(7)?,
-                    data_offset: r.get::<_, i64>(8)? as u64,
-                    sha256: r.get(9)?,
-                    layout: match r.get::<_, Option<String>>(10)? {
-                        None => Layout::Contiguous,
-                        Some(j) => serde_json::from_str(&j).map_err(|e| {
-                            rusqlite::Error::FromSqlConversionFailure(
-                                10,
-                                rusqlite::types::Type::Text,
-                                Box::new(e),
-                            )
-                        })?,
-                    },
+                Ok(Frame {
+                    out: r.get::<_, i64>(0)? as u64,
+                    out_len: r.get::<_, i64>(1)? as u64,
+                    inp: r.get::<_, i64>(2)? as u64,
+                    in_len: r.get::<_, i64>(3)? as u64,
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        Ok(Some(Derived { sha256, frames }))
     }
 
     /// Seek points of a gzip payload, by uncompressed offset (windows stored deflated).
@@ -651,6 +772,39 @@ impl Catalog {
 
 const FILE_COLUMNS: &str = "id, directory, filename, kind, name, version, size, sha256, md5, \
                             uploader, upload_id, published_at, state, archived_at";
+
+/// Maps `SELECT path, kind, mode, size, mtime, uid, gid, link_target, data_offset, sha256,
+/// layout`.
+fn entry_row(r: &Row<'_>) -> rusqlite::Result<Entry> {
+    let kind: String = r.get(1)?;
+    Ok(Entry {
+        path: r.get(0)?,
+        kind: match kind.as_str() {
+            "dir" => EntryKind::Dir,
+            "symlink" => EntryKind::Symlink,
+            "hardlink" => EntryKind::Hardlink,
+            _ => EntryKind::File,
+        },
+        mode: r.get(2)?,
+        size: r.get::<_, i64>(3)? as u64,
+        mtime: r.get(4)?,
+        uid: r.get::<_, i64>(5)? as u64,
+        gid: r.get::<_, i64>(6)? as u64,
+        link_target: r.get(7)?,
+        data_offset: r.get::<_, i64>(8)? as u64,
+        sha256: r.get(9)?,
+        layout: match r.get::<_, Option<String>>(10)? {
+            None => Layout::Contiguous,
+            Some(j) => serde_json::from_str(&j).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    10,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
+        },
+    })
+}
 
 fn file_row(r: &Row<'_>) -> rusqlite::Result<FileRow> {
     Ok(FileRow {
@@ -837,6 +991,29 @@ impl PublishTx<'_> {
                 p.inp as i64,
                 p.bits as i64,
                 deflate(&p.window)
+            ])?;
+        }
+        Ok(())
+    }
+
+    /// Records the seekable form of package `file_id`'s payload (object staged by the caller).
+    pub fn insert_derived(&self, file_id: i64, size: u64, d: &Derived) -> Result<()> {
+        self.tx.execute(
+            "INSERT INTO derived (file_id, kind, sha256, size) VALUES (?1, 'zstd-frames', ?2, ?3)",
+            params![file_id, d.sha256, size as i64],
+        )?;
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT INTO frames (file_id, uncompressed_offset, uncompressed_size,
+                                 compressed_offset, compressed_size)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        for f in &d.frames {
+            stmt.execute(params![
+                file_id,
+                f.out as i64,
+                f.out_len as i64,
+                f.inp as i64,
+                f.in_len as i64
             ])?;
         }
         Ok(())

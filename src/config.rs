@@ -133,6 +133,8 @@ pub struct MountConfig {
     pub close_wait: Duration,
     /// Bound on unpacked payloads kept for packages without seek points (zstd, xz).
     pub cache_size: u64,
+    /// Bound on inflated gzip spans kept in memory, shared by all packages (bytes).
+    pub span_cache: u64,
     /// FUSE worker threads.
     pub threads: usize,
 }
@@ -142,6 +144,7 @@ impl Default for MountConfig {
         MountConfig {
             close_wait: Duration::from_secs(120),
             cache_size: 4 << 30,
+            span_cache: 64 << 20,
             threads: 4,
         }
     }

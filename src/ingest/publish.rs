@@ -5,14 +5,20 @@
 //! a refusal leaves catalog and store exactly as they were. Only then are the staged objects
 //! renamed into the store and the transaction committed (see `store` for why this order is
 //! crash-safe).
+//!
+//! A payload that cannot be read at an offset (zstd, xz, bzip2, lzip) gets a seekable twin
+//! first, outside the transaction: its tar stream recompressed as independent zstd frames
+//! (`FRAME` bytes each), staged like any object and committed with the file, its frame index
+//! recorded in the same transaction. It is made from the store copy, never from the spool.
 
-use std::io;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
 
 use super::directive::Action;
 use super::reason::{reject, Reason, Rejection};
 use super::IngestError;
-use crate::archive::Inspection;
-use crate::catalog::{Catalog, NewFile, NewUpload, PublishTx};
+use crate::archive::{Compression, Inspection};
+use crate::catalog::{Catalog, Derived, Frame, NewFile, NewUpload, PublishTx};
 use crate::fetch::torrent;
 use crate::paths;
 use crate::store::{Staged, Store};
@@ -52,6 +58,15 @@ pub fn publish(
     store: &Store,
     mut plan: Plan,
 ) -> Result<Result<Published, Rejection>, IngestError> {
+    // Before the transaction: recompressing takes seconds for a large package, and the
+    // catalog's write lock must not be held that long.
+    let mut seekable = Vec::new();
+    for f in &plan.files {
+        seekable.push(match (&f.inspection, f.staged.path()) {
+            (Some(insp), Some(path)) => seekable_twin(store, path, insp)?,
+            _ => None,
+        });
+    }
     let tx = catalog.transaction()?;
     let mut summary = Vec::new();
     let upload_id = tx.insert_upload(&plan.upload)?;
@@ -71,11 +86,12 @@ pub fn publish(
             plan.files[0].filename
         ));
     } else {
-        for f in &mut plan.files {
+        for (f, twin) in plan.files.iter_mut().zip(seekable.iter_mut()) {
             if let Err(r) = place(
                 &tx,
                 &plan.directory,
                 f,
+                twin.as_ref().map(|t| &t.1),
                 plan.replace,
                 &plan.uploader,
                 upload_id,
@@ -87,6 +103,9 @@ pub fn publish(
                 paths::join(&plan.directory, &f.filename)
             ));
             to_commit.push(&mut f.staged);
+            if let Some((staged, _)) = twin {
+                to_commit.push(staged);
+            }
         }
     }
     for action in &plan.actions {
@@ -114,6 +133,7 @@ fn place(
     tx: &PublishTx<'_>,
     dir: &str,
     f: &Incoming,
+    seekable: Option<&Derived>,
     replace: bool,
     uploader: &str,
     upload_id: i64,
@@ -154,12 +174,80 @@ fn place(
     })?;
     if let Some(insp) = &f.inspection {
         tx.insert_package(id, insp)?;
+        if let Some(d) = seekable {
+            let size = d.frames.last().map_or(0, |f| f.inp + f.in_len);
+            tx.insert_derived(id, size, d)?;
+        }
     }
     let torrent = torrent::info(&f.filename, h.size, &h.pieces).map_err(io::Error::other)?;
     if let Some(t) = torrent {
         tx.insert_torrent(id, &t.info_hash, &t.bytes)?;
     }
     Ok(Ok(()))
+}
+
+/// Uncompressed bytes per frame of a seekable twin: a first read decompresses at most this
+/// (~2 ms); frames this size cost a few percent of compression ratio.
+pub const FRAME: usize = 2 << 20;
+/// Fast, and still smaller than gzip -6 on source trees.
+const FRAME_LEVEL: i32 = 3;
+
+/// The seekable twin of a zstd, xz, bzip2 or lzip payload, staged, and its frame index; None
+/// for payloads
+/// that are already seekable (plain, gzip with seek points).
+fn seekable_twin(
+    store: &Store,
+    object: &std::path::Path,
+    insp: &Inspection,
+) -> io::Result<Option<(Staged, Derived)>> {
+    let p = insp.payload;
+    match p.compression {
+        Compression::None | Compression::Gzip => return Ok(None),
+        Compression::Zstd | Compression::Xz | Compression::Bzip2 | Compression::Lzip => {}
+    }
+    let mut src = File::open(object)?;
+    src.seek(SeekFrom::Start(p.offset))?;
+    let mut tar = p
+        .compression
+        .reader(io::BufReader::with_capacity(1 << 20, src.take(p.size)))?;
+    let mut out = store.stage()?;
+    let mut z = zstd::bulk::Compressor::new(FRAME_LEVEL)?;
+    let mut frames = Vec::new();
+    let mut buf = vec![0u8; FRAME];
+    let (mut at_out, mut at_in) = (0u64, 0u64);
+    loop {
+        let n = read_full(&mut tar, &mut buf)?;
+        if n == 0 {
+            break;
+        }
+        let packed = z.compress(&buf[..n])?;
+        out.write_all(&packed)?;
+        frames.push(Frame {
+            out: at_out,
+            out_len: n as u64,
+            inp: at_in,
+            in_len: packed.len() as u64,
+        });
+        at_out += n as u64;
+        at_in += packed.len() as u64;
+    }
+    let staged = out.finish()?;
+    let sha256 = staged.hashes.sha256.clone();
+    Ok(Some((staged, Derived { sha256, frames })))
+}
+
+/// Reads until `buf` is full or the input ends.
+fn read_full(r: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(n)
 }
 
 fn run_action(

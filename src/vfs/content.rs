@@ -4,12 +4,16 @@
 //!   offsets in the stored file; so do stored zip members, and a deflated one is inflated
 //!   from its own start (a cursor per open file continues where the last read stopped);
 //! - sparse members read their data runs in place and zeros between them;
-//! - gzip with seek points recorded at publish time: inflation starts at the nearest point
-//!   before the offset, and a cursor per open file continues where the last read stopped;
+//! - gzip with seek points recorded at publish time: the payload is cut into spans, one per
+//!   seek point; a span is inflated whole, once, into a cache shared by every open file of
+//!   every package (`Spans`, bounded in bytes, least recently used out). A walk of the whole
+//!   tree in archive order (what `tar -c`, `cp -r` and `rsync` do when the archive was made
+//!   sorted, as Debian's and git's are) thus inflates each compressed byte about once, where
+//!   a cursor per file re-inflated up to a whole spacing for each small file;
 //! - everything else (zstd, xz): the payload is unpacked
 //!   once into `ROOT/cache/<sha256>.tar`, bounded in total size, least recently used first out.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
@@ -21,7 +25,7 @@ use tracing::{info, warn};
 
 use crate::archive::gzindex::{GzCursor, SeekPoint};
 use crate::archive::{Compression, Entry, Layout};
-use crate::catalog::PackageRow;
+use crate::catalog::{Catalog, Frame, PackageRow};
 
 /// How long a reader waits for another thread's unpacking before failing with EIO.
 const UNPACK_WAIT: Duration = Duration::from_secs(600);
@@ -29,11 +33,11 @@ const UNPACK_WAIT: Duration = Duration::from_secs(600);
 /// Where one entry's bytes come from.
 pub enum Source {
     /// The stored file itself; the tar stream starts at `base`.
-    Plain {
-        file: Arc<File>,
-        base: u64,
-    },
-    Gzip(Mutex<GzCursor>),
+    Plain { file: Arc<File>, base: u64 },
+    /// A gzip payload, read span by span through the shared cache.
+    Gzip(Arc<GzPayload>),
+    /// A zstd or xz payload, read frame by frame from its seekable twin.
+    Frames(Arc<Framed>),
     /// An unpacked tar stream in the cache.
     Unpacked(Arc<File>),
 }
@@ -88,10 +92,8 @@ impl EntryReader {
             let n = match &self.source {
                 Source::Plain { file, base } => file.read_at(&mut buf[done..], base + pos)?,
                 Source::Unpacked(file) => file.read_at(&mut buf[done..], pos)?,
-                Source::Gzip(c) => c
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .read_at(pos, &mut buf[done..])?,
+                Source::Gzip(g) => g.read_at(pos, &mut buf[done..])?,
+                Source::Frames(f) => f.read_at(pos, &mut buf[done..])?,
             };
             if n == 0 {
                 // The catalog promised more bytes than the archive holds.
@@ -261,25 +263,360 @@ impl Cache {
     }
 }
 
-/// Opens the source for reading inside `pkg`.
+/// What the catalog offers for reading a payload at an offset.
+#[derive(Clone)]
+pub enum Seekable {
+    /// gzip spans, found in the catalog as reads reach them.
+    Gzip(Arc<SpanIndex>),
+    /// The seekable twin made at publication (zstd, xz): its object and frame index.
+    Frames {
+        object: PathBuf,
+        frames: Arc<[Frame]>,
+    },
+    /// Nothing: plain payloads need nothing; others fall back to the unpack cache.
+    Nothing,
+}
+
+/// Opens the source for reading inside `pkg`. Compressed payloads are read span by span
+/// through `spans` (gzip windows are fetched from `catalog` per span).
 pub fn source(
     pkg: &PackageRow,
     object: &Path,
-    points: Option<Arc<[SeekPoint]>>,
+    seekable: Seekable,
+    spans: &Arc<Spans>,
+    catalog: &Arc<Mutex<Catalog>>,
     cache: &Cache,
 ) -> io::Result<Source> {
-    match (pkg.compression.as_str(), points) {
+    match (pkg.compression.as_str(), seekable) {
         ("none", _) => Ok(Source::Plain {
             file: Arc::new(OpenOptions::new().read(true).open(object)?),
             base: pkg.payload_offset,
         }),
         // No recorded points is fine: the stream's start is always one (small payloads).
-        ("gzip", Some(points)) => {
-            let file = Arc::new(File::open(object)?);
+        ("gzip", Seekable::Gzip(index)) => Ok(Source::Gzip(Arc::new(GzPayload {
+            file_id: pkg.file_id,
+            file: Arc::new(File::open(object)?),
+            base: pkg.payload_offset,
             // Bounded: in a .deb the next ar member follows the gzip stream.
-            let cursor = GzCursor::new(file, pkg.payload_offset, points).with_len(pkg.payload_size);
-            Ok(Source::Gzip(Mutex::new(cursor)))
-        }
+            len: pkg.payload_size,
+            index,
+            spans: spans.clone(),
+            catalog: catalog.clone(),
+        }))),
+        (_, Seekable::Frames { object, frames }) => Ok(Source::Frames(Arc::new(Framed {
+            file_id: pkg.file_id,
+            file: File::open(object)?,
+            frames,
+            spans: spans.clone(),
+        }))),
         _ => Ok(Source::Unpacked(cache.unpacked(pkg, object)?)),
+    }
+}
+
+/// A payload read through its seekable twin: independent zstd frames, each decompressed
+/// once into the shared span cache.
+pub struct Framed {
+    file_id: i64,
+    file: File,
+    frames: Arc<[Frame]>,
+    spans: Arc<Spans>,
+}
+
+impl Framed {
+    /// Fills `buf` from uncompressed `offset`, within one frame; 0 only at the end.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let Some(k) = self
+            .frames
+            .partition_point(|f| f.out <= offset)
+            .checked_sub(1)
+        else {
+            return Ok(0);
+        };
+        let f = self.frames[k];
+        if offset >= f.out + f.out_len {
+            return Ok(0);
+        }
+        let frame = self.spans.get((self.file_id, f.out), || {
+            let mut packed = vec![0u8; usize::try_from(f.in_len).unwrap_or(usize::MAX)];
+            self.file.read_exact_at(&mut packed, f.inp)?;
+            let want = usize::try_from(f.out_len).unwrap_or(usize::MAX);
+            let out = zstd::bulk::decompress(&packed, want)?;
+            if out.len() != want {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "zstd frame shorter than its index says",
+                ));
+            }
+            Ok(out)
+        })?;
+        let from = (offset - f.out) as usize;
+        let n = (frame.len() - from).min(buf.len());
+        buf[..n].copy_from_slice(&frame[from..from + n]);
+        Ok(n)
+    }
+}
+
+/// A span longer than this is refused as corrupt: points are recorded every few MiB, so
+/// only a damaged index could ask for more.
+const SPAN_MAX: usize = 256 << 20;
+
+/// The spans of one gzip payload met so far (start -> end; `u64::MAX` for the last),
+/// shared by all open files of the package. Spans are looked up in the catalog as reads reach
+/// them, so a first read costs two point queries, not a load of every seek point.
+#[derive(Default)]
+pub struct SpanIndex {
+    known: Mutex<std::collections::BTreeMap<u64, u64>>,
+}
+
+impl SpanIndex {
+    fn find(&self, offset: u64) -> Option<(u64, u64)> {
+        let known = crate::vfs::lock(&self.known);
+        let (&start, &end) = known.range(..=offset).next_back()?;
+        (offset < end).then_some((start, end))
+    }
+}
+
+/// One gzip payload of a package, as its open files read it.
+pub struct GzPayload {
+    file_id: i64,
+    file: Arc<File>,
+    base: u64,
+    len: u64,
+    index: Arc<SpanIndex>,
+    spans: Arc<Spans>,
+    /// Span bounds and windows are fetched per span, only for the spans read.
+    catalog: Arc<Mutex<Catalog>>,
+}
+
+impl GzPayload {
+    /// The span holding `offset`: (start, end), end `u64::MAX` for the last.
+    fn span_of(&self, offset: u64) -> io::Result<(u64, u64)> {
+        if let Some(s) = self.index.find(offset) {
+            return Ok(s);
+        }
+        let (start, end) = crate::vfs::lock(&self.catalog)
+            .seek_span(self.file_id, offset)
+            .map_err(io::Error::other)?;
+        let end = end.unwrap_or(u64::MAX);
+        crate::vfs::lock(&self.index.known).insert(start, end);
+        Ok((start, end))
+    }
+
+    /// Fills `buf` from uncompressed `offset`, within one span; 0 only at the end.
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let (start, end) = self.span_of(offset)?;
+        let span = self
+            .spans
+            .get((self.file_id, start), || self.inflate(start, end))?;
+        let from = usize::try_from(offset - start).unwrap_or(usize::MAX);
+        let Some(have) = span.get(from..) else {
+            return Ok(0);
+        };
+        let n = have.len().min(buf.len());
+        buf[..n].copy_from_slice(&have[..n]);
+        Ok(n)
+    }
+
+    /// Inflates the span `start..end` whole, from its seek point.
+    fn inflate(&self, start: u64, end: u64) -> io::Result<Vec<u8>> {
+        let point = match start {
+            0 => None,
+            _ => Some(
+                crate::vfs::lock(&self.catalog)
+                    .seek_point(self.file_id, start)
+                    .map_err(io::Error::other)?
+                    .ok_or_else(|| io::Error::other("seek point vanished from the catalog"))?,
+            ),
+        };
+        let points: Arc<[SeekPoint]> = point.into_iter().collect();
+        let mut cursor = GzCursor::new(self.file.clone(), self.base, points).with_len(self.len);
+        // The last span runs to the end of the stream.
+        let want = usize::try_from(end - start).map_or(SPAN_MAX, |w| w.min(SPAN_MAX));
+        let mut out = vec![0u8; want.min(8 << 20)];
+        let mut n = 0;
+        loop {
+            if n == out.len() {
+                if n >= want {
+                    break;
+                }
+                if n >= SPAN_MAX {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        "gzip span longer than any seek spacing",
+                    ));
+                }
+                out.resize((n * 2).min(want), 0);
+            }
+            let got = cursor.read_at(start + n as u64, &mut out[n..])?;
+            if got == 0 {
+                break;
+            }
+            n += got;
+        }
+        out.truncate(n);
+        Ok(out)
+    }
+}
+
+/// Inflated gzip spans shared by every reader of every package, within a byte budget; least
+/// recently used out. A span being inflated is a slot whose lock the inflating thread holds,
+/// so a second reader of the same span waits for it instead of inflating it again.
+///
+/// Lock order: `inner`, then never a slot; a slot, then `inner` (to account its size).
+pub struct Spans {
+    budget: u64,
+    inner: Mutex<SpanLru>,
+}
+
+/// Package and the span's (or frame's) first uncompressed offset.
+type SpanKey = (i64, u64);
+type SpanData = Arc<Vec<u8>>;
+/// Filled once; its lock is held while filling, so other readers of the span wait.
+type Slot = Arc<Mutex<Option<SpanData>>>;
+
+#[derive(Default)]
+struct SpanLru {
+    tick: u64,
+    bytes: u64,
+    /// Slot, its size once filled, and when it was last used.
+    map: HashMap<SpanKey, (Slot, u64, u64)>,
+}
+
+impl Spans {
+    pub fn new(budget: u64) -> Spans {
+        Spans {
+            budget,
+            inner: Mutex::new(SpanLru::default()),
+        }
+    }
+
+    /// Bytes of inflated spans held now (never above the budget, except the one span just
+    /// filled when a single span is larger than the whole budget).
+    pub fn held(&self) -> u64 {
+        crate::vfs::lock(&self.inner).bytes
+    }
+
+    /// The span at `key`, filled by `fill` if no one has it.
+    pub fn get(
+        &self,
+        key: SpanKey,
+        fill: impl FnOnce() -> io::Result<Vec<u8>>,
+    ) -> io::Result<SpanData> {
+        let slot = {
+            let mut lru = crate::vfs::lock(&self.inner);
+            lru.tick += 1;
+            let tick = lru.tick;
+            let e = lru
+                .map
+                .entry(key)
+                .or_insert_with(|| (Arc::default(), 0, tick));
+            e.2 = tick;
+            e.0.clone()
+        };
+        let mut data = crate::vfs::lock(&slot);
+        if let Some(d) = &*data {
+            return Ok(d.clone());
+        }
+        let d = match fill() {
+            Ok(d) => Arc::new(d),
+            Err(e) => {
+                drop(data);
+                let mut lru = crate::vfs::lock(&self.inner);
+                if lru.map.get(&key).is_some_and(|e| Arc::ptr_eq(&e.0, &slot)) {
+                    lru.map.remove(&key);
+                }
+                return Err(e);
+            }
+        };
+        *data = Some(d.clone());
+        drop(data);
+        let mut lru = crate::vfs::lock(&self.inner);
+        let size = d.len() as u64;
+        match lru.map.get_mut(&key) {
+            // Still the same slot (not evicted while filling): account for it.
+            Some(e) if Arc::ptr_eq(&e.0, &slot) && e.1 == 0 => {
+                e.1 = size;
+                lru.bytes += size;
+            }
+            _ => return Ok(d),
+        }
+        while lru.bytes > self.budget {
+            let victim = lru
+                .map
+                .iter()
+                .filter(|(k, e)| **k != key && e.1 > 0)
+                .min_by_key(|(_, e)| e.2)
+                .map(|(k, _)| *k);
+            let Some(v) = victim else { break };
+            if let Some((_, size, _)) = lru.map.remove(&v) {
+                lru.bytes -= size;
+            }
+        }
+        Ok(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn spans_stay_within_budget_least_recently_used_out() {
+        let s = Spans::new(10);
+        let fills = AtomicUsize::new(0);
+        let get = |k: u64, len: usize| {
+            s.get((1, k), || {
+                fills.fetch_add(1, Ordering::Relaxed);
+                Ok(vec![k as u8; len])
+            })
+            .unwrap()
+        };
+        get(0, 4);
+        get(1, 4);
+        assert_eq!(s.held(), 8);
+        assert_eq!(*get(0, 4), vec![0; 4]); // a hit: 0 is now the most recently used
+        assert_eq!(fills.load(Ordering::Relaxed), 2);
+        get(2, 4); // 12 > 10: 1 goes
+        assert_eq!(s.held(), 8);
+        get(0, 4);
+        assert_eq!(fills.load(Ordering::Relaxed), 3);
+        get(1, 4);
+        assert_eq!(
+            fills.load(Ordering::Relaxed),
+            4,
+            "1 was evicted and filled again"
+        );
+        // One span over the whole budget is kept while it is the one in use, alone.
+        get(3, 25);
+        assert_eq!(s.held(), 25);
+        get(4, 1);
+        assert_eq!(s.held(), 1);
+        // A failed fill leaves nothing behind and is retried.
+        assert!(s.get((1, 9), || Err(io::Error::other("boom"))).is_err());
+        assert_eq!(*get(9, 2), vec![9; 2]);
+    }
+
+    #[test]
+    fn concurrent_readers_of_one_span_fill_it_once() {
+        let s = Arc::new(Spans::new(1 << 20));
+        let fills = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, fills) = (s.clone(), fills.clone());
+                std::thread::spawn(move || {
+                    s.get((7, 0), || {
+                        fills.fetch_add(1, Ordering::Relaxed);
+                        std::thread::sleep(Duration::from_millis(50));
+                        Ok(vec![42; 1000])
+                    })
+                    .unwrap()
+                })
+            })
+            .collect();
+        for t in threads {
+            assert_eq!(*t.join().unwrap(), vec![42; 1000]);
+        }
+        assert_eq!(fills.load(Ordering::Relaxed), 1);
     }
 }

@@ -32,12 +32,11 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{FileAttr, FileType, INodeNo};
 use tracing::warn;
 
-use crate::archive::gzindex::SeekPoint;
 use crate::archive::EntryKind;
 use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
 use crate::fetch::torrent;
-use content::{Cache, EntryReader};
+use content::{Cache, EntryReader, Seekable, Spans};
 use incoming::SpoolHandle;
 use inodes::Inodes;
 use tree::{DistEntry, PkgTree, Snapshot, TreeCache};
@@ -107,6 +106,15 @@ pub enum Handle {
     Entry(Box<EntryReader>),
 }
 
+/// One path inside a package, as the views need it.
+struct PkgItem {
+    /// The catalog's entry; None for a directory the archive only implies.
+    entry: Option<crate::archive::Entry>,
+    is_dir: bool,
+    /// The entry holding the bytes: itself, or its hard link's target.
+    data: Option<crate::archive::Entry>,
+}
+
 pub struct DirEntry {
     pub ino: u64,
     pub kind: FileType,
@@ -126,10 +134,14 @@ pub struct Vfs {
     layout: Layout,
     store: crate::store::Store,
     config: Config,
-    catalog: Mutex<Catalog>,
+    /// Shared with gzip readers, which fetch seek-point windows span by span.
+    catalog: Arc<Mutex<Catalog>>,
     snapshot: RwLock<Arc<Snapshot>>,
     trees: Mutex<TreeCache>,
-    points: Mutex<HashMap<i64, Arc<[SeekPoint]>>>,
+    /// How each package's payload is read at an offset (gzip seek points without windows,
+    /// or a seekable twin's frames).
+    seekable: Mutex<HashMap<i64, Seekable>>,
+    spans: Arc<Spans>,
     cache: Cache,
     inodes: Mutex<Inodes>,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
@@ -145,15 +157,27 @@ impl Vfs {
         let catalog = Catalog::open(&layout.catalog())?;
         let snapshot = Snapshot::load(&catalog)?;
         let cache = Cache::new(layout.cache(), config.mount.cache_size);
+        let spans = Arc::new(Spans::new(config.mount.span_cache));
+        // gzip spans are 4+ MiB buffers that come and go by the hundred in a tree walk.
+        // glibc raises its mmap threshold after such frees and then keeps them in per-thread
+        // heaps: peak RSS in a Linux-tree `tar -c` was 268 MiB with a 64 MiB span cache, 150
+        // MiB with the threshold pinned, which returns each span on free. Pinned above the
+        // 2 MiB zstd frames: mmapped, their page faults tripled the CPU of a .tar.zst walk.
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        // SAFETY: mallopt only changes allocator tuning; no memory is touched.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, 3 << 20);
+        }
         Ok(Vfs {
             cache,
             store: crate::store::Store::open(&layout.store())?,
             layout,
             config,
-            catalog: Mutex::new(catalog),
+            catalog: Arc::new(Mutex::new(catalog)),
             snapshot: RwLock::new(Arc::new(snapshot)),
             trees: Mutex::new(TreeCache::new(TREE_ENTRIES_KEPT)),
-            points: Mutex::new(HashMap::new()),
+            seekable: Mutex::new(HashMap::new()),
+            spans,
             inodes: Mutex::new(Inodes::new()),
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
@@ -246,19 +270,74 @@ impl Vfs {
         Ok(lock(&self.trees).insert(file_id, t))
     }
 
-    fn seek_points(&self, file_id: i64) -> Result<Arc<[SeekPoint]>> {
-        if let Some(p) = lock(&self.points).get(&file_id) {
-            return Ok(p.clone());
+    /// How package `pkg`'s payload is read at an offset (loaded once per package).
+    fn seekable(&self, pkg: &crate::catalog::PackageRow) -> Result<Seekable> {
+        let file_id = pkg.file_id;
+        if let Some(s) = lock(&self.seekable).get(&file_id) {
+            return Ok(s.clone());
         }
-        let p: Arc<[SeekPoint]> = lock(&self.catalog)
-            .seek_points(file_id)
-            .map_err(|e| {
-                warn!(error = %e, file_id, "seek points unreadable");
-                libc::EIO
-            })?
-            .into();
-        lock(&self.points).insert(file_id, p.clone());
-        Ok(p)
+        let fail = |e: crate::catalog::CatalogError| {
+            warn!(error = %e, file_id, "payload index unreadable");
+            libc::EIO
+        };
+        let s = match pkg.compression.as_str() {
+            "none" => Seekable::Nothing,
+            "gzip" => Seekable::Gzip(Arc::default()),
+            _ => match lock(&self.catalog).derived(file_id).map_err(fail)? {
+                Some(d) => Seekable::Frames {
+                    object: self.store.object_path(&d.sha256),
+                    frames: d.frames.into(),
+                },
+                None => Seekable::Nothing,
+            },
+        };
+        lock(&self.seekable).insert(file_id, s.clone());
+        Ok(s)
+    }
+
+    /// What `path` inside package `file_id` is. From the parsed tree when it is at hand
+    /// (a listing loaded it); otherwise from point queries, so that reaching one file deep in
+    /// a fresh mount never loads the package's whole entry list.
+    fn pkg_item(&self, file_id: i64, path: &str) -> Result<PkgItem> {
+        if let Some(tree) = lock(&self.trees).get(file_id) {
+            let n = tree.node(path).ok_or(libc::ENOENT)?;
+            let entry = tree.entry(n).cloned();
+            let data = entry.as_ref().and_then(|e| tree.data_of(e)).cloned();
+            return Ok(PkgItem {
+                is_dir: tree.is_dir(n),
+                entry,
+                data,
+            });
+        }
+        let cat = lock(&self.catalog);
+        let fail = |e: crate::catalog::CatalogError| {
+            warn!(error = %e, file_id, "entry unreadable");
+            libc::EIO
+        };
+        let entry = cat.entry(file_id, path).map_err(fail)?;
+        // As `PkgTree::is_dir`: listed as a directory, or the parent of anything.
+        let is_dir = path.is_empty()
+            || entry.as_ref().is_some_and(|e| e.kind == EntryKind::Dir)
+            || cat.has_entries_below(file_id, path).map_err(fail)?;
+        if entry.is_none() && !is_dir {
+            return Err(libc::ENOENT);
+        }
+        let data = match entry.as_ref() {
+            Some(e) if e.kind == EntryKind::File => Some(e.clone()),
+            Some(e) if e.kind == EntryKind::Hardlink => match e.link_target.as_deref() {
+                Some(t) => cat
+                    .entry(file_id, t)
+                    .map_err(fail)?
+                    .filter(|t| t.kind == EntryKind::File),
+                None => None,
+            },
+            _ => None,
+        };
+        Ok(PkgItem {
+            entry,
+            is_dir,
+            data,
+        })
     }
 
     // ---- attributes ---------------------------------------------------------------------
@@ -294,6 +373,26 @@ impl Vfs {
     }
 
     fn attr_of(&self, uid: u32, ino: u64, node: &Node) -> Result<(FileAttr, Duration)> {
+        self.attr_in(uid, ino, node, &mut None)
+    }
+
+    /// `attr_of`, taking the catalog snapshot once into `snap` for a run of calls (a
+    /// readdirplus batch asks for thousands of attributes; one `data_version` check serves).
+    fn attr_in(
+        &self,
+        uid: u32,
+        ino: u64,
+        node: &Node,
+        snap: &mut Option<Arc<Snapshot>>,
+    ) -> Result<(FileAttr, Duration)> {
+        let mut snapshot = || -> Result<Arc<Snapshot>> {
+            if let Some(s) = snap {
+                return Ok(s.clone());
+            }
+            let s = self.snap()?;
+            *snap = Some(s.clone());
+            Ok(s)
+        };
         let view = |a| Ok((a, VIEW_TTL));
         match node {
             Node::Root => view(self.dir_attr(ino, 0o755)),
@@ -304,7 +403,7 @@ impl Vfs {
                 Ok((self.spool_attr(ino, *owner, rel)?, SPOOL_TTL))
             }
             Node::Dists(path) => {
-                let snap = self.snap()?;
+                let snap = snapshot()?;
                 match snap.dist_entry(path).ok_or(libc::ENOENT)? {
                     DistEntry::Dir => view(self.dir_attr(ino, 0o555)),
                     DistEntry::Symlink(t) => {
@@ -331,7 +430,7 @@ impl Vfs {
                 }
             }
             Node::DistsFile(id) => {
-                let snap = self.snap()?;
+                let snap = snapshot()?;
                 let f = snap.files.get(id).ok_or(libc::ENOENT)?;
                 view(self.attr(
                     ino,
@@ -343,25 +442,24 @@ impl Vfs {
             }
             Node::Pkgs => view(self.dir_attr(ino, 0o555)),
             Node::PkgName(name) => {
-                self.snap()?.versions(name).ok_or(libc::ENOENT)?;
+                snapshot()?.versions(name).ok_or(libc::ENOENT)?;
                 view(self.dir_attr(ino, 0o555))
             }
             Node::PkgLatest(name) => {
-                let snap = self.snap()?;
+                let snap = snapshot()?;
                 let v = snap.latest(name).ok_or(libc::ENOENT)?;
                 view(self.attr(ino, FileType::Symlink, 0o777, v.len() as u64, self.started))
             }
             Node::PkgEntry { file_id, path } => {
-                let snap = self.snap()?;
+                let snap = snapshot()?;
                 let pkg = snap.packages.get(file_id).ok_or(libc::ENOENT)?;
-                let tree = self.tree(*file_id)?;
-                let n = tree.node(path).ok_or(libc::ENOENT)?;
+                let item = self.pkg_item(*file_id, path)?;
                 let pkg_time = epoch(pkg.published_at);
-                let mut a = match tree.entry(n) {
-                    _ if tree.is_dir(n) => {
+                let mut a = match &item.entry {
+                    _ if item.is_dir => {
                         let mut a = self.dir_attr(ino, 0o755);
-                        a.mtime = tree.entry(n).map_or(pkg_time, |e| epoch(e.mtime));
-                        if let Some(e) = tree.entry(n) {
+                        a.mtime = item.entry.as_ref().map_or(pkg_time, |e| epoch(e.mtime));
+                        if let Some(e) = &item.entry {
                             a.perm = perm_bits(e.mode);
                         }
                         a
@@ -372,13 +470,16 @@ impl Vfs {
                                 FileType::Symlink,
                                 e.link_target.as_deref().map_or(0, str::len) as u64,
                             ),
-                            _ => (FileType::RegularFile, tree.data_of(e).map_or(0, |d| d.size)),
+                            _ => (
+                                FileType::RegularFile,
+                                item.data.as_ref().map_or(0, |d| d.size),
+                            ),
                         };
                         self.attr(ino, kind, perm_bits(e.mode), size, epoch(e.mtime))
                     }
                     None => self.dir_attr(ino, 0o755),
                 };
-                if let Some(e) = tree.entry(n) {
+                if let Some(e) = &item.entry {
                     a.uid = e.uid as u32;
                     a.gid = e.gid as u32;
                 }
@@ -628,8 +729,10 @@ impl Vfs {
         let Handle::Dir(list) = &*h else {
             return Err(libc::EBADF);
         };
+        let mut snap = None;
         for (i, e) in list.iter().enumerate().skip(offset as usize) {
-            let Ok((attr, ttl)) = self.getattr(uid, e.ino) else {
+            let Ok(node) = self.node(e.ino) else { continue };
+            let Ok((attr, ttl)) = self.attr_in(uid, e.ino, &node, &mut snap) else {
                 continue;
             };
             if add(e, i as u64 + 1, &attr, ttl) {
@@ -661,11 +764,7 @@ impl Vfs {
                 .as_bytes()
                 .to_vec()),
             Node::PkgEntry { file_id, path } => {
-                let tree = self.tree(file_id)?;
-                let e = tree
-                    .node(&path)
-                    .and_then(|n| tree.entry(n))
-                    .ok_or(libc::ENOENT)?;
+                let e = self.pkg_item(file_id, &path)?.entry.ok_or(libc::EINVAL)?;
                 match (&e.kind, &e.link_target) {
                     (EntryKind::Symlink, Some(t)) => Ok(t.as_bytes().to_vec()),
                     _ => Err(libc::EINVAL),
@@ -735,24 +834,30 @@ impl Vfs {
             },
             Node::PkgEntry { file_id, path } => {
                 let pkg = snap.packages.get(&file_id).ok_or(libc::ENOENT)?.clone();
-                let tree = self.tree(file_id)?;
-                let n = tree.node(&path).ok_or(libc::ENOENT)?;
-                if tree.is_dir(n) {
+                let item = self.pkg_item(file_id, &path)?;
+                if item.is_dir {
                     return Err(libc::EISDIR);
                 }
-                let e = tree.entry(n).ok_or(libc::ENOENT)?;
-                let data = tree.data_of(e).ok_or(libc::EINVAL)?;
-                let object = self.store.object_path(&pkg.sha256);
-                let points = if pkg.compression == "gzip" {
-                    Some(self.seek_points(file_id)?)
-                } else {
-                    None
+                let data = match (&item.entry, item.data) {
+                    (None, _) => return Err(libc::ENOENT),
+                    (Some(_), None) => return Err(libc::EINVAL),
+                    (Some(_), Some(d)) => d,
                 };
-                let source = content::source(&pkg, &object, points, &self.cache).map_err(|e| {
+                let object = self.store.object_path(&pkg.sha256);
+                let seekable = self.seekable(&pkg)?;
+                let source = content::source(
+                    &pkg,
+                    &object,
+                    seekable,
+                    &self.spans,
+                    &self.catalog,
+                    &self.cache,
+                )
+                .map_err(|e| {
                     warn!(package = %pkg.name, error = %e, "cannot read package content");
                     libc::EIO
                 })?;
-                let fh = self.add_handle(Handle::Entry(Box::new(EntryReader::new(source, data))));
+                let fh = self.add_handle(Handle::Entry(Box::new(EntryReader::new(source, &data))));
                 Ok(Opened {
                     fh,
                     passthrough: None,
