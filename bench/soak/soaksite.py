@@ -182,7 +182,8 @@ class Site:
     def referenced(self):
         """What the catalog refers to (the same query `Catalog::referenced_objects` runs)."""
         out = subprocess.run(["sqlite3", "-readonly", os.path.join(self.root, "catalog.sqlite"),
-                              "SELECT DISTINCT sha256 FROM files"], capture_output=True, timeout=60)
+                              "SELECT sha256 FROM files UNION SELECT sha256 FROM derived"],
+                             capture_output=True, timeout=60)
         return set(out.stdout.decode().split())
 
     def integrity(self):
