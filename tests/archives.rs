@@ -497,6 +497,32 @@ fn strict_fields_stay_strict() {
     }
 }
 
+/// Names longer than PATH_MAX (which no tool could extract) are refused as too large; one
+/// just under it publishes.
+#[test]
+fn overlong_entry_names_are_refused() {
+    let tmp = scratch_dir("longname");
+    let d = tmp.path();
+    for (file, len) in [("long-1.0.tar", 4000), ("toolong-1.0.tar", 5000)] {
+        sh(
+            d,
+            &format!(
+                "python3 -c 'import tarfile,io; t=tarfile.open(\"{file}\",\"w\",format=tarfile.PAX_FORMAT); \
+                 i=tarfile.TarInfo(\"d/\"+\"x\"*{len}); i.size=1; t.addfile(i, io.BytesIO(b\"y\")); t.close()'"
+            ),
+        );
+    }
+    assert_eq!(inspect(&d.join("long-1.0.tar")).entries.len(), 1);
+    match archive::inspect(
+        &d.join("toolong-1.0.tar"),
+        "toolong-1.0.tar",
+        &Limits::default(),
+    ) {
+        Err(archive::ArchiveError::TooLarge(m)) => assert!(m.contains("4096"), "{m}"),
+        other => panic!("expected too-large, got {other:?}"),
+    }
+}
+
 fn hex_sha256(b: &[u8]) -> String {
     use sha2::Digest;
     hex(&sha2::Sha256::digest(b))

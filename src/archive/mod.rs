@@ -439,7 +439,7 @@ fn walk_tar<R: Read>(
         let name = std::str::from_utf8(&raw)
             .map_err(|_| ArchiveError::Corrupt("entry name is not UTF-8".into()))?
             .to_string();
-        let Some(path) = paths::normalize_entry(&name).map_err(ArchiveError::Unsafe)? else {
+        let Some(path) = entry_path(&name)? else {
             continue;
         };
         let header = e.header().clone();
@@ -614,6 +614,22 @@ fn hash_sparse(r: &mut impl Read, segments: &[sparse::Segment], size: u64) -> Re
     hash_zeros(&mut sha, size - pos);
     drain(r)?;
     Ok(to_hex(&sha.finalize()))
+}
+
+/// Longest entry name: Linux's PATH_MAX, so nothing accepted is unextractable, and a million
+/// entries cannot hold gigabytes of names in memory.
+pub const MAX_PATH: usize = 4096;
+
+/// An entry's normalized path (`None` for the archive's root), refusing unsafe and overlong
+/// names.
+fn entry_path(name: &str) -> Result<Option<String>> {
+    if name.len() > MAX_PATH {
+        return Err(ArchiveError::TooLarge(format!(
+            "entry name of {} bytes (at most {MAX_PATH})",
+            name.len()
+        )));
+    }
+    paths::normalize_entry(name).map_err(ArchiveError::Unsafe)
 }
 
 /// Symlinks must resolve inside the tree; hard links must name an earlier member.

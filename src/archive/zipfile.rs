@@ -11,11 +11,10 @@ use std::io::{self, BufReader, Read};
 use zip::CompressionMethod;
 
 use super::{
-    check_link, corrupt, hash_entry, ArchiveError, Entry, EntryKind, EntryList, Layout, MetaFiles,
-    Result,
+    check_link, corrupt, entry_path, hash_entry, ArchiveError, Entry, EntryKind, EntryList, Layout,
+    MetaFiles, Result,
 };
 use crate::config::Limits;
-use crate::paths;
 
 const S_IFMT: u32 = 0o170000;
 const S_IFLNK: u32 = 0o120000;
@@ -39,7 +38,7 @@ pub(super) fn inspect_zip(
     for i in 0..z.len() {
         let mut f = z.by_index(i).map_err(zip_error)?;
         let name = f.name().map_err(zip_error)?.into_owned();
-        let Some(path) = paths::normalize_entry(&name).map_err(ArchiveError::Unsafe)? else {
+        let Some(path) = entry_path(&name)? else {
             continue;
         };
         let unix = f.unix_mode();
