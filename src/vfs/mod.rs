@@ -82,6 +82,8 @@ pub enum Node {
     /// A published file; a replacement is a new inode, so no cache serves old bytes.
     DistsFile(i64),
     Pkgs,
+    /// An npm scope below pkgs/ (`@types`): its packages are `@types/NAME`.
+    PkgScope(String),
     PkgName(String),
     PkgLatest(String),
     /// A path inside a package ("" is pkgs/NAME/VERSION itself).
@@ -441,6 +443,10 @@ impl Vfs {
                 ))
             }
             Node::Pkgs => view(self.dir_attr(ino, 0o555)),
+            Node::PkgScope(scope) => {
+                snapshot()?.scoped(scope).ok_or(libc::ENOENT)?;
+                view(self.dir_attr(ino, 0o555))
+            }
             Node::PkgName(name) => {
                 snapshot()?.versions(name).ok_or(libc::ENOENT)?;
                 view(self.dir_attr(ino, 0o555))
@@ -531,8 +537,18 @@ impl Vfs {
                 }
             }
             Node::Pkgs => {
-                self.snap()?.versions(name).ok_or(libc::ENOENT)?;
-                Node::PkgName(name.to_string())
+                let snap = self.snap()?;
+                if name.starts_with('@') && snap.scoped(name).is_some() {
+                    Node::PkgScope(name.to_string())
+                } else {
+                    snap.versions(name).ok_or(libc::ENOENT)?;
+                    Node::PkgName(name.to_string())
+                }
+            }
+            Node::PkgScope(scope) => {
+                let full = format!("{scope}/{name}");
+                self.snap()?.versions(&full).ok_or(libc::ENOENT)?;
+                Node::PkgName(full)
             }
             Node::PkgName(pkg) if name == LATEST => Node::PkgLatest(pkg.clone()),
             Node::PkgName(pkg) => {
@@ -647,8 +663,23 @@ impl Vfs {
             }
             Node::Pkgs => {
                 let snap = self.snap()?;
-                for name in snap.package_names() {
-                    push(Node::PkgName(name.to_string()), FileType::Directory, name);
+                for name in snap.top_names() {
+                    let node = if name.starts_with('@') && snap.scoped(name).is_some() {
+                        Node::PkgScope(name.to_string())
+                    } else {
+                        Node::PkgName(name.to_string())
+                    };
+                    push(node, FileType::Directory, name);
+                }
+            }
+            Node::PkgScope(scope) => {
+                let snap = self.snap()?;
+                for name in snap.scoped(scope).ok_or(libc::ENOENT)? {
+                    push(
+                        Node::PkgName(format!("{scope}/{name}")),
+                        FileType::Directory,
+                        name,
+                    );
                 }
             }
             Node::PkgName(pkg) => {

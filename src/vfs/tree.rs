@@ -120,9 +120,7 @@ impl Snapshot {
         for p in packages.values() {
             // Unversioned packages have no pkgs/NAME/VERSION to live in.
             let Some(v) = &p.version else { continue };
-            if crate::paths::check_filename(v).is_err()
-                || crate::paths::check_filename(&p.name).is_err()
-            {
+            if crate::paths::check_filename(v).is_err() || !package_name_ok(&p.name) {
                 continue;
             }
             let list = versions.entry(p.name.clone()).or_default();
@@ -168,8 +166,32 @@ impl Snapshot {
         self.dirs.get(path)
     }
 
-    pub fn package_names(&self) -> impl Iterator<Item = &str> {
-        self.versions.keys().map(String::as_str)
+    /// What pkgs/ lists: unscoped package names, and each npm scope (`@scope`) once.
+    pub fn top_names(&self) -> impl Iterator<Item = &str> {
+        let mut last_scope = None;
+        self.versions
+            .keys()
+            .filter_map(move |n| match n.split_once('/') {
+                None => Some(n.as_str()),
+                Some((scope, _)) if last_scope != Some(scope) => {
+                    last_scope = Some(scope);
+                    Some(scope)
+                }
+                Some(_) => None,
+            })
+    }
+
+    /// The names in an npm scope (`@types` -> `node`, ...), or None if there is no such scope.
+    pub fn scoped(&self, scope: &str) -> Option<Vec<&str>> {
+        let prefix = format!("{scope}/");
+        let names: Vec<&str> = self
+            .versions
+            .range(prefix.clone()..)
+            .map(|(n, _)| n.as_str())
+            .take_while(|n| n.starts_with(&prefix))
+            .map(|n| &n[prefix.len()..])
+            .collect();
+        (!names.is_empty()).then_some(names)
     }
 
     pub fn versions(&self, name: &str) -> Option<&[(String, i64)]> {
@@ -294,6 +316,19 @@ struct IndexItem<'a> {
     entry_count: Option<u64>,
     uploader: &'a str,
     published_at: String,
+}
+
+/// A package name pkgs/ can show: one path component, or an npm scoped name `@scope/name`
+/// (shown as pkgs/@scope/name/VERSION, as node_modules lays them out).
+fn package_name_ok(name: &str) -> bool {
+    match name.split_once('/') {
+        None => crate::paths::check_filename(name).is_ok(),
+        Some((scope, rest)) => {
+            scope.starts_with('@')
+                && crate::paths::check_filename(scope).is_ok()
+                && crate::paths::check_filename(rest).is_ok()
+        }
+    }
 }
 
 fn add_dir(dirs: &mut HashMap<String, BTreeMap<String, DistEntry>>, dir: &str) {

@@ -291,3 +291,58 @@ fn new_formats_and_sparse_members_read_as_their_unpackers_unpack_them() {
         );
     }
 }
+
+/// npm scoped packages (`@scope/name`) show as pkgs/@scope/name/VERSION, as node_modules lays
+/// them out, beside unscoped ones; the tree is what `tar -x` of the npm tarball gives.
+#[test]
+fn npm_scoped_packages_show_under_their_scope() {
+    let s = Site::new();
+    let d = s.w.scratch("npm");
+    sh(
+        &d,
+        "mkdir -p p && cd p \
+         && printf '{\"name\":\"@repofs/scoped-tiny\",\"version\":\"1.2.0\",\"files\":[\"index.js\"]}\\n' > package.json \
+         && echo 'module.exports = 1;' > index.js && npm pack --silent >/dev/null \
+         && mv repofs-scoped-tiny-1.2.0.tgz .. && cd .. && mkdir x && tar -C x -xzf repofs-scoped-tiny-1.2.0.tgz",
+    );
+    let tgz = d.join("repofs-scoped-tiny-1.2.0.tgz");
+    s.w.repo.add_key("npm", &s.w.gpg.export(ALICE, &s.w.work));
+    let sig = s.w.gpg.sign(ALICE, &tgz, false, &[]);
+    fs::create_dir_all(s.incoming().join("npm")).unwrap();
+    let out = cp(&[&tgz, &sig], &s.incoming().join("npm"));
+    assert!(out.status.success(), "cp: {}", stderr(&out));
+    s.daemon
+        .wait_published(&s.w.repo, "npm", "repofs-scoped-tiny-1.2.0.tgz");
+    let pkgs = s.mnt.path("pkgs");
+    let names: Vec<String> = wait_for(
+        "the scope in pkgs/",
+        std::time::Duration::from_secs(5),
+        || {
+            let names: Vec<String> = fs::read_dir(&pkgs)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            names.contains(&"@repofs".to_string()).then_some(names)
+        },
+    );
+    assert!(names.contains(&"hello".to_string()), "{names:?}");
+    let scope: Vec<String> = fs::read_dir(pkgs.join("@repofs"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(scope, vec!["scoped-tiny".to_string()]);
+    assert_eq!(
+        fs::read_link(pkgs.join("@repofs/scoped-tiny/latest"))
+            .unwrap()
+            .to_str(),
+        Some("1.2.0")
+    );
+    sh(
+        &d,
+        &format!(
+            "diff -r x {}",
+            pkgs.join("@repofs/scoped-tiny/1.2.0").display()
+        ),
+    );
+    assert!(!pkgs.join("@nope").exists());
+}
