@@ -554,17 +554,8 @@ impl Catalog {
                 ))
             })
             .optional()?;
-        row.map(|(inp, bits, packed)| {
-            Ok(SeekPoint {
-                out,
-                inp,
-                bits,
-                window: inflate(&packed).map_err(|e| {
-                    CatalogError::Corrupt(format!("seek point window of file {file_id}: {e}"))
-                })?,
-            })
-        })
-        .transpose()
+        row.map(|(inp, bits, packed)| seek_point(file_id, out, inp, bits, &packed))
+            .transpose()
     }
 
     /// The seekable form of a package's payload, if the publication made one.
@@ -612,16 +603,7 @@ impl Catalog {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         rows.into_iter()
-            .map(|(out, inp, bits, packed)| {
-                Ok(SeekPoint {
-                    out,
-                    inp,
-                    bits,
-                    window: inflate(&packed).map_err(|e| {
-                        CatalogError::Corrupt(format!("seek point window of file {file_id}: {e}"))
-                    })?,
-                })
-            })
+            .map(|(out, inp, bits, packed)| seek_point(file_id, out, inp, bits, &packed))
             .collect()
     }
 
@@ -1081,6 +1063,18 @@ fn deflate(window: &[u8]) -> Vec<u8> {
     // Writing to a Vec cannot fail.
     let _ = e.write_all(window);
     e.finish().unwrap_or_default()
+}
+
+/// A seek point as stored: its window is kept deflated.
+fn seek_point(file_id: i64, out: u64, inp: u64, bits: u8, packed: &[u8]) -> Result<SeekPoint> {
+    Ok(SeekPoint {
+        out,
+        inp,
+        bits,
+        window: inflate(packed).map_err(|e| {
+            CatalogError::Corrupt(format!("seek point window of file {file_id}: {e}"))
+        })?,
+    })
 }
 
 fn inflate(packed: &[u8]) -> std::io::Result<Vec<u8>> {
