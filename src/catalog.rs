@@ -651,21 +651,18 @@ impl Catalog {
 
     /// Published, non-empty files without a torrent (published before torrents existed).
     pub fn files_without_torrent(&self) -> Result<Vec<FileRow>> {
-        Ok(self
-            .files(false)?
-            .into_iter()
-            .filter(|f| f.size > 0)
-            .filter(|f| {
-                self.conn
-                    .query_row("SELECT 1 FROM torrents WHERE file_id = ?", [f.id], |_| {
-                        Ok(())
-                    })
-                    .optional()
-                    .ok()
-                    .flatten()
-                    .is_none()
-            })
-            .collect())
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files
+             WHERE state = 'published' AND size > 0
+               AND NOT EXISTS (SELECT 1 FROM torrents t WHERE t.file_id = files.id)
+             ORDER BY id"
+        );
+        let rows = self
+            .conn
+            .prepare(&sql)?
+            .query_map([], file_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
     }
 
     pub fn put_torrent(&mut self, file_id: i64, info_hash: &str, info: &[u8]) -> Result<()> {
