@@ -88,14 +88,7 @@ impl Repo {
         for f in &files {
             let mut pieces = crate::fetch::torrent::PieceHasher::default();
             let mut file = std::fs::File::open(self.store.object_path(&f.sha256))?;
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = std::io::Read::read(&mut file, &mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                pieces.update(&buf[..n]);
-            }
+            std::io::copy(&mut file, &mut pieces)?;
             if let Some(t) = crate::fetch::torrent::info(&f.filename, f.size, &pieces.finish())? {
                 self.catalog.put_torrent(f.id, &t.info_hash, &t.bytes)?;
             }

@@ -58,6 +58,17 @@ impl PieceHasher {
     }
 }
 
+/// So a whole file can be hashed with `io::copy`.
+impl std::io::Write for PieceHasher {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.update(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// A file's info dictionary, bencoded, and its infohash (lower-case hex).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Info {
