@@ -368,7 +368,7 @@ fn read_once(
     sig_bytes: Option<&Vec<u8>>,
     verifier: &Verifier<'_>,
 ) -> io::Result<ReadOnce> {
-    let file = open_nofollow(&data.path)?;
+    let file = spool::open_nofollow(&data.path)?;
     let received = spool::Received::read(&file);
     let reader = BufReader::with_capacity(1 << 20, file);
     let (verdict, staged) = repo.store.stage_while(
@@ -719,14 +719,6 @@ fn archive_rejection(e: ArchiveError) -> Fail {
         ArchiveError::TooLarge(m) => Rejection::new(Reason::TooLarge, m).into(),
         ArchiveError::Io(e) => Fail::Internal(e.into()),
     }
-}
-
-/// Opens a spool file without following a symlink swapped in after the scan.
-fn open_nofollow(path: &std::path::Path) -> io::Result<File> {
-    OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)
 }
 
 /// After acceptance (upload `id`): the upload leaves the spool (it is in the store now).

@@ -180,7 +180,8 @@ impl SpoolFile {
     }
 }
 
-fn open_nofollow(path: &Path) -> io::Result<fs::File> {
+/// Opens a spool file without following a symlink swapped in after the scan.
+pub(crate) fn open_nofollow(path: &Path) -> io::Result<fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
     fs::OpenOptions::new()
         .read(true)
