@@ -1,4 +1,21 @@
-# Shared by the benchmarks (source it after setting $work and $file).
+# Shared by the benchmarks (source it; `baseline` wants $work and $file set).
+
+# A work dir under /var/tmp ($work, with $mnt and GNUPGHOME in it) and, on exit, stopping what
+# the run started ($pids), unmounting $mnt and $work/rat, and removing it all (KEEP=1 keeps it).
+bench_work() {
+  work=$(mktemp -d /var/tmp/repofs-bench.XXXXXX)
+  mnt=$work/mnt
+  export GNUPGHOME=$work/gnupg
+  pids=()
+  trap bench_cleanup EXIT
+}
+bench_cleanup() {
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  sleep 1
+  for m in "$mnt" "$work/rat"; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
+  gpgconf --kill all 2>/dev/null || true
+  [[ -n ${KEEP:-} ]] || rm -rf "$work"
+}
 now() { date +%s.%N; }
 best() { sort -n | head -1; }
 ratio() { echo "scale=2; $1 / $2" | bc; }

@@ -20,18 +20,7 @@ cargo build --release --quiet
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 bin=$PWD/target/release
-work=$(mktemp -d /var/tmp/repofs-bench.XXXXXX)
-mnt=$work/mnt
-export GNUPGHOME=$work/gnupg
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 1
-  for m in "$mnt" "$work/rat"; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
-  gpgconf --kill all 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_work
 mkdir -m700 "$GNUPGHOME"
 gpg -q --batch --passphrase '' --quick-gen-key 'Bench <bench@example.org>' ed25519 sign 1y 2>/dev/null
 gpg -q --armor --export bench@example.org > "$work/key.asc"

@@ -40,19 +40,8 @@ nfiles=$(find "$native" | wc -l)
 deep=$top/drivers/net/ethernet/intel/e1000/e1000_param.c
 [[ -f $src.tree/$deep ]] || deep=$(cd "$src.tree" && find "$top" -type f -size -16k | sort | sed -n '40000p')
 
-work=$(mktemp -d /var/tmp/repofs-bench.XXXXXX)
-mnt=$work/mnt
+bench_work
 root=$work/root
-export GNUPGHOME=$work/gnupg
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  sleep 1
-  for m in "$mnt" "$work/rat"; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
-  gpgconf --kill all 2>/dev/null || true
-  [[ -n ${KEEP:-} ]] || rm -rf "$work"
-}
-trap cleanup EXIT
 mkdir -p "$mnt" -m700 "$GNUPGHOME"
 gpg -q --batch --passphrase '' --quick-gen-key 'Bench <bench@example.org>' ed25519 sign 1y 2>/dev/null
 gpg -q --armor --export bench@example.org > "$work/key.asc"
