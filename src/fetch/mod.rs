@@ -6,6 +6,8 @@
 //! own. The signed index and lazy mirror fetches are the next stage.
 
 pub mod cache;
+pub mod client;
+pub mod lazy;
 pub mod objects;
 pub mod seed;
 pub mod torrent;
