@@ -970,3 +970,41 @@ pub fn mirror_of(primary: &Repo, upstream: &str, extra: &str) -> Repo {
     fs::rename(&copy, mirror.root.join("catalog.sqlite")).expect("install catalog");
     mirror
 }
+
+/// A child process killed (and reaped) on drop.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Debian's opentracker on 127.0.0.1:`port`, serving the whitelisted `infohashes` (hex);
+/// configured in `dir`, killed on drop.
+pub fn opentracker(dir: &Path, port: u16, infohashes: &[&str]) -> KillOnDrop {
+    let list = dir.join("whitelist");
+    fs::write(&list, infohashes.join("\n") + "\n").expect("whitelist");
+    let conf = dir.join("ot.conf");
+    fs::write(
+        &conf,
+        format!(
+            "listen.tcp_udp 127.0.0.1:{port}\naccess.whitelist {}\n",
+            list.display()
+        ),
+    )
+    .expect("opentracker config");
+    let child = Command::new("opentracker")
+        .arg("-f")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn opentracker");
+    let guard = KillOnDrop(child);
+    wait_for("opentracker to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    guard
+}

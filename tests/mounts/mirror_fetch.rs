@@ -317,3 +317,102 @@ fn repofs_fetch_makes_an_object_complete() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("not a mirror"), "{}", stderr(&o));
 }
+
+/// The only peer seeds a corrupt copy (aria2c, told not to verify it) through Debian's
+/// opentracker: the mirror talks to it, yet reads fail with EIO, never with its bytes. Once
+/// the primary seeds too, the same read returns the primary's bytes.
+#[test]
+fn a_bad_peer_never_gets_bytes_into_a_read() {
+    let ot_port = free_port();
+    let trackers =
+        format!("[distribution]\ntrackers = [\"http://127.0.0.1:{ot_port}/announce\"]\n");
+    // No --listen: the primary does not seed yet.
+    let mut p = Site::with_config(&trackers);
+    let blob = publish_random(&p, "bait-1.0.bin", 4);
+    let torrent = p.mnt.path("dists/hello/bait-1.0.bin.torrent");
+    wait_for("the torrent", Duration::from_secs(10), || {
+        torrent.exists().then_some(())
+    });
+    let db = rusqlite::Connection::open(p.w.repo.root.join("catalog.sqlite")).unwrap();
+    let hash: String = db
+        .query_row(
+            "SELECT t.info_hash FROM torrents t JOIN files f ON f.id = t.file_id
+             WHERE f.filename = 'bait-1.0.bin'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(db);
+    let d = p.w.scratch("badpeer");
+    let _ot = opentracker(&d, ot_port, &[&hash]);
+    // One changed byte in every piece.
+    let mut bytes = fs::read(&blob).unwrap();
+    for i in (100..bytes.len()).step_by(256 << 10) {
+        bytes[i] ^= 0xff;
+    }
+    fs::create_dir_all(d.join("seed")).unwrap();
+    fs::write(d.join("seed/bait-1.0.bin"), &bytes).unwrap();
+    fs::copy(&torrent, d.join("bait.torrent")).unwrap();
+    let aria = std::process::Command::new("aria2c")
+        .args(["--enable-dht=false", "--bt-enable-lpd=false"])
+        .args(["--enable-peer-exchange=false", "--bt-seed-unverified=true"])
+        .args([
+            "--check-integrity=false",
+            "--seed-ratio=0.0",
+            "--seed-time=30",
+        ])
+        .arg(format!("--listen-port={}", free_port()))
+        .args(["--summary-interval=0", "--console-log-level=warn", "-d"])
+        .arg(d.join("seed"))
+        .arg(d.join("bait.torrent"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _aria = KillOnDrop(aria);
+    std::thread::sleep(Duration::from_secs(2)); // aria2c announces
+
+    let mut m = Mirror::start(&p, ot_port, "[mirror]\nread_timeout = \"4s\"\n");
+    let path = m.mnt.path("dists/hello/bait-1.0.bin");
+    for off in [0u64, 1 << 20, 3 << 20] {
+        match pread(&path, off, 4096) {
+            Ok(got) => panic!(
+                "read at {off} returned bytes with only a bad peer (corrupt: {})",
+                got == bytes[off as usize..off as usize + 4096]
+            ),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
+        }
+    }
+    assert!(
+        m.daemon.log().contains("did not validate"),
+        "the mirror never got a piece from the bad peer:\n{}",
+        m.daemon.log()
+    );
+    assert!(!m
+        .repo
+        .root
+        .join("mirror/complete")
+        .join(sha256_file(&blob))
+        .exists());
+
+    // The primary seeds (announcing to opentracker); the restarted mirror announces again.
+    p.daemon.terminate();
+    p.w.repo.set_config(&format!(
+        "{}{trackers}listen = \"127.0.0.1:{}\"\n",
+        Repo::LIVE,
+        free_port()
+    ));
+    p.daemon = Daemon::start(&p.w.repo, &[]);
+    p.daemon
+        .wait_log("serving /announce", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2)); // the seeder announces
+    m.restart();
+    let got = wait_for_or(Duration::from_secs(30), || {
+        pread(&path, 1 << 20, 1 << 20).ok()
+    })
+    .expect("a read once the primary seeds");
+    assert!(
+        got == fs::read(&blob).unwrap()[1 << 20..2 << 20],
+        "bytes differ"
+    );
+}
