@@ -45,6 +45,8 @@ const ANCHORS: usize = 64;
 /// librqbit's blocking pool: every open stream holds a slot of it (platform notes), so it
 /// must hold all anchors and readers and still leave slots for librqbit's own work.
 const POOL: usize = ANCHORS + STREAMS + AHEAD_STREAMS + 16;
+/// Eviction runs at most this often (the cache may overshoot by what is fetched meanwhile).
+const EVICT_EVERY: Duration = Duration::from_millis(500);
 /// How often the status file is rewritten while something changes.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
 
@@ -183,6 +185,7 @@ pub struct Fetcher {
     /// Objects with a fetch in flight: never evicted.
     busy: Mutex<HashMap<String, usize>>,
     status_path: PathBuf,
+    last_evict: Mutex<Instant>,
     stop: Arc<AtomicBool>,
     status_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
@@ -247,6 +250,11 @@ impl Fetcher {
             ahead_streams: Arc::new(tokio::sync::Semaphore::new(AHEAD_STREAMS)),
             busy: Mutex::new(HashMap::new()),
             status_path: layout.mirror().join("fetch-status.json"),
+            last_evict: Mutex::new(
+                Instant::now()
+                    .checked_sub(EVICT_EVERY)
+                    .unwrap_or_else(Instant::now),
+            ),
             stop: Arc::new(AtomicBool::new(false)),
             status_thread: Mutex::new(None),
         });
@@ -270,6 +278,8 @@ impl Fetcher {
                 let mut last = String::new();
                 while !stop.load(Ordering::Relaxed) {
                     let Some(f) = f.upgrade() else { break };
+                    // Also here: a burst of reads may end with the cache over its bound.
+                    f.runtime.block_on(f.evict());
                     if let Err(e) = f.write_status(&mut last) {
                         debug!(error = %e, "could not write the fetch status");
                     }
@@ -583,8 +593,16 @@ impl Fetcher {
         Ok(())
     }
 
-    /// Drops least recently read objects until the cache fits its limit.
+    /// Drops least recently read objects until the cache fits its limit. At most once per
+    /// `EVICT_EVERY`: it lists the cache directory.
     async fn evict(&self) {
+        {
+            let mut last = lock(&self.last_evict);
+            if last.elapsed() < EVICT_EVERY {
+                return;
+            }
+            *last = Instant::now();
+        }
         let busy: HashSet<String> = lock(&self.busy).keys().cloned().collect();
         let victims = tokio::task::block_in_place(|| self.cache.victims(&busy));
         for sha in victims {
