@@ -26,7 +26,7 @@ use tracing::{info, warn};
 use crate::archive::gzindex::{GzCursor, SeekPoint};
 use crate::archive::{Compression, Entry, Layout};
 use crate::catalog::{Catalog, Frame, PackageRow};
-use crate::fetch::objects::ReadAt;
+use crate::fetch::objects::{Objects, ReadAt};
 
 /// How long a reader waits for another thread's unpacking before failing with EIO.
 const UNPACK_WAIT: Duration = Duration::from_secs(600);
@@ -277,7 +277,8 @@ pub enum Seekable {
     Gzip(Arc<SpanIndex>),
     /// The seekable twin made at publication (zstd, xz): its object and frame index.
     Frames {
-        object: Arc<dyn ReadAt>,
+        sha256: String,
+        size: u64,
         frames: Arc<[Frame]>,
     },
     /// Nothing: plain payloads need nothing; others fall back to the unpack cache.
@@ -290,6 +291,7 @@ pub fn source(
     pkg: &PackageRow,
     object: Arc<dyn ReadAt>,
     seekable: Seekable,
+    objects: &Objects,
     spans: &Arc<Spans>,
     catalog: &Arc<Mutex<Catalog>>,
     cache: &Cache,
@@ -310,9 +312,16 @@ pub fn source(
             spans: spans.clone(),
             catalog: catalog.clone(),
         }))),
-        (_, Seekable::Frames { object, frames }) => Ok(Source::Frames(Arc::new(Framed {
+        (
+            _,
+            Seekable::Frames {
+                sha256,
+                size,
+                frames,
+            },
+        ) => Ok(Source::Frames(Arc::new(Framed {
             file_id: pkg.file_id,
-            file: object,
+            file: objects.open(&sha256, size)?,
             frames,
             spans: spans.clone(),
         }))),

@@ -290,13 +290,8 @@ impl Vfs {
             "gzip" => Seekable::Gzip(Arc::default()),
             _ => match lock(&self.catalog).derived(file_id).map_err(fail)? {
                 Some(d) => Seekable::Frames {
-                    object: self
-                        .objects
-                        .open(&d.sha256, twin_size(&d.frames))
-                        .map_err(|e| {
-                            warn!(error = %e, file_id, "seekable twin unreadable");
-                            errno(&e)
-                        })?,
+                    size: twin_size(&d.frames),
+                    sha256: d.sha256,
                     frames: d.frames.into(),
                 },
                 None => Seekable::Nothing,
@@ -896,6 +891,7 @@ impl Vfs {
                     &pkg,
                     object,
                     seekable,
+                    &self.objects,
                     &self.spans,
                     &self.catalog,
                     &self.cache,
