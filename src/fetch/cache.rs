@@ -474,3 +474,102 @@ struct Entry {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetch::torrent::PieceHasher;
+
+    fn object(len: usize) -> (Vec<u8>, String, Vec<u8>) {
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let mut h = PieceHasher::default();
+        h.update(&data);
+        let sha = crate::store::to_hex(&Sha256::digest(&data));
+        (data, sha, h.finish())
+    }
+
+    #[test]
+    fn a_bit_is_set_only_for_a_piece_whose_bytes_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 1 << 30).unwrap();
+        let (data, sha, hashes) = object(PIECE as usize * 2 + 1000);
+        let o = cache.object(&sha, data.len() as u64, &hashes).unwrap();
+        // Piece 0 right, piece 1 with one byte wrong.
+        o.pwrite(0, &data[..PIECE as usize]).unwrap();
+        let mut bad = data[PIECE as usize..2 * PIECE as usize].to_vec();
+        bad[7] ^= 1;
+        o.pwrite(PIECE, &bad).unwrap();
+        o.verify(0, PIECE).unwrap();
+        let e = o.verify(PIECE, 2 * PIECE).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(o.is_verified(0) && !o.is_verified(1));
+        let view = cache
+            .dir
+            .open_view(&sha, data.len() as u64)
+            .unwrap()
+            .unwrap();
+        assert!(view.has(0, PIECE).unwrap());
+        assert!(!view.has(0, PIECE + 1).unwrap());
+        // A verified piece is never written over (a late or bad peer).
+        o.pwrite(0, &vec![0u8; 100]).unwrap();
+        let mut first = vec![0u8; 100];
+        view.data().read_exact_at(&mut first, 0).unwrap();
+        assert_eq!(first, data[..100]);
+    }
+
+    #[test]
+    fn bits_survive_a_reopen_and_a_whole_object_is_promoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, sha, hashes) = object(PIECE as usize * 3);
+        {
+            let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 1 << 30).unwrap();
+            let o = cache.object(&sha, data.len() as u64, &hashes).unwrap();
+            o.pwrite(PIECE, &data[PIECE as usize..2 * PIECE as usize])
+                .unwrap();
+            o.verify(PIECE, 2 * PIECE).unwrap();
+        }
+        let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 1 << 30).unwrap();
+        assert_eq!(cache.on_disk(), vec![sha.clone()]);
+        let o = cache.object(&sha, data.len() as u64, &hashes).unwrap();
+        assert_eq!(o.verified_count(), 1);
+        assert!(!o.promote().unwrap(), "not every piece is there");
+        o.pwrite(0, &data[..PIECE as usize]).unwrap();
+        o.pwrite(2 * PIECE, &data[2 * PIECE as usize..]).unwrap();
+        o.verify(0, data.len() as u64).unwrap();
+        assert!(o.promote().unwrap());
+        assert_eq!(fs::read(cache.dir.complete_path(&sha)).unwrap(), data);
+        assert!(!cache.dir.bits_path(&sha).exists());
+        assert!(!cache.dir.partial_path(&sha).exists());
+    }
+
+    #[test]
+    fn the_least_recently_touched_object_goes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 300 << 10).unwrap();
+        let (a, sa, ha) = object(PIECE as usize);
+        let (mut b, _, _) = object(PIECE as usize);
+        b[0] ^= 1;
+        let sb = crate::store::to_hex(&Sha256::digest(&b));
+        let mut hb = PieceHasher::default();
+        hb.update(&b);
+        let hb = hb.finish();
+        for (d, s, h) in [(&a, &sa, &ha), (&b, &sb, &hb)] {
+            let o = cache.object(s, d.len() as u64, h).unwrap();
+            o.pwrite(0, d).unwrap();
+            o.verify(0, d.len() as u64).unwrap();
+            assert!(o.promote().unwrap());
+        }
+        // a was read (touched) after b: b goes.
+        let old = SystemTime::now() - std::time::Duration::from_secs(60);
+        File::open(cache.dir.complete_path(&sb))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(cache.victims(&HashSet::new()), vec![sb.clone()]);
+        // Busy objects are never picked.
+        assert_eq!(
+            cache.victims(&HashSet::from([sb.clone()])),
+            vec![sa.clone()]
+        );
+    }
+}
