@@ -511,7 +511,7 @@ mod tests {
         assert!(view.has(0, PIECE).unwrap());
         assert!(!view.has(0, PIECE + 1).unwrap());
         // A verified piece is never written over (a late or bad peer).
-        o.pwrite(0, &vec![0u8; 100]).unwrap();
+        o.pwrite(0, &[0u8; 100]).unwrap();
         let mut first = vec![0u8; 100];
         view.data().read_exact_at(&mut first, 0).unwrap();
         assert_eq!(first, data[..100]);
