@@ -191,6 +191,11 @@ impl Vfs {
         })
     }
 
+    /// Whether content comes from an upstream's swarm (catalog setting `upstream`).
+    pub fn is_mirror(&self) -> bool {
+        self.objects.is_mirror()
+    }
+
     // ---- inodes and handles -------------------------------------------------------------
 
     fn intern(&self, n: Node) -> u64 {
