@@ -310,6 +310,13 @@ fn a_file_inside_a_tar_gz_fetches_only_its_span() {
         down <= 24 << 20,
         "reading a 2 MiB member fetched {down} bytes of a 64 MiB archive"
     );
+    // A pkgs/ path names its package's object for `repofs fetch`.
+    let out = m.repo.repofs(&["fetch", "pkgs/deep/1.0/deep-1.0/a"]);
+    assert!(out.contains("deep/deep-1.0.tar.gz"), "{out}");
+    assert_eq!(
+        sha256_file(&m.repo.root.join("mirror/complete").join(&tgz_sha)),
+        tgz_sha
+    );
 }
 
 /// `repofs fetch` makes an object complete in the cache, byte-identical; then reads are
