@@ -4,11 +4,11 @@
 # file and seeds it (repofsd --listen, its own tracker); a mirror (a copy of the primary's
 # catalog with setting `upstream`, until mirrors sync for real) mounts it with an empty cache.
 #  1. cold mirror, 1 MiB read at the middle: time to the bytes and bytes fetched from the
-#     swarm (the mirror's fetch-status.json), against the same 1 MiB fetched with
-#     `curl --range` from a loopback HTTP server (python3 -m http.server).
+#     swarm (the mirror's fetch-status.json), against `curl` of the same 1 MiB (as a file of
+#     its own: python3 -m http.server ignores Range) from a loopback HTTP server.
 #  2. cold mirror, `cat` of the whole file through the mount against `curl` of the whole file
 #     from the same HTTP server (throughput ratio; both into /dev/null).
-# Usage: bench/mirror-fetch.sh [SIZE_MIB=1024] [RUNS=3]
+# Usage: bench/mirror-fetch.sh [SIZE_MIB=1024] [RUNS=3]   (READAHEAD=bytes sets [mirror] readahead)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size=${1:-1024}
@@ -30,9 +30,10 @@ mkdir -p "$work/files"
 head -c $((size << 20)) /dev/urandom > "$file"
 gpg -q --batch -b "$file"
 mid=$(( (size << 20) / 2 ))
+dd if="$file" of="$work/files/middle.bin" bs=1M skip=$((mid >> 20)) count=1 status=none
 
 # ---- the primary, seeding -------------------------------------------------------------
-p=$work/primary; pm=$work/pmnt; mkdir -p "$pm"
+p=$work/primary; pm=$mnt; mkdir -p "$pm" # bench_cleanup unmounts $mnt
 "$bin/repofs" --root "$p" keys add --dir / "$work/key.asc" >/dev/null
 listen=127.0.0.1:$(port)
 RUST_LOG=warn "$bin/repofsd" --root "$p" --listen "$listen" --mount "$pm" 2>>"$work/primary.log" &
@@ -57,7 +58,9 @@ mirror_up() {
   rm -f "$m"/catalog.sqlite*
   sqlite3 "$p/catalog.sqlite" "VACUUM INTO '$m/catalog.sqlite'"
   sqlite3 "$m/catalog.sqlite" "INSERT OR REPLACE INTO settings (key, value) VALUES ('upstream', 'http://$listen')"
-  RUST_LOG=warn "$bin/repofsd" --root "$m" --mount "$mm" 2>>"$work/mirror.log" &
+  local conf=$work/mirror.toml
+  printf '[mirror]\nreadahead = %s\n' "${READAHEAD:-8388608}" > "$conf"
+  RUST_LOG=warn "$bin/repofsd" --root "$m" --config "$conf" --mount "$mm" 2>>"$work/mirror.log" &
   mpid=$!
   for _ in $(seq 100); do [[ -d $mm/dists ]] && mountpoint -q "$mm" && break; sleep 0.1; done
 }
@@ -73,7 +76,7 @@ fetched() { # bytes fetched from peers, from the status file (rewritten every ~2
 timed() { local t0; t0=$(now); "$@" > /dev/null; echo "$(now) - $t0" | bc; }
 
 # 1. middle read
-for _ in $(seq "$runs"); do drop; timed curl -fs -r "$mid-$((mid + (1 << 20) - 1))" "$url"; done | best > "$work/b1"
+for _ in $(seq "$runs"); do drop; timed curl -fs "http://127.0.0.1:$hport/middle.bin"; done | best > "$work/b1"
 : > "$work/r1"; : > "$work/f1"
 for _ in $(seq "$runs"); do
   mirror_up; drop
@@ -82,7 +85,7 @@ for _ in $(seq "$runs"); do
   mirror_down
 done
 b1=$(cat "$work/b1"); r1=$(best < "$work/r1"); f1=$(sort -n "$work/f1" | tail -1)
-echo "1. 1 MiB at the middle of ${size} MiB, cold: curl --range ${b1}s, mirror ${r1}s (ratio $(ratio "$r1" "$b1")), fetched at most ${f1} bytes ($(ratio "$f1" 1048576) x the read)"
+echo "1. 1 MiB at the middle of ${size} MiB, cold: curl of those bytes ${b1}s, mirror ${r1}s (ratio $(ratio "$r1" "$b1")), fetched at most ${f1} bytes ($(ratio "$f1" 1048576) x the read)"
 
 # 2. whole file
 for _ in $(seq "$runs"); do drop; timed curl -fs "$url"; done | best > "$work/b2"
