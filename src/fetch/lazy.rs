@@ -258,18 +258,21 @@ impl Fetcher {
             stop: Arc::new(AtomicBool::new(false)),
             status_thread: Mutex::new(None),
         });
-        // Seed what survived a restart.
-        for sha in fetcher.cache.on_disk() {
-            let f = fetcher.clone();
-            let added = fetcher.runtime.block_on(async move {
-                tokio::time::timeout(Duration::from_secs(60), f.torrent(&sha)).await
-            });
-            match added {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => warn!(error = %e, "cannot seed a cached object"),
-                Err(_) => warn!("adding a cached object timed out"),
+        // Seed what survived a restart, in the background: librqbit checks each object's
+        // verified pieces as it is added (a read of all of a complete object), and reads
+        // must not wait for that.
+        let cached = fetcher.cache.on_disk();
+        let weak = Arc::downgrade(&fetcher);
+        fetcher.runtime.spawn(async move {
+            for sha in cached {
+                let Some(f) = weak.upgrade() else { return };
+                match tokio::time::timeout(Duration::from_secs(600), f.torrent(&sha)).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(e)) => warn!(error = %e, "cannot seed a cached object"),
+                    Err(_) => warn!("adding a cached object timed out"),
+                }
             }
-        }
+        });
         let f = Arc::downgrade(&fetcher);
         let stop = fetcher.stop.clone();
         let t = std::thread::Builder::new()
@@ -328,7 +331,7 @@ impl Fetcher {
         if let Some(h) = lock(&self.held).get(sha256) {
             return Ok(h.torrent.clone());
         }
-        let _one = self.adding.lock().await;
+        let one = self.adding.lock().await;
         if let Some(h) = lock(&self.held).get(sha256) {
             return Ok(h.torrent.clone());
         }
@@ -366,6 +369,8 @@ impl Fetcher {
                 )))
             }
         };
+        // Parking a stream waits for librqbit's first check: not while holding up other adds.
+        drop(one);
         let anchor = match object.is_complete() {
             true => None,
             false => self.anchor(&torrent).await,
