@@ -60,6 +60,12 @@ enum Command {
         lazy: bool,
         mountpoint: PathBuf,
     },
+    /// On a mirror: fetch the objects behind these paths (dists/DIR/FILE, pkgs/NAME/VERSION)
+    /// whole into the cache, through repofsd.
+    Fetch {
+        #[arg(required = true)]
+        paths: Vec<String>,
+    },
     /// Uploads pending, accepted and rejected, most recent first.
     Status {
         #[arg(long)]
@@ -234,6 +240,9 @@ fn run(cli: Cli, args: &[OsString]) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Mount { .. } | Command::Umount { .. } => unreachable!("handled above"),
+        Command::Fetch { paths } => {
+            repofs::fetch::client::fetch(&repo.layout, &repo.config, &paths)?;
+        }
         Command::Status { json, limit } => {
             let entries = repofs::ingest::status(&repo, limit)?;
             if json {

@@ -28,6 +28,10 @@ struct Args {
     /// A tracker every torrent names (repeatable; also `[distribution] trackers`).
     #[arg(long = "tracker", value_name = "URL")]
     trackers: Vec<String>,
+    /// On a mirror: bound on the cache of fetched objects, in bytes (also `[mirror]
+    /// cache_size`).
+    #[arg(long, value_name = "BYTES")]
+    cache_size: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -48,15 +52,23 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let dist = &mut repo.config.distribution;
     dist.listen = args.listen.or(dist.listen);
     dist.trackers.extend(args.trackers.iter().cloned());
+    if let Some(n) = args.cache_size {
+        repo.config.mirror.cache_size = n;
+    }
+    // A mirror's catalog names its upstream; its content comes from the swarm.
+    let mirror = repo.catalog.setting("upstream")?.is_some();
     repo.recover()?;
     let key = repofs::keys::ensure_repo_key(&repo.layout.repo_key())?;
     info!(fingerprint = %key, "repository key");
     // The mount (another process) puts .torrent files together: it reads the trackers here.
-    let trackers = repofs::fetch::trackers(&repo.config.distribution);
-    repo.catalog
-        .set_setting("trackers", &serde_json::to_string(&trackers)?)?;
-    if let Err(e) = repo.backfill_torrents() {
-        tracing::warn!(error = %format!("{e:#}"), "could not make the torrents of older files");
+    // A mirror keeps its upstream's (its torrents are the upstream's).
+    if !mirror {
+        let trackers = repofs::fetch::trackers(&repo.config.distribution);
+        repo.catalog
+            .set_setting("trackers", &serde_json::to_string(&trackers)?)?;
+        if let Err(e) = repo.backfill_torrents() {
+            tracing::warn!(error = %format!("{e:#}"), "could not make the torrents of older files");
+        }
     }
     if args.once {
         let report = repofs::ingest::drain(&mut repo)?;
@@ -82,8 +94,27 @@ fn run(args: &Args) -> anyhow::Result<()> {
         )?),
         None => None,
     };
+    let fetcher = match mirror {
+        true => {
+            let peers = repo
+                .config
+                .distribution
+                .peer_listen
+                .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+            Some(repofs::fetch::lazy::Fetcher::start(
+                &repo.layout,
+                &repo.config,
+                peers,
+            )?)
+        }
+        false => None,
+    };
+    let handler = fetcher.clone().map(|f| {
+        std::sync::Arc::new(move |r: &repofs::ingest::control::FetchRequest| f.handle(r))
+            as repofs::ingest::watch::FetchHandler
+    });
     info!(root = %repo.layout.root.display(), "watching {}", repo.layout.spool().display());
-    let served = repofs::ingest::watch::serve(&mut repo, || {
+    let served = repofs::ingest::watch::serve_with(&mut repo, handler, || {
         info!("ready");
         // Type=notify: the unit becomes active only now, with the catalog open and the spool
         // caught up. Outside systemd there is no socket and this does nothing.
@@ -93,6 +124,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     });
     if let Some(d) = distribution {
         d.stop();
+    }
+    if let Some(f) = fetcher {
+        f.stop();
     }
     if let Some(m) = mounted {
         m.unmount()?;

@@ -640,6 +640,21 @@ impl Catalog {
         Ok(rows)
     }
 
+    /// The torrent of object `sha256`: infohash, bencoded info dictionary, size. Published
+    /// files for now; derived objects join when they get torrents.
+    pub fn object_torrent(&self, sha256: &str) -> Result<Option<(String, Vec<u8>, u64)>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT t.info_hash, t.info, f.size FROM torrents t
+                 JOIN files f ON f.id = t.file_id WHERE f.sha256 = ? LIMIT 1",
+            )?
+            .query_row([sha256], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })
+            .optional()?)
+    }
+
     /// The bencoded info dictionary of a file's torrent.
     pub fn torrent_info(&self, file_id: i64) -> Result<Option<Vec<u8>>> {
         Ok(self

@@ -20,6 +20,8 @@ pub struct Config {
     pub limits: Limits,
     pub mount: MountConfig,
     pub distribution: DistributionConfig,
+    /// A mirror's cache and lazy fetches (used when the catalog names an upstream).
+    pub mirror: MirrorConfig,
     /// Local uids that may upload a lone unsigned file through the mount (`[[trusted]]`).
     pub trusted: Vec<Trusted>,
 }
@@ -32,6 +34,7 @@ impl Default for Config {
             limits: Limits::default(),
             mount: MountConfig::default(),
             distribution: DistributionConfig::default(),
+            mirror: MirrorConfig::default(),
             trusted: Vec::new(),
         }
     }
@@ -90,6 +93,30 @@ pub struct DistributionConfig {
     /// Where the seeder accepts peers; by default `listen`'s address on a port of the
     /// system's choosing.
     pub peer_listen: Option<std::net::SocketAddr>,
+}
+
+/// A mirror: objects are fetched from the swarm into a bounded cache as they are read.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// Bound on the cache of fetched objects (`ROOT/mirror`, bytes; `repofsd --cache-size`).
+    /// Least recently read objects go first.
+    pub cache_size: u64,
+    /// How long a read on the mount waits for missing pieces before failing with EIO.
+    #[serde(with = "humantime_serde")]
+    pub read_timeout: Duration,
+    /// How far past a sequential reader's request repofsd fetches ahead (bytes).
+    pub readahead: u64,
+}
+
+impl Default for MirrorConfig {
+    fn default() -> Self {
+        MirrorConfig {
+            cache_size: 16 << 30,
+            read_timeout: Duration::from_secs(20),
+            readahead: 8 << 20,
+        }
+    }
 }
 
 /// Bounds on untrusted input. Anything beyond them is rejected as `too-large`.
@@ -227,6 +254,11 @@ impl Layout {
     /// Unpacked payloads of packages that cannot be read at random (zstd, xz).
     pub fn cache(&self) -> PathBuf {
         self.root.join("cache")
+    }
+
+    /// A mirror's cache of fetched objects and its status file.
+    pub fn mirror(&self) -> PathBuf {
+        self.root.join("mirror")
     }
 
     /// Creates the state directory and its parts if missing. State is private to the service

@@ -11,10 +11,10 @@
 //! gzip member framing (RFC 1952) is done here because the core only knows raw deflate.
 
 use std::fmt;
-use std::fs::File;
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
 use std::sync::Arc;
+
+use crate::fetch::objects::ReadAt;
 
 use miniz_oxide::inflate::core::inflate_flags::{
     TINFL_FLAG_HAS_MORE_INPUT, TINFL_FLAG_STOP_ON_BLOCK_BOUNDARY,
@@ -447,7 +447,7 @@ impl<R: Read> Read for IndexingReader<R> {
 
 /// Reads the gzip stream's bytes straight from the shared file with positioned reads.
 struct FileSource {
-    file: Arc<File>,
+    file: Arc<dyn ReadAt>,
     pos: u64,
     end: Option<u64>,
 }
@@ -468,7 +468,7 @@ impl Read for FileSource {
 /// points from [`IndexingReader`]. Keeps its inflater between calls so sequential reads
 /// continue where the previous one stopped.
 pub struct GzCursor {
-    file: Arc<File>,
+    file: Arc<dyn ReadAt>,
     base: u64,
     len: Option<u64>,
     points: Arc<[SeekPoint]>,
@@ -480,7 +480,7 @@ pub struct GzCursor {
 
 impl GzCursor {
     /// The gzip stream starts at `base` in `file` and runs to its end (see `with_len`).
-    pub fn new(file: Arc<File>, base: u64, points: Arc<[SeekPoint]>) -> Self {
+    pub fn new(file: Arc<dyn ReadAt>, base: u64, points: Arc<[SeekPoint]>) -> Self {
         GzCursor {
             file,
             base,

@@ -79,8 +79,51 @@ impl Reply {
     }
 }
 
+/// On a mirror: "make bytes `[from, to)` of object `fetch` (`size` bytes) verified in the
+/// cache; you may read on to `ahead`". The reply comes when they are, or with an error.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FetchRequest {
+    pub fetch: String,
+    pub size: u64,
+    pub from: u64,
+    pub to: u64,
+    #[serde(default)]
+    pub ahead: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FetchReply {
+    /// A stable code when it failed (`not-mirror`, `unknown-object`, `timeout`, `bad-piece`,
+    /// `fetch-failed`).
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Any request on the socket.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Request {
+    Fetch(FetchRequest),
+    Closed(ClosedRequest),
+}
+
 /// Sends one request and waits at most `deadline` for the reply.
 pub fn request(socket: &Path, req: &ClosedRequest, deadline: Duration) -> io::Result<Reply> {
+    exchange(socket, req, deadline)
+}
+
+/// Asks repofsd to fetch a range, waiting at most `deadline`.
+pub fn fetch(socket: &Path, req: &FetchRequest, deadline: Duration) -> io::Result<FetchReply> {
+    exchange(socket, req, deadline)
+}
+
+fn exchange<Q: Serialize, R: serde::de::DeserializeOwned>(
+    socket: &Path,
+    req: &Q,
+    deadline: Duration,
+) -> io::Result<R> {
     let start = Instant::now();
     let mut s = UnixStream::connect(socket)?;
     s.set_write_timeout(Some(Duration::from_secs(5)))?;
@@ -118,14 +161,14 @@ pub fn bind(socket: &Path) -> io::Result<UnixListener> {
 }
 
 /// Reads one request from a connection (bounded in size and time).
-pub fn read_request(s: &UnixStream) -> io::Result<ClosedRequest> {
+pub fn read_request(s: &UnixStream) -> io::Result<Request> {
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     let mut line = String::new();
     BufReader::new(io::Read::take(s, 64 << 10)).read_line(&mut line)?;
     serde_json::from_str(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
-pub fn write_reply(mut s: &UnixStream, reply: &Reply) -> io::Result<()> {
+pub fn write_reply<R: Serialize>(mut s: &UnixStream, reply: &R) -> io::Result<()> {
     s.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut line = serde_json::to_vec(reply).map_err(io::Error::other)?;
     line.push(b'\n');

@@ -14,8 +14,8 @@
 //!   once into `ROOT/cache/<sha256>.tar`, bounded in total size, least recently used first out.
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom};
+use std::fs::{self, File};
+use std::io::{self, Read};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
@@ -26,6 +26,7 @@ use tracing::{info, warn};
 use crate::archive::gzindex::{GzCursor, SeekPoint};
 use crate::archive::{Compression, Entry, Layout};
 use crate::catalog::{Catalog, Frame, PackageRow};
+use crate::fetch::objects::{Objects, ReadAt};
 
 /// How long a reader waits for another thread's unpacking before failing with EIO.
 const UNPACK_WAIT: Duration = Duration::from_secs(600);
@@ -33,7 +34,7 @@ const UNPACK_WAIT: Duration = Duration::from_secs(600);
 /// Where one entry's bytes come from.
 pub enum Source {
     /// The stored file itself; the tar stream starts at `base`.
-    Plain { file: Arc<File>, base: u64 },
+    Plain { file: Arc<dyn ReadAt>, base: u64 },
     /// A gzip payload, read span by span through the shared cache.
     Gzip(Arc<GzPayload>),
     /// A zstd or xz payload, read frame by frame from its seekable twin.
@@ -91,7 +92,7 @@ impl EntryReader {
             let pos = at + done as u64;
             let n = match &self.source {
                 Source::Plain { file, base } => file.read_at(&mut buf[done..], base + pos)?,
-                Source::Unpacked(file) => file.read_at(&mut buf[done..], pos)?,
+                Source::Unpacked(file) => FileExt::read_at(&**file, &mut buf[done..], pos)?,
                 Source::Gzip(g) => g.read_at(pos, &mut buf[done..])?,
                 Source::Frames(f) => f.read_at(pos, &mut buf[done..])?,
             };
@@ -153,9 +154,9 @@ struct Inflater {
     decoder: flate2::read::DeflateDecoder<io::BufReader<FileRange>>,
 }
 
-/// `left` bytes of a shared file from `at`, without touching its file position.
+/// `left` bytes of a shared object from `at`.
 struct FileRange {
-    file: Arc<File>,
+    file: Arc<dyn ReadAt>,
     at: u64,
     left: u64,
 }
@@ -190,7 +191,7 @@ impl Cache {
 
     /// The unpacked tar stream of `pkg` (stored at `object`), unpacking it if needed. One
     /// thread unpacks; others wait for it (bounded).
-    pub fn unpacked(&self, pkg: &PackageRow, object: &Path) -> io::Result<Arc<File>> {
+    pub fn unpacked(&self, pkg: &PackageRow, object: &Arc<dyn ReadAt>) -> io::Result<Arc<File>> {
         let path = self.dir.join(format!("{}.tar", pkg.sha256));
         let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
         let deadline = std::time::Instant::now() + UNPACK_WAIT;
@@ -223,16 +224,22 @@ impl Cache {
         result.map(Arc::new)
     }
 
-    fn unpack(&self, pkg: &PackageRow, object: &Path, path: &Path) -> io::Result<File> {
+    fn unpack(&self, pkg: &PackageRow, object: &Arc<dyn ReadAt>, path: &Path) -> io::Result<File> {
         fs::create_dir_all(&self.dir)?;
         self.evict(pkg.unpacked_size)?;
         let compression = Compression::parse(&pkg.compression)
             .ok_or_else(|| io::Error::other(format!("unknown compression {}", pkg.compression)))?;
-        let mut src = File::open(object)?;
-        src.seek(SeekFrom::Start(pkg.payload_offset))?;
+        let src = io::BufReader::with_capacity(
+            1 << 20,
+            FileRange {
+                file: object.clone(),
+                at: pkg.payload_offset,
+                left: pkg.payload_size,
+            },
+        );
         let tmp = tempfile::NamedTempFile::new_in(&self.dir)?;
         let started = std::time::Instant::now();
-        let mut reader = compression.reader(src.take(pkg.payload_size))?;
+        let mut reader = compression.reader(src)?;
         let n = io::copy(&mut reader, &mut tmp.as_file())?;
         let f = tmp.persist(path).map_err(|e| e.error)?;
         info!(package = %pkg.name, bytes = n, elapsed = ?started.elapsed(), "unpacked into the cache");
@@ -270,7 +277,8 @@ pub enum Seekable {
     Gzip(Arc<SpanIndex>),
     /// The seekable twin made at publication (zstd, xz): its object and frame index.
     Frames {
-        object: PathBuf,
+        sha256: String,
+        size: u64,
         frames: Arc<[Frame]>,
     },
     /// Nothing: plain payloads need nothing; others fall back to the unpack cache.
@@ -281,21 +289,22 @@ pub enum Seekable {
 /// through `spans` (gzip windows are fetched from `catalog` per span).
 pub fn source(
     pkg: &PackageRow,
-    object: &Path,
+    object: Arc<dyn ReadAt>,
     seekable: Seekable,
+    objects: &Objects,
     spans: &Arc<Spans>,
     catalog: &Arc<Mutex<Catalog>>,
     cache: &Cache,
 ) -> io::Result<Source> {
     match (pkg.compression.as_str(), seekable) {
         ("none", _) => Ok(Source::Plain {
-            file: Arc::new(OpenOptions::new().read(true).open(object)?),
+            file: object,
             base: pkg.payload_offset,
         }),
         // No recorded points is fine: the stream's start is always one (small payloads).
         ("gzip", Seekable::Gzip(index)) => Ok(Source::Gzip(Arc::new(GzPayload {
             file_id: pkg.file_id,
-            file: Arc::new(File::open(object)?),
+            file: object,
             base: pkg.payload_offset,
             // Bounded: in a .deb the next ar member follows the gzip stream.
             len: pkg.payload_size,
@@ -303,13 +312,20 @@ pub fn source(
             spans: spans.clone(),
             catalog: catalog.clone(),
         }))),
-        (_, Seekable::Frames { object, frames }) => Ok(Source::Frames(Arc::new(Framed {
+        (
+            _,
+            Seekable::Frames {
+                sha256,
+                size,
+                frames,
+            },
+        ) => Ok(Source::Frames(Arc::new(Framed {
             file_id: pkg.file_id,
-            file: File::open(object)?,
+            file: objects.open(&sha256, size)?,
             frames,
             spans: spans.clone(),
         }))),
-        _ => Ok(Source::Unpacked(cache.unpacked(pkg, object)?)),
+        _ => Ok(Source::Unpacked(cache.unpacked(pkg, &object)?)),
     }
 }
 
@@ -317,7 +333,7 @@ pub fn source(
 /// once into the shared span cache.
 pub struct Framed {
     file_id: i64,
-    file: File,
+    file: Arc<dyn ReadAt>,
     frames: Arc<[Frame]>,
     spans: Arc<Spans>,
 }
@@ -338,7 +354,7 @@ impl Framed {
         }
         let frame = self.spans.get((self.file_id, f.out), || {
             let mut packed = vec![0u8; usize::try_from(f.in_len).unwrap_or(usize::MAX)];
-            self.file.read_exact_at(&mut packed, f.inp)?;
+            read_exact_at(&*self.file, &mut packed, f.inp)?;
             let want = usize::try_from(f.out_len).unwrap_or(usize::MAX);
             let out = zstd::bulk::decompress(&packed, want)?;
             if out.len() != want {
@@ -354,6 +370,27 @@ impl Framed {
         buf[..n].copy_from_slice(&frame[from..from + n]);
         Ok(n)
     }
+}
+
+/// `read_exact_at` for any object.
+fn read_exact_at(f: &dyn ReadAt, mut buf: &mut [u8], mut at: u64) -> io::Result<()> {
+    while !buf.is_empty() {
+        match f.read_at(buf, at) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "object shorter than the catalog says",
+                ))
+            }
+            Ok(n) => {
+                buf = &mut buf[n..];
+                at += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// A span longer than this is refused as corrupt: points are recorded every few MiB, so
@@ -379,7 +416,7 @@ impl SpanIndex {
 /// One gzip payload of a package, as its open files read it.
 pub struct GzPayload {
     file_id: i64,
-    file: Arc<File>,
+    file: Arc<dyn ReadAt>,
     base: u64,
     len: u64,
     index: Arc<SpanIndex>,

@@ -35,6 +35,7 @@ use tracing::warn;
 use crate::archive::EntryKind;
 use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
+use crate::fetch::objects::{Objects, ReadAt};
 use crate::fetch::torrent;
 use content::{Cache, EntryReader, Seekable, Spans};
 use incoming::SpoolHandle;
@@ -99,9 +100,10 @@ pub enum Node {
 pub enum Handle {
     Dir(Vec<DirEntry>),
     Spool(SpoolHandle),
-    /// A published file in the store. `backing` keeps the kernel's passthrough id alive.
+    /// A published file (from the store, or a mirror's cache). `backing` keeps the kernel's
+    /// passthrough id alive.
     Object {
-        file: File,
+        file: Arc<dyn ReadAt>,
         backing: Mutex<Option<fuser::BackingId>>,
     },
     Bytes(Arc<Vec<u8>>),
@@ -134,7 +136,8 @@ pub struct Opened {
 
 pub struct Vfs {
     layout: Layout,
-    store: crate::store::Store,
+    /// Where content bytes come from (store, or a mirror's cache and repofsd).
+    objects: Objects,
     config: Config,
     /// Shared with gzip readers, which fetch seek-point windows span by span.
     catalog: Arc<Mutex<Catalog>>,
@@ -172,7 +175,7 @@ impl Vfs {
         }
         Ok(Vfs {
             cache,
-            store: crate::store::Store::open(&layout.store())?,
+            objects: Objects::new(&layout, &config, catalog.setting("upstream")?.is_some())?,
             layout,
             config,
             catalog: Arc::new(Mutex::new(catalog)),
@@ -186,6 +189,11 @@ impl Vfs {
             writers: Mutex::new(HashMap::new()),
             started: SystemTime::now(),
         })
+    }
+
+    /// Whether content comes from an upstream's swarm (catalog setting `upstream`).
+    pub fn is_mirror(&self) -> bool {
+        self.objects.is_mirror()
     }
 
     // ---- inodes and handles -------------------------------------------------------------
@@ -287,7 +295,8 @@ impl Vfs {
             "gzip" => Seekable::Gzip(Arc::default()),
             _ => match lock(&self.catalog).derived(file_id).map_err(fail)? {
                 Some(d) => Seekable::Frames {
-                    object: self.store.object_path(&d.sha256),
+                    size: twin_size(&d.frames),
+                    sha256: d.sha256,
                     frames: d.frames.into(),
                 },
                 None => Seekable::Nothing,
@@ -819,8 +828,11 @@ impl Vfs {
         match node {
             Node::DistsFile(id) => {
                 let f = snap.files.get(&id).ok_or(libc::ENOENT)?;
-                let file = File::open(self.store.object_path(&f.sha256)).map_err(|e| errno(&e))?;
-                let passthrough = file.try_clone().ok();
+                let file = self
+                    .objects
+                    .open(&f.sha256, f.size)
+                    .map_err(|e| errno(&e))?;
+                let passthrough = file.local_file().and_then(|f| f.try_clone().ok());
                 let fh = self.add_handle(Handle::Object {
                     file,
                     backing: Mutex::new(None),
@@ -874,12 +886,17 @@ impl Vfs {
                     (Some(_), None) => return Err(libc::EINVAL),
                     (Some(_), Some(d)) => d,
                 };
-                let object = self.store.object_path(&pkg.sha256);
+                let size = snap.files.get(&file_id).ok_or(libc::ENOENT)?.size;
+                let object = self.objects.open(&pkg.sha256, size).map_err(|e| {
+                    warn!(package = %pkg.name, error = %e, "cannot open package");
+                    errno(&e)
+                })?;
                 let seekable = self.seekable(&pkg)?;
                 let source = content::source(
                     &pkg,
-                    &object,
+                    object,
                     seekable,
+                    &self.objects,
                     &self.spans,
                     &self.catalog,
                     &self.cache,
@@ -903,7 +920,7 @@ impl Vfs {
         let h = self.handle(fh)?;
         match &*h {
             Handle::Spool(s) => read_file(&s.file, offset, size),
-            Handle::Object { file, .. } => read_file(file, offset, size),
+            Handle::Object { file, .. } => read_object(&**file, offset, size),
             Handle::Bytes(b) => {
                 let start = (offset as usize).min(b.len());
                 let end = start.saturating_add(size as usize).min(b.len());
@@ -970,12 +987,35 @@ impl Vfs {
     }
 }
 
+fn read_object(f: &dyn ReadAt, offset: u64, size: u32) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; size as usize];
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                warn!(error = %e, "read of a published file failed");
+                return Err(libc::EIO);
+            }
+        }
+    }
+    buf.truncate(done);
+    Ok(buf)
+}
+
+/// A seekable twin's size: where its last frame ends.
+fn twin_size(frames: &[crate::catalog::Frame]) -> u64 {
+    frames.last().map_or(0, |f| f.inp + f.in_len)
+}
+
 fn read_file(f: &File, offset: u64, size: u32) -> Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; size as usize];
     let mut done = 0;
     while done < buf.len() {
-        match f.read_at(&mut buf[done..], offset + done as u64) {
+        match FileExt::read_at(f, &mut buf[done..], offset + done as u64) {
             Ok(0) => break,
             Ok(n) => done += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

@@ -42,6 +42,9 @@ pub struct Mounted {
     dev: u64,
 }
 
+/// FUSE threads on a mirror, at least.
+const MIRROR_THREADS: usize = 16;
+
 /// Mounts the repository at `mountpoint` and serves it on background threads.
 pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Result<Mounted> {
     if let Err(e) = std::fs::create_dir_all(mountpoint) {
@@ -59,8 +62,13 @@ pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Resul
         })
         .with_context(|| format!("mount point {}", mountpoint.display()))?;
     recover_stale(&mountpoint)?;
-    let threads = config.mount.threads.max(1);
-    let vfs = Arc::new(Vfs::new(layout, config)?);
+    let vfs = Arc::new(Vfs::new(layout, config.clone())?);
+    // On a mirror a read may wait for the swarm (up to [mirror] read_timeout) on a FUSE
+    // thread: keep enough threads that a few waiting reads do not stall every view.
+    let threads = match vfs.is_mirror() {
+        true => config.mount.threads.max(MIRROR_THREADS),
+        false => config.mount.threads.max(1),
+    };
     let fd = mount_fuse(&mountpoint)?;
     let mut cfg = fuser::Config::default();
     cfg.n_threads = Some(threads);

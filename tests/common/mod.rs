@@ -946,3 +946,65 @@ pub fn interrupted_rsync(src: &Path, dest: &Path) -> u64 {
     );
     size
 }
+
+/// A mirror of `primary` until mirrors sync for real: a fresh root holding a copy of the
+/// primary's catalog (`VACUUM INTO`), no store objects, and the setting `upstream`, which makes
+/// repofsd and the mount treat it as a mirror. `extra` is appended to the mirror's config.
+pub fn mirror_of(primary: &Repo, upstream: &str, extra: &str) -> Repo {
+    let mirror = Repo::with_config(&format!("{}{extra}", Repo::LIVE));
+    let copy = mirror.dir.path().join("catalog-copy.sqlite");
+    let src = rusqlite::Connection::open(primary.root.join("catalog.sqlite")).expect("catalog");
+    src.execute("VACUUM INTO ?1", [copy.to_str().expect("path")])
+        .expect("VACUUM INTO");
+    drop(src);
+    let db = rusqlite::Connection::open(&copy).expect("copy");
+    db.execute(
+        "INSERT OR REPLACE INTO settings (key, value) VALUES ('upstream', ?1)",
+        [upstream],
+    )
+    .expect("set upstream");
+    drop(db);
+    for ext in ["", "-wal", "-shm"] {
+        let _ = fs::remove_file(mirror.root.join(format!("catalog.sqlite{ext}")));
+    }
+    fs::rename(&copy, mirror.root.join("catalog.sqlite")).expect("install catalog");
+    mirror
+}
+
+/// A child process killed (and reaped) on drop.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Debian's opentracker on 127.0.0.1:`port`, serving the whitelisted `infohashes` (hex);
+/// configured in `dir`, killed on drop.
+pub fn opentracker(dir: &Path, port: u16, infohashes: &[&str]) -> KillOnDrop {
+    let list = dir.join("whitelist");
+    fs::write(&list, infohashes.join("\n") + "\n").expect("whitelist");
+    let conf = dir.join("ot.conf");
+    fs::write(
+        &conf,
+        format!(
+            "listen.tcp_udp 127.0.0.1:{port}\naccess.whitelist {}\n",
+            list.display()
+        ),
+    )
+    .expect("opentracker config");
+    let child = Command::new("opentracker")
+        .arg("-f")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn opentracker");
+    let guard = KillOnDrop(child);
+    wait_for("opentracker to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    guard
+}

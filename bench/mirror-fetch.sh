@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Lazy fetch on a mirror, as ratios against baselines measured in the same run on the same
+# bytes (run on demand as root; not part of the tests). A primary publishes a SIZE_MIB random
+# file and seeds it (repofsd --listen, its own tracker); a mirror (a copy of the primary's
+# catalog with setting `upstream`, until mirrors sync for real) mounts it with an empty cache.
+#  1. cold mirror, 1 MiB read at the middle: time to the bytes and bytes fetched from the
+#     swarm (the mirror's fetch-status.json), against `curl` of the same 1 MiB (as a file of
+#     its own: python3 -m http.server ignores Range) from a loopback HTTP server.
+#  2. cold mirror, `cat` of the whole file through the mount against `curl` of the whole file
+#     from the same HTTP server (throughput ratio; both into /dev/null).
+# Usage: bench/mirror-fetch.sh [SIZE_MIB=1024] [RUNS=3]   (READAHEAD=bytes sets [mirror] readahead)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+size=${1:-1024}
+runs=${2:-3}
+[[ $(id -u) -eq 0 ]] || { echo "bench/mirror-fetch.sh: run as root (it mounts)" >&2; exit 1; }
+cargo build --release --quiet
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+bin=${CARGO_TARGET_DIR:-$PWD/target}/release
+bench_work
+mkdir -m700 "$GNUPGHOME"
+gpg -q --batch --passphrase '' --quick-gen-key 'Bench <bench@example.org>' ed25519 sign 1y 2>/dev/null
+gpg -q --armor --export bench@example.org > "$work/key.asc"
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+file=$work/files/bench-1.0.bin
+mkdir -p "$work/files"
+head -c $((size << 20)) /dev/urandom > "$file"
+gpg -q --batch -b "$file"
+mid=$(( (size << 20) / 2 ))
+dd if="$file" of="$work/files/middle.bin" bs=1M skip=$((mid >> 20)) count=1 status=none
+
+# ---- the primary, seeding -------------------------------------------------------------
+p=$work/primary; pm=$mnt; mkdir -p "$pm" # bench_cleanup unmounts $mnt
+"$bin/repofs" --root "$p" keys add --dir / "$work/key.asc" >/dev/null
+listen=127.0.0.1:$(port)
+RUST_LOG=warn "$bin/repofsd" --root "$p" --listen "$listen" --mount "$pm" 2>>"$work/primary.log" &
+pids+=($!)
+for _ in $(seq 100); do [[ -d $pm/incoming ]] && mountpoint -q "$pm" && break; sleep 0.1; done
+mkdir -p "$pm/incoming/bench" && cp "$file" "$file.sig" "$pm/incoming/bench/"
+until [[ -e $pm/dists/bench/bench-1.0.bin.torrent ]]; do sleep 0.1; done
+sleep 3 # the seeder adds the torrent (it checks the object's pieces once)
+
+# ---- HTTP baseline --------------------------------------------------------------------
+hport=$(port)
+(cd "$work/files" && exec python3 -m http.server -b 127.0.0.1 "$hport" >/dev/null 2>&1) &
+pids+=($!)
+for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$hport/" && break; sleep 0.1; done
+url=http://127.0.0.1:$hport/bench-1.0.bin
+
+# ---- a cold mirror per run ------------------------------------------------------------
+mirror_up() {
+  m=$work/mirror; mm=$work/mmnt
+  rm -rf "$m"; mkdir -p "$mm"
+  "$bin/repofs" --root "$m" list >/dev/null
+  rm -f "$m"/catalog.sqlite*
+  sqlite3 "$p/catalog.sqlite" "VACUUM INTO '$m/catalog.sqlite'"
+  sqlite3 "$m/catalog.sqlite" "INSERT OR REPLACE INTO settings (key, value) VALUES ('upstream', 'http://$listen')"
+  local conf=$work/mirror.toml
+  printf '[mirror]\nreadahead = %s\n' "${READAHEAD:-8388608}" > "$conf"
+  RUST_LOG=warn "$bin/repofsd" --root "$m" --config "$conf" --mount "$mm" 2>>"$work/mirror.log" &
+  mpid=$!
+  for _ in $(seq 100); do [[ -d $mm/dists ]] && mountpoint -q "$mm" && break; sleep 0.1; done
+}
+mirror_down() {
+  kill "$mpid"; wait "$mpid" 2>/dev/null || true
+  mountpoint -q "$mm" && umount -l "$mm" || true
+}
+fetched() { # bytes fetched from peers, from the status file (rewritten every ~2 s)
+  sleep 2.5
+  python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["downloaded_bytes"])' "$m/mirror/fetch-status.json"
+}
+
+timed() { local t0; t0=$(now); "$@" > /dev/null; echo "$(now) - $t0" | bc; }
+
+# 1. middle read
+for _ in $(seq "$runs"); do drop; timed curl -fs "http://127.0.0.1:$hport/middle.bin"; done | best > "$work/b1"
+: > "$work/r1"; : > "$work/f1"
+for _ in $(seq "$runs"); do
+  mirror_up; drop
+  timed dd if="$mm/dists/bench/bench-1.0.bin" bs=1M count=1 skip=$((mid >> 20)) status=none >> "$work/r1"
+  fetched >> "$work/f1"
+  mirror_down
+done
+b1=$(cat "$work/b1"); r1=$(best < "$work/r1"); f1=$(sort -n "$work/f1" | tail -1)
+echo "1. 1 MiB at the middle of ${size} MiB, cold: curl of those bytes ${b1}s, mirror ${r1}s (ratio $(ratio "$r1" "$b1")), fetched at most ${f1} bytes ($(ratio "$f1" 1048576) x the read)"
+
+# 2. whole file
+for _ in $(seq "$runs"); do drop; timed curl -fs "$url"; done | best > "$work/b2"
+: > "$work/r2"
+for _ in $(seq "$runs"); do
+  mirror_up; drop
+  timed cat "$mm/dists/bench/bench-1.0.bin" >> "$work/r2"
+  mirror_down
+done
+b2=$(cat "$work/b2"); r2=$(best < "$work/r2")
+echo "2. cat ${size} MiB, cold mirror: curl ${b2}s, mirror ${r2}s, throughput ratio $(ratio "$b2" "$r2")"

@@ -1,0 +1,575 @@
+//! A mirror's object cache, `ROOT/mirror/`.
+//!
+//! - `complete/<sha256>`: whole objects whose sha256 (from the catalog) was checked; read like
+//!   store objects (passthrough).
+//! - `partial/<sha256>`: a sparse file of the object's size, and `partial/<sha256>.bits`, one
+//!   byte per 256 KiB torrent piece, 1 once that piece's bytes were checked against the
+//!   torrent's SHA-1 *and* made durable (the data file is synced before the byte is written,
+//!   so a crash can lose a bit, never leave a bit over bytes that are not there).
+//!
+//! Only repofsd writes here. The mount reads bits and data of partial objects and touches the
+//! mtime of what it opens: eviction takes the least recently touched first.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use sha1::{Digest, Sha1};
+use sha2::Sha256;
+use tracing::{info, warn};
+
+use super::torrent::PIECE_LENGTH;
+
+const PIECE: u64 = PIECE_LENGTH as u64;
+
+/// The pieces covering bytes `[from, to)`.
+pub fn pieces(from: u64, to: u64) -> std::ops::Range<u64> {
+    from / PIECE..to.div_ceil(PIECE)
+}
+
+/// Paths in the cache directory; what the mount needs.
+#[derive(Debug, Clone)]
+pub struct CacheDir {
+    root: PathBuf,
+}
+
+impl CacheDir {
+    pub fn new(root: PathBuf) -> CacheDir {
+        CacheDir { root }
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    pub fn complete_path(&self, sha256: &str) -> PathBuf {
+        self.root.join("complete").join(sha256)
+    }
+    pub fn partial_path(&self, sha256: &str) -> PathBuf {
+        self.root.join("partial").join(sha256)
+    }
+    pub fn bits_path(&self, sha256: &str) -> PathBuf {
+        self.root.join("partial").join(format!("{sha256}.bits"))
+    }
+
+    /// The mount's view of a partial object: None if nothing of it is cached. The bits file is
+    /// opened first: repofsd creates it before the data file.
+    pub fn open_view(&self, sha256: &str, size: u64) -> io::Result<Option<PartialView>> {
+        if let Ok(f) = File::open(self.complete_path(sha256)) {
+            let _ = f.set_modified(SystemTime::now());
+            return Ok(Some(PartialView {
+                data: f,
+                bits: None,
+            }));
+        }
+        let bits = match File::open(self.bits_path(sha256)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let data = match File::open(self.partial_path(sha256)) {
+            Ok(d) => d,
+            // Promoted between the two opens.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(File::open(self.complete_path(sha256))
+                    .ok()
+                    .map(|data| PartialView { data, bits: None }))
+            }
+            Err(e) => return Err(e),
+        };
+        if data.metadata()?.len() != size {
+            return Ok(None);
+        }
+        let _ = data.set_modified(SystemTime::now());
+        Ok(Some(PartialView {
+            data,
+            bits: Some(bits),
+        }))
+    }
+}
+
+/// An object's cache files as the mount opened them (bits None: complete).
+pub struct PartialView {
+    data: File,
+    bits: Option<File>,
+}
+
+impl PartialView {
+    pub fn data(&self) -> &File {
+        &self.data
+    }
+
+    /// Whether every piece of `[from, to)` is verified.
+    pub fn has(&self, from: u64, to: u64) -> io::Result<bool> {
+        let Some(bits) = &self.bits else {
+            return Ok(true);
+        };
+        let p = pieces(from, to);
+        let mut buf = vec![0u8; (p.end - p.start) as usize];
+        let n = FileExt::read_at(bits, &mut buf, p.start)?;
+        Ok(n == buf.len() && buf.iter().all(|&b| b == 1))
+    }
+}
+
+/// One object in the cache, as repofsd holds it while fetching or seeding it.
+pub struct CacheObject {
+    pub sha256: String,
+    pub size: u64,
+    /// The torrent's piece hashes (20 bytes each).
+    hashes: Vec<u8>,
+    data: File,
+    /// None once complete.
+    bits: Mutex<Option<File>>,
+    verified: Mutex<Vec<bool>>,
+    complete: AtomicBool,
+    /// Bytes of this object fetched from peers (written into the cache).
+    pub downloaded: AtomicU64,
+    /// How far a read-ahead in flight (or done) reaches.
+    pub ahead: AtomicU64,
+    dir: CacheDir,
+}
+
+impl CacheObject {
+    pub fn piece_count(&self) -> u64 {
+        self.size.div_ceil(PIECE)
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.complete.load(Ordering::Acquire)
+    }
+
+    pub fn verified_count(&self) -> u64 {
+        lock(&self.verified).iter().filter(|&&v| v).count() as u64
+    }
+
+    pub fn is_verified(&self, piece: u64) -> bool {
+        self.is_complete() || lock(&self.verified).get(piece as usize) == Some(&true)
+    }
+
+    pub fn has(&self, from: u64, to: u64) -> bool {
+        pieces(from, to).all(|p| self.is_verified(p))
+    }
+
+    /// Whether any piece at or after `piece` is verified (librqbit's first check reads on).
+    fn verified_from(&self, piece: u64) -> bool {
+        self.is_complete()
+            || lock(&self.verified)
+                .get(piece as usize..)
+                .is_some_and(|v| v.iter().any(|&b| b))
+    }
+
+    fn piece_range(&self, piece: u64) -> (u64, u64) {
+        let start = piece * PIECE;
+        (start, (start + PIECE).min(self.size))
+    }
+
+    /// Checks the pieces covering `[from, to)` in the cache file against their SHA-1 and
+    /// records each verified once its bytes are durable (one sync for the range).
+    /// Err(InvalidData) if the bytes of a piece are not that piece.
+    pub fn verify(&self, from: u64, to: u64) -> io::Result<()> {
+        let todo: Vec<u64> = pieces(from, to.min(self.size))
+            .filter(|&p| !self.is_verified(p))
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
+        self.data.sync_data()?;
+        let mut buf = vec![0u8; PIECE as usize];
+        for piece in todo {
+            let (start, end) = self.piece_range(piece);
+            let want = self
+                .hashes
+                .get(piece as usize * 20..piece as usize * 20 + 20)
+                .ok_or_else(|| io::Error::other("piece beyond the torrent"))?;
+            let buf = &mut buf[..(end - start) as usize];
+            self.data.read_exact_at(buf, start)?;
+            if Sha1::digest(&*buf).as_slice() != want {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("piece {piece} of {} fails its SHA-1", self.sha256),
+                ));
+            }
+            if let Some(bits) = &*lock(&self.bits) {
+                bits.write_all_at(&[1], piece)?;
+            }
+            if let Some(v) = lock(&self.verified).get_mut(piece as usize) {
+                *v = true;
+            }
+        }
+        Ok(())
+    }
+
+    /// Once every piece is verified: checks the whole object's sha256 and moves it to
+    /// `complete/`. Ok(false) if pieces are missing.
+    pub fn promote(&self) -> io::Result<bool> {
+        if self.is_complete() {
+            return Ok(true);
+        }
+        if self.verified_count() < self.piece_count() {
+            return Ok(false);
+        }
+        let mut h = Sha256::new();
+        let mut r = io::BufReader::with_capacity(1 << 20, FileRange(&self.data, 0));
+        io::copy(&mut r, &mut h)?;
+        let got = crate::store::to_hex(&h.finalize());
+        if got != self.sha256 {
+            // Every piece matched its SHA-1 yet the whole does not: the catalog's torrent and
+            // sha256 disagree. Start over rather than serve it as complete.
+            warn!(object = %self.sha256, got = %got, "object fails its sha256; dropping it");
+            let mut v = lock(&self.verified);
+            v.iter_mut().for_each(|b| *b = false);
+            if let Some(bits) = &*lock(&self.bits) {
+                bits.write_all_at(&vec![0u8; v.len()], 0)?;
+            }
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "object fails its sha256",
+            ));
+        }
+        fs::create_dir_all(self.dir.root().join("complete"))?;
+        fs::rename(
+            self.dir.partial_path(&self.sha256),
+            self.dir.complete_path(&self.sha256),
+        )?;
+        self.complete.store(true, Ordering::Release);
+        *lock(&self.bits) = None;
+        let _ = fs::remove_file(self.dir.bits_path(&self.sha256));
+        info!(object = %self.sha256, bytes = self.size, "object complete in the cache");
+        Ok(true)
+    }
+
+    /// librqbit reads: during its first check only verified pieces (others read as absent:
+    /// an error past the last verified piece stops the check reading a sparse file);
+    /// afterwards what it asks for (pieces it verified itself).
+    pub fn pread(&self, offset: u64, buf: &mut [u8], checking: bool) -> anyhow::Result<()> {
+        let piece = offset / PIECE;
+        if checking && !self.is_verified(piece) {
+            anyhow::ensure!(self.verified_from(piece), "not cached");
+            buf.fill(0);
+            return Ok(());
+        }
+        Ok(self.data.read_exact_at(buf, offset)?)
+    }
+
+    /// librqbit writes a chunk from a peer; never over a verified piece.
+    pub fn pwrite(&self, offset: u64, buf: &[u8]) -> anyhow::Result<()> {
+        if self.is_verified(offset / PIECE) {
+            return Ok(());
+        }
+        self.data.write_all_at(buf, offset)?;
+        self.downloaded
+            .fetch_add(buf.len() as u64, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// `File` from an offset, as a reader.
+struct FileRange<'a>(&'a File, u64);
+
+impl Read for FileRange<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = FileExt::read_at(self.0, buf, self.1)?;
+        self.1 += n as u64;
+        Ok(n)
+    }
+}
+
+/// The cache as repofsd manages it: objects open for fetching or seeding, and the size bound.
+pub struct Cache {
+    pub dir: CacheDir,
+    pub limit: u64,
+    objects: Mutex<HashMap<String, Arc<CacheObject>>>,
+}
+
+impl Cache {
+    pub fn new(dir: CacheDir, limit: u64) -> io::Result<Cache> {
+        fs::create_dir_all(dir.root().join("partial"))?;
+        fs::create_dir_all(dir.root().join("complete"))?;
+        Ok(Cache {
+            dir,
+            limit,
+            objects: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The object `sha256`, opened from the cache or made empty there.
+    pub fn object(&self, sha256: &str, size: u64, hashes: &[u8]) -> io::Result<Arc<CacheObject>> {
+        let mut objects = lock(&self.objects);
+        if let Some(o) = objects.get(sha256) {
+            return Ok(o.clone());
+        }
+        let n = size.div_ceil(PIECE) as usize;
+        if hashes.len() != n * 20 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "torrent does not match the object's size",
+            ));
+        }
+        let o = match File::open(self.dir.complete_path(sha256)) {
+            Ok(data) if data.metadata()?.len() == size => CacheObject {
+                sha256: sha256.into(),
+                size,
+                hashes: hashes.to_vec(),
+                data,
+                bits: Mutex::new(None),
+                verified: Mutex::new(vec![true; n]),
+                complete: AtomicBool::new(true),
+                downloaded: AtomicU64::new(0),
+                ahead: AtomicU64::new(0),
+                dir: self.dir.clone(),
+            },
+            _ => {
+                let bits_path = self.dir.bits_path(sha256);
+                let bits = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(&bits_path)?;
+                let data = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create(true)
+                    .truncate(false)
+                    .open(self.dir.partial_path(sha256))?;
+                let mut verified = vec![false; n];
+                if data.metadata()?.len() == size && bits.metadata()?.len() == n as u64 {
+                    let mut b = vec![0u8; n];
+                    bits.read_exact_at(&mut b, 0)?;
+                    for (v, b) in verified.iter_mut().zip(&b) {
+                        *v = *b == 1;
+                    }
+                } else {
+                    // New, or torn before it was set up: start empty.
+                    bits.set_len(0)?;
+                    bits.set_len(n as u64)?;
+                    data.set_len(0)?;
+                    data.set_len(size)?;
+                }
+                CacheObject {
+                    sha256: sha256.into(),
+                    size,
+                    hashes: hashes.to_vec(),
+                    data,
+                    bits: Mutex::new(Some(bits)),
+                    verified: Mutex::new(verified),
+                    complete: AtomicBool::new(false),
+                    downloaded: AtomicU64::new(0),
+                    ahead: AtomicU64::new(0),
+                    dir: self.dir.clone(),
+                }
+            }
+        };
+        let o = Arc::new(o);
+        objects.insert(sha256.to_string(), o.clone());
+        Ok(o)
+    }
+
+    pub fn open_objects(&self) -> Vec<Arc<CacheObject>> {
+        lock(&self.objects).values().cloned().collect()
+    }
+
+    /// Objects on disk (complete or partial), by sha256: what a restarted repofsd seeds.
+    pub fn on_disk(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for sub in ["complete", "partial"] {
+            if let Ok(rd) = fs::read_dir(self.dir.root().join(sub)) {
+                for e in rd.filter_map(Result::ok) {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    if name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit()) {
+                        out.push(name);
+                    }
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// Bytes the cache occupies on disk (sparse files count what is allocated).
+    pub fn usage(&self) -> u64 {
+        self.entries().iter().map(|e| e.bytes).sum()
+    }
+
+    fn entries(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for sub in ["complete", "partial"] {
+            let Ok(rd) = fs::read_dir(self.dir.root().join(sub)) else {
+                continue;
+            };
+            for e in rd.filter_map(Result::ok) {
+                let Ok(m) = e.metadata() else { continue };
+                let name = e.file_name().to_string_lossy().into_owned();
+                let sha = name.trim_end_matches(".bits").to_string();
+                out.push(Entry {
+                    sha256: sha,
+                    bytes: m.blocks() * 512,
+                    touched: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                    data: !name.ends_with(".bits"),
+                });
+            }
+        }
+        out
+    }
+
+    /// Least recently touched objects to drop so that the cache fits its limit, never one
+    /// in `busy`.
+    pub fn victims(&self, busy: &HashSet<String>) -> Vec<String> {
+        let entries = self.entries();
+        let mut total: u64 = entries.iter().map(|e| e.bytes).sum();
+        if total <= self.limit {
+            return Vec::new();
+        }
+        let mut per: HashMap<String, (SystemTime, u64)> = HashMap::new();
+        for e in entries {
+            let slot = per.entry(e.sha256).or_insert((SystemTime::UNIX_EPOCH, 0));
+            if e.data {
+                slot.0 = e.touched;
+            }
+            slot.1 += e.bytes;
+        }
+        let mut order: Vec<_> = per.into_iter().filter(|(s, _)| !busy.contains(s)).collect();
+        order.sort_by_key(|(_, (t, _))| *t);
+        let mut out = Vec::new();
+        for (sha, (_, bytes)) in order {
+            if total <= self.limit {
+                break;
+            }
+            total = total.saturating_sub(bytes);
+            out.push(sha);
+        }
+        out
+    }
+
+    /// Drops an object from the cache (its torrent must be gone from the session first).
+    pub fn remove(&self, sha256: &str) {
+        lock(&self.objects).remove(sha256);
+        for p in [
+            self.dir.bits_path(sha256),
+            self.dir.partial_path(sha256),
+            self.dir.complete_path(sha256),
+        ] {
+            match fs::remove_file(&p) {
+                Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                    warn!(path = %p.display(), error = %e, "could not evict");
+                }
+                _ => {}
+            }
+        }
+        info!(object = %sha256, "evicted from the cache");
+    }
+}
+
+struct Entry {
+    sha256: String,
+    bytes: u64,
+    touched: SystemTime,
+    data: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fetch::torrent::PieceHasher;
+
+    fn object(len: usize) -> (Vec<u8>, String, Vec<u8>) {
+        let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+        let mut h = PieceHasher::default();
+        h.update(&data);
+        let sha = crate::store::to_hex(&Sha256::digest(&data));
+        (data, sha, h.finish())
+    }
+
+    #[test]
+    fn a_bit_is_set_only_for_a_piece_whose_bytes_match() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 1 << 30).unwrap();
+        let (data, sha, hashes) = object(PIECE as usize * 2 + 1000);
+        let o = cache.object(&sha, data.len() as u64, &hashes).unwrap();
+        // Piece 0 right, piece 1 with one byte wrong.
+        o.pwrite(0, &data[..PIECE as usize]).unwrap();
+        let mut bad = data[PIECE as usize..2 * PIECE as usize].to_vec();
+        bad[7] ^= 1;
+        o.pwrite(PIECE, &bad).unwrap();
+        o.verify(0, PIECE).unwrap();
+        let e = o.verify(PIECE, 2 * PIECE).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(o.is_verified(0) && !o.is_verified(1));
+        let view = cache
+            .dir
+            .open_view(&sha, data.len() as u64)
+            .unwrap()
+            .unwrap();
+        assert!(view.has(0, PIECE).unwrap());
+        assert!(!view.has(0, PIECE + 1).unwrap());
+        // A verified piece is never written over (a late or bad peer).
+        o.pwrite(0, &[0u8; 100]).unwrap();
+        let mut first = vec![0u8; 100];
+        view.data().read_exact_at(&mut first, 0).unwrap();
+        assert_eq!(first, data[..100]);
+    }
+
+    #[test]
+    fn bits_survive_a_reopen_and_a_whole_object_is_promoted() {
+        let dir = tempfile::tempdir().unwrap();
+        let (data, sha, hashes) = object(PIECE as usize * 3);
+        {
+            let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 1 << 30).unwrap();
+            let o = cache.object(&sha, data.len() as u64, &hashes).unwrap();
+            o.pwrite(PIECE, &data[PIECE as usize..2 * PIECE as usize])
+                .unwrap();
+            o.verify(PIECE, 2 * PIECE).unwrap();
+        }
+        let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 1 << 30).unwrap();
+        assert_eq!(cache.on_disk(), vec![sha.clone()]);
+        let o = cache.object(&sha, data.len() as u64, &hashes).unwrap();
+        assert_eq!(o.verified_count(), 1);
+        assert!(!o.promote().unwrap(), "not every piece is there");
+        o.pwrite(0, &data[..PIECE as usize]).unwrap();
+        o.pwrite(2 * PIECE, &data[2 * PIECE as usize..]).unwrap();
+        o.verify(0, data.len() as u64).unwrap();
+        assert!(o.promote().unwrap());
+        assert_eq!(fs::read(cache.dir.complete_path(&sha)).unwrap(), data);
+        assert!(!cache.dir.bits_path(&sha).exists());
+        assert!(!cache.dir.partial_path(&sha).exists());
+    }
+
+    #[test]
+    fn the_least_recently_touched_object_goes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 300 << 10).unwrap();
+        let (a, sa, ha) = object(PIECE as usize);
+        let (mut b, _, _) = object(PIECE as usize);
+        b[0] ^= 1;
+        let sb = crate::store::to_hex(&Sha256::digest(&b));
+        let mut hb = PieceHasher::default();
+        hb.update(&b);
+        let hb = hb.finish();
+        for (d, s, h) in [(&a, &sa, &ha), (&b, &sb, &hb)] {
+            let o = cache.object(s, d.len() as u64, h).unwrap();
+            o.pwrite(0, d).unwrap();
+            o.verify(0, d.len() as u64).unwrap();
+            assert!(o.promote().unwrap());
+        }
+        // a was read (touched) after b: b goes.
+        let old = SystemTime::now() - std::time::Duration::from_secs(60);
+        File::open(cache.dir.complete_path(&sb))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert_eq!(cache.victims(&HashSet::new()), vec![sb.clone()]);
+        // Busy objects are never picked.
+        assert_eq!(
+            cache.victims(&HashSet::from([sb.clone()])),
+            vec![sa.clone()]
+        );
+    }
+}

@@ -1,0 +1,119 @@
+//! `repofs fetch PATH…`: on a mirror, fetch whole objects into the cache through repofsd.
+//!
+//! A path names a published file (`dists/DIR/FILE`) or a package (`pkgs/NAME/VERSION/…`,
+//! `pkgs/@SCOPE/NAME/VERSION/…`), relative or inside a mount (everything up to `dists/` or
+//! `pkgs/` is ignored). The object is asked for in slices, so progress shows and each request
+//! has its own deadline.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::catalog::Catalog;
+use crate::config::{Config, Layout};
+use crate::ingest::control::{self, FetchRequest};
+
+/// Bytes asked for per request.
+const SLICE: u64 = 16 << 20;
+
+/// The object (sha256, size, name) a repository path names.
+pub fn resolve(catalog: &Catalog, path: &str) -> anyhow::Result<(String, u64, String)> {
+    let rel = ["dists/", "pkgs/"]
+        .iter()
+        .filter_map(|k| {
+            path.find(k)
+                .filter(|&i| i == 0 || path.as_bytes()[i - 1] == b'/')
+                .map(|i| &path[i..])
+        })
+        .min_by_key(|r| std::cmp::Reverse(r.len()))
+        .with_context(|| format!("{path}: not a dists/ or pkgs/ path"))?;
+    let rel = rel.trim_end_matches('/');
+    if let Some(file) = rel.strip_prefix("dists/") {
+        let (dir, name) = file.rsplit_once('/').unwrap_or(("", file));
+        let f = catalog
+            .files(false)?
+            .into_iter()
+            .find(|f| f.directory == dir && f.filename == name)
+            .with_context(|| format!("{path}: no such published file"))?;
+        return Ok((
+            f.sha256,
+            f.size,
+            crate::paths::join(&f.directory, &f.filename),
+        ));
+    }
+    let parts: Vec<&str> = rel.trim_start_matches("pkgs/").split('/').collect();
+    let (name, version) = match parts.as_slice() {
+        [scope, name, version, ..] if scope.starts_with('@') => {
+            (format!("{scope}/{name}"), *version)
+        }
+        [name, version, ..] => (name.to_string(), *version),
+        _ => anyhow::bail!("{path}: name a package version (pkgs/NAME/VERSION)"),
+    };
+    let pkg = catalog
+        .packages()?
+        .into_iter()
+        .find(|p| p.name == name && p.version.as_deref() == Some(version))
+        .with_context(|| format!("{path}: no package {name} {version}"))?;
+    let files = catalog.files(false)?;
+    let f = files
+        .into_iter()
+        .find(|f| f.id == pkg.file_id)
+        .with_context(|| format!("{path}: the package's file is not published"))?;
+    Ok((
+        f.sha256,
+        f.size,
+        crate::paths::join(&f.directory, &f.filename),
+    ))
+}
+
+/// Fetches every object `paths` name, whole; progress on stderr when it is a terminal.
+pub fn fetch(layout: &Layout, config: &Config, paths: &[String]) -> anyhow::Result<()> {
+    let catalog = Catalog::open(&layout.catalog())?;
+    anyhow::ensure!(
+        catalog.setting("upstream")?.is_some(),
+        "this repository is not a mirror: every object is already here"
+    );
+    let tty = std::io::stderr().is_terminal();
+    for p in paths {
+        let (sha256, size, name) = resolve(&catalog, p)?;
+        let started = Instant::now();
+        let mut from = 0;
+        while from < size {
+            let to = (from + SLICE).min(size);
+            let req = FetchRequest {
+                fetch: sha256.clone(),
+                size,
+                from,
+                to,
+                ahead: to,
+            };
+            // repofsd gives up after its read timeout; wait a little longer than it.
+            let reply = control::fetch(
+                &layout.control_socket(),
+                &req,
+                config.mirror.read_timeout + Duration::from_secs(5),
+            )
+            .with_context(|| format!("asking repofsd for {name}"))?;
+            if let Some(e) = reply.error {
+                anyhow::bail!(
+                    "{name}: {} ({})",
+                    e,
+                    reply.reason.as_deref().unwrap_or("fetch-failed")
+                );
+            }
+            from = to;
+            if tty {
+                let pct = from * 100 / size.max(1);
+                let bar = "#".repeat((pct / 4) as usize);
+                eprint!("\r{name} [{bar:<25}] {pct:>3}% {} MiB", from >> 20);
+                let _ = std::io::stderr().flush();
+            }
+        }
+        if tty {
+            eprintln!();
+        }
+        println!("{name}: {size} bytes in {:.1?}", started.elapsed());
+    }
+    Ok(())
+}

@@ -1,0 +1,447 @@
+//! Lazy fetch on a mirror: a repofsd whose catalog names an upstream fetches the pieces a
+//! read needs from the swarm (the primary seeding through its own tracker), verifies them
+//! into its cache, and the mount serves them. Real daemons, real mounts, loopback.
+
+use std::fs;
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::common::*;
+use crate::{cp, stderr, Site};
+
+/// A primary seeding with its own tracker on a fresh loopback port.
+fn primary() -> (Site, u16) {
+    let port = free_port();
+    let s = Site::with_config(&format!("[distribution]\nlisten = \"127.0.0.1:{port}\"\n"));
+    (s, port)
+}
+
+/// Publishes `mib` MiB of random bytes as dists/hello/NAME; returns the original.
+fn publish_random(s: &Site, name: &str, mib: u64) -> PathBuf {
+    let d = s.w.scratch(name);
+    sh(&d, &format!("head -c {} /dev/urandom > {name}", mib << 20));
+    publish(s, "hello", &d.join(name));
+    d.join(name)
+}
+
+fn publish(s: &Site, dir: &str, file: &Path) {
+    let sig = s.w.gpg.sign(ALICE, file, false, &[]);
+    fs::create_dir_all(s.incoming().join(dir)).unwrap();
+    let out = cp(&[file, &sig], &s.incoming().join(dir));
+    assert!(out.status.success(), "cp: {}", stderr(&out));
+    let name = file.file_name().unwrap().to_str().unwrap();
+    wait_for_or(Duration::from_secs(120), || s.w.repo.published(dir, name))
+        .unwrap_or_else(|| panic!("{name} not published:\n{}", s.daemon.log()));
+}
+
+/// A mirror of the primary with its daemon and mount (dropped in reverse order).
+struct Mirror {
+    mnt: Mount,
+    daemon: Daemon,
+    repo: Repo,
+}
+
+impl Mirror {
+    fn start(primary: &Site, port: u16, extra: &str) -> Mirror {
+        let repo = mirror_of(&primary.w.repo, &format!("http://127.0.0.1:{port}"), extra);
+        let daemon = Daemon::start(&repo, &[]);
+        daemon.wait_log("mirror fetch service", Duration::from_secs(20));
+        let mnt = Mount::start(&repo);
+        Mirror { mnt, daemon, repo }
+    }
+
+    fn status(&self) -> Option<Value> {
+        let text = fs::read_to_string(self.repo.root.join("mirror/fetch-status.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Waits for a status that satisfies `ok` (the file is rewritten every ~2 s).
+    fn status_when(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        wait_for(what, Duration::from_secs(15), || {
+            self.status().filter(|s| ok(s))
+        })
+    }
+
+    fn restart(&mut self) {
+        self.daemon.terminate();
+        self.daemon = Daemon::start(&self.repo, &[]);
+        self.daemon
+            .wait_log("mirror fetch service", Duration::from_secs(20));
+    }
+}
+
+fn pread(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let f = fs::File::open(path)?;
+    let mut buf = vec![0u8; len];
+    f.read_exact_at(&mut buf, offset)?;
+    Ok(buf)
+}
+
+fn object_status<'a>(status: &'a Value, sha256: &str) -> Option<&'a Value> {
+    status["objects"]
+        .as_array()?
+        .iter()
+        .find(|o| o["sha256"] == sha256)
+}
+
+/// 1 MiB read at the middle of a 64 MiB file on a cold mirror fetches a few pieces, not the
+/// file; the bytes are the primary's. Then a whole read matches byte for byte, and the object
+/// is promoted to complete in the cache.
+#[test]
+fn a_middle_read_fetches_only_its_pieces() {
+    let (p, port) = primary();
+    let blob = publish_random(&p, "big-1.0.bin", 64);
+    let sha = sha256_file(&blob);
+    let m = Mirror::start(&p, port, "");
+    let path = m.mnt.path("dists/hello/big-1.0.bin");
+    assert_eq!(fs::metadata(&path).unwrap().len(), 64 << 20);
+
+    let started = Instant::now();
+    let got = pread(&path, 32 << 20, 1 << 20).expect("middle read");
+    let first = started.elapsed();
+    assert!(
+        got == pread(&blob, 32 << 20, 1 << 20).unwrap(),
+        "bytes differ"
+    );
+    let st = m.status_when("the object in the status", |s| {
+        object_status(s, &sha).is_some_and(|o| o["verified_pieces"].as_u64() >= Some(4))
+    });
+    let o = object_status(&st, &sha).unwrap();
+    let down = o["downloaded_bytes"].as_u64().unwrap();
+    eprintln!("1 MiB middle read: {first:?}, {down} bytes fetched, status {o}");
+    assert!(
+        (1 << 20..=12 << 20).contains(&down),
+        "a 1 MiB read fetched {down} bytes"
+    );
+    assert!(!m.repo.root.join("mirror/complete").join(&sha).exists());
+
+    // The whole file, sequentially: the primary's bytes; then complete in the cache.
+    let whole = Instant::now();
+    assert_eq!(tool_hash("sha256sum", &path), sha, "whole read differs");
+    eprintln!("64 MiB sequential read: {:?}", whole.elapsed());
+
+    wait_for("promotion to complete", Duration::from_secs(20), || {
+        m.repo
+            .root
+            .join("mirror/complete")
+            .join(&sha)
+            .exists()
+            .then_some(())
+    });
+    assert_eq!(
+        sha256_file(&m.repo.root.join("mirror/complete").join(&sha)),
+        sha
+    );
+}
+
+/// With no seeder left, a read of a piece nobody has fails with EIO within the read
+/// deadline, and the mount stays usable.
+#[test]
+fn a_dead_swarm_gives_eio_within_the_deadline() {
+    let (mut p, port) = primary();
+    // Larger than librqbit's 32 MiB stream lookahead, so the far end is never fetched.
+    let blob = publish_random(&p, "lonely-1.0.bin", 48);
+    for i in 0..6 {
+        publish_random(&p, &format!("unread{i}-1.0.bin"), 1);
+    }
+    let m = Mirror::start(&p, port, "[mirror]\nread_timeout = \"3s\"\n");
+    // One read while the primary seeds, so the mirror holds the torrent and its first pieces.
+    let path = m.mnt.path("dists/hello/lonely-1.0.bin");
+    assert_eq!(
+        pread(&path, 0, 4096).unwrap(),
+        pread(&blob, 0, 4096).unwrap()
+    );
+    p.daemon.terminate();
+    let started = Instant::now();
+    let err = pread(&path, 44 << 20, 4096).expect_err("a read with no seeder must fail");
+    let took = started.elapsed();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    assert!(took < Duration::from_secs(10), "EIO after {took:?}");
+    // What was fetched before is still served.
+    assert_eq!(
+        pread(&path, 0, 4096).unwrap(),
+        pread(&blob, 0, 4096).unwrap()
+    );
+    // Reads waiting for the swarm (more than the default FUSE threads) leave the views
+    // answering.
+    let waiting: Vec<_> = (0..6)
+        .map(|i| {
+            let path = m.mnt.path(&format!("dists/hello/unread{i}-1.0.bin"));
+            std::thread::spawn(move || pread(&path, 0, 4096).is_err())
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let started = Instant::now();
+    let names = fs::read_dir(m.mnt.path("dists/hello")).unwrap().count();
+    let listed = started.elapsed();
+    assert!(
+        names >= 2 && listed < Duration::from_secs(1),
+        "ls took {listed:?}"
+    );
+    for w in waiting {
+        assert!(w.join().unwrap(), "a read with no seeder succeeded");
+    }
+}
+
+/// The cache keeps to its bound (least recently read out), and what it holds survives a
+/// restart of the mirror's repofsd: read again with the primary gone, it is still served.
+#[test]
+fn the_cache_keeps_its_bound_and_survives_a_restart() {
+    let (mut p, port) = primary();
+    let a = publish_random(&p, "a-1.0.bin", 8);
+    let b = publish_random(&p, "b-1.0.bin", 8);
+    let limit: u64 = 10 << 20;
+    let mut m = Mirror::start(&p, port, &format!("[mirror]\ncache_size = {limit}\n"));
+    let (pa, pb) = (
+        m.mnt.path("dists/hello/a-1.0.bin"),
+        m.mnt.path("dists/hello/b-1.0.bin"),
+    );
+    assert_eq!(tool_hash("sha256sum", &pa), sha256_file(&a));
+    assert_eq!(tool_hash("sha256sum", &pb), sha256_file(&b));
+    let st = m.status_when("cache use within the bound", |s| {
+        s["cache_bytes"]
+            .as_u64()
+            .is_some_and(|c| c > 0 && c <= limit)
+    });
+    eprintln!(
+        "cache after 16 MiB read with a 10 MiB bound: {}",
+        st["cache_bytes"]
+    );
+    // a (read first) went; b (read last) stayed.
+    assert!(!m
+        .repo
+        .root
+        .join("mirror/complete")
+        .join(sha256_file(&a))
+        .exists());
+    assert!(m
+        .repo
+        .root
+        .join("mirror/complete")
+        .join(sha256_file(&b))
+        .exists());
+
+    m.restart();
+    p.daemon.terminate();
+    assert_eq!(
+        pread(&pb, 5 << 20, 1 << 20).unwrap(),
+        pread(&b, 5 << 20, 1 << 20).unwrap(),
+        "the cache must survive a restart"
+    );
+}
+
+/// 16 readers of 16 different files at once (more than librqbit's stream slots): all finish,
+/// byte-identical.
+#[test]
+fn many_concurrent_readers_do_not_stall() {
+    let (p, port) = primary();
+    let blobs: Vec<PathBuf> = (0..16)
+        .map(|i| publish_random(&p, &format!("c{i}-1.0.bin"), 2))
+        .collect();
+    let m = Mirror::start(&p, port, "");
+    let started = Instant::now();
+    let readers: Vec<_> = blobs
+        .iter()
+        .map(|b| {
+            let path = m.mnt.path(&format!(
+                "dists/hello/{}",
+                b.file_name().unwrap().to_str().unwrap()
+            ));
+            std::thread::spawn(move || {
+                std::process::Command::new("timeout")
+                    .args(["60", "dd", "bs=1M", "status=none"])
+                    .arg(format!("if={}", path.display()))
+                    .output()
+                    .unwrap()
+            })
+        })
+        .collect();
+    for (r, b) in readers.into_iter().zip(&blobs) {
+        let out = r.join().unwrap();
+        assert!(out.status.success(), "dd: {}", stderr(&out));
+        assert!(out.stdout == fs::read(b).unwrap(), "bytes of {b:?} differ");
+    }
+    eprintln!("16 concurrent 2 MiB reads: {:?}", started.elapsed());
+}
+
+/// One file deep inside a 64 MiB .tar.gz read through pkgs/ on a cold mirror fetches the
+/// compressed span from its seek point, not the archive; the bytes are the file's.
+#[test]
+fn a_file_inside_a_tar_gz_fetches_only_its_span() {
+    let (p, port) = primary();
+    let d = p.w.scratch("deep");
+    // Incompressible members, so the compressed archive is as large as the tree.
+    sh(
+        &d,
+        "mkdir -p deep-1.0/a/b && for i in $(seq 0 31); do \
+           head -c 2097152 /dev/urandom > deep-1.0/a/b/f$i.bin; done && \
+         tar --sort=name --format=gnu -czf deep-1.0.tar.gz deep-1.0",
+    );
+    p.w.repo.add_key("deep", &p.w.gpg.export(ALICE, &p.w.work));
+    publish(&p, "deep", &d.join("deep-1.0.tar.gz"));
+    let tgz = d.join("deep-1.0.tar.gz");
+    let tgz_sha = sha256_file(&tgz);
+    let m = Mirror::start(&p, port, "");
+    let inside = m.mnt.path("pkgs/deep/1.0/deep-1.0/a/b/f20.bin");
+    let started = Instant::now();
+    let got = fs::read(&inside).expect("read inside the package");
+    eprintln!(
+        "2 MiB member at ~40 MiB of a 64 MiB .tar.gz: {:?}",
+        started.elapsed()
+    );
+    assert!(
+        got == fs::read(d.join("deep-1.0/a/b/f20.bin")).unwrap(),
+        "bytes differ"
+    );
+    let st = m.status_when("the package in the status", |s| {
+        object_status(s, &tgz_sha).is_some_and(|o| o["downloaded_bytes"].as_u64() > Some(0))
+    });
+    let down = object_status(&st, &tgz_sha).unwrap()["downloaded_bytes"]
+        .as_u64()
+        .unwrap();
+    eprintln!(
+        "fetched {down} bytes of a {} byte archive",
+        fs::metadata(&tgz).unwrap().len()
+    );
+    assert!(
+        down <= 24 << 20,
+        "reading a 2 MiB member fetched {down} bytes of a 64 MiB archive"
+    );
+    // A pkgs/ path names its package's object for `repofs fetch`.
+    let out = m.repo.repofs(&["fetch", "pkgs/deep/1.0/deep-1.0/a"]);
+    assert!(out.contains("deep/deep-1.0.tar.gz"), "{out}");
+    assert_eq!(
+        sha256_file(&m.repo.root.join("mirror/complete").join(&tgz_sha)),
+        tgz_sha
+    );
+}
+
+/// `repofs fetch` makes an object complete in the cache, byte-identical; then reads are
+/// served with the primary gone.
+#[test]
+fn repofs_fetch_makes_an_object_complete() {
+    let (mut p, port) = primary();
+    let blob = publish_random(&p, "whole-1.0.bin", 24);
+    let sha = sha256_file(&blob);
+    let m = Mirror::start(&p, port, "");
+    let out = m.repo.repofs(&[
+        "fetch",
+        m.mnt.path("dists/hello/whole-1.0.bin").to_str().unwrap(),
+    ]);
+    assert!(out.contains("hello/whole-1.0.bin: 25165824 bytes"), "{out}");
+    let complete = m.repo.root.join("mirror/complete").join(&sha);
+    assert_eq!(sha256_file(&complete), sha);
+    p.daemon.terminate();
+    assert_eq!(
+        tool_hash("sha256sum", &m.mnt.path("dists/hello/whole-1.0.bin")),
+        sha
+    );
+    // On a primary there is nothing to fetch.
+    let o =
+        p.w.repo
+            .repofs_output(&["fetch", "dists/hello/whole-1.0.bin"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("not a mirror"), "{}", stderr(&o));
+}
+
+/// The only peer seeds a corrupt copy (aria2c, told not to verify it) through Debian's
+/// opentracker: the mirror talks to it, yet reads fail with EIO, never with its bytes. Once
+/// the primary seeds too, the same read returns the primary's bytes.
+#[test]
+fn a_bad_peer_never_gets_bytes_into_a_read() {
+    let ot_port = free_port();
+    let trackers =
+        format!("[distribution]\ntrackers = [\"http://127.0.0.1:{ot_port}/announce\"]\n");
+    // No --listen: the primary does not seed yet.
+    let mut p = Site::with_config(&trackers);
+    let blob = publish_random(&p, "bait-1.0.bin", 4);
+    let torrent = p.mnt.path("dists/hello/bait-1.0.bin.torrent");
+    wait_for("the torrent", Duration::from_secs(10), || {
+        torrent.exists().then_some(())
+    });
+    let db = rusqlite::Connection::open(p.w.repo.root.join("catalog.sqlite")).unwrap();
+    let hash: String = db
+        .query_row(
+            "SELECT t.info_hash FROM torrents t JOIN files f ON f.id = t.file_id
+             WHERE f.filename = 'bait-1.0.bin'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    drop(db);
+    let d = p.w.scratch("badpeer");
+    let _ot = opentracker(&d, ot_port, &[&hash]);
+    // One changed byte in every piece.
+    let mut bytes = fs::read(&blob).unwrap();
+    for i in (100..bytes.len()).step_by(256 << 10) {
+        bytes[i] ^= 0xff;
+    }
+    fs::create_dir_all(d.join("seed")).unwrap();
+    fs::write(d.join("seed/bait-1.0.bin"), &bytes).unwrap();
+    fs::copy(&torrent, d.join("bait.torrent")).unwrap();
+    let aria = std::process::Command::new("aria2c")
+        .args(["--enable-dht=false", "--bt-enable-lpd=false"])
+        .args(["--enable-peer-exchange=false", "--bt-seed-unverified=true"])
+        .args([
+            "--check-integrity=false",
+            "--seed-ratio=0.0",
+            "--seed-time=30",
+        ])
+        .arg(format!("--listen-port={}", free_port()))
+        .args(["--summary-interval=0", "--console-log-level=warn", "-d"])
+        .arg(d.join("seed"))
+        .arg(d.join("bait.torrent"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _aria = KillOnDrop(aria);
+    std::thread::sleep(Duration::from_secs(2)); // aria2c announces
+
+    let mut m = Mirror::start(&p, ot_port, "[mirror]\nread_timeout = \"4s\"\n");
+    let path = m.mnt.path("dists/hello/bait-1.0.bin");
+    for off in [0u64, 1 << 20, 3 << 20] {
+        match pread(&path, off, 4096) {
+            Ok(got) => panic!(
+                "read at {off} returned bytes with only a bad peer (corrupt: {})",
+                got == bytes[off as usize..off as usize + 4096]
+            ),
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}"),
+        }
+    }
+    assert!(
+        m.daemon.log().contains("did not validate"),
+        "the mirror never got a piece from the bad peer:\n{}",
+        m.daemon.log()
+    );
+    assert!(!m
+        .repo
+        .root
+        .join("mirror/complete")
+        .join(sha256_file(&blob))
+        .exists());
+
+    // The primary seeds (announcing to opentracker); the restarted mirror announces again.
+    p.daemon.terminate();
+    p.w.repo.set_config(&format!(
+        "{}{trackers}listen = \"127.0.0.1:{}\"\n",
+        Repo::LIVE,
+        free_port()
+    ));
+    p.daemon = Daemon::start(&p.w.repo, &[]);
+    p.daemon
+        .wait_log("serving /announce", Duration::from_secs(20));
+    std::thread::sleep(Duration::from_secs(2)); // the seeder announces
+    m.restart();
+    let got = wait_for_or(Duration::from_secs(30), || {
+        pread(&path, 1 << 20, 1 << 20).ok()
+    })
+    .expect("a read once the primary seeds");
+    assert!(
+        got == fs::read(&blob).unwrap()[1 << 20..2 << 20],
+        "bytes differ"
+    );
+}
