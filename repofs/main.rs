@@ -66,7 +66,8 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<String>,
     },
-    /// Uploads pending, accepted and rejected, most recent first.
+    /// Uploads pending, accepted and rejected, most recent first; on a mirror, the index
+    /// generation and its age, the upstream's state, the cache, fetch progress, peers, rates.
     Status {
         #[arg(long)]
         json: bool,
@@ -244,6 +245,15 @@ fn run(cli: Cli, args: &[OsString]) -> anyhow::Result<ExitCode> {
             repofs::fetch::client::fetch(&repo.layout, &repo.config, &paths)?;
         }
         Command::Status { json, limit } => {
+            if let Some(m) = repofs::fetch::status::mirror_status(&repo.layout, &repo.catalog)? {
+                if json {
+                    out!(o, "{}", serde_json::to_string_pretty(&m)?);
+                } else {
+                    write!(o, "{}", repofs::fetch::status::render(&m))?;
+                }
+                o.flush()?;
+                return Ok(ExitCode::SUCCESS);
+            }
             let entries = repofs::ingest::status(&repo, limit)?;
             if json {
                 out!(o, "{}", serde_json::to_string_pretty(&entries)?);

@@ -5,10 +5,10 @@
 //! `pkgs/` is ignored). The object is asked for in slices, so progress shows and each request
 //! has its own deadline.
 
-use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
@@ -74,10 +74,19 @@ pub fn fetch(layout: &Layout, config: &Config, paths: &[String]) -> anyhow::Resu
         catalog.setting("upstream")?.is_some(),
         "this repository is not a mirror: every object is already here"
     );
-    let tty = std::io::stderr().is_terminal();
     for p in paths {
         let (sha256, size, name) = resolve(&catalog, p)?;
         let started = Instant::now();
+        // Drawn only on a terminal (indicatif hides itself otherwise).
+        let bar = ProgressBar::with_draw_target(Some(size), ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .map_err(anyhow::Error::msg)?
+            .progress_chars("=> "),
+        );
+        bar.set_message(name.clone());
         let mut from = 0;
         while from < size {
             let to = (from + SLICE).min(size);
@@ -96,6 +105,7 @@ pub fn fetch(layout: &Layout, config: &Config, paths: &[String]) -> anyhow::Resu
             )
             .with_context(|| format!("asking repofsd for {name}"))?;
             if let Some(e) = reply.error {
+                bar.abandon();
                 anyhow::bail!(
                     "{name}: {} ({})",
                     e,
@@ -103,16 +113,9 @@ pub fn fetch(layout: &Layout, config: &Config, paths: &[String]) -> anyhow::Resu
                 );
             }
             from = to;
-            if tty {
-                let pct = from * 100 / size.max(1);
-                let bar = "#".repeat((pct / 4) as usize);
-                eprint!("\r{name} [{bar:<25}] {pct:>3}% {} MiB", from >> 20);
-                let _ = std::io::stderr().flush();
-            }
+            bar.set_position(from);
         }
-        if tty {
-            eprintln!();
-        }
+        bar.finish_and_clear();
         println!("{name}: {size} bytes in {:.1?}", started.elapsed());
     }
     Ok(())

@@ -27,7 +27,7 @@ use librqbit::{
 };
 use librqbit_bencode::ByteBufOwned;
 use librqbit_core::torrent_metainfo::TorrentMetaV1Info;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tracing::{debug, info, warn};
 
@@ -687,33 +687,34 @@ impl Fetcher {
     }
 }
 
-#[derive(Serialize)]
-struct Status {
-    cache_bytes: u64,
-    cache_limit: u64,
+/// What `ROOT/mirror/fetch-status.json` holds (`repofs status` reads it).
+#[derive(Serialize, Deserialize)]
+pub struct Status {
+    pub cache_bytes: u64,
+    pub cache_limit: u64,
     /// Bytes written into the cache from peers (all objects held now).
-    downloaded_bytes: u64,
+    pub downloaded_bytes: u64,
     /// librqbit's session counters.
-    fetched_bytes: u64,
-    uploaded_bytes: u64,
-    peers: u64,
-    down_mbps: f64,
-    up_mbps: f64,
-    objects: Vec<ObjectStatus>,
+    pub fetched_bytes: u64,
+    pub uploaded_bytes: u64,
+    pub peers: u64,
+    pub down_mbps: f64,
+    pub up_mbps: f64,
+    pub objects: Vec<ObjectStatus>,
 }
 
-#[derive(Serialize)]
-struct ObjectStatus {
-    sha256: String,
-    size: u64,
-    pieces: u64,
-    verified_pieces: u64,
-    complete: bool,
-    downloaded_bytes: u64,
-    uploaded_bytes: u64,
-    peers: u64,
-    down_mbps: f64,
-    up_mbps: f64,
+#[derive(Serialize, Deserialize)]
+pub struct ObjectStatus {
+    pub sha256: String,
+    pub size: u64,
+    pub pieces: u64,
+    pub verified_pieces: u64,
+    pub complete: bool,
+    pub downloaded_bytes: u64,
+    pub uploaded_bytes: u64,
+    pub peers: u64,
+    pub down_mbps: f64,
+    pub up_mbps: f64,
 }
 
 /// Marks an object busy (not evictable) while a fetch of it runs.

@@ -10,6 +10,7 @@ pub mod client;
 pub mod lazy;
 pub mod objects;
 pub mod seed;
+pub mod status;
 pub mod torrent;
 pub mod tracker;
 

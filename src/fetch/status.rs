@@ -1,0 +1,171 @@
+//! `repofs status` on a mirror: what the index sync recorded in the catalog (`settings`) and
+//! what the fetch service last wrote to `ROOT/mirror/fetch-status.json`, with each held object
+//! named by the paths that publish it.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::catalog::Catalog;
+use crate::config::Layout;
+use crate::fetch::lazy;
+
+#[derive(Serialize)]
+pub struct MirrorStatus {
+    pub upstream: String,
+    /// `ok`, `unreachable` or `refused` (what the last sync found).
+    pub upstream_state: Option<String>,
+    pub upstream_error: Option<String>,
+    pub generation: Option<u64>,
+    /// When the upstream signed that generation, and how long ago.
+    pub generation_created: Option<String>,
+    pub generation_age_secs: Option<u64>,
+    /// When the mirror last confirmed it holds the upstream's newest generation.
+    pub synced: Option<String>,
+    pub synced_age_secs: Option<u64>,
+    pub cache_bytes: u64,
+    pub cache_limit: u64,
+    pub peers: u64,
+    pub down_mbps: f64,
+    pub up_mbps: f64,
+    pub downloaded_bytes: u64,
+    pub uploaded_bytes: u64,
+    /// How old the fetch service's last report is (None: it has not written one).
+    pub fetch_report_age_secs: Option<u64>,
+    pub objects: Vec<ObjectProgress>,
+}
+
+#[derive(Serialize)]
+pub struct ObjectProgress {
+    /// `dists/DIR/FILE` for every published file with these bytes.
+    pub paths: Vec<String>,
+    #[serde(flatten)]
+    pub fetch: lazy::ObjectStatus,
+}
+
+/// The mirror's status, or None when this repository is not a mirror.
+pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Option<MirrorStatus>> {
+    let Some(upstream) = catalog.setting("upstream")? else {
+        return Ok(None);
+    };
+    let now = crate::catalog::now();
+    let setting = |k: &str| -> anyhow::Result<Option<String>> {
+        Ok(catalog.setting(k)?.filter(|v| !v.is_empty()))
+    };
+    let time =
+        |k: &str| -> anyhow::Result<Option<i64>> { Ok(setting(k)?.and_then(|v| v.parse().ok())) };
+    let created = time("index_created_at")?;
+    let synced = time("index_synced_at")?;
+    let path = layout.mirror().join("fetch-status.json");
+    let (report, report_age) = match std::fs::read(&path) {
+        Ok(bytes) => {
+            let age = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| SystemTime::now().duration_since(t).ok())
+                .map(|d| d.as_secs());
+            (Some(serde_json::from_slice::<lazy::Status>(&bytes)?), age)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (None, None),
+        Err(e) => return Err(e.into()),
+    };
+    let mut paths: HashMap<String, Vec<String>> = HashMap::new();
+    if report.as_ref().is_some_and(|r| !r.objects.is_empty()) {
+        for f in catalog.files(false)? {
+            paths.entry(f.sha256).or_default().push(format!(
+                "dists/{}",
+                crate::paths::join(&f.directory, &f.filename)
+            ));
+        }
+    }
+    let age = |t: Option<i64>| t.map(|t| now.saturating_sub(t).max(0) as u64);
+    let mut s = MirrorStatus {
+        upstream,
+        upstream_state: setting("upstream_state")?,
+        upstream_error: setting("upstream_error")?,
+        generation: setting("index_generation")?.and_then(|g| g.parse().ok()),
+        generation_created: created.map(crate::time::rfc3339),
+        generation_age_secs: age(created),
+        synced: synced.map(crate::time::rfc3339),
+        synced_age_secs: age(synced),
+        cache_bytes: 0,
+        cache_limit: 0,
+        peers: 0,
+        down_mbps: 0.0,
+        up_mbps: 0.0,
+        downloaded_bytes: 0,
+        uploaded_bytes: 0,
+        fetch_report_age_secs: report_age,
+        objects: Vec::new(),
+    };
+    if let Some(r) = report {
+        s.cache_bytes = r.cache_bytes;
+        s.cache_limit = r.cache_limit;
+        s.peers = r.peers;
+        s.down_mbps = r.down_mbps;
+        s.up_mbps = r.up_mbps;
+        s.downloaded_bytes = r.downloaded_bytes;
+        s.uploaded_bytes = r.uploaded_bytes;
+        s.objects = r
+            .objects
+            .into_iter()
+            .map(|o| ObjectProgress {
+                paths: paths.remove(&o.sha256).unwrap_or_default(),
+                fetch: o,
+            })
+            .collect();
+    }
+    Ok(Some(s))
+}
+
+/// The human form: a header, then one line per object held.
+pub fn render(s: &MirrorStatus) -> String {
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    let ago = |a: Option<u64>| a.map_or("never".to_string(), |a| format!("{a} s ago"));
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "mirror of {}  upstream {}{}",
+        s.upstream,
+        s.upstream_state.as_deref().unwrap_or("not synced yet"),
+        s.upstream_error
+            .as_deref()
+            .map(|e| format!(" ({e})"))
+            .unwrap_or_default()
+    );
+    let _ = writeln!(
+        out,
+        "index generation {}  signed {}  synced {}",
+        s.generation.map_or("none".into(), |g| g.to_string()),
+        ago(s.generation_age_secs),
+        ago(s.synced_age_secs)
+    );
+    let _ = writeln!(
+        out,
+        "cache {:.1} MiB of {:.1} MiB  peers {}  down {:.1} MiB/s  up {:.1} MiB/s  fetched {:.1} MiB  seeded {:.1} MiB",
+        mib(s.cache_bytes),
+        mib(s.cache_limit),
+        s.peers,
+        s.down_mbps,
+        s.up_mbps,
+        mib(s.downloaded_bytes),
+        mib(s.uploaded_bytes)
+    );
+    for o in &s.objects {
+        let f = &o.fetch;
+        let pct = f.verified_pieces * 100 / f.pieces.max(1);
+        let name = o.paths.first().cloned().unwrap_or_else(|| f.sha256.clone());
+        let _ = writeln!(
+            out,
+            "{:>4}%  {name}  {}/{} pieces  {} peers{}",
+            if f.complete { 100 } else { pct },
+            f.verified_pieces,
+            f.pieces,
+            f.peers,
+            if f.complete { "  complete" } else { "" }
+        );
+    }
+    out
+}
