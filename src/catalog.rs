@@ -181,6 +181,27 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (file_id, uncompressed_offset)
     ) WITHOUT ROWID;
     "#,
+    // v6: generations for the signed index (`fetch::index`). Every publication transaction
+    // that changes the published view gets the next generation and logs what it changed, so a
+    // mirror at generation G is sent the rows of the changes after G only. After commit
+    // repofsd materializes each generation as a content-addressed delta object (`delta`) and,
+    // now and then, a full snapshot (`snapshot`) for mirrors starting from empty.
+    r#"
+    CREATE TABLE generations (
+        generation  INTEGER PRIMARY KEY,
+        created_at  INTEGER NOT NULL,
+        delta       TEXT,               -- sha256 of the delta object, once materialized
+        snapshot    TEXT                -- sha256 of a full snapshot at this generation
+    );
+    CREATE TABLE changes (
+        generation  INTEGER NOT NULL REFERENCES generations(generation),
+        kind        TEXT NOT NULL CHECK (kind IN ('file', 'archive', 'symlink')),
+        file_id     INTEGER,            -- file and archive
+        directory   TEXT,               -- symlink
+        name        TEXT
+    );
+    CREATE INDEX changes_generation ON changes(generation);
+    "#,
 ];
 
 /// One independent zstd frame of a derived seekable payload.
@@ -745,7 +766,360 @@ impl Catalog {
     pub fn transaction(&mut self) -> Result<PublishTx<'_>> {
         Ok(PublishTx {
             tx: self.conn.transaction()?,
+            generation: std::cell::Cell::new(None),
         })
+    }
+}
+
+/// What a replica object (delta or snapshot of the published view) says about itself: the
+/// generations it covers (`from` exclusive, `to` inclusive), the delta before it, and whether
+/// it is a full snapshot (everything published at `to`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaMeta {
+    pub from: i64,
+    pub to: i64,
+    pub prev: Option<String>,
+    pub snapshot: bool,
+}
+
+/// Tables a replica carries, parents first (foreign keys), all immutable once written except
+/// `files.state`/`archived_at` and `symlinks`, which `apply_replica` treats apart.
+const REPLICA_IMMUTABLE: &[(&str, &str)] = &[
+    ("packages", "file_id"),
+    ("entries", "file_id"),
+    ("seek_points", "file_id"),
+    ("torrents", "file_id"),
+    ("derived", "file_id"),
+    ("frames", "file_id"),
+];
+
+impl Catalog {
+    // ---- generations and replicas (the signed index, `fetch::index`) ---------------------
+
+    /// The newest generation (0 before the first logged change).
+    pub fn generation(&self) -> Result<i64> {
+        Ok(self.conn.query_row(
+            "SELECT COALESCE(MAX(generation), 0) FROM generations",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Generations whose delta object is not made yet, oldest first.
+    pub fn generations_without_delta(&self) -> Result<Vec<i64>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT generation FROM generations WHERE delta IS NULL ORDER BY generation",
+        )?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<i64>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The newest generation whose delta is made, with that delta's hash.
+    pub fn head_delta(&self) -> Result<Option<(i64, String)>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT generation, delta FROM generations WHERE delta IS NOT NULL
+                 ORDER BY generation DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?)
+    }
+
+    /// The delta object of generation `g`, if made.
+    pub fn delta_of(&self, g: i64) -> Result<Option<String>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT delta FROM generations WHERE generation = ?",
+                [g],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
+    }
+
+    pub fn set_delta(&mut self, g: i64, sha256: &str) -> Result<()> {
+        self.conn.execute(
+            "UPDATE generations SET delta = ?2 WHERE generation = ?1",
+            params![g, sha256],
+        )?;
+        Ok(())
+    }
+
+    /// The newest snapshot (generation, object hash). Generation 0 has no row of its own in
+    /// `generations`, so its snapshot is kept in `settings`.
+    pub fn latest_snapshot(&self) -> Result<Option<(i64, String)>> {
+        let logged: Option<(i64, String)> = self
+            .conn
+            .query_row(
+                "SELECT generation, snapshot FROM generations WHERE snapshot IS NOT NULL
+                 ORDER BY generation DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        match logged {
+            Some(s) => Ok(Some(s)),
+            None => Ok(self.setting("index_snapshot_0")?.map(|h| (0, h))),
+        }
+    }
+
+    pub fn set_snapshot(&mut self, g: i64, sha256: &str) -> Result<()> {
+        if g == 0 {
+            return self.set_setting("index_snapshot_0", sha256);
+        }
+        self.conn.execute(
+            "UPDATE generations SET snapshot = ?2 WHERE generation = ?1",
+            params![g, sha256],
+        )?;
+        Ok(())
+    }
+
+    /// Writes a replica into `dest` (a new database with this schema): for a delta, the full
+    /// rows of the files and symlinks changed in generations `from < g <= to`; for a snapshot,
+    /// everything published now (`to` must be the current generation). Uploads are carried
+    /// only as far as the file rows need them (no directives, messages or spool identities).
+    pub fn export_replica(&self, dest: &Path, meta: &ReplicaMeta) -> Result<()> {
+        drop(Catalog::open(dest)?);
+        // Plain rollback journal: an attached WAL database is not atomic with `main`, and the
+        // object must be one self-contained file anyway.
+        Connection::open(dest)?.pragma_update(None, "journal_mode", "DELETE")?;
+        let dest_str = dest
+            .to_str()
+            .ok_or_else(|| CatalogError::Corrupt(format!("path {dest:?} is not UTF-8")))?;
+        self.conn.execute("ATTACH DATABASE ?1 AS r", [dest_str])?;
+        let done = self.export_attached(meta);
+        let detached = self.conn.execute("DETACH DATABASE r", []);
+        done?;
+        detached?;
+        // One self-contained file: no WAL beside it, no free pages.
+        let c = Connection::open(dest)?;
+        c.pragma_update(None, "journal_mode", "DELETE")?;
+        c.execute_batch("VACUUM")?;
+        Ok(())
+    }
+
+    fn export_attached(&self, meta: &ReplicaMeta) -> Result<()> {
+        let tx = self.conn.unchecked_transaction()?;
+        tx.execute_batch(
+            "CREATE TEMP TABLE IF NOT EXISTS sel (id INTEGER PRIMARY KEY);
+             DELETE FROM temp.sel;",
+        )?;
+        if meta.snapshot {
+            tx.execute(
+                "INSERT INTO temp.sel SELECT id FROM main.files WHERE state = 'published'",
+                [],
+            )?;
+        } else {
+            tx.execute(
+                "INSERT INTO r.generations (generation, created_at)
+                 SELECT generation, created_at FROM main.generations
+                 WHERE generation > ?1 AND generation <= ?2",
+                params![meta.from, meta.to],
+            )?;
+            tx.execute(
+                "INSERT INTO r.changes SELECT * FROM main.changes
+                 WHERE generation > ?1 AND generation <= ?2",
+                params![meta.from, meta.to],
+            )?;
+            tx.execute(
+                "INSERT OR IGNORE INTO temp.sel SELECT file_id FROM r.changes
+                 WHERE file_id IS NOT NULL",
+                [],
+            )?;
+        }
+        let symlinks = if meta.snapshot {
+            "SELECT * FROM main.symlinks"
+        } else {
+            "SELECT s.* FROM main.symlinks s WHERE EXISTS (SELECT 1 FROM r.changes c
+                 WHERE c.kind = 'symlink' AND c.directory = s.directory AND c.name = s.name)"
+        };
+        tx.execute(
+            &format!(
+                "INSERT INTO r.uploads (id, state, message, files, directory, uploader, created_at)
+                 SELECT id, state, '', '[]', directory, uploader, created_at FROM main.uploads
+                 WHERE id IN (SELECT upload_id FROM main.files WHERE id IN (SELECT id FROM temp.sel)
+                              UNION SELECT upload_id FROM ({symlinks}))"
+            ),
+            [],
+        )?;
+        tx.execute(
+            "INSERT INTO r.files SELECT * FROM main.files WHERE id IN (SELECT id FROM temp.sel)",
+            [],
+        )?;
+        for (table, key) in REPLICA_IMMUTABLE {
+            tx.execute(
+                &format!(
+                    "INSERT INTO r.{table} SELECT * FROM main.{table}
+                     WHERE {key} IN (SELECT id FROM temp.sel)"
+                ),
+                [],
+            )?;
+        }
+        tx.execute(&format!("INSERT INTO r.symlinks {symlinks}"), [])?;
+        let mut put = tx.prepare("INSERT INTO r.settings (key, value) VALUES (?1, ?2)")?;
+        put.execute(["replica_from", &meta.from.to_string()])?;
+        put.execute(["replica_to", &meta.to.to_string()])?;
+        put.execute(["replica_snapshot", if meta.snapshot { "1" } else { "0" }])?;
+        if let Some(prev) = &meta.prev {
+            put.execute(["replica_prev", prev])?;
+        }
+        drop(put);
+        // The trackers the primary's .torrent files name: a mirror's must name the same.
+        tx.execute(
+            "INSERT INTO r.settings SELECT key, value FROM main.settings WHERE key = 'trackers'",
+            [],
+        )?;
+        tx.execute_batch("DELETE FROM temp.sel")?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// What a replica file says about itself; refuses one made by another schema version
+    /// (its rows would not line up with ours).
+    pub fn replica_meta(path: &Path) -> Result<ReplicaMeta> {
+        let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        if version != MIGRATIONS.len() as i64 {
+            return Err(CatalogError::Corrupt(format!(
+                "replica has schema version {version}, this repofs has {}",
+                MIGRATIONS.len()
+            )));
+        }
+        let get = |k: &str| -> Result<Option<String>> {
+            Ok(
+                c.query_row("SELECT value FROM settings WHERE key = ?", [k], |r| {
+                    r.get(0)
+                })
+                .optional()?,
+            )
+        };
+        let num = |k: &str| -> Result<i64> {
+            get(k)?
+                .and_then(|v| v.parse().ok())
+                .ok_or_else(|| CatalogError::Corrupt(format!("replica without {k}")))
+        };
+        Ok(ReplicaMeta {
+            from: num("replica_from")?,
+            to: num("replica_to")?,
+            prev: get("replica_prev")?,
+            snapshot: get("replica_snapshot")?.as_deref() == Some("1"),
+        })
+    }
+
+    /// Applies a replica to this catalog in ONE transaction, with `settings` written in the
+    /// same one: readers (the mount) see either none of it or all of it. A snapshot also takes
+    /// offline what it does not list. Rows already present are kept (they are immutable); a
+    /// file row that would clash with a live one is an error, never silently dropped.
+    pub fn apply_replica(
+        &mut self,
+        src: &Path,
+        snapshot: bool,
+        settings: &[(&str, String)],
+    ) -> Result<()> {
+        let c = Connection::open_with_flags(src, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+        let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        drop(c);
+        if version != MIGRATIONS.len() as i64 {
+            return Err(CatalogError::Corrupt(format!(
+                "replica has schema version {version}, this repofs has {}",
+                MIGRATIONS.len()
+            )));
+        }
+        let src_str = src
+            .to_str()
+            .ok_or_else(|| CatalogError::Corrupt(format!("path {src:?} is not UTF-8")))?;
+        self.conn.execute("ATTACH DATABASE ?1 AS r", [src_str])?;
+        let done = self.apply_attached(snapshot, settings);
+        let detached = self.conn.execute("DETACH DATABASE r", []);
+        done?;
+        detached?;
+        Ok(())
+    }
+
+    fn apply_attached(&mut self, snapshot: bool, settings: &[(&str, String)]) -> Result<()> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        if snapshot {
+            tx.execute(
+                "UPDATE main.files SET state = 'archived', archived_at = ?1
+                 WHERE state = 'published'
+                   AND id NOT IN (SELECT id FROM r.files WHERE state = 'published')",
+                [now()],
+            )?;
+            tx.execute(
+                "DELETE FROM main.symlinks WHERE NOT EXISTS (SELECT 1 FROM r.symlinks s
+                     WHERE s.directory = symlinks.directory AND s.name = symlinks.name)",
+                [],
+            )?;
+        }
+        tx.execute_batch(
+            "INSERT OR IGNORE INTO main.generations (generation, created_at)
+                 SELECT generation, created_at FROM r.generations;
+             INSERT INTO main.changes SELECT * FROM r.changes;
+             INSERT OR IGNORE INTO main.uploads SELECT * FROM r.uploads;
+             UPDATE main.files SET state = 'archived',
+                    archived_at = (SELECT x.archived_at FROM r.files x WHERE x.id = files.id)
+             WHERE state = 'published'
+               AND id IN (SELECT id FROM r.files WHERE state = 'archived');
+             INSERT INTO main.files SELECT * FROM r.files
+             WHERE id NOT IN (SELECT id FROM main.files);",
+        )?;
+        for (table, _) in REPLICA_IMMUTABLE {
+            tx.execute(
+                &format!("INSERT OR IGNORE INTO main.{table} SELECT * FROM r.{table}"),
+                [],
+            )?;
+        }
+        tx.execute_batch(
+            "DELETE FROM main.symlinks WHERE EXISTS (SELECT 1 FROM r.changes c
+                 WHERE c.kind = 'symlink' AND c.directory = symlinks.directory
+                   AND c.name = symlinks.name);
+             INSERT OR REPLACE INTO main.symlinks SELECT * FROM r.symlinks;
+             INSERT INTO main.settings SELECT key, value FROM r.settings
+             WHERE key = 'trackers' AND true
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value;",
+        )?;
+        for (k, v) in settings {
+            tx.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![k, v],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Several settings in one transaction (the mirror's sync state).
+    pub fn set_settings(&mut self, settings: &[(&str, String)]) -> Result<()> {
+        let tx = self.conn.transaction()?;
+        for (k, v) in settings {
+            tx.execute(
+                "INSERT INTO settings (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                params![k, v],
+            )?;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The bencoded info dictionary of the published file with this infohash (hex).
+    pub fn torrent_by_info_hash(&self, info_hash: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT t.info FROM torrents t JOIN files f ON f.id = t.file_id
+                 WHERE t.info_hash = ? AND f.state = 'published' LIMIT 1",
+            )?
+            .query_row([info_hash], |r| r.get(0))
+            .optional()?)
     }
 }
 
@@ -831,9 +1205,48 @@ fn insert_upload(tx: &Transaction<'_>, u: &NewUpload) -> Result<i64> {
 /// upload rejected half-way (say, its third directive line fails) changes nothing.
 pub struct PublishTx<'c> {
     tx: Transaction<'c>,
+    /// The generation this transaction's changes belong to, allocated at the first change.
+    generation: std::cell::Cell<Option<i64>>,
 }
 
 impl PublishTx<'_> {
+    /// Logs one change of the published view under this transaction's generation.
+    fn log_change(
+        &self,
+        kind: &str,
+        file_id: Option<i64>,
+        symlink: Option<(&str, &str)>,
+    ) -> Result<()> {
+        let generation = match self.generation.get() {
+            Some(g) => g,
+            None => {
+                let g: i64 = self.tx.query_row(
+                    "SELECT COALESCE(MAX(generation), 0) + 1 FROM generations",
+                    [],
+                    |r| r.get(0),
+                )?;
+                self.tx.execute(
+                    "INSERT INTO generations (generation, created_at) VALUES (?1, ?2)",
+                    params![g, now()],
+                )?;
+                self.generation.set(Some(g));
+                g
+            }
+        };
+        self.tx.execute(
+            "INSERT INTO changes (generation, kind, file_id, directory, name)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                generation,
+                kind,
+                file_id,
+                symlink.map(|s| s.0),
+                symlink.map(|s| s.1)
+            ],
+        )?;
+        Ok(())
+    }
+
     pub fn insert_upload(&self, u: &NewUpload) -> Result<i64> {
         insert_upload(&self.tx, u)
     }
@@ -894,7 +1307,9 @@ impl PublishTx<'_> {
                 now()
             ],
         )?;
-        Ok(self.tx.last_insert_rowid())
+        let id = self.tx.last_insert_rowid();
+        self.log_change("file", Some(id), None)?;
+        Ok(id)
     }
 
     pub fn insert_package(&self, file_id: i64, p: &Inspection) -> Result<()> {
@@ -1004,7 +1419,7 @@ impl PublishTx<'_> {
             "UPDATE files SET state = 'archived', archived_at = ?2 WHERE id = ?1",
             params![id, now()],
         )?;
-        Ok(())
+        self.log_change("archive", Some(id), None)
     }
 
     pub fn symlink(&self, directory: &str, name: &str) -> Result<Option<String>> {
@@ -1030,14 +1445,18 @@ impl PublishTx<'_> {
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![directory, name, target, upload_id, now()],
         )?;
-        Ok(())
+        self.log_change("symlink", None, Some((directory, name)))
     }
 
     pub fn remove_symlink(&self, directory: &str, name: &str) -> Result<bool> {
-        Ok(self.tx.execute(
+        let removed = self.tx.execute(
             "DELETE FROM symlinks WHERE directory = ? AND name = ?",
             [directory, name],
-        )? > 0)
+        )? > 0;
+        if removed {
+            self.log_change("symlink", None, Some((directory, name)))?;
+        }
+        Ok(removed)
     }
 
     pub fn use_signature(&self, digest: &[u8], upload_id: i64) -> Result<()> {

@@ -5,6 +5,7 @@
 //! `tracker` answers announces at `/announce` for repositories that name no tracker of their
 //! own. The signed index and lazy mirror fetches are the next stage.
 
+pub mod index;
 pub mod seed;
 pub mod torrent;
 pub mod tracker;

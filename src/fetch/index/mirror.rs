@@ -1,0 +1,474 @@
+//! A mirror's side of the index: fetch the signed root, check it against the pinned key, and
+//! bring the catalog to its generation in one transaction.
+//!
+//! Refused, and the last good index kept: a root that does not verify (`bad-signature`), one
+//! signed by another key (`wrong-key`), an older generation (`rollback`), the same generation
+//! with another head (`fork`), an expired root (`expired`), an object whose hash does not match
+//! (`bad-hash`), or objects that do not chain up (`bad-index`). Every HTTP call has a deadline.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::{unpack_replica, IndexDir, Root, MAX_ROOT, ROOT_FORMAT, SNAPSHOT_EVERY};
+use crate::catalog::{now, Catalog, ReplicaMeta};
+
+/// Deadline for fetching the root (a few hundred bytes).
+const ROOT_DEADLINE: Duration = Duration::from_secs(20);
+/// Deadline for one object (a snapshot of a large repository is big) and for each read of it.
+const OBJECT_DEADLINE: Duration = Duration::from_secs(600);
+const READ_DEADLINE: Duration = Duration::from_secs(30);
+const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
+/// Largest object accepted.
+const MAX_OBJECT: u64 = 16 << 30;
+
+/// Where a mirror syncs from.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Base URL of the upstream's `--listen` endpoint (`http://HOST:PORT`).
+    pub url: String,
+    /// The pinned repository key (as exported by `repofs keys export-repo`).
+    pub repo_key: Vec<u8>,
+    pub poll: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{code}: {message}")]
+    Refused { code: &'static str, message: String },
+    #[error("{0:#}")]
+    Local(#[from] anyhow::Error),
+}
+
+impl From<crate::catalog::CatalogError> for SyncError {
+    fn from(e: crate::catalog::CatalogError) -> Self {
+        SyncError::Local(e.into())
+    }
+}
+
+impl From<std::io::Error> for SyncError {
+    fn from(e: std::io::Error) -> Self {
+        SyncError::Local(e.into())
+    }
+}
+
+fn refused(code: &'static str, message: impl Into<String>) -> SyncError {
+    SyncError::Refused {
+        code,
+        message: message.into(),
+    }
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default)]
+pub struct Synced {
+    pub from: Option<i64>,
+    pub generation: i64,
+    /// Objects downloaded and their bytes (objects already held are not fetched again).
+    pub objects: usize,
+    pub bytes: u64,
+}
+
+pub struct Mirror {
+    upstream: Upstream,
+    dir: IndexDir,
+    client: reqwest::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+enum Fetch {
+    Got(PathBuf),
+    Missing,
+}
+
+impl Mirror {
+    pub fn new(root: &Path, mut upstream: Upstream) -> anyhow::Result<Mirror> {
+        upstream.url = upstream.url.trim_end_matches('/').to_string();
+        let dir = IndexDir::new(root);
+        dir.create()?;
+        dir.clean_tmp()?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_DEADLINE)
+            .read_timeout(READ_DEADLINE)
+            .build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("mirror")
+            .build()?;
+        Ok(Mirror {
+            upstream,
+            dir,
+            client,
+            rt,
+        })
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
+    pub fn index_dir(&self) -> &IndexDir {
+        &self.dir
+    }
+
+    /// Fetches and checks the root; returns the signed bytes and the parsed body.
+    fn root(&self) -> Result<(Vec<u8>, Root), SyncError> {
+        let url = format!("{}/index/root.asc", self.upstream.url);
+        let signed = self.rt.block_on(async {
+            let resp = self
+                .client
+                .get(&url)
+                .timeout(ROOT_DEADLINE)
+                .send()
+                .await
+                .map_err(|e| SyncError::Unreachable(format!("{url}: {e}")))?;
+            if !resp.status().is_success() {
+                return Err(SyncError::Unreachable(format!(
+                    "{url}: HTTP {}",
+                    resp.status()
+                )));
+            }
+            let mut resp = resp;
+            let mut body = Vec::new();
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| SyncError::Unreachable(format!("{url}: {e}")))?
+            {
+                body.extend_from_slice(&chunk);
+                if body.len() as u64 > MAX_ROOT {
+                    return Err(refused("too-large", format!("root over {MAX_ROOT} bytes")));
+                }
+            }
+            Ok(body)
+        })?;
+        let body =
+            crate::verify::index_root(&self.upstream.repo_key, &signed, MAX_ROOT).map_err(|r| {
+                SyncError::Refused {
+                    code: r.code,
+                    message: r.message,
+                }
+            })?;
+        let root: Root = serde_json::from_slice(&body)
+            .map_err(|e| refused("bad-index", format!("root body: {e}")))?;
+        if root.format != ROOT_FORMAT {
+            return Err(refused(
+                "bad-index",
+                format!(
+                    "root format {} (this repofs reads {ROOT_FORMAT})",
+                    root.format
+                ),
+            ));
+        }
+        if root.expires < now() {
+            return Err(refused(
+                "expired",
+                format!(
+                    "root of generation {} expired at {}",
+                    root.generation, root.expires
+                ),
+            ));
+        }
+        Ok((signed, root))
+    }
+
+    /// Object `sha256` in the local index dir, fetched (and its hash checked) if missing.
+    fn object(&self, sha256: &str, stats: &mut Synced) -> Result<Fetch, SyncError> {
+        let dest = self
+            .dir
+            .object_path(sha256)
+            .ok_or_else(|| refused("bad-index", format!("{sha256:?} is not a sha256")))?;
+        if dest.exists() {
+            return Ok(Fetch::Got(dest));
+        }
+        let url = format!("{}/index/objects/{sha256}", self.upstream.url);
+        let tmp = self.dir.temp_path("download");
+        let got = self.rt.block_on(async {
+            let unreachable = |e: reqwest::Error| SyncError::Unreachable(format!("{url}: {e}"));
+            let mut resp = self
+                .client
+                .get(&url)
+                .timeout(OBJECT_DEADLINE)
+                .send()
+                .await
+                .map_err(unreachable)?;
+            if resp.status() == reqwest::StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            if !resp.status().is_success() {
+                return Err(SyncError::Unreachable(format!(
+                    "{url}: HTTP {}",
+                    resp.status()
+                )));
+            }
+            let mut f = tokio::fs::File::create(&tmp).await?;
+            let mut hash = Sha256::new();
+            let mut len = 0u64;
+            while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
+                len += chunk.len() as u64;
+                if len > MAX_OBJECT {
+                    return Err(refused(
+                        "too-large",
+                        format!("{url}: over {MAX_OBJECT} bytes"),
+                    ));
+                }
+                hash.update(&chunk);
+                f.write_all(&chunk).await?;
+            }
+            f.sync_all().await?;
+            Ok(Some((crate::store::to_hex(&hash.finalize()), len)))
+        });
+        let got = match got {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        let Some((actual, len)) = got else {
+            return Ok(Fetch::Missing);
+        };
+        if actual != sha256 {
+            let _ = fs::remove_file(&tmp);
+            return Err(refused(
+                "bad-hash",
+                format!("object {sha256} arrived with sha256 {actual}"),
+            ));
+        }
+        fs::rename(&tmp, &dest)?;
+        stats.objects += 1;
+        stats.bytes += len;
+        Ok(Fetch::Got(dest))
+    }
+
+    /// Object `sha256` unpacked into a replica database, its own description checked.
+    fn replica(
+        &self,
+        sha256: &str,
+        stats: &mut Synced,
+        temps: &mut Vec<PathBuf>,
+    ) -> Result<Option<(PathBuf, ReplicaMeta)>, SyncError> {
+        let Fetch::Got(object) = self.object(sha256, stats)? else {
+            return Ok(None);
+        };
+        let db = self.dir.temp_path("replica");
+        temps.push(db.clone());
+        unpack_replica(&object, &db)
+            .map_err(|e| refused("bad-index", format!("object {sha256}: {e}")))?;
+        let meta = Catalog::replica_meta(&db)
+            .map_err(|e| refused("bad-index", format!("object {sha256}: {e}")))?;
+        Ok(Some((db, meta)))
+    }
+
+    /// One sync. On any error the catalog is as it was.
+    pub fn sync(&self, catalog: &mut Catalog) -> Result<Synced, SyncError> {
+        let mut temps = Vec::new();
+        let result = self.sync_inner(catalog, &mut temps);
+        for t in temps {
+            let _ = fs::remove_file(&t);
+            let _ = fs::remove_file(t.with_extension("sqlite-wal"));
+        }
+        result
+    }
+
+    fn sync_inner(
+        &self,
+        catalog: &mut Catalog,
+        temps: &mut Vec<PathBuf>,
+    ) -> Result<Synced, SyncError> {
+        let (signed, root) = self.root()?;
+        let held: Option<i64> = catalog
+            .setting("index_generation")?
+            .and_then(|g| g.parse().ok());
+        let head_sha = root
+            .head
+            .as_ref()
+            .map(|h| h.sha256.clone())
+            .unwrap_or_default();
+        let mut stats = Synced {
+            from: held,
+            generation: root.generation,
+            ..Synced::default()
+        };
+        if let Some(m) = held {
+            if root.generation < m {
+                return Err(refused(
+                    "rollback",
+                    format!(
+                        "upstream root is at generation {}, this mirror at {m}",
+                        root.generation
+                    ),
+                ));
+            }
+            if root.generation == m {
+                if catalog.setting("index_head")?.unwrap_or_default() != head_sha {
+                    return Err(refused(
+                        "fork",
+                        format!("generation {m} names another head than the one applied"),
+                    ));
+                }
+                // The same index, maybe re-signed with a later expiry: serve the newer root.
+                self.dir.put_root(&signed)?;
+                catalog.set_settings(&[
+                    ("index_synced_at", now().to_string()),
+                    ("upstream_state", "ok".into()),
+                    ("upstream_error", String::new()),
+                ])?;
+                return Ok(stats);
+            }
+        }
+        let mut use_snapshot = match held {
+            None => true,
+            Some(m) => root.generation - m > SNAPSHOT_EVERY,
+        };
+        let chain = loop {
+            match self.chain(&root, held, use_snapshot, &mut stats, temps)? {
+                Some(c) => break c,
+                // A delta this upstream does not hold (it started from a snapshot itself).
+                None if !use_snapshot => use_snapshot = true,
+                None => return Err(refused("bad-index", "the root names a missing object")),
+            }
+        };
+        let settings = [
+            ("index_generation", root.generation.to_string()),
+            ("index_head", head_sha),
+            ("index_synced_at", now().to_string()),
+            ("upstream_state", "ok".to_string()),
+            ("upstream_error", String::new()),
+        ];
+        let target = match chain.as_slice() {
+            [one] => one.clone(),
+            many => {
+                // Several objects become one staging replica first, which is then applied in
+                // a single transaction.
+                let staging = self.dir.temp_path("staging");
+                temps.push(staging.clone());
+                let mut s = Catalog::open(&staging)?;
+                for (i, p) in many.iter().enumerate() {
+                    s.apply_replica(p, i == 0 && use_snapshot, &[])?;
+                }
+                drop(s);
+                staging
+            }
+        };
+        catalog.apply_replica(&target, use_snapshot, &settings)?;
+        self.dir.put_root(&signed)?;
+        Ok(stats)
+    }
+
+    /// The replicas to apply, oldest first: the snapshot (if `use_snapshot`), then the deltas
+    /// after it (or after `held`). None when the upstream lacks one of them.
+    fn chain(
+        &self,
+        root: &Root,
+        held: Option<i64>,
+        use_snapshot: bool,
+        stats: &mut Synced,
+        temps: &mut Vec<PathBuf>,
+    ) -> Result<Option<Vec<PathBuf>>, SyncError> {
+        let mut out = Vec::new();
+        let base = if use_snapshot {
+            let Some((db, meta)) = self.replica(&root.snapshot.sha256, stats, temps)? else {
+                return Ok(None);
+            };
+            if !meta.snapshot || meta.to != root.snapshot.generation {
+                return Err(refused(
+                    "bad-index",
+                    "the snapshot is not the one the root names",
+                ));
+            }
+            out.push(db);
+            root.snapshot.generation
+        } else {
+            held.unwrap_or(0)
+        };
+        let mut deltas = Vec::new();
+        let mut next = match (&root.head, root.generation > base) {
+            (Some(h), true) => Some((h.sha256.clone(), h.generation)),
+            (None, true) => return Err(refused("bad-index", "root has no head delta")),
+            (_, false) => None,
+        };
+        while let Some((sha, generation)) = next.take() {
+            if deltas.len() as i64 > SNAPSHOT_EVERY + 1 {
+                return Err(refused("bad-index", "delta chain longer than allowed"));
+            }
+            let Some((db, meta)) = self.replica(&sha, stats, temps)? else {
+                return Ok(None);
+            };
+            if meta.snapshot || meta.to != generation || meta.from >= meta.to {
+                return Err(refused(
+                    "bad-index",
+                    format!("delta {sha} does not cover generation {generation}"),
+                ));
+            }
+            deltas.push(db);
+            if meta.from > base {
+                let prev = meta.prev.ok_or_else(|| {
+                    refused("bad-index", format!("delta {sha} names no previous"))
+                })?;
+                next = Some((prev, meta.from));
+            }
+        }
+        deltas.reverse();
+        out.extend(deltas);
+        Ok(Some(out))
+    }
+}
+
+/// Records the outcome of a sync in `settings`, for `repofs status`.
+fn record(catalog: &mut Catalog, outcome: &Result<Synced, SyncError>) {
+    let settings: Vec<(&str, String)> = match outcome {
+        Ok(s) => {
+            if s.objects > 0 {
+                tracing::info!(
+                    from = ?s.from,
+                    generation = s.generation,
+                    objects = s.objects,
+                    bytes = s.bytes,
+                    "index synced"
+                );
+            }
+            return;
+        }
+        Err(SyncError::Unreachable(m)) => {
+            tracing::warn!(error = %m, "upstream unreachable; serving the last good index");
+            vec![
+                ("upstream_state", "unreachable".into()),
+                ("upstream_error", m.clone()),
+            ]
+        }
+        Err(e @ SyncError::Refused { .. }) => {
+            tracing::error!(error = %e, "upstream index refused; serving the last good index");
+            vec![
+                ("upstream_state", "refused".into()),
+                ("upstream_error", e.to_string()),
+            ]
+        }
+        Err(SyncError::Local(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "index sync failed here");
+            vec![("upstream_error", format!("local: {e:#}"))]
+        }
+    };
+    if let Err(e) = catalog.set_settings(&settings) {
+        tracing::error!(error = %e, "could not record the sync state");
+    }
+}
+
+/// Syncs at once, then every `poll`, until `stop`.
+pub fn run(mirror: &Mirror, catalog: &mut Catalog, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let outcome = mirror.sync(catalog);
+        record(catalog, &outcome);
+        let until = std::time::Instant::now() + mirror.upstream.poll;
+        while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
