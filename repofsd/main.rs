@@ -28,6 +28,17 @@ struct Args {
     /// A tracker every torrent names (repeatable; also `[distribution] trackers`).
     #[arg(long = "tracker", value_name = "URL")]
     trackers: Vec<String>,
+    /// Mirror mode: follow this upstream's signed index (its `--listen` endpoint, e.g.
+    /// http://HOST:PORT) and take no uploads (also `[mirror] upstream`).
+    #[arg(long, value_name = "URL", conflicts_with = "once")]
+    upstream: Option<String>,
+    /// The upstream repository's public key, pinned (`repofs keys export-repo`; also
+    /// `[mirror] repo_key`).
+    #[arg(long, value_name = "FILE.asc")]
+    repo_key: Option<std::path::PathBuf>,
+    /// Seconds between index syncs (default 30; also `[mirror] poll`).
+    #[arg(long, value_name = "SECS")]
+    poll: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -45,6 +56,15 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> anyhow::Result<()> {
     let mut repo = args.common.open()?;
     let _writer = repo.lock_writer()?;
+    let mirror = &mut repo.config.mirror;
+    mirror.upstream = args.upstream.clone().or(mirror.upstream.take());
+    mirror.repo_key = args.repo_key.clone().or(mirror.repo_key.take());
+    if let Some(secs) = args.poll {
+        mirror.poll = std::time::Duration::from_secs(secs.max(1));
+    }
+    if repo.config.mirror.upstream.is_some() {
+        return run_mirror(args, repo);
+    }
     let dist = &mut repo.config.distribution;
     dist.listen = args.listen.or(dist.listen);
     dist.trackers.extend(args.trackers.iter().cloned());
@@ -94,6 +114,45 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(d) = distribution {
         d.stop();
     }
+    if let Some(m) = mounted {
+        m.unmount()?;
+    }
+    served
+}
+
+/// Mirror mode: no spool, no ingest, no signing; the catalog follows the upstream's index.
+fn run_mirror(args: &Args, mut repo: repofs::repo::Repo) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let config = repo.config.mirror.clone();
+    let url = config.upstream.unwrap_or_default();
+    let key_path = config
+        .repo_key
+        .context("a mirror needs the upstream's repository key: --repo-key FILE.asc")?;
+    let repo_key =
+        std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    let listen = args.listen.or(repo.config.distribution.listen);
+    let mounted = match &args.mount {
+        Some(mp) => Some(repofs::vfs::mount::mount(
+            repo.layout.clone(),
+            repo.config.clone(),
+            mp,
+        )?),
+        None => None,
+    };
+    info!(root = %repo.layout.root.display(), upstream = %url, "mirroring");
+    let upstream = repofs::fetch::index::mirror::Upstream {
+        url,
+        repo_key,
+        poll: config.poll,
+    };
+    let layout = repo.layout.clone();
+    let served =
+        repofs::fetch::index::mirror::serve(&layout, &mut repo.catalog, upstream, listen, || {
+            info!("ready");
+            if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+                tracing::warn!(error = %e, "could not notify systemd");
+            }
+        });
     if let Some(m) = mounted {
         m.unmount()?;
     }

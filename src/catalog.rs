@@ -805,6 +805,15 @@ impl Catalog {
         )?)
     }
 
+    /// When the newest generation was made (unix seconds).
+    pub fn generation_time(&self) -> Result<Option<i64>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT created_at FROM generations ORDER BY generation DESC LIMIT 1")?
+            .query_row([], |r| r.get(0))
+            .optional()?)
+    }
+
     /// Generations whose delta object is not made yet, oldest first.
     pub fn generations_without_delta(&self) -> Result<Vec<i64>> {
         let mut stmt = self.conn.prepare(
@@ -913,6 +922,12 @@ impl Catalog {
             tx.execute(
                 "INSERT INTO temp.sel SELECT id FROM main.files WHERE state = 'published'",
                 [],
+            )?;
+            // Its generation's row (not its changes): the view's time comes from it.
+            tx.execute(
+                "INSERT INTO r.generations (generation, created_at)
+                 SELECT generation, created_at FROM main.generations WHERE generation = ?1",
+                [meta.to],
             )?;
         } else {
             tx.execute(

@@ -20,6 +20,7 @@ pub struct Config {
     pub limits: Limits,
     pub mount: MountConfig,
     pub distribution: DistributionConfig,
+    pub mirror: MirrorConfig,
     /// Local uids that may upload a lone unsigned file through the mount (`[[trusted]]`).
     pub trusted: Vec<Trusted>,
 }
@@ -32,6 +33,7 @@ impl Default for Config {
             limits: Limits::default(),
             mount: MountConfig::default(),
             distribution: DistributionConfig::default(),
+            mirror: MirrorConfig::default(),
             trusted: Vec::new(),
         }
     }
@@ -90,6 +92,29 @@ pub struct DistributionConfig {
     /// Where the seeder accepts peers; by default `listen`'s address on a port of the
     /// system's choosing.
     pub peer_listen: Option<std::net::SocketAddr>,
+}
+
+/// Mirror mode (`repofsd --upstream`): the catalog follows an upstream's signed index.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MirrorConfig {
+    /// The upstream's `--listen` endpoint (`http://HOST:PORT`); mirror mode when set.
+    pub upstream: Option<String>,
+    /// The upstream repository's public key (`repofs keys export-repo`), pinned.
+    pub repo_key: Option<std::path::PathBuf>,
+    /// How often the index is synced.
+    #[serde(with = "humantime_serde")]
+    pub poll: Duration,
+}
+
+impl Default for MirrorConfig {
+    fn default() -> Self {
+        MirrorConfig {
+            upstream: None,
+            repo_key: None,
+            poll: Duration::from_secs(30),
+        }
+    }
 }
 
 /// Bounds on untrusted input. Anything beyond them is rejected as `too-large`.

@@ -797,7 +797,7 @@ impl Mount {
 
     fn wait_mounted(&self) {
         let start = Instant::now();
-        while !is_mounted(&self.dir) || fs::metadata(self.dir.join("incoming")).is_err() {
+        while !is_mounted(&self.dir) || fs::metadata(self.dir.join("dists")).is_err() {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "mount did not come up:\n{}",

@@ -8,6 +8,7 @@ mod common;
 mod corpus;
 mod incoming;
 mod lifecycle;
+mod mirror_index;
 mod pkgs;
 mod torrents;
 mod views;

@@ -472,3 +472,60 @@ pub fn run(mirror: &Mirror, catalog: &mut Catalog, stop: &AtomicBool) {
         }
     }
 }
+
+/// Mirror mode of repofsd: records `upstream` in the catalog (which makes the mount a
+/// mirror's), serves the verified index again at `listen` (for mirrors below this one), and
+/// syncs until SIGTERM/SIGINT. `ready` is called after the first sync attempt.
+pub fn serve(
+    layout: &crate::config::Layout,
+    catalog: &mut Catalog,
+    upstream: Upstream,
+    listen: Option<std::net::SocketAddr>,
+    ready: impl FnOnce(),
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::sync::Arc;
+    catalog.set_setting("upstream", &upstream.url)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let mirror = Mirror::new(&layout.root, upstream)?;
+    let mut http = None;
+    if let Some(addr) = listen {
+        let app = super::http::routes(Arc::new(super::http::IndexState {
+            dir: mirror.index_dir().clone(),
+            catalog: layout.catalog(),
+        }));
+        let listener = mirror
+            .runtime()
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("listening on {addr}"))?;
+        tracing::info!(addr = ?listener.local_addr()?, "serving the index again");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        mirror.runtime().spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP endpoint failed");
+            }
+        });
+        http = Some(tx);
+    }
+    let outcome = mirror.sync(catalog);
+    record(catalog, &outcome);
+    ready();
+    let until = std::time::Instant::now() + mirror.upstream.poll;
+    while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run(&mirror, catalog, &stop);
+    tracing::info!("mirror stopping");
+    if let Some(tx) = http {
+        let _ = tx.send(());
+    }
+    Ok(())
+}
