@@ -202,6 +202,13 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX changes_generation ON changes(generation);
     "#,
+    // v7: derived objects (seekable twins) are shared over BitTorrent too, so a mirror can
+    // fetch a twin's frames lazily: their info dictionary and infohash, as for files.
+    r#"
+    ALTER TABLE derived ADD COLUMN info_hash TEXT;
+    ALTER TABLE derived ADD COLUMN info BLOB;
+    CREATE INDEX derived_info_hash ON derived(info_hash);
+    "#,
 ];
 
 /// One independent zstd frame of a derived seekable payload.
@@ -1125,13 +1132,72 @@ impl Catalog {
         Ok(())
     }
 
-    /// The bencoded info dictionary of the published file with this infohash (hex).
+    /// The torrent of a content object by its sha256: a published (else archived) file's, or a
+    /// derived object's. Returns (infohash, bencoded info dictionary, object size).
+    pub fn object_torrent(&self, sha256: &str) -> Result<Option<(String, Vec<u8>, u64)>> {
+        let row = |r: &Row<'_>| -> rusqlite::Result<(String, Vec<u8>, u64)> {
+            Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+        };
+        let file = self
+            .conn
+            .prepare_cached(
+                "SELECT t.info_hash, t.info, f.size FROM torrents t JOIN files f ON f.id = t.file_id
+                 WHERE f.sha256 = ? ORDER BY f.state = 'published' DESC, f.id DESC LIMIT 1",
+            )?
+            .query_row([sha256], row)
+            .optional()?;
+        if file.is_some() {
+            return Ok(file);
+        }
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT info_hash, info, size FROM derived
+                 WHERE sha256 = ? AND info IS NOT NULL LIMIT 1",
+            )?
+            .query_row([sha256], row)
+            .optional()?)
+    }
+
+    /// Derived objects made before they had torrents: (file id, sha256, size).
+    pub fn derived_without_torrent(&self) -> Result<Vec<(i64, String, u64)>> {
+        let rows = self
+            .conn
+            .prepare(
+                "SELECT file_id, sha256, size FROM derived WHERE info IS NULL ORDER BY file_id",
+            )?
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    pub fn put_derived_torrent(
+        &mut self,
+        file_id: i64,
+        info_hash: &str,
+        info: &[u8],
+    ) -> Result<()> {
+        self.conn.execute(
+            "UPDATE derived SET info_hash = ?2, info = ?3 WHERE file_id = ?1",
+            params![file_id, info_hash, info],
+        )?;
+        Ok(())
+    }
+
+    /// The bencoded info dictionary with this infohash (hex): a published file's or its
+    /// derived object's.
     pub fn torrent_by_info_hash(&self, info_hash: &str) -> Result<Option<Vec<u8>>> {
         Ok(self
             .conn
             .prepare_cached(
                 "SELECT t.info FROM torrents t JOIN files f ON f.id = t.file_id
-                 WHERE t.info_hash = ? AND f.state = 'published' LIMIT 1",
+                 WHERE t.info_hash = ?1 AND f.state = 'published'
+                 UNION ALL
+                 SELECT d.info FROM derived d JOIN files f ON f.id = d.file_id
+                 WHERE d.info_hash = ?1 AND f.state = 'published'
+                 LIMIT 1",
             )?
             .query_row([info_hash], |r| r.get(0))
             .optional()?)
@@ -1425,6 +1491,15 @@ impl PublishTx<'_> {
                 f.in_len as i64
             ])?;
         }
+        Ok(())
+    }
+
+    /// The torrent of package `file_id`'s derived object (inserted just before).
+    pub fn set_derived_torrent(&self, file_id: i64, info_hash: &str, info: &[u8]) -> Result<()> {
+        self.tx.execute(
+            "UPDATE derived SET info_hash = ?2, info = ?3 WHERE file_id = ?1",
+            params![file_id, info_hash, info],
+        )?;
         Ok(())
     }
 

@@ -797,7 +797,15 @@ impl Mount {
 
     fn wait_mounted(&self) {
         let start = Instant::now();
-        while !is_mounted(&self.dir) || fs::metadata(self.dir.join("dists")).is_err() {
+        // incoming/ is never cached by the kernel, so a dead mount fails its stat; a mirror's
+        // mount has none, and listing the root reaches the daemon as well.
+        let up = || {
+            is_mounted(&self.dir)
+                && (fs::metadata(self.dir.join("incoming")).is_ok()
+                    || fs::read_dir(&self.dir)
+                        .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name() == "dists"))))
+        };
+        while !up() {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "mount did not come up:\n{}",

@@ -65,6 +65,61 @@ impl Primary {
     }
 }
 
+impl Primary {
+    /// Publishes NAME-VERSION.tar.xz (which gets a seekable twin, a derived object).
+    fn publish_xz(&self, name: &str, version: &str) {
+        let before = self.root()["generation"].as_i64().unwrap_or(0);
+        let d = self.site.w.scratch(&format!("{name}-{version}-xz"));
+        sh(
+            &d,
+            &format!(
+                "mkdir -p {name}-{version}/src && head -c 3000000 /dev/urandom | base64 > \
+                 {name}-{version}/src/data.txt && echo hi > {name}-{version}/README && \
+                 tar cJf {name}-{version}.tar.xz {name}-{version}"
+            ),
+        );
+        let file = format!("{name}-{version}.tar.xz");
+        let tarball = d.join(&file);
+        let sig = self.site.w.gpg.sign(ALICE, &tarball, true, &[]);
+        let dir_file = directive(
+            &self.site.w.gpg,
+            ALICE,
+            &d,
+            &file,
+            &format!("version: 1.2\ndirectory: hello\nfilename: {file}\n"),
+        );
+        self.site.w.upload("", &[tarball, sig, dir_file]);
+        self.site
+            .daemon
+            .wait_published(&self.site.w.repo, "hello", &file);
+        self.wait_root_generation(before + 1);
+    }
+}
+
+fn sql_rows(db: &Path, sql: &str) -> Vec<Vec<String>> {
+    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .unwrap();
+    let mut stmt = c.prepare(sql).unwrap();
+    let n = stmt.column_count();
+    stmt.query_map([], |r| {
+        (0..n)
+            .map(|i| {
+                use rusqlite::types::Value;
+                r.get::<_, Value>(i).map(|v| match v {
+                    Value::Null => "NULL".to_string(),
+                    Value::Integer(n) => n.to_string(),
+                    Value::Real(x) => x.to_string(),
+                    Value::Text(t) => t,
+                    Value::Blob(b) => hex(&b),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .unwrap()
+    .collect::<Result<Vec<_>, _>>()
+    .unwrap()
+}
+
 /// A mirror: its own root, repofsd in mirror mode, and a mount.
 struct Mirror {
     repo: Repo,
@@ -397,6 +452,41 @@ fn a_publication_reaches_two_mirrors_and_only_its_delta_travels() {
         delta_bytes < 64 << 10,
         "delta of one package is {delta_bytes} bytes"
     );
+
+    // A package with a seekable twin: the twin (a derived object) and its frames replicate,
+    // and the twin has a torrent a stock client verifies against the twin's bytes.
+    primary.publish_xz("twin", "1.0");
+    let generation = primary.root()["generation"].as_i64().unwrap();
+    let derived = "SELECT d.file_id, d.sha256, d.size, d.info_hash, hex(d.info),
+                          (SELECT COUNT(*) FROM frames f WHERE f.file_id = d.file_id)
+                   FROM derived d ORDER BY d.file_id";
+    let want = sql_rows(&primary.site.w.repo.root.join("catalog.sqlite"), derived);
+    assert_eq!(want.len(), 1, "{want:?}");
+    assert_ne!(want[0][3], "NULL", "the twin has no torrent");
+    for m in [&m1, &m2] {
+        m.wait_generation(generation);
+        assert_same_views(&primary.site.mnt, &m.mnt);
+        assert_eq!(sql_rows(&m.repo.root.join("catalog.sqlite"), derived), want);
+    }
+    let (twin_sha, info_hash) = (&want[0][1], &want[0][3]);
+    let d = primary.site.w.scratch("twin-torrent");
+    let torrent = d.join("twin.torrent");
+    let got = Command::new("curl")
+        .args(["-sSf", "-m", "20", "-o"])
+        .arg(&torrent)
+        .arg(format!("{}/torrents/{info_hash}.torrent", primary.url()))
+        .output()
+        .unwrap();
+    assert!(got.status.success(), "{}", crate::stderr(&got));
+    let data = d.join("data");
+    fs::create_dir_all(&data).unwrap();
+    let object = primary.site.w.repo.root.join("store/objects");
+    fs::copy(
+        object.join(&twin_sha[..2]).join(twin_sha),
+        data.join(format!("{twin_sha}.tar.zst")),
+    )
+    .unwrap();
+    assert!(crate::torrents::aria2c_verifies(&torrent, &data));
 }
 
 #[test]
