@@ -900,6 +900,12 @@ impl Catalog {
     /// everything published now (`to` must be the current generation). Uploads are carried
     /// only as far as the file rows need them (no directives, messages or spool identities).
     pub fn export_replica(&self, dest: &Path, meta: &ReplicaMeta) -> Result<()> {
+        if dest.exists() {
+            return Err(CatalogError::Corrupt(format!(
+                "replica {} exists already",
+                dest.display()
+            )));
+        }
         drop(Catalog::open(dest)?);
         // Plain rollback journal: an attached WAL database is not atomic with `main`, and the
         // object must be one self-contained file anyway.
@@ -1635,6 +1641,145 @@ mod tests {
             }
             other => panic!("expected TooNew, got {:?}", other.err()),
         }
+    }
+
+    type View = (
+        Vec<(i64, String, String, String)>,
+        Vec<(String, String, String)>,
+    );
+
+    /// The published view: live files (id, directory, name, sha256) and symlinks.
+    fn view(c: &Catalog) -> View {
+        let files = c
+            .files(false)
+            .unwrap()
+            .into_iter()
+            .map(|f| (f.id, f.directory, f.filename, f.sha256))
+            .collect();
+        let links = c
+            .symlinks()
+            .unwrap()
+            .into_iter()
+            .map(|s| (s.directory, s.name, s.target))
+            .collect();
+        (files, links)
+    }
+
+    fn publish_plain(c: &mut Catalog, name: &str, sha: &str, replaces: Option<i64>) -> i64 {
+        let tx = c.transaction().unwrap();
+        let up = tx
+            .insert_upload(&NewUpload {
+                accepted: true,
+                message: "m".into(),
+                ..NewUpload::default()
+            })
+            .unwrap();
+        if let Some(old) = replaces {
+            tx.archive_file(old).unwrap();
+        }
+        let id = tx
+            .insert_file(&NewFile {
+                directory: "d",
+                filename: name,
+                kind: "plain",
+                sha256: sha,
+                md5: "m",
+                size: 1,
+                name: None,
+                version: None,
+                uploader: "u",
+                upload_id: up,
+            })
+            .unwrap();
+        tx.commit().unwrap();
+        id
+    }
+
+    fn delta(c: &Catalog, dir: &Path, from: i64, to: i64, snapshot: bool) -> std::path::PathBuf {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let k = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let p = dir.join(format!("r-{from}-{to}-{snapshot}-{k}.sqlite"));
+        c.export_replica(
+            &p,
+            &ReplicaMeta {
+                from,
+                to,
+                prev: None,
+                snapshot,
+            },
+        )
+        .unwrap();
+        p
+    }
+
+    #[test]
+    fn replicas_carry_replacements_symlinks_and_archives_in_one_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Catalog::open(&dir.path().join("p.sqlite")).unwrap();
+        let mut m = Catalog::open(&dir.path().join("m.sqlite")).unwrap();
+        let a = publish_plain(&mut p, "x", "aa", None);
+        assert_eq!(p.generation().unwrap(), 1);
+        m.apply_replica(&delta(&p, dir.path(), 0, 1, false), false, &[])
+            .unwrap();
+        assert_eq!(view(&m), view(&p));
+
+        // Generation 2 replaces x (archive + insert of the same name in one transaction) and
+        // adds a symlink; generation 3 removes the symlink and archives the new x.
+        let b = publish_plain(&mut p, "x", "bb", Some(a));
+        {
+            let tx = p.transaction().unwrap();
+            tx.set_symlink("d", "latest", "x", 1).unwrap();
+            tx.commit().unwrap();
+        }
+        {
+            let tx = p.transaction().unwrap();
+            assert!(tx.remove_symlink("d", "latest").unwrap());
+            tx.set_symlink("d", "other", "x", 1).unwrap();
+            tx.archive_file(b).unwrap();
+            tx.commit().unwrap();
+        }
+        let c = publish_plain(&mut p, "y", "cc", None);
+        assert_eq!(p.generation().unwrap(), 5);
+        // Deltas 2..5 merged into one staging replica, applied in one transaction.
+        let mut staging = Catalog::open(&dir.path().join("s.sqlite")).unwrap();
+        for g in 2..=5 {
+            staging
+                .apply_replica(&delta(&p, dir.path(), g - 1, g, false), false, &[])
+                .unwrap();
+        }
+        drop(staging);
+        m.apply_replica(
+            &dir.path().join("s.sqlite"),
+            false,
+            &[("index_generation", "5".into())],
+        )
+        .unwrap();
+        assert_eq!(view(&m), view(&p));
+        assert_eq!(view(&m).0, vec![(c, "d".into(), "y".into(), "cc".into())]);
+        assert_eq!(m.setting("index_generation").unwrap().as_deref(), Some("5"));
+
+        // A snapshot onto a mirror left at generation 1 takes offline what it does not list.
+        let mut old = Catalog::open(&dir.path().join("old.sqlite")).unwrap();
+        old.apply_replica(&delta(&p, dir.path(), 0, 1, false), false, &[])
+            .unwrap();
+        old.apply_replica(&delta(&p, dir.path(), 0, 5, true), true, &[])
+            .unwrap();
+        assert_eq!(view(&old), view(&p));
+        assert_eq!(old.generation_time().unwrap(), p.generation_time().unwrap());
+    }
+
+    #[test]
+    fn a_replica_of_another_schema_version_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = Catalog::open(&dir.path().join("p.sqlite")).unwrap();
+        let r = delta(&p, dir.path(), 0, 0, true);
+        Connection::open(&r)
+            .unwrap()
+            .pragma_update(None, "user_version", 99)
+            .unwrap();
+        let mut m = Catalog::open(&dir.path().join("m.sqlite")).unwrap();
+        assert!(m.apply_replica(&r, true, &[]).is_err());
+        assert!(Catalog::replica_meta(&r).is_err());
     }
 
     #[test]

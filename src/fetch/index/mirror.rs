@@ -78,6 +78,8 @@ pub struct Synced {
 pub struct Mirror {
     upstream: Upstream,
     dir: IndexDir,
+    /// Set by SIGTERM: a download in progress gives up at its next chunk.
+    stop: std::sync::Arc<AtomicBool>,
     client: reqwest::Client,
     rt: tokio::runtime::Runtime,
 }
@@ -88,7 +90,11 @@ enum Fetch {
 }
 
 impl Mirror {
-    pub fn new(root: &Path, mut upstream: Upstream) -> anyhow::Result<Mirror> {
+    pub fn new(
+        root: &Path,
+        mut upstream: Upstream,
+        stop: std::sync::Arc<AtomicBool>,
+    ) -> anyhow::Result<Mirror> {
         upstream.url = upstream.url.trim_end_matches('/').to_string();
         let dir = IndexDir::new(root);
         dir.create()?;
@@ -105,6 +111,7 @@ impl Mirror {
         Ok(Mirror {
             upstream,
             dir,
+            stop,
             client,
             rt,
         })
@@ -212,6 +219,9 @@ impl Mirror {
             let mut hash = Sha256::new();
             let mut len = 0u64;
             while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
+                if self.stop.load(Ordering::Relaxed) {
+                    return Err(SyncError::Local(anyhow::anyhow!("stopping")));
+                }
                 len += chunk.len() as u64;
                 if len > MAX_OBJECT {
                     return Err(refused(
@@ -490,7 +500,7 @@ pub fn serve(
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
-    let mirror = Mirror::new(&layout.root, upstream)?;
+    let mirror = Mirror::new(&layout.root, upstream, stop.clone())?;
     let mut http = None;
     if let Some(addr) = listen {
         let app = super::http::routes(Arc::new(super::http::IndexState {
