@@ -120,20 +120,20 @@ RUST_LOG=warn "$bin/repofs" --root "$mirror" --config "$conf" mount "$mnt" 2>>"$
 pids+=($!); mntpid=$!
 for _ in $(seq 200); do mountpoint -q "$mnt" && [[ -d $mnt/dists ]] && break; sleep 0.1; done
 native=$work/native; mkdir -p "$native"
-python3 - "$native" <<'PY'
+python3 - "$native" "$n" <<'PY'
 import os, sys
-root = sys.argv[1]
+root, n = sys.argv[1], int(sys.argv[2])
 for d in range(100):
     os.makedirs(f"{root}/d{d}", exist_ok=True)
-for i in range(1, 100001):
+for i in range(1, n + 1):
     open(f"{root}/d{i % 100}/pkg{i}-1.0.tar.gz", "w").close()
 PY
 sync; echo 3 > /proc/sys/vm/drop_caches
 statbench() { python3 - "$@" <<'PY'
 import os, random, sys, time
-root, kind = sys.argv[1], sys.argv[2]
+root, kind, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
 random.seed(7)
-ids = random.sample(range(1, 100001), 10000)
+ids = random.sample(range(1, n + 1), min(n, 10000))
 lat = []
 for i in ids:
     p = f"{root}/dists/d{i % 100}/pkg{i}-1.0.tar.gz" if kind == "mirror" else f"{root}/d{i % 100}/pkg{i}-1.0.tar.gz"
@@ -145,8 +145,8 @@ lat.sort()
 print(f"{lat[len(lat)//2]*1e3:.3f} {lat[int(len(lat)*0.99)]*1e3:.3f}")
 PY
 }
-read -r m50 m99 < <(statbench "$mnt" mirror)
-read -r n50 n99 < <(statbench "$native" native)
+read -r m50 m99 < <(statbench "$mnt" mirror "$n")
+read -r n50 n99 < <(statbench "$native" native "$n")
 echo "stat (first time per path): mirror mount p50 $m50 ms p99 $m99 ms; native p50 $n50 ms p99 $n99 ms; p99 ratio $(ratio "$m99" "$n99")"
 hwm() { awk '/VmHWM/ {print int($2/1024)}' "/proc/$1/status"; }
 echo "peak RSS: mirror repofsd $(hwm $mpid) MiB, mount $(hwm $mntpid) MiB, primary repofsd $(hwm $ppid) MiB"
