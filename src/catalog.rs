@@ -884,6 +884,22 @@ impl Catalog {
         }
     }
 
+    /// Every snapshot ever made, newest first (generation, object hash).
+    pub fn snapshots(&self) -> Result<Vec<(i64, String)>> {
+        let mut rows = self
+            .conn
+            .prepare(
+                "SELECT generation, snapshot FROM generations WHERE snapshot IS NOT NULL
+                 ORDER BY generation DESC",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<(i64, String)>, _>>()?;
+        if let Some(h) = self.setting("index_snapshot_0")? {
+            rows.push((0, h));
+        }
+        Ok(rows)
+    }
+
     pub fn set_snapshot(&mut self, g: i64, sha256: &str) -> Result<()> {
         if g == 0 {
             return self.set_setting("index_snapshot_0", sha256);

@@ -527,6 +527,36 @@ fn bad_roots_and_objects_are_refused_and_the_view_kept() {
     assert_eq!(m.generation(), Some(2));
     assert_eq!(ls_lr(&m.mnt.dir, "dists"), view);
 
+    // Signed by the repository key itself (imported into gpg from the primary's secret), but
+    // past its expiry: a replayed root is refused too (freeze attacks).
+    let gpg = &primary.site.w.gpg;
+    let imported = gpg.run(&[
+        "--batch",
+        "--import",
+        primary
+            .site
+            .w
+            .repo
+            .root
+            .join("repo-key.pgp")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(imported.status.success(), "{}", crate::stderr(&imported));
+    let root: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let past = root["created"].as_i64().unwrap() - 10;
+    let stale = body.replace(
+        &format!("\"expires\": {}", root["expires"]),
+        &format!("\"expires\": {past}"),
+    );
+    assert_ne!(stale, body);
+    let expired = primary.site.w.work.join("expired.asc");
+    gpg.clearsign("repofs repository", &stale, &expired, &[]);
+    proxy.set("/index/root.asc", fs::read(&expired).unwrap());
+    m.wait_refused("expired");
+    assert_eq!(m.generation(), Some(2));
+    assert_eq!(ls_lr(&m.mnt.dir, "dists"), view);
+
     // A delta whose bytes do not match the hash the root names.
     proxy.clear();
     primary.publish("third", "3.0");

@@ -80,6 +80,9 @@ pub struct Mirror {
     dir: IndexDir,
     /// Set by SIGTERM: a download in progress gives up at its next chunk.
     stop: std::sync::Arc<AtomicBool>,
+    /// Serving the index again: hold every object the held root names (the snapshot too,
+    /// which an incremental sync does not otherwise fetch), so a mirror below can start.
+    pub reserve: bool,
     client: reqwest::Client,
     rt: tokio::runtime::Runtime,
 }
@@ -112,6 +115,7 @@ impl Mirror {
             upstream,
             dir,
             stop,
+            reserve: false,
             client,
             rt,
         })
@@ -369,6 +373,12 @@ impl Mirror {
             }
         };
         catalog.apply_replica(&target, use_snapshot, &settings)?;
+        if self.reserve {
+            // Best effort: without it only mirrors starting from empty below this one wait.
+            if let Err(e) = self.object(&root.snapshot.sha256, &mut stats) {
+                tracing::warn!(error = %e, "could not fetch the snapshot to serve it again");
+            }
+        }
         self.dir.put_root(&signed)?;
         Ok(stats)
     }
@@ -500,7 +510,8 @@ pub fn serve(
     for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
         signal_hook::flag::register(sig, stop.clone())?;
     }
-    let mirror = Mirror::new(&layout.root, upstream, stop.clone())?;
+    let mut mirror = Mirror::new(&layout.root, upstream, stop.clone())?;
+    mirror.reserve = listen.is_some();
     let mut http = None;
     if let Some(addr) = listen {
         let app = super::http::routes(Arc::new(super::http::IndexState {

@@ -224,6 +224,17 @@ pub fn publish(
             let sha = materialize(catalog, dir, &meta)?;
             catalog.set_snapshot(head_gen, &sha)?;
             tracing::info!(generation = head_gen, snapshot = %sha, "index snapshot");
+            // Only the newest snapshot is named by a root; the one before stays for a mirror
+            // that fetched the previous root a moment ago. Older ones are dead weight.
+            for (_, old) in catalog.snapshots()?.iter().skip(2) {
+                if let Some(p) = dir.object_path(old) {
+                    match fs::remove_file(&p) {
+                        Ok(()) => tracing::info!(snapshot = %old, "old index snapshot removed"),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
             (head_gen, sha)
         }
     };
