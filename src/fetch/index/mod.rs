@@ -307,8 +307,9 @@ pub fn follow(
         if seen != Some(version) || refresh_due {
             match publish(&mut catalog, dir, repo_key) {
                 Ok(_) => {
-                    // Our own writes (delta hashes) changed the data version: take it after.
-                    seen = Some(catalog.data_version()?);
+                    // The version from before: publications committed while this one ran
+                    // change it again (our own writes never do), so they are not missed.
+                    seen = Some(version);
                     last_publish = std::time::Instant::now();
                 }
                 Err(e) => {
