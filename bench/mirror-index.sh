@@ -112,8 +112,11 @@ published=$(echo "$(now) - $t0" | bc)
 t1=$(now)
 until [[ $(setting index_generation) == "$want" ]]; do sleep 0.1; done
 inc=$(echo "$(now) - $t1" | bc)
-line=$(grep "index synced" "$work/mirror.log" | tail -1)
-echo "incremental after $new: mirror caught up $inc s after the root (publishing took $published s): $line"
+# Every sync after the first, as the mirror logged them (it polls during the publications).
+read -r syncs objs bytes < <(grep "index synced from=Some" "$work/mirror.log" |
+  sed -E 's/.*objects=([0-9]+) bytes=([0-9]+).*/\1 \2/' |
+  awk '{n++; o+=$1; b+=$2} END {print n+0, o+0, b+0}')
+echo "incremental after $new: mirror caught up $inc s after the root (publishing took $published s); $syncs syncs fetched $objs objects, $bytes bytes (snapshot: $snap_bytes bytes)"
 
 # stat on the mirror's mount, first time for each path (kernel caches empty for them).
 RUST_LOG=warn "$bin/repofs" --root "$mirror" --config "$conf" mount "$mnt" 2>>"$work/mount.log" &

@@ -1140,13 +1140,16 @@ impl Catalog {
         Ok(())
     }
 
-    /// Several settings in one transaction (the mirror's sync state).
+    /// Several settings in one transaction (the mirror's sync state). Values that did not
+    /// change are not written: a commit that writes nothing leaves `data_version` alone, so
+    /// the mount does not reload its views for it.
     pub fn set_settings(&mut self, settings: &[(&str, String)]) -> Result<()> {
         let tx = self.conn.transaction()?;
         for (k, v) in settings {
             tx.execute(
                 "INSERT INTO settings (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value
+                 WHERE value != excluded.value",
                 params![k, v],
             )?;
         }
@@ -1796,6 +1799,20 @@ mod tests {
         let mut m = Catalog::open(&dir.path().join("m.sqlite")).unwrap();
         assert!(m.apply_replica(&r, true, &[]).is_err());
         assert!(Catalog::replica_meta(&r).is_err());
+    }
+
+    #[test]
+    fn unchanged_settings_do_not_change_the_data_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.sqlite");
+        let mut writer = Catalog::open(&path).unwrap();
+        let reader = Catalog::open(&path).unwrap();
+        writer.set_settings(&[("a", "1".into())]).unwrap();
+        let v = reader.data_version().unwrap();
+        writer.set_settings(&[("a", "1".into())]).unwrap();
+        assert_eq!(reader.data_version().unwrap(), v);
+        writer.set_settings(&[("a", "2".into())]).unwrap();
+        assert_ne!(reader.data_version().unwrap(), v);
     }
 
     #[test]

@@ -23,6 +23,8 @@ const ROOT_DEADLINE: Duration = Duration::from_secs(20);
 const OBJECT_DEADLINE: Duration = Duration::from_secs(600);
 const READ_DEADLINE: Duration = Duration::from_secs(30);
 const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
+/// How often a sync that changed nothing records its time (`index_synced_at`).
+const SYNCED_AT_EVERY: i64 = 60;
 /// Largest object accepted.
 const MAX_OBJECT: u64 = 16 << 30;
 
@@ -330,11 +332,20 @@ impl Mirror {
                 }
                 // The same index, maybe re-signed with a later expiry: serve the newer root.
                 self.dir.put_root(&signed)?;
-                catalog.set_settings(&[
-                    ("index_synced_at", now().to_string()),
-                    ("upstream_state", "ok".into()),
+                // Every catalog commit makes the mount reload its views (a second or more
+                // for 100,000 packages): the time of a sync that changed nothing is written
+                // at most once a minute.
+                let synced_at: Option<i64> = catalog
+                    .setting("index_synced_at")?
+                    .and_then(|t| t.parse().ok());
+                let mut settings = vec![
+                    ("upstream_state", "ok".to_string()),
                     ("upstream_error", String::new()),
-                ])?;
+                ];
+                if synced_at.is_none_or(|t| now() - t >= SYNCED_AT_EVERY) {
+                    settings.push(("index_synced_at", now().to_string()));
+                }
+                catalog.set_settings(&settings)?;
                 return Ok(stats);
             }
         }
