@@ -603,3 +603,37 @@ fn a_mirror_keeps_its_index_when_the_upstream_goes_and_across_restarts() {
     assert_eq!(ls_lr(&m.mnt.dir, "pkgs"), pkgs);
     assert!(!m.mnt.path("incoming").exists());
 }
+
+/// Several generations behind (the mirror was stopped during a burst of publications), a
+/// mirror fetches each delta once and applies them together in one transaction.
+#[test]
+fn a_mirror_several_generations_behind_catches_up_in_one_sync() {
+    let primary = Primary::start();
+    let mut m = Mirror::start(&primary.url(), &primary.key, None);
+    m.wait_generation(1);
+    assert!(m.daemon.terminate().success());
+    let mut files = Vec::new();
+    for i in 0..6 {
+        files.extend(
+            primary
+                .site
+                .w
+                .triplet(ALICE, &format!("burst{i}"), "1.0", "hello", ""),
+        );
+    }
+    primary.site.w.upload("", &files);
+    primary.wait_root_generation(7);
+    m.daemon = start_mirror_daemon(&m.repo, &m.upstream, &m.key, None);
+    m.wait_generation(7);
+    assert!(
+        m.daemon
+            .log()
+            .contains("index synced from=Some(1) generation=7 objects=6 "),
+        "{}",
+        m.daemon.log()
+    );
+    assert_same_views(&primary.site.mnt, &m.mnt);
+    // `repofs status` and `list` read a mirror's catalog like any other.
+    m.repo.repofs(&["status"]);
+    assert_eq!(m.repo.list().len(), primary.site.w.repo.list().len());
+}
