@@ -69,6 +69,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
     dist.listen = args.listen.or(dist.listen);
     dist.trackers.extend(args.trackers.iter().cloned());
     repo.recover()?;
+    // A primary (perhaps a mirror promoted): the mount must show incoming/ again.
+    repo.catalog.remove_setting("upstream")?;
     let key = repofs::keys::ensure_repo_key(&repo.layout.repo_key())?;
     info!(fingerprint = %key, "repository key");
     // The mount (another process) puts .torrent files together: it reads the trackers here.

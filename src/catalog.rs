@@ -1140,6 +1140,13 @@ impl Catalog {
         Ok(())
     }
 
+    /// Removes a setting (a no-op, writing nothing, if it is absent).
+    pub fn remove_setting(&mut self, key: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM settings WHERE key = ?", [key])?;
+        Ok(())
+    }
+
     /// Several settings in one transaction (the mirror's sync state). Values that did not
     /// change are not written: a commit that writes nothing leaves `data_version` alone, so
     /// the mount does not reload its views for it.

@@ -288,8 +288,7 @@ impl Mirror {
         let mut temps = Vec::new();
         let result = self.sync_inner(catalog, &mut temps);
         for t in temps {
-            let _ = fs::remove_file(&t);
-            let _ = fs::remove_file(t.with_extension("sqlite-wal"));
+            super::remove_db(&t);
         }
         result
     }

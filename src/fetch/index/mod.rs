@@ -160,6 +160,16 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
+/// Removes a temporary database and whatever SQLite kept beside it.
+pub fn remove_db(path: &Path) {
+    let _ = fs::remove_file(path);
+    for side in ["-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(side);
+        let _ = fs::remove_file(PathBuf::from(p));
+    }
+}
+
 /// Decompresses a replica object into a database file at `dest`.
 pub fn unpack_replica(object: &Path, dest: &Path) -> io::Result<()> {
     let mut out = fs::File::create(dest)?;
@@ -282,8 +292,7 @@ fn materialize(catalog: &Catalog, dir: &IndexDir, meta: &ReplicaMeta) -> anyhow:
         .export_replica(&db, meta)
         .map_err(anyhow::Error::from)
         .and_then(|()| dir.put_replica(&db));
-    let _ = fs::remove_file(&db);
-    let _ = fs::remove_file(db.with_extension("sqlite-journal"));
+    remove_db(&db);
     result
 }
 
