@@ -858,6 +858,24 @@ impl Catalog {
             .flatten())
     }
 
+    /// The delta objects of the generations after `g`, oldest first; None when that is more
+    /// than `limit` (such a mirror starts again from the snapshot) or one is not made yet.
+    pub fn deltas_after(&self, g: i64, limit: usize) -> Result<Option<Vec<String>>> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT delta FROM generations WHERE generation > ?1 ORDER BY generation LIMIT ?2",
+            )?
+            .query_map(params![g, limit as i64 + 1], |r| {
+                r.get::<_, Option<String>>(0)
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        if rows.len() > limit {
+            return Ok(None);
+        }
+        Ok(rows.into_iter().collect())
+    }
+
     pub fn set_delta(&mut self, g: i64, sha256: &str) -> Result<()> {
         self.conn.execute(
             "UPDATE generations SET delta = ?2 WHERE generation = ?1",

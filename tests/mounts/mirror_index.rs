@@ -274,12 +274,15 @@ fn assert_same_views(primary: &Mount, mirror: &Mount) {
     }
 }
 
+/// Answers given instead of the upstream's, by request path: (status, body).
+type Overrides = HashMap<String, (u16, Vec<u8>)>;
+
 /// A loopback HTTP proxy in front of an upstream, one request per connection, that records
 /// each request's path and response size and can answer a path with given bytes instead.
 struct Proxy {
     port: u16,
     log: Arc<Mutex<Vec<(String, usize)>>>,
-    overrides: Arc<Mutex<HashMap<String, Vec<u8>>>>,
+    overrides: Arc<Mutex<Overrides>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
 }
@@ -289,7 +292,7 @@ impl Proxy {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let log = Arc::new(Mutex::new(Vec::new()));
-        let overrides: Arc<Mutex<HashMap<String, Vec<u8>>>> = Arc::default();
+        let overrides: Arc<Mutex<Overrides>> = Arc::default();
         let stop = Arc::new(AtomicBool::new(false));
         let (l, o, s) = (log.clone(), overrides.clone(), stop.clone());
         let thread = std::thread::spawn(move || {
@@ -315,7 +318,7 @@ impl Proxy {
         mut c: TcpStream,
         upstream_port: u16,
         log: &Mutex<Vec<(String, usize)>>,
-        overrides: &Mutex<HashMap<String, Vec<u8>>>,
+        overrides: &Mutex<Overrides>,
     ) -> std::io::Result<()> {
         c.set_read_timeout(Some(Duration::from_secs(5)))?;
         let mut head = Vec::new();
@@ -329,9 +332,9 @@ impl Proxy {
         let head = String::from_utf8_lossy(&head).into_owned();
         let path = head.split(' ').nth(1).unwrap_or("/").to_string();
         let answer = match overrides.lock().unwrap().get(&path) {
-            Some(body) => {
+            Some((status, body)) => {
                 let mut a = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
                     body.len()
                 )
                 .into_bytes();
@@ -365,7 +368,17 @@ impl Proxy {
     }
 
     fn set(&self, path: &str, body: Vec<u8>) {
-        self.overrides.lock().unwrap().insert(path.into(), body);
+        self.overrides
+            .lock()
+            .unwrap()
+            .insert(path.into(), (200, body));
+    }
+
+    fn not_found(&self, path: &str) {
+        self.overrides
+            .lock()
+            .unwrap()
+            .insert(path.into(), (404, b"no".to_vec()));
     }
 
     fn clear(&self) {
@@ -427,30 +440,33 @@ fn a_publication_reaches_two_mirrors_and_only_its_delta_travels() {
         assert!(m.mnt.path("pkgs/second/2.0").is_dir());
         assert_same_views(&primary.site.mnt, &m.mnt);
     }
-    // The incremental sync moved the new generation's delta and nothing else (polls of the
-    // small root aside).
+    // The incremental sync was one request for everything since generation 1, which carried
+    // the new generation's delta and nothing else (polls of the small root aside).
     let log = proxy.take_log();
     let head = primary.root()["head"]["sha256"]
         .as_str()
         .unwrap()
         .to_string();
-    let fetched = objects(&log);
+    let other: Vec<_> = log.iter().filter(|(p, _)| p != "/index/root.asc").collect();
     assert_eq!(
-        fetched.iter().map(|o| o.0.as_str()).collect::<Vec<_>>(),
-        vec![head.as_str()],
+        other.iter().map(|o| o.0.as_str()).collect::<Vec<_>>(),
+        vec!["/index/since/1"],
         "{log:?}"
     );
-    let other: Vec<_> = log
-        .iter()
-        .filter(|(p, _)| p != "/index/root.asc" && !p.starts_with("/index/objects/"))
-        .collect();
-    assert!(other.is_empty(), "{other:?}");
-    let delta_bytes = fetched[0].1;
+    assert!(m1.repo.root.join("index/objects").join(&head).is_file());
+    let delta_bytes = other[0].1;
     let snapshot_bytes = first[0].1;
-    eprintln!("snapshot {snapshot_bytes} bytes, delta {delta_bytes} bytes");
+    let head_size = fs::metadata(primary.site.w.repo.root.join("index/objects").join(&head))
+        .unwrap()
+        .len() as usize;
+    eprintln!("snapshot {snapshot_bytes} bytes, since/1 {delta_bytes} bytes, delta {head_size}");
     assert!(
-        delta_bytes < 64 << 10,
-        "delta of one package is {delta_bytes} bytes"
+        delta_bytes < head_size + 1024,
+        "since/1 answered {delta_bytes} bytes for a {head_size}-byte delta"
+    );
+    assert!(
+        head_size < 64 << 10,
+        "delta of one package is {head_size} bytes"
     );
 
     // A package with a seekable twin: the twin (a derived object) and its frames replicate,
@@ -557,15 +573,30 @@ fn bad_roots_and_objects_are_refused_and_the_view_kept() {
     assert_eq!(m.generation(), Some(2));
     assert_eq!(ls_lr(&m.mnt.dir, "dists"), view);
 
-    // A delta whose bytes do not match the hash the root names.
+    // A delta whose bytes do not match the hash the root names: in the one-request form,
+    // then (that form gone) fetched by hash.
     proxy.clear();
     primary.publish("third", "3.0");
     let head = primary.root()["head"]["sha256"]
         .as_str()
         .unwrap()
         .to_string();
-    proxy.set(&format!("/index/objects/{head}"), b"not the delta".to_vec());
+    let garbage = b"not the delta".to_vec();
+    let mut framed = format!("{head} {}\n", garbage.len()).into_bytes();
+    framed.extend_from_slice(&garbage);
+    proxy.set("/index/since/2", framed);
     m.wait_refused("bad-hash");
+    assert_eq!(m.generation(), Some(2));
+    proxy.not_found("/index/since/2");
+    proxy.set(&format!("/index/objects/{head}"), garbage);
+    proxy.take_log();
+    m.wait_refused("bad-hash");
+    wait_for("a fetch by hash", SYNC, || {
+        objects(&proxy.take_log())
+            .iter()
+            .any(|o| o.0 == head)
+            .then_some(())
+    });
     assert_eq!(m.generation(), Some(2));
     assert_eq!(ls_lr(&m.mnt.dir, "dists"), view);
 

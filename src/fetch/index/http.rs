@@ -1,6 +1,9 @@
 //! The index and torrents on the `--listen` endpoint: `/index/root.asc` (the signed root),
-//! `/index/objects/SHA256` (deltas and snapshots, streamed from disk, immutable) and
-//! `/torrents/INFOHASH.torrent`. A mirror serves the same routes from what it verified.
+//! `/index/objects/SHA256` (deltas and snapshots, streamed from disk, immutable),
+//! `/index/since/G` (every delta after generation G in one response: `SHA256 LEN\n` then the
+//! object, repeated; a mirror still checks each against the chain its signed root names) and
+//! `/torrents/INFOHASH.torrent`. A mirror serves the same routes from what it verified (its
+//! `/index/since` answers 404: it does not record delta hashes, so mirrors below fetch by hash).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -22,6 +25,7 @@ pub fn routes(state: Arc<IndexState>) -> axum::Router {
     axum::Router::new()
         .route("/index/root.asc", axum::routing::get(root))
         .route("/index/objects/{sha256}", axum::routing::get(object))
+        .route("/index/since/{generation}", axum::routing::get(since))
         .route("/torrents/{name}", axum::routing::get(torrent))
         .with_state(state)
 }
@@ -69,6 +73,54 @@ async fn object(State(s): State<Arc<IndexState>>, Path(sha256): Path<String>) ->
             ),
         ],
         Body::from_stream(tokio_util::io::ReaderStream::new(file)),
+    )
+        .into_response()
+}
+
+/// Every delta after generation `g`, oldest first, streamed through a 64 KiB pipe.
+async fn since(State(s): State<Arc<IndexState>>, Path(g): Path<i64>) -> Response {
+    use tokio::io::AsyncWriteExt;
+    let catalog = s.catalog.clone();
+    let listed = tokio::task::spawn_blocking(move || {
+        Catalog::open(&catalog)?.deltas_after(g, super::SNAPSHOT_EVERY as usize)
+    })
+    .await;
+    let shas = match listed {
+        Ok(Ok(Some(shas))) => shas,
+        Ok(Ok(None)) => return not_found("too far behind or not made yet: use the snapshot"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "listing deltas");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let mut files = Vec::with_capacity(shas.len());
+    for sha in shas {
+        let Some(path) = s.dir.object_path(&sha) else {
+            return not_found("not an object name");
+        };
+        match tokio::fs::File::open(&path).await {
+            Ok(f) => files.push((sha, f)),
+            // Not here (a pruned index, or a mirror's): the client fetches by hash.
+            Err(_) => return not_found("a delta is missing here"),
+        }
+    }
+    let (mut w, r) = tokio::io::duplex(1 << 16);
+    tokio::spawn(async move {
+        for (sha, mut f) in files {
+            let Ok(meta) = f.metadata().await else { return };
+            let head = format!("{sha} {}\n", meta.len());
+            if w.write_all(head.as_bytes()).await.is_err()
+                || tokio::io::copy(&mut f, &mut w).await.is_err()
+            {
+                // The client went away (or the disk failed): it sees a short response.
+                return;
+            }
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from_stream(tokio_util::io::ReaderStream::new(r)),
     )
         .into_response()
 }

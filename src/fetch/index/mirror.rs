@@ -264,6 +264,104 @@ impl Mirror {
         Ok(Fetch::Got(dest))
     }
 
+    /// Fetches `/index/since/G` into the local objects, each checked against the hash it is
+    /// announced with (whether the chain names it is checked when the chain is walked).
+    fn prefetch_since(&self, held: i64, stats: &mut Synced) -> Result<(), SyncError> {
+        let url = format!("{}/index/since/{held}", self.upstream.url);
+        self.rt.block_on(async {
+            let unreachable = |e: reqwest::Error| SyncError::Unreachable(format!("{url}: {e}"));
+            let mut resp = self
+                .client
+                .get(&url)
+                .timeout(OBJECT_DEADLINE)
+                .send()
+                .await
+                .map_err(unreachable)?;
+            if !resp.status().is_success() {
+                return Err(SyncError::Unreachable(format!(
+                    "{url}: HTTP {}",
+                    resp.status()
+                )));
+            }
+            let mut pending: Vec<u8> = Vec::new();
+            let mut count = 0i64;
+            loop {
+                count += 1;
+                if count > SNAPSHOT_EVERY + 1 {
+                    return Err(refused("bad-index", format!("{url}: too many objects")));
+                }
+                // The header: "SHA256 LEN\n".
+                let nl = loop {
+                    if let Some(i) = pending.iter().position(|b| *b == b'\n') {
+                        break Some(i);
+                    }
+                    if pending.len() > 200 {
+                        return Err(refused("bad-index", format!("{url}: bad framing")));
+                    }
+                    match resp.chunk().await.map_err(unreachable)? {
+                        Some(c) => pending.extend_from_slice(&c),
+                        None => break None,
+                    }
+                };
+                let Some(nl) = nl else {
+                    return if pending.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(refused("bad-index", format!("{url}: truncated")))
+                    };
+                };
+                let head = String::from_utf8_lossy(&pending[..nl]).into_owned();
+                pending.drain(..=nl);
+                let (sha, len) = head
+                    .split_once(' ')
+                    .and_then(|(s, l)| Some((s.to_string(), l.parse::<u64>().ok()?)))
+                    .filter(|(s, l)| super::is_sha256_hex(s) && *l <= MAX_OBJECT)
+                    .ok_or_else(|| refused("bad-index", format!("{url}: bad header {head:?}")))?;
+                let tmp = self.dir.temp_path("since");
+                let mut f = tokio::fs::File::create(&tmp).await?;
+                let mut hash = Sha256::new();
+                let mut left = len;
+                loop {
+                    let take = (left as usize).min(pending.len());
+                    hash.update(&pending[..take]);
+                    f.write_all(&pending[..take]).await?;
+                    pending.drain(..take);
+                    left -= take as u64;
+                    if left == 0 {
+                        break;
+                    }
+                    if self.stop.load(Ordering::Relaxed) {
+                        return Err(SyncError::Local(anyhow::anyhow!("stopping")));
+                    }
+                    match resp.chunk().await.map_err(unreachable)? {
+                        Some(c) => pending.extend_from_slice(&c),
+                        None => {
+                            let _ = tokio::fs::remove_file(&tmp).await;
+                            return Err(refused("bad-index", format!("{url}: truncated")));
+                        }
+                    }
+                }
+                f.sync_all().await?;
+                drop(f);
+                let actual = crate::store::to_hex(&hash.finalize());
+                if actual != sha {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    return Err(refused(
+                        "bad-hash",
+                        format!("object {sha} arrived with sha256 {actual}"),
+                    ));
+                }
+                let dest = self
+                    .dir
+                    .object_path(&sha)
+                    .ok_or_else(|| refused("bad-index", "bad object name"))?;
+                tokio::fs::rename(&tmp, &dest).await?;
+                stats.objects += 1;
+                stats.bytes += len;
+            }
+        })
+    }
+
     /// Object `sha256` unpacked into a replica database, its own description checked.
     fn replica(
         &self,
@@ -352,6 +450,17 @@ impl Mirror {
             None => true,
             Some(m) => root.generation - m > SNAPSHOT_EVERY,
         };
+        if let (false, Some(m)) = (use_snapshot, held) {
+            // One request for every delta since; each is still checked against the chain.
+            match self.prefetch_since(m, &mut stats) {
+                Ok(()) => {}
+                // A wrong object is refused whichever way it came.
+                Err(e @ SyncError::Refused { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "no deltas in one request; fetching them by hash")
+                }
+            }
+        }
         let chain = loop {
             match self.chain(&root, held, use_snapshot, &mut stats, temps)? {
                 Some(c) => break c,
