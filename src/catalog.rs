@@ -858,8 +858,9 @@ impl Catalog {
             .flatten())
     }
 
-    /// The delta objects of the generations after `g`, oldest first; None when that is more
-    /// than `limit` (such a mirror starts again from the snapshot) or one is not made yet.
+    /// The delta objects of the generations after `g`, oldest first, up to the first not made
+    /// yet (a root names only made ones); None when there are more than `limit` (such a
+    /// mirror starts again from the snapshot).
     pub fn deltas_after(&self, g: i64, limit: usize) -> Result<Option<Vec<String>>> {
         let rows = self
             .conn
@@ -873,7 +874,7 @@ impl Catalog {
         if rows.len() > limit {
             return Ok(None);
         }
-        Ok(rows.into_iter().collect())
+        Ok(Some(rows.into_iter().map_while(|d| d).collect()))
     }
 
     pub fn set_delta(&mut self, g: i64, sha256: &str) -> Result<()> {

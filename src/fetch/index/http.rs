@@ -3,7 +3,8 @@
 //! `/index/since/G` (every delta after generation G in one response: `SHA256 LEN\n` then the
 //! object, repeated; a mirror still checks each against the chain its signed root names) and
 //! `/torrents/INFOHASH.torrent`. A mirror serves the same routes from what it verified (its
-//! `/index/since` answers 404: it does not record delta hashes, so mirrors below fetch by hash).
+//! `/index/since` answers nothing: it does not record delta hashes, so mirrors below fetch by
+//! hash).
 
 use std::path::PathBuf;
 use std::sync::Arc;
