@@ -668,3 +668,39 @@ fn a_mirror_several_generations_behind_catches_up_in_one_sync() {
     m.repo.repofs(&["status"]);
     assert_eq!(m.repo.list().len(), primary.site.w.repo.list().len());
 }
+
+/// The trackers a .torrent names can change at a primary's restart without a new generation;
+/// they travel in the signed root, so a mirror's .torrent files follow.
+#[test]
+fn a_mirror_follows_the_trackers_its_primary_names() {
+    let mut primary = Primary::start();
+    let m = Mirror::start(&primary.url(), &primary.key, None);
+    m.wait_generation(1);
+    let torrent = "dists/hello/hello-1.0.tar.gz.torrent";
+    assert_eq!(
+        fs::read(primary.site.mnt.path(torrent)).unwrap(),
+        fs::read(m.mnt.path(torrent)).unwrap()
+    );
+    assert!(primary.site.daemon.terminate().success());
+    primary.site.w.repo.set_config(&format!(
+        "{}[distribution]\nlisten = \"127.0.0.1:{}\"\ntrackers = [\"udp://127.0.0.1:9\"]\n",
+        Repo::LIVE,
+        primary.port
+    ));
+    primary.site.daemon = Daemon::start(&primary.site.w.repo, &[]);
+    wait_for("the root to name the new tracker", SYNC, || {
+        (primary.root()["trackers"] == serde_json::json!(["udp://127.0.0.1:9"])).then_some(())
+    });
+    let want = fs::read(primary.site.mnt.path(torrent)).unwrap();
+    assert!(String::from_utf8_lossy(&want).contains("udp://127.0.0.1:9"));
+    wait_for_or(SYNC, || {
+        (fs::read(m.mnt.path(torrent)).ok()? == want).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the mirror's .torrent did not follow; log:\n{}",
+            m.daemon.log()
+        )
+    });
+    assert_eq!(m.generation(), Some(1));
+}

@@ -438,6 +438,7 @@ impl Mirror {
                 let mut settings = vec![
                     ("upstream_state", "ok".to_string()),
                     ("upstream_error", String::new()),
+                    ("trackers", trackers_json(&root)?),
                 ];
                 if synced_at.is_none_or(|t| now() - t >= SYNCED_AT_EVERY) {
                     settings.push(("index_synced_at", now().to_string()));
@@ -475,6 +476,7 @@ impl Mirror {
             ("index_synced_at", now().to_string()),
             ("upstream_state", "ok".to_string()),
             ("upstream_error", String::new()),
+            ("trackers", trackers_json(&root)?),
         ];
         let target = match chain.as_slice() {
             [one] => one.clone(),
@@ -559,6 +561,10 @@ impl Mirror {
         out.extend(deltas);
         Ok(Some(out))
     }
+}
+
+fn trackers_json(root: &Root) -> Result<String, SyncError> {
+    serde_json::to_string(&root.trackers).map_err(|e| SyncError::Local(e.into()))
 }
 
 /// Records the outcome of a sync in `settings`, for `repofs status`.

@@ -54,6 +54,10 @@ pub struct Root {
     /// The delta of `generation` (None while nothing was ever published).
     pub head: Option<ObjectRef>,
     pub snapshot: ObjectRef,
+    /// The trackers the primary's .torrent files name (setting `trackers`): they can change
+    /// at a restart without a new generation, and a mirror's .torrent files must match.
+    #[serde(default)]
+    pub trackers: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -254,10 +258,15 @@ pub fn publish(
         generation: snapshot.0,
         sha256: snapshot.1,
     };
+    let trackers: Vec<String> = catalog
+        .setting("trackers")?
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
     if let Some(current) = current_root(dir) {
         if current.generation == head_gen
             && current.head == wanted_head
             && current.snapshot == wanted_snapshot
+            && current.trackers == trackers
             && now - current.created < ROOT_REFRESH.as_secs() as i64
         {
             return Ok(None);
@@ -270,6 +279,7 @@ pub fn publish(
         expires: now + ROOT_VALIDITY.as_secs() as i64,
         head: wanted_head,
         snapshot: wanted_snapshot,
+        trackers,
     };
     let mut body = serde_json::to_vec_pretty(&root)?;
     body.push(b'\n');
