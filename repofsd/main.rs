@@ -28,6 +28,17 @@ struct Args {
     /// A tracker every torrent names (repeatable; also `[distribution] trackers`).
     #[arg(long = "tracker", value_name = "URL")]
     trackers: Vec<String>,
+    /// Mirror mode: follow this upstream's signed index (its `--listen` endpoint, e.g.
+    /// http://HOST:PORT) and take no uploads (also `[mirror] upstream`).
+    #[arg(long, value_name = "URL", conflicts_with = "once")]
+    upstream: Option<String>,
+    /// The upstream repository's public key, pinned (`repofs keys export-repo`; also
+    /// `[mirror] repo_key`).
+    #[arg(long, value_name = "FILE.asc")]
+    repo_key: Option<std::path::PathBuf>,
+    /// Seconds between index syncs (default 30; also `[mirror] poll`).
+    #[arg(long, value_name = "SECS")]
+    poll: Option<u64>,
     /// On a mirror: bound on the cache of fetched objects, in bytes (also `[mirror]
     /// cache_size`).
     #[arg(long, value_name = "BYTES")]
@@ -49,26 +60,32 @@ fn main() -> ExitCode {
 fn run(args: &Args) -> anyhow::Result<()> {
     let mut repo = args.common.open()?;
     let _writer = repo.lock_writer()?;
+    let mirror = &mut repo.config.mirror;
+    mirror.upstream = args.upstream.clone().or(mirror.upstream.take());
+    mirror.repo_key = args.repo_key.clone().or(mirror.repo_key.take());
+    if let Some(secs) = args.poll {
+        mirror.poll = std::time::Duration::from_secs(secs.max(1));
+    }
+    if let Some(n) = args.cache_size {
+        mirror.cache_size = n;
+    }
+    if repo.config.mirror.upstream.is_some() {
+        return run_mirror(args, repo);
+    }
     let dist = &mut repo.config.distribution;
     dist.listen = args.listen.or(dist.listen);
     dist.trackers.extend(args.trackers.iter().cloned());
-    if let Some(n) = args.cache_size {
-        repo.config.mirror.cache_size = n;
-    }
-    // A mirror's catalog names its upstream; its content comes from the swarm.
-    let mirror = repo.catalog.setting("upstream")?.is_some();
     repo.recover()?;
+    // A primary (perhaps a mirror promoted): the mount must show incoming/ again.
+    repo.catalog.remove_setting("upstream")?;
     let key = repofs::keys::ensure_repo_key(&repo.layout.repo_key())?;
     info!(fingerprint = %key, "repository key");
     // The mount (another process) puts .torrent files together: it reads the trackers here.
-    // A mirror keeps its upstream's (its torrents are the upstream's).
-    if !mirror {
-        let trackers = repofs::fetch::trackers(&repo.config.distribution);
-        repo.catalog
-            .set_setting("trackers", &serde_json::to_string(&trackers)?)?;
-        if let Err(e) = repo.backfill_torrents() {
-            tracing::warn!(error = %format!("{e:#}"), "could not make the torrents of older files");
-        }
+    let trackers = repofs::fetch::trackers(&repo.config.distribution);
+    repo.catalog
+        .set_setting("trackers", &serde_json::to_string(&trackers)?)?;
+    if let Err(e) = repo.backfill_torrents() {
+        tracing::warn!(error = %format!("{e:#}"), "could not make the torrents of older files");
     }
     if args.once {
         let report = repofs::ingest::drain(&mut repo)?;
@@ -94,27 +111,8 @@ fn run(args: &Args) -> anyhow::Result<()> {
         )?),
         None => None,
     };
-    let fetcher = match mirror {
-        true => {
-            let peers = repo
-                .config
-                .distribution
-                .peer_listen
-                .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
-            Some(repofs::fetch::lazy::Fetcher::start(
-                &repo.layout,
-                &repo.config,
-                peers,
-            )?)
-        }
-        false => None,
-    };
-    let handler = fetcher.clone().map(|f| {
-        std::sync::Arc::new(move |r: &repofs::ingest::control::FetchRequest| f.handle(r))
-            as repofs::ingest::watch::FetchHandler
-    });
     info!(root = %repo.layout.root.display(), "watching {}", repo.layout.spool().display());
-    let served = repofs::ingest::watch::serve_with(&mut repo, handler, || {
+    let served = repofs::ingest::watch::serve(&mut repo, || {
         info!("ready");
         // Type=notify: the unit becomes active only now, with the catalog open and the spool
         // caught up. Outside systemd there is no socket and this does nothing.
@@ -125,9 +123,56 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(d) = distribution {
         d.stop();
     }
-    if let Some(f) = fetcher {
-        f.stop();
+    if let Some(m) = mounted {
+        m.unmount()?;
     }
+    served
+}
+
+/// Mirror mode: no spool, no ingest, no signing; the catalog follows the upstream's index.
+fn run_mirror(args: &Args, mut repo: repofs::repo::Repo) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let config = repo.config.mirror.clone();
+    let url = config.upstream.unwrap_or_default();
+    let key_path = config
+        .repo_key
+        .context("a mirror needs the upstream's repository key: --repo-key FILE.asc")?;
+    let repo_key =
+        std::fs::read(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    let listen = args.listen.or(repo.config.distribution.listen);
+    // Before the mount opens the catalog: that is how it knows to read through the cache.
+    repo.catalog.set_setting("upstream", &url)?;
+    // Content comes from the swarm into the cache, on the mount's request.
+    let peers = repo
+        .config
+        .distribution
+        .peer_listen
+        .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
+    let fetcher = repofs::fetch::lazy::Fetcher::start(&repo.layout, &repo.config, peers)?;
+    fetcher.serve_requests(&repo.layout.control_socket())?;
+    let mounted = match &args.mount {
+        Some(mp) => Some(repofs::vfs::mount::mount(
+            repo.layout.clone(),
+            repo.config.clone(),
+            mp,
+        )?),
+        None => None,
+    };
+    info!(root = %repo.layout.root.display(), upstream = %url, "mirroring");
+    let upstream = repofs::fetch::index::mirror::Upstream {
+        url,
+        repo_key,
+        poll: config.poll,
+    };
+    let layout = repo.layout.clone();
+    let served =
+        repofs::fetch::index::mirror::serve(&layout, &mut repo.catalog, upstream, listen, || {
+            info!("ready");
+            if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
+                tracing::warn!(error = %e, "could not notify systemd");
+            }
+        });
+    fetcher.stop();
     if let Some(m) = mounted {
         m.unmount()?;
     }

@@ -20,7 +20,7 @@ pub struct Config {
     pub limits: Limits,
     pub mount: MountConfig,
     pub distribution: DistributionConfig,
-    /// A mirror's cache and lazy fetches (used when the catalog names an upstream).
+    /// Mirror mode: the upstream, its pinned key, polling, the cache and lazy fetches.
     pub mirror: MirrorConfig,
     /// Local uids that may upload a lone unsigned file through the mount (`[[trusted]]`).
     pub trusted: Vec<Trusted>,
@@ -95,10 +95,17 @@ pub struct DistributionConfig {
     pub peer_listen: Option<std::net::SocketAddr>,
 }
 
-/// A mirror: objects are fetched from the swarm into a bounded cache as they are read.
+/// Mirror mode (`repofsd --upstream`): the catalog follows an upstream's signed index.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MirrorConfig {
+    /// The upstream's `--listen` endpoint (`http://HOST:PORT`); mirror mode when set.
+    pub upstream: Option<String>,
+    /// The upstream repository's public key (`repofs keys export-repo`), pinned.
+    pub repo_key: Option<std::path::PathBuf>,
+    /// How often the index is synced.
+    #[serde(with = "humantime_serde")]
+    pub poll: Duration,
     /// Bound on the cache of fetched objects (`ROOT/mirror`, bytes; `repofsd --cache-size`).
     /// Least recently read objects go first.
     pub cache_size: u64,
@@ -112,6 +119,9 @@ pub struct MirrorConfig {
 impl Default for MirrorConfig {
     fn default() -> Self {
         MirrorConfig {
+            upstream: None,
+            repo_key: None,
+            poll: Duration::from_secs(30),
             cache_size: 16 << 30,
             read_timeout: Duration::from_secs(20),
             readahead: 8 << 20,

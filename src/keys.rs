@@ -229,3 +229,33 @@ pub fn ensure_repo_key(path: &Path) -> anyhow::Result<String> {
 pub fn export_repo(path: &Path) -> anyhow::Result<Vec<u8>> {
     repo_key(path, false)?.armored().to_vec()
 }
+
+/// Clear-signs `body` with the repository key: the signed root of the index
+/// (`fetch::index`). Mirrors check it against the exported public key (`verify::index_root`).
+pub fn sign_with_repo_key(path: &Path, body: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use openpgp::serialize::stream::{Message, Signer};
+    use std::io::Write;
+    let cert = repo_key(path, false)?;
+    let policy = StandardPolicy::new();
+    let keypair = cert
+        .keys()
+        .secret()
+        .with_policy(&policy, None)
+        .supported()
+        .alive()
+        .revoked(false)
+        .for_signing()
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("the repository key has no usable signing key"))?
+        .key()
+        .clone()
+        .into_keypair()?;
+    let mut out = Vec::new();
+    {
+        let message = Message::new(&mut out);
+        let mut signer = Signer::new(message, keypair)?.cleartext().build()?;
+        signer.write_all(body)?;
+        signer.finalize()?;
+    }
+    Ok(out)
+}

@@ -93,12 +93,24 @@ impl Repo {
                 self.catalog.put_torrent(f.id, &t.info_hash, &t.bytes)?;
             }
         }
-        if !files.is_empty() {
+        let derived = self.catalog.derived_without_torrent()?;
+        for (file_id, sha256, size) in &derived {
+            let mut pieces = crate::fetch::torrent::PieceHasher::default();
+            let mut file = std::fs::File::open(self.store.object_path(sha256))?;
+            std::io::copy(&mut file, &mut pieces)?;
+            let name = format!("{sha256}.tar.zst");
+            if let Some(t) = crate::fetch::torrent::info(&name, *size, &pieces.finish())? {
+                self.catalog
+                    .put_derived_torrent(*file_id, &t.info_hash, &t.bytes)?;
+            }
+        }
+        if !files.is_empty() || !derived.is_empty() {
             info!(
                 files = files.len(),
+                derived = derived.len(),
                 "made torrents for files published before torrents"
             );
         }
-        Ok(files.len())
+        Ok(files.len() + derived.len())
     }
 }

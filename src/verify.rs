@@ -429,3 +429,100 @@ impl VerificationHelper for Helper<'_, '_> {
         Err(anyhow::Error::new(r))
     }
 }
+
+/// Why a signed index root was refused; `code` is stable (it is what `repofs status` shows).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{code}: {message}")]
+pub struct RootRefused {
+    pub code: &'static str,
+    pub message: String,
+}
+
+/// Checks a clear-signed index root against the pinned repository key (armored or binary) and
+/// returns its body. A signature by any other key is `wrong-key`; a bad one `bad-signature`.
+pub fn index_root(pinned: &[u8], msg: &[u8], max_body: u64) -> Result<Vec<u8>, RootRefused> {
+    let refuse = |code, message: String| RootRefused { code, message };
+    let cert = Cert::from_bytes(pinned)
+        .map_err(|e| refuse("bad-repo-key", format!("pinned repository key: {e}")))?;
+    let policy = StandardPolicy::new();
+    let helper = RootHelper {
+        cert,
+        outcome: None,
+    };
+    let mut v = VerifierBuilder::from_bytes(msg)
+        .map_err(|e| refuse("bad-signature", format!("unreadable signed root: {e}")))?
+        .with_policy(&policy, None, helper)
+        .map_err(|e| root_error(&e))?;
+    let mut body = Vec::new();
+    (&mut v)
+        .take(max_body + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| refuse("bad-signature", e.to_string()))?;
+    if body.len() as u64 > max_body {
+        return Err(refuse(
+            "too-large",
+            format!("root exceeds {max_body} bytes"),
+        ));
+    }
+    match v.into_helper().outcome {
+        Some(Ok(())) => Ok(body),
+        Some(Err(r)) => Err(r),
+        None => Err(refuse("bad-signature", "no signature checked".into())),
+    }
+}
+
+fn root_error(e: &anyhow::Error) -> RootRefused {
+    match e.downcast_ref::<RootRefused>() {
+        Some(r) => r.clone(),
+        None => RootRefused {
+            code: "bad-signature",
+            message: e.to_string(),
+        },
+    }
+}
+
+struct RootHelper {
+    cert: Cert,
+    outcome: Option<Result<(), RootRefused>>,
+}
+
+impl VerificationHelper for RootHelper {
+    fn get_certs(&mut self, _ids: &[KeyHandle]) -> openpgp::Result<Vec<Cert>> {
+        Ok(vec![self.cert.clone()])
+    }
+
+    fn check(&mut self, structure: MessageStructure) -> openpgp::Result<()> {
+        let mut refusal = None;
+        for layer in structure {
+            let MessageLayer::SignatureGroup { results } = layer else {
+                continue;
+            };
+            for result in results {
+                match result {
+                    Ok(_) => {
+                        self.outcome = Some(Ok(()));
+                        return Ok(());
+                    }
+                    Err(VerificationError::MissingKey { .. }) => {
+                        refusal.get_or_insert(RootRefused {
+                            code: "wrong-key",
+                            message: "signed by a key other than the pinned repository key".into(),
+                        });
+                    }
+                    Err(e) => {
+                        refusal.get_or_insert(RootRefused {
+                            code: "bad-signature",
+                            message: e.to_string(),
+                        });
+                    }
+                }
+            }
+        }
+        let r = refusal.unwrap_or(RootRefused {
+            code: "bad-signature",
+            message: "no signature found".into(),
+        });
+        self.outcome = Some(Err(r.clone()));
+        Err(anyhow::Error::new(r))
+    }
+}

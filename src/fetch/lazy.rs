@@ -35,7 +35,7 @@ use super::cache::{Cache, CacheDir, CacheObject};
 use super::torrent;
 use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
-use crate::ingest::control::{FetchReply, FetchRequest};
+use crate::ingest::control::{self, FetchReply, FetchRequest, Request};
 
 /// Streams reading at once for readers, and for read-ahead.
 const STREAMS: usize = 6;
@@ -174,7 +174,8 @@ pub struct Fetcher {
     session: Arc<Session>,
     cache: Cache,
     catalog: Mutex<Catalog>,
-    trackers: Vec<String>,
+    /// Trackers this mirror adds to the ones its upstream's index names.
+    own_trackers: Vec<String>,
     initial_peers: Vec<SocketAddr>,
     read_timeout: Duration,
     held: Mutex<HashMap<String, Held>>,
@@ -203,12 +204,6 @@ impl Fetcher {
             .thread_name("fetch")
             .build()?;
         let catalog = Catalog::open(&layout.catalog())?;
-        let mut trackers: Vec<String> = catalog
-            .setting("trackers")?
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        trackers.extend(config.distribution.trackers.iter().cloned());
-        trackers.dedup();
         let cache = Cache::new(CacheDir::new(layout.mirror()), config.mirror.cache_size)?;
         if let Err(e) = librqbit::try_increase_nofile_limit() {
             warn!(error = %e, "could not raise the open-file limit");
@@ -235,13 +230,13 @@ impl Fetcher {
         let session = runtime
             .block_on(Session::new_with_opts(scratch, opts))
             .context("starting the mirror's BitTorrent session")?;
-        info!(addr = ?session.listen_addr(), trackers = ?trackers, "mirror fetch service");
+        info!(addr = ?session.listen_addr(), "mirror fetch service");
         let fetcher = Arc::new(Fetcher {
             runtime,
             session,
             cache,
             catalog: Mutex::new(catalog),
-            trackers,
+            own_trackers: config.distribution.trackers.clone(),
             initial_peers: Vec::new(),
             read_timeout: config.mirror.read_timeout,
             held: Mutex::new(HashMap::new()),
@@ -299,6 +294,38 @@ impl Fetcher {
         self.session.listen_addr()
     }
 
+    /// Answers the mount's requests on the control socket, each on its own thread, until the
+    /// process ends. A mirror takes no uploads, so a closed-file report gets no verdict.
+    pub fn serve_requests(self: &Arc<Self>, socket: &Path) -> anyhow::Result<()> {
+        let listener =
+            control::bind(socket).with_context(|| format!("binding {}", socket.display()))?;
+        let me = self.clone();
+        std::thread::Builder::new()
+            .name("fetch-requests".into())
+            .spawn(move || {
+                for conn in listener.incoming() {
+                    let s = match conn {
+                        Ok(s) => s,
+                        Err(e) => {
+                            warn!(error = %e, "control socket accept failed");
+                            continue;
+                        }
+                    };
+                    let me = me.clone();
+                    std::thread::spawn(move || match control::read_request(&s) {
+                        Ok(Request::Fetch(r)) => {
+                            if let Err(e) = control::write_reply(&s, &me.handle(&r)) {
+                                debug!(error = %e, "mount went away before the fetch finished");
+                            }
+                        }
+                        Ok(Request::Closed(_)) => debug!("a closed-file report on a mirror"),
+                        Err(e) => warn!(error = %e, "bad control request"),
+                    });
+                }
+            })?;
+        Ok(())
+    }
+
     /// Answers one request of the mount (blocking; called on a control-socket thread).
     pub fn handle(self: &Arc<Self>, req: &FetchRequest) -> FetchReply {
         let started = Instant::now();
@@ -335,9 +362,21 @@ impl Fetcher {
         if let Some(h) = lock(&self.held).get(sha256) {
             return Ok(h.torrent.clone());
         }
-        let found = lock(&self.catalog)
-            .object_torrent(sha256)
-            .map_err(|e| FetchError::Failed(e.into()))?;
+        // The trackers as of now: the index sync records the upstream's as they change.
+        let (found, mut trackers) = {
+            let catalog = lock(&self.catalog);
+            let found = catalog
+                .object_torrent(sha256)
+                .map_err(|e| FetchError::Failed(e.into()))?;
+            let trackers: Vec<String> = catalog
+                .setting("trackers")
+                .map_err(|e| FetchError::Failed(e.into()))?
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+            (found, trackers)
+        };
+        trackers.extend(self.own_trackers.iter().cloned());
+        trackers.dedup();
         let (_, info, size) = found.ok_or_else(|| FetchError::UnknownObject(sha256.into()))?;
         let parsed: TorrentMetaV1Info<ByteBufOwned> = librqbit_bencode::from_bytes(&info)
             .map_err(|e| FetchError::Failed(anyhow::anyhow!("bad info dictionary: {e}")))?;
@@ -347,8 +386,8 @@ impl Fetcher {
             let sha = sha256.to_string();
             tokio::task::block_in_place(|| cache.object(&sha, size, &pieces))?
         };
-        let bytes = torrent::torrent_file(&info, &self.trackers)
-            .map_err(|e| FetchError::Failed(e.into()))?;
+        let bytes =
+            torrent::torrent_file(&info, &trackers).map_err(|e| FetchError::Failed(e.into()))?;
         let opts = AddTorrentOptions {
             overwrite: true,
             only_files: Some(vec![]),

@@ -3,10 +3,11 @@
 //! `torrent` makes one BEP 3 torrent per published file from the piece hashes taken while the
 //! upload was staged. `seed` serves every published file from the store with librqbit, and
 //! `tracker` answers announces at `/announce` for repositories that name no tracker of their
-//! own. The signed index and lazy mirror fetches are the next stage.
+//! own. `index` keeps the signed index mirrors sync (and syncs it, on a mirror).
 
 pub mod cache;
 pub mod client;
+pub mod index;
 pub mod lazy;
 pub mod objects;
 pub mod seed;
@@ -38,6 +39,7 @@ pub struct Distribution {
     seeder: Arc<seed::Seeder>,
     stop: Arc<AtomicBool>,
     follower: Option<std::thread::JoinHandle<()>>,
+    publisher: Option<std::thread::JoinHandle<()>>,
     http: Option<tokio::sync::oneshot::Sender<()>>,
     pub http_addr: Option<SocketAddr>,
 }
@@ -60,7 +62,11 @@ impl Distribution {
         if let Some(addr) = config.listen {
             let app = axum::Router::new()
                 .route("/announce", axum::routing::get(tracker::announce))
-                .with_state(tracker.clone());
+                .with_state(tracker.clone())
+                .merge(index::http::routes(Arc::new(index::http::IndexState {
+                    dir: index::IndexDir::new(&layout.root),
+                    catalog: layout.catalog(),
+                })));
             let listener = seeder
                 .runtime()
                 .block_on(tokio::net::TcpListener::bind(addr))
@@ -84,6 +90,18 @@ impl Distribution {
             info!(addr = ?http_addr, "serving /announce");
         }
         let stop = Arc::new(AtomicBool::new(false));
+        let publisher = {
+            let stop = stop.clone();
+            let (catalog, key) = (layout.catalog(), layout.repo_key());
+            let dir = index::IndexDir::new(&layout.root);
+            std::thread::Builder::new()
+                .name("index-publish".into())
+                .spawn(move || {
+                    if let Err(e) = index::follow(&catalog, &dir, &key, &stop) {
+                        tracing::error!(error = %format!("{e:#}"), "index publisher stopped");
+                    }
+                })?
+        };
         let follower = {
             let (seeder, stop, tracker) = (seeder.clone(), stop.clone(), tracker.clone());
             let (catalog, store) = (layout.catalog(), layout.store());
@@ -103,6 +121,7 @@ impl Distribution {
             seeder,
             stop,
             follower: Some(follower),
+            publisher: Some(publisher),
             http,
             http_addr,
         })
@@ -116,6 +135,9 @@ impl Distribution {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(f) = self.follower.take() {
             let _ = f.join();
+        }
+        if let Some(p) = self.publisher.take() {
+            let _ = p.join();
         }
         match Arc::try_unwrap(self.seeder) {
             Ok(seeder) => seeder.stop(),

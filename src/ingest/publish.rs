@@ -91,7 +91,7 @@ pub fn publish(
                 &tx,
                 &plan.directory,
                 f,
-                twin.as_ref().map(|t| &t.1),
+                twin.as_ref().map(|(staged, d)| (d, &staged.hashes)),
                 plan.replace,
                 &plan.uploader,
                 upload_id,
@@ -133,7 +133,7 @@ fn place(
     tx: &PublishTx<'_>,
     dir: &str,
     f: &Incoming,
-    seekable: Option<&Derived>,
+    seekable: Option<(&Derived, &crate::store::Hashes)>,
     replace: bool,
     uploader: &str,
     upload_id: i64,
@@ -174,9 +174,17 @@ fn place(
     })?;
     if let Some(insp) = &f.inspection {
         tx.insert_package(id, insp)?;
-        if let Some(d) = seekable {
+        if let Some((d, hashes)) = seekable {
             let size = d.frames.last().map_or(0, |f| f.inp + f.in_len);
             tx.insert_derived(id, size, d)?;
+            // The twin is shared by BitTorrent too (a mirror fetches its frames lazily); its
+            // pieces were hashed while it was staged.
+            let name = format!("{}.tar.zst", d.sha256);
+            if let Some(t) =
+                torrent::info(&name, hashes.size, &hashes.pieces).map_err(io::Error::other)?
+            {
+                tx.set_derived_torrent(id, &t.info_hash, &t.bytes)?;
+            }
         }
     }
     let torrent = torrent::info(&f.filename, h.size, &h.pieces).map_err(io::Error::other)?;

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use notify::{RecursiveMode, Watcher};
 use tracing::{debug, error, info, warn};
 
-use super::control::{self, ClosedRequest, FetchReply, FetchRequest, Reply, Request};
+use super::control::{self, ClosedRequest, FetchReply, Reply, Request};
 use super::{on_closed, pass_with, CloseVerdict, ClosedGroups};
 use crate::repo::Repo;
 
@@ -27,22 +27,9 @@ enum Wake {
     Shutdown,
 }
 
-/// Serves a mirror's fetch requests (on the connection's own thread: they never wait for the
-/// spool loop).
-pub type FetchHandler = std::sync::Arc<dyn Fn(&FetchRequest) -> FetchReply + Send + Sync>;
-
 /// Runs until SIGTERM/SIGINT. `ready` is called once the catalog is open and the spool has
 /// been caught up (the systemd notification point).
 pub fn serve(repo: &mut Repo, ready: impl FnOnce()) -> anyhow::Result<()> {
-    serve_with(repo, None, ready)
-}
-
-/// `serve`, answering fetch requests with `fetch` (a mirror's fetch service).
-pub fn serve_with(
-    repo: &mut Repo,
-    fetch: Option<FetchHandler>,
-    ready: impl FnOnce(),
-) -> anyhow::Result<()> {
     let (tx, rx) = mpsc::channel();
     let spool_tx = tx.clone();
     let mut watcher =
@@ -71,8 +58,7 @@ pub fn serve_with(
             match conn {
                 Ok(s) => {
                     let tx = control_tx.clone();
-                    let fetch = fetch.clone();
-                    std::thread::spawn(move || serve_control(s, tx, close_wait, fetch));
+                    std::thread::spawn(move || serve_control(s, tx, close_wait));
                 }
                 Err(e) => warn!(error = %e, "control socket accept failed"),
             }
@@ -155,16 +141,14 @@ pub fn serve_with(
 }
 
 /// One connection from the mount: one request, one reply, each bounded in time.
-fn serve_control(s: UnixStream, tx: Sender<Wake>, wait: Duration, fetch: Option<FetchHandler>) {
+fn serve_control(s: UnixStream, tx: Sender<Wake>, wait: Duration) {
     let req = match control::read_request(&s) {
         Ok(Request::Closed(r)) => r,
-        Ok(Request::Fetch(r)) => {
-            let reply = match &fetch {
-                Some(f) => f(&r),
-                None => FetchReply {
-                    reason: Some("not-mirror".into()),
-                    error: Some("this repository is not a mirror".into()),
-                },
+        // Fetches are a mirror's (`fetch::lazy::serve_requests`); a primary holds everything.
+        Ok(Request::Fetch(_)) => {
+            let reply = FetchReply {
+                reason: Some("not-mirror".into()),
+                error: Some("this repository is not a mirror".into()),
             };
             if let Err(e) = control::write_reply(&s, &reply) {
                 debug!(error = %e, "mount went away before the fetch finished");

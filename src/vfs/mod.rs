@@ -374,7 +374,18 @@ impl Vfs {
     }
 
     fn dir_attr(&self, ino: u64, perm: u16) -> FileAttr {
-        self.attr(ino, FileType::Directory, perm, 0, self.started)
+        self.attr(ino, FileType::Directory, perm, 0, self.view_time())
+    }
+
+    /// The time of directories and generated files: when the published view last changed,
+    /// from the catalog, so a mirror shows the same times as its primary.
+    fn view_time(&self) -> SystemTime {
+        let snap = self
+            .snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        snap.changed.map_or(self.started, epoch)
     }
 
     /// Attributes of `ino` as `uid` sees it, and how long they may be cached.
@@ -417,13 +428,17 @@ impl Vfs {
                 let snap = snapshot()?;
                 match snap.dist_entry(path).ok_or(libc::ENOENT)? {
                     DistEntry::Dir => view(self.dir_attr(ino, 0o555)),
-                    DistEntry::Symlink(t) => {
-                        view(self.attr(ino, FileType::Symlink, 0o777, t.len() as u64, self.started))
-                    }
+                    DistEntry::Symlink(t) => view(self.attr(
+                        ino,
+                        FileType::Symlink,
+                        0o777,
+                        t.len() as u64,
+                        self.view_time(),
+                    )),
                     DistEntry::Generated(g) => {
                         let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
                         let len = snap.generated(dir, g).len() as u64;
-                        view(self.attr(ino, FileType::RegularFile, 0o444, len, self.started))
+                        view(self.attr(ino, FileType::RegularFile, 0o444, len, self.view_time()))
                     }
                     DistEntry::Torrent(id) => {
                         let f = snap.files.get(&id).ok_or(libc::ENOENT)?;
@@ -463,7 +478,13 @@ impl Vfs {
             Node::PkgLatest(name) => {
                 let snap = snapshot()?;
                 let v = snap.latest(name).ok_or(libc::ENOENT)?;
-                view(self.attr(ino, FileType::Symlink, 0o777, v.len() as u64, self.started))
+                view(self.attr(
+                    ino,
+                    FileType::Symlink,
+                    0o777,
+                    v.len() as u64,
+                    self.view_time(),
+                ))
             }
             Node::PkgEntry { file_id, path } => {
                 let snap = snapshot()?;
@@ -522,6 +543,7 @@ impl Vfs {
         }
         Ok(match parent {
             Node::Root => match name {
+                INCOMING if self.snap()?.mirror => return Err(libc::ENOENT),
                 INCOMING => Node::IncomingRoot,
                 DISTS => Node::Dists(String::new()),
                 PKGS => Node::Pkgs,
@@ -600,7 +622,9 @@ impl Vfs {
         };
         match &node {
             Node::Root => {
-                push(Node::IncomingRoot, FileType::Directory, INCOMING);
+                if !self.snap()?.mirror {
+                    push(Node::IncomingRoot, FileType::Directory, INCOMING);
+                }
                 push(Node::Dists(String::new()), FileType::Directory, DISTS);
                 push(Node::Pkgs, FileType::Directory, PKGS);
             }
@@ -967,6 +991,8 @@ impl Vfs {
     /// Read-only views refuse every change with EROFS; incoming/ checks ownership.
     fn writable(&self, uid: u32, node: &Node) -> Result<(u32, String)> {
         match node {
+            // A mirror takes no uploads (an inode from before it became one stays read-only).
+            Node::IncomingRoot | Node::Incoming { .. } if self.snap()?.mirror => Err(libc::EROFS),
             Node::IncomingRoot => Ok((uid, String::new())),
             Node::Incoming { owner, rel } => {
                 self.may_touch(uid, *owner)?;

@@ -59,6 +59,12 @@ pub struct Snapshot {
     /// add to an info dictionary: a .torrent's size without reading it.
     pub trackers: Vec<String>,
     pub torrent_overhead: u64,
+    /// A mirror's catalog (setting `upstream`, written by repofsd in mirror mode): it takes
+    /// no uploads, so the mount shows no incoming/.
+    pub mirror: bool,
+    /// When the published view last changed (the newest generation's time, else the newest
+    /// publication), unix seconds: the time of directories and generated files.
+    pub changed: Option<i64>,
     /// Package name -> (version, file id), ascending in the package's ecosystem's order.
     versions: BTreeMap<String, Vec<(String, i64)>>,
     generated: Mutex<HashMap<(String, Generated), Bytes>>,
@@ -140,6 +146,9 @@ impl Snapshot {
             list.sort_by(|a, b| version::compare(scheme, &a.0, &b.0).then(a.1.cmp(&b.1)));
             let _ = name;
         }
+        let changed = cat
+            .generation_time()?
+            .or_else(|| files.values().map(|f| f.published_at).max());
         Ok(Snapshot {
             version,
             dirs,
@@ -148,6 +157,8 @@ impl Snapshot {
             torrents,
             trackers,
             torrent_overhead,
+            mirror: cat.setting("upstream")?.is_some_and(|u| !u.is_empty()),
+            changed,
             versions,
             generated: Mutex::new(HashMap::new()),
         })

@@ -797,7 +797,15 @@ impl Mount {
 
     fn wait_mounted(&self) {
         let start = Instant::now();
-        while !is_mounted(&self.dir) || fs::metadata(self.dir.join("incoming")).is_err() {
+        // incoming/ is never cached by the kernel, so a dead mount fails its stat; a mirror's
+        // mount has none, and listing the root reaches the daemon as well.
+        let up = || {
+            is_mounted(&self.dir)
+                && (fs::metadata(self.dir.join("incoming")).is_ok()
+                    || fs::read_dir(&self.dir)
+                        .is_ok_and(|mut d| d.any(|e| e.is_ok_and(|e| e.file_name() == "dists"))))
+        };
+        while !up() {
             assert!(
                 start.elapsed() < Duration::from_secs(20),
                 "mount did not come up:\n{}",
@@ -947,28 +955,39 @@ pub fn interrupted_rsync(src: &Path, dest: &Path) -> u64 {
     size
 }
 
-/// A mirror of `primary` until mirrors sync for real: a fresh root holding a copy of the
-/// primary's catalog (`VACUUM INTO`), no store objects, and the setting `upstream`, which makes
-/// repofsd and the mount treat it as a mirror. `extra` is appended to the mirror's config.
-pub fn mirror_of(primary: &Repo, upstream: &str, extra: &str) -> Repo {
-    let mirror = Repo::with_config(&format!("{}{extra}", Repo::LIVE));
-    let copy = mirror.dir.path().join("catalog-copy.sqlite");
-    let src = rusqlite::Connection::open(primary.root.join("catalog.sqlite")).expect("catalog");
-    src.execute("VACUUM INTO ?1", [copy.to_str().expect("path")])
-        .expect("VACUUM INTO");
-    drop(src);
-    let db = rusqlite::Connection::open(&copy).expect("copy");
-    db.execute(
-        "INSERT OR REPLACE INTO settings (key, value) VALUES ('upstream', ?1)",
-        [upstream],
-    )
-    .expect("set upstream");
-    drop(db);
-    for ext in ["", "-wal", "-shm"] {
-        let _ = fs::remove_file(mirror.root.join(format!("catalog.sqlite{ext}")));
+/// How long a mirror may take to sync the index it is shown.
+pub const SYNC: Duration = Duration::from_secs(30);
+
+/// The repository key of `repo` (a primary), exported for mirrors to pin.
+pub fn export_repo_key(repo: &Repo, dir: &Path) -> PathBuf {
+    let key = dir.join("repo-key.asc");
+    fs::write(&key, repo.repofs(&["keys", "export-repo"])).expect("export-repo");
+    key
+}
+
+/// repofsd as a mirror of `upstream` (pinning `key`, polling every second; `listen` re-serves
+/// the index), once it is ready: synced, or its last good index kept.
+pub fn start_mirror_daemon(repo: &Repo, upstream: &str, key: &Path, listen: Option<u16>) -> Daemon {
+    let log = repo.dir.path().join(format!(
+        "repofsd-mirror-{}.log",
+        fs::read_dir(repo.dir.path())
+            .map(|r| r.count())
+            .unwrap_or(0)
+    ));
+    let mut cmd = repo.cmd(REPOFSD);
+    cmd.args(["--upstream", upstream, "--poll", "1", "--repo-key"])
+        .arg(key);
+    if let Some(p) = listen {
+        cmd.args(["--listen", &format!("127.0.0.1:{p}")]);
     }
-    fs::rename(&copy, mirror.root.join("catalog.sqlite")).expect("install catalog");
-    mirror
+    let child = cmd
+        .stdout(Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn mirror");
+    let d = Daemon { child, log };
+    d.wait_log("ready", SYNC);
+    d
 }
 
 /// A child process killed (and reaped) on drop.

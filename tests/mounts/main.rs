@@ -9,6 +9,7 @@ mod corpus;
 mod incoming;
 mod lifecycle;
 mod mirror_fetch;
+mod mirror_index;
 mod pkgs;
 mod torrents;
 mod views;

@@ -37,20 +37,34 @@ fn publish(s: &Site, dir: &str, file: &Path) {
         .unwrap_or_else(|| panic!("{name} not published:\n{}", s.daemon.log()));
 }
 
-/// A mirror of the primary with its daemon and mount (dropped in reverse order).
+/// A mirror of the primary (`repofsd --upstream`, pinning its repository key) with its daemon
+/// and mount (dropped in reverse order).
 struct Mirror {
     mnt: Mount,
     daemon: Daemon,
     repo: Repo,
+    upstream: String,
+    key: PathBuf,
 }
 
 impl Mirror {
+    /// Starts once the mirror lists every file the primary has published.
     fn start(primary: &Site, port: u16, extra: &str) -> Mirror {
-        let repo = mirror_of(&primary.w.repo, &format!("http://127.0.0.1:{port}"), extra);
-        let daemon = Daemon::start(&repo, &[]);
-        daemon.wait_log("mirror fetch service", Duration::from_secs(20));
+        let repo = Repo::with_config(&format!("{}{extra}", Repo::LIVE));
+        let key = export_repo_key(&primary.w.repo, repo.dir.path());
+        let upstream = format!("http://127.0.0.1:{port}");
+        let daemon = start_mirror_daemon(&repo, &upstream, &key, None);
+        let want = primary.w.repo.list().len();
+        wait_for_or(SYNC, || (repo.list().len() == want).then_some(()))
+            .unwrap_or_else(|| panic!("the mirror never listed {want} files:\n{}", daemon.log()));
         let mnt = Mount::start(&repo);
-        Mirror { mnt, daemon, repo }
+        Mirror {
+            mnt,
+            daemon,
+            repo,
+            upstream,
+            key,
+        }
     }
 
     fn status(&self) -> Option<Value> {
@@ -67,9 +81,7 @@ impl Mirror {
 
     fn restart(&mut self) {
         self.daemon.terminate();
-        self.daemon = Daemon::start(&self.repo, &[]);
-        self.daemon
-            .wait_log("mirror fetch service", Duration::from_secs(20));
+        self.daemon = start_mirror_daemon(&self.repo, &self.upstream, &self.key, None);
     }
 }
 
@@ -100,7 +112,8 @@ fn a_middle_read_fetches_only_its_pieces() {
     assert_eq!(fs::metadata(&path).unwrap().len(), 64 << 20);
 
     let started = Instant::now();
-    let got = pread(&path, 32 << 20, 1 << 20).expect("middle read");
+    let got = pread(&path, 32 << 20, 1 << 20)
+        .unwrap_or_else(|e| panic!("middle read: {e}\n{}", m.daemon.log()));
     let first = started.elapsed();
     assert!(
         got == pread(&blob, 32 << 20, 1 << 20).unwrap(),
@@ -355,8 +368,10 @@ fn a_bad_peer_never_gets_bytes_into_a_read() {
     let ot_port = free_port();
     let trackers =
         format!("[distribution]\ntrackers = [\"http://127.0.0.1:{ot_port}/announce\"]\n");
-    // No --listen: the primary does not seed yet.
-    let mut p = Site::with_config(&trackers);
+    // The primary serves the index; its seeding stops once the mirror has synced.
+    let port = free_port();
+    let primary_config = format!("{trackers}listen = \"127.0.0.1:{port}\"\n");
+    let mut p = Site::with_config(&primary_config);
     let blob = publish_random(&p, "bait-1.0.bin", 4);
     let torrent = p.mnt.path("dists/hello/bait-1.0.bin.torrent");
     wait_for("the torrent", Duration::from_secs(10), || {
@@ -401,7 +416,8 @@ fn a_bad_peer_never_gets_bytes_into_a_read() {
     let _aria = KillOnDrop(aria);
     std::thread::sleep(Duration::from_secs(2)); // aria2c announces
 
-    let mut m = Mirror::start(&p, ot_port, "[mirror]\nread_timeout = \"4s\"\n");
+    let mut m = Mirror::start(&p, port, "[mirror]\nread_timeout = \"4s\"\n");
+    p.daemon.terminate();
     let path = m.mnt.path("dists/hello/bait-1.0.bin");
     for off in [0u64, 1 << 20, 3 << 20] {
         match pread(&path, off, 4096) {
@@ -425,12 +441,6 @@ fn a_bad_peer_never_gets_bytes_into_a_read() {
         .exists());
 
     // The primary seeds (announcing to opentracker); the restarted mirror announces again.
-    p.daemon.terminate();
-    p.w.repo.set_config(&format!(
-        "{}{trackers}listen = \"127.0.0.1:{}\"\n",
-        Repo::LIVE,
-        free_port()
-    ));
     p.daemon = Daemon::start(&p.w.repo, &[]);
     p.daemon
         .wait_log("serving /announce", Duration::from_secs(20));

@@ -22,7 +22,7 @@ fn show(torrent: &std::path::Path) -> String {
 
 /// aria2c checks `dir/NAME` against the torrent's piece hashes and stops at once: success
 /// only if every piece verifies (there are no peers to fetch a bad one from).
-fn aria2c_verifies(torrent: &std::path::Path, dir: &std::path::Path) -> bool {
+pub(crate) fn aria2c_verifies(torrent: &std::path::Path, dir: &std::path::Path) -> bool {
     let out = Command::new("timeout")
         .args(["60", "aria2c", "--check-integrity=true", "--seed-time=0"])
         .args([

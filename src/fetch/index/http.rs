@@ -1,0 +1,161 @@
+//! The index and torrents on the `--listen` endpoint: `/index/root.asc` (the signed root),
+//! `/index/objects/SHA256` (deltas and snapshots, streamed from disk, immutable),
+//! `/index/since/G` (every delta after generation G in one response: `SHA256 LEN\n` then the
+//! object, repeated; a mirror still checks each against the chain its signed root names) and
+//! `/torrents/INFOHASH.torrent`. A mirror serves the same routes from what it verified (its
+//! `/index/since` answers nothing: it does not record delta hashes, so mirrors below fetch by
+//! hash).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::IndexDir;
+use crate::catalog::Catalog;
+
+pub struct IndexState {
+    pub dir: IndexDir,
+    pub catalog: PathBuf,
+}
+
+pub fn routes(state: Arc<IndexState>) -> axum::Router {
+    axum::Router::new()
+        .route("/index/root.asc", axum::routing::get(root))
+        .route("/index/objects/{sha256}", axum::routing::get(object))
+        .route("/index/since/{generation}", axum::routing::get(since))
+        .route("/torrents/{name}", axum::routing::get(torrent))
+        .with_state(state)
+}
+
+fn not_found(what: &str) -> Response {
+    (StatusCode::NOT_FOUND, format!("{what}\n")).into_response()
+}
+
+async fn root(State(s): State<Arc<IndexState>>) -> Response {
+    match tokio::fs::read(s.dir.root_path()).await {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "text/plain"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(_) => not_found("no index yet"),
+    }
+}
+
+/// Streams the object from disk: a snapshot may be large, the endpoint holds one buffer.
+async fn object(State(s): State<Arc<IndexState>>, Path(sha256): Path<String>) -> Response {
+    let Some(path) = s.dir.object_path(&sha256) else {
+        return not_found("not an object name");
+    };
+    let file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(_) => return not_found("no such object"),
+    };
+    let len = match file.metadata().await {
+        Ok(m) => m.len(),
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    tracing::debug!(object = %sha256, len, "serving index object");
+    (
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, len.to_string()),
+            // Content-addressed: never changes.
+            (
+                header::CACHE_CONTROL,
+                "public, max-age=31536000, immutable".to_string(),
+            ),
+        ],
+        Body::from_stream(tokio_util::io::ReaderStream::new(file)),
+    )
+        .into_response()
+}
+
+/// Every delta after generation `g`, oldest first, streamed through a 64 KiB pipe.
+async fn since(State(s): State<Arc<IndexState>>, Path(g): Path<i64>) -> Response {
+    use tokio::io::AsyncWriteExt;
+    let catalog = s.catalog.clone();
+    let listed = tokio::task::spawn_blocking(move || {
+        Catalog::open(&catalog)?.deltas_after(g, super::SNAPSHOT_EVERY as usize)
+    })
+    .await;
+    let shas = match listed {
+        Ok(Ok(Some(shas))) => shas,
+        Ok(Ok(None)) => return not_found("too far behind or not made yet: use the snapshot"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "listing deltas");
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+        Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    };
+    let mut files = Vec::with_capacity(shas.len());
+    for sha in shas {
+        let Some(path) = s.dir.object_path(&sha) else {
+            return not_found("not an object name");
+        };
+        match tokio::fs::File::open(&path).await {
+            Ok(f) => files.push((sha, f)),
+            // Not here (a pruned index, or a mirror's): the client fetches by hash.
+            Err(_) => return not_found("a delta is missing here"),
+        }
+    }
+    let (mut w, r) = tokio::io::duplex(1 << 16);
+    tokio::spawn(async move {
+        for (sha, mut f) in files {
+            let Ok(meta) = f.metadata().await else { return };
+            let head = format!("{sha} {}\n", meta.len());
+            if w.write_all(head.as_bytes()).await.is_err()
+                || tokio::io::copy(&mut f, &mut w).await.is_err()
+            {
+                // The client went away (or the disk failed): it sees a short response.
+                return;
+            }
+        }
+    });
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        Body::from_stream(tokio_util::io::ReaderStream::new(r)),
+    )
+        .into_response()
+}
+
+async fn torrent(State(s): State<Arc<IndexState>>, Path(name): Path<String>) -> Response {
+    let Some(hash) = name
+        .strip_suffix(".torrent")
+        .filter(|h| h.len() == 40 && h.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(str::to_ascii_lowercase)
+    else {
+        return not_found("expected /torrents/INFOHASH.torrent");
+    };
+    let catalog = s.catalog.clone();
+    let made = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Vec<u8>>> {
+        let c = Catalog::open(&catalog)?;
+        let Some(info) = c.torrent_by_info_hash(&hash)? else {
+            return Ok(None);
+        };
+        let trackers: Vec<String> = c
+            .setting("trackers")?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default();
+        Ok(Some(crate::fetch::torrent::torrent_file(&info, &trackers)?))
+    })
+    .await;
+    match made {
+        Ok(Ok(Some(bytes))) => {
+            ([(header::CONTENT_TYPE, "application/x-bittorrent")], bytes).into_response()
+        }
+        Ok(Ok(None)) => not_found("no such torrent"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "serving a torrent");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}

@@ -1,0 +1,677 @@
+//! A mirror's side of the index: fetch the signed root, check it against the pinned key, and
+//! bring the catalog to its generation in one transaction.
+//!
+//! Refused, and the last good index kept: a root that does not verify (`bad-signature`), one
+//! signed by another key (`wrong-key`), an older generation (`rollback`), the same generation
+//! with another head (`fork`), an expired root (`expired`), an object whose hash does not match
+//! (`bad-hash`), or objects that do not chain up (`bad-index`). Every HTTP call has a deadline.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use tokio::io::AsyncWriteExt;
+
+use super::{unpack_replica, IndexDir, Root, MAX_ROOT, ROOT_FORMAT, SNAPSHOT_EVERY};
+use crate::catalog::{now, Catalog, ReplicaMeta};
+
+/// Deadline for fetching the root (a few hundred bytes).
+const ROOT_DEADLINE: Duration = Duration::from_secs(20);
+/// Deadline for one object (a snapshot of a large repository is big) and for each read of it.
+const OBJECT_DEADLINE: Duration = Duration::from_secs(600);
+const READ_DEADLINE: Duration = Duration::from_secs(30);
+const CONNECT_DEADLINE: Duration = Duration::from_secs(5);
+/// How often a sync that changed nothing records its time (`index_synced_at`).
+const SYNCED_AT_EVERY: i64 = 60;
+/// Largest object accepted.
+const MAX_OBJECT: u64 = 16 << 30;
+
+/// Where a mirror syncs from.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Base URL of the upstream's `--listen` endpoint (`http://HOST:PORT`).
+    pub url: String,
+    /// The pinned repository key (as exported by `repofs keys export-repo`).
+    pub repo_key: Vec<u8>,
+    pub poll: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SyncError {
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{code}: {message}")]
+    Refused { code: &'static str, message: String },
+    #[error("{0:#}")]
+    Local(#[from] anyhow::Error),
+}
+
+impl From<crate::catalog::CatalogError> for SyncError {
+    fn from(e: crate::catalog::CatalogError) -> Self {
+        SyncError::Local(e.into())
+    }
+}
+
+impl From<std::io::Error> for SyncError {
+    fn from(e: std::io::Error) -> Self {
+        SyncError::Local(e.into())
+    }
+}
+
+fn refused(code: &'static str, message: impl Into<String>) -> SyncError {
+    SyncError::Refused {
+        code,
+        message: message.into(),
+    }
+}
+
+/// What one sync did.
+#[derive(Debug, Clone, Default)]
+pub struct Synced {
+    pub from: Option<i64>,
+    pub generation: i64,
+    /// Objects downloaded and their bytes (objects already held are not fetched again).
+    pub objects: usize,
+    pub bytes: u64,
+}
+
+pub struct Mirror {
+    upstream: Upstream,
+    dir: IndexDir,
+    /// Set by SIGTERM: a download in progress gives up at its next chunk.
+    stop: std::sync::Arc<AtomicBool>,
+    /// Serving the index again: hold every object the held root names (the snapshot too,
+    /// which an incremental sync does not otherwise fetch), so a mirror below can start.
+    pub reserve: bool,
+    client: reqwest::Client,
+    rt: tokio::runtime::Runtime,
+}
+
+enum Fetch {
+    Got(PathBuf),
+    Missing,
+}
+
+impl Mirror {
+    pub fn new(
+        root: &Path,
+        mut upstream: Upstream,
+        stop: std::sync::Arc<AtomicBool>,
+    ) -> anyhow::Result<Mirror> {
+        upstream.url = upstream.url.trim_end_matches('/').to_string();
+        let dir = IndexDir::new(root);
+        dir.create()?;
+        dir.clean_tmp()?;
+        let client = reqwest::Client::builder()
+            .connect_timeout(CONNECT_DEADLINE)
+            .read_timeout(READ_DEADLINE)
+            .build()?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .thread_name("mirror")
+            .build()?;
+        Ok(Mirror {
+            upstream,
+            dir,
+            stop,
+            reserve: false,
+            client,
+            rt,
+        })
+    }
+
+    pub fn runtime(&self) -> &tokio::runtime::Runtime {
+        &self.rt
+    }
+
+    pub fn index_dir(&self) -> &IndexDir {
+        &self.dir
+    }
+
+    /// Fetches and checks the root; returns the signed bytes and the parsed body.
+    fn root(&self) -> Result<(Vec<u8>, Root), SyncError> {
+        let url = format!("{}/index/root.asc", self.upstream.url);
+        let signed = self.rt.block_on(async {
+            let resp = self
+                .client
+                .get(&url)
+                .timeout(ROOT_DEADLINE)
+                .send()
+                .await
+                .map_err(|e| SyncError::Unreachable(format!("{url}: {e}")))?;
+            if !resp.status().is_success() {
+                return Err(SyncError::Unreachable(format!(
+                    "{url}: HTTP {}",
+                    resp.status()
+                )));
+            }
+            let mut resp = resp;
+            let mut body = Vec::new();
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| SyncError::Unreachable(format!("{url}: {e}")))?
+            {
+                body.extend_from_slice(&chunk);
+                if body.len() as u64 > MAX_ROOT {
+                    return Err(refused("too-large", format!("root over {MAX_ROOT} bytes")));
+                }
+            }
+            Ok(body)
+        })?;
+        let body =
+            crate::verify::index_root(&self.upstream.repo_key, &signed, MAX_ROOT).map_err(|r| {
+                SyncError::Refused {
+                    code: r.code,
+                    message: r.message,
+                }
+            })?;
+        let root: Root = serde_json::from_slice(&body)
+            .map_err(|e| refused("bad-index", format!("root body: {e}")))?;
+        if root.format != ROOT_FORMAT {
+            return Err(refused(
+                "bad-index",
+                format!(
+                    "root format {} (this repofs reads {ROOT_FORMAT})",
+                    root.format
+                ),
+            ));
+        }
+        if root.expires < now() {
+            return Err(refused(
+                "expired",
+                format!(
+                    "root of generation {} expired at {}",
+                    root.generation, root.expires
+                ),
+            ));
+        }
+        Ok((signed, root))
+    }
+
+    /// Object `sha256` in the local index dir, fetched (and its hash checked) if missing.
+    fn object(&self, sha256: &str, stats: &mut Synced) -> Result<Fetch, SyncError> {
+        let dest = self
+            .dir
+            .object_path(sha256)
+            .ok_or_else(|| refused("bad-index", format!("{sha256:?} is not a sha256")))?;
+        if dest.exists() {
+            return Ok(Fetch::Got(dest));
+        }
+        let url = format!("{}/index/objects/{sha256}", self.upstream.url);
+        let tmp = self.dir.temp_path("download");
+        let got = self.rt.block_on(async {
+            let unreachable = |e: reqwest::Error| SyncError::Unreachable(format!("{url}: {e}"));
+            let mut resp = self
+                .client
+                .get(&url)
+                .timeout(OBJECT_DEADLINE)
+                .send()
+                .await
+                .map_err(unreachable)?;
+            if resp.status() == reqwest::StatusCode::NOT_FOUND {
+                return Ok(None);
+            }
+            if !resp.status().is_success() {
+                return Err(SyncError::Unreachable(format!(
+                    "{url}: HTTP {}",
+                    resp.status()
+                )));
+            }
+            let mut f = tokio::fs::File::create(&tmp).await?;
+            let mut hash = Sha256::new();
+            let mut len = 0u64;
+            while let Some(chunk) = resp.chunk().await.map_err(unreachable)? {
+                if self.stop.load(Ordering::Relaxed) {
+                    return Err(SyncError::Local(anyhow::anyhow!("stopping")));
+                }
+                len += chunk.len() as u64;
+                if len > MAX_OBJECT {
+                    return Err(refused(
+                        "too-large",
+                        format!("{url}: over {MAX_OBJECT} bytes"),
+                    ));
+                }
+                hash.update(&chunk);
+                f.write_all(&chunk).await?;
+            }
+            f.sync_all().await?;
+            Ok(Some((crate::store::to_hex(&hash.finalize()), len)))
+        });
+        let got = match got {
+            Ok(g) => g,
+            Err(e) => {
+                let _ = fs::remove_file(&tmp);
+                return Err(e);
+            }
+        };
+        let Some((actual, len)) = got else {
+            return Ok(Fetch::Missing);
+        };
+        if actual != sha256 {
+            let _ = fs::remove_file(&tmp);
+            return Err(refused(
+                "bad-hash",
+                format!("object {sha256} arrived with sha256 {actual}"),
+            ));
+        }
+        fs::rename(&tmp, &dest)?;
+        stats.objects += 1;
+        stats.bytes += len;
+        Ok(Fetch::Got(dest))
+    }
+
+    /// Fetches `/index/since/G` into the local objects, each checked against the hash it is
+    /// announced with (whether the chain names it is checked when the chain is walked).
+    fn prefetch_since(&self, held: i64, stats: &mut Synced) -> Result<(), SyncError> {
+        let url = format!("{}/index/since/{held}", self.upstream.url);
+        self.rt.block_on(async {
+            let unreachable = |e: reqwest::Error| SyncError::Unreachable(format!("{url}: {e}"));
+            let mut resp = self
+                .client
+                .get(&url)
+                .timeout(OBJECT_DEADLINE)
+                .send()
+                .await
+                .map_err(unreachable)?;
+            if !resp.status().is_success() {
+                return Err(SyncError::Unreachable(format!(
+                    "{url}: HTTP {}",
+                    resp.status()
+                )));
+            }
+            let mut pending: Vec<u8> = Vec::new();
+            let mut count = 0i64;
+            loop {
+                count += 1;
+                if count > SNAPSHOT_EVERY + 1 {
+                    return Err(refused("bad-index", format!("{url}: too many objects")));
+                }
+                // The header: "SHA256 LEN\n".
+                let nl = loop {
+                    if let Some(i) = pending.iter().position(|b| *b == b'\n') {
+                        break Some(i);
+                    }
+                    if pending.len() > 200 {
+                        return Err(refused("bad-index", format!("{url}: bad framing")));
+                    }
+                    match resp.chunk().await.map_err(unreachable)? {
+                        Some(c) => pending.extend_from_slice(&c),
+                        None => break None,
+                    }
+                };
+                let Some(nl) = nl else {
+                    return if pending.is_empty() {
+                        Ok(())
+                    } else {
+                        Err(refused("bad-index", format!("{url}: truncated")))
+                    };
+                };
+                let head = String::from_utf8_lossy(&pending[..nl]).into_owned();
+                pending.drain(..=nl);
+                let (sha, len) = head
+                    .split_once(' ')
+                    .and_then(|(s, l)| Some((s.to_string(), l.parse::<u64>().ok()?)))
+                    .filter(|(s, l)| super::is_sha256_hex(s) && *l <= MAX_OBJECT)
+                    .ok_or_else(|| refused("bad-index", format!("{url}: bad header {head:?}")))?;
+                let tmp = self.dir.temp_path("since");
+                let mut f = tokio::fs::File::create(&tmp).await?;
+                let mut hash = Sha256::new();
+                let mut left = len;
+                loop {
+                    let take = (left as usize).min(pending.len());
+                    hash.update(&pending[..take]);
+                    f.write_all(&pending[..take]).await?;
+                    pending.drain(..take);
+                    left -= take as u64;
+                    if left == 0 {
+                        break;
+                    }
+                    if self.stop.load(Ordering::Relaxed) {
+                        return Err(SyncError::Local(anyhow::anyhow!("stopping")));
+                    }
+                    match resp.chunk().await.map_err(unreachable)? {
+                        Some(c) => pending.extend_from_slice(&c),
+                        None => {
+                            let _ = tokio::fs::remove_file(&tmp).await;
+                            return Err(refused("bad-index", format!("{url}: truncated")));
+                        }
+                    }
+                }
+                f.sync_all().await?;
+                drop(f);
+                let actual = crate::store::to_hex(&hash.finalize());
+                if actual != sha {
+                    let _ = tokio::fs::remove_file(&tmp).await;
+                    return Err(refused(
+                        "bad-hash",
+                        format!("object {sha} arrived with sha256 {actual}"),
+                    ));
+                }
+                let dest = self
+                    .dir
+                    .object_path(&sha)
+                    .ok_or_else(|| refused("bad-index", "bad object name"))?;
+                tokio::fs::rename(&tmp, &dest).await?;
+                stats.objects += 1;
+                stats.bytes += len;
+            }
+        })
+    }
+
+    /// Object `sha256` unpacked into a replica database, its own description checked.
+    fn replica(
+        &self,
+        sha256: &str,
+        stats: &mut Synced,
+        temps: &mut Vec<PathBuf>,
+    ) -> Result<Option<(PathBuf, ReplicaMeta)>, SyncError> {
+        let Fetch::Got(object) = self.object(sha256, stats)? else {
+            return Ok(None);
+        };
+        let db = self.dir.temp_path("replica");
+        temps.push(db.clone());
+        unpack_replica(&object, &db)
+            .map_err(|e| refused("bad-index", format!("object {sha256}: {e}")))?;
+        let meta = Catalog::replica_meta(&db)
+            .map_err(|e| refused("bad-index", format!("object {sha256}: {e}")))?;
+        Ok(Some((db, meta)))
+    }
+
+    /// One sync. On any error the catalog is as it was.
+    pub fn sync(&self, catalog: &mut Catalog) -> Result<Synced, SyncError> {
+        let mut temps = Vec::new();
+        let result = self.sync_inner(catalog, &mut temps);
+        for t in temps {
+            super::remove_db(&t);
+        }
+        result
+    }
+
+    fn sync_inner(
+        &self,
+        catalog: &mut Catalog,
+        temps: &mut Vec<PathBuf>,
+    ) -> Result<Synced, SyncError> {
+        let (signed, root) = self.root()?;
+        let held: Option<i64> = catalog
+            .setting("index_generation")?
+            .and_then(|g| g.parse().ok());
+        let head_sha = root
+            .head
+            .as_ref()
+            .map(|h| h.sha256.clone())
+            .unwrap_or_default();
+        let mut stats = Synced {
+            from: held,
+            generation: root.generation,
+            ..Synced::default()
+        };
+        if let Some(m) = held {
+            if root.generation < m {
+                return Err(refused(
+                    "rollback",
+                    format!(
+                        "upstream root is at generation {}, this mirror at {m}",
+                        root.generation
+                    ),
+                ));
+            }
+            if root.generation == m {
+                if catalog.setting("index_head")?.unwrap_or_default() != head_sha {
+                    return Err(refused(
+                        "fork",
+                        format!("generation {m} names another head than the one applied"),
+                    ));
+                }
+                // The same index, maybe re-signed with a later expiry: serve the newer root.
+                self.dir.put_root(&signed)?;
+                // Every catalog commit makes the mount reload its views (a second or more
+                // for 100,000 packages): the time of a sync that changed nothing is written
+                // at most once a minute.
+                let synced_at: Option<i64> = catalog
+                    .setting("index_synced_at")?
+                    .and_then(|t| t.parse().ok());
+                let mut settings = vec![
+                    ("upstream_state", "ok".to_string()),
+                    ("upstream_error", String::new()),
+                    ("trackers", trackers_json(&root)?),
+                ];
+                if synced_at.is_none_or(|t| now() - t >= SYNCED_AT_EVERY) {
+                    settings.push(("index_synced_at", now().to_string()));
+                }
+                catalog.set_settings(&settings)?;
+                return Ok(stats);
+            }
+        }
+        let mut use_snapshot = match held {
+            None => true,
+            Some(m) => root.generation - m > SNAPSHOT_EVERY,
+        };
+        if let (false, Some(m)) = (use_snapshot, held) {
+            // One request for every delta since; each is still checked against the chain.
+            match self.prefetch_since(m, &mut stats) {
+                Ok(()) => {}
+                // A wrong object is refused whichever way it came.
+                Err(e @ SyncError::Refused { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "no deltas in one request; fetching them by hash")
+                }
+            }
+        }
+        let chain = loop {
+            match self.chain(&root, held, use_snapshot, &mut stats, temps)? {
+                Some(c) => break c,
+                // A delta this upstream does not hold (it started from a snapshot itself).
+                None if !use_snapshot => use_snapshot = true,
+                None => return Err(refused("bad-index", "the root names a missing object")),
+            }
+        };
+        let settings = [
+            ("index_generation", root.generation.to_string()),
+            ("index_head", head_sha),
+            ("index_synced_at", now().to_string()),
+            ("upstream_state", "ok".to_string()),
+            ("upstream_error", String::new()),
+            ("trackers", trackers_json(&root)?),
+        ];
+        let target = match chain.as_slice() {
+            [one] => one.clone(),
+            many => {
+                // Several objects become one staging replica first, which is then applied in
+                // a single transaction.
+                let staging = self.dir.temp_path("staging");
+                temps.push(staging.clone());
+                let mut s = Catalog::open(&staging)?;
+                for (i, p) in many.iter().enumerate() {
+                    s.apply_replica(p, i == 0 && use_snapshot, &[])?;
+                }
+                drop(s);
+                staging
+            }
+        };
+        catalog.apply_replica(&target, use_snapshot, &settings)?;
+        if self.reserve {
+            // Best effort: without it only mirrors starting from empty below this one wait.
+            if let Err(e) = self.object(&root.snapshot.sha256, &mut stats) {
+                tracing::warn!(error = %e, "could not fetch the snapshot to serve it again");
+            }
+        }
+        self.dir.put_root(&signed)?;
+        Ok(stats)
+    }
+
+    /// The replicas to apply, oldest first: the snapshot (if `use_snapshot`), then the deltas
+    /// after it (or after `held`). None when the upstream lacks one of them.
+    fn chain(
+        &self,
+        root: &Root,
+        held: Option<i64>,
+        use_snapshot: bool,
+        stats: &mut Synced,
+        temps: &mut Vec<PathBuf>,
+    ) -> Result<Option<Vec<PathBuf>>, SyncError> {
+        let mut out = Vec::new();
+        let base = if use_snapshot {
+            let Some((db, meta)) = self.replica(&root.snapshot.sha256, stats, temps)? else {
+                return Ok(None);
+            };
+            if !meta.snapshot || meta.to != root.snapshot.generation {
+                return Err(refused(
+                    "bad-index",
+                    "the snapshot is not the one the root names",
+                ));
+            }
+            out.push(db);
+            root.snapshot.generation
+        } else {
+            held.unwrap_or(0)
+        };
+        let mut deltas = Vec::new();
+        let mut next = match (&root.head, root.generation > base) {
+            (Some(h), true) => Some((h.sha256.clone(), h.generation)),
+            (None, true) => return Err(refused("bad-index", "root has no head delta")),
+            (_, false) => None,
+        };
+        while let Some((sha, generation)) = next.take() {
+            if deltas.len() as i64 > SNAPSHOT_EVERY + 1 {
+                return Err(refused("bad-index", "delta chain longer than allowed"));
+            }
+            let Some((db, meta)) = self.replica(&sha, stats, temps)? else {
+                return Ok(None);
+            };
+            if meta.snapshot || meta.to != generation || meta.from >= meta.to {
+                return Err(refused(
+                    "bad-index",
+                    format!("delta {sha} does not cover generation {generation}"),
+                ));
+            }
+            deltas.push(db);
+            if meta.from > base {
+                let prev = meta.prev.ok_or_else(|| {
+                    refused("bad-index", format!("delta {sha} names no previous"))
+                })?;
+                next = Some((prev, meta.from));
+            }
+        }
+        deltas.reverse();
+        out.extend(deltas);
+        Ok(Some(out))
+    }
+}
+
+fn trackers_json(root: &Root) -> Result<String, SyncError> {
+    serde_json::to_string(&root.trackers).map_err(|e| SyncError::Local(e.into()))
+}
+
+/// Records the outcome of a sync in `settings`, for `repofs status`.
+fn record(catalog: &mut Catalog, outcome: &Result<Synced, SyncError>) {
+    let settings: Vec<(&str, String)> = match outcome {
+        Ok(s) => {
+            if s.objects > 0 {
+                tracing::info!(
+                    from = ?s.from,
+                    generation = s.generation,
+                    objects = s.objects,
+                    bytes = s.bytes,
+                    "index synced"
+                );
+            }
+            return;
+        }
+        Err(SyncError::Unreachable(m)) => {
+            tracing::warn!(error = %m, "upstream unreachable; serving the last good index");
+            vec![
+                ("upstream_state", "unreachable".into()),
+                ("upstream_error", m.clone()),
+            ]
+        }
+        Err(e @ SyncError::Refused { .. }) => {
+            tracing::error!(error = %e, "upstream index refused; serving the last good index");
+            vec![
+                ("upstream_state", "refused".into()),
+                ("upstream_error", e.to_string()),
+            ]
+        }
+        Err(SyncError::Local(e)) => {
+            tracing::error!(error = %format!("{e:#}"), "index sync failed here");
+            vec![("upstream_error", format!("local: {e:#}"))]
+        }
+    };
+    if let Err(e) = catalog.set_settings(&settings) {
+        tracing::error!(error = %e, "could not record the sync state");
+    }
+}
+
+/// Syncs at once, then every `poll`, until `stop`.
+pub fn run(mirror: &Mirror, catalog: &mut Catalog, stop: &AtomicBool) {
+    while !stop.load(Ordering::Relaxed) {
+        let outcome = mirror.sync(catalog);
+        record(catalog, &outcome);
+        let until = std::time::Instant::now() + mirror.upstream.poll;
+        while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Mirror mode of repofsd: records `upstream` in the catalog (which makes the mount a
+/// mirror's), serves the verified index again at `listen` (for mirrors below this one), and
+/// syncs until SIGTERM/SIGINT. `ready` is called after the first sync attempt.
+pub fn serve(
+    layout: &crate::config::Layout,
+    catalog: &mut Catalog,
+    upstream: Upstream,
+    listen: Option<std::net::SocketAddr>,
+    ready: impl FnOnce(),
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    use std::sync::Arc;
+    catalog.set_setting("upstream", &upstream.url)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, stop.clone())?;
+    }
+    let mut mirror = Mirror::new(&layout.root, upstream, stop.clone())?;
+    mirror.reserve = listen.is_some();
+    let mut http = None;
+    if let Some(addr) = listen {
+        let app = super::http::routes(Arc::new(super::http::IndexState {
+            dir: mirror.index_dir().clone(),
+            catalog: layout.catalog(),
+        }));
+        let listener = mirror
+            .runtime()
+            .block_on(tokio::net::TcpListener::bind(addr))
+            .with_context(|| format!("listening on {addr}"))?;
+        tracing::info!(addr = ?listener.local_addr()?, "serving the index again");
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        mirror.runtime().spawn(async move {
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = rx.await;
+                })
+                .await;
+            if let Err(e) = served {
+                tracing::error!(error = %e, "HTTP endpoint failed");
+            }
+        });
+        http = Some(tx);
+    }
+    let outcome = mirror.sync(catalog);
+    record(catalog, &outcome);
+    ready();
+    let until = std::time::Instant::now() + mirror.upstream.poll;
+    while !stop.load(Ordering::Relaxed) && std::time::Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    run(&mirror, catalog, &stop);
+    tracing::info!("mirror stopping");
+    if let Some(tx) = http {
+        let _ = tx.send(());
+    }
+    Ok(())
+}

@@ -1,0 +1,342 @@
+//! The signed index: how a mirror learns everything the mount shows, at a cost in proportion
+//! to what changed.
+//!
+//! Every publication transaction that changes the published view gets the next generation and
+//! logs its changes (`catalog`, tables `generations`/`changes`). After commit, `publish`
+//! materializes each generation as a *delta*: a small SQLite database with the catalog's own
+//! schema holding the full rows of what changed (files, package metadata, entries, seek points,
+//! torrents, derived objects and frames, symlinks) and naming the previous delta's hash, stored
+//! zstd-compressed and content-addressed in `ROOT/index/objects/SHA256`. Now and then (and at
+//! first) it also writes a full *snapshot*, so a mirror starting from empty does not replay
+//! every delta. One small *root* (`ROOT/index/root.asc`), clear-signed with the repository key,
+//! names the generation, its time and expiry, the head delta and the newest snapshot by hash;
+//! everything else is fetched by hash and checked (CVMFS's manifest, apt's InRelease+by-hash).
+//!
+//! A mirror (`mirror`) verifies the root against the pinned key, refuses rollbacks, walks the
+//! delta chain back to its own generation, and applies everything in one transaction.
+//! The objects and root it verified are kept in its own `ROOT/index/`, so it serves the same
+//! index to mirrors below it (`http`).
+
+pub mod http;
+pub mod mirror;
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::catalog::{Catalog, ReplicaMeta};
+
+/// A snapshot is written when the newest one is this many generations old: a mirror never
+/// replays more deltas than this.
+pub const SNAPSHOT_EVERY: i64 = 1000;
+/// How long a signed root is valid: a mirror refuses an older one (freeze attacks).
+pub const ROOT_VALIDITY: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The root is signed again when it is this old, even without a new generation.
+pub const ROOT_REFRESH: Duration = Duration::from_secs(24 * 3600);
+/// Largest root a mirror reads: it is a few hundred bytes.
+pub const MAX_ROOT: u64 = 64 << 10;
+/// Format of the root body.
+pub const ROOT_FORMAT: u32 = 1;
+
+/// The body of the signed root (JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Root {
+    pub format: u32,
+    pub generation: i64,
+    /// Unix seconds.
+    pub created: i64,
+    pub expires: i64,
+    /// The delta of `generation` (None while nothing was ever published).
+    pub head: Option<ObjectRef>,
+    pub snapshot: ObjectRef,
+    /// The trackers the primary's .torrent files name (setting `trackers`): they can change
+    /// at a restart without a new generation, and a mirror's .torrent files must match.
+    #[serde(default)]
+    pub trackers: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub generation: i64,
+    pub sha256: String,
+}
+
+/// `ROOT/index`: the signed root and the content-addressed objects, as served over HTTP.
+#[derive(Debug, Clone)]
+pub struct IndexDir {
+    pub dir: PathBuf,
+}
+
+pub fn is_sha256_hex(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+impl IndexDir {
+    pub fn new(root: &Path) -> IndexDir {
+        IndexDir {
+            dir: root.join("index"),
+        }
+    }
+
+    pub fn create(&self) -> io::Result<()> {
+        fs::create_dir_all(self.dir.join("objects"))?;
+        fs::create_dir_all(self.tmp())
+    }
+
+    pub fn root_path(&self) -> PathBuf {
+        self.dir.join("root.asc")
+    }
+
+    pub fn tmp(&self) -> PathBuf {
+        self.dir.join("tmp")
+    }
+
+    /// Where object `sha256` lives; None for anything that is not a sha256 in hex (so a
+    /// request path can never name another file).
+    pub fn object_path(&self, sha256: &str) -> Option<PathBuf> {
+        is_sha256_hex(sha256).then(|| self.dir.join("objects").join(sha256))
+    }
+
+    /// A fresh temporary path in `tmp/` (removed by the caller or at the next start).
+    pub fn temp_path(&self, what: &str) -> PathBuf {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static N: AtomicU64 = AtomicU64::new(0);
+        self.tmp().join(format!(
+            "{what}.{}.{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        ))
+    }
+
+    /// Compresses a replica database into an object; returns its hash.
+    pub fn put_replica(&self, db: &Path) -> anyhow::Result<String> {
+        let tmp = self.temp_path("object");
+        let mut out = HashingWriter {
+            inner: fs::File::create(&tmp)?,
+            hash: Sha256::new(),
+        };
+        zstd::stream::copy_encode(fs::File::open(db)?, &mut out, 3)?;
+        out.inner.sync_all()?;
+        let sha = crate::store::to_hex(&out.hash.finalize());
+        let dest = self
+            .object_path(&sha)
+            .ok_or_else(|| anyhow::anyhow!("bad object hash"))?;
+        fs::rename(&tmp, &dest)?;
+        Ok(sha)
+    }
+
+    /// Writes the signed root atomically (readers of the HTTP endpoint see old or new).
+    pub fn put_root(&self, signed: &[u8]) -> io::Result<()> {
+        let tmp = self.temp_path("root");
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(signed)?;
+        f.sync_all()?;
+        fs::rename(&tmp, self.root_path())
+    }
+
+    /// Removes leftovers of an interrupted run.
+    pub fn clean_tmp(&self) -> io::Result<()> {
+        for e in fs::read_dir(self.tmp())? {
+            let _ = fs::remove_file(e?.path());
+        }
+        Ok(())
+    }
+}
+
+struct HashingWriter<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Removes a temporary database and whatever SQLite kept beside it.
+pub fn remove_db(path: &Path) {
+    let _ = fs::remove_file(path);
+    for side in ["-wal", "-shm", "-journal"] {
+        let mut p = path.as_os_str().to_owned();
+        p.push(side);
+        let _ = fs::remove_file(PathBuf::from(p));
+    }
+}
+
+/// Decompresses a replica object into a database file at `dest`.
+pub fn unpack_replica(object: &Path, dest: &Path) -> io::Result<()> {
+    let mut out = fs::File::create(dest)?;
+    zstd::stream::copy_decode(fs::File::open(object)?, &mut out)?;
+    out.sync_all()
+}
+
+/// The sha256 (hex) of a file.
+pub fn file_sha256(path: &Path) -> io::Result<String> {
+    let mut f = fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(crate::store::to_hex(&h.finalize()));
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// The primary's side: materializes the deltas of new generations (oldest first, each naming
+/// the one before), a snapshot when due, and signs a new root when anything changed or the
+/// current one is getting old. Returns the root's generation when it signed a new root.
+pub fn publish(
+    catalog: &mut Catalog,
+    dir: &IndexDir,
+    repo_key: &Path,
+) -> anyhow::Result<Option<i64>> {
+    for g in catalog.generations_without_delta()? {
+        let prev = match g {
+            1 => None,
+            _ => Some(
+                catalog
+                    .delta_of(g - 1)?
+                    .with_context(|| format!("generation {} has no delta", g - 1))?,
+            ),
+        };
+        let meta = ReplicaMeta {
+            from: g - 1,
+            to: g,
+            prev,
+            snapshot: false,
+        };
+        let sha = materialize(catalog, dir, &meta)?;
+        catalog.set_delta(g, &sha)?;
+        tracing::info!(generation = g, delta = %sha, "index delta");
+    }
+    let head = catalog.head_delta()?;
+    let head_gen = head.as_ref().map_or(0, |h| h.0);
+    let snapshot = match catalog.latest_snapshot()? {
+        Some((s, sha)) if head_gen - s < SNAPSHOT_EVERY => (s, sha),
+        _ => {
+            // Rows published after `head_gen` may slip in; applying their delta again later
+            // is harmless (replicas only add what is missing).
+            let meta = ReplicaMeta {
+                from: 0,
+                to: head_gen,
+                prev: None,
+                snapshot: true,
+            };
+            let sha = materialize(catalog, dir, &meta)?;
+            catalog.set_snapshot(head_gen, &sha)?;
+            tracing::info!(generation = head_gen, snapshot = %sha, "index snapshot");
+            // Only the newest snapshot is named by a root; the one before stays for a mirror
+            // that fetched the previous root a moment ago. Older ones are dead weight.
+            for (_, old) in catalog.snapshots()?.iter().skip(2) {
+                if let Some(p) = dir.object_path(old) {
+                    match fs::remove_file(&p) {
+                        Ok(()) => tracing::info!(snapshot = %old, "old index snapshot removed"),
+                        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+            }
+            (head_gen, sha)
+        }
+    };
+    let now = crate::catalog::now();
+    let wanted_head = head.map(|(generation, sha256)| ObjectRef { generation, sha256 });
+    let wanted_snapshot = ObjectRef {
+        generation: snapshot.0,
+        sha256: snapshot.1,
+    };
+    let trackers: Vec<String> = catalog
+        .setting("trackers")?
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or_default();
+    if let Some(current) = current_root(dir) {
+        if current.generation == head_gen
+            && current.head == wanted_head
+            && current.snapshot == wanted_snapshot
+            && current.trackers == trackers
+            && now - current.created < ROOT_REFRESH.as_secs() as i64
+        {
+            return Ok(None);
+        }
+    }
+    let root = Root {
+        format: ROOT_FORMAT,
+        generation: head_gen,
+        created: now,
+        expires: now + ROOT_VALIDITY.as_secs() as i64,
+        head: wanted_head,
+        snapshot: wanted_snapshot,
+        trackers,
+    };
+    let mut body = serde_json::to_vec_pretty(&root)?;
+    body.push(b'\n');
+    let signed = crate::keys::sign_with_repo_key(repo_key, &body)?;
+    dir.put_root(&signed)?;
+    fs::write(dir.dir.join("root.json"), &body)?;
+    tracing::info!(generation = head_gen, "index root signed");
+    Ok(Some(head_gen))
+}
+
+/// The root this repository last signed (its unsigned copy; only the primary reads it).
+fn current_root(dir: &IndexDir) -> Option<Root> {
+    let body = fs::read(dir.dir.join("root.json")).ok()?;
+    serde_json::from_slice(&body).ok()
+}
+
+fn materialize(catalog: &Catalog, dir: &IndexDir, meta: &ReplicaMeta) -> anyhow::Result<String> {
+    let db = dir.temp_path("replica");
+    let result = catalog
+        .export_replica(&db, meta)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| dir.put_replica(&db));
+    remove_db(&db);
+    result
+}
+
+/// The publisher thread of a primary: follows the catalog (its data version) and keeps the
+/// index current until `stop`.
+pub fn follow(
+    catalog_path: &Path,
+    dir: &IndexDir,
+    repo_key: &Path,
+    stop: &std::sync::atomic::AtomicBool,
+) -> anyhow::Result<()> {
+    use std::sync::atomic::Ordering;
+    let mut catalog = Catalog::open(catalog_path)?;
+    dir.create()?;
+    dir.clean_tmp()?;
+    let mut seen = None;
+    let mut last_publish = std::time::Instant::now();
+    while !stop.load(Ordering::Relaxed) {
+        let version = catalog.data_version()?;
+        let refresh_due = last_publish.elapsed() > Duration::from_secs(600);
+        if seen != Some(version) || refresh_due {
+            match publish(&mut catalog, dir, repo_key) {
+                Ok(_) => {
+                    // The version from before: publications committed while this one ran
+                    // change it again (our own writes never do), so they are not missed.
+                    seen = Some(version);
+                    last_publish = std::time::Instant::now();
+                }
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "could not publish the index");
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
+}
