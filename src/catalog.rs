@@ -668,6 +668,23 @@ impl Catalog {
         Ok(rows)
     }
 
+    /// Every object a primary seeds: (sha256, infohash) of each published file with a
+    /// torrent and of each published package's seekable twin.
+    pub fn seedable_objects(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT f.sha256, t.info_hash FROM torrents t
+             JOIN files f ON f.id = t.file_id WHERE f.state = 'published'
+             UNION
+             SELECT d.sha256, d.info_hash FROM derived d
+             JOIN files f ON f.id = d.file_id
+             WHERE f.state = 'published' AND d.info IS NOT NULL",
+        )?;
+        let rows = stmt
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     /// The bencoded info dictionary of a file's torrent.
     pub fn torrent_info(&self, file_id: i64) -> Result<Option<Vec<u8>>> {
         Ok(self

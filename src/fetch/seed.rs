@@ -141,29 +141,25 @@ impl Seeder {
         self.session.listen_addr()
     }
 
-    /// Seeds every published file's torrent not seeded yet. librqbit checks each file's
-    /// pieces once as it is added (a read of the object).
+    /// Seeds every published file and seekable twin not seeded yet, by object (identical
+    /// files share one torrent). librqbit checks each object's pieces once as it is added (a
+    /// read of the object).
     pub fn sync(
         &self,
         catalog: &Catalog,
         store: &Store,
         trackers: &[String],
-        seeded: &mut HashMap<i64, String>,
+        seeded: &mut HashMap<String, String>,
     ) -> anyhow::Result<()> {
-        let files = catalog.files(false)?;
-        let torrents = catalog.torrents()?;
-        for f in files {
-            let Some((hash, _)) = torrents.get(&f.id) else {
-                continue;
-            };
-            if seeded.contains_key(&f.id) {
+        for (sha256, hash) in catalog.seedable_objects()? {
+            if seeded.contains_key(&sha256) {
                 continue;
             }
-            let Some(info) = catalog.torrent_info(f.id)? else {
+            let Some((_, info, _)) = catalog.object_torrent(&sha256)? else {
                 continue;
             };
             let bytes = torrent::torrent_file(&info, trackers)?;
-            let object = StoreObject(Arc::new(store.object_path(&f.sha256)));
+            let object = StoreObject(Arc::new(store.object_path(&sha256)));
             let opts = AddTorrentOptions {
                 overwrite: true,
                 storage_factory: Some(object.boxed()),
@@ -175,9 +171,9 @@ impl Seeder {
             );
             match added {
                 Ok(_) => {
-                    seeded.insert(f.id, hash.clone());
+                    seeded.insert(sha256, hash);
                 }
-                Err(e) => warn!(file = %f.filename, error = %format!("{e:#}"), "cannot seed"),
+                Err(e) => warn!(object = %sha256, error = %format!("{e:#}"), "cannot seed"),
             }
         }
         Ok(())

@@ -85,6 +85,18 @@ impl Mirror {
     }
 }
 
+/// The infohash of published file `filename`'s torrent.
+fn info_hash(repo: &Repo, filename: &str) -> String {
+    let db = rusqlite::Connection::open(repo.root.join("catalog.sqlite")).unwrap();
+    db.query_row(
+        "SELECT t.info_hash FROM torrents t JOIN files f ON f.id = t.file_id
+         WHERE f.filename = ?",
+        [filename],
+        |r| r.get(0),
+    )
+    .unwrap()
+}
+
 fn pread(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     let f = fs::File::open(path)?;
     let mut buf = vec![0u8; len];
@@ -377,16 +389,7 @@ fn a_bad_peer_never_gets_bytes_into_a_read() {
     wait_for("the torrent", Duration::from_secs(10), || {
         torrent.exists().then_some(())
     });
-    let db = rusqlite::Connection::open(p.w.repo.root.join("catalog.sqlite")).unwrap();
-    let hash: String = db
-        .query_row(
-            "SELECT t.info_hash FROM torrents t JOIN files f ON f.id = t.file_id
-             WHERE f.filename = 'bait-1.0.bin'",
-            [],
-            |r| r.get(0),
-        )
-        .unwrap();
-    drop(db);
+    let hash = info_hash(&p.w.repo, "bait-1.0.bin");
     let d = p.w.scratch("badpeer");
     let _ot = opentracker(&d, ot_port, &[&hash]);
     // One changed byte in every piece.
@@ -454,4 +457,109 @@ fn a_bad_peer_never_gets_bytes_into_a_read() {
         got == fs::read(&blob).unwrap()[1 << 20..2 << 20],
         "bytes differ"
     );
+}
+
+/// Mirrors fetch from each other: mirror 1 reads a range while the primary seeds; with the
+/// primary gone, mirror 2 gets the same range from mirror 1 through Debian's opentracker.
+#[test]
+fn a_mirror_fetches_from_another_mirror_when_the_primary_is_gone() {
+    let ot_port = free_port();
+    let port = free_port();
+    let mut p = Site::with_config(&format!(
+        "[distribution]\ntrackers = [\"http://127.0.0.1:{ot_port}/announce\"]\nlisten = \"127.0.0.1:{port}\"\n"
+    ));
+    let blob = publish_random(&p, "shared-1.0.bin", 16);
+    let d = p.w.scratch("tracker");
+    let _ot = opentracker(&d, ot_port, &[&info_hash(&p.w.repo, "shared-1.0.bin")]);
+    // Announce afresh now that the tracker is up.
+    p.daemon.terminate();
+    p.daemon = Daemon::start(&p.w.repo, &[]);
+    p.daemon
+        .wait_log("serving /announce", Duration::from_secs(20));
+    let m1 = Mirror::start(&p, port, "");
+    let m2 = Mirror::start(&p, port, "");
+    let range = (8u64 << 20, 1usize << 20);
+    let want = pread(&blob, range.0, range.1).unwrap();
+    let path1 = m1.mnt.path("dists/hello/shared-1.0.bin");
+    let got = pread(&path1, range.0, range.1)
+        .unwrap_or_else(|e| panic!("mirror 1: {e}\n{}", m1.daemon.log()));
+    assert!(got == want, "mirror 1 read other bytes");
+
+    p.daemon.terminate();
+    let path2 = m2.mnt.path("dists/hello/shared-1.0.bin");
+    let got = pread(&path2, range.0, range.1).unwrap_or_else(|e| {
+        panic!(
+            "mirror 2 with the primary gone: {e}\nmirror 1:\n{}\nmirror 2:\n{}",
+            m1.daemon.log(),
+            m2.daemon.log()
+        )
+    });
+    assert!(got == want, "mirror 2 read other bytes");
+    let sha = sha256_file(&blob);
+    let st = m1.status_when("mirror 1 to have seeded", |s| {
+        object_status(s, &sha).is_some_and(|o| o["uploaded_bytes"].as_u64() >= Some(1 << 20))
+    });
+    eprintln!("mirror 1 uploaded: {}", object_status(&st, &sha).unwrap());
+}
+
+/// A `.tar.xz` package on a mirror: a file inside it is read from the frames of its seekable
+/// twin, fetched through the twin's own torrent, and `repofs status` shows the index and the
+/// objects fetched, by path.
+#[test]
+fn a_file_inside_a_tar_xz_comes_from_its_twin_and_status_shows_it() {
+    let (p, port) = primary();
+    let d = p.w.scratch("xz");
+    sh(
+        &d,
+        "mkdir -p xzp-1.0/docs && for i in $(seq 0 7); do \
+           head -c 1048576 /dev/urandom > xzp-1.0/docs/part$i.bin; done && \
+         tar --sort=name -cJf xzp-1.0.tar.xz xzp-1.0",
+    );
+    p.w.repo.add_key("xz", &p.w.gpg.export(ALICE, &p.w.work));
+    publish(&p, "xz", &d.join("xzp-1.0.tar.xz"));
+    let m = Mirror::start(&p, port, "");
+    let got = fs::read(m.mnt.path("pkgs/xzp/1.0/xzp-1.0/docs/part5.bin"))
+        .unwrap_or_else(|e| panic!("read inside the .tar.xz: {e}\n{}", m.daemon.log()));
+    assert!(
+        got == fs::read(d.join("xzp-1.0/docs/part5.bin")).unwrap(),
+        "bytes differ"
+    );
+    // The .tar.xz itself was never fetched: only its twin.
+    let xz_sha = sha256_file(&d.join("xzp-1.0.tar.xz"));
+    let st = m.status_when("the twin in the status", |s| {
+        s["objects"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|o| o["downloaded_bytes"].as_u64() > Some(0)))
+    });
+    assert!(object_status(&st, &xz_sha).is_none(), "{st}");
+
+    let status: Value = serde_json::from_str(&m.repo.repofs(&["status", "--json"])).unwrap();
+    assert_eq!(status["upstream"], format!("http://127.0.0.1:{port}"));
+    assert_eq!(status["upstream_state"], "ok");
+    assert!(status["generation"].as_u64() >= Some(1), "{status}");
+    assert!(status["synced_age_secs"].as_u64() < Some(60), "{status}");
+    assert!(status["cache_limit"].as_u64() > Some(0), "{status}");
+    assert!(
+        status["objects"]
+            .as_array()
+            .is_some_and(|o| o.iter().any(|o| o["verified_pieces"].as_u64() > Some(0))),
+        "{status}"
+    );
+    let text = m.repo.repofs(&["status"]);
+    assert!(
+        text.starts_with(&format!("mirror of http://127.0.0.1:{port}  upstream ok")),
+        "{text}"
+    );
+    // The published file on a mirror, read through: named by its path.
+    let whole = m.mnt.path("dists/xz/xzp-1.0.tar.xz");
+    assert_eq!(tool_hash("sha256sum", &whole), xz_sha);
+    let status = wait_for("the package in the status", Duration::from_secs(15), || {
+        let s: Value = serde_json::from_str(&m.repo.repofs(&["status", "--json"])).ok()?;
+        s["objects"]
+            .as_array()?
+            .iter()
+            .any(|o| o["paths"][0] == "dists/xz/xzp-1.0.tar.xz")
+            .then_some(s)
+    });
+    eprintln!("status: {status}");
 }
