@@ -59,3 +59,29 @@ echo "published in $(echo "$t1 - $t0" | bc) s ($entries entries, $points seek po
 echo "delta $(stat -c %s "$primary/index/objects/$head") bytes, materialized and signed in $(echo "$t2 - $t1" | bc) s"
 echo "mirror at generation 2 $(echo "$t3 - $t2" | bc) s after the root (1 s poll): $(grep 'index synced from=Some(1)' "$work/mirror.log" | tail -1 | sed 's/.*index synced //')"
 echo "catalog: primary $(du -m "$primary/catalog.sqlite" | cut -f1) MiB, mirror $(du -m "$mirror/catalog.sqlite" | cut -f1) MiB"
+
+# ---- ls -lR of the whole tree on the cold mirror, against native, with no content fetched ----
+# (issue 9: within 1.5x native `ls -lR` of the unpacked tree, zero content bytes fetched)
+drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+timed() { local t0; t0=$(now); "$@" > /dev/null; echo "$(now) - $t0" | bc; }
+runs=${RUNS:-3}
+mkdir -p "$work/native"
+tar -C "$work/native" -xf "$data/$debpkg.tar"
+top=$(ls "$work/native" | head -1)
+mkdir -p "$mnt"
+RUST_LOG=warn "$bin/repofs" --root "$mirror" --config "$conf" mount --daemon "$mnt"
+until [[ -d $mnt/pkgs/linux/6.1/$top ]]; do sleep 0.1; done
+n=0; native=(); mirrored=()
+for _ in $(seq "$runs"); do
+  drop; native+=("$(timed ls -lR "$work/native/$top")")
+  drop; mirrored+=("$(timed ls -lR "$mnt/pkgs/linux/6.1/$top")")
+done
+b=$(printf '%s\n' "${native[@]}" | best); m=$(printf '%s\n' "${mirrored[@]}" | best)
+lines_native=$(ls -lR "$work/native/$top" | wc -l); lines_mirror=$(ls -lR "$mnt/pkgs/linux/6.1/$top" | wc -l)
+sleep 3 # the fetch service rewrites its status every ~2 s
+fetched=$(python3 -c 'import json,sys
+try: s=json.load(open(sys.argv[1]))
+except FileNotFoundError: print(0); sys.exit()
+print(sum(o["downloaded_bytes"] for o in s["objects"]))' "$mirror/mirror/fetch-status.json")
+echo "ls -lR cold, best of $runs: native ${b}s ($lines_native lines), mirror pkgs/ ${m}s ($lines_mirror lines), ratio $(ratio "$m" "$b") (target <= 1.5); content fetched: $fetched bytes"
+"$bin/repofs" umount "$mnt" || umount -l "$mnt"

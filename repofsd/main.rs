@@ -96,14 +96,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
         );
         return Ok(());
     }
-    let mounted = match &args.mount {
-        Some(mp) => Some(repofs::vfs::mount::mount(
-            repo.layout.clone(),
-            repo.config.clone(),
-            mp,
-        )?),
-        None => None,
-    };
+    let mounted = mount_if_asked(args, &repo)?;
     let distribution = match repo.config.distribution.listen {
         Some(_) => Some(repofs::fetch::Distribution::start(
             &repo.layout,
@@ -150,14 +143,7 @@ fn run_mirror(args: &Args, mut repo: repofs::repo::Repo) -> anyhow::Result<()> {
         .unwrap_or_else(|| std::net::SocketAddr::from(([0, 0, 0, 0], 0)));
     let fetcher = repofs::fetch::lazy::Fetcher::start(&repo.layout, &repo.config, peers)?;
     fetcher.serve_requests(&repo.layout.control_socket())?;
-    let mounted = match &args.mount {
-        Some(mp) => Some(repofs::vfs::mount::mount(
-            repo.layout.clone(),
-            repo.config.clone(),
-            mp,
-        )?),
-        None => None,
-    };
+    let mounted = mount_if_asked(args, &repo)?;
     info!(root = %repo.layout.root.display(), upstream = %url, "mirroring");
     let upstream = repofs::fetch::index::mirror::Upstream {
         url,
@@ -177,4 +163,15 @@ fn run_mirror(args: &Args, mut repo: repofs::repo::Repo) -> anyhow::Result<()> {
         m.unmount()?;
     }
     served
+}
+
+/// The filesystem as well, in this process, when `--mount` asks for it (one-host setup).
+fn mount_if_asked(
+    args: &Args,
+    repo: &repofs::repo::Repo,
+) -> anyhow::Result<Option<repofs::vfs::mount::Mounted>> {
+    args.mount
+        .as_ref()
+        .map(|mp| repofs::vfs::mount::mount(repo.layout.clone(), repo.config.clone(), mp))
+        .transpose()
 }

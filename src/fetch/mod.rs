@@ -34,6 +34,34 @@ pub fn trackers(config: &DistributionConfig) -> Vec<String> {
     }
 }
 
+/// Serves `app` on `addr` (peers' addresses reach the handlers) until the returned sender
+/// is used or dropped.
+pub fn serve_http(
+    runtime: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    app: axum::Router,
+) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind(addr))
+        .with_context(|| format!("listening on {addr}"))?;
+    let bound = listener.local_addr()?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    runtime.spawn(async move {
+        let served = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = rx.await;
+        })
+        .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "HTTP endpoint failed");
+        }
+    });
+    Ok((bound, tx))
+}
+
 /// Seeding and the HTTP endpoint, running until `stop`.
 pub struct Distribution {
     seeder: Arc<seed::Seeder>,
@@ -67,27 +95,10 @@ impl Distribution {
                     dir: index::IndexDir::new(&layout.root),
                     catalog: layout.catalog(),
                 })));
-            let listener = seeder
-                .runtime()
-                .block_on(tokio::net::TcpListener::bind(addr))
-                .with_context(|| format!("listening on {addr}"))?;
-            http_addr = Some(listener.local_addr()?);
-            let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-            seeder.runtime().spawn(async move {
-                let served = axum::serve(
-                    listener,
-                    app.into_make_service_with_connect_info::<SocketAddr>(),
-                )
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-                if let Err(e) = served {
-                    tracing::error!(error = %e, "HTTP endpoint failed");
-                }
-            });
+            let (addr, tx) = serve_http(seeder.runtime(), addr, app)?;
+            http_addr = Some(addr);
             http = Some(tx);
-            info!(addr = ?http_addr, "serving /announce");
+            info!(addr = ?http_addr, "serving /announce and the index");
         }
         let stop = Arc::new(AtomicBool::new(false));
         let publisher = {

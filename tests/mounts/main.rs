@@ -20,10 +20,12 @@ use std::process::Output;
 use common::*;
 
 /// A world with a live daemon and a mount over it.
+/// Fields drop in order: the mount first, then the daemon, and the world (its temporary
+/// directory) last, so nothing is removed under a live mount and nothing is left behind.
 pub struct Site {
-    pub w: World,
-    pub daemon: Daemon,
     pub mnt: Mount,
+    pub daemon: Daemon,
+    pub w: World,
 }
 
 #[allow(clippy::new_without_default)] // a fixture that mounts, not a value

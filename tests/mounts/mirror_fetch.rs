@@ -538,6 +538,10 @@ fn a_file_inside_a_tar_xz_comes_from_its_twin_and_status_shows_it() {
     assert_eq!(status["upstream_state"], "ok");
     assert!(status["generation"].as_u64() >= Some(1), "{status}");
     assert!(status["synced_age_secs"].as_u64() < Some(60), "{status}");
+    assert!(
+        status["generation_age_secs"].as_u64() < Some(600),
+        "{status}"
+    );
     assert!(status["cache_limit"].as_u64() > Some(0), "{status}");
     assert!(
         status["objects"]

@@ -119,10 +119,11 @@ fn sql_rows(db: &Path, sql: &str) -> Vec<Vec<String>> {
 }
 
 /// A mirror: its own root, repofsd in mirror mode, and a mount.
+/// Dropped mount first, repository (its temporary directory) last.
 struct Mirror {
-    repo: Repo,
-    daemon: Daemon,
     mnt: Mount,
+    daemon: Daemon,
+    repo: Repo,
     upstream: String,
     key: PathBuf,
     listen: Option<u16>,

@@ -472,6 +472,8 @@ impl Mirror {
         };
         let settings = [
             ("index_generation", root.generation.to_string()),
+            // When the upstream signed the root that brought this generation (its age).
+            ("index_created_at", root.created.to_string()),
             ("index_head", head_sha),
             ("index_synced_at", now().to_string()),
             ("upstream_state", "ok".to_string()),
@@ -628,7 +630,6 @@ pub fn serve(
     listen: Option<std::net::SocketAddr>,
     ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
-    use anyhow::Context;
     use std::sync::Arc;
     catalog.set_setting("upstream", &upstream.url)?;
     let stop = Arc::new(AtomicBool::new(false));
@@ -643,22 +644,8 @@ pub fn serve(
             dir: mirror.index_dir().clone(),
             catalog: layout.catalog(),
         }));
-        let listener = mirror
-            .runtime()
-            .block_on(tokio::net::TcpListener::bind(addr))
-            .with_context(|| format!("listening on {addr}"))?;
-        tracing::info!(addr = ?listener.local_addr()?, "serving the index again");
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        mirror.runtime().spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                })
-                .await;
-            if let Err(e) = served {
-                tracing::error!(error = %e, "HTTP endpoint failed");
-            }
-        });
+        let (bound, tx) = crate::fetch::serve_http(mirror.runtime(), addr, app)?;
+        tracing::info!(addr = ?bound, "serving the index again");
         http = Some(tx);
     }
     let outcome = mirror.sync(catalog);
