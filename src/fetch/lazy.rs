@@ -606,15 +606,13 @@ impl Fetcher {
                     .await
                     .map_err(|e| FetchError::Failed(e.into()))?,
             };
+            // Opened at `a`, queueing only up to `b`: librqbit pulls the range's pieces and no
+            // more (a plain stream queues 32 MiB ahead, from the file's start until it seeks).
             let mut stream = torrent
                 .clone()
-                .stream(0)
+                .stream_at(0, a, b - a)
                 .await
                 .map_err(FetchError::Failed)?;
-            stream
-                .seek(SeekFrom::Start(a))
-                .await
-                .map_err(|e| FetchError::Failed(e.into()))?;
             let mut left = b - a;
             let mut buf = vec![0u8; 256 << 10];
             while left > 0 {

@@ -34,6 +34,8 @@ struct StreamState {
     file_abs_offset: u64,
     position: u64,
     waker: Option<Waker>,
+    /// How far past `position` pieces are queued (repofs: `FileStream::set_lookahead`).
+    lookahead: u64,
 }
 
 impl StreamState {
@@ -43,7 +45,7 @@ impl StreamState {
 
     fn queue<'a>(&self, lengths: &'a Lengths) -> impl Iterator<Item = ValidPieceIndex> + use<'a> {
         let start = self.file_abs_offset + self.position;
-        let end = (start + PER_STREAM_BUF_DEFAULT).min(self.file_abs_offset + self.file_len);
+        let end = (start + self.lookahead.max(1)).min(self.file_abs_offset + self.file_len);
         let dpl = lengths.default_piece_length();
         let start_id = (start / dpl as u64).try_into().unwrap();
         let end_id = end.div_ceil(dpl as u64).try_into().unwrap();
@@ -278,6 +280,16 @@ impl AsyncSeek for FileStream {
     }
 }
 
+impl FileStream {
+    /// repofs: queue pieces only up to `bytes` past the stream's position (default 32 MiB),
+    /// so a reader that knows where its read ends does not pull pieces it will not read.
+    pub fn set_lookahead(&self, bytes: u64) {
+        if let Some(mut s) = self.streams.streams.get_mut(&self.stream_id) {
+            s.value_mut().lookahead = bytes;
+        }
+    }
+}
+
 impl Drop for FileStream {
     fn drop(&mut self) {
         self.streams.drop_stream(self.stream_id);
@@ -338,6 +350,18 @@ impl ManagedTorrent {
     }
 
     pub async fn stream(self: Arc<Self>, file_id: usize) -> anyhow::Result<FileStream> {
+        self.stream_at(file_id, 0, PER_STREAM_BUF_DEFAULT).await
+    }
+
+    /// repofs: a stream that starts at `position` and queues pieces only `lookahead` bytes
+    /// past its position, registered that way before any peer is woken, so a ranged read
+    /// pulls only the pieces of its range (`stream` + seek first queued 32 MiB from 0).
+    pub async fn stream_at(
+        self: Arc<Self>,
+        file_id: usize,
+        position: u64,
+        lookahead: u64,
+    ) -> anyhow::Result<FileStream> {
         // Streams need live or paused state, so wait out the initial check
         // of existing data instead of failing while it runs.
         self.wait_until_initialized().await?;
@@ -352,11 +376,12 @@ impl ManagedTorrent {
         )?;
         let streams = self.streams()?;
         let blocking_permit = self.shared().spawner.semaphore().acquire_owned().await?;
+        let position = position.min(fd_len);
         let s = FileStream {
             stream_id: streams.next_id(),
             streams: streams.clone(),
             file_id,
-            position: 0,
+            position,
 
             file_len: fd_len,
             file_torrent_abs_offset: fd_offset,
@@ -369,10 +394,11 @@ impl ManagedTorrent {
             s.stream_id,
             StreamState {
                 file_id,
-                position: 0,
+                position,
                 waker: None,
                 file_len: fd_len,
                 file_abs_offset: fd_offset,
+                lookahead,
             },
         );
 
