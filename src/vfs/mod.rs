@@ -448,7 +448,7 @@ impl Vfs {
                     DistEntry::Torrent(id) => {
                         let f = snap.file(id).ok_or(libc::ENOENT)?;
                         let info_len = f.torrent_info_len.ok_or(libc::ENOENT)?;
-                        let len = snap.torrent_overhead + info_len;
+                        let len = snap.torrent_overhead + info_len.get();
                         view(self.attr(
                             ino,
                             FileType::RegularFile,

@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -50,8 +51,9 @@ pub enum DistEntry {
 pub struct FileInfo {
     pub size: u64,
     pub published_at: i64,
-    /// Length of its torrent's bencoded info dictionary (the .torrent's size follows).
-    pub torrent_info_len: Option<u64>,
+    /// Length of its torrent's bencoded info dictionary (the .torrent's size follows);
+    /// never 0 (the smallest dictionary is `de`), so the Option costs no space.
+    pub torrent_info_len: Option<NonZeroU64>,
     /// Whether it is a live package (pkgs/ shows it).
     pub package: bool,
 }
@@ -125,7 +127,8 @@ pub struct Snapshot {
     /// dists/ directories ("" is dists/ itself) and their children.
     dirs: HashMap<String, DistDir>,
     symlinks: Vec<String>,
-    files: HashMap<i64, FileInfo>,
+    /// Sorted by file id (binary search: a third of a HashMap's memory at 100,000 files).
+    files: Vec<(i64, FileInfo)>,
     /// The trackers torrents name (as repofsd recorded them), and what they and the framing
     /// add to an info dictionary: a .torrent's size without reading it.
     pub trackers: Vec<String>,
@@ -148,7 +151,7 @@ impl Snapshot {
         let version = cat.data_version()?;
         let mut dirs: HashMap<String, DistDir> = HashMap::new();
         dirs.insert(String::new(), DistDir::default());
-        let mut files: HashMap<i64, FileInfo> = HashMap::new();
+        let mut files: Vec<(i64, FileInfo)> = Vec::new();
         let mut newest = None;
         cat.for_each_published_file(|f| {
             let d = dir_entry(&mut dirs, f.directory);
@@ -166,16 +169,18 @@ impl Snapshot {
                 d.push(&name, SlotKind::Torrent(f.id));
             }
             newest = newest.max(Some(f.published_at));
-            files.insert(
+            files.push((
                 f.id,
                 FileInfo {
                     size: f.size,
                     published_at: f.published_at,
-                    torrent_info_len: f.torrent_info_len,
+                    torrent_info_len: f.torrent_info_len.and_then(NonZeroU64::new),
                     package: false,
                 },
-            );
+            ));
         })?;
+        files.sort_unstable_by_key(|(id, _)| *id);
+        files.shrink_to_fit();
         let mut symlinks = Vec::new();
         for s in cat.symlinks()? {
             // A published file of the same name wins; the catalog forbids that anyway.
@@ -213,8 +218,8 @@ impl Snapshot {
             out.push((name.into_boxed_str(), list.into_boxed_slice()));
         };
         cat.for_each_package_version(|id, name, v, meta_source| {
-            if let Some(f) = files.get_mut(&id) {
-                f.package = true;
+            if let Ok(i) = files.binary_search_by_key(&id, |(id, _)| *id) {
+                files[i].1.package = true;
             }
             // Unversioned packages have no pkgs/NAME/VERSION to live in.
             let Some(v) = v else { return };
@@ -264,12 +269,13 @@ impl Snapshot {
 
     /// What the mount keeps of published file `id`.
     pub fn file(&self, id: i64) -> Option<&FileInfo> {
-        self.files.get(&id)
+        let i = self.files.binary_search_by_key(&id, |(id, _)| *id).ok()?;
+        Some(&self.files[i].1)
     }
 
     /// Published file `id` if it is a live package.
     pub fn package(&self, id: i64) -> Option<&FileInfo> {
-        self.files.get(&id).filter(|f| f.package)
+        self.file(id).filter(|f| f.package)
     }
 
     fn dist_entry_of(&self, kind: SlotKind) -> DistEntry {
