@@ -365,20 +365,24 @@ impl Snapshot {
         self.versions(name)?.last().map(|(v, _)| &**v)
     }
 
-    /// The size of a generated file (rendered once per snapshot to learn it).
+    /// The size of a generated file. The first ask renders all three of `dir` from one
+    /// read of its rows and keeps their sizes for this snapshot (an `ls -l` asks for all).
     pub fn generated_len(
         &self,
         cat: &Catalog,
         dir: &str,
         g: Generated,
     ) -> Result<u64, CatalogError> {
-        let key = (dir.to_string(), g);
-        if let Some(n) = lock(&self.generated_len).get(&key) {
+        if let Some(n) = lock(&self.generated_len).get(&(dir.to_string(), g)) {
             return Ok(*n);
         }
-        let n = self.generated(cat, dir, g)?.len() as u64;
-        lock(&self.generated_len).insert(key, n);
-        Ok(n)
+        let (files, packages) = self.dir_rows(cat, dir, true)?;
+        let mut cache = lock(&self.generated_len);
+        for each in Generated::ALL {
+            let n = render(dir, each, &files, &packages).len() as u64;
+            cache.insert((dir.to_string(), each), n);
+        }
+        Ok(cache.get(&(dir.to_string(), g)).copied().unwrap_or(0))
     }
 
     /// The bytes of a generated file: this snapshot's files of `dir`, with their rows read
@@ -389,15 +393,27 @@ impl Snapshot {
         dir: &str,
         g: Generated,
     ) -> Result<Vec<u8>, CatalogError> {
+        let (files, packages) = self.dir_rows(cat, dir, g == Generated::Index)?;
+        Ok(render(dir, g, &files, &packages))
+    }
+
+    /// The catalog rows of this snapshot's files in `dir`, in listing order, and (if asked)
+    /// their packages' rows.
+    fn dir_rows(
+        &self,
+        cat: &Catalog,
+        dir: &str,
+        with_packages: bool,
+    ) -> Result<(Vec<FileRow>, HashMap<i64, PackageRow>), CatalogError> {
         let Some(d) = self.dirs.get(dir) else {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), HashMap::new()));
         };
         let mut rows: HashMap<i64, FileRow> = cat
             .published_files_in(dir)?
             .into_iter()
             .map(|f| (f.id, f))
             .collect();
-        let packages: HashMap<i64, PackageRow> = if g == Generated::Index {
+        let packages = if with_packages {
             cat.packages_in(dir)?
                 .into_iter()
                 .map(|p| (p.file_id, p))
@@ -405,7 +421,7 @@ impl Snapshot {
         } else {
             HashMap::new()
         };
-        let files: Vec<FileRow> = d
+        let files = d
             .slots
             .iter()
             .filter_map(|s| match s.kind {
@@ -413,7 +429,7 @@ impl Snapshot {
                 _ => None,
             })
             .collect();
-        Ok(render(dir, g, &files, &packages))
+        Ok((files, packages))
     }
 }
 
