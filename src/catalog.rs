@@ -252,6 +252,17 @@ pub struct FileRow {
     pub archived_at: Option<i64>,
 }
 
+/// What the mount keeps of a published file (`Catalog::for_each_published_file`).
+pub struct FileBrief<'a> {
+    pub id: i64,
+    pub directory: &'a str,
+    pub filename: &'a str,
+    pub size: u64,
+    pub published_at: i64,
+    /// Length of its torrent's bencoded info dictionary, if it has one.
+    pub torrent_info_len: Option<u64>,
+}
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct SymlinkRow {
     pub directory: String,
@@ -468,36 +479,103 @@ impl Catalog {
 
     /// Live packages with their payload location (what `pkgs/` lists).
     pub fn packages(&self) -> Result<Vec<PackageRow>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {PACKAGE_COLUMNS} FROM packages p JOIN files f ON f.id = p.file_id
+             WHERE f.state = 'published' ORDER BY p.name, p.file_id"
+        ))?;
+        let rows = stmt
+            .query_map([], package_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// One live package by file id: what the mount reads on open instead of holding every
+    /// package row.
+    pub fn package(&self, file_id: i64) -> Result<Option<PackageRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {PACKAGE_COLUMNS} FROM packages p JOIN files f ON f.id = p.file_id
+             WHERE p.file_id = ? AND f.state = 'published'"
+        ))?;
+        Ok(stmt.query_row([file_id], package_row).optional()?)
+    }
+
+    /// The live packages of files in `directory` (for its index.json).
+    pub fn packages_in(&self, directory: &str) -> Result<Vec<PackageRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {PACKAGE_COLUMNS} FROM packages p JOIN files f ON f.id = p.file_id
+             WHERE f.directory = ? AND f.state = 'published'"
+        ))?;
+        let rows = stmt
+            .query_map([directory], package_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// One published file by id (the mount opens files by it).
+    pub fn published_file(&self, id: i64) -> Result<Option<FileRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE id = ? AND state = 'published'"
+        ))?;
+        Ok(stmt.query_row([id], file_row).optional()?)
+    }
+
+    /// The published files in `directory` (for its generated files).
+    pub fn published_files_in(&self, directory: &str) -> Result<Vec<FileRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE directory = ? AND state = 'published'"
+        ))?;
+        let rows = stmt
+            .query_map([directory], file_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Streams what the mount keeps of each published file, row by row, so that loading
+    /// 100,000 files never holds them all as full rows.
+    pub fn for_each_published_file(&self, mut f: impl FnMut(FileBrief<'_>)) -> Result<()> {
         let mut stmt = self.conn.prepare(
-            "SELECT p.file_id, p.format, p.meta_source, p.name, p.version, p.arch, p.description,
-                    p.depends, p.payload_offset, p.payload_size, p.payload_compression,
-                    p.unpacked_size, p.entry_count, f.sha256, f.published_at
+            "SELECT f.id, f.directory, f.filename, f.size, f.published_at, length(t.info)
+             FROM files f LEFT JOIN torrents t ON t.file_id = f.id
+             WHERE f.state = 'published'",
+        )?;
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let directory = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            let filename = r.get_ref(2)?.as_str().map_err(rusqlite::Error::from)?;
+            f(FileBrief {
+                id: r.get(0)?,
+                directory,
+                filename,
+                size: r.get::<_, i64>(3)? as u64,
+                published_at: r.get(4)?,
+                torrent_info_len: r.get::<_, Option<i64>>(5)?.map(|n| n as u64),
+            });
+        }
+        Ok(())
+    }
+
+    /// Streams (file id, name, version, meta_source) of each live package: what `pkgs/`
+    /// lists.
+    pub fn for_each_package_version(
+        &self,
+        mut f: impl FnMut(i64, &str, Option<&str>, &str),
+    ) -> Result<()> {
+        let mut stmt = self.conn.prepare(
+            "SELECT p.file_id, p.name, p.version, p.meta_source
              FROM packages p JOIN files f ON f.id = p.file_id
              WHERE f.state = 'published' ORDER BY p.name, p.file_id",
         )?;
-        let rows = stmt
-            .query_map([], |r| {
-                let depends: String = r.get(7)?;
-                Ok(PackageRow {
-                    file_id: r.get(0)?,
-                    format: r.get(1)?,
-                    meta_source: r.get(2)?,
-                    name: r.get(3)?,
-                    version: r.get(4)?,
-                    arch: r.get(5)?,
-                    description: r.get(6)?,
-                    depends: serde_json::from_str(&depends).unwrap_or_default(),
-                    payload_offset: r.get::<_, i64>(8)? as u64,
-                    payload_size: r.get::<_, i64>(9)? as u64,
-                    compression: r.get(10)?,
-                    unpacked_size: r.get::<_, i64>(11)? as u64,
-                    entry_count: r.get::<_, i64>(12)? as u64,
-                    sha256: r.get(13)?,
-                    published_at: r.get(14)?,
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(rows)
+        let mut rows = stmt.query([])?;
+        while let Some(r) = rows.next()? {
+            let name = r.get_ref(1)?.as_str().map_err(rusqlite::Error::from)?;
+            let version = r
+                .get_ref(2)?
+                .as_str_or_null()
+                .map_err(rusqlite::Error::from)?;
+            let meta_source = r.get_ref(3)?.as_str().map_err(rusqlite::Error::from)?;
+            f(r.get(0)?, name, version, meta_source);
+        }
+        Ok(())
     }
 
     /// A package's entry list, in archive order.
@@ -1305,6 +1383,32 @@ fn entry_row(r: &Row<'_>) -> rusqlite::Result<Entry> {
                 )
             })?,
         },
+    })
+}
+
+const PACKAGE_COLUMNS: &str = "p.file_id, p.format, p.meta_source, p.name, p.version, p.arch, \
+    p.description, p.depends, p.payload_offset, p.payload_size, p.payload_compression, \
+    p.unpacked_size, p.entry_count, f.sha256, f.published_at";
+
+/// Maps `SELECT {PACKAGE_COLUMNS}`.
+fn package_row(r: &Row<'_>) -> rusqlite::Result<PackageRow> {
+    let depends: String = r.get(7)?;
+    Ok(PackageRow {
+        file_id: r.get(0)?,
+        format: r.get(1)?,
+        meta_source: r.get(2)?,
+        name: r.get(3)?,
+        version: r.get(4)?,
+        arch: r.get(5)?,
+        description: r.get(6)?,
+        depends: serde_json::from_str(&depends).unwrap_or_default(),
+        payload_offset: r.get::<_, i64>(8)? as u64,
+        payload_size: r.get::<_, i64>(9)? as u64,
+        compression: r.get(10)?,
+        unpacked_size: r.get::<_, i64>(11)? as u64,
+        entry_count: r.get::<_, i64>(12)? as u64,
+        sha256: r.get(13)?,
+        published_at: r.get(14)?,
     })
 }
 

@@ -181,8 +181,8 @@ impl Vfs {
         snap.dist_children(rel)
             .into_iter()
             .flatten()
-            .filter(|(_, e)| **e == DistEntry::Dir)
-            .map(|(name, _)| name.clone())
+            .filter(|(_, e)| *e == DistEntry::Dir)
+            .map(|(name, _)| name.to_string())
             .collect()
     }
 

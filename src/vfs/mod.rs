@@ -437,13 +437,18 @@ impl Vfs {
                     )),
                     DistEntry::Generated(g) => {
                         let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
-                        let len = snap.generated(dir, g).len() as u64;
+                        let len =
+                            snap.generated_len(&lock(&self.catalog), dir, g)
+                                .map_err(|e| {
+                                    warn!(error = %e, "catalog unreadable");
+                                    libc::EIO
+                                })?;
                         view(self.attr(ino, FileType::RegularFile, 0o444, len, self.view_time()))
                     }
                     DistEntry::Torrent(id) => {
-                        let f = snap.files.get(&id).ok_or(libc::ENOENT)?;
-                        let (_, info_len) = snap.torrents.get(&id).ok_or(libc::ENOENT)?;
-                        let len = snap.torrent_overhead + info_len;
+                        let f = snap.file(id).ok_or(libc::ENOENT)?;
+                        let info_len = f.torrent_info_len.ok_or(libc::ENOENT)?;
+                        let len = snap.torrent_overhead + info_len.get();
                         view(self.attr(
                             ino,
                             FileType::RegularFile,
@@ -457,7 +462,7 @@ impl Vfs {
             }
             Node::DistsFile(id) => {
                 let snap = snapshot()?;
-                let f = snap.files.get(id).ok_or(libc::ENOENT)?;
+                let f = snap.file(*id).ok_or(libc::ENOENT)?;
                 view(self.attr(
                     ino,
                     FileType::RegularFile,
@@ -488,7 +493,7 @@ impl Vfs {
             }
             Node::PkgEntry { file_id, path } => {
                 let snap = snapshot()?;
-                let pkg = snap.packages.get(file_id).ok_or(libc::ENOENT)?;
+                let pkg = snap.package(*file_id).ok_or(libc::ENOENT)?;
                 let item = self.pkg_item(*file_id, path)?;
                 let pkg_time = epoch(pkg.published_at);
                 let mut a = match &item.entry {
@@ -689,7 +694,7 @@ impl Vfs {
                             push(Node::Dists(path), FileType::RegularFile, name)
                         }
                         DistEntry::File(id) => {
-                            push(Node::DistsFile(*id), FileType::RegularFile, name)
+                            push(Node::DistsFile(id), FileType::RegularFile, name)
                         }
                     }
                 }
@@ -851,7 +856,14 @@ impl Vfs {
         let snap = self.snap()?;
         match node {
             Node::DistsFile(id) => {
-                let f = snap.files.get(&id).ok_or(libc::ENOENT)?;
+                snap.file(id).ok_or(libc::ENOENT)?;
+                let f = lock(&self.catalog)
+                    .published_file(id)
+                    .map_err(|e| {
+                        warn!(error = %e, "catalog unreadable");
+                        libc::EIO
+                    })?
+                    .ok_or(libc::ENOENT)?;
                 let file = self
                     .objects
                     .open(&f.sha256, f.size)
@@ -870,7 +882,11 @@ impl Vfs {
             Node::Dists(path) => match snap.dist_entry(&path).ok_or(libc::ENOENT)? {
                 DistEntry::Generated(g) => {
                     let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
-                    let fh = self.add_handle(Handle::Bytes(snap.generated(dir, g)));
+                    let bytes = snap.generated(&lock(&self.catalog), dir, g).map_err(|e| {
+                        warn!(error = %e, "catalog unreadable");
+                        libc::EIO
+                    })?;
+                    let fh = self.add_handle(Handle::Bytes(Arc::new(bytes)));
                     Ok(Opened {
                         fh,
                         passthrough: None,
@@ -900,7 +916,14 @@ impl Vfs {
                 _ => Err(libc::EINVAL),
             },
             Node::PkgEntry { file_id, path } => {
-                let pkg = snap.packages.get(&file_id).ok_or(libc::ENOENT)?.clone();
+                snap.package(file_id).ok_or(libc::ENOENT)?;
+                let pkg = lock(&self.catalog)
+                    .package(file_id)
+                    .map_err(|e| {
+                        warn!(error = %e, "catalog unreadable");
+                        libc::EIO
+                    })?
+                    .ok_or(libc::ENOENT)?;
                 let item = self.pkg_item(file_id, &path)?;
                 if item.is_dir {
                     return Err(libc::EISDIR);
@@ -910,7 +933,7 @@ impl Vfs {
                     (Some(_), None) => return Err(libc::EINVAL),
                     (Some(_), Some(d)) => d,
                 };
-                let size = snap.files.get(&file_id).ok_or(libc::ENOENT)?.size;
+                let size = snap.file(file_id).ok_or(libc::ENOENT)?.size;
                 let object = self.objects.open(&pkg.sha256, size).map_err(|e| {
                     warn!(package = %pkg.name, error = %e, "cannot open package");
                     errno(&e)

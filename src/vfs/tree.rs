@@ -1,11 +1,15 @@
 //! The read-only views as data: `dists/` and `pkgs/`, built from one catalog snapshot.
 //!
-//! A `Snapshot` is everything the catalog says about the published tree except entry lists,
-//! which are loaded per package (`PkgTree`) when someone first looks inside it. Neither ever
-//! reads content: sizes, modes and offsets all come from the catalog.
+//! A `Snapshot` holds what `lookup`, `stat` and `readdir` of dists/ and pkgs/ need (names,
+//! sizes, times, versions), compactly: ~0.3 KB per package, so a mount of 100,000 stays far
+//! below 100 MiB. Rows needed only to open a file (hashes, package metadata) and generated
+//! files are read from the catalog when opened; entry lists are loaded per package
+//! (`PkgTree`) when someone first looks inside it. Nothing here reads content: sizes, modes
+//! and offsets all come from the catalog.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
+use std::num::NonZeroU64;
 use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
@@ -44,17 +48,90 @@ pub enum DistEntry {
     Torrent(i64),
 }
 
-type Bytes = Arc<Vec<u8>>;
+/// What the mount keeps of a published file: enough for `stat` and `ls -l`. Hashes and the
+/// rest of the row are read from the catalog when the file is opened.
+#[derive(Debug, Clone, Copy)]
+pub struct FileInfo {
+    pub size: u64,
+    pub published_at: i64,
+    /// Length of its torrent's bencoded info dictionary (the .torrent's size follows);
+    /// never 0 (the smallest dictionary is `de`), so the Option costs no space.
+    pub torrent_info_len: Option<NonZeroU64>,
+    /// Whether it is a live package (pkgs/ shows it).
+    pub package: bool,
+}
+
+/// A dists/ directory's children, sorted by name (byte order, as `ls` got from a BTreeMap
+/// before): one string arena and fixed-size slots, so 100,000 files cost no allocation each.
+#[derive(Default)]
+struct DistDir {
+    names: String,
+    slots: Vec<Slot>,
+}
+
+struct Slot {
+    start: u32,
+    len: u32,
+    kind: SlotKind,
+}
+
+/// `DistEntry` without the symlink target inline (an index into `Snapshot::symlinks`). The
+/// order is the precedence when two kinds claim one name.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum SlotKind {
+    Dir,
+    File(i64),
+    Symlink(u32),
+    Torrent(i64),
+    Generated(u8),
+}
+
+impl DistDir {
+    fn push(&mut self, name: &str, kind: SlotKind) {
+        let start = self.names.len() as u32;
+        self.names.push_str(name);
+        self.slots.push(Slot {
+            start,
+            len: name.len() as u32,
+            kind,
+        });
+    }
+
+    fn name(&self, s: &Slot) -> &str {
+        &self.names[s.start as usize..(s.start + s.len) as usize]
+    }
+
+    /// Sorts by name and keeps one slot per name, the kind first in `SlotKind` order.
+    fn seal(&mut self) {
+        let mut slots = std::mem::take(&mut self.slots);
+        slots.sort_unstable_by(|a, b| self.name(a).cmp(self.name(b)).then(a.kind.cmp(&b.kind)));
+        slots.dedup_by(|b, a| self.name(a) == self.name(b));
+        slots.shrink_to_fit();
+        self.slots = slots;
+    }
+
+    fn get(&self, name: &str) -> Option<SlotKind> {
+        let i = self
+            .slots
+            .binary_search_by(|s| self.name(s).cmp(name))
+            .ok()?;
+        Some(self.slots[i].kind)
+    }
+}
+
+/// A package name's (version, file id) list.
+type Versions = Box<[(Box<str>, i64)]>;
+/// A package name being collected: its name, version scheme and versions so far.
+type Pending = (String, Scheme, Vec<(Box<str>, i64)>);
 
 pub struct Snapshot {
     /// `PRAGMA data_version` when loaded: the cue to reload.
     pub version: i64,
     /// dists/ directories ("" is dists/ itself) and their children.
-    dirs: HashMap<String, BTreeMap<String, DistEntry>>,
-    pub files: HashMap<i64, FileRow>,
-    pub packages: HashMap<i64, PackageRow>,
-    /// File id -> (infohash, length of its bencoded info dictionary).
-    pub torrents: HashMap<i64, (String, u64)>,
+    dirs: HashMap<String, DistDir>,
+    symlinks: Vec<String>,
+    /// Sorted by file id (binary search: a third of a HashMap's memory at 100,000 files).
+    files: Vec<(i64, FileInfo)>,
     /// The trackers torrents name (as repofsd recorded them), and what they and the framing
     /// add to an info dictionary: a .torrent's size without reading it.
     pub trackers: Vec<String>,
@@ -65,103 +142,155 @@ pub struct Snapshot {
     /// When the published view last changed (the newest generation's time, else the newest
     /// publication), unix seconds: the time of directories and generated files.
     pub changed: Option<i64>,
-    /// Package name -> (version, file id), ascending in the package's ecosystem's order.
-    versions: BTreeMap<String, Vec<(String, i64)>>,
-    generated: Mutex<HashMap<(String, Generated), Bytes>>,
+    /// Package names, sorted, each with its (version, file id) ascending in the package's
+    /// ecosystem's order.
+    versions: Vec<(Box<str>, Versions)>,
+    /// Sizes of generated files already rendered; their bytes are rendered again on open.
+    generated_len: Mutex<HashMap<(String, Generated), u64>>,
 }
 
 impl Snapshot {
     pub fn load(cat: &Catalog) -> Result<Snapshot, CatalogError> {
         let version = cat.data_version()?;
-        let mut dirs: HashMap<String, BTreeMap<String, DistEntry>> = HashMap::new();
-        dirs.insert(String::new(), BTreeMap::new());
-        let files: HashMap<i64, FileRow> =
-            cat.files(false)?.into_iter().map(|f| (f.id, f)).collect();
-        let mut with_files = Vec::new();
-        for f in files.values() {
-            add_dir(&mut dirs, &f.directory);
-            if let Some(d) = dirs.get_mut(&f.directory) {
-                d.insert(f.filename.clone(), DistEntry::File(f.id));
+        let mut dirs: HashMap<String, DistDir> = HashMap::new();
+        dirs.insert(String::new(), DistDir::default());
+        let mut files: Vec<(i64, FileInfo)> = Vec::new();
+        let mut newest = None;
+        cat.for_each_published_file(|f| {
+            let d = dir_entry(&mut dirs, f.directory);
+            d.push(f.filename, SlotKind::File(f.id));
+            if d.slots.len() == 1 {
+                for g in Generated::ALL {
+                    d.push(g.name(), SlotKind::Generated(g as u8));
+                }
             }
-            with_files.push(f.directory.clone());
-        }
+            if f.torrent_info_len.is_some() {
+                // A published file or symlink of that name wins (slot order).
+                let mut name = String::with_capacity(f.filename.len() + 8);
+                name.push_str(f.filename);
+                name.push_str(".torrent");
+                d.push(&name, SlotKind::Torrent(f.id));
+            }
+            newest = newest.max(Some(f.published_at));
+            files.push((
+                f.id,
+                FileInfo {
+                    size: f.size,
+                    published_at: f.published_at,
+                    torrent_info_len: f.torrent_info_len.and_then(NonZeroU64::new),
+                    package: false,
+                },
+            ));
+        })?;
+        files.sort_unstable_by_key(|(id, _)| *id);
+        files.shrink_to_fit();
+        let mut symlinks = Vec::new();
         for s in cat.symlinks()? {
-            add_dir(&mut dirs, &s.directory);
-            if let Some(d) = dirs.get_mut(&s.directory) {
-                // A published file of the same name wins; the catalog forbids that anyway.
-                d.entry(s.name.clone())
-                    .or_insert(DistEntry::Symlink(s.target.clone()));
+            // A published file of the same name wins; the catalog forbids that anyway.
+            dir_entry(&mut dirs, &s.directory)
+                .push(&s.name, SlotKind::Symlink(symlinks.len() as u32));
+            symlinks.push(s.target);
+        }
+        // Every directory's parents list it.
+        let paths: Vec<String> = dirs.keys().cloned().collect();
+        for path in paths {
+            let mut parent = "";
+            for part in path.split('/').filter(|p| !p.is_empty()) {
+                dirs.entry(parent.to_string())
+                    .or_default()
+                    .push(part, SlotKind::Dir);
+                let end = parent.len() + usize::from(!parent.is_empty()) + part.len();
+                parent = &path[..end];
             }
         }
-        let torrents = cat.torrents()?;
+        for d in dirs.values_mut() {
+            d.seal();
+        }
         let trackers: Vec<String> = cat
             .setting("trackers")?
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
         let torrent_overhead =
             crate::fetch::torrent::torrent_file(&[], &trackers).map_or(0, |t| t.len() as u64);
-        for id in torrents.keys() {
-            if let Some(f) = files.get(id) {
-                if let Some(d) = dirs.get_mut(&f.directory) {
-                    // A published file or symlink of that name wins.
-                    d.entry(format!("{}.torrent", f.filename))
-                        .or_insert(DistEntry::Torrent(*id));
-                }
+        // Rows come sorted by name, so each name's versions arrive together.
+        let mut versions: Vec<(Box<str>, Versions)> = Vec::new();
+        let mut pending: Option<Pending> = None;
+        let finish = |p: Pending, out: &mut Vec<(Box<str>, Versions)>| {
+            let (name, scheme, mut list) = p;
+            list.sort_by(|a, b| version::compare(scheme, &a.0, &b.0).then(a.1.cmp(&b.1)));
+            out.push((name.into_boxed_str(), list.into_boxed_slice()));
+        };
+        cat.for_each_package_version(|id, name, v, meta_source| {
+            if let Ok(i) = files.binary_search_by_key(&id, |(id, _)| *id) {
+                files[i].1.package = true;
             }
-        }
-        for dir in with_files {
-            if let Some(d) = dirs.get_mut(&dir) {
-                for g in Generated::ALL {
-                    d.entry(g.name().to_string())
-                        .or_insert(DistEntry::Generated(g));
-                }
-            }
-        }
-        let packages: HashMap<i64, PackageRow> = cat
-            .packages()?
-            .into_iter()
-            .map(|p| (p.file_id, p))
-            .collect();
-        let mut versions: BTreeMap<String, Vec<(String, i64)>> = BTreeMap::new();
-        for p in packages.values() {
             // Unversioned packages have no pkgs/NAME/VERSION to live in.
-            let Some(v) = &p.version else { continue };
-            if crate::paths::check_filename(v).is_err() || !package_name_ok(&p.name) {
-                continue;
+            let Some(v) = v else { return };
+            if crate::paths::check_filename(v).is_err() || !package_name_ok(name) {
+                return;
             }
-            let list = versions.entry(p.name.clone()).or_default();
-            match list.iter_mut().find(|(have, _)| have == v) {
+            if pending.as_ref().is_some_and(|(n, _, _)| n != name) {
+                if let Some(p) = pending.take() {
+                    finish(p, &mut versions);
+                }
+            }
+            let (_, _, list) = pending.get_or_insert_with(|| {
+                (
+                    name.to_string(),
+                    Scheme::for_meta_source(meta_source),
+                    Vec::new(),
+                )
+            });
+            match list.iter_mut().find(|(have, _)| &**have == v) {
                 // Two live files with the same name and version (say .tar.gz and .tar.xz):
                 // the newest publication is shown.
-                Some(slot) if slot.1 < p.file_id => slot.1 = p.file_id,
+                Some(slot) if slot.1 < id => slot.1 = id,
                 Some(_) => {}
-                None => list.push((v.clone(), p.file_id)),
+                None => list.push((v.into(), id)),
             }
+        })?;
+        if let Some(p) = pending.take() {
+            finish(p, &mut versions);
         }
-        for (name, list) in versions.iter_mut() {
-            let scheme = list
-                .first()
-                .and_then(|(_, id)| packages.get(id))
-                .map_or(Scheme::Generic, |p| Scheme::for_meta_source(&p.meta_source));
-            list.sort_by(|a, b| version::compare(scheme, &a.0, &b.0).then(a.1.cmp(&b.1)));
-            let _ = name;
-        }
-        let changed = cat
-            .generation_time()?
-            .or_else(|| files.values().map(|f| f.published_at).max());
+        // SQLite's order is byte order too; sorting again costs nothing and makes sure.
+        versions.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        versions.shrink_to_fit();
+        let changed = cat.generation_time()?.or(newest);
         Ok(Snapshot {
             version,
             dirs,
+            symlinks,
             files,
-            packages,
-            torrents,
             trackers,
             torrent_overhead,
             mirror: cat.setting("upstream")?.is_some_and(|u| !u.is_empty()),
             changed,
             versions,
-            generated: Mutex::new(HashMap::new()),
+            generated_len: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// What the mount keeps of published file `id`.
+    pub fn file(&self, id: i64) -> Option<&FileInfo> {
+        let i = self.files.binary_search_by_key(&id, |(id, _)| *id).ok()?;
+        Some(&self.files[i].1)
+    }
+
+    /// Published file `id` if it is a live package.
+    pub fn package(&self, id: i64) -> Option<&FileInfo> {
+        self.file(id).filter(|f| f.package)
+    }
+
+    fn dist_entry_of(&self, kind: SlotKind) -> DistEntry {
+        match kind {
+            SlotKind::Dir => DistEntry::Dir,
+            SlotKind::File(id) => DistEntry::File(id),
+            SlotKind::Symlink(i) => {
+                DistEntry::Symlink(self.symlinks.get(i as usize).cloned().unwrap_or_default())
+            }
+            SlotKind::Torrent(id) => DistEntry::Torrent(id),
+            SlotKind::Generated(g) => DistEntry::Generated(Generated::ALL[g as usize]),
+        }
     }
 
     /// The entry at `path` below dists/ ("" is dists/ itself).
@@ -170,128 +299,202 @@ impl Snapshot {
             return Some(DistEntry::Dir);
         }
         let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
-        self.dirs.get(dir)?.get(name).cloned()
+        let kind = self.dirs.get(dir)?.get(name)?;
+        Some(self.dist_entry_of(kind))
     }
 
-    pub fn dist_children(&self, path: &str) -> Option<&BTreeMap<String, DistEntry>> {
-        self.dirs.get(path)
+    /// The children of a dists/ directory, sorted by name.
+    pub fn dist_children(&self, path: &str) -> Option<impl Iterator<Item = (&str, DistEntry)>> {
+        let d = self.dirs.get(path)?;
+        Some(
+            d.slots
+                .iter()
+                .map(move |s| (d.name(s), self.dist_entry_of(s.kind))),
+        )
+    }
+
+    fn names(&self) -> impl Iterator<Item = &str> {
+        self.versions.iter().map(|(n, _)| &**n)
     }
 
     /// What pkgs/ lists: unscoped package names, and each npm scope (`@scope`) once.
     pub fn top_names(&self) -> impl Iterator<Item = &str> {
         let mut last_scope = None;
-        self.versions
-            .keys()
-            .filter_map(move |n| match n.split_once('/') {
-                None => Some(n.as_str()),
-                Some((scope, _)) if last_scope != Some(scope) => {
-                    last_scope = Some(scope);
-                    Some(scope)
-                }
-                Some(_) => None,
-            })
+        self.names().filter_map(move |n| match n.split_once('/') {
+            None => Some(n),
+            Some((scope, _)) if last_scope != Some(scope) => {
+                last_scope = Some(scope);
+                Some(scope)
+            }
+            Some(_) => None,
+        })
     }
 
     /// The names in an npm scope (`@types` -> `node`, ...), or None if there is no such scope.
     pub fn scoped(&self, scope: &str) -> Option<Vec<&str>> {
         let prefix = format!("{scope}/");
-        let names: Vec<&str> = self
+        let from = self
             .versions
-            .range(prefix.clone()..)
-            .map(|(n, _)| n.as_str())
+            .partition_point(|(n, _)| &**n < prefix.as_str());
+        let names: Vec<&str> = self.versions[from..]
+            .iter()
+            .map(|(n, _)| &**n)
             .take_while(|n| n.starts_with(&prefix))
             .map(|n| &n[prefix.len()..])
             .collect();
         (!names.is_empty()).then_some(names)
     }
 
-    pub fn versions(&self, name: &str) -> Option<&[(String, i64)]> {
-        self.versions.get(name).map(Vec::as_slice)
+    pub fn versions(&self, name: &str) -> Option<&[(Box<str>, i64)]> {
+        let i = self
+            .versions
+            .binary_search_by(|(n, _)| (**n).cmp(name))
+            .ok()?;
+        Some(&self.versions[i].1)
     }
 
     pub fn version_file(&self, name: &str, version: &str) -> Option<i64> {
         self.versions(name)?
             .iter()
-            .find(|(v, _)| v == version)
+            .find(|(v, _)| &**v == version)
             .map(|(_, id)| *id)
     }
 
     /// `pkgs/NAME/latest` points here: the highest version in the ecosystem's order.
     pub fn latest(&self, name: &str) -> Option<&str> {
-        self.versions(name)?.last().map(|(v, _)| v.as_str())
+        self.versions(name)?.last().map(|(v, _)| &**v)
     }
 
-    /// The bytes of a generated file (built once per snapshot).
-    pub fn generated(&self, dir: &str, g: Generated) -> Arc<Vec<u8>> {
-        let key = (dir.to_string(), g);
-        let mut cache = self.generated.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(b) = cache.get(&key) {
-            return b.clone();
+    /// The size of a generated file. The first ask renders all three of `dir` from one
+    /// read of its rows and keeps their sizes for this snapshot (an `ls -l` asks for all).
+    pub fn generated_len(
+        &self,
+        cat: &Catalog,
+        dir: &str,
+        g: Generated,
+    ) -> Result<u64, CatalogError> {
+        if let Some(n) = lock(&self.generated_len).get(&(dir.to_string(), g)) {
+            return Ok(*n);
         }
-        let bytes = Arc::new(self.render(dir, g));
-        cache.insert(key, bytes.clone());
-        bytes
+        let (files, packages) = self.dir_rows(cat, dir, true)?;
+        let mut cache = lock(&self.generated_len);
+        for each in Generated::ALL {
+            let n = render(dir, each, &files, &packages).len() as u64;
+            cache.insert((dir.to_string(), each), n);
+        }
+        Ok(cache.get(&(dir.to_string(), g)).copied().unwrap_or(0))
     }
 
-    fn render(&self, dir: &str, g: Generated) -> Vec<u8> {
-        let files: Vec<&FileRow> = self
-            .dirs
-            .get(dir)
+    /// The bytes of a generated file: this snapshot's files of `dir`, with their rows read
+    /// from the catalog (held only while a handle is open, not per snapshot).
+    pub fn generated(
+        &self,
+        cat: &Catalog,
+        dir: &str,
+        g: Generated,
+    ) -> Result<Vec<u8>, CatalogError> {
+        let (files, packages) = self.dir_rows(cat, dir, g == Generated::Index)?;
+        Ok(render(dir, g, &files, &packages))
+    }
+
+    /// The catalog rows of this snapshot's files in `dir`, in listing order, and (if asked)
+    /// their packages' rows.
+    fn dir_rows(
+        &self,
+        cat: &Catalog,
+        dir: &str,
+        with_packages: bool,
+    ) -> Result<(Vec<FileRow>, HashMap<i64, PackageRow>), CatalogError> {
+        let Some(d) = self.dirs.get(dir) else {
+            return Ok((Vec::new(), HashMap::new()));
+        };
+        let mut rows: HashMap<i64, FileRow> = cat
+            .published_files_in(dir)?
             .into_iter()
-            .flat_map(|d| d.values())
-            .filter_map(|e| match e {
-                DistEntry::File(id) => self.files.get(id),
+            .map(|f| (f.id, f))
+            .collect();
+        let packages = if with_packages {
+            cat.packages_in(dir)?
+                .into_iter()
+                .map(|p| (p.file_id, p))
+                .collect()
+        } else {
+            HashMap::new()
+        };
+        let files = d
+            .slots
+            .iter()
+            .filter_map(|s| match s.kind {
+                SlotKind::File(id) => rows.remove(&id),
                 _ => None,
             })
             .collect();
-        match g {
-            // coreutils format: `sha256sum -c SHA256SUMS` checks the directory.
-            Generated::Sha256Sums | Generated::Md5Sums => {
-                let mut out = String::new();
-                for f in files {
-                    let sum = if g == Generated::Sha256Sums {
-                        &f.sha256
-                    } else {
-                        &f.md5
-                    };
-                    let _ = writeln!(out, "{sum}  {}", f.filename);
-                }
-                out.into_bytes()
-            }
-            Generated::Index => {
-                let list: Vec<IndexItem<'_>> = files
-                    .into_iter()
-                    .map(|f| {
-                        let p = self.packages.get(&f.id);
-                        IndexItem {
-                            filename: &f.filename,
-                            kind: &f.kind,
-                            size: f.size,
-                            sha256: &f.sha256,
-                            md5: &f.md5,
-                            name: p.map(|p| p.name.as_str()).or(f.name.as_deref()),
-                            version: p
-                                .and_then(|p| p.version.as_deref())
-                                .or(f.version.as_deref()),
-                            arch: p.and_then(|p| p.arch.as_deref()),
-                            description: p.and_then(|p| p.description.as_deref()),
-                            depends: p.map(|p| p.depends.as_slice()),
-                            format: p.map(|p| p.format.as_str()),
-                            unpacked_size: p.map(|p| p.unpacked_size),
-                            entry_count: p.map(|p| p.entry_count),
-                            uploader: &f.uploader,
-                            published_at: crate::time::rfc3339(f.published_at),
-                        }
-                    })
-                    .collect();
-                let index = Index {
-                    directory: dir,
-                    files: list,
+        Ok((files, packages))
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The directory slot of `dir`, made on first use.
+fn dir_entry<'a>(dirs: &'a mut HashMap<String, DistDir>, dir: &str) -> &'a mut DistDir {
+    dirs.entry(dir.to_string()).or_default()
+}
+
+fn render(
+    dir: &str,
+    g: Generated,
+    files: &[FileRow],
+    packages: &HashMap<i64, PackageRow>,
+) -> Vec<u8> {
+    match g {
+        // coreutils format: `sha256sum -c SHA256SUMS` checks the directory.
+        Generated::Sha256Sums | Generated::Md5Sums => {
+            let mut out = String::new();
+            for f in files {
+                let sum = if g == Generated::Sha256Sums {
+                    &f.sha256
+                } else {
+                    &f.md5
                 };
-                let mut v = serde_json::to_vec_pretty(&index).unwrap_or_default();
-                v.push(b'\n');
-                v
+                let _ = writeln!(out, "{sum}  {}", f.filename);
             }
+            out.into_bytes()
+        }
+        Generated::Index => {
+            let list: Vec<IndexItem<'_>> = files
+                .iter()
+                .map(|f| {
+                    let p = packages.get(&f.id);
+                    IndexItem {
+                        filename: &f.filename,
+                        kind: &f.kind,
+                        size: f.size,
+                        sha256: &f.sha256,
+                        md5: &f.md5,
+                        name: p.map(|p| p.name.as_str()).or(f.name.as_deref()),
+                        version: p
+                            .and_then(|p| p.version.as_deref())
+                            .or(f.version.as_deref()),
+                        arch: p.and_then(|p| p.arch.as_deref()),
+                        description: p.and_then(|p| p.description.as_deref()),
+                        depends: p.map(|p| p.depends.as_slice()),
+                        format: p.map(|p| p.format.as_str()),
+                        unpacked_size: p.map(|p| p.unpacked_size),
+                        entry_count: p.map(|p| p.entry_count),
+                        uploader: &f.uploader,
+                        published_at: crate::time::rfc3339(f.published_at),
+                    }
+                })
+                .collect();
+            let index = Index {
+                directory: dir,
+                files: list,
+            };
+            let mut v = serde_json::to_vec_pretty(&index).unwrap_or_default();
+            v.push(b'\n');
+            v
         }
     }
 }
@@ -339,18 +542,6 @@ fn package_name_ok(name: &str) -> bool {
                 && crate::paths::check_filename(scope).is_ok()
                 && crate::paths::check_filename(rest).is_ok()
         }
-    }
-}
-
-fn add_dir(dirs: &mut HashMap<String, BTreeMap<String, DistEntry>>, dir: &str) {
-    let mut parent = String::new();
-    for part in dir.split('/').filter(|p| !p.is_empty()) {
-        let path = crate::paths::join(&parent, part);
-        dirs.entry(parent.clone())
-            .or_default()
-            .insert(part.to_string(), DistEntry::Dir);
-        dirs.entry(path.clone()).or_default();
-        parent = path;
     }
 }
 
