@@ -115,7 +115,7 @@ for _ in $(seq "$runs"); do
   timed cat "$mm/dists/bench/bench-1.0.bin" >> "$work/r2"
   if [[ -n ${PERF:-} ]]; then
     kill -INT "$perfpid"; wait "$perfpid" || true
-    perf report -i "$work/perf.data" --stdio --no-children --sort dso,sym 2>/dev/null | head -80 > "$PERF"
+    perf report -i "$work/perf.data" --stdio --no-children -g none --percent-limit 0.5 --sort dso,sym > "$PERF" 2>/dev/null || true
   fi
   mirror_down
 done
