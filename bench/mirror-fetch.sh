@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # Lazy fetch on a mirror, as ratios against baselines measured in the same run on the same
 # bytes (run on demand as root; not part of the tests). A primary publishes a SIZE_MIB random
-# file and seeds it (repofsd --listen, its own tracker); a mirror (a copy of the primary's
-# catalog with setting `upstream`, until mirrors sync for real) mounts it with an empty cache.
+# file and seeds it (repofsd --listen, its own tracker); each run starts a real mirror
+# (repofsd --upstream, pinning the primary's repository key, as tests/common
+# start_mirror_daemon does) with an empty cache and mounts it.
 #  1. cold mirror, 1 MiB read at the middle: time to the bytes and bytes fetched from the
 #     swarm (the mirror's fetch-status.json), against `curl` of the same 1 MiB (as a file of
 #     its own: python3 -m http.server ignores Range) from a loopback HTTP server.
 #  2. cold mirror, `cat` of the whole file through the mount against `curl` of the whole file
 #     from the same HTTP server (throughput ratio; both into /dev/null).
-# Usage: bench/mirror-fetch.sh [SIZE_MIB=1024] [RUNS=3]   (READAHEAD=bytes sets [mirror] readahead)
+#  3. the same `cat` through btfs (Debian `btfs`, libtorrent) mounting the primary's .torrent
+#     against the same seeding primary, and aria2c downloading it (to disk): other BitTorrent
+#     clients against the same seeder, for what the seeder and loopback allow.
+# Usage: bench/mirror-fetch.sh [SIZE_MIB=1024] [RUNS=3]   (READAHEAD=bytes sets [mirror] readahead,
+#   BTFS_TIMEOUT=s the deadline of the btfs read, MIRROR_LOG=info the mirror's log level)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size=${1:-1024}
@@ -19,9 +24,21 @@ cargo build --release --quiet
 source bench/lib.sh
 bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 bench_work
+mpid=
+# Also the mirror and btfs, whatever step failed.
+cleanup() {
+  if [[ -n $mpid ]]; then kill "$mpid" 2>/dev/null || true; fi
+  if [[ -n ${btpid:-} ]]; then kill -KILL "$btpid" 2>/dev/null || true; fi
+  for d in "$work/mmnt" "$work/btfs"; do
+    if mountpoint -q "$d" 2>/dev/null; then umount -l "$d" || true; fi
+  done
+  bench_cleanup
+}
+trap cleanup EXIT INT TERM
 mkdir -m700 "$GNUPGHOME"
 gpg -q --batch --passphrase '' --quick-gen-key 'Bench <bench@example.org>' ed25519 sign 1y 2>/dev/null
 gpg -q --armor --export bench@example.org > "$work/key.asc"
+command -v btfs >/dev/null || { echo "bench/mirror-fetch.sh: needs btfs (apt-get install btfs)" >&2; exit 1; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -41,6 +58,8 @@ pids+=($!)
 for _ in $(seq 100); do [[ -d $pm/incoming ]] && mountpoint -q "$pm" && break; sleep 0.1; done
 mkdir -p "$pm/incoming/bench" && cp "$file" "$file.sig" "$pm/incoming/bench/"
 until [[ -e $pm/dists/bench/bench-1.0.bin.torrent ]]; do sleep 0.1; done
+"$bin/repofs" --root "$p" keys export-repo > "$work/repo-key.asc"
+cp "$pm/dists/bench/bench-1.0.bin.torrent" "$work/bench.torrent"
 sleep 3 # the seeder adds the torrent (it checks the object's pieces once)
 
 # ---- HTTP baseline --------------------------------------------------------------------
@@ -53,16 +72,14 @@ url=http://127.0.0.1:$hport/bench-1.0.bin
 # ---- a cold mirror per run ------------------------------------------------------------
 mirror_up() {
   m=$work/mirror; mm=$work/mmnt
-  rm -rf "$m"; mkdir -p "$mm"
-  "$bin/repofs" --root "$m" list >/dev/null
-  rm -f "$m"/catalog.sqlite*
-  sqlite3 "$p/catalog.sqlite" "VACUUM INTO '$m/catalog.sqlite'"
-  sqlite3 "$m/catalog.sqlite" "INSERT OR REPLACE INTO settings (key, value) VALUES ('upstream', 'http://$listen')"
+  rm -rf "$m"; mkdir -p "$m" "$mm"
   local conf=$work/mirror.toml
   printf '[mirror]\nreadahead = %s\n' "${READAHEAD:-8388608}" > "$conf"
-  RUST_LOG=warn "$bin/repofsd" --root "$m" --config "$conf" --mount "$mm" 2>>"$work/mirror.log" &
+  RUST_LOG=${MIRROR_LOG:-warn} "$bin/repofsd" --root "$m" --config "$conf" --upstream "http://$listen" \
+    --repo-key "$work/repo-key.asc" --poll 1 --mount "$mm" 2>>"$work/mirror.log" &
   mpid=$!
-  for _ in $(seq 100); do [[ -d $mm/dists ]] && mountpoint -q "$mm" && break; sleep 0.1; done
+  for _ in $(seq 300); do [[ -e $mm/dists/bench/bench-1.0.bin ]] && break; sleep 0.1; done
+  [[ -e $mm/dists/bench/bench-1.0.bin ]] || { echo "the mirror never synced" >&2; tail "$work/mirror.log" >&2; exit 1; }
 }
 mirror_down() {
   kill "$mpid"; wait "$mpid" 2>/dev/null || true
@@ -92,8 +109,42 @@ for _ in $(seq "$runs"); do drop; timed curl -fs "$url"; done | best > "$work/b2
 : > "$work/r2"
 for _ in $(seq "$runs"); do
   mirror_up; drop
+  if [[ -n ${PERF:-} ]]; then # PERF=FILE: where the mirror's repofsd spends the cat (perf report)
+    perf record -q -F 999 -g -o "$work/perf.data" -p "$mpid" 2>/dev/null & perfpid=$!
+  fi
   timed cat "$mm/dists/bench/bench-1.0.bin" >> "$work/r2"
+  if [[ -n ${PERF:-} ]]; then
+    kill -INT "$perfpid"; wait "$perfpid" || true
+    perf report -i "$work/perf.data" --stdio --no-children -g none --percent-limit 0.5 --sort dso,sym > "$PERF" 2>/dev/null || true
+  fi
   mirror_down
 done
 b2=$(cat "$work/b2"); r2=$(best < "$work/r2")
 echo "2. cat ${size} MiB, cold mirror: curl ${b2}s, mirror ${r2}s, throughput ratio $(ratio "$b2" "$r2")"
+
+# 3. other BitTorrent clients against the same seeder
+bt=$work/btfs; : > "$work/r3"
+for _ in $(seq "$runs"); do
+  rm -rf "$bt" "$work/btdata"; mkdir -p "$bt" "$work/btdata"
+  btfs -f --data-directory="$work/btdata" "$work/bench.torrent" "$bt" 2>>"$work/btfs.log" &
+  btpid=$!; pids+=("$btpid")
+  for _ in $(seq 100); do [[ -e $bt/bench-1.0.bin ]] && break; sleep 0.1; done
+  drop
+  # btfs got peers from the tracker but no byte from librqbit here: a deadline, not a hang
+  timed timeout "${BTFS_TIMEOUT:-120}" cat "$bt/bench-1.0.bin" >> "$work/r3" || true
+  umount -l "$bt"; kill -KILL "$btpid" 2>/dev/null || true # it outlives SIGTERM when stuck
+done
+r3=$(best < "$work/r3")
+if (( $(echo "$r3 >= ${BTFS_TIMEOUT:-120}" | bc) )); then
+  echo "3. cat ${size} MiB through btfs, same seeder: not done within ${BTFS_TIMEOUT:-120} s ($(du -sb "$work/btdata" | cut -f1) bytes in its data dir)"
+else
+  echo "3. cat ${size} MiB through btfs, same seeder: ${r3}s, throughput ratio vs curl $(ratio "$b2" "$r3"), vs the mirror $(ratio "$r2" "$r3")"
+fi
+: > "$work/r4"
+for _ in $(seq "$runs"); do
+  rm -rf "$work/aria"; mkdir -p "$work/aria"; drop
+  timed timeout 300 aria2c -q --enable-dht=false --bt-enable-lpd=false --enable-peer-exchange=false --seed-time=0 \
+    --file-allocation=none -d "$work/aria" "$work/bench.torrent" >> "$work/r4"
+done
+r4=$(best < "$work/r4")
+echo "4. aria2c download of ${size} MiB from the same seeder (to disk): ${r4}s, throughput ratio vs curl $(ratio "$b2" "$r4")"

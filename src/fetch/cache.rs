@@ -129,6 +129,10 @@ pub struct CacheObject {
     pub downloaded: AtomicU64,
     /// How far a read-ahead in flight (or done) reaches.
     pub ahead: AtomicU64,
+    /// A sequential reader's whole-object stream is running (`lazy::Fetcher::sequential`).
+    pub streaming: AtomicBool,
+    /// Woken whenever pieces become verified (and when a stream ends): readers wait on it.
+    pub changed: tokio::sync::Notify,
     dir: CacheDir,
 }
 
@@ -199,6 +203,7 @@ impl CacheObject {
                 *v = true;
             }
         }
+        self.changed.notify_waiters();
         Ok(())
     }
 
@@ -319,6 +324,8 @@ impl Cache {
                 complete: AtomicBool::new(true),
                 downloaded: AtomicU64::new(0),
                 ahead: AtomicU64::new(0),
+                streaming: AtomicBool::new(false),
+                changed: tokio::sync::Notify::new(),
                 dir: self.dir.clone(),
             },
             _ => {
@@ -359,6 +366,8 @@ impl Cache {
                     complete: AtomicBool::new(false),
                     downloaded: AtomicU64::new(0),
                     ahead: AtomicU64::new(0),
+                    streaming: AtomicBool::new(false),
+                    changed: tokio::sync::Notify::new(),
                     dir: self.dir.clone(),
                 }
             }

@@ -10,6 +10,11 @@
 //! slot of librqbit's blocking pool, so a semaphore keeps them well under it, and every await
 //! has a deadline. librqbit checks each piece's SHA-1; the cache checks it again from the
 //! bytes on disk before a read may see them, so no peer's bytes reach a reader unchecked.
+//!
+//! A sequential reader (its requests read a whole `readahead` past what they need) switches
+//! the object to one long-lived stream with every piece wanted, verified in batches; its
+//! requests then wait on the bitmap. One stream per request paid a stream open, a sync and
+//! a drained pipeline at the end of every read-ahead window.
 
 use std::collections::{HashMap, HashSet};
 use std::io::SeekFrom;
@@ -47,6 +52,8 @@ const ANCHORS: usize = 64;
 const POOL: usize = ANCHORS + STREAMS + AHEAD_STREAMS + 16;
 /// Eviction runs at most this often (the cache may overshoot by what is fetched meanwhile).
 const EVICT_EVERY: Duration = Duration::from_millis(500);
+/// Bytes a sequential stream verifies at once (one fdatasync of the cache file each).
+const SEQ_BATCH: u64 = 8 << 20;
 /// How often the status file is rewritten while something changes.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
 
@@ -178,6 +185,8 @@ pub struct Fetcher {
     own_trackers: Vec<String>,
     initial_peers: Vec<SocketAddr>,
     read_timeout: Duration,
+    /// `[mirror] readahead`: a request reading this far ahead comes from a sequential reader.
+    readahead: u64,
     held: Mutex<HashMap<String, Held>>,
     /// Serializes adding torrents (one add per object).
     adding: tokio::sync::Mutex<()>,
@@ -239,6 +248,7 @@ impl Fetcher {
             own_trackers: config.distribution.trackers.clone(),
             initial_peers: Vec::new(),
             read_timeout: config.mirror.read_timeout,
+            readahead: config.mirror.readahead.max(1),
             held: Mutex::new(HashMap::new()),
             adding: tokio::sync::Mutex::new(()),
             streams: Arc::new(tokio::sync::Semaphore::new(STREAMS)),
@@ -500,9 +510,16 @@ impl Fetcher {
                 object.size, req.size
             )));
         }
-        self.read_ahead(&req.fetch, &torrent, &object, req.to, req.ahead);
-        self.fetch_range(&torrent, &object, req.from, req.to)
-            .await?;
+        // A reader this far into a sequential run reads on: one stream fetches the rest.
+        if req.ahead.saturating_sub(req.to) >= self.readahead && object.size <= self.cache.limit / 2
+        {
+            self.sequential(&req.fetch, &torrent, &object, req.from);
+        }
+        if !self.wait_streamed(&object, req.from, req.to).await {
+            self.read_ahead(&req.fetch, &torrent, &object, req.to, req.ahead);
+            self.fetch_range(&torrent, &object, req.from, req.to)
+                .await?;
+        }
         self.maybe_promote(&req.fetch, &object).await;
         self.evict().await;
         Ok(())
@@ -524,6 +541,119 @@ impl Fetcher {
             Ok(Ok(false)) => {}
             Ok(Err(e)) => warn!(error = %e, "promotion failed"),
             Err(e) => warn!(error = %e, "promotion panicked"),
+        }
+    }
+
+    /// Starts, unless one runs, the sequential stream of `object`: from the first missing
+    /// piece at or after `from` to the end, librqbit told to fetch the whole file, pieces
+    /// verified (one sync) every `SEQ_BATCH` bytes. Readers wait on the bitmap meanwhile
+    /// (`wait_streamed`) instead of opening streams of their own. It ends at the end of the
+    /// object or when a read stalls past `read_timeout` (then readers stream for themselves).
+    fn sequential(
+        self: &Arc<Self>,
+        sha256: &str,
+        torrent: &Arc<ManagedTorrent>,
+        object: &Arc<CacheObject>,
+        from: u64,
+    ) {
+        if object.is_complete() || object.streaming.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (me, t, o) = (self.clone(), torrent.clone(), object.clone());
+        let sha = sha256.to_string();
+        self.runtime.spawn(async move {
+            let _busy = Busy::new(&me, &sha);
+            let started = Instant::now();
+            let r = me.stream_on(&t, &o, from).await;
+            o.streaming.store(false, Ordering::Release);
+            o.changed.notify_waiters();
+            match r {
+                Ok(()) => {
+                    info!(object = %sha, elapsed = ?started.elapsed(), "sequential fetch done")
+                }
+                Err(e) => warn!(object = %sha, error = %e, "sequential fetch stopped"),
+            }
+            me.maybe_promote(&sha, &o).await;
+        });
+    }
+
+    async fn stream_on(
+        &self,
+        torrent: &Arc<ManagedTorrent>,
+        object: &Arc<CacheObject>,
+        from: u64,
+    ) -> Result<(), FetchError> {
+        let piece = u64::from(torrent::PIECE_LENGTH);
+        let Some(first) = (from / piece..object.piece_count()).find(|&p| !object.is_verified(p))
+        else {
+            return Ok(());
+        };
+        // Every piece wanted: librqbit's picker keeps many requests in flight to each peer,
+        // where a stream alone asks only for the pieces just ahead of it.
+        self.session
+            .update_only_files(torrent, &HashSet::from([0]))
+            .await
+            .map_err(FetchError::Failed)?;
+        let _permit = self
+            .ahead_streams
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|e| FetchError::Failed(e.into()))?;
+        let mut stream = torrent
+            .clone()
+            .stream(0)
+            .await
+            .map_err(FetchError::Failed)?;
+        let (mut pos, mut checked) = (first * piece, first * piece);
+        stream
+            .seek(SeekFrom::Start(pos))
+            .await
+            .map_err(|e| FetchError::Failed(e.into()))?;
+        let mut buf = vec![0u8; 256 << 10];
+        let mut batch = piece * 4; // the first reader waits for little; then fewer syncs
+        while checked < object.size {
+            let n = tokio::time::timeout(self.read_timeout, stream.read(&mut buf))
+                .await
+                .map_err(|_| FetchError::Timeout(self.read_timeout))?
+                .map_err(|e| FetchError::Failed(e.into()))?;
+            if n == 0 && pos < object.size {
+                return Err(FetchError::Failed(anyhow::anyhow!("stream ended early")));
+            }
+            pos += n as u64;
+            let whole = if pos >= object.size {
+                object.size
+            } else {
+                pos / piece * piece
+            };
+            if whole >= checked + batch || whole == object.size {
+                let o = object.clone();
+                let a = checked;
+                tokio::task::spawn_blocking(move || o.verify(a, whole))
+                    .await
+                    .map_err(|e| FetchError::Failed(e.into()))??;
+                checked = whole;
+                batch = SEQ_BATCH;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits while the sequential stream of `object` runs for `[from, to)` to be verified:
+    /// true once it is, false if no stream runs (or it stopped) and the caller must fetch.
+    /// The caller's deadline bounds the wait.
+    async fn wait_streamed(&self, object: &CacheObject, from: u64, to: u64) -> bool {
+        loop {
+            let changed = object.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            if object.has(from, to) {
+                return true;
+            }
+            if !object.streaming.load(Ordering::Acquire) {
+                return false;
+            }
+            changed.await;
         }
     }
 

@@ -147,6 +147,12 @@ fn a_middle_read_fetches_only_its_pieces() {
     let whole = Instant::now();
     assert_eq!(tool_hash("sha256sum", &path), sha, "whole read differs");
     eprintln!("64 MiB sequential read: {:?}", whole.elapsed());
+    // A sequential reader switches the object to one stream to its end (lazy::sequential).
+    assert!(
+        m.daemon.log().contains("sequential fetch done"),
+        "no sequential stream:\n{}",
+        m.daemon.log()
+    );
 
     wait_for("promotion to complete", Duration::from_secs(20), || {
         m.repo
