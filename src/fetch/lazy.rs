@@ -600,16 +600,13 @@ impl Fetcher {
             .acquire_owned()
             .await
             .map_err(|e| FetchError::Failed(e.into()))?;
+        let (mut pos, mut checked) = (first * piece, first * piece);
+        // Opened where the reader is, not at 0 (a plain stream queues from 0 until it seeks).
         let mut stream = torrent
             .clone()
-            .stream(0)
+            .stream_at(0, pos, 32 << 20)
             .await
             .map_err(FetchError::Failed)?;
-        let (mut pos, mut checked) = (first * piece, first * piece);
-        stream
-            .seek(SeekFrom::Start(pos))
-            .await
-            .map_err(|e| FetchError::Failed(e.into()))?;
         let mut buf = vec![0u8; 256 << 10];
         let mut batch = piece * 4; // the first reader waits for little; then fewer syncs
         while checked < object.size {
