@@ -131,24 +131,35 @@ impl Mirror {
         &self.dir
     }
 
+    /// GET `url`, answered within `deadline`: the response, None when the upstream does not
+    /// have it (404); a transport error or any other status is `Unreachable`.
+    async fn get(
+        &self,
+        url: &str,
+        deadline: Duration,
+    ) -> Result<Option<reqwest::Response>, SyncError> {
+        let resp = self
+            .client
+            .get(url)
+            .timeout(deadline)
+            .send()
+            .await
+            .map_err(|e| SyncError::Unreachable(format!("{url}: {e}")))?;
+        match resp.status() {
+            s if s.is_success() => Ok(Some(resp)),
+            reqwest::StatusCode::NOT_FOUND => Ok(None),
+            s => Err(SyncError::Unreachable(format!("{url}: HTTP {s}"))),
+        }
+    }
+
     /// Fetches and checks the root; returns the signed bytes and the parsed body.
     fn root(&self) -> Result<(Vec<u8>, Root), SyncError> {
         let url = format!("{}/index/root.asc", self.upstream.url);
         let signed = self.rt.block_on(async {
-            let resp = self
-                .client
-                .get(&url)
-                .timeout(ROOT_DEADLINE)
-                .send()
-                .await
-                .map_err(|e| SyncError::Unreachable(format!("{url}: {e}")))?;
-            if !resp.status().is_success() {
-                return Err(SyncError::Unreachable(format!(
-                    "{url}: HTTP {}",
-                    resp.status()
-                )));
-            }
-            let mut resp = resp;
+            let mut resp = self
+                .get(&url, ROOT_DEADLINE)
+                .await?
+                .ok_or_else(|| not_found(&url))?;
             let mut body = Vec::new();
             while let Some(chunk) = resp
                 .chunk()
@@ -205,22 +216,9 @@ impl Mirror {
         let tmp = self.dir.temp_path("download");
         let got = self.rt.block_on(async {
             let unreachable = |e: reqwest::Error| SyncError::Unreachable(format!("{url}: {e}"));
-            let mut resp = self
-                .client
-                .get(&url)
-                .timeout(OBJECT_DEADLINE)
-                .send()
-                .await
-                .map_err(unreachable)?;
-            if resp.status() == reqwest::StatusCode::NOT_FOUND {
+            let Some(mut resp) = self.get(&url, OBJECT_DEADLINE).await? else {
                 return Ok(None);
-            }
-            if !resp.status().is_success() {
-                return Err(SyncError::Unreachable(format!(
-                    "{url}: HTTP {}",
-                    resp.status()
-                )));
-            }
+            };
             let mut f = tokio::fs::File::create(&tmp).await?;
             let mut hash = Sha256::new();
             let mut len = 0u64;
@@ -271,18 +269,9 @@ impl Mirror {
         self.rt.block_on(async {
             let unreachable = |e: reqwest::Error| SyncError::Unreachable(format!("{url}: {e}"));
             let mut resp = self
-                .client
-                .get(&url)
-                .timeout(OBJECT_DEADLINE)
-                .send()
-                .await
-                .map_err(unreachable)?;
-            if !resp.status().is_success() {
-                return Err(SyncError::Unreachable(format!(
-                    "{url}: HTTP {}",
-                    resp.status()
-                )));
-            }
+                .get(&url, OBJECT_DEADLINE)
+                .await?
+                .ok_or_else(|| not_found(&url))?;
             let mut pending: Vec<u8> = Vec::new();
             let mut count = 0i64;
             loop {
@@ -661,4 +650,9 @@ pub fn serve(
         let _ = tx.send(());
     }
     Ok(())
+}
+
+/// What a missing root or delta list means: the upstream is not serving an index there.
+fn not_found(url: &str) -> SyncError {
+    SyncError::Unreachable(format!("{url}: HTTP 404 Not Found"))
 }
