@@ -664,6 +664,19 @@ impl Catalog {
             .transpose()
     }
 
+    /// The seekable twins of published packages: twin sha256 → the package's file id.
+    pub fn published_twins(&self) -> Result<HashMap<String, i64>> {
+        let rows = self
+            .conn
+            .prepare_cached(
+                "SELECT d.sha256, d.file_id FROM derived d
+                 JOIN files f ON f.id = d.file_id WHERE f.state = 'published'",
+            )?
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<HashMap<_, _>, _>>()?;
+        Ok(rows)
+    }
+
     /// The seekable form of a package's payload, if the publication made one.
     pub fn derived(&self, file_id: i64) -> Result<Option<Derived>> {
         let sha256: Option<String> = self

@@ -41,6 +41,9 @@ pub struct MirrorStatus {
 pub struct ObjectProgress {
     /// `dists/DIR/FILE` for every published file with these bytes.
     pub paths: Vec<String>,
+    /// For a package's seekable twin (what `pkgs/` reads of zstd/xz/bzip2/lzip payloads):
+    /// the package it was made from.
+    pub twin_of: Option<String>,
     #[serde(flatten)]
     pub fetch: lazy::ObjectStatus,
 }
@@ -72,12 +75,18 @@ pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Optio
         Err(e) => return Err(e.into()),
     };
     let mut paths: HashMap<String, Vec<String>> = HashMap::new();
+    let mut twins: HashMap<String, String> = HashMap::new();
     if report.as_ref().is_some_and(|r| !r.objects.is_empty()) {
+        let mut by_id = HashMap::new();
         for f in catalog.files(false)? {
-            paths.entry(f.sha256).or_default().push(format!(
-                "dists/{}",
-                crate::paths::join(&f.directory, &f.filename)
-            ));
+            let path = format!("dists/{}", crate::paths::join(&f.directory, &f.filename));
+            by_id.insert(f.id, path.clone());
+            paths.entry(f.sha256).or_default().push(path);
+        }
+        for (sha, id) in catalog.published_twins()? {
+            if let Some(path) = by_id.get(&id) {
+                twins.insert(sha, path.clone());
+            }
         }
     }
     let age = |t: Option<i64>| t.map(|t| now.saturating_sub(t).max(0) as u64);
@@ -113,6 +122,7 @@ pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Optio
             .into_iter()
             .map(|o| ObjectProgress {
                 paths: paths.remove(&o.sha256).unwrap_or_default(),
+                twin_of: twins.remove(&o.sha256),
                 fetch: o,
             })
             .collect();
@@ -156,7 +166,11 @@ pub fn render(s: &MirrorStatus) -> String {
     for o in &s.objects {
         let f = &o.fetch;
         let pct = f.verified_pieces * 100 / f.pieces.max(1);
-        let name = o.paths.first().cloned().unwrap_or_else(|| f.sha256.clone());
+        let name = match (o.paths.first(), &o.twin_of) {
+            (Some(p), _) => p.clone(),
+            (None, Some(pkg)) => format!("{pkg} (seekable twin, for pkgs/)"),
+            (None, None) => f.sha256.clone(),
+        };
         let _ = writeln!(
             out,
             "{:>4}%  {name}  {}/{} pieces  {} peers{}",

@@ -538,6 +538,11 @@ fn a_file_inside_a_tar_xz_comes_from_its_twin_and_status_shows_it() {
             .is_some_and(|o| o.iter().any(|o| o["downloaded_bytes"].as_u64() > Some(0)))
     });
     assert!(object_status(&st, &xz_sha).is_none(), "{st}");
+    let text = m.repo.repofs(&["status"]);
+    assert!(
+        text.contains("dists/xz/xzp-1.0.tar.xz (seekable twin, for pkgs/)"),
+        "{text}"
+    );
 
     let status: Value = serde_json::from_str(&m.repo.repofs(&["status", "--json"])).unwrap();
     assert_eq!(status["upstream"], format!("http://127.0.0.1:{port}"));
