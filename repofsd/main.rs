@@ -100,7 +100,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let distribution = match repo.config.distribution.listen {
         Some(_) => Some(repofs::fetch::Distribution::start(
             &repo.layout,
-            &repo.config.distribution,
+            &repo.config,
         )?),
         None => None,
     };
@@ -150,14 +150,20 @@ fn run_mirror(args: &Args, mut repo: repofs::repo::Repo) -> anyhow::Result<()> {
         repo_key,
         poll: config.poll,
     };
-    let layout = repo.layout.clone();
-    let served =
-        repofs::fetch::index::mirror::serve(&layout, &mut repo.catalog, upstream, listen, || {
+    let (layout, full) = (repo.layout.clone(), repo.config.clone());
+    let served = repofs::fetch::index::mirror::serve(
+        &layout,
+        &mut repo.catalog,
+        upstream,
+        listen,
+        &full,
+        || {
             info!("ready");
             if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
                 tracing::warn!(error = %e, "could not notify systemd");
             }
-        });
+        },
+    );
     fetcher.stop();
     if let Some(m) = mounted {
         m.unmount()?;

@@ -23,7 +23,7 @@ use anyhow::Context;
 use tracing::info;
 
 use crate::catalog::Catalog;
-use crate::config::{DistributionConfig, Layout};
+use crate::config::{Config, DistributionConfig, Layout};
 use crate::store::Store;
 
 /// The trackers torrents name: the configured ones, or else this repository's own endpoint.
@@ -73,7 +73,10 @@ pub struct Distribution {
 }
 
 impl Distribution {
-    pub fn start(layout: &Layout, config: &DistributionConfig) -> anyhow::Result<Distribution> {
+    /// `full` is the whole configuration: the `dists/` view over HTTP reads through
+    /// `Objects`, which a mirror configures from `[mirror]`.
+    pub fn start(layout: &Layout, full: &Config) -> anyhow::Result<Distribution> {
+        let config = &full.distribution;
         let trackers = trackers(config);
         let peer_listen = config
             .peer_listen
@@ -94,11 +97,12 @@ impl Distribution {
                 .merge(index::http::routes(Arc::new(index::http::IndexState {
                     dir: index::IndexDir::new(&layout.root),
                     catalog: layout.catalog(),
-                })));
+                })))
+                .merge(crate::vfs::http::routes(layout, full)?);
             let (addr, tx) = serve_http(seeder.runtime(), addr, app)?;
             http_addr = Some(addr);
             http = Some(tx);
-            info!(addr = ?http_addr, "serving /announce and the index");
+            info!(addr = ?http_addr, "serving /announce, the index and dists/");
         }
         let stop = Arc::new(AtomicBool::new(false));
         let publisher = {

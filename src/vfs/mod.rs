@@ -15,6 +15,7 @@
 
 pub mod content;
 mod fuse;
+pub mod http;
 pub mod incoming;
 mod inodes;
 pub mod mount;
@@ -880,31 +881,13 @@ impl Vfs {
                 })
             }
             Node::Dists(path) => match snap.dist_entry(&path).ok_or(libc::ENOENT)? {
-                DistEntry::Generated(g) => {
-                    let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
-                    let bytes = snap.generated(&lock(&self.catalog), dir, g).map_err(|e| {
-                        warn!(error = %e, "catalog unreadable");
-                        libc::EIO
-                    })?;
-                    let fh = self.add_handle(Handle::Bytes(Arc::new(bytes)));
-                    Ok(Opened {
-                        fh,
-                        passthrough: None,
-                        direct_io: true,
-                    })
-                }
-                DistEntry::Torrent(id) => {
-                    let info = lock(&self.catalog)
-                        .torrent_info(id)
+                e @ (DistEntry::Generated(_) | DistEntry::Torrent(_)) => {
+                    let bytes = render_dist(&lock(&self.catalog), &snap, &path, &e)
                         .map_err(|e| {
-                            warn!(error = %e, "catalog unreadable");
+                            warn!(error = %format!("{e:#}"), "cannot render a dists/ file");
                             libc::EIO
                         })?
                         .ok_or(libc::ENOENT)?;
-                    let bytes = torrent::torrent_file(&info, &snap.trackers).map_err(|e| {
-                        warn!(error = %e, "cannot make a .torrent");
-                        libc::EIO
-                    })?;
                     let fh = self.add_handle(Handle::Bytes(Arc::new(bytes)));
                     Ok(Opened {
                         fh,
@@ -1033,6 +1016,27 @@ impl Vfs {
         } else {
             Err(libc::ENOENT)
         }
+    }
+}
+
+/// The bytes of a dists/ entry made when it is opened (generated files, `FILE.torrent`), for
+/// the mount and the HTTP view alike; None for other kinds, or a torrent the catalog lacks.
+pub fn render_dist(
+    cat: &Catalog,
+    snap: &Snapshot,
+    path: &str,
+    e: &DistEntry,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    match e {
+        DistEntry::Generated(g) => {
+            let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+            Ok(Some(snap.generated(cat, dir, *g)?))
+        }
+        DistEntry::Torrent(id) => match cat.torrent_info(*id)? {
+            Some(info) => Ok(Some(torrent::torrent_file(&info, &snap.trackers)?)),
+            None => Ok(None),
+        },
+        DistEntry::Dir | DistEntry::File(_) | DistEntry::Symlink(_) => Ok(None),
     }
 }
 

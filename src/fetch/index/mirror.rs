@@ -617,6 +617,7 @@ pub fn serve(
     catalog: &mut Catalog,
     upstream: Upstream,
     listen: Option<std::net::SocketAddr>,
+    config: &crate::config::Config,
     ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
     use std::sync::Arc;
@@ -632,7 +633,8 @@ pub fn serve(
         let app = super::http::routes(Arc::new(super::http::IndexState {
             dir: mirror.index_dir().clone(),
             catalog: layout.catalog(),
-        }));
+        }))
+        .merge(crate::vfs::http::routes(layout, config)?);
         let (bound, tx) = crate::fetch::serve_http(mirror.runtime(), addr, app)?;
         tracing::info!(addr = ?bound, "serving the index again");
         http = Some(tx);
