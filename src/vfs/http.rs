@@ -326,14 +326,14 @@ impl Dists {
                     let _ = writeln!(
                         h,
                         "<tr class=\"d\"><td><a href=\"{href}/\">{esc}/</a></td><td class=\"n\">-</td>\
-                         <td>{dir_time}</td><td></td><td></td><td></td></tr>"
+                         <td class=\"t\">{dir_time}</td><td></td><td></td><td></td></tr>"
                     );
                 }
                 DistEntry::Symlink(target) => {
                     let _ = writeln!(
                         h,
                         "<tr><td><a href=\"{href}\">{esc}</a> → {}</td><td class=\"n\">-</td>\
-                         <td>{dir_time}</td><td></td><td></td><td></td></tr>",
+                         <td class=\"t\">{dir_time}</td><td></td><td></td><td></td></tr>",
                         escape(target)
                     );
                 }
@@ -363,7 +363,7 @@ impl Dists {
                     let _ = writeln!(
                         h,
                         "<tr><td><a href=\"{href}\">{esc}</a></td><td class=\"n\" title=\"{size} bytes\">{}</td>\
-                         <td>{}</td><td><code>{sha}</code></td><td>{signer}</td><td>{also}</td></tr>",
+                         <td class=\"t\">{}</td><td><code>{sha}</code></td><td>{signer}</td><td class=\"t\">{also}</td></tr>",
                         human(size),
                         fmt_time(epoch(time)),
                     );
@@ -373,7 +373,7 @@ impl Dists {
                     let _ = writeln!(
                         h,
                         "<tr class=\"g\"><td><a href=\"{href}\">{esc}</a></td><td class=\"n\" title=\"{size} bytes\">{}</td>\
-                         <td>{dir_time}</td><td></td><td>generated</td><td></td></tr>",
+                         <td class=\"t\">{dir_time}</td><td></td><td>generated</td><td></td></tr>",
                         human(size)
                     );
                 }
@@ -384,7 +384,7 @@ impl Dists {
                     let _ = writeln!(
                         h,
                         "<tr class=\"g\"><td><a href=\"{href}\">{esc}</a></td><td class=\"n\">{}</td>\
-                         <td>{dir_time}</td><td></td><td>generated</td><td></td></tr>",
+                         <td class=\"t\">{dir_time}</td><td></td><td>generated</td><td></td></tr>",
                         human(size)
                     );
                 }
@@ -416,10 +416,11 @@ impl Dists {
 }
 
 const STYLE: &str = "body{font:14px/1.4 system-ui,sans-serif;margin:1.5em 2em;color:#222}\
-h1{font-size:1.3em;font-weight:600}table{border-collapse:collapse;width:100%}\
+h1{font-size:1.3em;font-weight:600}h2{font-size:1.1em;font-weight:600;margin-top:1.5em}table{border-collapse:collapse;width:100%}\
 th,td{text-align:left;padding:.25em .8em .25em 0;vertical-align:top;border-bottom:1px solid #eee}\
 th{border-bottom:2px solid #ccc;font-weight:600}td.n,th.n{text-align:right;white-space:nowrap}\
-code,.fpr{font:12px ui-monospace,monospace;color:#555;word-break:break-all}\
+code,.fpr{font:11.5px ui-monospace,monospace;color:#555;white-space:nowrap}td.t{white-space:nowrap}\
+tbody tr:hover{background:#f6f8fa}\
 a{color:#0645ad;text-decoration:none}a:hover{text-decoration:underline}\
 tr.d td:first-child a{font-weight:600}tr.g td{color:#666}\
 footer{margin-top:1em;color:#666;font-size:.9em}dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}\
@@ -793,7 +794,6 @@ async fn status_page(d: Arc<Dists>, json: bool) -> Response {
             Err(e) => catalog_error(e).into_response(),
         };
     }
-    let mib = |b: u64| format!("{:.1} MiB", b as f64 / (1u64 << 20) as f64);
     let ago = |a: Option<u64>| a.map_or("never".to_string(), |a| format!("{a} s ago"));
     let opt = |o: &Option<String>| escape(o.as_deref().unwrap_or("-"));
     let mut h = String::new();
@@ -823,13 +823,13 @@ async fn status_page(d: Arc<Dists>, json: bool) -> Response {
         ago(s.generation_age_secs),
         opt(&s.synced),
         ago(s.synced_age_secs),
-        mib(s.cache_bytes),
-        mib(s.cache_limit),
+        human(s.cache_bytes),
+        human(s.cache_limit),
         s.peers,
         s.down_mbps,
         s.up_mbps,
-        mib(s.downloaded_bytes),
-        mib(s.uploaded_bytes),
+        human(s.downloaded_bytes),
+        human(s.uploaded_bytes),
     );
     for o in &s.objects {
         let f = &o.fetch;
@@ -846,6 +846,9 @@ async fn status_page(d: Arc<Dists>, json: bool) -> Response {
             f.peers,
             if f.complete { "complete" } else { "partial" }
         );
+    }
+    if s.objects.is_empty() {
+        h.push_str("<tr><td colspan=\"4\">nothing fetched yet</td></tr>\n");
     }
     h.push_str(
         "</tbody></table>\n<footer><a href=\"/dists/\">dists/</a> · \

@@ -6,6 +6,7 @@
 mod common;
 
 mod corpus;
+mod http_dists;
 mod incoming;
 mod lifecycle;
 mod mirror_fetch;

@@ -12,22 +12,22 @@ use serde_json::Value;
 use crate::common::*;
 use crate::{cp, stderr, Site};
 
-/// A primary seeding with its own tracker on a fresh loopback port.
-fn primary() -> (Site, u16) {
+/// A primary seeding with its own tracker on a fresh loopback port (also used by http_dists).
+pub(crate) fn primary() -> (Site, u16) {
     let port = free_port();
     let s = Site::with_config(&format!("[distribution]\nlisten = \"127.0.0.1:{port}\"\n"));
     (s, port)
 }
 
 /// Publishes `mib` MiB of random bytes as dists/hello/NAME; returns the original.
-fn publish_random(s: &Site, name: &str, mib: u64) -> PathBuf {
+pub(crate) fn publish_random(s: &Site, name: &str, mib: u64) -> PathBuf {
     let d = s.w.scratch(name);
     sh(&d, &format!("head -c {} /dev/urandom > {name}", mib << 20));
     publish(s, "hello", &d.join(name));
     d.join(name)
 }
 
-fn publish(s: &Site, dir: &str, file: &Path) {
+pub(crate) fn publish(s: &Site, dir: &str, file: &Path) {
     let sig = s.w.gpg.sign(ALICE, file, false, &[]);
     fs::create_dir_all(s.incoming().join(dir)).unwrap();
     let out = cp(&[file, &sig], &s.incoming().join(dir));
@@ -39,21 +39,33 @@ fn publish(s: &Site, dir: &str, file: &Path) {
 
 /// A mirror of the primary (`repofsd --upstream`, pinning its repository key) with its daemon
 /// and mount (dropped in reverse order).
-struct Mirror {
-    mnt: Mount,
-    daemon: Daemon,
-    repo: Repo,
+pub(crate) struct Mirror {
+    pub(crate) mnt: Mount,
+    pub(crate) daemon: Daemon,
+    pub(crate) repo: Repo,
     upstream: String,
     key: PathBuf,
+    /// The mirror's own `--listen` port, if it serves HTTP.
+    listen: Option<u16>,
 }
 
 impl Mirror {
     /// Starts once the mirror lists every file the primary has published.
     fn start(primary: &Site, port: u16, extra: &str) -> Mirror {
+        Mirror::start_listening(primary, port, extra, None)
+    }
+
+    /// `start`, with the mirror serving HTTP (`--listen`) on `listen`.
+    pub(crate) fn start_listening(
+        primary: &Site,
+        port: u16,
+        extra: &str,
+        listen: Option<u16>,
+    ) -> Mirror {
         let repo = Repo::with_config(&format!("{}{extra}", Repo::LIVE));
         let key = export_repo_key(&primary.w.repo, repo.dir.path());
         let upstream = format!("http://127.0.0.1:{port}");
-        let daemon = start_mirror_daemon(&repo, &upstream, &key, None);
+        let daemon = start_mirror_daemon(&repo, &upstream, &key, listen);
         let want = primary.w.repo.list().len();
         wait_for_or(SYNC, || (repo.list().len() == want).then_some(()))
             .unwrap_or_else(|| panic!("the mirror never listed {want} files:\n{}", daemon.log()));
@@ -64,16 +76,17 @@ impl Mirror {
             repo,
             upstream,
             key,
+            listen,
         }
     }
 
-    fn status(&self) -> Option<Value> {
+    pub(crate) fn status(&self) -> Option<Value> {
         let text = fs::read_to_string(self.repo.root.join("mirror/fetch-status.json")).ok()?;
         serde_json::from_str(&text).ok()
     }
 
     /// Waits for a status that satisfies `ok` (the file is rewritten every ~2 s).
-    fn status_when(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn status_when(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
         wait_for(what, Duration::from_secs(15), || {
             self.status().filter(|s| ok(s))
         })
@@ -81,7 +94,7 @@ impl Mirror {
 
     fn restart(&mut self) {
         self.daemon.terminate();
-        self.daemon = start_mirror_daemon(&self.repo, &self.upstream, &self.key, None);
+        self.daemon = start_mirror_daemon(&self.repo, &self.upstream, &self.key, self.listen);
     }
 }
 
@@ -104,7 +117,7 @@ fn pread(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn object_status<'a>(status: &'a Value, sha256: &str) -> Option<&'a Value> {
+pub(crate) fn object_status<'a>(status: &'a Value, sha256: &str) -> Option<&'a Value> {
     status["objects"]
         .as_array()?
         .iter()
