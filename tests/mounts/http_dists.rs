@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, VecDeque};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -270,6 +270,59 @@ fn a_mirror_range_fetches_only_its_pieces() {
     );
     assert!(!m.repo.root.join("mirror/complete").join(&sha).exists());
     fs::remove_dir_all(&d).ok();
+}
+
+/// A read that fails mid-body (a mirror whose swarm is gone: EIO after `read_timeout`) aborts
+/// the response: curl sees a short transfer within the deadline, never a hang, and the
+/// endpoint keeps serving what the mirror holds.
+#[test]
+fn a_dead_swarm_aborts_the_body_within_the_deadline() {
+    let (mut p, port) = primary();
+    // Larger than librqbit's 32 MiB stream lookahead, so the far end is never fetched.
+    let blob = publish_random(&p, "lonely-1.0.bin", 48);
+    let mport = free_port();
+    let m = Mirror::start_listening(&p, port, "[mirror]\nread_timeout = \"3s\"\n", Some(mport));
+    let d = m.repo.dir.path().join("curl-dead");
+    fs::create_dir_all(&d).unwrap();
+    let link = url(mport, "/dists/hello/lonely-1.0.bin");
+    let head = &fs::read(&blob).unwrap()[..4096];
+    let r = curl(&d, &["-r", "0-4095"], &link);
+    assert!(r.status == 206 && r.body == head, "{}", m.daemon.log());
+    p.daemon.terminate();
+
+    let started = Instant::now();
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "--max-time",
+            "60",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{size_download}",
+        ])
+        .args(["-r", &format!("{}-", 44u64 << 20)])
+        .arg(&link)
+        .output()
+        .expect("curl");
+    let took = started.elapsed();
+    let said = String::from_utf8_lossy(&out.stdout).into_owned();
+    // 18: transfer closed with data outstanding; 56: connection reset. Not 28 (timeout).
+    assert!(
+        matches!(out.status.code(), Some(18) | Some(56)),
+        "curl exit {:?} ({said}) after {took:?}",
+        out.status.code()
+    );
+    assert!(said.starts_with("206 "), "{said}");
+    assert!(took < Duration::from_secs(15), "aborted after {took:?}");
+    assert!(
+        m.daemon.log().contains("read failed mid-body"),
+        "{}",
+        m.daemon.log()
+    );
+    // What the mirror holds is still served.
+    let r = curl(&d, &["-r", "0-4095"], &link);
+    assert!(r.status == 206 && r.body == head);
 }
 
 /// headless Chromium, as the brief gives it (deadline: `timeout`).
