@@ -530,6 +530,24 @@ impl Catalog {
         Ok(rows)
     }
 
+    /// The published files in `directory` named `first` ..= `last` (byte order, as the views
+    /// sort): one page of an HTTP listing in one query on the `files_live` index.
+    pub fn published_files_between(
+        &self,
+        directory: &str,
+        first: &str,
+        last: &str,
+    ) -> Result<Vec<FileRow>> {
+        let mut stmt = self.conn.prepare_cached(&format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE directory = ?1 AND state = 'published'
+             AND filename >= ?2 AND filename <= ?3"
+        ))?;
+        let rows = stmt
+            .query_map([directory, first, last], file_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     /// Streams what the mount keeps of each published file, row by row, so that loading
     /// 100,000 files never holds them all as full rows.
     pub fn for_each_published_file(&self, mut f: impl FnMut(FileBrief<'_>)) -> Result<()> {

@@ -267,33 +267,40 @@ impl Dists {
         path: &str,
         page: usize,
     ) -> Result<String, Refusal> {
-        let children: Vec<(&str, DistEntry)> = snap
-            .dist_children(path)
-            .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "not-found", "no such directory"))?
-            .collect();
-        let names: HashMap<&str, &DistEntry> = children.iter().map(|(n, e)| (*n, e)).collect();
-        // A file's .torrent is a link in the file's row, not a row of its own.
-        let attached = |name: &str, e: &DistEntry| match e {
-            DistEntry::Torrent(id) => name
-                .strip_suffix(".torrent")
-                .is_some_and(|base| names.get(base) == Some(&&DistEntry::File(*id))),
-            _ => false,
+        let children = || {
+            snap.dist_children(path)
+                .ok_or_else(|| refuse(StatusCode::NOT_FOUND, "not-found", "no such directory"))
         };
+        // What else is in the directory, by binary search in the snapshot (no catalog).
+        let sibling = |name: &str| snap.dist_entry(&crate::paths::join(path, name));
+        // A file's .torrent is a link in the file's row, not a row of its own (the snapshot
+        // makes `X.torrent` only beside file X, so every Torrent entry has its row).
         // Directories first, then everything else, each in the snapshot's (byte) order.
-        let mut rows: Vec<&(&str, DistEntry)> =
-            children.iter().filter(|(n, e)| !attached(n, e)).collect();
-        rows.sort_by_key(|(_, e)| *e != DistEntry::Dir);
+        let mut rows: Vec<(&str, DistEntry)> =
+            children()?.filter(|(_, e)| *e == DistEntry::Dir).collect();
+        rows.extend(
+            children()?.filter(|(_, e)| !matches!(e, DistEntry::Dir | DistEntry::Torrent(_))),
+        );
         let pages = rows.len().div_ceil(PAGE_ROWS).max(1);
         let page = page.min(pages);
         let shown = &rows[(page - 1) * PAGE_ROWS..(page * PAGE_ROWS).min(rows.len())];
 
-        // One query for the directory's rows and one for the keys' user ids.
-        let files: HashMap<i64, crate::catalog::FileRow> = cat
-            .published_files_in(path)
-            .map_err(catalog_error)?
-            .into_iter()
-            .map(|f| (f.id, f))
-            .collect();
+        // One query for the page's files (they are a name range) and one for the keys.
+        let mut file_names = shown.iter().filter_map(|(n, e)| match e {
+            DistEntry::File(_) => Some(*n),
+            _ => None,
+        });
+        let files: HashMap<i64, crate::catalog::FileRow> = match file_names.next() {
+            None => HashMap::new(),
+            Some(first) => {
+                let last = file_names.last().unwrap_or(first);
+                cat.published_files_between(path, first, last)
+                    .map_err(catalog_error)?
+                    .into_iter()
+                    .map(|f| (f.id, f))
+                    .collect()
+            }
+        };
         let userids: HashMap<String, String> = cat
             .keys()
             .map_err(catalog_error)?
@@ -351,12 +358,10 @@ impl Dists {
                         }
                     });
                     let mut also = String::new();
-                    let sig = format!("{name}.sig");
-                    if matches!(names.get(sig.as_str()), Some(DistEntry::File(_))) {
+                    if matches!(sibling(&format!("{name}.sig")), Some(DistEntry::File(_))) {
                         let _ = write!(also, "<a href=\"{href}.sig\">sig</a> ");
                     }
-                    let torrent = format!("{name}.torrent");
-                    if matches!(names.get(torrent.as_str()), Some(DistEntry::Torrent(t)) if t == id)
+                    if matches!(sibling(&format!("{name}.torrent")), Some(DistEntry::Torrent(t)) if t == *id)
                     {
                         let _ = write!(also, "<a href=\"{href}.torrent\">torrent</a>");
                     }
