@@ -293,7 +293,7 @@ impl Dists {
         let files: HashMap<i64, crate::catalog::FileRow> = match file_names.next() {
             None => HashMap::new(),
             Some(first) => {
-                let last = file_names.last().unwrap_or(first);
+                let last = file_names.next_back().unwrap_or(first);
                 cat.published_files_between(path, first, last)
                     .map_err(catalog_error)?
                     .into_iter()
