@@ -206,7 +206,11 @@ impl Dists {
                     .and_then(|p| p.parse::<usize>().ok())
                     .unwrap_or(1)
                     .max(1);
-                Ok(Plan::Listing(self.listing(&cat, &snap, &path, page)?))
+                // A connection of its own: rendering a large directory's generated sizes takes
+                // a while, and file requests must not wait behind it.
+                drop(cat);
+                let own = Catalog::open(&self.layout.catalog()).map_err(catalog_error)?;
+                Ok(Plan::Listing(self.listing(&own, &snap, &path, page)?))
             }
             DistEntry::Symlink(target) => {
                 let dir = parent(&path);
@@ -773,7 +777,8 @@ async fn status_page(d: Arc<Dists>, json: bool) -> Response {
         .into_response();
     }
     let made = tokio::task::spawn_blocking(move || {
-        let cat = super::lock(&d.catalog);
+        // Its own connection, as a listing: file requests never wait behind it.
+        let cat = Catalog::open(&d.layout.catalog())?;
         crate::fetch::status::mirror_status(&d.layout, &cat)
     })
     .await;
