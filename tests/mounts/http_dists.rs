@@ -108,6 +108,15 @@ fn primary_serves_the_mounts_bytes_with_ranges_and_conditionals() {
         .expect("Last-Modified")
         .to_string();
     assert_eq!(got.header("accept-ranges"), Some("bytes"));
+    assert_eq!(got.header("x-content-type-options"), Some("nosniff"));
+    let page = curl(&d, &[], &url(port, "/dists/hello/"));
+    assert_eq!(
+        page.header("content-type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(page
+        .header("content-security-policy")
+        .is_some_and(|p| p.starts_with("default-src 'none'")));
 
     let head = curl(&d, &["-I"], &base);
     assert_eq!(head.status, 200);
