@@ -755,7 +755,11 @@ fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 async fn status(State(d): State<Arc<Dists>>, headers: HeaderMap) -> Response {
-    status_page(d, wants_json(&headers)).await
+    let mut r = status_page(d, wants_json(&headers)).await;
+    // One URL, two representations: caches must key on Accept.
+    r.headers_mut()
+        .insert(header::VARY, HeaderValue::from_static("accept"));
+    r
 }
 
 async fn status_json(State(d): State<Arc<Dists>>) -> Response {
