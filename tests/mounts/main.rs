@@ -6,7 +6,9 @@
 mod common;
 
 mod corpus;
+mod image;
 mod incoming;
+mod install;
 mod lifecycle;
 mod mirror_fetch;
 mod mirror_index;
@@ -70,4 +72,18 @@ pub fn cp(files: &[&Path], dest: &Path) -> Output {
 
 pub fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Publishes `file` into `dir` through the mount (signed by alice, copied with cp) and
+/// waits until the catalog lists it.
+pub fn publish(s: &Site, dir: &str, file: &Path) {
+    let sig = s.w.gpg.sign(ALICE, file, false, &[]);
+    std::fs::create_dir_all(s.incoming().join(dir)).unwrap();
+    let out = cp(&[file, &sig], &s.incoming().join(dir));
+    assert!(out.status.success(), "cp: {}", stderr(&out));
+    let name = file.file_name().unwrap().to_str().unwrap();
+    wait_for_or(std::time::Duration::from_secs(120), || {
+        s.w.repo.published(dir, name)
+    })
+    .unwrap_or_else(|| panic!("{name} not published:\n{}", s.daemon.log()));
 }

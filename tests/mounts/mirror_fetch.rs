@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::*;
-use crate::{cp, stderr, Site};
+use crate::{publish, stderr, Site};
 
 /// A primary seeding with its own tracker on a fresh loopback port.
 fn primary() -> (Site, u16) {
@@ -25,16 +25,6 @@ fn publish_random(s: &Site, name: &str, mib: u64) -> PathBuf {
     sh(&d, &format!("head -c {} /dev/urandom > {name}", mib << 20));
     publish(s, "hello", &d.join(name));
     d.join(name)
-}
-
-fn publish(s: &Site, dir: &str, file: &Path) {
-    let sig = s.w.gpg.sign(ALICE, file, false, &[]);
-    fs::create_dir_all(s.incoming().join(dir)).unwrap();
-    let out = cp(&[file, &sig], &s.incoming().join(dir));
-    assert!(out.status.success(), "cp: {}", stderr(&out));
-    let name = file.file_name().unwrap().to_str().unwrap();
-    wait_for_or(Duration::from_secs(120), || s.w.repo.published(dir, name))
-        .unwrap_or_else(|| panic!("{name} not published:\n{}", s.daemon.log()));
 }
 
 /// A mirror of the primary (`repofsd --upstream`, pinning its repository key) with its daemon
