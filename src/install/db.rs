@@ -92,6 +92,8 @@ pub enum Phase {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "lowercase")]
+// Written once or twice per package, never held in bulk: the size difference is harmless.
+#[allow(clippy::large_enum_variant)]
 pub enum Journal {
     Install {
         phase: Phase,

@@ -8,7 +8,7 @@ use std::process::Command;
 
 use crate::common::*;
 use crate::install::pacman_pkg;
-use crate::{publish, stderr, Site};
+use crate::{primary, publish, stderr, Mirror, Site};
 
 /// Every path below `dir`, relative, as `find` prints it.
 fn find(dir: &Path) -> BTreeSet<String> {
@@ -27,13 +27,17 @@ fn find(dir: &Path) -> BTreeSet<String> {
 }
 
 fn image(s: &Site, out: &Path, extra: &[&str], pkgs: &[&str]) {
-    let mut cmd = s.w.repo.cmd(REPOFS);
+    image_from(&s.w.repo, &s.mnt, out, extra, pkgs)
+}
+
+fn image_from(repo: &Repo, mnt: &Mount, out: &Path, extra: &[&str], pkgs: &[&str]) {
+    let mut cmd = repo.cmd(REPOFS);
     cmd.args([
         "image",
         "-o",
         out.to_str().unwrap(),
         "--mount",
-        s.mnt.dir.to_str().unwrap(),
+        mnt.dir.to_str().unwrap(),
     ])
     .args(extra)
     .args(pkgs)
@@ -137,4 +141,37 @@ fn two_images_are_identical_and_hold_the_union_of_the_trees() {
         .filter(|p| p.starts_with(".repofs"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+}
+
+#[test]
+fn a_mirror_builds_the_same_image_from_packages_it_has_not_fetched() {
+    let (p, port) = primary();
+    let d = p.w.scratch("pkgs");
+    publish(
+        &p,
+        "hello",
+        &pacman_pkg(&d, "tool", "1.0-1", &[("usr/bin/tool", "t\n")], ""),
+    );
+    sh(&d, "mkdir -p o/other-2/share && head -c 3000000 /dev/urandom > o/other-2/share/blob && tar -C o -cJf other-2.tar.xz other-2");
+    publish(&p, "hello", &d.join("other-2.tar.xz"));
+    let m = Mirror::start(&p, port, "");
+    let cached = |repo: &Repo| find_or_empty(&repo.root.join("mirror/complete"));
+    assert!(
+        cached(&m.repo).is_empty(),
+        "the mirror fetched before the image"
+    );
+
+    let out = p.w.scratch("out");
+    let pkgs = ["hello", "tool", "other"];
+    image_from(&m.repo, &m.mnt, &out.join("mirror.tar.gz"), &[], &pkgs);
+    image(&p, &out.join("primary.tar.gz"), &[], &pkgs);
+    cmp(&out.join("mirror.tar.gz"), &out.join("primary.tar.gz"));
+}
+
+fn find_or_empty(dir: &Path) -> BTreeSet<String> {
+    if dir.is_dir() {
+        find(dir)
+    } else {
+        BTreeSet::new()
+    }
 }

@@ -20,6 +20,8 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use common::*;
+use serde_json::Value;
+use std::time::Duration;
 
 /// A world with a live daemon and a mount over it.
 /// Fields drop in order: the mount first, then the daemon, and the world (its temporary
@@ -86,4 +88,59 @@ pub fn publish(s: &Site, dir: &str, file: &Path) {
         s.w.repo.published(dir, name)
     })
     .unwrap_or_else(|| panic!("{name} not published:\n{}", s.daemon.log()));
+}
+
+/// A primary seeding with its own tracker on a fresh loopback port.
+pub fn primary() -> (Site, u16) {
+    let port = free_port();
+    let s = Site::with_config(&format!("[distribution]\nlisten = \"127.0.0.1:{port}\"\n"));
+    (s, port)
+}
+
+/// A mirror of the primary (`repofsd --upstream`, pinning its repository key) with its daemon
+/// and mount (dropped in reverse order).
+pub struct Mirror {
+    pub mnt: Mount,
+    pub daemon: Daemon,
+    pub repo: Repo,
+    pub upstream: String,
+    pub key: PathBuf,
+}
+
+impl Mirror {
+    /// Starts once the mirror lists every file the primary has published.
+    pub fn start(primary: &Site, port: u16, extra: &str) -> Mirror {
+        let repo = Repo::with_config(&format!("{}{extra}", Repo::LIVE));
+        let key = export_repo_key(&primary.w.repo, repo.dir.path());
+        let upstream = format!("http://127.0.0.1:{port}");
+        let daemon = start_mirror_daemon(&repo, &upstream, &key, None);
+        let want = primary.w.repo.list().len();
+        wait_for_or(SYNC, || (repo.list().len() == want).then_some(()))
+            .unwrap_or_else(|| panic!("the mirror never listed {want} files:\n{}", daemon.log()));
+        let mnt = Mount::start(&repo);
+        Mirror {
+            mnt,
+            daemon,
+            repo,
+            upstream,
+            key,
+        }
+    }
+
+    pub fn status(&self) -> Option<Value> {
+        let text = std::fs::read_to_string(self.repo.root.join("mirror/fetch-status.json")).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    /// Waits for a status that satisfies `ok` (the file is rewritten every ~2 s).
+    pub fn status_when(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
+        wait_for(what, Duration::from_secs(15), || {
+            self.status().filter(|s| ok(s))
+        })
+    }
+
+    pub fn restart(&mut self) {
+        self.daemon.terminate();
+        self.daemon = start_mirror_daemon(&self.repo, &self.upstream, &self.key, None);
+    }
 }

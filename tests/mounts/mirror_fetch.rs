@@ -10,14 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::*;
-use crate::{publish, stderr, Site};
-
-/// A primary seeding with its own tracker on a fresh loopback port.
-fn primary() -> (Site, u16) {
-    let port = free_port();
-    let s = Site::with_config(&format!("[distribution]\nlisten = \"127.0.0.1:{port}\"\n"));
-    (s, port)
-}
+use crate::{primary, publish, stderr, Mirror, Site};
 
 /// Publishes `mib` MiB of random bytes as dists/hello/NAME; returns the original.
 fn publish_random(s: &Site, name: &str, mib: u64) -> PathBuf {
@@ -25,54 +18,6 @@ fn publish_random(s: &Site, name: &str, mib: u64) -> PathBuf {
     sh(&d, &format!("head -c {} /dev/urandom > {name}", mib << 20));
     publish(s, "hello", &d.join(name));
     d.join(name)
-}
-
-/// A mirror of the primary (`repofsd --upstream`, pinning its repository key) with its daemon
-/// and mount (dropped in reverse order).
-struct Mirror {
-    mnt: Mount,
-    daemon: Daemon,
-    repo: Repo,
-    upstream: String,
-    key: PathBuf,
-}
-
-impl Mirror {
-    /// Starts once the mirror lists every file the primary has published.
-    fn start(primary: &Site, port: u16, extra: &str) -> Mirror {
-        let repo = Repo::with_config(&format!("{}{extra}", Repo::LIVE));
-        let key = export_repo_key(&primary.w.repo, repo.dir.path());
-        let upstream = format!("http://127.0.0.1:{port}");
-        let daemon = start_mirror_daemon(&repo, &upstream, &key, None);
-        let want = primary.w.repo.list().len();
-        wait_for_or(SYNC, || (repo.list().len() == want).then_some(()))
-            .unwrap_or_else(|| panic!("the mirror never listed {want} files:\n{}", daemon.log()));
-        let mnt = Mount::start(&repo);
-        Mirror {
-            mnt,
-            daemon,
-            repo,
-            upstream,
-            key,
-        }
-    }
-
-    fn status(&self) -> Option<Value> {
-        let text = fs::read_to_string(self.repo.root.join("mirror/fetch-status.json")).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    /// Waits for a status that satisfies `ok` (the file is rewritten every ~2 s).
-    fn status_when(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        wait_for(what, Duration::from_secs(15), || {
-            self.status().filter(|s| ok(s))
-        })
-    }
-
-    fn restart(&mut self) {
-        self.daemon.terminate();
-        self.daemon = start_mirror_daemon(&self.repo, &self.upstream, &self.key, None);
-    }
 }
 
 /// The infohash of published file `filename`'s torrent.
