@@ -694,7 +694,7 @@ fn install_one(
             )?;
         }
         let mut item = items.iter();
-        let mut hashes: HashMap<String, String> = HashMap::new();
+        let mut jobs: Vec<(&Planned, PathBuf)> = Vec::new();
         for f in &p.files {
             let full = resolve(root, &f.dest);
             if f.kind == FileKind::Dir {
@@ -707,30 +707,15 @@ fn install_one(
             let Some(it) = item.next() else { break };
             let staged = root.join(&it.staged);
             let _ = fs::remove_file(&staged);
-            match f.kind {
-                FileKind::Symlink => {
-                    let t = f.target.as_deref().unwrap_or("");
-                    std::os::unix::fs::symlink(t, &staged)
-                        .map_err(|e| InstallError::io(&staged, e))?;
-                }
-                _ => {
-                    let got = copy_in(&pkg.join(&f.src), &staged, bar)?;
-                    if let Some(want) = &f.sha256 {
-                        if *want != got {
-                            return Err(InstallError::Mismatch {
-                                path: format!("{}/{}", p.row.name, f.src),
-                                expected: want.clone(),
-                                got,
-                            });
-                        }
-                    }
-                    hashes.insert(f.dest.clone(), got);
-                    fs::set_permissions(&staged, fs::Permissions::from_mode(f.mode))
-                        .map_err(|e| InstallError::io(&staged, e))?;
-                }
+            if f.kind == FileKind::Symlink {
+                let t = f.target.as_deref().unwrap_or("");
+                std::os::unix::fs::symlink(t, &staged).map_err(|e| InstallError::io(&staged, e))?;
+                set_owner_and_time(&staged, f);
+            } else {
+                jobs.push((f, staged));
             }
-            set_owner_and_time(&staged, f);
         }
+        let hashes = stage_files(&pkg, &p.row.name, &jobs, bar)?;
         for r in &mut receipt.files {
             if r.kind == FileKind::File && r.sha256.is_none() {
                 r.sha256 = hashes.get(&r.path).cloned();
@@ -774,6 +759,67 @@ fn install_one(
     }
     finish(db, &receipt, old.as_ref(), &items)?;
     db.clear_journal()
+}
+
+/// How many files are copied at once: reads through FUSE wait on the mount, so a few in
+/// flight keep both it and the disk busy.
+const COPY_WORKERS: usize = 4;
+
+/// Copies `jobs` (entry, staged path) from the package tree, checking each against the
+/// catalog's sha256; returns the hashes by destination path.
+fn stage_files(
+    pkg: &Path,
+    name: &str,
+    jobs: &[(&Planned, PathBuf)],
+    bar: &indicatif::ProgressBar,
+) -> Result<HashMap<String, String>> {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let out = std::sync::Mutex::new((HashMap::new(), None::<InstallError>));
+    let one = |f: &Planned, staged: &Path| -> Result<String> {
+        let got = copy_in(&pkg.join(&f.src), staged, bar)?;
+        if let Some(want) = &f.sha256 {
+            if *want != got {
+                return Err(InstallError::Mismatch {
+                    path: format!("{name}/{}", f.src),
+                    expected: want.clone(),
+                    got,
+                });
+            }
+        }
+        fs::set_permissions(staged, fs::Permissions::from_mode(f.mode))
+            .map_err(|e| InstallError::io(staged, e))?;
+        set_owner_and_time(staged, f);
+        Ok(got)
+    };
+    std::thread::scope(|sc| {
+        for _ in 0..COPY_WORKERS.min(jobs.len()) {
+            sc.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= jobs.len() || failed.load(Ordering::Relaxed) {
+                    break;
+                }
+                let (f, staged) = &jobs[i];
+                let r = one(f, staged);
+                let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+                match r {
+                    Ok(h) => {
+                        o.0.insert(f.dest.clone(), h);
+                    }
+                    Err(e) => {
+                        failed.store(true, Ordering::Relaxed);
+                        o.1.get_or_insert(e);
+                    }
+                }
+            });
+        }
+    });
+    let (hashes, err) = out.into_inner().unwrap_or_else(|p| p.into_inner());
+    match err {
+        Some(e) => Err(e),
+        None => Ok(hashes),
+    }
 }
 
 /// Copies `src` (through the mount) to a new file `dst`, returning its sha256.

@@ -40,7 +40,14 @@ pub fn pacman_pkg(
     )
     .unwrap();
     let mut install = String::new();
-    for f in ["pre_install", "post_install", "pre_remove", "post_remove"] {
+    for f in [
+        "pre_install",
+        "post_install",
+        "pre_upgrade",
+        "post_upgrade",
+        "pre_remove",
+        "post_remove",
+    ] {
         let extra = if f == "post_install" {
             post_install
         } else {
@@ -537,4 +544,51 @@ fn a_killed_install_or_remove_is_rolled_back_or_completed() {
     let mut want = before.clone();
     want.remove("usr/share/k/f0");
     assert_eq!(after, want);
+}
+
+#[test]
+fn a_newer_version_upgrades_in_place() {
+    let s = Site::new();
+    let d = s.w.scratch("pkgs");
+    let old = d.join("old");
+    let new = d.join("new");
+    fs::create_dir_all(&old).unwrap();
+    fs::create_dir_all(&new).unwrap();
+    publish(
+        &s,
+        "hello",
+        &pacman_pkg(
+            &old,
+            "up",
+            "1.0-1",
+            &[("usr/bin/up", "1\n"), ("usr/share/up/gone", "g\n")],
+            "",
+        ),
+    );
+    publish(
+        &s,
+        "hello",
+        &pacman_pkg(
+            &new,
+            "up",
+            "1.1-1",
+            &[("usr/bin/up", "2\n"), ("usr/share/up/new", "n\n")],
+            "",
+        ),
+    );
+    let root = new_root(&s, "root");
+    ok(&install(&s, &root, &[], &["up=1.0-1"]));
+    assert_eq!(installed(&root), ["up=1.0-1"]);
+    // No version: the highest in pacman's order.
+    ok(&install(&s, &root, &[], &["up"]));
+    assert_eq!(installed(&root), ["up=1.1-1"]);
+    assert_eq!(fs::read_to_string(root.join("usr/bin/up")).unwrap(), "2\n");
+    assert!(root.join("usr/share/up/new").is_file());
+    assert!(!root.join("usr/share/up/gone").exists());
+    assert_eq!(
+        log_of(&root)[2..],
+        ["up pre_upgrade 1.1-1 yes", "up post_upgrade 1.1-1 yes"]
+    );
+    let out = install(&s, &root, &[], &["up=9"]);
+    assert!(stderr(&out).contains("not-found"), "{}", stderr(&out));
 }
