@@ -456,6 +456,25 @@ fn a_failing_script_rolls_its_package_back() {
         .filter(|p| p.contains(".repofs-"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A script that never ends is killed at its deadline, and its package rolled back.
+    publish(
+        &s,
+        "hello",
+        &pacman_pkg(
+            &d,
+            "hang",
+            "1-1",
+            &[("usr/share/hang", "h\n")],
+            "while :; do :; done",
+        ),
+    );
+    let start = std::time::Instant::now();
+    let out = install(&s, &root, &["--script-timeout", "1s"], &["hang"]);
+    assert!(stderr(&out).contains("script-timeout"), "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(30));
+    assert!(!root.join("usr/share/hang").exists());
+    assert_eq!(installed(&root), ["good=1-1"]);
 }
 
 /// Runs `repofs install` with a failpoint, SIGKILLs it there, and returns.
