@@ -75,6 +75,61 @@ enum Command {
         #[arg(long, default_value_t = 100)]
         limit: usize,
     },
+    /// Install packages from the mount's pkgs/ trees into ROOT, each one atomically, with
+    /// receipts in ROOT/var/lib/repofs/ and the packages' own scripts run inside ROOT.
+    Install {
+        /// The root to install into ("/" for this system).
+        #[arg(long, value_name = "ROOT")]
+        into: PathBuf,
+        /// Take over files that another package owns or that exist with other content.
+        #[arg(long)]
+        overwrite: bool,
+        #[command(flatten)]
+        from: InstallFrom,
+        /// NAME or NAME=VERSION.
+        #[arg(required = true, value_name = "PKG")]
+        packages: Vec<String>,
+    },
+    /// Remove installed packages from ROOT: run their remove scripts, delete the files their
+    /// receipts own (files changed since are kept as FILE.repofs-save).
+    Remove {
+        #[arg(long, value_name = "ROOT")]
+        from: PathBuf,
+        /// Deadline for each package script.
+        #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+        script_timeout: std::time::Duration,
+        #[arg(required = true, value_name = "PKG")]
+        packages: Vec<String>,
+    },
+    /// List the packages installed in the root given by --root (default "/").
+    Installed {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Install packages into a staging root and pack it reproducibly as tar, tar.gz,
+    /// tar.zst or iso (through xorriso).
+    Image {
+        /// Default: from the output name (.tar.gz, .tar.zst, .iso; else tar).
+        #[arg(long, value_enum)]
+        format: Option<repofs::install::image::Format>,
+        #[arg(short = 'o', long, value_name = "FILE")]
+        output: PathBuf,
+        #[command(flatten)]
+        from: InstallFrom,
+        #[arg(required = true, value_name = "PKG")]
+        packages: Vec<String>,
+    },
+}
+
+/// Where install and image read packages from, and how long scripts may run.
+#[derive(clap::Args)]
+struct InstallFrom {
+    /// The repofs mount to read from (default: the fuse.repofs mount that shows them).
+    #[arg(long, value_name = "DIR")]
+    mount: Option<PathBuf>,
+    /// Deadline for each package script.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    script_timeout: std::time::Duration,
 }
 
 #[derive(Subcommand)]
@@ -109,7 +164,16 @@ fn main() -> ExitCode {
     if let Some(helper) = cli::mount_helper_args(&args) {
         args = helper;
     }
-    match run(Cli::parse_from(&args), &args) {
+    let matches = <Cli as clap::CommandFactory>::command().get_matches_from(&args);
+    let parsed = match <Cli as clap::FromArgMatches>::from_arg_matches(&matches) {
+        Ok(c) => c,
+        Err(e) => e.exit(),
+    };
+    // `repofs installed --root ROOT`: --root is the install root there, and only when given.
+    let root_given = matches.subcommand().is_some_and(|(_, m)| {
+        m.value_source("root") == Some(clap::parser::ValueSource::CommandLine)
+    });
+    match run(parsed, &args, root_given) {
         Ok(code) => code,
         // `repofs list | head`: the reader has gone, which ends our output, not an error.
         Err(e)
@@ -119,14 +183,20 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("repofs: {e:#}");
+            match e.downcast_ref::<repofs::install::InstallError>() {
+                Some(ie) => eprintln!("repofs: {}: {ie}", ie.code()),
+                None => eprintln!("repofs: {e:#}"),
+            }
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(cli: Cli, args: &[OsString]) -> anyhow::Result<ExitCode> {
+fn run(cli: Cli, args: &[OsString], root_given: bool) -> anyhow::Result<ExitCode> {
     match &cli.command {
+        Command::Remove { .. } | Command::Installed { .. } => {
+            return installs(&cli, root_given);
+        }
         Command::Mount {
             options,
             daemon,
@@ -241,6 +311,77 @@ fn run(cli: Cli, args: &[OsString]) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Mount { .. } | Command::Umount { .. } => unreachable!("handled above"),
+        Command::Remove { .. } | Command::Installed { .. } => unreachable!("handled above"),
+        Command::Install {
+            into,
+            overwrite,
+            from,
+            packages,
+        } => {
+            let plan = plan(&repo.catalog, &packages)?;
+            let mount = match from.mount {
+                Some(m) => m,
+                None => repofs::install::find_mount(&repo.catalog, &plan)?,
+            };
+            let report = repofs::install::install(
+                &repo.catalog,
+                &plan,
+                &repofs::install::Options {
+                    root: into,
+                    mount,
+                    overwrite,
+                    script_timeout: from.script_timeout,
+                    run_scripts: true,
+                    progress: true,
+                    installed_at: None,
+                },
+            )?;
+            for p in report.installed {
+                out!(o, "installed {p}");
+            }
+            for p in report.unchanged {
+                out!(o, "already installed {p}");
+            }
+        }
+        Command::Image {
+            format,
+            output,
+            from,
+            packages,
+        } => {
+            let plan = plan(&repo.catalog, &packages)?;
+            let mount = match from.mount {
+                Some(m) => m,
+                None => repofs::install::find_mount(&repo.catalog, &plan)?,
+            };
+            let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
+                Ok(v) => Some(v.trim().parse::<i64>().with_context(|| {
+                    format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")
+                })?),
+                Err(_) => None,
+            };
+            let report = repofs::install::image::build(
+                &repo.catalog,
+                &plan,
+                &repofs::install::image::ImageOptions {
+                    format: format
+                        .unwrap_or_else(|| repofs::install::image::Format::from_name(&output)),
+                    output,
+                    mount,
+                    source_date_epoch: epoch,
+                    script_timeout: from.script_timeout,
+                    progress: true,
+                },
+            )?;
+            out!(
+                o,
+                "{}: {} entries from {} packages, mtimes clamped to {}",
+                report.output.display(),
+                report.entries,
+                report.install.installed.len(),
+                report.clamp
+            );
+        }
         Command::Fetch { paths } => {
             repofs::fetch::client::fetch(&repo.layout, &repo.config, &paths)?;
         }
@@ -345,3 +486,60 @@ const GENERIC_OPTIONS: [&str; 22] = [
     "_netdev",
     "nofail",
 ];
+
+// ---------------------------------------------------------------------------------------
+// THE PLAN: PKG arguments -> packages in install order. The lead replaces this one function
+// by `deps::resolve(cat, &requests)` (dependencies included) at the merge.
+fn plan(
+    cat: &repofs::catalog::Catalog,
+    packages: &[String],
+) -> anyhow::Result<Vec<repofs::catalog::PackageRow>> {
+    Ok(repofs::install::plan_without_deps(cat, packages)?)
+}
+// ---------------------------------------------------------------------------------------
+
+/// `remove` and `installed` work on an install root only: no repository is opened.
+fn installs(cli: &Cli, root_given: bool) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut o = std::io::BufWriter::new(stdout.lock());
+    match &cli.command {
+        Command::Remove {
+            from,
+            script_timeout,
+            packages,
+        } => {
+            let report = repofs::install::remove(from, packages, *script_timeout)?;
+            for p in &report.removed {
+                out!(o, "removed {p}");
+            }
+            for f in &report.saved {
+                out!(o, "kept changed file as {f}");
+            }
+        }
+        Command::Installed { json } => {
+            let root = if root_given {
+                cli.common.root.clone()
+            } else {
+                PathBuf::from("/")
+            };
+            let (receipts, _) = repofs::install::installed(&root)?;
+            if *json {
+                out!(o, "{}", serde_json::to_string_pretty(&receipts)?);
+            } else {
+                for r in receipts {
+                    out!(
+                        o,
+                        "{} {}  {}  {} files",
+                        r.name,
+                        r.version,
+                        r.format,
+                        repofs::install::file_count(&r)
+                    );
+                }
+            }
+        }
+        _ => unreachable!("only remove and installed come here"),
+    }
+    o.flush()?;
+    Ok(ExitCode::SUCCESS)
+}

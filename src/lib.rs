@@ -9,6 +9,7 @@ pub mod config;
 pub mod failpoint;
 pub mod fetch;
 pub mod ingest;
+pub mod install;
 pub mod keys;
 pub mod paths;
 pub mod repo;

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::*;
-use crate::mirror_fetch::{object_status, primary, publish, publish_random, Mirror};
+use crate::mirror_fetch::{object_status, publish_random};
+use crate::{primary, publish, Mirror};
 
 /// One curl exchange: the last response's status and headers (after redirects, with `-L`),
 /// and the body.

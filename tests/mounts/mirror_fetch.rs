@@ -10,14 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::common::*;
-use crate::{cp, stderr, Site};
-
-/// A primary seeding with its own tracker on a fresh loopback port (also used by http_dists).
-pub(crate) fn primary() -> (Site, u16) {
-    let port = free_port();
-    let s = Site::with_config(&format!("[distribution]\nlisten = \"127.0.0.1:{port}\"\n"));
-    (s, port)
-}
+use crate::{primary, publish, stderr, Mirror, Site};
 
 /// Publishes `mib` MiB of random bytes as dists/hello/NAME; returns the original.
 pub(crate) fn publish_random(s: &Site, name: &str, mib: u64) -> PathBuf {
@@ -25,77 +18,6 @@ pub(crate) fn publish_random(s: &Site, name: &str, mib: u64) -> PathBuf {
     sh(&d, &format!("head -c {} /dev/urandom > {name}", mib << 20));
     publish(s, "hello", &d.join(name));
     d.join(name)
-}
-
-pub(crate) fn publish(s: &Site, dir: &str, file: &Path) {
-    let sig = s.w.gpg.sign(ALICE, file, false, &[]);
-    fs::create_dir_all(s.incoming().join(dir)).unwrap();
-    let out = cp(&[file, &sig], &s.incoming().join(dir));
-    assert!(out.status.success(), "cp: {}", stderr(&out));
-    let name = file.file_name().unwrap().to_str().unwrap();
-    wait_for_or(Duration::from_secs(120), || s.w.repo.published(dir, name))
-        .unwrap_or_else(|| panic!("{name} not published:\n{}", s.daemon.log()));
-}
-
-/// A mirror of the primary (`repofsd --upstream`, pinning its repository key) with its daemon
-/// and mount (dropped in reverse order).
-pub(crate) struct Mirror {
-    pub(crate) mnt: Mount,
-    pub(crate) daemon: Daemon,
-    pub(crate) repo: Repo,
-    upstream: String,
-    key: PathBuf,
-    /// The mirror's own `--listen` port, if it serves HTTP.
-    listen: Option<u16>,
-}
-
-impl Mirror {
-    /// Starts once the mirror lists every file the primary has published.
-    fn start(primary: &Site, port: u16, extra: &str) -> Mirror {
-        Mirror::start_listening(primary, port, extra, None)
-    }
-
-    /// `start`, with the mirror serving HTTP (`--listen`) on `listen`.
-    pub(crate) fn start_listening(
-        primary: &Site,
-        port: u16,
-        extra: &str,
-        listen: Option<u16>,
-    ) -> Mirror {
-        let repo = Repo::with_config(&format!("{}{extra}", Repo::LIVE));
-        let key = export_repo_key(&primary.w.repo, repo.dir.path());
-        let upstream = format!("http://127.0.0.1:{port}");
-        let daemon = start_mirror_daemon(&repo, &upstream, &key, listen);
-        let want = primary.w.repo.list().len();
-        wait_for_or(SYNC, || (repo.list().len() == want).then_some(()))
-            .unwrap_or_else(|| panic!("the mirror never listed {want} files:\n{}", daemon.log()));
-        let mnt = Mount::start(&repo);
-        Mirror {
-            mnt,
-            daemon,
-            repo,
-            upstream,
-            key,
-            listen,
-        }
-    }
-
-    pub(crate) fn status(&self) -> Option<Value> {
-        let text = fs::read_to_string(self.repo.root.join("mirror/fetch-status.json")).ok()?;
-        serde_json::from_str(&text).ok()
-    }
-
-    /// Waits for a status that satisfies `ok` (the file is rewritten every ~2 s).
-    pub(crate) fn status_when(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        wait_for(what, Duration::from_secs(15), || {
-            self.status().filter(|s| ok(s))
-        })
-    }
-
-    fn restart(&mut self) {
-        self.daemon.terminate();
-        self.daemon = start_mirror_daemon(&self.repo, &self.upstream, &self.key, self.listen);
-    }
 }
 
 /// The infohash of published file `filename`'s torrent.

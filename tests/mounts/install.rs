@@ -1,0 +1,616 @@
+//! `repofs install` / `remove` / `installed` through a real mount: packages made the way each
+//! format ships them (a pacman package with `.INSTALL`, an npm tarball with lifecycle scripts,
+//! tpm and distpac layouts), installed into a root that holds a static busybox as /bin/sh so
+//! the scripts really run chrooted. Each script appends to /install.log inside the root and
+//! says whether it saw the marker file that exists only there, so order and chroot are
+//! checked from the log.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use crate::common::*;
+use crate::{publish, stderr, Site};
+
+/// What every script appends: its name, then `chroot=yes` if it ran inside the root.
+const LOG: &str = r#"[ -f /repofs-test-marker ] && c=yes || c=no; echo "$0 $c" >> /install.log"#;
+
+fn log_line(what: &str) -> String {
+    LOG.replace("$0", what)
+}
+
+/// A pacman package `NAME-VER-x86_64.pkg.tar.zst` with `.PKGINFO`, an `.INSTALL` whose
+/// functions log, and `files` (path, content) under the root.
+pub fn pacman_pkg(
+    dir: &Path,
+    name: &str,
+    ver: &str,
+    files: &[(&str, &str)],
+    post_install: &str,
+) -> PathBuf {
+    let d = dir.join(format!("pacman-{name}-{ver}"));
+    fs::create_dir_all(&d).unwrap();
+    fs::write(
+        d.join(".PKGINFO"),
+        format!("pkgname = {name}\npkgbase = {name}\npkgver = {ver}\narch = x86_64\nbuilddate = 1700000000\n"),
+    )
+    .unwrap();
+    let mut install = String::new();
+    for f in [
+        "pre_install",
+        "post_install",
+        "pre_upgrade",
+        "post_upgrade",
+        "pre_remove",
+        "post_remove",
+    ] {
+        let extra = if f == "post_install" {
+            post_install
+        } else {
+            ""
+        };
+        install += &format!(
+            "{f}() {{\n  {}\n  {extra}\n}}\n",
+            log_line(&format!("{name} {f} $1"))
+        );
+    }
+    fs::write(d.join(".INSTALL"), install).unwrap();
+    let mut top = vec![".PKGINFO".to_string(), ".INSTALL".to_string()];
+    for (p, text) in files {
+        let full = d.join(p);
+        fs::create_dir_all(full.parent().unwrap()).unwrap();
+        fs::write(&full, text).unwrap();
+        let t = p.split('/').next().unwrap().to_string();
+        if !top.contains(&t) {
+            top.push(t);
+        }
+    }
+    let out = dir.join(format!("{name}-{ver}-x86_64.pkg.tar.zst"));
+    sh(
+        &d,
+        &format!("tar --zstd -cf {} {}", out.display(), top.join(" ")),
+    );
+    out
+}
+
+/// An npm tarball (`package/` prefix, as npm pack writes it) with every lifecycle script.
+pub fn npm_pkg(dir: &Path, name: &str, ver: &str) -> PathBuf {
+    let d = dir.join(format!("npm-{name}"));
+    fs::create_dir_all(d.join("package/lib")).unwrap();
+    let mut scripts = serde_json::Map::new();
+    for ev in [
+        "preinstall",
+        "install",
+        "postinstall",
+        "preuninstall",
+        "postuninstall",
+    ] {
+        // `pwd` is where npm runs it: the package's own directory.
+        scripts.insert(ev.into(), log_line(&format!("{name} {ev} $(pwd)")).into());
+    }
+    let pj = serde_json::json!({"name": name, "version": ver, "scripts": scripts});
+    fs::write(d.join("package/package.json"), pj.to_string()).unwrap();
+    fs::write(d.join("package/lib/index.js"), "module.exports = 42;\n").unwrap();
+    let out = dir.join(format!("{name}-{ver}.tgz"));
+    sh(&d, &format!("tar -czf {} package", out.display()));
+    out
+}
+
+/// tpm: `info/package.json` and scripts, payload under `data/`.
+fn tpm_pkg(dir: &Path) -> PathBuf {
+    let d = dir.join("tpm");
+    fs::create_dir_all(d.join("info")).unwrap();
+    fs::create_dir_all(d.join("data/opt/tpmpkg")).unwrap();
+    fs::write(
+        d.join("info/package.json"),
+        r#"{"Version":"0.9","Maintainer":"m","Description":"d","Type":"Binary"}"#,
+    )
+    .unwrap();
+    for s in ["postinstall", "preremove"] {
+        fs::write(d.join("info").join(s), log_line(&format!("tpmpkg {s}"))).unwrap();
+    }
+    fs::write(d.join("data/opt/tpmpkg/file"), "tpm payload\n").unwrap();
+    let out = dir.join("tpmpkg-0.9.tar.gz");
+    sh(&d, &format!("tar -czf {} info data", out.display()));
+    out
+}
+
+/// distpac: `manifest.yaml`, `assets/`, `scripts/install.sh` and `uninstall.sh`.
+fn distpac_pkg(dir: &Path) -> PathBuf {
+    let d = dir.join("dp");
+    fs::create_dir_all(d.join("assets")).unwrap();
+    fs::create_dir_all(d.join("scripts")).unwrap();
+    fs::write(d.join("manifest.yaml"), "name: webapp\nversion: 1.2.3\n").unwrap();
+    fs::write(d.join("assets/app.css"), "body {}\n").unwrap();
+    fs::write(d.join("scripts/install.sh"), log_line("webapp install.sh")).unwrap();
+    fs::write(
+        d.join("scripts/uninstall.sh"),
+        log_line("webapp uninstall.sh"),
+    )
+    .unwrap();
+    let out = dir.join("webapp-1.2.3.tar.xz");
+    sh(
+        &d,
+        &format!("tar -cJf {} manifest.yaml assets scripts", out.display()),
+    );
+    out
+}
+
+/// A fresh install root with a static busybox as /bin/sh and the chroot marker.
+pub fn new_root(s: &Site, name: &str) -> PathBuf {
+    let root = s.w.scratch(name);
+    fs::create_dir_all(root.join("bin")).unwrap();
+    fs::copy("/bin/busybox", root.join("bin/sh"))
+        .expect("busybox-static (scripts/test installs it)");
+    let ldd = Command::new("ldd")
+        .arg(root.join("bin/sh"))
+        .output()
+        .unwrap();
+    assert!(
+        !ldd.status.success() || String::from_utf8_lossy(&ldd.stdout).contains("not a dynamic"),
+        "/bin/busybox must be static (Debian busybox-static)"
+    );
+    fs::write(root.join("repofs-test-marker"), "").unwrap();
+    // Where the receipts go; a root without it gains these directories on the first install.
+    fs::create_dir_all(root.join("var/lib/repofs")).unwrap();
+    root
+}
+
+/// Every path below `root` (except repofs's own database) → kind, mode and content.
+pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![PathBuf::new()];
+    while let Some(rel) = stack.pop() {
+        for e in fs::read_dir(root.join(&rel)).unwrap() {
+            let e = e.unwrap();
+            let path = rel.join(e.file_name());
+            if path.starts_with("var/lib/repofs/installed") {
+                continue;
+            }
+            let full = root.join(&path);
+            let m = fs::symlink_metadata(&full).unwrap();
+            let what = if m.is_dir() {
+                stack.push(path.clone());
+                "dir".to_string()
+            } else if m.file_type().is_symlink() {
+                format!("-> {}", fs::read_link(&full).unwrap().display())
+            } else {
+                sha256_file(&full)
+            };
+            out.insert(
+                path.to_string_lossy().into_owned(),
+                format!("{:o} {what}", m.mode() & 0o7777),
+            );
+        }
+    }
+    out
+}
+
+fn repofs_in(s: &Site, args: &[&str]) -> Output {
+    s.w.repo.repofs_output(args)
+}
+
+/// `repofs install --into ROOT --mount MNT PKG...` through the repository.
+pub fn install(s: &Site, root: &Path, extra: &[&str], pkgs: &[&str]) -> Output {
+    let mut args = vec![
+        "install",
+        "--into",
+        root.to_str().unwrap(),
+        "--mount",
+        s.mnt.dir.to_str().unwrap(),
+    ];
+    args.extend(extra);
+    args.extend(pkgs);
+    repofs_in(s, &args)
+}
+
+fn remove(root: &Path, pkgs: &[&str]) -> Output {
+    Command::new(REPOFS)
+        .args(["remove", "--from", root.to_str().unwrap()])
+        .args(pkgs)
+        .output()
+        .unwrap()
+}
+
+fn installed(root: &Path) -> Vec<String> {
+    let out = Command::new(REPOFS)
+        .args(["installed", "--json", "--root", root.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "installed: {}", stderr(&out));
+    json_array(&String::from_utf8_lossy(&out.stdout))
+        .iter()
+        .map(|r| {
+            format!(
+                "{}={}",
+                r["name"].as_str().unwrap(),
+                r["version"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+fn ok(o: &Output) {
+    assert!(o.status.success(), "failed: {}", stderr(o));
+}
+
+fn log_of(root: &Path) -> Vec<String> {
+    fs::read_to_string(root.join("install.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+#[test]
+fn install_then_remove_leaves_the_root_as_it_was() {
+    let s = Site::new();
+    let d = s.w.scratch("pkgs");
+    let tool = pacman_pkg(
+        &d,
+        "tool",
+        "1.0-1",
+        &[
+            ("usr/bin/tool", "#!/bin/sh\necho tool\n"),
+            ("etc/tool.conf", "a = 1\n"),
+        ],
+        "",
+    );
+    for f in [
+        tool,
+        npm_pkg(&d, "jsmod", "2.0.0"),
+        tpm_pkg(&d),
+        distpac_pkg(&d),
+    ] {
+        publish(&s, "hello", &f);
+    }
+    let root = new_root(&s, "root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(root.join("etc/keep"), "mine\n").unwrap();
+    let before = snapshot(&root);
+
+    ok(&install(
+        &s,
+        &root,
+        &[],
+        &["tool", "jsmod", "tpmpkg", "webapp"],
+    ));
+    for p in [
+        "usr/bin/tool",
+        "etc/tool.conf",
+        "node_modules/jsmod/package.json",
+        "node_modules/jsmod/lib/index.js",
+        "opt/tpmpkg/file",
+        "assets/app.css",
+    ] {
+        assert!(root.join(p).is_file(), "{p} not installed");
+    }
+    for p in [
+        ".PKGINFO",
+        ".INSTALL",
+        "package",
+        "info",
+        "data",
+        "manifest.yaml",
+        "scripts",
+    ] {
+        assert!(!root.join(p).exists(), "metadata {p} was installed");
+    }
+    assert_eq!(
+        fs::read(root.join("usr/bin/tool")).unwrap(),
+        fs::read(s.mnt.path("pkgs/tool/1.0-1/usr/bin/tool")).unwrap()
+    );
+    assert_eq!(
+        log_of(&root),
+        [
+            "tool pre_install 1.0-1 yes",
+            "tool post_install 1.0-1 yes",
+            "jsmod preinstall /node_modules/jsmod yes",
+            "jsmod install /node_modules/jsmod yes",
+            "jsmod postinstall /node_modules/jsmod yes",
+            "tpmpkg postinstall yes",
+            "webapp install.sh yes",
+        ]
+    );
+    assert_eq!(
+        installed(&root),
+        ["jsmod=2.0.0", "tool=1.0-1", "tpmpkg=0.9", "webapp=1.2.3"]
+    );
+    // Installing again changes nothing.
+    let again = install(&s, &root, &[], &["tool"]);
+    ok(&again);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already installed tool=1.0-1"));
+
+    // The user edits a config file; removal keeps it aside.
+    fs::write(root.join("etc/tool.conf"), "a = 2\n").unwrap();
+    let out = remove(&root, &["tool", "jsmod", "tpmpkg", "webapp"]);
+    ok(&out);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("etc/tool.conf.repofs-save"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert_eq!(
+        log_of(&root)[7..],
+        [
+            "tool pre_remove 1.0-1 yes",
+            "tool post_remove 1.0-1 yes",
+            "jsmod preuninstall /node_modules/jsmod yes",
+            // Its directory is gone by then: it runs from /.
+            "jsmod postuninstall / yes",
+            "tpmpkg preremove yes",
+            "webapp uninstall.sh yes",
+        ]
+    );
+    assert!(installed(&root).is_empty());
+    let mut after = snapshot(&root);
+    assert_eq!(
+        after
+            .remove("etc/tool.conf.repofs-save")
+            .map(|v| v.ends_with(&sha256_file(&root.join("etc/tool.conf.repofs-save")))),
+        Some(true)
+    );
+    after.remove("install.log");
+    assert_eq!(before, after);
+}
+
+#[test]
+fn a_file_conflict_is_refused_with_nothing_changed() {
+    let s = Site::new();
+    let d = s.w.scratch("pkgs");
+    publish(
+        &s,
+        "hello",
+        &pacman_pkg(&d, "tool", "1.0-1", &[("usr/bin/tool", "tool\n")], ""),
+    );
+    publish(
+        &s,
+        "hello",
+        &pacman_pkg(
+            &d,
+            "rival",
+            "2-1",
+            &[("usr/bin/tool", "rival\n"), ("usr/bin/r", "r\n")],
+            "",
+        ),
+    );
+
+    // Owned by another package.
+    let root = new_root(&s, "root");
+    ok(&install(&s, &root, &[], &["tool"]));
+    let before = snapshot(&root);
+    let out = install(&s, &root, &[], &["rival"]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("file-conflict") && err.contains("usr/bin/tool: owned by tool"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&root), before);
+    assert_eq!(installed(&root), ["tool=1.0-1"]);
+
+    // An unowned file with other content.
+    let root2 = new_root(&s, "root2");
+    fs::create_dir_all(root2.join("usr/bin")).unwrap();
+    fs::write(root2.join("usr/bin/tool"), "handmade\n").unwrap();
+    let before2 = snapshot(&root2);
+    let out = install(&s, &root2, &[], &["tool"]);
+    assert!(stderr(&out).contains("file-conflict"), "{}", stderr(&out));
+    assert_eq!(snapshot(&root2), before2);
+
+    // --overwrite takes the file over, and its ownership with it.
+    ok(&install(&s, &root, &["--overwrite"], &["rival"]));
+    assert_eq!(
+        fs::read_to_string(root.join("usr/bin/tool")).unwrap(),
+        "rival\n"
+    );
+    ok(&remove(&root, &["tool"]));
+    assert_eq!(
+        fs::read_to_string(root.join("usr/bin/tool")).unwrap(),
+        "rival\n"
+    );
+    ok(&remove(&root, &["rival"]));
+    assert!(!root.join("usr").exists());
+}
+
+#[test]
+fn a_failing_script_rolls_its_package_back() {
+    let s = Site::new();
+    let d = s.w.scratch("pkgs");
+    publish(
+        &s,
+        "hello",
+        &pacman_pkg(&d, "good", "1-1", &[("usr/share/good", "g\n")], ""),
+    );
+    publish(
+        &s,
+        "hello",
+        &pacman_pkg(
+            &d,
+            "bad",
+            "1-1",
+            &[("usr/share/bad", "b\n"), ("etc/x", "x\n")],
+            "echo the reason >&2; exit 3",
+        ),
+    );
+    let root = new_root(&s, "root");
+    fs::create_dir_all(root.join("etc")).unwrap();
+    fs::write(root.join("etc/x"), "x\n").unwrap(); // same content: adopted, must come back
+    let out = install(&s, &root, &[], &["good", "bad"]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("script-failed") && err.contains("the reason"),
+        "{err}"
+    );
+    // The package before it stays installed; the failing one left nothing.
+    assert_eq!(installed(&root), ["good=1-1"]);
+    assert!(!root.join("usr/share/bad").exists());
+    assert_eq!(fs::read_to_string(root.join("etc/x")).unwrap(), "x\n");
+    let leftovers: Vec<String> = snapshot(&root)
+        .into_keys()
+        .filter(|p| p.contains(".repofs-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A script that never ends is killed at its deadline, and its package rolled back.
+    publish(
+        &s,
+        "hello",
+        &pacman_pkg(
+            &d,
+            "hang",
+            "1-1",
+            &[("usr/share/hang", "h\n")],
+            "while :; do :; done",
+        ),
+    );
+    let start = std::time::Instant::now();
+    let out = install(&s, &root, &["--script-timeout", "1s"], &["hang"]);
+    assert!(stderr(&out).contains("script-timeout"), "{}", stderr(&out));
+    assert!(start.elapsed() < Duration::from_secs(30));
+    assert!(!root.join("usr/share/hang").exists());
+    assert_eq!(installed(&root), ["good=1-1"]);
+}
+
+/// Runs `repofs install` with a failpoint, SIGKILLs it there, and returns.
+fn install_killed_at(s: &Site, root: &Path, failpoint: &str, pkgs: &[&str]) {
+    let mut cmd = s.w.repo.cmd(REPOFS);
+    cmd.args([
+        "install",
+        "--into",
+        root.to_str().unwrap(),
+        "--mount",
+        s.mnt.dir.to_str().unwrap(),
+    ])
+    .args(pkgs);
+    killed_at(cmd, failpoint);
+}
+
+fn killed_at(mut cmd: Command, failpoint: &str) {
+    let child = cmd
+        .env("REPOFS_FAILPOINT", failpoint)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let err = child.0.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    let want = format!("failpoint {failpoint} reached");
+    let start = std::time::Instant::now();
+    loop {
+        let left = Duration::from_secs(60).saturating_sub(start.elapsed());
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(&want) => break,
+            Ok(_) => {}
+            Err(_) => panic!("{want} never came"),
+        }
+    }
+    let _ = child.0.kill();
+    let _ = child.0.wait();
+}
+
+#[test]
+fn a_killed_install_or_remove_is_rolled_back_or_completed() {
+    let s = Site::new();
+    let d = s.w.scratch("pkgs");
+    let files: Vec<(String, String)> = (0..6)
+        .map(|i| (format!("usr/share/k/f{i}"), format!("{i}\n")))
+        .collect();
+    let refs: Vec<(&str, &str)> = files
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    publish(&s, "hello", &pacman_pkg(&d, "k", "1-1", &refs, ""));
+    let root = new_root(&s, "root");
+    fs::create_dir_all(root.join("usr/share/k")).unwrap();
+    fs::write(root.join("usr/share/k/f0"), "0\n").unwrap(); // replaced in place
+    let before = snapshot(&root);
+
+    // Killed while staging: the next command rolls it back.
+    install_killed_at(&s, &root, "install-staged", &["k"]);
+    assert!(installed(&root).is_empty());
+    let mut after = snapshot(&root);
+    assert!(after.remove("install.log").is_some(), "pre_install ran");
+    assert_eq!(after, before);
+
+    // Killed halfway through the renames: the next command completes it.
+    install_killed_at(&s, &root, "install-commit", &["k"]);
+    assert_eq!(installed(&root), ["k=1-1"]);
+    for (p, text) in &files {
+        assert_eq!(&fs::read_to_string(root.join(p)).unwrap(), text);
+    }
+    assert!(snapshot(&root).keys().all(|p| !p.contains(".repofs-")));
+
+    // Killed in the middle of a removal: the next command completes it.
+    let mut cmd = Command::new(REPOFS);
+    cmd.args(["remove", "--from", root.to_str().unwrap(), "k"]);
+    killed_at(cmd, "remove-journaled");
+    assert!(installed(&root).is_empty());
+    after = snapshot(&root);
+    after.remove("install.log");
+    // f0 existed before with the same bytes; the package adopted it, so it goes with it.
+    let mut want = before.clone();
+    want.remove("usr/share/k/f0");
+    assert_eq!(after, want);
+}
+
+#[test]
+fn a_newer_version_upgrades_in_place() {
+    let s = Site::new();
+    let d = s.w.scratch("pkgs");
+    let old = d.join("old");
+    let new = d.join("new");
+    fs::create_dir_all(&old).unwrap();
+    fs::create_dir_all(&new).unwrap();
+    publish(
+        &s,
+        "hello",
+        &pacman_pkg(
+            &old,
+            "up",
+            "1.0-1",
+            &[("usr/bin/up", "1\n"), ("usr/share/up/gone", "g\n")],
+            "",
+        ),
+    );
+    publish(
+        &s,
+        "hello",
+        &pacman_pkg(
+            &new,
+            "up",
+            "1.1-1",
+            &[("usr/bin/up", "2\n"), ("usr/share/up/new", "n\n")],
+            "",
+        ),
+    );
+    let root = new_root(&s, "root");
+    ok(&install(&s, &root, &[], &["up=1.0-1"]));
+    assert_eq!(installed(&root), ["up=1.0-1"]);
+    // No version: the highest in pacman's order; no --mount: found in /proc/self/mountinfo.
+    ok(&s
+        .w
+        .repo
+        .repofs_output(&["install", "--into", root.to_str().unwrap(), "up"]));
+    assert_eq!(installed(&root), ["up=1.1-1"]);
+    assert_eq!(fs::read_to_string(root.join("usr/bin/up")).unwrap(), "2\n");
+    assert!(root.join("usr/share/up/new").is_file());
+    assert!(!root.join("usr/share/up/gone").exists());
+    assert_eq!(
+        log_of(&root)[2..],
+        ["up pre_upgrade 1.1-1 yes", "up post_upgrade 1.1-1 yes"]
+    );
+    let out = install(&s, &root, &[], &["up=9"]);
+    assert!(stderr(&out).contains("not-found"), "{}", stderr(&out));
+}
