@@ -66,6 +66,15 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<String>,
     },
+    /// The dependency closure of NAME[=VERSION]..., in install order (each package after
+    /// what it needs), with the highest versions that satisfy everything.
+    Deps {
+        #[arg(long)]
+        json: bool,
+        /// NAME or NAME=VERSION; prefix the ecosystem when a name is in several (deb:NAME).
+        #[arg(required = true, value_name = "NAME[=VERSION]")]
+        requests: Vec<String>,
+    },
     /// Uploads pending, accepted and rejected, most recent first; on a mirror, the index
     /// generation and its age, the upstream's state, the cache, fetch progress, peers, rates.
     Status {
@@ -241,6 +250,10 @@ fn run(cli: Cli, args: &[OsString]) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Mount { .. } | Command::Umount { .. } => unreachable!("handled above"),
+        Command::Deps { json, requests } => {
+            drop(o);
+            return deps(&repo.catalog, json, &requests);
+        }
         Command::Fetch { paths } => {
             repofs::fetch::client::fetch(&repo.layout, &repo.config, &paths)?;
         }
@@ -277,6 +290,61 @@ fn run(cli: Cli, args: &[OsString]) -> anyhow::Result<ExitCode> {
     }
     o.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `repofs deps`: the closure on stdout; when unresolvable, the reason code and the chain on
+/// stderr (and as a JSON object on stdout with --json) and exit status 1.
+fn deps(
+    catalog: &repofs::catalog::Catalog,
+    json: bool,
+    requests: &[String],
+) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut o = std::io::BufWriter::new(stdout.lock());
+    let result = requests
+        .iter()
+        .map(|r| r.parse::<repofs::deps::Request>())
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|reqs| repofs::deps::resolve_detailed(catalog, &reqs));
+    match result {
+        Ok(closure) => {
+            if json {
+                let items: Vec<_> = closure.iter().map(|r| r.json()).collect();
+                out!(o, "{}", serde_json::to_string_pretty(&items)?);
+            } else {
+                for r in &closure {
+                    let why = match &r.why {
+                        repofs::deps::Why::Requested { .. } => "requested".to_string(),
+                        repofs::deps::Why::Pulled {
+                            package, version, ..
+                        } => format!("for {package} {version}"),
+                    };
+                    out!(
+                        o,
+                        "{} {}  {}  ({why})",
+                        r.package.name,
+                        r.package.version.as_deref().unwrap_or("-"),
+                        r.path()
+                    );
+                }
+            }
+            o.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if json {
+                let v = serde_json::json!({
+                    "error": e.code(),
+                    "message": e.to_string(),
+                    "chain": e.chain(),
+                });
+                out!(o, "{}", serde_json::to_string_pretty(&v)?);
+                o.flush()?;
+            }
+            eprintln!("repofs deps: {}: {e}", e.code());
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn mount(
