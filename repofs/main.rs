@@ -71,6 +71,10 @@ enum Command {
     Deps {
         #[arg(long)]
         json: bool,
+        /// Resolve for this machine (amd64/x86_64, arm64/aarch64, ...): Debian and Arch
+        /// packages built for others are left out. Default: this machine.
+        #[arg(long)]
+        arch: Option<String>,
         /// NAME or NAME=VERSION; prefix the ecosystem when a name is in several (deb:NAME).
         #[arg(required = true, value_name = "NAME[=VERSION]")]
         requests: Vec<String>,
@@ -250,9 +254,17 @@ fn run(cli: Cli, args: &[OsString]) -> anyhow::Result<ExitCode> {
             }
         }
         Command::Mount { .. } | Command::Umount { .. } => unreachable!("handled above"),
-        Command::Deps { json, requests } => {
+        Command::Deps {
+            json,
+            arch,
+            requests,
+        } => {
             drop(o);
-            return deps(&repo.catalog, json, &requests);
+            let options = repofs::deps::Options {
+                arch,
+                ..Default::default()
+            };
+            return deps(&repo.catalog, json, &options, &requests);
         }
         Command::Fetch { paths } => {
             repofs::fetch::client::fetch(&repo.layout, &repo.config, &paths)?;
@@ -297,6 +309,7 @@ fn run(cli: Cli, args: &[OsString]) -> anyhow::Result<ExitCode> {
 fn deps(
     catalog: &repofs::catalog::Catalog,
     json: bool,
+    options: &repofs::deps::Options,
     requests: &[String],
 ) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
@@ -305,7 +318,7 @@ fn deps(
         .iter()
         .map(|r| r.parse::<repofs::deps::Request>())
         .collect::<Result<Vec<_>, _>>()
-        .and_then(|reqs| repofs::deps::resolve_detailed(catalog, &reqs));
+        .and_then(|reqs| repofs::deps::resolve_with(catalog, &reqs, options));
     match result {
         Ok(closure) => {
             if json {

@@ -209,18 +209,48 @@ pub fn resolve(cat: &Catalog, requests: &[Request]) -> Result<Vec<PackageRow>, D
         .collect())
 }
 
-/// [`resolve`] with each package's file and why it is there.
-pub fn resolve_detailed(cat: &Catalog, requests: &[Request]) -> Result<Vec<Resolved>, DepsError> {
-    resolve_listings(cat.packages_for_deps()?, requests, solver::STEP_LIMIT)
+/// How to resolve: for which machine, and how long to search.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Debian and Arch packages built for other machines are not candidates (`all`/`any`
+    /// always are). None: this machine. Either spelling works (`amd64` or `x86_64`).
+    pub arch: Option<String>,
+    /// Candidates tried before `too-complex`.
+    pub step_limit: u64,
 }
 
-/// The resolver over given packages (what the catalog lists), with a bound on search steps.
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            arch: None,
+            step_limit: solver::STEP_LIMIT,
+        }
+    }
+}
+
+/// [`resolve`] with each package's file and why it is there.
+pub fn resolve_detailed(cat: &Catalog, requests: &[Request]) -> Result<Vec<Resolved>, DepsError> {
+    resolve_with(cat, requests, &Options::default())
+}
+
+/// [`resolve_detailed`] with options.
+pub fn resolve_with(
+    cat: &Catalog,
+    requests: &[Request],
+    options: &Options,
+) -> Result<Vec<Resolved>, DepsError> {
+    resolve_listings(cat.packages_for_deps()?, requests, options)
+}
+
+/// The resolver over given packages (what the catalog lists).
 pub fn resolve_listings(
     listings: Vec<PackageListing>,
     requests: &[Request],
-    step_limit: u64,
+    options: &Options,
 ) -> Result<Vec<Resolved>, DepsError> {
-    let universe = solver::Universe::new(listings);
+    let step_limit = options.step_limit;
+    let arch = options.arch.as_deref().unwrap_or(solver::host_arch());
+    let universe = solver::Universe::new(listings, arch);
     // The search recurses once per chosen package: a big stack keeps deep closures safe.
     std::thread::scope(|s| {
         let handle = std::thread::Builder::new()

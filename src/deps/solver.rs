@@ -64,8 +64,34 @@ impl Pkg {
 
 type Key = (Eco, String);
 
+/// Whether a host of architecture `want` installs a package built for `arch`. Debian and
+/// pacman spell some the same machine differently; `all`/`any` (and no arch) suit every host.
+pub fn arch_fits(arch: Option<&str>, want: &str) -> bool {
+    const SAME: &[&[&str]] = &[
+        &["amd64", "x86_64"],
+        &["arm64", "aarch64"],
+        &["i386", "i686", "x86"],
+        &["armhf", "armv7h", "arm"],
+    ];
+    match arch {
+        None | Some("all" | "any" | "") => true,
+        Some(a) if a == want => true,
+        Some(a) => SAME
+            .iter()
+            .any(|class| class.contains(&a) && class.contains(&want)),
+    }
+}
+
+/// The machine this runs on, in Rust's spelling (`arch_fits` maps it).
+pub fn host_arch() -> &'static str {
+    std::env::consts::ARCH
+}
+
 pub struct Universe {
     pkgs: Vec<Pkg>,
+    /// Debian and Arch packages set aside as built for another architecture, by name, for
+    /// messages.
+    foreign: HashMap<Key, Vec<String>>,
     /// Real packages by name, newest first; one file per (name, version).
     by_name: HashMap<Key, Vec<usize>>,
     /// Packages providing a name, newest first.
@@ -73,9 +99,27 @@ pub struct Universe {
 }
 
 impl Universe {
-    pub fn new(listings: Vec<PackageListing>) -> Universe {
+    pub fn new(listings: Vec<PackageListing>, arch: &str) -> Universe {
+        let mut foreign: HashMap<Key, Vec<String>> = HashMap::new();
         let mut pkgs: Vec<Pkg> = listings
             .into_iter()
+            .filter(|l| {
+                let eco = Eco::from_source(&l.package.meta_source);
+                let a = l.package.arch.as_deref();
+                if matches!(eco, Eco::Deb | Eco::Alpm) && !arch_fits(a, arch) {
+                    foreign
+                        .entry((eco, l.package.name.clone()))
+                        .or_default()
+                        .push(format!(
+                            "{} {} ({})",
+                            l.package.name,
+                            l.package.version.as_deref().unwrap_or(""),
+                            a.unwrap_or("")
+                        ));
+                    return false;
+                }
+                true
+            })
             .map(|listing| {
                 let eco = Eco::from_source(&listing.package.meta_source);
                 let fields = match serde_json::from_str::<Value>(&listing.metadata) {
@@ -128,6 +172,7 @@ impl Universe {
         }
         Universe {
             pkgs,
+            foreign,
             by_name,
             providers,
         }
@@ -266,6 +311,7 @@ fn root_task(u: &Universe, r: &Request) -> Result<Task, DepsError> {
                 .by_name
                 .keys()
                 .chain(u.providers.keys())
+                .chain(u.foreign.keys())
                 .filter(|(_, n)| n == name)
                 .map(|(e, _)| *e)
                 .collect();
@@ -502,10 +548,15 @@ impl Solver<'_> {
             return DepsError::Conflict { chain, detail };
         }
         let names: Vec<String> = task.clause.alts.iter().map(|a| a.name.clone()).collect();
-        if names.iter().all(|n| !self.u.known(task.eco, n)) {
+        let mut available: Vec<String> = Vec::new();
+        for n in &names {
+            if let Some(other) = self.u.foreign.get(&(task.eco, n.clone())) {
+                available.extend(other.iter().cloned());
+            }
+        }
+        if available.is_empty() && names.iter().all(|n| !self.u.known(task.eco, n)) {
             return DepsError::Missing { chain, names };
         }
-        let mut available: Vec<String> = Vec::new();
         for n in &names {
             let key = (task.eco, n.clone());
             for &i in self.u.by_name.get(&key).into_iter().flatten() {

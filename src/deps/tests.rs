@@ -53,7 +53,7 @@ fn reqs(rs: &[&str]) -> Vec<Request> {
 }
 
 fn run(listings: Vec<PackageListing>, rs: &[&str]) -> Result<Vec<Resolved>, DepsError> {
-    resolve_listings(listings, &reqs(rs), solver::STEP_LIMIT)
+    resolve_listings(listings, &reqs(rs), &Options::default())
 }
 
 /// `name version` of the closure, in install order.
@@ -67,6 +67,13 @@ fn labels(r: &[Resolved]) -> Vec<String> {
             )
         })
         .collect()
+}
+
+fn limit(step_limit: u64) -> Options {
+    Options {
+        step_limit,
+        ..Options::default()
+    }
 }
 
 fn ok(listings: Vec<PackageListing>, rs: &[&str]) -> Vec<String> {
@@ -416,10 +423,10 @@ fn the_search_is_bounded() {
     depends.push("zz (>= 2)".into());
     u.push(deb("zz", "1", json!({})));
     u.push(deb("root", "1", json!({"Depends": depends.join(", ")})));
-    let e = resolve_listings(u.clone(), &reqs(&["root"]), 500).expect_err("bounded");
+    let e = resolve_listings(u.clone(), &reqs(&["root"]), &limit(500)).expect_err("bounded");
     assert_eq!(e.code(), "too-complex");
     // With room enough the real reason comes out.
-    let e = resolve_listings(u, &reqs(&["root"]), 100_000).expect_err("unsatisfiable");
+    let e = resolve_listings(u, &reqs(&["root"]), &limit(100_000)).expect_err("unsatisfiable");
     assert_eq!(e.code(), "unsatisfiable");
 }
 
@@ -427,4 +434,31 @@ fn the_search_is_bounded() {
 fn duplicate_files_of_one_version_count_once() {
     let u = vec![deb("foo", "1.0", json!({})), deb("foo", "1.0", json!({}))];
     assert_eq!(ok(u, &["foo"]), ["foo 1.0"]);
+}
+
+#[test]
+fn other_architectures_are_not_candidates() {
+    let with_arch = |mut l: PackageListing, a: &str| {
+        l.package.arch = Some(a.into());
+        l
+    };
+    let u = vec![
+        with_arch(deb("hello", "2.0", json!({})), "arm64"),
+        with_arch(deb("hello", "1.0", json!({"Depends": "data"})), "amd64"),
+        with_arch(deb("data", "1", json!({})), "all"),
+        with_arch(pkg("pkginfo", "tool", "1-1", json!({})), "aarch64"),
+    ];
+    let on = |arch: &str| Options {
+        arch: Some(arch.into()),
+        ..Options::default()
+    };
+    let got = resolve_listings(u.clone(), &reqs(&["hello"]), &on("x86_64")).expect("amd64");
+    assert_eq!(labels(&got), ["data 1", "hello 1.0"]);
+    let got = resolve_listings(u.clone(), &reqs(&["hello"]), &on("arm64")).expect("arm64");
+    assert_eq!(labels(&got), ["hello 2.0"]);
+    let e = resolve_listings(u, &reqs(&["tool"]), &on("amd64")).expect_err("foreign");
+    assert_eq!(
+        e.to_string(),
+        "tool: no version satisfies it (available: tool 1-1 (aarch64))"
+    );
 }
