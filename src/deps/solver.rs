@@ -48,6 +48,19 @@ impl Pkg {
         self.provides(atom)
     }
 
+    /// The names it answers to: its own and what it provides.
+    fn names(&self) -> Vec<String> {
+        let mut names = vec![self.name().to_string()];
+        if let Ok(rel) = &self.rel {
+            for p in &rel.provides {
+                if !names.contains(&p.name) {
+                    names.push(p.name.clone());
+                }
+            }
+        }
+        names
+    }
+
     fn provides(&self, atom: &Atom) -> bool {
         let Ok(rel) = &self.rel else { return false };
         rel.provides.iter().any(|p| {
@@ -237,8 +250,11 @@ struct Solver<'u> {
     tasks: Vec<Task>,
     order: Vec<usize>,
     chosen: Vec<Option<Chosen>>,
-    /// Chosen packages by real name (at most one per name outside npm and Cargo).
-    by_name: HashMap<Key, Vec<usize>>,
+    /// Chosen packages under every name they answer to (own and provided): lookups stay
+    /// proportional to what a name has, not to the whole closure.
+    named: HashMap<Key, Vec<usize>>,
+    /// Chosen packages' Conflicts entries, by the name they conflict with: (package, entry).
+    conflicting: HashMap<Key, Vec<(usize, usize)>>,
     /// Which package meets which requirement: (parent, child); parent None is a request.
     edges: Vec<(Option<usize>, usize)>,
     steps: u64,
@@ -251,7 +267,8 @@ pub fn solve(u: &Universe, requests: &[Request], limit: u64) -> Result<Vec<Resol
         tasks: Vec::new(),
         order: Vec::new(),
         chosen: (0..u.pkgs.len()).map(|_| None).collect(),
-        by_name: HashMap::new(),
+        named: HashMap::new(),
+        conflicting: HashMap::new(),
         edges: Vec::new(),
         steps: 0,
         limit,
@@ -412,7 +429,8 @@ impl Solver<'_> {
     fn met_by(&self, task: &Task) -> Option<usize> {
         let mut best: Option<usize> = None;
         for atom in &task.clause.alts {
-            for &c in &self.order {
+            let key = (task.eco, atom.name.clone());
+            for &c in self.named.get(&key).into_iter().flatten() {
                 if self.u.pkgs[c].answers(task.eco, atom) {
                     // Prefer the newest among chosen versions, as npm reuses the hoisted one.
                     let newer = best.is_none_or(|b| {
@@ -436,28 +454,37 @@ impl Solver<'_> {
 
     fn excluded(&self, c: usize) -> Option<Excluded> {
         let p = &self.u.pkgs[c];
-        if !p.eco.multi_version() {
-            if let Some(&other) = self
-                .by_name
-                .get(&(p.eco, p.name().to_string()))
-                .and_then(|v| v.iter().find(|&&o| o != c))
+        let eco = p.eco;
+        if !eco.multi_version() {
+            let same = self.named.get(&(eco, p.name().to_string()));
+            if let Some(&other) = same
+                .into_iter()
+                .flatten()
+                .find(|&&o| o != c && self.u.pkgs[o].name() == p.name())
             {
                 return Some(Excluded::Taken(other));
             }
         }
-        for &s in &self.order {
-            let q = &self.u.pkgs[s];
-            if s == c || q.eco != p.eco {
-                continue;
-            }
-            if let Ok(rel) = &q.rel {
-                if let Some(a) = rel.conflicts.iter().find(|a| p.answers(p.eco, a)) {
-                    return Some(Excluded::ConflictedBy(s, a.text.clone()));
+        // A chosen package's Conflicts naming something this one answers to...
+        for name in p.names() {
+            for &(s, i) in self.conflicting.get(&(eco, name)).into_iter().flatten() {
+                let q = &self.u.pkgs[s];
+                if let Ok(rel) = &q.rel {
+                    let atom = &rel.conflicts[i];
+                    if s != c && p.answers(eco, atom) {
+                        return Some(Excluded::ConflictedBy(s, atom.text.clone()));
+                    }
                 }
             }
-            if let Ok(rel) = &p.rel {
-                if let Some(a) = rel.conflicts.iter().find(|a| q.answers(p.eco, a)) {
-                    return Some(Excluded::Conflicts(s, a.text.clone()));
+        }
+        // ...or this one's Conflicts naming a chosen package.
+        if let Ok(rel) = &p.rel {
+            for atom in &rel.conflicts {
+                let key = (eco, atom.name.clone());
+                for &s in self.named.get(&key).into_iter().flatten() {
+                    if s != c && self.u.pkgs[s].answers(eco, atom) {
+                        return Some(Excluded::Conflicts(s, atom.text.clone()));
+                    }
                 }
             }
         }
@@ -483,10 +510,15 @@ impl Solver<'_> {
             chain: task.chain.clone(),
         });
         self.order.push(c);
-        self.by_name
-            .entry((p.eco, p.name().to_string()))
-            .or_default()
-            .push(c);
+        for name in p.names() {
+            self.named.entry((p.eco, name)).or_default().push(c);
+        }
+        for (i, atom) in rel.conflicts.iter().enumerate() {
+            self.conflicting
+                .entry((p.eco, atom.name.clone()))
+                .or_default()
+                .push((c, i));
+        }
         self.edges.push((task.parent, c));
         let mut chain = (*task.chain).clone();
         chain.push(p.label());
@@ -508,8 +540,17 @@ impl Solver<'_> {
         for c in self.order.drain(order..) {
             self.chosen[c] = None;
             let p = &self.u.pkgs[c];
-            if let Some(v) = self.by_name.get_mut(&(p.eco, p.name().to_string())) {
-                v.retain(|&x| x != c);
+            for name in p.names() {
+                if let Some(v) = self.named.get_mut(&(p.eco, name)) {
+                    v.retain(|&x| x != c);
+                }
+            }
+            if let Ok(rel) = &p.rel {
+                for atom in &rel.conflicts {
+                    if let Some(v) = self.conflicting.get_mut(&(p.eco, atom.name.clone())) {
+                        v.retain(|&(x, _)| x != c);
+                    }
+                }
             }
         }
     }

@@ -462,3 +462,51 @@ fn other_architectures_are_not_candidates() {
         "tool: no version satisfies it (available: tool 1-1 (aarch64))"
     );
 }
+
+/// On demand (`cargo test --lib deps::tests::large -- --ignored --nocapture`): time for a
+/// closure over a big repository, against the time to build the universe from the same rows.
+#[test]
+#[ignore]
+fn large_repository_timing() {
+    let n = 5000usize;
+    let mut u = Vec::new();
+    let mut x: u64 = 0x9e3779b97f4a7c15;
+    let mut rnd = |m: usize| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        (x % m as u64) as usize
+    };
+    for i in 0..n {
+        for v in 1..=3 {
+            let deps: Vec<String> = if i == 0 {
+                vec![]
+            } else {
+                // The one before keeps the whole chain in the closure.
+                (0..3)
+                    .map(|_| format!("p{} (>= {})", rnd(i), 1 + rnd(3)))
+                    .chain([format!("p{}", i - 1)])
+                    .collect()
+            };
+            u.push(deb(
+                &format!("p{i}"),
+                &v.to_string(),
+                json!({"Depends": deps.join(", ")}),
+            ));
+        }
+    }
+    let t = std::time::Instant::now();
+    let _ = solver::Universe::new(u.clone(), "amd64");
+    let build = t.elapsed();
+    let t = std::time::Instant::now();
+    let got = run(u, &[&format!("p{}", n - 1)]).expect("resolves");
+    let total = t.elapsed();
+    eprintln!(
+        "{} packages, closure of {}: universe {:?}, resolve incl. universe {:?}, ratio {:.1}",
+        3 * n,
+        got.len(),
+        build,
+        total,
+        total.as_secs_f64() / build.as_secs_f64()
+    );
+}
