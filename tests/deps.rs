@@ -103,9 +103,23 @@ fn pos(labels: &[String], name: &str) -> usize {
         .unwrap_or_else(|| panic!("{name} not in {labels:?}"))
 }
 
-/// Runs a command, asserting success; returns stdout.
+/// Runs a command under coreutils `timeout` (no tool may hang the test), asserting success;
+/// returns stdout.
 fn run(cmd: &mut Command) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    let mut t = Command::new("timeout");
+    t.args(["--kill-after=10", "300"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => t.env(k, v),
+            None => t.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        t.current_dir(d);
+    }
+    let out = t.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
     assert!(
         out.status.success(),
         "{cmd:?}: {}{}",
@@ -277,6 +291,24 @@ fn debian_closure_agrees_with_apt_and_errors_name_the_chain() {
     assert_eq!(libc["version"], "2.36-1");
     assert_eq!(libc["why"]["package"], "libfoo");
     assert_eq!(libc["why"]["requirement"], "libc-x (>= 2.30)");
+    // The text form: the same order, one line per package with its file and why.
+    let text = fx.repo.repofs(&["deps", "app"]);
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), ours.len(), "{text}");
+    for (line, label) in lines.iter().zip(&ours) {
+        assert!(
+            line.starts_with(&format!("{label}  dists/deb/")),
+            "{line} / {label}"
+        );
+    }
+    assert!(
+        text.contains("libc-x 2.36-1  dists/deb/libc-x_2.36-1_all.deb  (for libfoo 2.1)"),
+        "{text}"
+    );
+    assert!(
+        text.ends_with("app 1.0  dists/deb/app_1.0_all.deb  (requested)\n"),
+        "{text}"
+    );
     // The lister's own view agrees on the file.
     let listed = fx.repo.published("deb", "app_1.0_all.deb").expect("listed");
     assert_eq!(listed["sha256"], app["sha256"]);
