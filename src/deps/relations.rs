@@ -179,6 +179,8 @@ pub struct Atom {
 pub struct Clause {
     pub alts: Vec<Atom>,
     pub text: String,
+    /// npm `optionalDependencies`: met if it can be, left out if it cannot.
+    pub optional: bool,
 }
 
 /// A name a package also answers to, with the version it provides it at, if any.
@@ -259,6 +261,7 @@ fn deb(fields: &Map<String, Value>) -> Result<Relations, Bad> {
                 .map(|a| deb_atom(a.trim()))
                 .collect::<Result<Vec<_>, _>>()?;
             r.depends.push(Clause {
+                optional: false,
                 alts,
                 text: squash(clause),
             });
@@ -370,6 +373,7 @@ fn alpm(fields: &Map<String, Value>) -> Result<Relations, Bad> {
     for d in strings(fields, "depend") {
         let a = alpm_atom(&d)?;
         r.depends.push(Clause {
+            optional: false,
             text: a.text.clone(),
             alts: vec![a],
         });
@@ -440,23 +444,54 @@ fn alpm_atom(text: &str) -> Result<Atom, Bad> {
 // ---------------------------------------------------------------------------------------------
 // npm
 
+/// `dependencies`, `optionalDependencies` (which win over a same-named dependency, as in npm)
+/// and `peerDependencies`, which npm 7+ installs too unless `peerDependenciesMeta` marks them
+/// optional.
 fn npm(fields: &Map<String, Value>) -> Result<Relations, Bad> {
-    let mut r = Relations::default();
-    match fields.get("dependencies") {
-        None | Some(Value::Null) => {}
-        Some(Value::Object(deps)) => {
-            for (name, spec) in deps {
-                let spec = spec
-                    .as_str()
-                    .ok_or_else(|| bad(&format!("{name}: {spec}"), "the range is not a string"))?;
-                let a = npm_atom(name, spec)?;
-                r.depends.push(Clause {
-                    text: a.text.clone(),
-                    alts: vec![a],
-                });
-            }
+    let object = |k: &str| -> Result<Vec<(String, String)>, Bad> {
+        match fields.get(k) {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(Value::Object(deps)) => deps
+                .iter()
+                .map(|(name, spec)| match spec.as_str() {
+                    Some(s) => Ok((name.clone(), s.to_string())),
+                    None => Err(bad(&format!("{name}: {spec}"), "the range is not a string")),
+                })
+                .collect(),
+            Some(other) => Err(bad(&other.to_string(), format!("{k} is not an object"))),
         }
-        Some(other) => return Err(bad(&other.to_string(), "dependencies is not an object")),
+    };
+    let optional = object("optionalDependencies")?;
+    let optional_peer = |name: &str| {
+        fields
+            .get("peerDependenciesMeta")
+            .and_then(|m| m.get(name))
+            .and_then(|m| m.get("optional"))
+            .and_then(Value::as_bool)
+            == Some(true)
+    };
+    let mut r = Relations::default();
+    let mut seen: Vec<String> = Vec::new();
+    let required = object("dependencies")?
+        .into_iter()
+        .chain(object("peerDependencies")?)
+        .filter(|(name, _)| !optional.iter().any(|(o, _)| o == name) && !optional_peer(name));
+    let all = optional
+        .iter()
+        .cloned()
+        .map(|d| (d, true))
+        .chain(required.map(|d| (d, false)));
+    for ((name, spec), is_optional) in all {
+        if seen.contains(&name) {
+            continue; // a peer also listed as a dependency
+        }
+        seen.push(name.clone());
+        let a = npm_atom(&name, &spec)?;
+        r.depends.push(Clause {
+            optional: is_optional,
+            text: a.text.clone(),
+            alts: vec![a],
+        });
     }
     Ok(r)
 }
@@ -542,6 +577,7 @@ fn distpac(fields: &Map<String, Value>) -> Result<Relations, Bad> {
     let mut r = Relations::default();
     let push = |r: &mut Relations, a: Atom| {
         r.depends.push(Clause {
+            optional: false,
             text: a.text.clone(),
             alts: vec![a],
         })
@@ -590,6 +626,7 @@ fn cargo(depends: &[String]) -> Result<Relations, Bad> {
         let (name, req) = d.split_once(' ').unwrap_or((d, ""));
         let a = semver_atom(name, req, d.clone())?;
         r.depends.push(Clause {
+            optional: false,
             text: a.text.clone(),
             alts: vec![a],
         });
@@ -646,6 +683,7 @@ fn tpm(fields: &Map<String, Value>) -> Result<Relations, Bad> {
         }
         let req = tpm_req(&c).map_err(|why| bad(&text, why))?;
         r.depends.push(Clause {
+            optional: false,
             alts: vec![Atom {
                 name,
                 req,

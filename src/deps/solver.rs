@@ -359,6 +359,7 @@ fn root_task(u: &Universe, r: &Request) -> Result<Task, DepsError> {
     Ok(Task {
         eco,
         clause: Rc::new(Clause {
+            optional: false,
             alts: vec![atom],
             text,
         }),
@@ -400,7 +401,7 @@ impl Solver<'_> {
                     }
                 }
             }
-            if options.is_empty() {
+            if options.is_empty() && !task.clause.optional {
                 return Err(Fail::Soft(self.no_option(&task, &excluded)));
             }
             let mut first: Option<Fail> = None;
@@ -419,6 +420,10 @@ impl Solver<'_> {
                         self.undo(mark);
                     }
                 }
+            }
+            if task.clause.optional {
+                // The last option of an optional dependency: do without it.
+                return self.run(i + 1);
             }
             return Err(first.unwrap_or_else(|| Fail::Soft(self.no_option(&task, &excluded))));
         }

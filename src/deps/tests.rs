@@ -510,3 +510,43 @@ fn large_repository_timing() {
         total.as_secs_f64() / build.as_secs_f64()
     );
 }
+
+#[test]
+fn npm_optional_and_peer_dependencies() {
+    let u = vec![
+        pkg(
+            "npm",
+            "ui",
+            "1.0.0",
+            json!({
+                "dependencies": {"core": "^1.0.0", "fsevents": "^2.0.0"},
+                "optionalDependencies": {"fsevents": "^2.0.0", "absent": "^1.0.0"},
+                "peerDependencies": {"react": ">=17 <19", "ghost": "^1", "core": "^1.0.0"},
+                "peerDependenciesMeta": {"ghost": {"optional": true}}
+            }),
+        ),
+        pkg("npm", "core", "1.2.0", json!({})),
+        pkg("npm", "fsevents", "2.3.3", json!({})),
+        pkg("npm", "react", "18.3.1", json!({})),
+        pkg("npm", "react", "19.0.0", json!({})),
+        pkg("npm", "ghost", "1.0.0", json!({})),
+    ];
+    let got = ok(u.clone(), &["ui"]);
+    // fsevents (optional, there) is in; absent (optional, missing) and ghost (optional peer)
+    // are not; react is a peer, so it is installed, within its range.
+    let set: std::collections::BTreeSet<&str> = got.iter().map(String::as_str).collect();
+    assert_eq!(
+        set,
+        ["core 1.2.0", "fsevents 2.3.3", "react 18.3.1", "ui 1.0.0"]
+            .into_iter()
+            .collect(),
+        "{got:?}"
+    );
+    // A missing required peer is an error like any dependency.
+    let u: Vec<_> = u
+        .into_iter()
+        .filter(|l| l.package.name != "react")
+        .collect();
+    let e = fails(u, &["ui"]);
+    assert_eq!(e.to_string(), "ui 1.0.0 → react@>=17 <19: no package react");
+}
