@@ -110,8 +110,11 @@ pub enum DepsError {
         text: String,
         why: String,
     },
-    #[error("too complex: no answer within {steps} steps; ask for fewer packages or pin versions (NAME=VERSION)")]
-    TooComplex { steps: u64 },
+    #[error("too complex: no answer within {steps} candidates or {}; ask for fewer packages or pin versions (NAME=VERSION)", humantime::format_duration(*.time_limit))]
+    TooComplex {
+        steps: u64,
+        time_limit: std::time::Duration,
+    },
     #[error("catalog: {0}")]
     Catalog(#[from] CatalogError),
 }
@@ -217,6 +220,8 @@ pub struct Options {
     pub arch: Option<String>,
     /// Candidates tried before `too-complex`.
     pub step_limit: u64,
+    /// Time spent searching before `too-complex`, whatever the steps.
+    pub time_limit: std::time::Duration,
 }
 
 impl Default for Options {
@@ -224,6 +229,7 @@ impl Default for Options {
         Options {
             arch: None,
             step_limit: solver::STEP_LIMIT,
+            time_limit: solver::TIME_LIMIT,
         }
     }
 }
@@ -248,7 +254,10 @@ pub fn resolve_listings(
     requests: &[Request],
     options: &Options,
 ) -> Result<Vec<Resolved>, DepsError> {
-    let step_limit = options.step_limit;
+    let limits = solver::Limits {
+        steps: options.step_limit,
+        time: options.time_limit,
+    };
     let arch = options.arch.as_deref().unwrap_or(solver::host_arch());
     let universe = solver::Universe::new(listings, arch);
     // The search recurses once per chosen package: a big stack keeps deep closures safe.
@@ -256,14 +265,14 @@ pub fn resolve_listings(
         let handle = std::thread::Builder::new()
             .name("deps".into())
             .stack_size(256 << 20)
-            .spawn_scoped(s, || solver::solve(&universe, requests, step_limit));
+            .spawn_scoped(s, || solver::solve(&universe, requests, limits));
         match handle {
             Ok(h) => match h.join() {
                 Ok(r) => r,
                 Err(panic) => std::panic::resume_unwind(panic),
             },
             // No thread (resource limits): solve on this one.
-            Err(_) => solver::solve(&universe, requests, step_limit),
+            Err(_) => solver::solve(&universe, requests, limits),
         }
     })
 }

@@ -9,6 +9,7 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::rc::Rc;
+use std::time::{Duration, Instant};
 
 use serde_json::{Map, Value};
 
@@ -20,6 +21,16 @@ use crate::version::compare;
 /// Candidates tried before giving up. Real closures need a few per package; this leaves room
 /// for deep backtracking yet answers in about a second when it is exhausted.
 pub const STEP_LIMIT: u64 = 200_000;
+
+/// Re-checking requirements after a backtrack is work that steps do not count: the clock
+/// bounds it.
+pub const TIME_LIMIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub steps: u64,
+    pub time: Duration,
+}
 
 pub struct Pkg {
     pub listing: PackageListing,
@@ -258,10 +269,17 @@ struct Solver<'u> {
     /// Which package meets which requirement: (parent, child); parent None is a request.
     edges: Vec<(Option<usize>, usize)>,
     steps: u64,
-    limit: u64,
+    limits: Limits,
+    deadline: Instant,
+    /// Requirements looked at, to read the clock now and then.
+    work: u64,
 }
 
-pub fn solve(u: &Universe, requests: &[Request], limit: u64) -> Result<Vec<Resolved>, DepsError> {
+pub fn solve(
+    u: &Universe,
+    requests: &[Request],
+    limits: Limits,
+) -> Result<Vec<Resolved>, DepsError> {
     let mut s = Solver {
         u,
         tasks: Vec::new(),
@@ -271,7 +289,9 @@ pub fn solve(u: &Universe, requests: &[Request], limit: u64) -> Result<Vec<Resol
         conflicting: HashMap::new(),
         edges: Vec::new(),
         steps: 0,
-        limit,
+        limits,
+        deadline: Instant::now() + limits.time,
+        work: 0,
     };
     for r in requests {
         s.tasks.push(root_task(u, r)?);
@@ -382,6 +402,10 @@ impl Solver<'_> {
     fn run(&mut self, from: usize) -> Result<(), Fail> {
         let mut i = from;
         while i < self.tasks.len() {
+            self.work += 1;
+            if self.work.is_multiple_of(1024) && Instant::now() >= self.deadline {
+                return Err(self.too_complex());
+            }
             let task = self.tasks[i].clone();
             if let Some(c) = self.met_by(&task) {
                 self.edges.push((task.parent, c));
@@ -407,8 +431,8 @@ impl Solver<'_> {
             let mut first: Option<Fail> = None;
             for c in options {
                 self.steps += 1;
-                if self.steps > self.limit {
-                    return Err(Fail::Hard(DepsError::TooComplex { steps: self.limit }));
+                if self.steps > self.limits.steps || Instant::now() >= self.deadline {
+                    return Err(self.too_complex());
                 }
                 let mark = (self.tasks.len(), self.order.len(), self.edges.len());
                 self.choose(c, &task)?;
@@ -428,6 +452,13 @@ impl Solver<'_> {
             return Err(first.unwrap_or_else(|| Fail::Soft(self.no_option(&task, &excluded))));
         }
         Ok(())
+    }
+
+    fn too_complex(&self) -> Fail {
+        Fail::Hard(DepsError::TooComplex {
+            steps: self.limits.steps,
+            time_limit: self.limits.time,
+        })
     }
 
     /// A chosen package that already meets the task (npm: the version already installed).

@@ -425,6 +425,17 @@ fn the_search_is_bounded() {
     u.push(deb("root", "1", json!({"Depends": depends.join(", ")})));
     let e = resolve_listings(u.clone(), &reqs(&["root"]), &limit(500)).expect_err("bounded");
     assert_eq!(e.code(), "too-complex");
+    assert_eq!(
+        e.to_string(),
+        "too complex: no answer within 500 candidates or 30s; ask for fewer packages or pin versions (NAME=VERSION)"
+    );
+    // The clock bounds it too.
+    let quick = Options {
+        time_limit: std::time::Duration::ZERO,
+        ..Options::default()
+    };
+    let e = resolve_listings(u.clone(), &reqs(&["root"]), &quick).expect_err("timed");
+    assert_eq!(e.code(), "too-complex");
     // With room enough the real reason comes out.
     let e = resolve_listings(u, &reqs(&["root"]), &limit(100_000)).expect_err("unsatisfiable");
     assert_eq!(e.code(), "unsatisfiable");
