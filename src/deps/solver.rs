@@ -251,8 +251,14 @@ struct Chosen {
 }
 
 /// A failure that backtracking may get around (`Soft`), or one that ends the search.
+///
+/// A soft failure carries its culprits: the chosen packages whose choice it depends on (the
+/// package whose requirement failed, and those that excluded its candidates). A choice not
+/// among them cannot help, so the search jumps back past it instead of trying its siblings
+/// (conflict-directed backjumping): a dependency nothing can meet fails at once instead of
+/// after every combination of the unrelated choices made before it.
 enum Fail {
-    Soft(DepsError),
+    Soft(DepsError, Vec<usize>),
     Hard(DepsError),
 }
 
@@ -298,7 +304,7 @@ pub fn solve(
     }
     match s.run(0) {
         Ok(()) => {}
-        Err(Fail::Soft(e) | Fail::Hard(e)) => return Err(e),
+        Err(Fail::Soft(e, _) | Fail::Hard(e)) => return Err(e),
     }
     Ok(s.install_order()
         .into_iter()
@@ -425,10 +431,16 @@ impl Solver<'_> {
                     }
                 }
             }
+            // What this requirement's failure depends on so far: the package that has it and
+            // whatever excluded its other candidates.
+            let mut culprits: Vec<usize> = task.parent.into_iter().collect();
+            culprits.extend(excluded.iter().map(|(_, why)| match why {
+                Excluded::Taken(s) | Excluded::ConflictedBy(s, _) | Excluded::Conflicts(s, _) => *s,
+            }));
             if options.is_empty() && !task.clause.optional {
-                return Err(Fail::Soft(self.no_option(&task, &excluded)));
+                return Err(Fail::Soft(self.no_option(&task, &excluded), culprits));
             }
-            let mut first: Option<Fail> = None;
+            let mut first: Option<DepsError> = None;
             for c in options {
                 self.steps += 1;
                 if self.steps > self.limits.steps || Instant::now() >= self.deadline {
@@ -439,17 +451,33 @@ impl Solver<'_> {
                 match self.run(i + 1) {
                     Ok(()) => return Ok(()),
                     Err(hard @ Fail::Hard(_)) => return Err(hard),
-                    Err(soft) => {
-                        first.get_or_insert(soft);
+                    Err(Fail::Soft(e, why)) => {
                         self.undo(mark);
+                        if !why.contains(&c) {
+                            // Another candidate here would fail the same way.
+                            return Err(Fail::Soft(e, why));
+                        }
+                        first.get_or_insert(e);
+                        culprits.extend(why.into_iter().filter(|&x| x != c));
                     }
                 }
             }
             if task.clause.optional {
                 // The last option of an optional dependency: do without it.
-                return self.run(i + 1);
+                return match self.run(i + 1) {
+                    Err(Fail::Soft(e, why)) => {
+                        culprits.extend(why);
+                        culprits.sort_unstable();
+                        culprits.dedup();
+                        Err(Fail::Soft(first.unwrap_or(e), culprits))
+                    }
+                    other => other,
+                };
             }
-            return Err(first.unwrap_or_else(|| Fail::Soft(self.no_option(&task, &excluded))));
+            culprits.sort_unstable();
+            culprits.dedup();
+            let e = first.unwrap_or_else(|| self.no_option(&task, &excluded));
+            return Err(Fail::Soft(e, culprits));
         }
         Ok(())
     }

@@ -408,37 +408,85 @@ fn distpac_tpm_and_cargo() {
     assert_eq!(ok(u, &["bin"]), ["serde 1.0.219", "bin 0.1.0"]);
 }
 
-#[test]
-fn the_search_is_bounded() {
-    // 12 packages of 2 versions each, and a last requirement nothing meets: without a bound
-    // this is 2^12 paths of failure.
+/// `width` packages of 2 versions each, all independent, then a requirement that fails:
+/// chronological backtracking would try all 2^width combinations.
+fn wide(width: usize, last: &str) -> Vec<PackageListing> {
     let mut u = Vec::new();
     let mut depends = Vec::new();
-    for i in 0..12 {
+    for i in 0..width {
         let n = format!("p{i:02}");
         u.push(deb(&n, "1", json!({})));
-        u.push(deb(&n, "2", json!({})));
+        u.push(deb(&n, "2", json!({"Conflicts": "never-there"})));
         depends.push(n);
     }
-    depends.push("zz (>= 2)".into());
+    depends.push(last.into());
     u.push(deb("zz", "1", json!({})));
+    u.push(deb("yy", "1", json!({"Conflicts": "zz"})));
     u.push(deb("root", "1", json!({"Depends": depends.join(", ")})));
-    let e = resolve_listings(u.clone(), &reqs(&["root"]), &limit(500)).expect_err("bounded");
+    u
+}
+
+#[test]
+fn failures_jump_back_past_unrelated_choices() {
+    // Nothing meets zz (>= 2), whatever the 30 choices before it: answered at once.
+    let e =
+        resolve_listings(wide(30, "zz (>= 2)"), &reqs(&["root"]), &limit(100)).expect_err("fails");
+    assert_eq!(e.code(), "unsatisfiable", "{e}");
+    assert_eq!(
+        e.to_string(),
+        "root 1 → zz (>= 2): no version satisfies it (available: zz 1)"
+    );
+    // The same for a conflict between two of root's own dependencies.
+    let mut u = wide(30, "zz");
+    if let Some(root) = u.last_mut() {
+        root.metadata = json!({"Depends": format!("zz, {}, yy", (0..30).map(|i| format!("p{i:02}")).collect::<Vec<_>>().join(", "))}).to_string();
+    }
+    let e = resolve_listings(u, &reqs(&["root"]), &limit(100)).expect_err("fails");
+    assert_eq!(e.code(), "conflict", "{e}");
+}
+
+/// Pigeonhole: `holes + 1` pigeons each need a hole (`hJ (= I)`: hole J held by pigeon I), and
+/// a hole holds one version, so one pigeon is always left out; every choice is a real
+/// culprit, so the search must go through the arrangements.
+fn pigeons(holes: usize) -> Vec<PackageListing> {
+    let mut u = Vec::new();
+    for j in 0..holes {
+        for i in 0..=holes {
+            u.push(deb(&format!("h{j}"), &i.to_string(), json!({})));
+        }
+    }
+    let mut all = Vec::new();
+    for i in 0..=holes {
+        let alts: Vec<String> = (0..holes).map(|j| format!("h{j} (= {i})")).collect();
+        u.push(deb(
+            &format!("p{i}"),
+            "1",
+            json!({"Depends": alts.join(" | ")}),
+        ));
+        all.push(format!("p{i}"));
+    }
+    u.push(deb("root", "1", json!({"Depends": all.join(", ")})));
+    u
+}
+
+#[test]
+fn the_search_is_bounded() {
+    let e = resolve_listings(pigeons(8), &reqs(&["root"]), &limit(50)).expect_err("bounded");
     assert_eq!(e.code(), "too-complex");
     assert_eq!(
         e.to_string(),
-        "too complex: no answer within 500 candidates or 30s; ask for fewer packages or pin versions (NAME=VERSION)"
+        "too complex: no answer within 50 candidates or 30s; ask for fewer packages or pin versions (NAME=VERSION)"
     );
     // The clock bounds it too.
     let quick = Options {
         time_limit: std::time::Duration::ZERO,
         ..Options::default()
     };
-    let e = resolve_listings(u.clone(), &reqs(&["root"]), &quick).expect_err("timed");
+    let e = resolve_listings(pigeons(8), &reqs(&["root"]), &quick).expect_err("timed");
     assert_eq!(e.code(), "too-complex");
     // With room enough the real reason comes out.
-    let e = resolve_listings(u, &reqs(&["root"]), &limit(100_000)).expect_err("unsatisfiable");
-    assert_eq!(e.code(), "unsatisfiable");
+    let e = resolve_listings(pigeons(3), &reqs(&["root"]), &limit(100_000)).expect_err("conflict");
+    assert_eq!(e.code(), "conflict", "{e}");
 }
 
 #[test]
@@ -560,4 +608,15 @@ fn npm_optional_and_peer_dependencies() {
         .collect();
     let e = fails(u, &["ui"]);
     assert_eq!(e.to_string(), "ui 1.0.0 → react@>=17 <19: no package react");
+}
+
+/// On demand: how long the default bound takes to say `too-complex` on a search that must
+/// go through its choices (pigeonhole, 10 pigeons in 9 holes).
+#[test]
+#[ignore]
+fn worst_case_timing() {
+    let t = std::time::Instant::now();
+    let e = run(pigeons(9), &["root"]).expect_err("too complex");
+    eprintln!("{} after {:?}", e.code(), t.elapsed());
+    assert_eq!(e.code(), "too-complex");
 }
