@@ -1,7 +1,8 @@
-//! The search: chronological backtracking over an agenda of requirements, newest candidates
-//! first, so the first complete answer is the one with the highest versions in the order the
-//! requirements were met. Every candidate tried counts as a step; past [`STEP_LIMIT`] the
-//! search stops with `too-complex` rather than run on.
+//! The search: backtracking over an agenda of requirements, newest candidates first, so the
+//! first complete answer is the one with the highest versions in the order the requirements
+//! were met. A failure names the choices it depends on, and the search jumps back past the
+//! ones it does not (see [`Fail`]). Every candidate tried counts as a step; past
+//! [`STEP_LIMIT`] steps or [`TIME_LIMIT`] the search stops with `too-complex`.
 //!
 //! The agenda is breadth-first (a request's direct dependencies before theirs), which keeps
 //! error chains short and matches npm's placement of shallow dependencies first.
