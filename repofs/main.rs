@@ -66,6 +66,19 @@ enum Command {
         #[arg(required = true)]
         paths: Vec<String>,
     },
+    /// The dependency closure of NAME[=VERSION]..., in install order (each package after
+    /// what it needs), with the highest versions that satisfy everything.
+    Deps {
+        #[arg(long)]
+        json: bool,
+        /// Resolve for this machine (amd64/x86_64, arm64/aarch64, ...): Debian and Arch
+        /// packages built for others are left out. Default: this machine.
+        #[arg(long)]
+        arch: Option<String>,
+        /// NAME or NAME=VERSION; prefix the ecosystem when a name is in several (deb:NAME).
+        #[arg(required = true, value_name = "NAME[=VERSION]")]
+        requests: Vec<String>,
+    },
     /// Uploads pending, accepted and rejected, most recent first; on a mirror, the index
     /// generation and its age, the upstream's state, the cache, fetch progress, peers, rates.
     Status {
@@ -183,9 +196,12 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            match e.downcast_ref::<repofs::install::InstallError>() {
-                Some(ie) => eprintln!("repofs: {}: {ie}", ie.code()),
-                None => eprintln!("repofs: {e:#}"),
+            if let Some(ie) = e.downcast_ref::<repofs::install::InstallError>() {
+                eprintln!("repofs: {}: {ie}", ie.code());
+            } else if let Some(de) = e.downcast_ref::<repofs::deps::DepsError>() {
+                eprintln!("repofs: {}: {de}", de.code());
+            } else {
+                eprintln!("repofs: {e:#}");
             }
             ExitCode::FAILURE
         }
@@ -382,6 +398,18 @@ fn run(cli: Cli, args: &[OsString], root_given: bool) -> anyhow::Result<ExitCode
                 report.clamp
             );
         }
+        Command::Deps {
+            json,
+            arch,
+            requests,
+        } => {
+            drop(o);
+            let options = repofs::deps::Options {
+                arch,
+                ..Default::default()
+            };
+            return deps(&repo.catalog, json, &options, &requests);
+        }
         Command::Fetch { paths } => {
             repofs::fetch::client::fetch(&repo.layout, &repo.config, &paths)?;
         }
@@ -418,6 +446,62 @@ fn run(cli: Cli, args: &[OsString], root_given: bool) -> anyhow::Result<ExitCode
     }
     o.flush()?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `repofs deps`: the closure on stdout; when unresolvable, the reason code and the chain on
+/// stderr (and as a JSON object on stdout with --json) and exit status 1.
+fn deps(
+    catalog: &repofs::catalog::Catalog,
+    json: bool,
+    options: &repofs::deps::Options,
+    requests: &[String],
+) -> anyhow::Result<ExitCode> {
+    let stdout = std::io::stdout();
+    let mut o = std::io::BufWriter::new(stdout.lock());
+    let result = requests
+        .iter()
+        .map(|r| r.parse::<repofs::deps::Request>())
+        .collect::<Result<Vec<_>, _>>()
+        .and_then(|reqs| repofs::deps::resolve_with(catalog, &reqs, options));
+    match result {
+        Ok(closure) => {
+            if json {
+                let items: Vec<_> = closure.iter().map(|r| r.json()).collect();
+                out!(o, "{}", serde_json::to_string_pretty(&items)?);
+            } else {
+                for r in &closure {
+                    let why = match &r.why {
+                        repofs::deps::Why::Requested { .. } => "requested".to_string(),
+                        repofs::deps::Why::Pulled {
+                            package, version, ..
+                        } => format!("for {package} {version}"),
+                    };
+                    out!(
+                        o,
+                        "{} {}  {}  ({why})",
+                        r.package.name,
+                        r.package.version.as_deref().unwrap_or("-"),
+                        r.path()
+                    );
+                }
+            }
+            o.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            if json {
+                let v = serde_json::json!({
+                    "error": e.code(),
+                    "message": e.to_string(),
+                    "chain": e.chain(),
+                });
+                out!(o, "{}", serde_json::to_string_pretty(&v)?);
+                o.flush()?;
+            }
+            eprintln!("repofs deps: {}: {e}", e.code());
+            Ok(ExitCode::FAILURE)
+        }
+    }
 }
 
 fn mount(
@@ -487,16 +571,18 @@ const GENERIC_OPTIONS: [&str; 22] = [
     "nofail",
 ];
 
-// ---------------------------------------------------------------------------------------
-// THE PLAN: PKG arguments -> packages in install order. The lead replaces this one function
-// by `deps::resolve(cat, &requests)` (dependencies included) at the merge.
+/// PKG arguments (`NAME[=VERSION]`) -> the dependency closure in install order: every
+/// package after the packages it depends on.
 fn plan(
     cat: &repofs::catalog::Catalog,
     packages: &[String],
 ) -> anyhow::Result<Vec<repofs::catalog::PackageRow>> {
-    Ok(repofs::install::plan_without_deps(cat, packages)?)
+    let requests = packages
+        .iter()
+        .map(|p| p.parse::<repofs::deps::Request>())
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(repofs::deps::resolve(cat, &requests)?)
 }
-// ---------------------------------------------------------------------------------------
 
 /// `remove` and `installed` work on an install root only: no repository is opened.
 fn installs(cli: &Cli, root_given: bool) -> anyhow::Result<ExitCode> {

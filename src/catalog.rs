@@ -306,6 +306,16 @@ pub struct PackageRow {
     pub published_at: i64,
 }
 
+/// A live package as `Catalog::packages_for_deps` gives it: the row, its file in `dists/`, and
+/// the metadata JSON object (everything the metadata file said).
+#[derive(Debug, Clone)]
+pub struct PackageListing {
+    pub package: PackageRow,
+    pub directory: String,
+    pub filename: String,
+    pub metadata: String,
+}
+
 #[derive(Debug, Clone)]
 pub struct KeyRow {
     pub fingerprint: String,
@@ -507,6 +517,27 @@ impl Catalog {
         ))?;
         let rows = stmt
             .query_map([directory], package_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Every live package with where its file is and the full metadata JSON, for the
+    /// dependency resolver (`deps`), which needs Provides/Conflicts and the raw fields.
+    pub fn packages_for_deps(&self) -> Result<Vec<PackageListing>> {
+        let mut stmt = self.conn.prepare(&format!(
+            "SELECT {PACKAGE_COLUMNS}, f.directory, f.filename, p.metadata
+             FROM packages p JOIN files f ON f.id = p.file_id
+             WHERE f.state = 'published' ORDER BY p.name, p.file_id"
+        ))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(PackageListing {
+                    package: package_row(r)?,
+                    directory: r.get(15)?,
+                    filename: r.get(16)?,
+                    metadata: r.get(17)?,
+                })
+            })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }

@@ -39,8 +39,6 @@ use scripts::{quote, Runner, Script, When};
 
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
-    #[error("no package {0} in the repository")]
-    NotFound(String),
     #[error("no repofs mount of this repository shows {0}; mount it or pass --mount DIR")]
     NoMount(String),
     #[error("file conflicts; nothing was changed (--overwrite takes the files over):\n{}", .0.join("\n"))]
@@ -89,7 +87,6 @@ impl InstallError {
     /// The stable reason code (printed by the CLI, matched by scripts and tests).
     pub fn code(&self) -> &'static str {
         match self {
-            InstallError::NotFound(_) => "not-found",
             InstallError::NoMount(_) => "no-mount",
             InstallError::Conflict(_) => "file-conflict",
             InstallError::ScriptFailed { .. } => "script-failed",
@@ -107,41 +104,6 @@ impl InstallError {
 }
 
 type Result<T, E = InstallError> = std::result::Result<T, E>;
-
-// ---------------------------------------------------------------------------------------
-// PLAN LOOKUP — replaced by `deps::resolve(cat, &requests)` at the merge.
-// Turns `NAME[=VERSION]` arguments into a plan, without dependencies: the named packages in
-// the order given, each at the requested version or the highest one in its ecosystem's order
-// (ties: the newest publication, as pkgs/NAME/VERSION shows).
-// ---------------------------------------------------------------------------------------
-pub fn plan_without_deps(cat: &Catalog, args: &[String]) -> Result<Vec<PackageRow>> {
-    let all = cat.packages()?;
-    let mut plan: Vec<PackageRow> = Vec::new();
-    for arg in args {
-        let (name, version) = match arg.split_once('=') {
-            Some((n, v)) => (n, Some(v)),
-            None => (arg.as_str(), None),
-        };
-        let best = all
-            .iter()
-            .filter(|p| p.name == name && p.version.is_some())
-            .filter(|p| version.is_none() || p.version.as_deref() == version)
-            .max_by(|a, b| {
-                let scheme = crate::version::Scheme::for_meta_source(&a.meta_source);
-                crate::version::compare(
-                    scheme,
-                    a.version.as_deref().unwrap_or(""),
-                    b.version.as_deref().unwrap_or(""),
-                )
-                .then(a.file_id.cmp(&b.file_id))
-            })
-            .ok_or_else(|| InstallError::NotFound(arg.clone()))?;
-        if !plan.iter().any(|p| p.file_id == best.file_id) {
-            plan.push(best.clone());
-        }
-    }
-    Ok(plan)
-}
 
 /// Finds the mount that shows this repository: a `fuse.repofs` mount (from
 /// `/proc/self/mountinfo`) whose `dists/` holds the plan's first published file, at its size,

@@ -32,13 +32,25 @@ pub fn pacman_pkg(
     files: &[(&str, &str)],
     post_install: &str,
 ) -> PathBuf {
+    pacman_pkg_depending(dir, name, ver, files, post_install, &[])
+}
+
+/// `pacman_pkg` with `depend = …` lines in its .PKGINFO.
+pub fn pacman_pkg_depending(
+    dir: &Path,
+    name: &str,
+    ver: &str,
+    files: &[(&str, &str)],
+    post_install: &str,
+    depends: &[&str],
+) -> PathBuf {
     let d = dir.join(format!("pacman-{name}-{ver}"));
     fs::create_dir_all(&d).unwrap();
-    fs::write(
-        d.join(".PKGINFO"),
-        format!("pkgname = {name}\npkgbase = {name}\npkgver = {ver}\narch = x86_64\nbuilddate = 1700000000\n"),
-    )
-    .unwrap();
+    let mut pkginfo = format!("pkgname = {name}\npkgbase = {name}\npkgver = {ver}\narch = x86_64\nbuilddate = 1700000000\n");
+    for dep in depends {
+        pkginfo += &format!("depend = {dep}\n");
+    }
+    fs::write(d.join(".PKGINFO"), pkginfo).unwrap();
     let mut install = String::new();
     for f in [
         "pre_install",
@@ -612,5 +624,64 @@ fn a_newer_version_upgrades_in_place() {
         ["up pre_upgrade 1.1-1 yes", "up post_upgrade 1.1-1 yes"]
     );
     let out = install(&s, &root, &[], &["up=9"]);
-    assert!(stderr(&out).contains("not-found"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("unsatisfiable"), "{}", stderr(&out));
+}
+
+/// `repofs install NAME` installs NAME's dependency closure (`deps::resolve`), each dependency
+/// before what needs it; an unmet dependency is refused before anything is written.
+#[test]
+fn install_brings_the_dependency_closure_in_order() {
+    let s = Site::new();
+    let d = s.w.scratch("pkgs");
+    let lib_old = pacman_pkg(&d, "lib", "0.9-1", &[("usr/lib/libx", "0.9\n")], "");
+    let lib = pacman_pkg(&d, "lib", "1.2-1", &[("usr/lib/libx", "1.2\n")], "");
+    let app = pacman_pkg_depending(
+        &d,
+        "app",
+        "1.0-1",
+        &[("usr/bin/app", "app\n")],
+        "",
+        &["lib>=1.0"],
+    );
+    let orphan = pacman_pkg_depending(
+        &d,
+        "orphan",
+        "1.0-1",
+        &[("usr/bin/o", "o\n")],
+        "",
+        &["nowhere"],
+    );
+    for f in [&lib_old, &lib, &app, &orphan] {
+        publish(&s, "hello", f);
+    }
+    let root = new_root(&s, "root");
+    ok(&install(&s, &root, &[], &["app"]));
+    let mut got = installed(&root);
+    got.sort();
+    assert_eq!(got, ["app=1.0-1", "lib=1.2-1"]);
+    assert_eq!(
+        fs::read_to_string(root.join("usr/lib/libx")).unwrap(),
+        "1.2\n"
+    );
+    let log = log_of(&root);
+    let at = |w: &str| {
+        log.iter()
+            .position(|l| l.starts_with(w))
+            .unwrap_or_else(|| panic!("{w} not in {log:?}"))
+    };
+    assert!(at("lib post_install") < at("app pre_install"), "{log:?}");
+
+    let before = snapshot(&root);
+    let out = install(&s, &root, &[], &["orphan"]);
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("missing") && stderr(&out).contains("nowhere"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        snapshot(&root),
+        before,
+        "a refused install changed the root"
+    );
 }
