@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod ingest;
 pub mod keys;
 pub mod paths;
+pub mod pkgmeta;
 pub mod repo;
 pub mod store;
 pub mod time;

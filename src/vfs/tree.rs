@@ -18,23 +18,89 @@ use crate::archive::{Entry, EntryKind};
 use crate::catalog::{Catalog, CatalogError, FileRow, PackageRow};
 use crate::version::{self, Scheme};
 
-/// Files generated in every `dists/` directory that holds published files.
+/// Files generated in every `dists/` directory that holds published files, and the apt and
+/// pacman repository metadata (`pkgmeta`) of those that hold such packages, which is stored
+/// in the catalog and served as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Generated {
     Sha256Sums,
     Md5Sums,
     Index,
+    AptPackages,
+    AptPackagesXz,
+    AptRelease,
+    AptInRelease,
+    AptReleaseGpg,
+    PacmanDb,
+    PacmanDbSig,
+    PacmanFiles,
+    PacmanFilesSig,
 }
 
 impl Generated {
+    /// The files of every directory.
     pub const ALL: [Generated; 3] = [Generated::Sha256Sums, Generated::Md5Sums, Generated::Index];
+    /// Every kind, in declaration order (a slot keeps the index).
+    pub const EVERY: [Generated; 12] = [
+        Generated::Sha256Sums,
+        Generated::Md5Sums,
+        Generated::Index,
+        Generated::AptPackages,
+        Generated::AptPackagesXz,
+        Generated::AptRelease,
+        Generated::AptInRelease,
+        Generated::AptReleaseGpg,
+        Generated::PacmanDb,
+        Generated::PacmanDbSig,
+        Generated::PacmanFiles,
+        Generated::PacmanFilesSig,
+    ];
 
+    /// The name, or for pacman's files the suffix after the repository name (`DIR.db`).
     pub fn name(self) -> &'static str {
         match self {
             Generated::Sha256Sums => "SHA256SUMS",
             Generated::Md5Sums => "MD5SUMS",
             Generated::Index => "index.json",
+            Generated::AptPackages => "Packages",
+            Generated::AptPackagesXz => "Packages.xz",
+            Generated::AptRelease => "Release",
+            Generated::AptInRelease => "InRelease",
+            Generated::AptReleaseGpg => "Release.gpg",
+            Generated::PacmanDb => ".db",
+            Generated::PacmanDbSig => ".db.sig",
+            Generated::PacmanFiles => ".files",
+            Generated::PacmanFilesSig => ".files.sig",
         }
+    }
+
+    /// Whether its bytes are stored in the catalog (`dist_meta`) rather than rendered.
+    pub fn stored(self) -> bool {
+        !Generated::ALL.contains(&self)
+    }
+
+    /// Its file name in directory `dir`.
+    pub fn file_name(self, dir: &str) -> String {
+        match self {
+            Generated::PacmanDb
+            | Generated::PacmanDbSig
+            | Generated::PacmanFiles
+            | Generated::PacmanFilesSig => {
+                format!(
+                    "{}{}",
+                    crate::pkgmeta::pacman::repo_name(dir).unwrap_or_default(),
+                    self.name()
+                )
+            }
+            _ => self.name().to_string(),
+        }
+    }
+
+    /// The stored kind named `name` in directory `dir`.
+    pub fn of_stored(dir: &str, name: &str) -> Option<Generated> {
+        Generated::EVERY
+            .into_iter()
+            .find(|g| g.stored() && g.file_name(dir) == name)
     }
 }
 
@@ -184,6 +250,14 @@ impl Snapshot {
         })?;
         files.sort_unstable_by_key(|(id, _)| *id);
         files.shrink_to_fit();
+        // Repository metadata (`pkgmeta`): only where the catalog holds it, its sizes known.
+        let mut generated_len = HashMap::new();
+        for (dir, name, len) in cat.dist_meta_names()? {
+            if let (Some(g), Some(d)) = (Generated::of_stored(&dir, &name), dirs.get_mut(&dir)) {
+                d.push(&name, SlotKind::Generated(g as u8));
+                generated_len.insert((dir, g), len);
+            }
+        }
         let mut symlinks = Vec::new();
         for s in cat.symlinks()? {
             // A published file of the same name wins; the catalog forbids that anyway.
@@ -266,7 +340,7 @@ impl Snapshot {
             mirror: cat.setting("upstream")?.is_some_and(|u| !u.is_empty()),
             changed,
             versions,
-            generated_len: Mutex::new(HashMap::new()),
+            generated_len: Mutex::new(generated_len),
         })
     }
 
@@ -289,7 +363,7 @@ impl Snapshot {
                 DistEntry::Symlink(self.symlinks.get(i as usize).cloned().unwrap_or_default())
             }
             SlotKind::Torrent(id) => DistEntry::Torrent(id),
-            SlotKind::Generated(g) => DistEntry::Generated(Generated::ALL[g as usize]),
+            SlotKind::Generated(g) => DistEntry::Generated(Generated::EVERY[g as usize]),
         }
     }
 
@@ -376,6 +450,9 @@ impl Snapshot {
         if let Some(n) = lock(&self.generated_len).get(&(dir.to_string(), g)) {
             return Ok(*n);
         }
+        if g.stored() {
+            return Ok(0);
+        }
         let (files, packages) = self.dir_rows(cat, dir, true)?;
         let mut cache = lock(&self.generated_len);
         for each in Generated::ALL {
@@ -393,6 +470,10 @@ impl Snapshot {
         dir: &str,
         g: Generated,
     ) -> Result<Vec<u8>, CatalogError> {
+        if g.stored() {
+            // As stored: the bytes the signed Release / .sig vouch for.
+            return Ok(cat.dist_meta(dir, &g.file_name(dir))?.unwrap_or_default());
+        }
         let (files, packages) = self.dir_rows(cat, dir, g == Generated::Index)?;
         Ok(render(dir, g, &files, &packages))
     }
@@ -462,6 +543,15 @@ fn render(
             }
             out.into_bytes()
         }
+        Generated::AptPackages
+        | Generated::AptPackagesXz
+        | Generated::AptRelease
+        | Generated::AptInRelease
+        | Generated::AptReleaseGpg
+        | Generated::PacmanDb
+        | Generated::PacmanDbSig
+        | Generated::PacmanFiles
+        | Generated::PacmanFilesSig => Vec::new(),
         Generated::Index => {
             let list: Vec<IndexItem<'_>> = files
                 .iter()

@@ -10,6 +10,7 @@ mod incoming;
 mod lifecycle;
 mod mirror_fetch;
 mod mirror_index;
+mod pkgmeta;
 mod pkgs;
 mod torrents;
 mod views;
