@@ -234,8 +234,7 @@ pub fn export_repo(path: &Path) -> anyhow::Result<Vec<u8>> {
 fn repo_keypair(path: &Path) -> anyhow::Result<openpgp::crypto::KeyPair> {
     let cert = repo_key(path, false)?;
     let policy = StandardPolicy::new();
-    Ok(cert
-        .keys()
+    cert.keys()
         .secret()
         .with_policy(&policy, None)
         .supported()
@@ -246,7 +245,7 @@ fn repo_keypair(path: &Path) -> anyhow::Result<openpgp::crypto::KeyPair> {
         .ok_or_else(|| anyhow::anyhow!("the repository key has no usable signing key"))?
         .key()
         .clone()
-        .into_keypair()?)
+        .into_keypair()
 }
 
 /// Clear-signs `body` with the repository key: the signed root of the index

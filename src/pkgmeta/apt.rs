@@ -2,11 +2,11 @@
 //! stanzas as `apt-ftparchive packages` writes them), `Packages.xz`, `Release` with MD5Sum and
 //! SHA256 of both, `InRelease` (clear-signed) and `Release.gpg` (detached, armored).
 //!
-//! No `Acquire-By-Hash`: a flat repository has no place apt would look for by-hash files
-//! other than beside the index, and the mount swaps the whole set in one transaction; a
-//! client that read an old InRelease and then fetches the new Packages sees a hash mismatch
-//! and retries its update (apt does so by itself), it never installs a file the index does
-//! not vouch for.
+//! No `Acquire-By-Hash` (yet): the whole set changes in one catalog transaction, so apt
+//! never sees a Packages naming a file that is not there; but a client that read InRelease
+//! just before a publication and Packages just after it gets a hash mismatch and must run
+//! `apt-get update` again. Keeping the previous generations' Packages under
+//! `by-hash/SHA256/` would close that window.
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
