@@ -73,6 +73,11 @@ const ORDER: &[&str] = &[
     "Description",
 ];
 
+/// xz preset of Packages.xz: re-made at every change of the directory, and most of its bytes
+/// are hashes that no preset compresses; measured on a 10,000-package Packages (4.4 MB):
+/// preset 0 gives 855 KB in 1.1 s, preset 6 665 KB in many times that.
+const XZ_PRESET: u32 = 0;
+
 /// Fields the repository sets itself; the package's own (a control file may carry anything)
 /// never override them.
 const OURS: &[&str] = &["Filename", "Size", "MD5sum", "SHA1", "SHA256", "SHA512"];
@@ -153,7 +158,7 @@ pub fn render(
         }
     }
     let packages = packages.into_bytes();
-    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), 6);
+    let mut xz = liblzma::write::XzEncoder::new(Vec::new(), XZ_PRESET);
     xz.write_all(&packages)?;
     let packages_xz = xz.finish()?;
 

@@ -730,8 +730,26 @@ fn a_mirror_serves_the_same_metadata_and_clients_install_from_it() {
 
 #[test]
 fn directories_published_before_pkgmeta_get_their_metadata_at_start() {
-    let mut site = Site::new();
+    let port = free_port();
+    let mut site = Site::with_config(&format!("[distribution]\nlisten = \"127.0.0.1:{port}\"\n"));
     let _build = publish_all(&site);
+    // A mirror that synced the old metadata must receive the backfilled one as a delta.
+    let key = export_repo_key(&site.w.repo, &site.w.work);
+    let mirror_repo = Repo::new();
+    let mirror_daemon = start_mirror_daemon(
+        &mirror_repo,
+        &format!("http://127.0.0.1:{port}"),
+        &key,
+        None,
+    );
+    let mirror_mnt = Mount::start(&mirror_repo);
+    let same_on_mirror = |rel: &str| {
+        let p = fs::read(site.mnt.path(&format!("dists/{rel}"))).ok();
+        (p.is_some() && p == fs::read(mirror_mnt.path(&format!("dists/{rel}"))).ok()).then_some(())
+    };
+    let inrelease = format!("{APT_DIR}/InRelease");
+    wait_for_or(SYNC, || same_on_mirror(&inrelease))
+        .unwrap_or_else(|| panic!("mirror did not sync; log:\n{}", mirror_daemon.log()));
     let packages = site.mnt.path(&format!("dists/{APT_DIR}/Packages"));
     let db = site.mnt.path(&format!("dists/{PAC_DIR}/{PAC_REPO}.db"));
     let (apt_before, db_before) = (fs::read(&packages).unwrap(), fs::read(&db).unwrap());
@@ -758,7 +776,16 @@ fn directories_published_before_pkgmeta_get_their_metadata_at_start() {
         .unwrap();
     let descs = String::from_utf8_lossy(&o.stdout);
     assert_eq!(descs.matches("%PGPSIG%").count(), 2, "{descs}");
-    let key = export_repo_key(&site.w.repo, &site.w.work);
+    for rel in [inrelease, format!("{PAC_DIR}/{PAC_REPO}.db")] {
+        wait_for_or(SYNC, || same_on_mirror(&rel)).unwrap_or_else(|| {
+            panic!(
+                "mirror lacks the backfilled {rel}; log:\n{}",
+                mirror_daemon.log()
+            )
+        });
+    }
+    drop(mirror_mnt);
+    drop(mirror_daemon);
     apt_installs(
         &site.w.scratch("apt-backfill"),
         &format!(
