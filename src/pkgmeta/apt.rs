@@ -82,9 +82,9 @@ const XZ_PRESET: u32 = 0;
 /// never override them.
 const OURS: &[&str] = &["Filename", "Size", "MD5sum", "SHA1", "SHA256", "SHA512"];
 
-/// The Packages stanza of one .deb.
-pub fn stanza(p: &DistPackage) -> String {
-    let mut fields: Map<String, Value> = serde_json::from_str(&p.metadata).unwrap_or_default();
+/// The Packages stanza of one .deb, from its control fields (`packages.metadata`).
+pub fn stanza(p: &DistPackage, fields: &Map<String, Value>) -> String {
+    let mut fields = fields.clone();
     fields.retain(|k, _| !OURS.iter().any(|o| o.eq_ignore_ascii_case(k)));
     fields.insert(
         "Filename".into(),
@@ -129,16 +129,19 @@ pub fn render(
     time: i64,
     repo_key: &Path,
 ) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
-    let field = |p: &DistPackage, k: &str| -> String {
-        serde_json::from_str::<Map<String, Value>>(&p.metadata)
-            .ok()
-            .and_then(|m| m.get(k).and_then(Value::as_str).map(str::to_string))
+    let text = |m: &Map<String, Value>, k: &str| -> String {
+        m.get(k)
+            .and_then(Value::as_str)
             .unwrap_or_default()
+            .to_string()
     };
     // By name, then version in dpkg's order, then file name: the same bytes for the same set.
-    let mut sorted: Vec<(String, String, &DistPackage)> = debs
+    let mut sorted: Vec<(String, String, &DistPackage, Map<String, Value>)> = debs
         .iter()
-        .map(|p| (field(p, "Package"), field(p, "Version"), p))
+        .map(|p| {
+            let m: Map<String, Value> = serde_json::from_str(&p.metadata).unwrap_or_default();
+            (text(&m, "Package"), text(&m, "Version"), p, m)
+        })
         .collect();
     sorted.sort_by(|a, b| {
         a.0.cmp(&b.0)
@@ -147,12 +150,12 @@ pub fn render(
     });
     let mut packages = String::new();
     let mut arches = BTreeSet::new();
-    for (i, (_, _, p)) in sorted.iter().enumerate() {
+    for (i, (_, _, p, m)) in sorted.iter().enumerate() {
         if i > 0 {
             packages.push('\n');
         }
-        packages.push_str(&stanza(p));
-        let a = field(p, "Architecture");
+        packages.push_str(&stanza(p, m));
+        let a = text(m, "Architecture");
         if !a.is_empty() {
             arches.insert(a);
         }
