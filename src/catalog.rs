@@ -217,8 +217,9 @@ const MIGRATIONS: &[&str] = &[
     r#"
     CREATE TABLE dist_meta (
         directory TEXT NOT NULL,
-        name      TEXT NOT NULL,        -- Packages, InRelease, DIR.db, ...
+        name      TEXT NOT NULL,        -- Packages, InRelease, DIR.db, by-hash/SHA256/HASH
         data      BLOB NOT NULL,
+        made      INTEGER NOT NULL,     -- generation that made it (by-hash keeps older ones)
         PRIMARY KEY (directory, name)
     ) WITHOUT ROWID;
     CREATE TABLE repo_sigs (
@@ -1929,16 +1930,39 @@ impl PublishTx<'_> {
         Ok(())
     }
 
-    /// Replaces the repository metadata of `dir` whole (none: the directory has none now).
-    pub fn set_dist_meta(&self, dir: &str, files: &[(String, Vec<u8>)]) -> Result<()> {
-        self.tx
-            .execute("DELETE FROM dist_meta WHERE directory = ?", [dir])?;
-        let mut stmt = self
-            .tx
-            .prepare_cached("INSERT INTO dist_meta (directory, name, data) VALUES (?1, ?2, ?3)")?;
-        for (name, data) in files {
-            stmt.execute(params![dir, name, data])?;
+    /// Replaces the repository metadata of `dir` (none: the directory has none now). Files
+    /// named `by-hash/...` are kept from the `keep_by_hash` newest generations that made any,
+    /// so a client that read the previous Release can still fetch the index it names.
+    pub fn set_dist_meta(
+        &self,
+        dir: &str,
+        files: &[(String, Vec<u8>)],
+        keep_by_hash: usize,
+    ) -> Result<()> {
+        let made = self.generation.get().unwrap_or(0);
+        if files.is_empty() {
+            self.tx
+                .execute("DELETE FROM dist_meta WHERE directory = ?", [dir])?;
+            return Ok(());
         }
+        self.tx.execute(
+            "DELETE FROM dist_meta WHERE directory = ? AND name NOT LIKE 'by-hash/%'",
+            [dir],
+        )?;
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT OR REPLACE INTO dist_meta (directory, name, data, made)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (name, data) in files {
+            stmt.execute(params![dir, name, data, made])?;
+        }
+        self.tx.execute(
+            "DELETE FROM dist_meta WHERE directory = ?1 AND name LIKE 'by-hash/%'
+               AND made NOT IN (SELECT DISTINCT made FROM dist_meta
+                                WHERE directory = ?1 AND name LIKE 'by-hash/%'
+                                ORDER BY made DESC LIMIT ?2)",
+            params![dir, keep_by_hash as i64],
+        )?;
         Ok(())
     }
 

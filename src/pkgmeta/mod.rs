@@ -54,7 +54,7 @@ pub fn refresh(tx: &PublishTx<'_>, dir: &str, repo_key: &Path) -> Result<(), Met
     if let (false, Some(name)) = (pkgs.is_empty(), pacman::repo_name(dir)) {
         files.extend(pacman::render(tx, name, &pkgs, time, repo_key)?);
     }
-    tx.set_dist_meta(dir, &files)?;
+    tx.set_dist_meta(dir, &files, apt::BY_HASH_GENERATIONS)?;
     Ok(())
 }
 

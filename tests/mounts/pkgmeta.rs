@@ -701,6 +701,8 @@ fn a_mirror_serves_the_same_metadata_and_clients_install_from_it() {
     );
     // Taking a package offline changes the metadata on both in one step.
     let before = fs::read(site.mnt.path(&format!("dists/{APT_DIR}/Packages"))).unwrap();
+    let old_release =
+        fs::read_to_string(site.mnt.path(&format!("dists/{APT_DIR}/Release"))).unwrap();
     let d = site.w.scratch("archive");
     let file = "retire-app.directive.asc";
     site.w.gpg.clearsign(
@@ -724,8 +726,62 @@ fn a_mirror_serves_the_same_metadata_and_clients_install_from_it() {
             == Some(after.clone()))
         .then_some(())
     });
+    // A client that read the old Release still finds the Packages.xz it names, by hash, on
+    // both (Acquire-By-Hash), and the new Release's too.
+    let new_release =
+        fs::read_to_string(site.mnt.path(&format!("dists/{APT_DIR}/Release"))).unwrap();
+    assert!(
+        new_release.contains("Acquire-By-Hash: yes"),
+        "{new_release}"
+    );
+    for release in [&old_release, &new_release] {
+        let sha = xz_sha256(release);
+        for mnt in [&site.mnt, &mirror_mnt] {
+            let p = mnt.path(&format!("dists/{APT_DIR}/by-hash/SHA256/{sha}"));
+            let got = wait_for("the by-hash Packages.xz", SYNC, || fs::read(&p).ok());
+            assert_eq!(sha256_hex(&got), sha, "{}", p.display());
+        }
+    }
+    apt_installs_lib(
+        &site.w.scratch("apt-mirror-after"),
+        &format!("file:{}", apt_dir.display()),
+        &key,
+    );
     drop(mirror_mnt);
     drop(mirror_daemon);
+}
+
+/// The SHA256 of Packages.xz that a Release lists.
+fn xz_sha256(release: &str) -> String {
+    release
+        .split("SHA256:")
+        .nth(1)
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.trim_end().ends_with(" Packages.xz"))
+                .and_then(|l| l.split_whitespace().next())
+        })
+        .unwrap_or_else(|| panic!("no Packages.xz in {release}"))
+        .to_string()
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex(&sha2::Sha256::digest(b))
+}
+
+/// After pmeta-app went offline: update, and install pmeta-lib alone.
+fn apt_installs_lib(scratch: &Path, url: &str, key: &Path) {
+    let apt = AptRoot::new(scratch, url, key);
+    let o = apt.apt_get(&["update"]);
+    assert!(o.status.success(), "apt-get update: {}", out_text(&o));
+    assert!(!apt
+        .apt_get(&["install", "-y", "pmeta-app"])
+        .status
+        .success());
+    let o = apt.apt_get(&["install", "-y", "pmeta-lib"]);
+    assert!(o.status.success(), "apt-get install: {}", out_text(&o));
+    assert!(apt.root.join("usr/share/pmeta-lib/pmeta-lib.txt").is_file());
 }
 
 #[test]
