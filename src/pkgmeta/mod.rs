@@ -15,8 +15,10 @@
 //! carries the metadata of the directories it touches). Because metadata and files change in
 //! one transaction, no reader ever sees an index naming a file it cannot fetch, nor a file
 //! missing from the index. The cost is that a change to a directory re-sends its metadata
-//! whole (for 10,000 packages about 1 MiB compressed plus the uncompressed `Packages`) rather
-//! than a row: proportional to the directory, not to the change.
+//! whole rather than a row: proportional to the directory, not to the change (for 10,000
+//! packages: `Packages` 4.4 MB, `Packages.xz` 0.85 MB and its by-hash copy of the previous
+//! generation; rendering and signing it took 1.0 s in a debug build, bench/apt.sh). Rendering
+//! on each side instead would make a mirror's bytes depend on its own compressor build.
 //!
 //! Nothing here reads package content: every field comes from the catalog (control fields,
 //! .PKGINFO fields, sizes, hashes, entry lists), except the repository key's signature of a
