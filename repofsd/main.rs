@@ -87,6 +87,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if let Err(e) = repo.backfill_torrents() {
         tracing::warn!(error = %format!("{e:#}"), "could not make the torrents of older files");
     }
+    if let Err(e) = repofs::pkgmeta::backfill(&mut repo) {
+        tracing::warn!(error = %format!("{e:#}"), "could not make the apt/pacman metadata of older directories");
+    }
     if args.once {
         let report = repofs::ingest::drain(&mut repo)?;
         info!(

@@ -209,6 +209,24 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE derived ADD COLUMN info BLOB;
     CREATE INDEX derived_info_hash ON derived(info_hash);
     "#,
+    // v8: apt and pacman repository metadata of each dists/ directory holding .deb or pacman
+    // packages (`pkgmeta`), made on the primary in the publication transaction that changed
+    // the directory and served as stored (a mirror gets the same bytes through the index), and
+    // the repository key's detached signature of each pacman package (`%PGPSIG%`), made from
+    // the store copy at publication.
+    r#"
+    CREATE TABLE dist_meta (
+        directory TEXT NOT NULL,
+        name      TEXT NOT NULL,        -- Packages, InRelease, DIR.db, by-hash/SHA256/HASH
+        data      BLOB NOT NULL,
+        made      INTEGER NOT NULL,     -- generation that made it (by-hash keeps older ones)
+        PRIMARY KEY (directory, name)
+    ) WITHOUT ROWID;
+    CREATE TABLE repo_sigs (
+        file_id INTEGER PRIMARY KEY REFERENCES files(id),
+        sig     BLOB NOT NULL           -- binary OpenPGP detached signature
+    );
+    "#,
 ];
 
 /// One independent zstd frame of a derived seekable payload.
@@ -517,6 +535,57 @@ impl Catalog {
         ))?;
         let rows = stmt
             .query_map([directory], package_row)?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Every stored repository metadata file: (directory, name, size), for the mount's view.
+    pub fn dist_meta_names(&self) -> Result<Vec<(String, String, u64)>> {
+        let mut stmt = self
+            .conn
+            .prepare_cached("SELECT directory, name, length(data) FROM dist_meta")?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The bytes of one repository metadata file.
+    pub fn dist_meta(&self, directory: &str, name: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self
+            .conn
+            .prepare_cached("SELECT data FROM dist_meta WHERE directory = ?1 AND name = ?2")?
+            .query_row([directory, name], |r| r.get(0))
+            .optional()?)
+    }
+
+    /// Directories that hold live packages of `meta_source` `deb` or `pkginfo` but have no
+    /// repository metadata yet (published before `pkgmeta` existed): repofsd backfills them.
+    pub fn dirs_without_dist_meta(&self) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT DISTINCT f.directory FROM files f JOIN packages p ON p.file_id = f.id
+             WHERE f.state = 'published' AND p.meta_source IN ('deb', 'pkginfo')
+               AND f.directory NOT IN (SELECT directory FROM dist_meta)
+             ORDER BY f.directory",
+        )?;
+        let rows = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<Vec<String>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Live pacman packages that have no repository-key signature yet (backfill).
+    pub fn pacman_packages_without_sig(&self) -> Result<Vec<FileRow>> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS} FROM files WHERE state = 'published' AND id IN
+               (SELECT file_id FROM packages WHERE meta_source = 'pkginfo')
+             AND id NOT IN (SELECT file_id FROM repo_sigs)"
+        );
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt
+            .query_map([], file_row)?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }
@@ -955,6 +1024,7 @@ const REPLICA_IMMUTABLE: &[(&str, &str)] = &[
     ("torrents", "file_id"),
     ("derived", "file_id"),
     ("frames", "file_id"),
+    ("repo_sigs", "file_id"),
 ];
 
 impl Catalog {
@@ -1181,6 +1251,14 @@ impl Catalog {
             )?;
         }
         tx.execute(&format!("INSERT INTO r.symlinks {symlinks}"), [])?;
+        // The repository metadata of every directory whose files changed, as it is now (like
+        // the file rows): `apply_replica` replaces those directories' metadata whole.
+        tx.execute(
+            "INSERT INTO r.dist_meta SELECT * FROM main.dist_meta
+             WHERE directory IN (SELECT directory FROM main.files
+                                 WHERE id IN (SELECT id FROM temp.sel))",
+            [],
+        )?;
         let mut put = tx.prepare("INSERT INTO r.settings (key, value) VALUES (?1, ?2)")?;
         put.execute(["replica_from", &meta.from.to_string()])?;
         put.execute(["replica_to", &meta.to.to_string()])?;
@@ -1296,6 +1374,19 @@ impl Catalog {
                 [],
             )?;
         }
+        // Repository metadata: the directories the replica speaks of get its rows, whole.
+        if snapshot {
+            tx.execute("DELETE FROM main.dist_meta", [])?;
+        } else {
+            tx.execute(
+                "DELETE FROM main.dist_meta WHERE directory IN (SELECT directory FROM r.files)",
+                [],
+            )?;
+        }
+        tx.execute(
+            "INSERT OR REPLACE INTO main.dist_meta SELECT * FROM r.dist_meta",
+            [],
+        )?;
         tx.execute_batch(
             "DELETE FROM main.symlinks WHERE EXISTS (SELECT 1 FROM r.changes c
                  WHERE c.kind = 'symlink' AND c.directory = symlinks.directory
@@ -1791,9 +1882,152 @@ impl PublishTx<'_> {
         Ok(())
     }
 
+    /// Whether this transaction changed the published view (it has a generation).
+    pub fn changed(&self) -> bool {
+        self.generation.get().is_some()
+    }
+
+    /// When this transaction's generation was made, if it has one.
+    pub fn generation_time(&self) -> Result<Option<i64>> {
+        let Some(g) = self.generation.get() else {
+            return Ok(None);
+        };
+        Ok(self
+            .tx
+            .query_row(
+                "SELECT created_at FROM generations WHERE generation = ?",
+                [g],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Logs file `id` as changed again (its rows are immutable, so a mirror applying it twice
+    /// changes nothing): a delta then carries rows added to it later, such as a backfilled
+    /// repository signature.
+    pub fn touch_file(&self, id: i64) -> Result<()> {
+        self.log_change("file", Some(id), None)
+    }
+
+    /// Logs a change for directory `dir` without changing a file: the backfill of its
+    /// repository metadata must reach mirrors, and a delta carries the metadata of the
+    /// directories of the files it names. Logs the directory's first live file again (its
+    /// rows are immutable, so applying it twice changes nothing). False if it has none.
+    pub fn touch_directory(&self, dir: &str) -> Result<bool> {
+        let id: Option<i64> = self
+            .tx
+            .query_row(
+                "SELECT MIN(id) FROM files WHERE directory = ? AND state = 'published'",
+                [dir],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten();
+        match id {
+            Some(id) => {
+                self.log_change("file", Some(id), None)?;
+                Ok(true)
+            }
+            None => Ok(false),
+        }
+    }
+
+    /// The live packages of `dir` whose metadata source is `meta_source`, with their file
+    /// rows and the metadata fields as JSON (text), in file-id order.
+    pub fn dist_packages(&self, dir: &str, meta_source: &str) -> Result<Vec<DistPackage>> {
+        let sql = format!(
+            "SELECT {FILE_COLUMNS},
+                    (SELECT metadata FROM packages p WHERE p.file_id = files.id),
+                    (SELECT unpacked_size FROM packages p WHERE p.file_id = files.id),
+                    (SELECT sig FROM repo_sigs s WHERE s.file_id = files.id)
+             FROM files
+             WHERE directory = ?1 AND state = 'published'
+               AND id IN (SELECT file_id FROM packages WHERE meta_source = ?2)
+             ORDER BY id"
+        );
+        let mut stmt = self.tx.prepare_cached(&sql)?;
+        let rows = stmt
+            .query_map([dir, meta_source], |r| {
+                Ok(DistPackage {
+                    file: file_row(r)?,
+                    metadata: r.get(14)?,
+                    unpacked_size: r.get::<_, i64>(15)? as u64,
+                    repo_sig: r.get(16)?,
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The paths a package holds and whether each is a directory, sorted by path.
+    pub fn package_paths(&self, file_id: i64) -> Result<Vec<(String, bool)>> {
+        let mut stmt = self.tx.prepare_cached(
+            "SELECT path, kind = 'dir' FROM entries WHERE file_id = ? ORDER BY path",
+        )?;
+        let rows = stmt
+            .query_map([file_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// The repository key's signature of package `file_id` (made from the store copy).
+    pub fn put_repo_sig(&self, file_id: i64, sig: &[u8]) -> Result<()> {
+        self.tx.execute(
+            "INSERT OR REPLACE INTO repo_sigs (file_id, sig) VALUES (?1, ?2)",
+            params![file_id, sig],
+        )?;
+        Ok(())
+    }
+
+    /// Replaces the repository metadata of `dir` (none: the directory has none now). Files
+    /// named `by-hash/...` are kept from the `keep_by_hash` newest generations that made any,
+    /// so a client that read the previous Release can still fetch the index it names.
+    pub fn set_dist_meta(
+        &self,
+        dir: &str,
+        files: &[(String, Vec<u8>)],
+        keep_by_hash: usize,
+    ) -> Result<()> {
+        let made = self.generation.get().unwrap_or(0);
+        if files.is_empty() {
+            self.tx
+                .execute("DELETE FROM dist_meta WHERE directory = ?", [dir])?;
+            return Ok(());
+        }
+        self.tx.execute(
+            "DELETE FROM dist_meta WHERE directory = ? AND name NOT LIKE 'by-hash/%'",
+            [dir],
+        )?;
+        let mut stmt = self.tx.prepare_cached(
+            "INSERT OR REPLACE INTO dist_meta (directory, name, data, made)
+             VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (name, data) in files {
+            stmt.execute(params![dir, name, data, made])?;
+        }
+        self.tx.execute(
+            "DELETE FROM dist_meta WHERE directory = ?1 AND name LIKE 'by-hash/%'
+               AND made NOT IN (SELECT DISTINCT made FROM dist_meta
+                                WHERE directory = ?1 AND name LIKE 'by-hash/%'
+                                ORDER BY made DESC LIMIT ?2)",
+            params![dir, keep_by_hash as i64],
+        )?;
+        Ok(())
+    }
+
     pub fn commit(self) -> Result<()> {
         Ok(self.tx.commit()?)
     }
+}
+
+/// A live package as the repository metadata needs it (`PublishTx::dist_packages`).
+#[derive(Debug, Clone)]
+pub struct DistPackage {
+    pub file: FileRow,
+    /// The metadata file's fields, JSON object text (`packages.metadata`).
+    pub metadata: String,
+    pub unpacked_size: u64,
+    pub repo_sig: Option<Vec<u8>>,
 }
 
 /// Windows are 32 KiB of mostly text: deflated they take a fraction of that in the database.

@@ -230,15 +230,11 @@ pub fn export_repo(path: &Path) -> anyhow::Result<Vec<u8>> {
     repo_key(path, false)?.armored().to_vec()
 }
 
-/// Clear-signs `body` with the repository key: the signed root of the index
-/// (`fetch::index`). Mirrors check it against the exported public key (`verify::index_root`).
-pub fn sign_with_repo_key(path: &Path, body: &[u8]) -> anyhow::Result<Vec<u8>> {
-    use openpgp::serialize::stream::{Message, Signer};
-    use std::io::Write;
+/// The signing key pair of the repository key.
+fn repo_keypair(path: &Path) -> anyhow::Result<openpgp::crypto::KeyPair> {
     let cert = repo_key(path, false)?;
     let policy = StandardPolicy::new();
-    let keypair = cert
-        .keys()
+    cert.keys()
         .secret()
         .with_policy(&policy, None)
         .supported()
@@ -249,12 +245,44 @@ pub fn sign_with_repo_key(path: &Path, body: &[u8]) -> anyhow::Result<Vec<u8>> {
         .ok_or_else(|| anyhow::anyhow!("the repository key has no usable signing key"))?
         .key()
         .clone()
-        .into_keypair()?;
+        .into_keypair()
+}
+
+/// Clear-signs `body` with the repository key: the signed root of the index
+/// (`fetch::index`), apt's InRelease. Mirrors check it against the exported public key
+/// (`verify::index_root`).
+pub fn sign_with_repo_key(path: &Path, body: &[u8]) -> anyhow::Result<Vec<u8>> {
+    use openpgp::serialize::stream::{Message, Signer};
+    use std::io::Write;
+    let keypair = repo_keypair(path)?;
     let mut out = Vec::new();
     {
         let message = Message::new(&mut out);
         let mut signer = Signer::new(message, keypair)?.cleartext().build()?;
         signer.write_all(body)?;
+        signer.finalize()?;
+    }
+    Ok(out)
+}
+
+/// A detached signature by the repository key over everything `body` yields: armored for
+/// apt's Release.gpg, binary for pacman (`.db.sig`, a package's `%PGPSIG%`).
+pub fn sign_detached_with_repo_key(
+    path: &Path,
+    body: &mut dyn std::io::Read,
+    armored: bool,
+) -> anyhow::Result<Vec<u8>> {
+    use openpgp::armor;
+    use openpgp::serialize::stream::{Armorer, Message, Signer};
+    let keypair = repo_keypair(path)?;
+    let mut out = Vec::new();
+    {
+        let mut message = Message::new(&mut out);
+        if armored {
+            message = Armorer::new(message).kind(armor::Kind::Signature).build()?;
+        }
+        let mut signer = Signer::new(message, keypair)?.detached().build()?;
+        std::io::copy(body, &mut signer)?;
         signer.finalize()?;
     }
     Ok(out)

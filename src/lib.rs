@@ -13,6 +13,7 @@ pub mod ingest;
 pub mod install;
 pub mod keys;
 pub mod paths;
+pub mod pkgmeta;
 pub mod repo;
 pub mod store;
 pub mod time;

@@ -637,7 +637,12 @@ fn attempt(
         signature,
         upload: upload.clone(),
     };
-    match publish::publish(&mut repo.catalog, &repo.store, plan)? {
+    match publish::publish(
+        &mut repo.catalog,
+        &repo.store,
+        &repo.layout.repo_key(),
+        plan,
+    )? {
         Ok(p) => Ok(p),
         Err(r) => Err(r.into()),
     }

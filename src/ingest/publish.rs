@@ -13,6 +13,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
 
 use super::directive::Action;
 use super::reason::{reject, Reason, Rejection};
@@ -21,6 +22,7 @@ use crate::archive::{Compression, Inspection};
 use crate::catalog::{Catalog, Derived, Frame, NewFile, NewUpload, PublishTx};
 use crate::fetch::torrent;
 use crate::paths;
+use crate::pkgmeta;
 use crate::store::{Staged, Store};
 
 /// One file to publish.
@@ -53,9 +55,12 @@ pub struct Published {
     pub message: String,
 }
 
+/// `repo_key`: the repository's secret key, which signs the apt and pacman metadata of the
+/// directories this publication changes (`pkgmeta`), made in the same transaction.
 pub fn publish(
     catalog: &mut Catalog,
     store: &Store,
+    repo_key: &Path,
     mut plan: Plan,
 ) -> Result<Result<Published, Rejection>, IngestError> {
     // Before the transaction: recompressing takes seconds for a large package, and the
@@ -64,6 +69,17 @@ pub fn publish(
     for f in &plan.files {
         seekable.push(match (&f.inspection, f.staged.path()) {
             (Some(insp), Some(path)) => seekable_twin(store, path, insp)?,
+            _ => None,
+        });
+    }
+    // pacman's SigLevel = Required checks each package against the repository key too: sign
+    // the store copy now, outside the transaction like the twin.
+    let mut repo_sigs = Vec::new();
+    for f in &plan.files {
+        repo_sigs.push(match (&f.inspection, f.staged.path()) {
+            (Some(insp), Some(path)) if pkgmeta::wants_package_sig(insp.meta.source.as_str()) => {
+                Some(pkgmeta::sign_package(repo_key, path).map_err(io::Error::other)?)
+            }
             _ => None,
         });
     }
@@ -86,12 +102,18 @@ pub fn publish(
             plan.files[0].filename
         ));
     } else {
-        for (f, twin) in plan.files.iter_mut().zip(seekable.iter_mut()) {
+        for ((f, twin), sig) in plan
+            .files
+            .iter_mut()
+            .zip(seekable.iter_mut())
+            .zip(&repo_sigs)
+        {
             if let Err(r) = place(
                 &tx,
                 &plan.directory,
                 f,
                 twin.as_ref().map(|(staged, d)| (d, &staged.hashes)),
+                sig.as_deref(),
                 plan.replace,
                 &plan.uploader,
                 upload_id,
@@ -117,6 +139,19 @@ pub fn publish(
     if let Some(digest) = &plan.signature {
         tx.use_signature(digest, upload_id)?;
     }
+    // The repository metadata of every directory whose files changed, in this transaction:
+    // readers see the new files and the index naming them at the same commit.
+    if tx.changed() {
+        let mut dirs = std::collections::BTreeSet::from([plan.directory.clone()]);
+        for action in &plan.actions {
+            if let Action::Archive { file } = action {
+                dirs.insert(split(&plan.directory, file).0);
+            }
+        }
+        for dir in dirs {
+            pkgmeta::refresh(&tx, &dir, repo_key).map_err(io::Error::other)?;
+        }
+    }
     let message = summary.join("; ");
     tx.set_upload_message(upload_id, &message)?;
     crate::failpoint::hit("before-store-commit");
@@ -129,11 +164,13 @@ pub fn publish(
 }
 
 /// Inserts one file, archiving the one it replaces when allowed.
+#[allow(clippy::too_many_arguments)]
 fn place(
     tx: &PublishTx<'_>,
     dir: &str,
     f: &Incoming,
     seekable: Option<(&Derived, &crate::store::Hashes)>,
+    repo_sig: Option<&[u8]>,
     replace: bool,
     uploader: &str,
     upload_id: i64,
@@ -174,6 +211,9 @@ fn place(
     })?;
     if let Some(insp) = &f.inspection {
         tx.insert_package(id, insp)?;
+        if let Some(sig) = repo_sig {
+            tx.put_repo_sig(id, sig)?;
+        }
         if let Some((d, hashes)) = seekable {
             let size = d.frames.last().map_or(0, |f| f.inp + f.in_len);
             tx.insert_derived(id, size, d)?;

@@ -435,24 +435,24 @@ tr.d td:first-child a{font-weight:600}tr.g td{color:#666}\
 footer{margin-top:1em;color:#666;font-size:.9em}dl{display:grid;grid-template-columns:max-content auto;gap:.2em 1em}\
 dt{font-weight:600}";
 
-/// Decodes the URL path below `/dists` into a snapshot path ("" is dists/ itself), refusing
-/// anything that is not a plain relative path (`..`, `.`, empty components, NUL, not UTF-8).
+/// Decodes the URL path below `/dists` into a snapshot path ("" is dists/ itself). `.` and
+/// empty components are dropped, as RFC 3986 dot-segment removal and nginx's slash merging do
+/// (apt asks flat repositories for `DIR/./InRelease`); `..`, NUL and non-UTF-8 are refused.
 fn decode_path(raw: &str) -> Result<String, Refusal> {
     let bad = |m: &str| refuse(StatusCode::BAD_REQUEST, "bad-path", m.to_string());
     let decoded = percent_decode_str(raw)
         .decode_utf8()
         .map_err(|_| bad("the path is not UTF-8"))?;
-    let trimmed = decoded.trim_start_matches('/');
-    let trimmed = trimmed.strip_suffix('/').unwrap_or(trimmed);
-    if trimmed.is_empty() {
-        return Ok(String::new());
-    }
-    for part in trimmed.split('/') {
-        if part.is_empty() || part == "." || part == ".." || part.contains('\0') {
-            return Err(bad("empty, '.' or '..' path components are not served"));
+    let mut parts = Vec::new();
+    for part in decoded.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err(bad("'..' path components are not served")),
+            p if p.contains('\0') => return Err(bad("NUL in the path")),
+            p => parts.push(p),
         }
     }
-    Ok(trimmed.to_string())
+    Ok(parts.join("/"))
 }
 
 fn encode_path(path: &str) -> String {
@@ -895,8 +895,12 @@ mod tests {
             decode_path("/a%20b/%3Cx%3E%25").ok().as_deref(),
             Some("a b/<x>%")
         );
-        for bad in ["/../x", "/a/%2e%2e/b", "/a//b", "/a/./b", "/%ff", "/a%00"] {
+        for bad in ["/../x", "/a/%2e%2e/b", "/%ff", "/a%00"] {
             assert!(decode_path(bad).is_err(), "{bad}");
+        }
+        // Dot segments and doubled slashes collapse (apt asks for `DIR/./InRelease`).
+        for same in ["/a//b", "/a/./b", "/./a/b/.", "/a/%2e/b"] {
+            assert_eq!(decode_path(same).ok().as_deref(), Some("a/b"), "{same}");
         }
         assert_eq!(resolve_link("a/b", "../c/d").as_deref(), Some("a/c/d"));
         assert_eq!(resolve_link("", "../x"), None);

@@ -18,24 +18,125 @@ use crate::archive::{Entry, EntryKind};
 use crate::catalog::{Catalog, CatalogError, FileRow, PackageRow};
 use crate::version::{self, Scheme};
 
-/// Files generated in every `dists/` directory that holds published files.
+/// Files generated in every `dists/` directory that holds published files, and the apt and
+/// pacman repository metadata (`pkgmeta`) of those that hold such packages, which is stored
+/// in the catalog and served as it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Generated {
     Sha256Sums,
     Md5Sums,
     Index,
+    AptPackages,
+    AptPackagesXz,
+    AptRelease,
+    AptInRelease,
+    AptReleaseGpg,
+    PacmanDb,
+    PacmanDbSig,
+    PacmanFiles,
+    PacmanFilesSig,
+    /// `DIR/by-hash/SHA256/HASH`: an apt index of this or an earlier generation, by its
+    /// sha256 (`Acquire-By-Hash`).
+    ByHash([u8; 32]),
 }
 
 impl Generated {
+    /// The files of every directory.
     pub const ALL: [Generated; 3] = [Generated::Sha256Sums, Generated::Md5Sums, Generated::Index];
+    /// Every kind, in declaration order (a slot keeps the index).
+    pub const EVERY: [Generated; 12] = [
+        Generated::Sha256Sums,
+        Generated::Md5Sums,
+        Generated::Index,
+        Generated::AptPackages,
+        Generated::AptPackagesXz,
+        Generated::AptRelease,
+        Generated::AptInRelease,
+        Generated::AptReleaseGpg,
+        Generated::PacmanDb,
+        Generated::PacmanDbSig,
+        Generated::PacmanFiles,
+        Generated::PacmanFilesSig,
+    ];
 
+    /// The name, or for pacman's files the suffix after the repository name (`DIR.db`).
     pub fn name(self) -> &'static str {
         match self {
             Generated::Sha256Sums => "SHA256SUMS",
             Generated::Md5Sums => "MD5SUMS",
             Generated::Index => "index.json",
+            Generated::AptPackages => "Packages",
+            Generated::AptPackagesXz => "Packages.xz",
+            Generated::AptRelease => "Release",
+            Generated::AptInRelease => "InRelease",
+            Generated::AptReleaseGpg => "Release.gpg",
+            Generated::PacmanDb => ".db",
+            Generated::PacmanDbSig => ".db.sig",
+            Generated::PacmanFiles => ".files",
+            Generated::PacmanFilesSig => ".files.sig",
+            Generated::ByHash(_) => "",
         }
     }
+
+    /// Its place in `EVERY` (None for a by-hash file, which has a slot kind of its own).
+    fn index(self) -> Option<u8> {
+        Generated::EVERY
+            .iter()
+            .position(|g| *g == self)
+            .map(|i| i as u8)
+    }
+
+    /// Whether its bytes are stored in the catalog (`dist_meta`) rather than rendered.
+    pub fn stored(self) -> bool {
+        !Generated::ALL.contains(&self)
+    }
+
+    /// Its file name in directory `dir` (for a by-hash file, the name of its catalog row).
+    pub fn file_name(self, dir: &str) -> String {
+        match self {
+            Generated::ByHash(h) => format!("{BY_HASH}/{}", crate::pkgmeta::apt::hex(&h)),
+            Generated::PacmanDb
+            | Generated::PacmanDbSig
+            | Generated::PacmanFiles
+            | Generated::PacmanFilesSig => {
+                format!(
+                    "{}{}",
+                    crate::pkgmeta::pacman::repo_name(dir).unwrap_or_default(),
+                    self.name()
+                )
+            }
+            _ => self.name().to_string(),
+        }
+    }
+
+    /// The stored kind named `name` in directory `dir`.
+    pub fn of_stored(dir: &str, name: &str) -> Option<Generated> {
+        Generated::EVERY
+            .into_iter()
+            .find(|g| g.stored() && g.file_name(dir) == name)
+    }
+}
+
+/// Where by-hash files live below an apt directory (and their catalog rows' name prefix).
+const BY_HASH: &str = "by-hash/SHA256";
+
+/// The apt directory that holds by-hash directory `dir`, and whether it is one.
+fn by_hash_base(dir: &str) -> Option<&str> {
+    if dir == BY_HASH {
+        return Some("");
+    }
+    dir.strip_suffix(BY_HASH)?.strip_suffix('/')
+}
+
+fn unhex32(s: &str) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    if s.len() != 64 {
+        return None;
+    }
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +185,8 @@ enum SlotKind {
     Symlink(u32),
     Torrent(i64),
     Generated(u8),
+    /// Index into `Snapshot::by_hash`.
+    ByHash(u32),
 }
 
 impl DistDir {
@@ -130,6 +233,8 @@ pub struct Snapshot {
     /// dists/ directories ("" is dists/ itself) and their children.
     dirs: HashMap<String, DistDir>,
     symlinks: Vec<String>,
+    /// The hashes of the by-hash files (`SlotKind::ByHash`).
+    by_hash: Vec<[u8; 32]>,
     /// Sorted by file id (binary search: a third of a HashMap's memory at 100,000 files).
     files: Vec<(i64, FileInfo)>,
     /// The trackers torrents name (as repofsd recorded them), and what they and the framing
@@ -160,8 +265,8 @@ impl Snapshot {
             let d = dir_entry(&mut dirs, f.directory);
             d.push(f.filename, SlotKind::File(f.id));
             if d.slots.len() == 1 {
-                for g in Generated::ALL {
-                    d.push(g.name(), SlotKind::Generated(g as u8));
+                for (i, g) in Generated::ALL.iter().enumerate() {
+                    d.push(g.name(), SlotKind::Generated(i as u8));
                 }
             }
             if f.torrent_info_len.is_some() {
@@ -184,6 +289,26 @@ impl Snapshot {
         })?;
         files.sort_unstable_by_key(|(id, _)| *id);
         files.shrink_to_fit();
+        // Repository metadata (`pkgmeta`): only where the catalog holds it, its sizes known.
+        let mut generated_len = HashMap::new();
+        let mut by_hash = Vec::new();
+        for (dir, name, len) in cat.dist_meta_names()? {
+            if !dirs.contains_key(&dir) {
+                continue;
+            }
+            if let Some(hex) = name.strip_prefix(BY_HASH).and_then(|n| n.strip_prefix('/')) {
+                let Some(h) = unhex32(hex) else { continue };
+                let sub = crate::paths::join(&dir, BY_HASH);
+                dir_entry(&mut dirs, &sub).push(hex, SlotKind::ByHash(by_hash.len() as u32));
+                by_hash.push(h);
+                generated_len.insert((sub, Generated::ByHash(h)), len);
+            } else if let Some(g) = Generated::of_stored(&dir, &name) {
+                if let (Some(i), Some(d)) = (g.index(), dirs.get_mut(&dir)) {
+                    d.push(&name, SlotKind::Generated(i));
+                    generated_len.insert((dir, g), len);
+                }
+            }
+        }
         let mut symlinks = Vec::new();
         for s in cat.symlinks()? {
             // A published file of the same name wins; the catalog forbids that anyway.
@@ -260,13 +385,14 @@ impl Snapshot {
             version,
             dirs,
             symlinks,
+            by_hash,
             files,
             trackers,
             torrent_overhead,
             mirror: cat.setting("upstream")?.is_some_and(|u| !u.is_empty()),
             changed,
             versions,
-            generated_len: Mutex::new(HashMap::new()),
+            generated_len: Mutex::new(generated_len),
         })
     }
 
@@ -289,7 +415,11 @@ impl Snapshot {
                 DistEntry::Symlink(self.symlinks.get(i as usize).cloned().unwrap_or_default())
             }
             SlotKind::Torrent(id) => DistEntry::Torrent(id),
-            SlotKind::Generated(g) => DistEntry::Generated(Generated::ALL[g as usize]),
+            SlotKind::Generated(g) => DistEntry::Generated(Generated::EVERY[g as usize]),
+            SlotKind::ByHash(i) => match self.by_hash.get(i as usize) {
+                Some(h) => DistEntry::Generated(Generated::ByHash(*h)),
+                None => DistEntry::Dir,
+            },
         }
     }
 
@@ -376,6 +506,9 @@ impl Snapshot {
         if let Some(n) = lock(&self.generated_len).get(&(dir.to_string(), g)) {
             return Ok(*n);
         }
+        if g.stored() {
+            return Ok(0);
+        }
         let (files, packages) = self.dir_rows(cat, dir, true)?;
         let mut cache = lock(&self.generated_len);
         for each in Generated::ALL {
@@ -393,6 +526,14 @@ impl Snapshot {
         dir: &str,
         g: Generated,
     ) -> Result<Vec<u8>, CatalogError> {
+        if g.stored() {
+            // As stored: the bytes the signed Release / .sig vouch for.
+            let base = match g {
+                Generated::ByHash(_) => by_hash_base(dir).unwrap_or(dir),
+                _ => dir,
+            };
+            return Ok(cat.dist_meta(base, &g.file_name(dir))?.unwrap_or_default());
+        }
         let (files, packages) = self.dir_rows(cat, dir, g == Generated::Index)?;
         Ok(render(dir, g, &files, &packages))
     }
@@ -462,6 +603,16 @@ fn render(
             }
             out.into_bytes()
         }
+        Generated::AptPackages
+        | Generated::AptPackagesXz
+        | Generated::AptRelease
+        | Generated::AptInRelease
+        | Generated::AptReleaseGpg
+        | Generated::PacmanDb
+        | Generated::PacmanDbSig
+        | Generated::PacmanFiles
+        | Generated::PacmanFilesSig
+        | Generated::ByHash(_) => Vec::new(),
         Generated::Index => {
             let list: Vec<IndexItem<'_>> = files
                 .iter()
