@@ -685,3 +685,180 @@ fn install_brings_the_dependency_closure_in_order() {
         "a refused install changed the root"
     );
 }
+
+/// An `install=` scriptlet whose every function logs `NAME FUNCTION $1`.
+fn scriptlet(name: &str) -> String {
+    [
+        "pre_install",
+        "post_install",
+        "pre_upgrade",
+        "post_upgrade",
+        "pre_remove",
+        "post_remove",
+    ]
+    .iter()
+    .map(|f| format!("{f}() {{\n  {}\n}}\n", log_line(&format!("{name} {f} $1"))))
+    .collect()
+}
+
+/// `pacman ARGS` on a private root: its own db, cache, log, no hooks, no host config.
+fn pacman_on(root: &Path, conf_dir: &Path, args: &[&str]) -> String {
+    let conf = conf_dir.join("pacman.conf");
+    fs::write(
+        &conf,
+        "[options]\nArchitecture = auto\nSigLevel = Never\nLocalFileSigLevel = Never\n",
+    )
+    .unwrap();
+    fs::create_dir_all(root.join("var/lib/pacman")).unwrap();
+    fs::create_dir_all(conf_dir.join("hooks")).unwrap();
+    run_bounded(
+        Command::new("pacman")
+            .arg("--root")
+            .arg(root)
+            .arg("--dbpath")
+            .arg(root.join("var/lib/pacman"))
+            .arg("--cachedir")
+            .arg(conf_dir.join("cache"))
+            .arg("--logfile")
+            .arg(conf_dir.join("pacman.log"))
+            .arg("--hookdir")
+            .arg(conf_dir.join("hooks"))
+            .arg("--gpgdir")
+            .arg(conf_dir.join("gnupg"))
+            .arg("--config")
+            .arg(&conf)
+            .args(args),
+    )
+}
+
+/// A snapshot without pacman's own database and the /tmp (1777) that pacman creates to run
+/// scriptlets from, which only pacman's root has.
+fn without_pacman_db(mut snap: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    snap.retain(|k, _| !k.starts_with("var/lib/pacman") && k != "tmp");
+    snap
+}
+
+/// Packages made by makepkg and npm pack, not by this test: `repofs install` puts the
+/// same files with the same modes and content where `pacman -U` puts them in another root,
+/// runs the same scriptlets in the same order inside the root, and removes like `pacman -R`.
+#[test]
+fn makepkg_and_npm_pack_packages_install_like_pacman_and_npm() {
+    let s = Site::new();
+    // makepkg runs unprivileged: its build dir must be reachable by its user.
+    let build = tempfile::Builder::new()
+        .prefix("repofs-install-makepkg")
+        .tempdir_in("/tmp")
+        .unwrap();
+    sh(build.path(), "chmod 755 .");
+    let lib_install = scriptlet("rp-lib");
+    let lib = makepkg_with(
+        build.path(),
+        "rp-lib",
+        "1.0",
+        &PkgBuild {
+            lines: "",
+            package: "install -Dm644 /dev/stdin \"$pkgdir/usr/share/rp-lib/lib.txt\" <<<'lib'\n\
+                      install -Dm755 /dev/stdin \"$pkgdir/usr/lib/rp-lib/helper\" <<<'#!/bin/sh'",
+            install: Some(&lib_install),
+        },
+    );
+    let app_install = scriptlet("rp-app");
+    let app = makepkg_with(
+        build.path(),
+        "rp-app",
+        "2.1",
+        &PkgBuild {
+            lines: "depends=('rp-lib>=1.0')\nbackup=('etc/rp-app.conf')",
+            package: "install -Dm755 /dev/stdin \"$pkgdir/usr/bin/rp-app\" <<<'#!/bin/sh'\n\
+                      install -Dm644 /dev/stdin \"$pkgdir/etc/rp-app.conf\" <<<'a = 1'\n\
+                      install -d -m700 \"$pkgdir/var/lib/rp-app\"\n\
+                      install -d \"$pkgdir/usr/share\"
+                      ln -s ../bin/rp-app \"$pkgdir/usr/share/rp-app\"",
+            install: Some(&app_install),
+        },
+    );
+    for f in [&lib, &app] {
+        publish(&s, "hello", f);
+    }
+
+    let root = new_root(&s, "root");
+    let before = snapshot(&root);
+    ok(&install(&s, &root, &[], &["rp-app"]));
+    let mut got = installed(&root);
+    got.sort();
+    assert_eq!(got, ["rp-app=2.1-1", "rp-lib=1.0-1"]);
+    // The dependency first, each scriptlet inside the root, called as pacman calls it.
+    assert_eq!(
+        log_of(&root),
+        [
+            "rp-lib pre_install 1.0-1 yes",
+            "rp-lib post_install 1.0-1 yes",
+            "rp-app pre_install 2.1-1 yes",
+            "rp-app post_install 2.1-1 yes",
+        ]
+    );
+
+    // What the package itself lists (bsdtar), minus the metadata pacman keeps to itself.
+    for pkg in [&lib, &app] {
+        let listed = run_bounded(Command::new("bsdtar").arg("-tf").arg(pkg));
+        for p in listed.lines().filter(|p| !p.starts_with('.')) {
+            let p = p.trim_end_matches('/');
+            assert!(
+                fs::symlink_metadata(root.join(p)).is_ok(),
+                "{p} of {} not installed",
+                pkg.display()
+            );
+        }
+        for meta in [".PKGINFO", ".INSTALL", ".MTREE", ".BUILDINFO"] {
+            assert!(!root.join(meta).exists(), "{meta} installed");
+        }
+    }
+
+    // pacman itself, on another root made the same way.
+    let r2 = new_root(&s, "pacman-root");
+    let pconf = s.w.scratch("pacman-conf");
+    pacman_on(
+        &r2,
+        &pconf,
+        &[
+            "-U",
+            "--noconfirm",
+            lib.to_str().unwrap(),
+            app.to_str().unwrap(),
+        ],
+    );
+    let ours = snapshot(&root);
+    let theirs = without_pacman_db(snapshot(&r2));
+    assert_eq!(ours, theirs, "repofs install vs pacman -U");
+    // pacman's own file list names exactly what is there.
+    let qlq = pacman_on(&r2, &pconf, &["-Qlq", "rp-lib", "rp-app"]);
+    for p in qlq.lines() {
+        let rel = p.trim_start_matches(r2.to_str().unwrap()).trim_matches('/');
+        assert!(
+            ours.contains_key(rel),
+            "pacman -Qlq lists {rel}, repofs has not"
+        );
+    }
+
+    // Removal runs the remove scriptlets and leaves the root as pacman -R leaves its own.
+    ok(&remove(&root, &["rp-app", "rp-lib"]));
+    pacman_on(&r2, &pconf, &["-R", "--noconfirm", "rp-app", "rp-lib"]);
+    assert_eq!(
+        log_of(&root)[4..],
+        [
+            "rp-app pre_remove 2.1-1 yes",
+            "rp-app post_remove 2.1-1 yes",
+            "rp-lib pre_remove 1.0-1 yes",
+            "rp-lib post_remove 1.0-1 yes",
+        ]
+    );
+    let mut after = snapshot(&root);
+    assert_eq!(
+        after,
+        without_pacman_db(snapshot(&r2)),
+        "remove vs pacman -R"
+    );
+    after.remove("install.log");
+    assert_eq!(after, before);
+    assert!(installed(&root).is_empty());
+}
