@@ -861,4 +861,56 @@ fn makepkg_and_npm_pack_packages_install_like_pacman_and_npm() {
     after.remove("install.log");
     assert_eq!(after, before);
     assert!(installed(&root).is_empty());
+
+    // npm pack's tarball: placed under node_modules/NAME as npm itself places it.
+    let mut scripts = serde_json::Map::new();
+    for ev in ["preinstall", "postinstall"] {
+        scripts.insert(ev.into(), log_line(&format!("rp-js {ev} $(pwd)")).into());
+    }
+    let js = npm_pack_with(
+        build.path(),
+        &serde_json::json!({
+            "name": "rp-js", "version": "3.0.0", "license": "MIT",
+            "main": "lib/index.js", "scripts": scripts,
+        }),
+        &[
+            ("lib/index.js", "module.exports = 42;\n"),
+            ("README.md", "# rp-js\n"),
+        ],
+    );
+    publish(&s, "hello", &js);
+    ok(&install(&s, &root, &[], &["rp-js"]));
+    assert_eq!(
+        log_of(&root)[8..],
+        [
+            "rp-js preinstall /node_modules/rp-js yes",
+            "rp-js postinstall /node_modules/rp-js yes",
+        ]
+    );
+    // npm runs scripts on the host, not in a root: the placement is compared without them.
+    let r3 = s.w.scratch("npm-root");
+    run_bounded(
+        Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--offline",
+                "--ignore-scripts",
+                "--prefix",
+            ])
+            .arg(&r3)
+            .arg(&js)
+            .env("npm_config_cache", s.w.scratch("npm-cache"))
+            .env("npm_config_update_notifier", "false"),
+    );
+    assert_eq!(
+        snapshot(&root.join("node_modules/rp-js")),
+        snapshot(&r3.join("node_modules/rp-js")),
+        "repofs install vs npm install"
+    );
+    ok(&remove(&root, &["rp-js"]));
+    let mut after = snapshot(&root);
+    after.remove("install.log");
+    assert_eq!(after, before);
 }
