@@ -14,7 +14,7 @@
 //! metadata files (`.PKGINFO`, `.INSTALL`, `.MTREE`, `.BUILDINFO`, `.CHANGELOG`); a .deb's
 //! data tree (its maintainer scripts live in control.tar, which `pkgs/` does not show, so
 //! they do not run); an npm tarball under `node_modules/NAME/` with its top directory
-//! stripped, as npm does; tpm's `data/` (its `info/` holds metadata and scripts); distpac's
+//! stripped, as npm does, with its `bin` commands linked from `node_modules/.bin/`; tpm's `data/` (its `info/` holds metadata and scripts); distpac's
 //! tree without `manifest.yaml` and `scripts/`; anything else as `pkgs/` shows it.
 
 pub mod db;
@@ -306,7 +306,7 @@ struct PkgPlan {
     files: Vec<Planned>,
 }
 
-fn plan_files(cat: &Catalog, p: &PackageRow) -> Result<PkgPlan> {
+fn plan_files(cat: &Catalog, p: &PackageRow, mount: &Path) -> Result<PkgPlan> {
     let version = p.version.clone().unwrap_or_default();
     let entries = cat.entries(p.file_id)?;
     let by_path: HashMap<String, usize> = entries
@@ -361,6 +361,9 @@ fn plan_files(cat: &Catalog, p: &PackageRow) -> Result<PkgPlan> {
             src,
         });
     }
+    if p.meta_source == "npm" {
+        npm_bins(p, &pkg_dir(mount, p), &mut files, &mut seen)?;
+    }
     // Directories the entries imply but the archive does not list.
     let mut implied = Vec::new();
     for f in &files {
@@ -390,6 +393,66 @@ fn plan_files(cat: &Catalog, p: &PackageRow) -> Result<PkgPlan> {
         version,
         files,
     })
+}
+
+/// What npm's bin-links does for package.json's `bin`: each target becomes executable and
+/// gets a `node_modules/.bin/CMD -> ../NAME/PATH` link. The manifest is read through the
+/// mount (the catalog does not keep `bin`); a command name that is not one plain path
+/// component, or a target the package does not ship, is skipped as npm skips it.
+fn npm_bins(
+    p: &PackageRow,
+    pkg: &Path,
+    files: &mut Vec<Planned>,
+    seen: &mut HashSet<String>,
+) -> Result<()> {
+    let Some((manifest, _)) = script_sources(p, pkg).into_iter().next() else {
+        return Ok(());
+    };
+    let bytes = fs::read(&manifest).map_err(|e| InstallError::io(&manifest, e))?;
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    // `"bin": "path"` is one command named after the package (its scope dropped).
+    let plain = p.name.rsplit('/').next().unwrap_or(&p.name).to_string();
+    let bins: Vec<(String, String)> = match &json["bin"] {
+        serde_json::Value::String(t) => vec![(plain, t.clone())],
+        serde_json::Value::Object(m) => m
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (cmd, target) in bins {
+        let Ok(target) = normalize(&target) else {
+            continue;
+        };
+        let ok_cmd = !cmd.is_empty() && !cmd.contains('/') && cmd != "." && cmd != "..";
+        let dest = format!("node_modules/{}/{target}", p.name);
+        let Some(f) = files
+            .iter_mut()
+            .find(|f| f.dest == dest && f.kind == FileKind::File)
+        else {
+            continue;
+        };
+        if !ok_cmd {
+            continue;
+        }
+        f.mode |= 0o111;
+        let link = format!("node_modules/.bin/{cmd}");
+        if seen.insert(link.clone()) {
+            files.push(Planned {
+                dest: link,
+                kind: FileKind::Symlink,
+                mode: 0o777,
+                size: 0,
+                sha256: None,
+                target: Some(format!("../{}/{target}", p.name)),
+                mtime: 0,
+                uid: 0,
+                gid: 0,
+                src: String::new(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Owners of every installed non-directory path (resolved, relative to the root).
@@ -543,7 +606,7 @@ pub fn install(cat: &Catalog, plan: &[PackageRow], opts: &Options) -> Result<Rep
             report.unchanged.push(format!("{}={version}", p.name));
             continue;
         }
-        plans.push(plan_files(cat, p)?);
+        plans.push(plan_files(cat, p, &opts.mount)?);
     }
     let found = conflicts(&root, &plans, &receipts, opts.overwrite);
     if !found.is_empty() {

@@ -910,6 +910,42 @@ fn makepkg_and_npm_pack_packages_install_like_pacman_and_npm() {
         "repofs install vs npm install"
     );
     ok(&remove(&root, &["rp-js"]));
+
+    // A scoped package with a `bin`: npm links it into node_modules/.bin and makes its
+    // target executable.
+    let cli = npm_pack_with(
+        build.path(),
+        &serde_json::json!({
+            "name": "@rp/cli", "version": "1.0.0", "license": "MIT",
+            "bin": {"rp-cli": "bin/cli.js"},
+        }),
+        &[("bin/cli.js", "#!/usr/bin/env node\nconsole.log(1);\n")],
+    );
+    publish(&s, "hello", &cli);
+    ok(&install(&s, &root, &[], &["@rp/cli"]));
+    let r4 = s.w.scratch("npm-root-cli");
+    run_bounded(
+        Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--offline",
+                "--prefix",
+            ])
+            .arg(&r4)
+            .arg(&cli)
+            .env("npm_config_cache", s.w.scratch("npm-cache"))
+            .env("npm_config_update_notifier", "false"),
+    );
+    let mut npm_tree = snapshot(&r4.join("node_modules"));
+    npm_tree.remove(".package-lock.json");
+    assert_eq!(
+        snapshot(&root.join("node_modules")),
+        npm_tree,
+        "repofs install vs npm install of a scoped package with a bin"
+    );
+    ok(&remove(&root, &["@rp/cli"]));
     let mut after = snapshot(&root);
     after.remove("install.log");
     assert_eq!(after, before);
