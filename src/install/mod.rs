@@ -280,6 +280,9 @@ pub struct Report {
     pub removed: Vec<String>,
     /// Files the user changed, kept as `FILE.repofs-save`.
     pub saved: Vec<String>,
+    /// Edited config files an upgrade left alone; the package's new text is `FILE.repofs-new`
+    /// (listed here) when it changed.
+    pub kept: Vec<String>,
     /// What the first command found unfinished and rolled back or completed.
     pub recovered: Option<String>,
 }
@@ -298,6 +301,8 @@ struct Planned {
     gid: u64,
     /// The entry's path inside the package tree (files).
     src: String,
+    /// A config file (pacman's `backup =`): an upgrade keeps the user's edit of it.
+    config: bool,
 }
 
 struct PkgPlan {
@@ -359,10 +364,24 @@ fn plan_files(cat: &Catalog, p: &PackageRow, mount: &Path) -> Result<PkgPlan> {
             uid: e.uid,
             gid: e.gid,
             src,
+            config: false,
         });
     }
     if p.meta_source == "npm" {
         npm_bins(p, &pkg_dir(mount, p), &mut files, &mut seen)?;
+    }
+    if p.meta_source == "pkginfo" {
+        // `backup =` is not in the catalog: read it from .PKGINFO through the mount.
+        let info = pkg_dir(mount, p).join(".PKGINFO");
+        let text = fs::read_to_string(&info).map_err(|e| InstallError::io(&info, e))?;
+        let backup: HashSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("backup = "))
+            .map(str::trim)
+            .collect();
+        for f in files.iter_mut().filter(|f| f.kind == FileKind::File) {
+            f.config = backup.contains(f.dest.as_str());
+        }
     }
     // Directories the entries imply but the archive does not list.
     let mut implied = Vec::new();
@@ -381,6 +400,7 @@ fn plan_files(cat: &Catalog, p: &PackageRow, mount: &Path) -> Result<PkgPlan> {
                     uid: 0,
                     gid: 0,
                     src: String::new(),
+                    config: false,
                 });
             }
             d = parent;
@@ -449,6 +469,7 @@ fn npm_bins(
                 uid: 0,
                 gid: 0,
                 src: String::new(),
+                config: false,
             });
         }
     }
@@ -617,7 +638,8 @@ pub fn install(cat: &Catalog, plan: &[PackageRow], opts: &Options) -> Result<Rep
     let runner = Runner::new(&root, opts.script_timeout);
     for p in &plans {
         bar.set_message(p.row.name.clone());
-        install_one(&db, &runner, p, opts, &bar)?;
+        let kept = install_one(&db, &runner, p, opts, &bar)?;
+        report.kept.extend(kept);
         report
             .installed
             .push(format!("{}={}", p.row.name, p.version));
@@ -637,15 +659,23 @@ fn install_one(
     p: &PkgPlan,
     opts: &Options,
     bar: &indicatif::ProgressBar,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let root = &db.root;
     let name = &p.row.name;
     let old = db.receipt(name)?;
+    let edits = edited_configs(root, p, old.as_ref());
+    let kept: Vec<String> = edits
+        .iter()
+        .map(|(path, e)| match e {
+            Edited::Same => path.clone(),
+            Edited::NewBeside => format!("{path} (new text in {path}.repofs-new)"),
+        })
+        .collect();
     let mut records = Vec::new();
     let mut items = Vec::new();
     let mut created_dirs = Vec::new();
     for f in &p.files {
-        let full = resolve(root, &f.dest);
+        let mut full = resolve(root, &f.dest);
         match f.kind {
             FileKind::Dir => {
                 let created = fs::symlink_metadata(&full).is_err();
@@ -663,6 +693,18 @@ fn install_one(
                 });
             }
             _ => {
+                match edits.get(&f.dest) {
+                    Some(Edited::Same) => {
+                        records.push(record_of(f));
+                        continue;
+                    }
+                    Some(Edited::NewBeside) => {
+                        let mut beside = full.clone().into_os_string();
+                        beside.push(".repofs-new");
+                        full = PathBuf::from(beside);
+                    }
+                    None => {}
+                }
                 let dir = full.parent().unwrap_or(root);
                 let base = full
                     .file_name()
@@ -673,15 +715,7 @@ fn install_one(
                     staged: rel_of(root, &staged_name(dir, &base, "new")),
                     backup: rel_of(root, &staged_name(dir, &base, "old")),
                 });
-                records.push(FileRecord {
-                    path: f.dest.clone(),
-                    kind: f.kind,
-                    mode: f.mode,
-                    size: f.size,
-                    sha256: f.sha256.clone(),
-                    target: f.target.clone(),
-                    created: false,
-                });
+                records.push(record_of(f));
             }
         }
     }
@@ -727,6 +761,9 @@ fn install_one(
                     fs::create_dir(&full).map_err(|e| InstallError::io(&full, e))?;
                     let _ = fs::set_permissions(&full, fs::Permissions::from_mode(f.mode));
                 }
+                continue;
+            }
+            if matches!(edits.get(&f.dest), Some(Edited::Same)) {
                 continue;
             }
             let Some(it) = item.next() else { break };
@@ -783,7 +820,60 @@ fn install_one(
         }
     }
     finish(db, &receipt, old.as_ref(), &items)?;
-    db.clear_journal()
+    db.clear_journal()?;
+    Ok(kept)
+}
+
+/// What an upgrade does with a config file the user edited.
+enum Edited {
+    /// The package ships the text it shipped before: leave the user's file alone.
+    Same,
+    /// The package changed it too: leave the user's file, put the new one beside it.
+    NewBeside,
+}
+
+/// pacman's rule for `backup` files on upgrade: a file whose text on disk is neither what
+/// the old version installed nor what the new one ships was edited, and stays.
+fn edited_configs(root: &Path, p: &PkgPlan, old: Option<&Receipt>) -> HashMap<String, Edited> {
+    let mut out = HashMap::new();
+    let Some(old) = old else { return out };
+    for f in p.files.iter().filter(|f| f.config) {
+        let Some(was) = old
+            .files
+            .iter()
+            .find(|r| r.path == f.dest && r.kind == FileKind::File)
+            .and_then(|r| r.sha256.as_deref())
+        else {
+            continue;
+        };
+        let full = resolve(root, &f.dest);
+        let is_file = fs::symlink_metadata(&full).is_ok_and(|m| m.is_file());
+        let Some(now) = is_file.then(|| sha256_file(&full).ok()).flatten() else {
+            continue;
+        };
+        if now == was || Some(now.as_str()) == f.sha256.as_deref() {
+            continue;
+        }
+        let e = if f.sha256.as_deref() == Some(was) {
+            Edited::Same
+        } else {
+            Edited::NewBeside
+        };
+        out.insert(f.dest.clone(), e);
+    }
+    out
+}
+
+fn record_of(f: &Planned) -> FileRecord {
+    FileRecord {
+        path: f.dest.clone(),
+        kind: f.kind,
+        mode: f.mode,
+        size: f.size,
+        sha256: f.sha256.clone(),
+        target: f.target.clone(),
+        created: false,
+    }
 }
 
 /// How many files are copied at once: reads through FUSE wait on the mount, so a few in

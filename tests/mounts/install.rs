@@ -950,3 +950,75 @@ fn makepkg_and_npm_pack_packages_install_like_pacman_and_npm() {
     after.remove("install.log");
     assert_eq!(after, before);
 }
+
+/// An upgrade between two makepkg versions, beside `pacman -U` of the same two: a file the
+/// new version drops is removed, the scriptlets get pacman's arguments, and a `backup=`
+/// config the user edited keeps the user's text (pacman writes the new one beside it).
+#[test]
+fn a_makepkg_upgrade_matches_pacman() {
+    let s = Site::new();
+    let build = tempfile::Builder::new()
+        .prefix("repofs-install-upgrade")
+        .tempdir_in("/tmp")
+        .unwrap();
+    sh(build.path(), "chmod 755 .");
+    let script = scriptlet("rp-up");
+    let mk = |dir: &str, ver: &str, package: &str| {
+        let w = build.path().join(dir);
+        fs::create_dir_all(&w).unwrap();
+        sh(&w, "chmod 755 .");
+        makepkg_with(
+            &w,
+            "rp-up",
+            ver,
+            &PkgBuild {
+                lines: "backup=('etc/rp-up.conf')",
+                package,
+                install: Some(&script),
+            },
+        )
+    };
+    let v1 = mk(
+        "v1",
+        "1.0",
+        "install -Dm644 /dev/stdin \"$pkgdir/etc/rp-up.conf\" <<<'v = 1'\n\
+         install -Dm644 /dev/stdin \"$pkgdir/usr/share/rp-up/gone\" <<<'gone'",
+    );
+    let v2 = mk(
+        "v2",
+        "2.0",
+        "install -Dm644 /dev/stdin \"$pkgdir/etc/rp-up.conf\" <<<'v = 2'\n\
+         install -Dm644 /dev/stdin \"$pkgdir/usr/share/rp-up/new\" <<<'new'",
+    );
+    for f in [&v1, &v2] {
+        publish(&s, "hello", f);
+    }
+    let root = new_root(&s, "root");
+    let r2 = new_root(&s, "pacman-root");
+    let pconf = s.w.scratch("pacman-conf");
+    ok(&install(&s, &root, &[], &["rp-up=1.0-1"]));
+    pacman_on(&r2, &pconf, &["-U", "--noconfirm", v1.to_str().unwrap()]);
+    for r in [&root, &r2] {
+        fs::write(r.join("etc/rp-up.conf"), "mine\n").unwrap();
+    }
+    let up = install(&s, &root, &[], &["rp-up=2.0-1"]);
+    ok(&up);
+    assert!(
+        String::from_utf8_lossy(&up.stdout)
+            .contains("kept edited config etc/rp-up.conf (new text in etc/rp-up.conf.repofs-new)"),
+        "{}",
+        String::from_utf8_lossy(&up.stdout)
+    );
+    pacman_on(&r2, &pconf, &["-U", "--noconfirm", v2.to_str().unwrap()]);
+    assert_eq!(installed(&root), ["rp-up=2.0-1"]);
+    assert_eq!(
+        fs::read_to_string(root.join("etc/rp-up.conf")).unwrap(),
+        "mine\n",
+        "the user's edit was lost"
+    );
+    let mut theirs = without_pacman_db(snapshot(&r2));
+    let pacnew = theirs.remove("etc/rp-up.conf.pacnew");
+    let mut ours = snapshot(&root);
+    assert_eq!(ours.remove("etc/rp-up.conf.repofs-new"), pacnew);
+    assert_eq!(ours, theirs, "repofs upgrade vs pacman -U");
+}
