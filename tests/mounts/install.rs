@@ -872,6 +872,8 @@ fn makepkg_and_npm_pack_packages_install_like_pacman_and_npm() {
         &serde_json::json!({
             "name": "rp-js", "version": "3.0.0", "license": "MIT",
             "main": "lib/index.js", "scripts": scripts,
+            // The one-string form: a command named after the package.
+            "bin": "./lib/index.js",
         }),
         &[
             ("lib/index.js", "module.exports = 42;\n"),
@@ -904,9 +906,12 @@ fn makepkg_and_npm_pack_packages_install_like_pacman_and_npm() {
             .env("npm_config_cache", s.w.scratch("npm-cache"))
             .env("npm_config_update_notifier", "false"),
     );
+    let mut npm_tree = snapshot(&r3.join("node_modules"));
+    npm_tree.remove(".package-lock.json");
+    assert!(npm_tree.contains_key(".bin/rp-js"), "{npm_tree:?}");
     assert_eq!(
-        snapshot(&root.join("node_modules/rp-js")),
-        snapshot(&r3.join("node_modules/rp-js")),
+        snapshot(&root.join("node_modules")),
+        npm_tree,
         "repofs install vs npm install"
     );
     ok(&remove(&root, &["rp-js"]));
