@@ -14,8 +14,12 @@
 //! metadata files (`.PKGINFO`, `.INSTALL`, `.MTREE`, `.BUILDINFO`, `.CHANGELOG`); a .deb's
 //! data tree (its maintainer scripts live in control.tar, which `pkgs/` does not show, so
 //! they do not run); an npm tarball under `node_modules/NAME/` with its top directory
-//! stripped, as npm does, with its `bin` commands linked from `node_modules/.bin/`; tpm's `data/` (its `info/` holds metadata and scripts); distpac's
-//! tree without `manifest.yaml` and `scripts/`; anything else as `pkgs/` shows it.
+//! stripped, as npm does, with its `bin` commands linked from `node_modules/.bin/`; tpm's
+//! `data/` (its `info/` holds metadata and scripts); distpac's tree without `manifest.yaml`
+//! and `scripts/`; anything else as `pkgs/` shows it.
+//!
+//! A pacman `backup =` file the user edited survives an upgrade as pacman's does: the new
+//! text goes beside it as `FILE.repofs-new` (unowned, like `.pacnew`, so `remove` leaves it).
 
 pub mod db;
 pub mod image;
