@@ -358,6 +358,9 @@ fn run(cli: Cli, args: &[OsString], root_given: bool) -> anyhow::Result<ExitCode
             for p in report.unchanged {
                 out!(o, "already installed {p}");
             }
+            for f in report.kept {
+                out!(o, "kept edited config {f}");
+            }
         }
         Command::Image {
             format,

@@ -103,32 +103,6 @@ fn pos(labels: &[String], name: &str) -> usize {
         .unwrap_or_else(|| panic!("{name} not in {labels:?}"))
 }
 
-/// Runs a command under coreutils `timeout` (no tool may hang the test), asserting success;
-/// returns stdout.
-fn run(cmd: &mut Command) -> String {
-    let mut t = Command::new("timeout");
-    t.args(["--kill-after=10", "300"])
-        .arg(cmd.get_program())
-        .args(cmd.get_args());
-    for (k, v) in cmd.get_envs() {
-        match v {
-            Some(v) => t.env(k, v),
-            None => t.env_remove(k),
-        };
-    }
-    if let Some(d) = cmd.get_current_dir() {
-        t.current_dir(d);
-    }
-    let out = t.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 // ---------------------------------------------------------------------------------------------
 // Debian
 
@@ -154,7 +128,7 @@ fn deb(work: &Path, name: &str, version: &str, extra: &str, check: bool) -> Path
     if !check {
         cmd.arg("--nocheck");
     }
-    run(cmd.arg("-b").arg(&src).arg(&out));
+    run_bounded(cmd.arg("-b").arg(&src).arg(&out));
     out
 }
 
@@ -166,16 +140,20 @@ fn apt_simulate(work: &Path, debs: &[PathBuf], requests: &[&str]) -> Vec<String>
     for d in debs {
         fs::copy(d, flat.join(d.file_name().expect("name"))).expect("copy");
     }
-    let packages = run(Command::new("dpkg-scanpackages")
-        .arg(".")
-        .arg("/dev/null")
-        .current_dir(&flat)
-        .stderr(std::process::Stdio::null()));
+    let packages = run_bounded(
+        Command::new("dpkg-scanpackages")
+            .arg(".")
+            .arg("/dev/null")
+            .current_dir(&flat)
+            .stderr(std::process::Stdio::null()),
+    );
     fs::write(flat.join("Packages"), packages).expect("Packages");
-    let release = run(Command::new("apt-ftparchive")
-        .arg("release")
-        .arg(".")
-        .current_dir(&flat));
+    let release = run_bounded(
+        Command::new("apt-ftparchive")
+            .arg("release")
+            .arg(".")
+            .current_dir(&flat),
+    );
     fs::write(flat.join("Release"), release).expect("Release");
     let root = work.join("apt-root");
     for d in [
@@ -213,7 +191,7 @@ fn apt_simulate(work: &Path, debs: &[PathBuf], requests: &[&str]) -> Vec<String>
             ])
             .args(args)
             .env_remove("APT_CONFIG");
-        run(&mut c)
+        run_bounded(&mut c)
     };
     apt(&["update"]);
     let mut args = vec!["install", "--simulate"];
@@ -373,39 +351,6 @@ fn debian_closure_agrees_with_apt_and_errors_name_the_chain() {
 // ---------------------------------------------------------------------------------------------
 // Arch
 
-const MAKEPKG_USER: &str = "repofs-makepkg";
-
-/// makepkg (as an unprivileged user, as it insists) of a PKGBUILD with `lines`.
-fn makepkg(work: &Path, name: &str, version: &str, lines: &str) -> PathBuf {
-    let have_user = Command::new("id")
-        .arg("-u")
-        .arg(MAKEPKG_USER)
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !have_user {
-        run(Command::new("useradd").args(["--system", "--no-create-home", MAKEPKG_USER]));
-    }
-    let d = work.join("arch").join(format!("{name}-{version}"));
-    fs::create_dir_all(&d).expect("mkdir");
-    fs::set_permissions(work.join("arch"), fs::Permissions::from_mode(0o755)).expect("chmod");
-    fs::write(
-        d.join("PKGBUILD"),
-        format!(
-            "pkgname={name}\npkgver={version}\npkgrel=1\npkgdesc='repofs deps test'\narch=(any)\nlicense=(MIT)\noptions=(!strip !debug)\n{lines}\npackage() {{ install -Dm644 /dev/null \"$pkgdir/usr/share/{name}/x\"; }}\n"
-        ),
-    )
-    .expect("PKGBUILD");
-    run(Command::new("chown").arg("-R").arg(MAKEPKG_USER).arg(&d));
-    run(Command::new("runuser")
-        .args(["-u", MAKEPKG_USER, "--", "env"])
-        .arg(format!("HOME={}", d.display()))
-        .arg("PKGEXT=.pkg.tar.zst")
-        .arg(format!("PKGDEST={}", d.display()))
-        .args(["makepkg", "--nodeps", "--noconfirm", "--noprogressbar"])
-        .current_dir(&d));
-    d.join(format!("{name}-{version}-1-any.pkg.tar.zst"))
-}
-
 /// What `pacman -Sp` would install for `requests` from a `repo-add` database of `pkgs`, in a
 /// private root: `name version` in pacman's order.
 fn pacman_print(work: &Path, pkgs: &[PathBuf], requests: &[&str]) -> Vec<String> {
@@ -419,7 +364,7 @@ fn pacman_print(work: &Path, pkgs: &[PathBuf], requests: &[&str]) -> Vec<String>
     for p in pkgs {
         add.arg(repo.join(p.file_name().expect("name")));
     }
-    run(&mut add);
+    run_bounded(&mut add);
     let root = work.join("pacman-root");
     fs::create_dir_all(root.join("db")).expect("root");
     let conf = work.join("pacman.conf");
@@ -432,16 +377,18 @@ fn pacman_print(work: &Path, pkgs: &[PathBuf], requests: &[&str]) -> Vec<String>
     )
     .expect("conf");
     let pacman = |args: &[&str]| {
-        run(Command::new("pacman")
-            .arg("--root")
-            .arg(&root)
-            .arg("--dbpath")
-            .arg(root.join("db"))
-            .arg("--cachedir")
-            .arg(root.join("cache"))
-            .arg("--config")
-            .arg(&conf)
-            .args(args))
+        run_bounded(
+            Command::new("pacman")
+                .arg("--root")
+                .arg(&root)
+                .arg("--dbpath")
+                .arg(root.join("db"))
+                .arg("--cachedir")
+                .arg(root.join("cache"))
+                .arg("--config")
+                .arg(&conf)
+                .args(args),
+        )
     };
     pacman(&["-Sy", "--noconfirm"]);
     let mut args = vec!["-Sp", "--print-format", "%n %v"];
@@ -485,21 +432,11 @@ fn pacman_packages_agree_with_pacman() {
 
 /// `npm pack` of a package.json with `deps` as its dependencies.
 fn npm_pack(work: &Path, name: &str, version: &str, deps: Value) -> PathBuf {
-    let d = work.join("npm").join(format!("{name}-{version}"));
-    fs::create_dir_all(&d).expect("mkdir");
     let manifest = serde_json::json!({
         "name": name, "version": version, "description": "repofs deps test",
         "license": "MIT", "dependencies": deps,
     });
-    fs::write(d.join("package.json"), manifest.to_string()).expect("package.json");
-    fs::write(d.join("index.js"), "module.exports = 1;\n").expect("index.js");
-    let out = run(Command::new("npm")
-        .args(["pack", "--silent", "--pack-destination"])
-        .arg(work)
-        .current_dir(&d)
-        .env("npm_config_cache", work.join("npm-cache"))
-        .env("npm_config_update_notifier", "false"));
-    work.join(out.trim())
+    npm_pack_with(work, &manifest, &[("index.js", "module.exports = 1;\n")])
 }
 
 /// Where npm's own copy of node-semver is (Debian's npm package, or npm's bundled one).

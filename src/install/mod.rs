@@ -14,8 +14,12 @@
 //! metadata files (`.PKGINFO`, `.INSTALL`, `.MTREE`, `.BUILDINFO`, `.CHANGELOG`); a .deb's
 //! data tree (its maintainer scripts live in control.tar, which `pkgs/` does not show, so
 //! they do not run); an npm tarball under `node_modules/NAME/` with its top directory
-//! stripped, as npm does; tpm's `data/` (its `info/` holds metadata and scripts); distpac's
-//! tree without `manifest.yaml` and `scripts/`; anything else as `pkgs/` shows it.
+//! stripped, as npm does, with its `bin` commands linked from `node_modules/.bin/`; tpm's
+//! `data/` (its `info/` holds metadata and scripts); distpac's tree without `manifest.yaml`
+//! and `scripts/`; anything else as `pkgs/` shows it.
+//!
+//! A pacman `backup =` file the user edited survives an upgrade as pacman's does: the new
+//! text goes beside it as `FILE.repofs-new` (unowned, like `.pacnew`, so `remove` leaves it).
 
 pub mod db;
 pub mod image;
@@ -280,6 +284,9 @@ pub struct Report {
     pub removed: Vec<String>,
     /// Files the user changed, kept as `FILE.repofs-save`.
     pub saved: Vec<String>,
+    /// Edited config files an upgrade left alone; the package's new text is `FILE.repofs-new`
+    /// (listed here) when it changed.
+    pub kept: Vec<String>,
     /// What the first command found unfinished and rolled back or completed.
     pub recovered: Option<String>,
 }
@@ -298,6 +305,8 @@ struct Planned {
     gid: u64,
     /// The entry's path inside the package tree (files).
     src: String,
+    /// A config file (pacman's `backup =`): an upgrade keeps the user's edit of it.
+    config: bool,
 }
 
 struct PkgPlan {
@@ -306,7 +315,7 @@ struct PkgPlan {
     files: Vec<Planned>,
 }
 
-fn plan_files(cat: &Catalog, p: &PackageRow) -> Result<PkgPlan> {
+fn plan_files(cat: &Catalog, p: &PackageRow, mount: &Path) -> Result<PkgPlan> {
     let version = p.version.clone().unwrap_or_default();
     let entries = cat.entries(p.file_id)?;
     let by_path: HashMap<String, usize> = entries
@@ -359,7 +368,24 @@ fn plan_files(cat: &Catalog, p: &PackageRow) -> Result<PkgPlan> {
             uid: e.uid,
             gid: e.gid,
             src,
+            config: false,
         });
+    }
+    if p.meta_source == "npm" {
+        npm_bins(p, &pkg_dir(mount, p), &mut files, &mut seen)?;
+    }
+    if p.meta_source == "pkginfo" {
+        // `backup =` is not in the catalog: read it from .PKGINFO through the mount.
+        let info = pkg_dir(mount, p).join(".PKGINFO");
+        let text = fs::read_to_string(&info).map_err(|e| InstallError::io(&info, e))?;
+        let backup: HashSet<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("backup = "))
+            .map(str::trim)
+            .collect();
+        for f in files.iter_mut().filter(|f| f.kind == FileKind::File) {
+            f.config = backup.contains(f.dest.as_str());
+        }
     }
     // Directories the entries imply but the archive does not list.
     let mut implied = Vec::new();
@@ -378,6 +404,7 @@ fn plan_files(cat: &Catalog, p: &PackageRow) -> Result<PkgPlan> {
                     uid: 0,
                     gid: 0,
                     src: String::new(),
+                    config: false,
                 });
             }
             d = parent;
@@ -390,6 +417,67 @@ fn plan_files(cat: &Catalog, p: &PackageRow) -> Result<PkgPlan> {
         version,
         files,
     })
+}
+
+/// What npm's bin-links does for package.json's `bin`: each target becomes executable and
+/// gets a `node_modules/.bin/CMD -> ../NAME/PATH` link. The manifest is read through the
+/// mount (the catalog does not keep `bin`); a command name that is not one plain path
+/// component, or a target the package does not ship, is skipped as npm skips it.
+fn npm_bins(
+    p: &PackageRow,
+    pkg: &Path,
+    files: &mut Vec<Planned>,
+    seen: &mut HashSet<String>,
+) -> Result<()> {
+    let Some((manifest, _)) = script_sources(p, pkg).into_iter().next() else {
+        return Ok(());
+    };
+    let bytes = fs::read(&manifest).map_err(|e| InstallError::io(&manifest, e))?;
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    // `"bin": "path"` is one command named after the package (its scope dropped).
+    let plain = p.name.rsplit('/').next().unwrap_or(&p.name).to_string();
+    let bins: Vec<(String, String)> = match &json["bin"] {
+        serde_json::Value::String(t) => vec![(plain, t.clone())],
+        serde_json::Value::Object(m) => m
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
+            .collect(),
+        _ => Vec::new(),
+    };
+    for (cmd, target) in bins {
+        let Ok(target) = normalize(&target) else {
+            continue;
+        };
+        let ok_cmd = !cmd.is_empty() && !cmd.contains('/') && cmd != "." && cmd != "..";
+        let dest = format!("node_modules/{}/{target}", p.name);
+        let Some(f) = files
+            .iter_mut()
+            .find(|f| f.dest == dest && f.kind == FileKind::File)
+        else {
+            continue;
+        };
+        if !ok_cmd {
+            continue;
+        }
+        f.mode |= 0o111;
+        let link = format!("node_modules/.bin/{cmd}");
+        if seen.insert(link.clone()) {
+            files.push(Planned {
+                dest: link,
+                kind: FileKind::Symlink,
+                mode: 0o777,
+                size: 0,
+                sha256: None,
+                target: Some(format!("../{}/{target}", p.name)),
+                mtime: 0,
+                uid: 0,
+                gid: 0,
+                src: String::new(),
+                config: false,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Owners of every installed non-directory path (resolved, relative to the root).
@@ -543,7 +631,7 @@ pub fn install(cat: &Catalog, plan: &[PackageRow], opts: &Options) -> Result<Rep
             report.unchanged.push(format!("{}={version}", p.name));
             continue;
         }
-        plans.push(plan_files(cat, p)?);
+        plans.push(plan_files(cat, p, &opts.mount)?);
     }
     let found = conflicts(&root, &plans, &receipts, opts.overwrite);
     if !found.is_empty() {
@@ -554,7 +642,8 @@ pub fn install(cat: &Catalog, plan: &[PackageRow], opts: &Options) -> Result<Rep
     let runner = Runner::new(&root, opts.script_timeout);
     for p in &plans {
         bar.set_message(p.row.name.clone());
-        install_one(&db, &runner, p, opts, &bar)?;
+        let kept = install_one(&db, &runner, p, opts, &bar)?;
+        report.kept.extend(kept);
         report
             .installed
             .push(format!("{}={}", p.row.name, p.version));
@@ -574,15 +663,23 @@ fn install_one(
     p: &PkgPlan,
     opts: &Options,
     bar: &indicatif::ProgressBar,
-) -> Result<()> {
+) -> Result<Vec<String>> {
     let root = &db.root;
     let name = &p.row.name;
     let old = db.receipt(name)?;
+    let edits = edited_configs(root, p, old.as_ref());
+    let kept: Vec<String> = edits
+        .iter()
+        .map(|(path, e)| match e {
+            Edited::Same => path.clone(),
+            Edited::NewBeside => format!("{path} (new text in {path}.repofs-new)"),
+        })
+        .collect();
     let mut records = Vec::new();
     let mut items = Vec::new();
     let mut created_dirs = Vec::new();
     for f in &p.files {
-        let full = resolve(root, &f.dest);
+        let mut full = resolve(root, &f.dest);
         match f.kind {
             FileKind::Dir => {
                 let created = fs::symlink_metadata(&full).is_err();
@@ -600,6 +697,18 @@ fn install_one(
                 });
             }
             _ => {
+                match edits.get(&f.dest) {
+                    Some(Edited::Same) => {
+                        records.push(record_of(f));
+                        continue;
+                    }
+                    Some(Edited::NewBeside) => {
+                        let mut beside = full.clone().into_os_string();
+                        beside.push(".repofs-new");
+                        full = PathBuf::from(beside);
+                    }
+                    None => {}
+                }
                 let dir = full.parent().unwrap_or(root);
                 let base = full
                     .file_name()
@@ -610,15 +719,7 @@ fn install_one(
                     staged: rel_of(root, &staged_name(dir, &base, "new")),
                     backup: rel_of(root, &staged_name(dir, &base, "old")),
                 });
-                records.push(FileRecord {
-                    path: f.dest.clone(),
-                    kind: f.kind,
-                    mode: f.mode,
-                    size: f.size,
-                    sha256: f.sha256.clone(),
-                    target: f.target.clone(),
-                    created: false,
-                });
+                records.push(record_of(f));
             }
         }
     }
@@ -664,6 +765,9 @@ fn install_one(
                     fs::create_dir(&full).map_err(|e| InstallError::io(&full, e))?;
                     let _ = fs::set_permissions(&full, fs::Permissions::from_mode(f.mode));
                 }
+                continue;
+            }
+            if matches!(edits.get(&f.dest), Some(Edited::Same)) {
                 continue;
             }
             let Some(it) = item.next() else { break };
@@ -720,7 +824,60 @@ fn install_one(
         }
     }
     finish(db, &receipt, old.as_ref(), &items)?;
-    db.clear_journal()
+    db.clear_journal()?;
+    Ok(kept)
+}
+
+/// What an upgrade does with a config file the user edited.
+enum Edited {
+    /// The package ships the text it shipped before: leave the user's file alone.
+    Same,
+    /// The package changed it too: leave the user's file, put the new one beside it.
+    NewBeside,
+}
+
+/// pacman's rule for `backup` files on upgrade: a file whose text on disk is neither what
+/// the old version installed nor what the new one ships was edited, and stays.
+fn edited_configs(root: &Path, p: &PkgPlan, old: Option<&Receipt>) -> HashMap<String, Edited> {
+    let mut out = HashMap::new();
+    let Some(old) = old else { return out };
+    for f in p.files.iter().filter(|f| f.config) {
+        let Some(was) = old
+            .files
+            .iter()
+            .find(|r| r.path == f.dest && r.kind == FileKind::File)
+            .and_then(|r| r.sha256.as_deref())
+        else {
+            continue;
+        };
+        let full = resolve(root, &f.dest);
+        let is_file = fs::symlink_metadata(&full).is_ok_and(|m| m.is_file());
+        let Some(now) = is_file.then(|| sha256_file(&full).ok()).flatten() else {
+            continue;
+        };
+        if now == was || Some(now.as_str()) == f.sha256.as_deref() {
+            continue;
+        }
+        let e = if f.sha256.as_deref() == Some(was) {
+            Edited::Same
+        } else {
+            Edited::NewBeside
+        };
+        out.insert(f.dest.clone(), e);
+    }
+    out
+}
+
+fn record_of(f: &Planned) -> FileRecord {
+    FileRecord {
+        path: f.dest.clone(),
+        kind: f.kind,
+        mode: f.mode,
+        size: f.size,
+        sha256: f.sha256.clone(),
+        target: f.target.clone(),
+        created: false,
+    }
 }
 
 /// How many files are copied at once: reads through FUSE wait on the mount, so a few in

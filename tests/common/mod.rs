@@ -1027,3 +1027,117 @@ pub fn opentracker(dir: &Path, port: u16, infohashes: &[&str]) -> KillOnDrop {
     });
     guard
 }
+
+/// Runs `cmd` under coreutils `timeout` (no packaging tool may hang a test), asserting
+/// success; returns stdout.
+pub fn run_bounded(cmd: &mut Command) -> String {
+    let mut t = Command::new("timeout");
+    t.args(["--kill-after=10", "300"])
+        .arg(cmd.get_program())
+        .args(cmd.get_args());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => t.env(k, v),
+            None => t.env_remove(k),
+        };
+    }
+    if let Some(d) = cmd.get_current_dir() {
+        t.current_dir(d);
+    }
+    let out = t.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The unprivileged user makepkg runs as (it refuses root).
+pub const MAKEPKG_USER: &str = "repofs-makepkg";
+
+/// What a PKGBUILD says beyond name and version: extra lines (`depends=`, `provides=`, ...),
+/// the body of `package()`, and an optional `install=` scriptlet file's text.
+#[derive(Default)]
+pub struct PkgBuild<'a> {
+    pub lines: &'a str,
+    pub package: &'a str,
+    pub install: Option<&'a str>,
+}
+
+/// makepkg of `NAME-VERSION-1-any.pkg.tar.zst` under `work/arch/` (`work` must be enterable
+/// by other users). An empty `package` body installs one empty file.
+pub fn makepkg_with(work: &Path, name: &str, version: &str, b: &PkgBuild) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    test_user(MAKEPKG_USER);
+    let d = work.join("arch").join(format!("{name}-{version}"));
+    fs::create_dir_all(&d).expect("mkdir");
+    fs::set_permissions(work.join("arch"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let body = if b.package.is_empty() {
+        format!("install -Dm644 /dev/null \"$pkgdir/usr/share/{name}/x\"")
+    } else {
+        b.package.to_string()
+    };
+    let mut lines = b.lines.to_string();
+    if let Some(text) = b.install {
+        fs::write(d.join(format!("{name}.install")), text).expect("install file");
+        lines += &format!("\ninstall={name}.install");
+    }
+    fs::write(
+        d.join("PKGBUILD"),
+        format!(
+            "pkgname={name}\npkgver={version}\npkgrel=1\npkgdesc='repofs test'\narch=(any)\n\
+             license=(MIT)\noptions=(!strip !debug)\n{lines}\npackage() {{\n{body}\n}}\n"
+        ),
+    )
+    .expect("PKGBUILD");
+    run_bounded(Command::new("chown").arg("-R").arg(MAKEPKG_USER).arg(&d));
+    run_bounded(
+        Command::new("runuser")
+            .args(["-u", MAKEPKG_USER, "--", "env"])
+            .arg(format!("HOME={}", d.display()))
+            .arg("PKGEXT=.pkg.tar.zst")
+            .arg("SOURCE_DATE_EPOCH=1700000000")
+            .arg(format!("PKGDEST={}", d.display()))
+            .args(["makepkg", "--nodeps", "--noconfirm", "--noprogressbar"])
+            .current_dir(&d),
+    );
+    d.join(format!("{name}-{version}-1-any.pkg.tar.zst"))
+}
+
+/// makepkg of a package that holds one empty file and `lines` in its PKGBUILD.
+pub fn makepkg(work: &Path, name: &str, version: &str, lines: &str) -> PathBuf {
+    makepkg_with(
+        work,
+        name,
+        version,
+        &PkgBuild {
+            lines,
+            ..Default::default()
+        },
+    )
+}
+
+/// `npm pack` of a directory holding `manifest` as package.json and `files` (path, text).
+pub fn npm_pack_with(work: &Path, manifest: &Value, files: &[(&str, &str)]) -> PathBuf {
+    let name = manifest["name"].as_str().expect("name");
+    let version = manifest["version"].as_str().expect("version");
+    let d = work.join("npm").join(format!("{name}-{version}"));
+    fs::create_dir_all(&d).expect("mkdir");
+    fs::write(d.join("package.json"), manifest.to_string()).expect("package.json");
+    for (p, text) in files {
+        let full = d.join(p);
+        fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+        fs::write(full, text).expect("file");
+    }
+    let out = run_bounded(
+        Command::new("npm")
+            .args(["pack", "--silent", "--pack-destination"])
+            .arg(work)
+            .current_dir(&d)
+            .env("npm_config_cache", work.join("npm-cache"))
+            .env("npm_config_update_notifier", "false"),
+    );
+    work.join(out.trim())
+}

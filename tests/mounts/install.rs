@@ -685,3 +685,345 @@ fn install_brings_the_dependency_closure_in_order() {
         "a refused install changed the root"
     );
 }
+
+/// An `install=` scriptlet whose every function logs `NAME FUNCTION $1`.
+fn scriptlet(name: &str) -> String {
+    [
+        "pre_install",
+        "post_install",
+        "pre_upgrade",
+        "post_upgrade",
+        "pre_remove",
+        "post_remove",
+    ]
+    .iter()
+    .map(|f| format!("{f}() {{\n  {}\n}}\n", log_line(&format!("{name} {f} $1"))))
+    .collect()
+}
+
+/// `pacman ARGS` on a private root: its own db, cache, log, no hooks, no host config.
+fn pacman_on(root: &Path, conf_dir: &Path, args: &[&str]) -> String {
+    let conf = conf_dir.join("pacman.conf");
+    fs::write(
+        &conf,
+        "[options]\nArchitecture = auto\nSigLevel = Never\nLocalFileSigLevel = Never\n",
+    )
+    .unwrap();
+    fs::create_dir_all(root.join("var/lib/pacman")).unwrap();
+    fs::create_dir_all(conf_dir.join("hooks")).unwrap();
+    run_bounded(
+        Command::new("pacman")
+            .arg("--root")
+            .arg(root)
+            .arg("--dbpath")
+            .arg(root.join("var/lib/pacman"))
+            .arg("--cachedir")
+            .arg(conf_dir.join("cache"))
+            .arg("--logfile")
+            .arg(conf_dir.join("pacman.log"))
+            .arg("--hookdir")
+            .arg(conf_dir.join("hooks"))
+            .arg("--gpgdir")
+            .arg(conf_dir.join("gnupg"))
+            .arg("--config")
+            .arg(&conf)
+            .args(args),
+    )
+}
+
+/// A snapshot without pacman's own database and the /tmp (1777) that pacman creates to run
+/// scriptlets from, which only pacman's root has.
+fn without_pacman_db(mut snap: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    snap.retain(|k, _| !k.starts_with("var/lib/pacman") && k != "tmp");
+    snap
+}
+
+/// Packages made by makepkg and npm pack, not by this test: `repofs install` puts the
+/// same files with the same modes and content where `pacman -U` puts them in another root,
+/// runs the same scriptlets in the same order inside the root, and removes like `pacman -R`.
+#[test]
+fn makepkg_and_npm_pack_packages_install_like_pacman_and_npm() {
+    let s = Site::new();
+    // makepkg runs unprivileged: its build dir must be reachable by its user.
+    let build = tempfile::Builder::new()
+        .prefix("repofs-install-makepkg")
+        .tempdir_in("/tmp")
+        .unwrap();
+    sh(build.path(), "chmod 755 .");
+    let lib_install = scriptlet("rp-lib");
+    let lib = makepkg_with(
+        build.path(),
+        "rp-lib",
+        "1.0",
+        &PkgBuild {
+            lines: "",
+            package: "install -Dm644 /dev/stdin \"$pkgdir/usr/share/rp-lib/lib.txt\" <<<'lib'\n\
+                      install -Dm755 /dev/stdin \"$pkgdir/usr/lib/rp-lib/helper\" <<<'#!/bin/sh'",
+            install: Some(&lib_install),
+        },
+    );
+    let app_install = scriptlet("rp-app");
+    let app = makepkg_with(
+        build.path(),
+        "rp-app",
+        "2.1",
+        &PkgBuild {
+            lines: "depends=('rp-lib>=1.0')\nbackup=('etc/rp-app.conf')",
+            package: "install -Dm755 /dev/stdin \"$pkgdir/usr/bin/rp-app\" <<<'#!/bin/sh'\n\
+                      install -Dm644 /dev/stdin \"$pkgdir/etc/rp-app.conf\" <<<'a = 1'\n\
+                      install -d -m700 \"$pkgdir/var/lib/rp-app\"\n\
+                      install -d \"$pkgdir/usr/share\"
+                      ln -s ../bin/rp-app \"$pkgdir/usr/share/rp-app\"",
+            install: Some(&app_install),
+        },
+    );
+    for f in [&lib, &app] {
+        publish(&s, "hello", f);
+    }
+
+    let root = new_root(&s, "root");
+    let before = snapshot(&root);
+    ok(&install(&s, &root, &[], &["rp-app"]));
+    let mut got = installed(&root);
+    got.sort();
+    assert_eq!(got, ["rp-app=2.1-1", "rp-lib=1.0-1"]);
+    // The dependency first, each scriptlet inside the root, called as pacman calls it.
+    assert_eq!(
+        log_of(&root),
+        [
+            "rp-lib pre_install 1.0-1 yes",
+            "rp-lib post_install 1.0-1 yes",
+            "rp-app pre_install 2.1-1 yes",
+            "rp-app post_install 2.1-1 yes",
+        ]
+    );
+
+    // What the package itself lists (bsdtar), minus the metadata pacman keeps to itself.
+    for pkg in [&lib, &app] {
+        let listed = run_bounded(Command::new("bsdtar").arg("-tf").arg(pkg));
+        for p in listed.lines().filter(|p| !p.starts_with('.')) {
+            let p = p.trim_end_matches('/');
+            assert!(
+                fs::symlink_metadata(root.join(p)).is_ok(),
+                "{p} of {} not installed",
+                pkg.display()
+            );
+        }
+        for meta in [".PKGINFO", ".INSTALL", ".MTREE", ".BUILDINFO"] {
+            assert!(!root.join(meta).exists(), "{meta} installed");
+        }
+    }
+
+    // pacman itself, on another root made the same way.
+    let r2 = new_root(&s, "pacman-root");
+    let pconf = s.w.scratch("pacman-conf");
+    pacman_on(
+        &r2,
+        &pconf,
+        &[
+            "-U",
+            "--noconfirm",
+            lib.to_str().unwrap(),
+            app.to_str().unwrap(),
+        ],
+    );
+    let ours = snapshot(&root);
+    let theirs = without_pacman_db(snapshot(&r2));
+    assert_eq!(ours, theirs, "repofs install vs pacman -U");
+    // pacman's own file list names exactly what is there.
+    let qlq = pacman_on(&r2, &pconf, &["-Qlq", "rp-lib", "rp-app"]);
+    for p in qlq.lines() {
+        let rel = p.trim_start_matches(r2.to_str().unwrap()).trim_matches('/');
+        assert!(
+            ours.contains_key(rel),
+            "pacman -Qlq lists {rel}, repofs has not"
+        );
+    }
+
+    // Removal runs the remove scriptlets and leaves the root as pacman -R leaves its own.
+    ok(&remove(&root, &["rp-app", "rp-lib"]));
+    pacman_on(&r2, &pconf, &["-R", "--noconfirm", "rp-app", "rp-lib"]);
+    assert_eq!(
+        log_of(&root)[4..],
+        [
+            "rp-app pre_remove 2.1-1 yes",
+            "rp-app post_remove 2.1-1 yes",
+            "rp-lib pre_remove 1.0-1 yes",
+            "rp-lib post_remove 1.0-1 yes",
+        ]
+    );
+    let mut after = snapshot(&root);
+    assert_eq!(
+        after,
+        without_pacman_db(snapshot(&r2)),
+        "remove vs pacman -R"
+    );
+    after.remove("install.log");
+    assert_eq!(after, before);
+    assert!(installed(&root).is_empty());
+
+    // npm pack's tarball: placed under node_modules/NAME as npm itself places it.
+    let mut scripts = serde_json::Map::new();
+    for ev in ["preinstall", "postinstall"] {
+        scripts.insert(ev.into(), log_line(&format!("rp-js {ev} $(pwd)")).into());
+    }
+    let js = npm_pack_with(
+        build.path(),
+        &serde_json::json!({
+            "name": "rp-js", "version": "3.0.0", "license": "MIT",
+            "main": "lib/index.js", "scripts": scripts,
+            // The one-string form: a command named after the package.
+            "bin": "./lib/index.js",
+        }),
+        &[
+            ("lib/index.js", "module.exports = 42;\n"),
+            ("README.md", "# rp-js\n"),
+        ],
+    );
+    publish(&s, "hello", &js);
+    ok(&install(&s, &root, &[], &["rp-js"]));
+    assert_eq!(
+        log_of(&root)[8..],
+        [
+            "rp-js preinstall /node_modules/rp-js yes",
+            "rp-js postinstall /node_modules/rp-js yes",
+        ]
+    );
+    // npm runs scripts on the host, not in a root: the placement is compared without them.
+    let r3 = s.w.scratch("npm-root");
+    run_bounded(
+        Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--offline",
+                "--ignore-scripts",
+                "--prefix",
+            ])
+            .arg(&r3)
+            .arg(&js)
+            .env("npm_config_cache", s.w.scratch("npm-cache"))
+            .env("npm_config_update_notifier", "false"),
+    );
+    let mut npm_tree = snapshot(&r3.join("node_modules"));
+    npm_tree.remove(".package-lock.json");
+    assert!(npm_tree.contains_key(".bin/rp-js"), "{npm_tree:?}");
+    assert_eq!(
+        snapshot(&root.join("node_modules")),
+        npm_tree,
+        "repofs install vs npm install"
+    );
+    ok(&remove(&root, &["rp-js"]));
+
+    // A scoped package with a `bin`: npm links it into node_modules/.bin and makes its
+    // target executable.
+    let cli = npm_pack_with(
+        build.path(),
+        &serde_json::json!({
+            "name": "@rp/cli", "version": "1.0.0", "license": "MIT",
+            "bin": {"rp-cli": "bin/cli.js"},
+        }),
+        &[("bin/cli.js", "#!/usr/bin/env node\nconsole.log(1);\n")],
+    );
+    publish(&s, "hello", &cli);
+    ok(&install(&s, &root, &[], &["@rp/cli"]));
+    let r4 = s.w.scratch("npm-root-cli");
+    run_bounded(
+        Command::new("npm")
+            .args([
+                "install",
+                "--no-audit",
+                "--no-fund",
+                "--offline",
+                "--prefix",
+            ])
+            .arg(&r4)
+            .arg(&cli)
+            .env("npm_config_cache", s.w.scratch("npm-cache"))
+            .env("npm_config_update_notifier", "false"),
+    );
+    let mut npm_tree = snapshot(&r4.join("node_modules"));
+    npm_tree.remove(".package-lock.json");
+    assert_eq!(
+        snapshot(&root.join("node_modules")),
+        npm_tree,
+        "repofs install vs npm install of a scoped package with a bin"
+    );
+    ok(&remove(&root, &["@rp/cli"]));
+    let mut after = snapshot(&root);
+    after.remove("install.log");
+    assert_eq!(after, before);
+}
+
+/// An upgrade between two makepkg versions, beside `pacman -U` of the same two: a file the
+/// new version drops is removed, the scriptlets get pacman's arguments, and a `backup=`
+/// config the user edited keeps the user's text (pacman writes the new one beside it).
+#[test]
+fn a_makepkg_upgrade_matches_pacman() {
+    let s = Site::new();
+    let build = tempfile::Builder::new()
+        .prefix("repofs-install-upgrade")
+        .tempdir_in("/tmp")
+        .unwrap();
+    sh(build.path(), "chmod 755 .");
+    let script = scriptlet("rp-up");
+    let mk = |dir: &str, ver: &str, package: &str| {
+        let w = build.path().join(dir);
+        fs::create_dir_all(&w).unwrap();
+        sh(&w, "chmod 755 .");
+        makepkg_with(
+            &w,
+            "rp-up",
+            ver,
+            &PkgBuild {
+                lines: "backup=('etc/rp-up.conf')",
+                package,
+                install: Some(&script),
+            },
+        )
+    };
+    let v1 = mk(
+        "v1",
+        "1.0",
+        "install -Dm644 /dev/stdin \"$pkgdir/etc/rp-up.conf\" <<<'v = 1'\n\
+         install -Dm644 /dev/stdin \"$pkgdir/usr/share/rp-up/gone\" <<<'gone'",
+    );
+    let v2 = mk(
+        "v2",
+        "2.0",
+        "install -Dm644 /dev/stdin \"$pkgdir/etc/rp-up.conf\" <<<'v = 2'\n\
+         install -Dm644 /dev/stdin \"$pkgdir/usr/share/rp-up/new\" <<<'new'",
+    );
+    for f in [&v1, &v2] {
+        publish(&s, "hello", f);
+    }
+    let root = new_root(&s, "root");
+    let r2 = new_root(&s, "pacman-root");
+    let pconf = s.w.scratch("pacman-conf");
+    ok(&install(&s, &root, &[], &["rp-up=1.0-1"]));
+    pacman_on(&r2, &pconf, &["-U", "--noconfirm", v1.to_str().unwrap()]);
+    for r in [&root, &r2] {
+        fs::write(r.join("etc/rp-up.conf"), "mine\n").unwrap();
+    }
+    let up = install(&s, &root, &[], &["rp-up=2.0-1"]);
+    ok(&up);
+    assert!(
+        String::from_utf8_lossy(&up.stdout)
+            .contains("kept edited config etc/rp-up.conf (new text in etc/rp-up.conf.repofs-new)"),
+        "{}",
+        String::from_utf8_lossy(&up.stdout)
+    );
+    pacman_on(&r2, &pconf, &["-U", "--noconfirm", v2.to_str().unwrap()]);
+    assert_eq!(installed(&root), ["rp-up=2.0-1"]);
+    assert_eq!(
+        fs::read_to_string(root.join("etc/rp-up.conf")).unwrap(),
+        "mine\n",
+        "the user's edit was lost"
+    );
+    let mut theirs = without_pacman_db(snapshot(&r2));
+    let pacnew = theirs.remove("etc/rp-up.conf.pacnew");
+    let mut ours = snapshot(&root);
+    assert_eq!(ours.remove("etc/rp-up.conf.repofs-new"), pacnew);
+    assert_eq!(ours, theirs, "repofs upgrade vs pacman -U");
+}

@@ -85,8 +85,6 @@ fn make_debs(d: &Path) -> Vec<PathBuf> {
 /// insists on): `pmeta-alpm-app` depends on `pmeta-alpm-lib`. The build dir is removed when
 /// the returned guard drops.
 fn make_pacman_pkgs() -> (tempfile::TempDir, Vec<PathBuf>) {
-    let user = "repofs-makepkg";
-    test_user(user);
     let build = tempfile::Builder::new()
         .prefix("repofs-pkgmeta-makepkg")
         .tempdir_in("/tmp")
@@ -97,27 +95,20 @@ fn make_pacman_pkgs() -> (tempfile::TempDir, Vec<PathBuf>) {
         ("pmeta-alpm-lib", ""),
         ("pmeta-alpm-app", "depends=('pmeta-alpm-lib>=1.0')"),
     ] {
-        let d = build.path().join(name);
-        fs::create_dir_all(&d).unwrap();
-        fs::write(
-            d.join("PKGBUILD"),
-            format!(
-                "pkgname={name}\npkgver=1.0\npkgrel=1\npkgdesc='repofs pkgmeta test {name}'\n\
-                 arch=(any)\nlicense=(MIT)\nurl='https://example.org/{name}'\n{depends}\n\
-                 options=(!strip !debug)\n\
-                 package() {{\n  install -Dm644 /dev/stdin \"$pkgdir/usr/share/{name}/{name}.txt\" <<<'{name} installed'\n}}\n"
-            ),
-        )
-        .unwrap();
-        sh(build.path(), &format!("chown -R {user} {name}"));
-        let o = sh_as(
-            user,
-            &d,
-            "HOME=$PWD PKGEXT=.pkg.tar.zst PKGDEST=$PWD SOURCE_DATE_EPOCH=1700000000 \
-             makepkg --nodeps --noconfirm --noprogressbar",
+        let lines = format!("url='https://example.org/{name}'\n{depends}");
+        let package = format!(
+            "install -Dm644 /dev/stdin \"$pkgdir/usr/share/{name}/{name}.txt\" <<<'{name} installed'"
         );
-        assert!(o.status.success(), "makepkg: {}", out_text(&o));
-        out.push(d.join(format!("{name}-1.0-1-any.pkg.tar.zst")));
+        out.push(makepkg_with(
+            build.path(),
+            name,
+            "1.0",
+            &PkgBuild {
+                lines: &lines,
+                package: &package,
+                install: None,
+            },
+        ));
     }
     (build, out)
 }
