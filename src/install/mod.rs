@@ -883,6 +883,8 @@ fn record_of(f: &Planned) -> FileRecord {
 /// How many files are copied at once: reads through FUSE wait on the mount, so a few in
 /// flight keep both it and the disk busy.
 const COPY_WORKERS: usize = 4;
+/// A copy's read size: the mount answers at most 128 KiB per read anyway.
+const COPY_BUF: usize = 256 << 10;
 
 /// Copies `jobs` (entry, staged path) from the package tree, checking each against the
 /// catalog's sha256; returns the hashes by destination path.
@@ -896,8 +898,8 @@ fn stage_files(
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let out = std::sync::Mutex::new((HashMap::new(), None::<InstallError>));
-    let one = |f: &Planned, staged: &Path| -> Result<String> {
-        let got = copy_in(&pkg.join(&f.src), staged, bar)?;
+    let one = |f: &Planned, staged: &Path, buf: &mut [u8]| -> Result<String> {
+        let got = copy_in(&pkg.join(&f.src), staged, buf, bar)?;
         if let Some(want) = &f.sha256 {
             if *want != got {
                 return Err(InstallError::Mismatch {
@@ -914,21 +916,26 @@ fn stage_files(
     };
     std::thread::scope(|sc| {
         for _ in 0..COPY_WORKERS.min(jobs.len()) {
-            sc.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= jobs.len() || failed.load(Ordering::Relaxed) {
-                    break;
-                }
-                let (f, staged) = &jobs[i];
-                let r = one(f, staged);
-                let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
-                match r {
-                    Ok(h) => {
-                        o.0.insert(f.dest.clone(), h);
+            sc.spawn(|| {
+                // One buffer per worker, not per file: most files are small, and zeroing a
+                // fresh buffer for each showed in the 200-package bench.
+                let mut buf = vec![0u8; COPY_BUF];
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= jobs.len() || failed.load(Ordering::Relaxed) {
+                        break;
                     }
-                    Err(e) => {
-                        failed.store(true, Ordering::Relaxed);
-                        o.1.get_or_insert(e);
+                    let (f, staged) = &jobs[i];
+                    let r = one(f, staged, &mut buf);
+                    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+                    match r {
+                        Ok(h) => {
+                            o.0.insert(f.dest.clone(), h);
+                        }
+                        Err(e) => {
+                            failed.store(true, Ordering::Relaxed);
+                            o.1.get_or_insert(e);
+                        }
                     }
                 }
             });
@@ -942,7 +949,7 @@ fn stage_files(
 }
 
 /// Copies `src` (through the mount) to a new file `dst`, returning its sha256.
-fn copy_in(src: &Path, dst: &Path, bar: &indicatif::ProgressBar) -> Result<String> {
+fn copy_in(src: &Path, dst: &Path, buf: &mut [u8], bar: &indicatif::ProgressBar) -> Result<String> {
     let mut from = File::open(src).map_err(|e| InstallError::io(src, e))?;
     let mut to = fs::OpenOptions::new()
         .write(true)
@@ -950,9 +957,8 @@ fn copy_in(src: &Path, dst: &Path, bar: &indicatif::ProgressBar) -> Result<Strin
         .open(dst)
         .map_err(|e| InstallError::io(dst, e))?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = from.read(&mut buf).map_err(|e| InstallError::io(src, e))?;
+        let n = from.read(buf).map_err(|e| InstallError::io(src, e))?;
         if n == 0 {
             break;
         }
