@@ -334,11 +334,7 @@ fn run(cli: Cli, args: &[OsString], root_given: bool) -> anyhow::Result<ExitCode
             from,
             packages,
         } => {
-            let plan = plan(&repo.catalog, &packages)?;
-            let mount = match from.mount {
-                Some(m) => m,
-                None => repofs::install::find_mount(&repo.catalog, &plan)?,
-            };
+            let (plan, mount) = plan_and_mount(&repo.catalog, &packages, from.mount)?;
             let report = repofs::install::install(
                 &repo.catalog,
                 &plan,
@@ -368,11 +364,7 @@ fn run(cli: Cli, args: &[OsString], root_given: bool) -> anyhow::Result<ExitCode
             from,
             packages,
         } => {
-            let plan = plan(&repo.catalog, &packages)?;
-            let mount = match from.mount {
-                Some(m) => m,
-                None => repofs::install::find_mount(&repo.catalog, &plan)?,
-            };
+            let (plan, mount) = plan_and_mount(&repo.catalog, &packages, from.mount)?;
             let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
                 Ok(v) => Some(v.trim().parse::<i64>().with_context(|| {
                     format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")
@@ -574,17 +566,24 @@ const GENERIC_OPTIONS: [&str; 22] = [
     "nofail",
 ];
 
-/// PKG arguments (`NAME[=VERSION]`) -> the dependency closure in install order: every
-/// package after the packages it depends on.
-fn plan(
+/// PKG arguments (`NAME[=VERSION]`) -> the dependency closure in install order (every
+/// package after the packages it depends on), and the mount to read it from: `--mount`, or
+/// the repofs mount of this repository that shows the plan.
+fn plan_and_mount(
     cat: &repofs::catalog::Catalog,
     packages: &[String],
-) -> anyhow::Result<Vec<repofs::catalog::PackageRow>> {
+    mount: Option<PathBuf>,
+) -> anyhow::Result<(Vec<repofs::catalog::PackageRow>, PathBuf)> {
     let requests = packages
         .iter()
         .map(|p| p.parse::<repofs::deps::Request>())
         .collect::<Result<Vec<_>, _>>()?;
-    Ok(repofs::deps::resolve(cat, &requests)?)
+    let plan = repofs::deps::resolve(cat, &requests)?;
+    let mount = match mount {
+        Some(m) => m,
+        None => repofs::install::find_mount(cat, &plan)?,
+    };
+    Ok((plan, mount))
 }
 
 /// `remove` and `installed` work on an install root only: no repository is opened.
