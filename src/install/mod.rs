@@ -218,6 +218,34 @@ pub fn resolve(root: &Path, rel: &str) -> PathBuf {
     resolve_dir(root, parent).join(last)
 }
 
+/// [`resolve`] with the directories remembered: a package's files share a few parents, and
+/// walking each one's components with lstat per file was a third of an install's CPU. Valid
+/// while no symlink in the root changes, so one lives for one pass (a check, a staging).
+struct Resolver<'a> {
+    root: &'a Path,
+    dirs: HashMap<String, PathBuf>,
+}
+
+impl<'a> Resolver<'a> {
+    fn new(root: &'a Path) -> Self {
+        Resolver {
+            root,
+            dirs: HashMap::new(),
+        }
+    }
+
+    fn resolve(&mut self, rel: &str) -> PathBuf {
+        let (parent, last) = rel.rsplit_once('/').unwrap_or(("", rel));
+        if let Some(d) = self.dirs.get(parent) {
+            return d.join(last);
+        }
+        let d = resolve_dir(self.root, parent);
+        let full = d.join(last);
+        self.dirs.insert(parent.to_string(), d);
+        full
+    }
+}
+
 fn resolve_dir(root: &Path, rel: &str) -> PathBuf {
     let mut cur = root.to_path_buf();
     let mut todo: VecDeque<String> = rel.split('/').map(str::to_string).collect();
@@ -483,9 +511,10 @@ fn npm_bins(
 /// Owners of every installed non-directory path (resolved, relative to the root).
 fn owners(root: &Path, receipts: &[Receipt]) -> HashMap<String, String> {
     let mut m = HashMap::new();
+    let mut at = Resolver::new(root);
     for r in receipts {
         for f in r.files.iter().filter(|f| f.kind != FileKind::Dir) {
-            m.insert(rel_of(root, &resolve(root, &f.path)), r.name.clone());
+            m.insert(rel_of(root, &at.resolve(&f.path)), r.name.clone());
         }
     }
     m
@@ -543,9 +572,10 @@ fn conflicts(root: &Path, plans: &[PkgPlan], receipts: &[Receipt], overwrite: bo
     let owned = owners(root, receipts);
     let mut out = Vec::new();
     let mut claimed: HashMap<String, &str> = HashMap::new();
+    let mut at = Resolver::new(root);
     for p in plans {
         for f in &p.files {
-            let full = resolve(root, &f.dest);
+            let full = at.resolve(&f.dest);
             let rel = rel_of(root, &full);
             let meta = fs::symlink_metadata(&full);
             if f.kind == FileKind::Dir {
@@ -678,8 +708,9 @@ fn install_one(
     let mut records = Vec::new();
     let mut items = Vec::new();
     let mut created_dirs = Vec::new();
+    let mut at = Resolver::new(root);
     for f in &p.files {
-        let mut full = resolve(root, &f.dest);
+        let mut full = at.resolve(&f.dest);
         match f.kind {
             FileKind::Dir => {
                 let created = fs::symlink_metadata(&full).is_err();
@@ -759,7 +790,7 @@ fn install_one(
         let mut item = items.iter();
         let mut jobs: Vec<(&Planned, PathBuf)> = Vec::new();
         for f in &p.files {
-            let full = resolve(root, &f.dest);
+            let full = at.resolve(&f.dest);
             if f.kind == FileKind::Dir {
                 if fs::symlink_metadata(&full).is_err() {
                     fs::create_dir(&full).map_err(|e| InstallError::io(&full, e))?;
@@ -803,7 +834,7 @@ fn install_one(
         created_dirs: created_dirs.clone(),
     };
     db.write_journal(&journal)?;
-    commit(db, &receipt, &items)?;
+    commit(db, &receipt, &items, opts.overwrite)?;
     if let Journal::Install { phase, .. } = &mut journal {
         *phase = Phase::Scripts;
     }
@@ -1001,7 +1032,9 @@ fn set_owner_and_time(p: &Path, f: &Planned) {
 
 /// Renames staged files into place (keeping what they replace as backups), installs the
 /// saved scripts and writes the receipt. Idempotent: recovery runs it again.
-fn commit(db: &Db, receipt: &Receipt, items: &[Item]) -> Result<()> {
+/// `overwrote`: files may have been taken from other packages (`--overwrite`); without it the
+/// conflict check has refused any, and reading every other receipt per package is skipped.
+fn commit(db: &Db, receipt: &Receipt, items: &[Item], overwrote: bool) -> Result<()> {
     let root = &db.root;
     for (i, it) in items.iter().enumerate() {
         let staged = root.join(&it.staged);
@@ -1025,17 +1058,21 @@ fn commit(db: &Db, receipt: &Receipt, items: &[Item]) -> Result<()> {
         fs::rename(&new, &dir).map_err(|e| InstallError::io(&dir, e))?;
     }
     db.write_receipt(receipt)?;
-    disown(db, receipt)
+    if overwrote {
+        disown(db, receipt)?;
+    }
+    Ok(())
 }
 
 /// With --overwrite, files move to their new owner: drop them from other receipts.
 fn disown(db: &Db, receipt: &Receipt) -> Result<()> {
     let root = &db.root;
+    let mut at = Resolver::new(root);
     let mine: HashSet<String> = receipt
         .files
         .iter()
         .filter(|f| f.kind != FileKind::Dir)
-        .map(|f| rel_of(root, &resolve(root, &f.path)))
+        .map(|f| rel_of(root, &at.resolve(&f.path)))
         .collect();
     for mut r in db.receipts()? {
         if r.name == receipt.name {
@@ -1043,7 +1080,7 @@ fn disown(db: &Db, receipt: &Receipt) -> Result<()> {
         }
         let before = r.files.len();
         r.files.retain(|f| {
-            f.kind == FileKind::Dir || !mine.contains(&rel_of(root, &resolve(root, &f.path)))
+            f.kind == FileKind::Dir || !mine.contains(&rel_of(root, &at.resolve(&f.path)))
         });
         if r.files.len() != before {
             db.write_receipt(&r)?;
@@ -1143,7 +1180,8 @@ fn recover(db: &Db) -> Result<Option<String>> {
             ..
         } => {
             if phase == Phase::Commit {
-                commit(db, &receipt, &items)?;
+                // Whether that install overwrote is not journaled: disown to be sure.
+                commit(db, &receipt, &items, true)?;
             }
             finish(db, &receipt, old.as_ref(), &items)?;
             format!(
