@@ -379,13 +379,17 @@ impl<W: Write> ParGz<W> {
     }
 }
 
+/// One complete gzip member of `data` at level 6 (gzip's default). libdeflate compresses a
+/// whole buffer at once, which is what a member is, about twice as fast as zlib at the same
+/// level; its header is fixed (mtime 0, no name), so the bytes depend only on the input.
 fn gzip_member(data: &[u8]) -> io::Result<Vec<u8>> {
-    let mut gz = flate2::GzBuilder::new().mtime(0).write(
-        Vec::with_capacity(data.len() / 2 + 64),
-        flate2::Compression::default(),
-    );
-    gz.write_all(data)?;
-    gz.finish()
+    let mut c = libdeflater::Compressor::new(libdeflater::CompressionLvl::default());
+    let mut out = vec![0u8; c.gzip_compress_bound(data.len())];
+    let n = c
+        .gzip_compress(data, &mut out)
+        .map_err(|e| io::Error::other(format!("gzip: {e:?}")))?;
+    out.truncate(n);
+    Ok(out)
 }
 
 impl<W: Write> Write for ParGz<W> {
