@@ -155,43 +155,20 @@ fn apt_simulate(work: &Path, debs: &[PathBuf], requests: &[&str]) -> Vec<String>
             .current_dir(&flat),
     );
     fs::write(flat.join("Release"), release).expect("Release");
-    let root = work.join("apt-root");
-    for d in [
-        "etc/apt/apt.conf.d",
-        "etc/apt/preferences.d",
-        "etc/apt/sources.list.d",
-        "etc/apt/trusted.gpg.d",
-        "var/lib/apt/lists/partial",
-        "var/cache/apt/archives/partial",
-        "var/lib/dpkg",
-    ] {
-        fs::create_dir_all(root.join(d)).expect("apt root");
-    }
-    fs::write(root.join("var/lib/dpkg/status"), "").expect("status");
-    fs::write(
-        root.join("etc/apt/sources.list"),
-        format!("deb [trusted=yes] file:{} ./\n", flat.display()),
-    )
-    .expect("sources.list");
+    let apt = AptRoot::new(
+        &work.join("apt-root"),
+        &format!("file:{}", flat.display()),
+        None,
+    );
     let apt = |args: &[&str]| {
-        let mut c = Command::new("apt-get");
-        c.arg("-o")
-            .arg(format!("Dir={}", root.display()))
-            .arg("-o")
-            .arg(format!(
-                "Dir::State::status={}",
-                root.join("var/lib/dpkg/status").display()
-            ))
-            .args([
-                "-o",
-                "Debug::NoLocking=1",
-                "-o",
-                "APT::Install-Recommends=0",
-                "-q",
-            ])
-            .args(args)
-            .env_remove("APT_CONFIG");
-        run_bounded(&mut c)
+        let o = apt.apt_get(args);
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "apt-get {args:?}: {text}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        text
     };
     apt(&["update"]);
     let mut args = vec!["install", "--simulate"];

@@ -79,16 +79,12 @@ impl Repo {
     }
 
     pub fn repofs_output(&self, args: &[&str]) -> Output {
-        self.cmd(REPOFS).args(args).output().expect("run repofs")
+        output_bounded(self.cmd(REPOFS).args(args))
     }
 
     /// Runs `repofsd --once`, returning its log.
     pub fn once(&self) -> String {
-        let out = self
-            .cmd(REPOFSD)
-            .arg("--once")
-            .output()
-            .expect("run repofsd");
+        let out = output_bounded(self.cmd(REPOFSD).arg("--once"));
         let log = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(out.status.success(), "repofsd --once failed: {log}");
         log
@@ -1028,9 +1024,9 @@ pub fn opentracker(dir: &Path, port: u16, infohashes: &[&str]) -> KillOnDrop {
     guard
 }
 
-/// Runs `cmd` under coreutils `timeout` (no packaging tool may hang a test), asserting
-/// success; returns stdout.
-pub fn run_bounded(cmd: &mut Command) -> String {
+/// Runs `cmd` under coreutils `timeout`: no client, packaging tool or repofs command may hang
+/// a test. Five minutes, then TERM, then KILL; a timed-out command exits 124.
+pub fn output_bounded(cmd: &mut Command) -> Output {
     let mut t = Command::new("timeout");
     t.args(["--kill-after=10", "300"])
         .arg(cmd.get_program())
@@ -1044,7 +1040,12 @@ pub fn run_bounded(cmd: &mut Command) -> String {
     if let Some(d) = cmd.get_current_dir() {
         t.current_dir(d);
     }
-    let out = t.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    t.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"))
+}
+
+/// [`output_bounded`], asserting success; returns stdout.
+pub fn run_bounded(cmd: &mut Command) -> String {
+    let out = output_bounded(cmd);
     assert!(
         out.status.success(),
         "{cmd:?}: {}{}",
@@ -1052,6 +1053,69 @@ pub fn run_bounded(cmd: &mut Command) -> String {
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A private apt root: its own config, lists, cache and dpkg database; one source line
+/// `deb [signed-by=KEY] URL ./` (without a key, `trusted=yes`: only for apt as an oracle over
+/// an unsigned apt-ftparchive repository); nothing of the host's apt configuration or keys.
+pub struct AptRoot {
+    pub root: PathBuf,
+    conf: PathBuf,
+}
+
+impl AptRoot {
+    pub fn new(parent: &Path, url: &str, key: Option<&Path>) -> AptRoot {
+        let root = parent.to_path_buf();
+        for d in [
+            "etc/apt/apt.conf.d",
+            "etc/apt/preferences.d",
+            "etc/apt/sources.list.d",
+            "etc/apt/trusted.gpg.d",
+            "var/lib/apt/lists/partial",
+            "var/cache/apt/archives/partial",
+            "var/lib/dpkg/info",
+            "var/lib/dpkg/updates",
+            "var/lib/dpkg/triggers",
+            "var/log/apt",
+        ] {
+            fs::create_dir_all(root.join(d)).expect("apt root");
+        }
+        fs::write(root.join("var/lib/dpkg/status"), "").expect("dpkg status");
+        let trust = match key {
+            Some(k) => format!("signed-by={}", k.display()),
+            None => "trusted=yes".to_string(),
+        };
+        fs::write(
+            root.join("etc/apt/sources.list"),
+            format!("deb [{trust}] {url} ./\n"),
+        )
+        .expect("sources.list");
+        let r = root.display();
+        let conf = root.join("apt.conf");
+        fs::write(
+            &conf,
+            format!(
+                "Dir::Etc \"{r}/etc/apt\";\nDir::State \"{r}/var/lib/apt\";\n\
+                 Dir::State::status \"{r}/var/lib/dpkg/status\";\nDir::Cache \"{r}/var/cache/apt\";\n\
+                 Dir::Log \"{r}/var/log/apt\";\nDebug::NoLocking \"true\";\n\
+                 APT::Sandbox::User \"root\";\nAcquire::Languages \"none\";\n\
+                 APT::Install-Recommends \"false\";\nDpkg::Use-Pty \"false\";\n\
+                 DPkg::Options {{ \"--root={r}\"; \"--admindir={r}/var/lib/dpkg\"; \"--force-script-chrootless\"; }};\n"
+            ),
+        )
+        .expect("apt.conf");
+        AptRoot { root, conf }
+    }
+
+    /// `apt-get ARGS` in this root, bounded.
+    pub fn apt_get(&self, args: &[&str]) -> Output {
+        output_bounded(
+            Command::new("apt-get")
+                .args(args)
+                .env("APT_CONFIG", &self.conf)
+                .env("DEBIAN_FRONTEND", "noninteractive"),
+        )
+    }
 }
 
 /// The unprivileged user makepkg runs as (it refuses root).

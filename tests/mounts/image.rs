@@ -42,7 +42,7 @@ fn image_from(repo: &Repo, mnt: &Mount, out: &Path, extra: &[&str], pkgs: &[&str
     .args(extra)
     .args(pkgs)
     .env("SOURCE_DATE_EPOCH", "1700000000");
-    let o = cmd.output().unwrap();
+    let o = output_bounded(&mut cmd);
     assert!(o.status.success(), "repofs image: {}", stderr(&o));
 }
 

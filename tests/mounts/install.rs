@@ -202,6 +202,25 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
     out
 }
 
+/// What stock `npm install --offline` of the tarball `pkg` puts in a fresh prefix's
+/// node_modules (its own lock file aside), as `snapshot` sees it.
+fn npm_installed(s: &Site, scratch: &str, pkg: &Path, extra: &[&str]) -> BTreeMap<String, String> {
+    let prefix = s.w.scratch(scratch);
+    run_bounded(
+        Command::new("npm")
+            .args(["install", "--no-audit", "--no-fund", "--offline"])
+            .args(extra)
+            .arg("--prefix")
+            .arg(&prefix)
+            .arg(pkg)
+            .env("npm_config_cache", s.w.scratch("npm-cache"))
+            .env("npm_config_update_notifier", "false"),
+    );
+    let mut tree = snapshot(&prefix.join("node_modules"));
+    tree.remove(".package-lock.json");
+    tree
+}
+
 fn repofs_in(s: &Site, args: &[&str]) -> Output {
     s.w.repo.repofs_output(args)
 }
@@ -221,18 +240,20 @@ pub fn install(s: &Site, root: &Path, extra: &[&str], pkgs: &[&str]) -> Output {
 }
 
 fn remove(root: &Path, pkgs: &[&str]) -> Output {
-    Command::new(REPOFS)
-        .args(["remove", "--from", root.to_str().unwrap()])
-        .args(pkgs)
-        .output()
-        .unwrap()
+    output_bounded(
+        Command::new(REPOFS)
+            .args(["remove", "--from", root.to_str().unwrap()])
+            .args(pkgs),
+    )
 }
 
 fn installed(root: &Path) -> Vec<String> {
-    let out = Command::new(REPOFS)
-        .args(["installed", "--json", "--root", root.to_str().unwrap()])
-        .output()
-        .unwrap();
+    let out = output_bounded(Command::new(REPOFS).args([
+        "installed",
+        "--json",
+        "--root",
+        root.to_str().unwrap(),
+    ]));
     assert!(out.status.success(), "installed: {}", stderr(&out));
     json_array(&String::from_utf8_lossy(&out.stdout))
         .iter()
@@ -890,24 +911,7 @@ fn makepkg_and_npm_pack_packages_install_like_pacman_and_npm() {
         ]
     );
     // npm runs scripts on the host, not in a root: the placement is compared without them.
-    let r3 = s.w.scratch("npm-root");
-    run_bounded(
-        Command::new("npm")
-            .args([
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--offline",
-                "--ignore-scripts",
-                "--prefix",
-            ])
-            .arg(&r3)
-            .arg(&js)
-            .env("npm_config_cache", s.w.scratch("npm-cache"))
-            .env("npm_config_update_notifier", "false"),
-    );
-    let mut npm_tree = snapshot(&r3.join("node_modules"));
-    npm_tree.remove(".package-lock.json");
+    let npm_tree = npm_installed(&s, "npm-root", &js, &["--ignore-scripts"]);
     assert!(npm_tree.contains_key(".bin/rp-js"), "{npm_tree:?}");
     assert_eq!(
         snapshot(&root.join("node_modules")),
@@ -928,23 +932,7 @@ fn makepkg_and_npm_pack_packages_install_like_pacman_and_npm() {
     );
     publish(&s, "hello", &cli);
     ok(&install(&s, &root, &[], &["@rp/cli"]));
-    let r4 = s.w.scratch("npm-root-cli");
-    run_bounded(
-        Command::new("npm")
-            .args([
-                "install",
-                "--no-audit",
-                "--no-fund",
-                "--offline",
-                "--prefix",
-            ])
-            .arg(&r4)
-            .arg(&cli)
-            .env("npm_config_cache", s.w.scratch("npm-cache"))
-            .env("npm_config_update_notifier", "false"),
-    );
-    let mut npm_tree = snapshot(&r4.join("node_modules"));
-    npm_tree.remove(".package-lock.json");
+    let npm_tree = npm_installed(&s, "npm-root-cli", &cli, &[]);
     assert_eq!(
         snapshot(&root.join("node_modules")),
         npm_tree,

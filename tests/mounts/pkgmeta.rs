@@ -113,63 +113,6 @@ fn make_pacman_pkgs() -> (tempfile::TempDir, Vec<PathBuf>) {
     (build, out)
 }
 
-/// A private apt root: its own config, lists, cache and dpkg database; one source line
-/// `deb [signed-by=KEY] URL ./`; nothing of the host's apt configuration or keys.
-struct AptRoot {
-    root: PathBuf,
-    conf: PathBuf,
-}
-
-impl AptRoot {
-    fn new(parent: &Path, url: &str, key: &Path) -> AptRoot {
-        let root = parent.to_path_buf();
-        for d in [
-            "etc/apt/apt.conf.d",
-            "etc/apt/preferences.d",
-            "etc/apt/sources.list.d",
-            "etc/apt/trusted.gpg.d",
-            "var/lib/apt/lists/partial",
-            "var/cache/apt/archives/partial",
-            "var/lib/dpkg/info",
-            "var/lib/dpkg/updates",
-            "var/lib/dpkg/triggers",
-            "var/log/apt",
-        ] {
-            fs::create_dir_all(root.join(d)).unwrap();
-        }
-        fs::write(root.join("var/lib/dpkg/status"), "").unwrap();
-        fs::write(
-            root.join("etc/apt/sources.list"),
-            format!("deb [signed-by={}] {url} ./\n", key.display()),
-        )
-        .unwrap();
-        let r = root.display();
-        let conf = root.join("apt.conf");
-        fs::write(
-            &conf,
-            format!(
-                "Dir::Etc \"{r}/etc/apt\";\nDir::State \"{r}/var/lib/apt\";\n\
-                 Dir::State::status \"{r}/var/lib/dpkg/status\";\nDir::Cache \"{r}/var/cache/apt\";\n\
-                 Dir::Log \"{r}/var/log/apt\";\nDebug::NoLocking \"true\";\n\
-                 APT::Sandbox::User \"root\";\nAcquire::Languages \"none\";\n\
-                 Dpkg::Use-Pty \"false\";\n\
-                 DPkg::Options {{ \"--root={r}\"; \"--admindir={r}/var/lib/dpkg\"; \"--force-script-chrootless\"; }};\n"
-            ),
-        )
-        .unwrap();
-        AptRoot { root, conf }
-    }
-
-    fn apt_get(&self, args: &[&str]) -> Output {
-        Command::new("apt-get")
-            .args(args)
-            .env("APT_CONFIG", &self.conf)
-            .env("DEBIAN_FRONTEND", "noninteractive")
-            .output()
-            .expect("apt-get")
-    }
-}
-
 /// A private pacman: root, database, cache, config and keyring (holding only the repository
 /// key, locally signed), `SigLevel = Required`.
 struct PacRoot {
@@ -218,21 +161,21 @@ impl PacRoot {
     }
 
     fn pacman(&self, args: &[&str]) -> Output {
-        Command::new("pacman")
-            .arg("--root")
-            .arg(&self.root)
-            .arg("--dbpath")
-            .arg(self.root.join("var/lib/pacman"))
-            .arg("--cachedir")
-            .arg(self.root.join("var/cache/pacman/pkg"))
-            .arg("--config")
-            .arg(&self.conf)
-            .arg("--gpgdir")
-            .arg(&self.gpgdir)
-            .args(["--noconfirm", "--noprogressbar"])
-            .args(args)
-            .output()
-            .expect("pacman")
+        output_bounded(
+            Command::new("pacman")
+                .arg("--root")
+                .arg(&self.root)
+                .arg("--dbpath")
+                .arg(self.root.join("var/lib/pacman"))
+                .arg("--cachedir")
+                .arg(self.root.join("var/cache/pacman/pkg"))
+                .arg("--config")
+                .arg(&self.conf)
+                .arg("--gpgdir")
+                .arg(&self.gpgdir)
+                .args(["--noconfirm", "--noprogressbar"])
+                .args(args),
+        )
     }
 }
 
@@ -257,7 +200,7 @@ fn key_fingerprint(key: &Path) -> String {
 /// `apt-get update` then `apt-get install pmeta-app` from `url` into a fresh private root
 /// under `scratch`: both packages' files must land in that root.
 fn apt_installs(scratch: &Path, url: &str, key: &Path) {
-    let apt = AptRoot::new(scratch, url, key);
+    let apt = AptRoot::new(scratch, url, Some(key));
     let o = apt.apt_get(&["update"]);
     assert!(
         o.status.success() && !String::from_utf8_lossy(&o.stderr).contains("W:"),
@@ -403,7 +346,7 @@ fn stock_apt_and_pacman_install_from_the_mount_and_refuse_tampered_indexes() {
     let apt = AptRoot::new(
         &bad.join("root"),
         &format!("file:{}", bad.join("repo").display()),
-        &key,
+        Some(&key),
     );
     let o = apt.apt_get(&["update"]);
     let all = out_text(&o);
@@ -428,7 +371,7 @@ fn stock_apt_and_pacman_install_from_the_mount_and_refuse_tampered_indexes() {
     let apt = AptRoot::new(
         &bad.join("root"),
         &format!("file:{}", bad.join("repo").display()),
-        &key,
+        Some(&key),
     );
     let o = apt.apt_get(&["update"]);
     let all = out_text(&o);
@@ -776,7 +719,7 @@ fn sha256_hex(b: &[u8]) -> String {
 
 /// After pmeta-app went offline: update, and install pmeta-lib alone.
 fn apt_installs_lib(scratch: &Path, url: &str, key: &Path) {
-    let apt = AptRoot::new(scratch, url, key);
+    let apt = AptRoot::new(scratch, url, Some(key));
     let o = apt.apt_get(&["update"]);
     assert!(o.status.success(), "apt-get update: {}", out_text(&o));
     assert!(!apt
