@@ -75,6 +75,10 @@ enum Command {
         /// packages built for others are left out. Default: this machine.
         #[arg(long)]
         arch: Option<String>,
+        /// Resolve as an install into ROOT would: what ROOT's dpkg or pacman database says
+        /// is installed meets dependencies and is left out.
+        #[arg(long, value_name = "ROOT")]
+        into: Option<PathBuf>,
         /// NAME or NAME=VERSION; prefix the ecosystem when a name is in several (deb:NAME).
         #[arg(required = true, value_name = "NAME[=VERSION]")]
         requests: Vec<String>,
@@ -334,7 +338,8 @@ fn run(cli: Cli, args: &[OsString], root_given: bool) -> anyhow::Result<ExitCode
             from,
             packages,
         } => {
-            let (plan, mount) = plan_and_mount(&repo.catalog, &packages, from.mount)?;
+            let system = repofs::deps::system::read(&into)?;
+            let (plan, mount) = plan_and_mount(&repo.catalog, &packages, from.mount, system)?;
             let report = repofs::install::install(
                 &repo.catalog,
                 &plan,
@@ -364,7 +369,7 @@ fn run(cli: Cli, args: &[OsString], root_given: bool) -> anyhow::Result<ExitCode
             from,
             packages,
         } => {
-            let (plan, mount) = plan_and_mount(&repo.catalog, &packages, from.mount)?;
+            let (plan, mount) = plan_and_mount(&repo.catalog, &packages, from.mount, Vec::new())?;
             let epoch = match std::env::var("SOURCE_DATE_EPOCH") {
                 Ok(v) => Some(v.trim().parse::<i64>().with_context(|| {
                     format!("SOURCE_DATE_EPOCH={v:?} is not a number of seconds")
@@ -396,11 +401,17 @@ fn run(cli: Cli, args: &[OsString], root_given: bool) -> anyhow::Result<ExitCode
         Command::Deps {
             json,
             arch,
+            into,
             requests,
         } => {
             drop(o);
+            let system = match &into {
+                Some(root) => repofs::deps::system::read(root)?,
+                None => Vec::new(),
+            };
             let options = repofs::deps::Options {
                 arch,
+                system,
                 ..Default::default()
             };
             return deps(&repo.catalog, json, &options, &requests);
@@ -568,17 +579,26 @@ const GENERIC_OPTIONS: [&str; 22] = [
 
 /// PKG arguments (`NAME[=VERSION]`) -> the dependency closure in install order (every
 /// package after the packages it depends on), and the mount to read it from: `--mount`, or
-/// the repofs mount of this repository that shows the plan.
+/// the repofs mount of this repository that shows the plan. `system`: what the target root's
+/// dpkg or pacman already installed, which meets dependencies as it is.
 fn plan_and_mount(
     cat: &repofs::catalog::Catalog,
     packages: &[String],
     mount: Option<PathBuf>,
+    system: Vec<repofs::deps::system::SystemPkg>,
 ) -> anyhow::Result<(Vec<repofs::catalog::PackageRow>, PathBuf)> {
     let requests = packages
         .iter()
         .map(|p| p.parse::<repofs::deps::Request>())
         .collect::<Result<Vec<_>, _>>()?;
-    let plan = repofs::deps::resolve(cat, &requests)?;
+    let options = repofs::deps::Options {
+        system,
+        ..Default::default()
+    };
+    let plan: Vec<_> = repofs::deps::resolve_with(cat, &requests, &options)?
+        .into_iter()
+        .map(|r| r.package)
+        .collect();
     let mount = match mount {
         Some(m) => m,
         None => repofs::install::find_mount(cat, &plan)?,

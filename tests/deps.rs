@@ -134,7 +134,13 @@ fn deb(work: &Path, name: &str, version: &str, extra: &str, check: bool) -> Path
 
 /// What `apt-get install --simulate REQUESTS` installs from a flat repository of `debs`, in
 /// a private apt root: `name version` per `Inst` line.
-fn apt_simulate(work: &Path, debs: &[PathBuf], requests: &[&str]) -> Vec<String> {
+/// `status`: the dpkg status file of the simulated root (default: nothing installed).
+fn apt_simulate(
+    work: &Path,
+    debs: &[PathBuf],
+    requests: &[&str],
+    status: Option<&Path>,
+) -> Vec<String> {
     let flat = work.join("apt-flat");
     fs::create_dir_all(&flat).expect("flat");
     for d in debs {
@@ -160,6 +166,9 @@ fn apt_simulate(work: &Path, debs: &[PathBuf], requests: &[&str]) -> Vec<String>
         &format!("file:{}", flat.display()),
         None,
     );
+    if let Some(s) = status {
+        fs::copy(s, apt.root.join("var/lib/dpkg/status")).expect("dpkg status");
+    }
     let apt = |args: &[&str]| {
         let o = apt.apt_get(args);
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
@@ -182,6 +191,58 @@ fn apt_simulate(work: &Path, debs: &[PathBuf], requests: &[&str]) -> Vec<String>
             format!("{name} {}", rest.split(' ').next().unwrap_or(""))
         })
         .collect()
+}
+
+/// Against a root whose dpkg already has packages (this machine's own status database):
+/// what is installed meets dependencies and is left out, as apt leaves it; too old an
+/// installed version is named in the error.
+#[test]
+fn dependencies_the_roots_dpkg_meets_are_left_out_as_apt_does() {
+    let host = Path::new("/var/lib/dpkg/status");
+    let status = fs::read_to_string(host).expect("this machine's dpkg status");
+    let libc = status
+        .split("\n\n")
+        .find(|p| p.starts_with("Package: libc6\n") && p.contains("\nStatus: install ok installed"))
+        .and_then(|p| p.lines().find_map(|l| l.strip_prefix("Version: ")))
+        .expect("libc6 installed here")
+        .to_string();
+    let fx = Fx::new(&["deb"]);
+    let w = &fx.work;
+    let debs = vec![
+        deb(
+            w,
+            "sysapp",
+            "1.0",
+            "Depends: libc6 (>= 2.17), sysdep\n",
+            true,
+        ),
+        deb(w, "sysdep", "1", "Depends: libc6, base-files\n", true),
+    ];
+    let toonew = deb(w, "toonew", "1", "Depends: libc6 (>= 999)\n", true);
+    fx.publish("deb", &[debs.clone(), vec![toonew]].concat());
+    let root = w.join("target-root");
+    fs::create_dir_all(root.join("var/lib/dpkg")).expect("root");
+    fs::copy(host, root.join("var/lib/dpkg/status")).expect("status");
+    let into = root.to_str().expect("utf-8");
+
+    let ours = labels(&fx.closure(&["--into", into, "sysapp"]));
+    let apt = apt_simulate(w, &debs, &["sysapp"], Some(host));
+    assert_eq!(ours, ["sysdep 1", "sysapp 1.0"]);
+    assert_eq!(
+        ours.iter().collect::<BTreeSet<_>>(),
+        apt.iter().collect::<BTreeSet<_>>(),
+        "repofs deps --into vs apt-get --simulate over the same dpkg status"
+    );
+    // Without the root, libc6 is not in the repository.
+    let (v, _) = fx.fails(&["sysapp"]);
+    assert_eq!(v["error"], "missing", "{v}");
+    // Installed, but older than asked for.
+    let (v, stderr) = fx.fails(&["--into", into, "toonew"]);
+    assert_eq!(v["error"], "unsatisfiable", "{v}");
+    assert!(
+        stderr.contains(&format!("available: libc6 {libc} (installed)")),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -218,7 +279,7 @@ fn debian_closure_agrees_with_apt_and_errors_name_the_chain() {
     // The closure and apt's own answer name the same packages at the same versions.
     let closure = fx.closure(&["app"]);
     let ours = labels(&closure);
-    let apt = apt_simulate(w, &apt_set, &["app"]);
+    let apt = apt_simulate(w, &apt_set, &["app"], None);
     assert_eq!(
         ours.iter().collect::<BTreeSet<_>>(),
         apt.iter().collect::<BTreeSet<_>>(),

@@ -16,6 +16,7 @@
 
 pub mod relations;
 mod solver;
+pub mod system;
 
 use std::str::FromStr;
 
@@ -222,6 +223,9 @@ pub struct Options {
     pub step_limit: u64,
     /// Time spent searching before `too-complex`, whatever the steps.
     pub time_limit: std::time::Duration,
+    /// Packages the target root already has from dpkg or pacman ([`system::read`]): they
+    /// meet dependencies and are not installed again.
+    pub system: Vec<system::SystemPkg>,
 }
 
 impl Default for Options {
@@ -230,6 +234,7 @@ impl Default for Options {
             arch: None,
             step_limit: solver::STEP_LIMIT,
             time_limit: solver::TIME_LIMIT,
+            system: Vec::new(),
         }
     }
 }
@@ -259,7 +264,7 @@ pub fn resolve_listings(
         time: options.time_limit,
     };
     let arch = options.arch.as_deref().unwrap_or(solver::host_arch());
-    let universe = solver::Universe::new(listings, arch);
+    let universe = solver::Universe::new(listings, arch).with_system(options.system.clone());
     // The search recurses once per chosen package: a big stack keeps deep closures safe.
     std::thread::scope(|s| {
         let handle = std::thread::Builder::new()

@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Map, Value};
 
 use super::relations::{self, Atom, Bad, Clause, Eco, Relations, Req};
+use super::system::SystemPkg;
 use super::{DepsError, Request, Resolved, Why};
 use crate::catalog::PackageListing;
 use crate::version::compare;
@@ -121,6 +122,8 @@ pub struct Universe {
     by_name: HashMap<Key, Vec<usize>>,
     /// Packages providing a name, newest first.
     providers: HashMap<Key, Vec<usize>>,
+    /// What the target root's own package manager installed: meets dependencies as it is.
+    system: Vec<SystemPkg>,
 }
 
 impl Universe {
@@ -200,7 +203,23 @@ impl Universe {
             foreign,
             by_name,
             providers,
+            system: Vec::new(),
         }
+    }
+
+    /// The same universe over a root that already has `system` installed.
+    pub fn with_system(mut self, system: Vec<SystemPkg>) -> Universe {
+        self.system = system;
+        self
+    }
+
+    /// An installed system package that meets one of `clause`'s alternatives, as apt and
+    /// pacman keep an installed package that satisfies a dependency.
+    fn system_meets(&self, eco: Eco, clause: &Clause) -> Option<&SystemPkg> {
+        clause
+            .alts
+            .iter()
+            .find_map(|a| self.system.iter().find(|p| p.answers(eco, a)))
     }
 
     /// Every package that could meet `atom`: the real ones newest first, then providers.
@@ -416,6 +435,12 @@ impl Solver<'_> {
             let task = self.tasks[i].clone();
             if let Some(c) = self.met_by(&task) {
                 self.edges.push((task.parent, c));
+                i += 1;
+                continue;
+            }
+            // A dependency (not a request: what is asked for is installed from here) that
+            // the root already meets.
+            if task.parent.is_some() && self.u.system_meets(task.eco, &task.clause).is_some() {
                 i += 1;
                 continue;
             }
@@ -659,6 +684,14 @@ impl Solver<'_> {
             if let Some(other) = self.u.foreign.get(&(task.eco, n.clone())) {
                 available.extend(other.iter().cloned());
             }
+            // Installed in the root, but too old (or the wrong provider) for this relation.
+            available.extend(
+                self.u
+                    .system
+                    .iter()
+                    .filter(|p| p.eco == task.eco && p.name == *n)
+                    .map(SystemPkg::label),
+            );
         }
         if available.is_empty() && names.iter().all(|n| !self.u.known(task.eco, n)) {
             return DepsError::Missing { chain, names };

@@ -620,3 +620,43 @@ fn worst_case_timing() {
     eprintln!("{} after {:?}", e.code(), t.elapsed());
     assert_eq!(e.code(), "too-complex");
 }
+
+#[test]
+fn packages_installed_in_the_root_meet_dependencies() {
+    let status = "Package: libc6\nStatus: install ok installed\nVersion: 2.36-9\n\n\
+                  Package: mawk\nStatus: install ok installed\nVersion: 1.3.4\nProvides: awk\n\n\
+                  Package: gone\nStatus: deinstall ok config-files\nVersion: 1\n";
+    let with_root = Options {
+        system: crate::deps::system::dpkg_status(status),
+        ..Options::default()
+    };
+    let u = vec![
+        deb(
+            "app",
+            "1.0",
+            json!({"Depends": "libc6 (>= 2.34), awk, helper"}),
+        ),
+        deb("helper", "1", json!({"Depends": "libc6"})),
+        deb("toonew", "1", json!({"Depends": "libc6 (>= 2.40)"})),
+        deb("needsgone", "1", json!({"Depends": "gone"})),
+        // The repository has a newer mawk: the installed one still meets `awk`.
+        deb("mawk", "9", json!({"Provides": "awk"})),
+    ];
+    let got = resolve_listings(u.clone(), &reqs(&["app"]), &with_root).expect("resolves");
+    assert_eq!(labels(&got), ["helper 1", "app 1.0"]);
+    // Without the root's database, libc6 is missing from the repository.
+    assert_eq!(fails(u.clone(), &["app"]).code(), "missing");
+    // Too old an installed version is named, not called missing.
+    let e = resolve_listings(u.clone(), &reqs(&["toonew"]), &with_root).expect_err("too old");
+    assert_eq!(e.code(), "unsatisfiable");
+    assert_eq!(
+        e.to_string(),
+        "toonew 1 → libc6 (>= 2.40): no version satisfies it (available: libc6 2.36-9 (installed))"
+    );
+    // Only installed packages count, not removed ones that left their config files.
+    let e = resolve_listings(u.clone(), &reqs(&["needsgone"]), &with_root).expect_err("gone");
+    assert_eq!(e.code(), "missing");
+    // A request is installed from the repository even when the root has that name.
+    let got = resolve_listings(u, &reqs(&["mawk"]), &with_root).expect("resolves");
+    assert_eq!(labels(&got), ["mawk 9"]);
+}

@@ -705,6 +705,19 @@ fn install_brings_the_dependency_closure_in_order() {
         before,
         "a refused install changed the root"
     );
+
+    // Once the root's own pacman has installed `nowhere` (not in the repository), it meets
+    // the dependency: only orphan is installed, as `pacman -S` would leave it.
+    let nowhere = pacman_pkg(&d, "nowhere", "1-1", &[("usr/share/nowhere", "n\n")], "");
+    pacman_on(
+        &root,
+        &s.w.scratch("pacman-conf"),
+        &["-U", "--noconfirm", nowhere.to_str().unwrap()],
+    );
+    ok(&install(&s, &root, &[], &["orphan"]));
+    let mut got = installed(&root);
+    got.sort();
+    assert_eq!(got, ["app=1.0-1", "lib=1.2-1", "orphan=1.0-1"]);
 }
 
 /// An `install=` scriptlet whose every function logs `NAME FUNCTION $1`.
