@@ -1055,6 +1055,29 @@ pub fn run_bounded(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs `cmd` with a pseudo-terminal as its stdin, stdout and stderr (util-linux `script`),
+/// bounded like [`output_bounded`]; returns everything it wrote to the terminal.
+pub fn on_a_terminal(cmd: &Command) -> (std::process::ExitStatus, String) {
+    let quote = |s: &std::ffi::OsStr| format!("'{}'", s.to_string_lossy().replace('\'', "'\\''"));
+    let line: Vec<String> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args())
+        .map(quote)
+        .collect();
+    let mut t = Command::new("script");
+    t.args(["-q", "-e", "-c", &line.join(" "), "/dev/null"]);
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => t.env(k, v),
+            None => t.env_remove(k),
+        };
+    }
+    let out = output_bounded(t.env("TERM", "xterm"));
+    (
+        out.status,
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 /// A private apt root: its own config, lists, cache and dpkg database; one source line
 /// `deb [signed-by=KEY] URL ./` (without a key, `trusted=yes`: only for apt as an oracle over
 /// an unsigned apt-ftparchive repository); nothing of the host's apt configuration or keys.

@@ -1028,3 +1028,37 @@ fn a_makepkg_upgrade_matches_pacman() {
     assert_eq!(ours.remove("etc/rp-up.conf.repofs-new"), pacnew);
     assert_eq!(ours, theirs, "repofs upgrade vs pacman -U");
 }
+
+/// A long install draws a progress bar (package name, bytes of the total) on a terminal, and
+/// nothing of it into a pipe.
+#[test]
+fn an_install_shows_progress_on_a_terminal_only() {
+    let s = Site::new();
+    let d = s.w.scratch("pkgs");
+    let big = "0123456789abcdef\n".repeat(1 << 19); // 8.5 MiB a file
+    let pkg = pacman_pkg(
+        &d,
+        "bulky",
+        "1.0-1",
+        &[("usr/share/bulky/a", &big), ("usr/share/bulky/b", &big)],
+        "",
+    );
+    publish(&s, "hello", &pkg);
+    let root = new_root(&s, "tty-root");
+    let mut cmd = s.w.repo.cmd(REPOFS);
+    cmd.args(["install", "--into", root.to_str().unwrap(), "--mount"])
+        .arg(&s.mnt.dir)
+        .arg("bulky");
+    let (status, screen) = on_a_terminal(&cmd);
+    assert!(status.success(), "{screen}");
+    assert!(
+        screen.contains("bulky") && screen.contains("MiB/17.00 MiB"),
+        "no progress bar on the terminal: {screen:?}"
+    );
+    assert!(screen.contains("installed bulky=1.0-1"), "{screen:?}");
+    // Into a pipe: the report only.
+    let root2 = new_root(&s, "pipe-root");
+    let out = install(&s, &root2, &[], &["bulky"]);
+    ok(&out);
+    assert!(!stderr(&out).contains("MiB/"), "{}", stderr(&out));
+}
