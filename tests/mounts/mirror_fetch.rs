@@ -293,11 +293,19 @@ fn repofs_fetch_makes_an_object_complete() {
     let blob = publish_random(&p, "whole-1.0.bin", 24);
     let sha = sha256_file(&blob);
     let m = Mirror::start(&p, port, "");
-    let out = m.repo.repofs(&[
+    // On a terminal, as an operator runs it: a progress bar, then the summary.
+    let mut cmd = m.repo.cmd(REPOFS);
+    cmd.args([
         "fetch",
         m.mnt.path("dists/hello/whole-1.0.bin").to_str().unwrap(),
     ]);
+    let (status, out) = on_a_terminal(&cmd);
+    assert!(status.success(), "{out}");
     assert!(out.contains("hello/whole-1.0.bin: 25165824 bytes"), "{out}");
+    assert!(
+        out.contains("whole-1.0.bin [") && out.contains("/24.00 MiB"),
+        "no progress bar on the terminal: {out:?}"
+    );
     let complete = m.repo.root.join("mirror/complete").join(&sha);
     assert_eq!(sha256_file(&complete), sha);
     p.daemon.terminate();
