@@ -58,6 +58,8 @@ const SEQ_BATCH: u64 = 8 << 20;
 /// `SEQ_BUFFERS` of them allocated.
 const SEQ_CHUNK: usize = 1 << 20;
 const SEQ_BUFFERS: usize = 6;
+/// A sequential stream starting this close to the object's start starts at 0 (`stream_on`).
+const SEQ_PREFIX: u64 = 64 << 20;
 /// How often the status file is rewritten while something changes.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
 
@@ -622,6 +624,11 @@ impl Fetcher {
             .await
             .map_err(|e| FetchError::Failed(e.into()))?;
         let mut pos = first * piece;
+        // A short prefix still in flight (a read-ahead): the stream starts at 0 instead, so
+        // that it sees every byte in order and the sha256 needs no re-read at promotion.
+        if pos <= SEQ_PREFIX && !object.has(0, pos) {
+            pos = 0;
+        }
         // Opened where the reader is, not at 0 (a plain stream queues from 0 until it seeks).
         let mut stream = torrent
             .clone()
