@@ -29,6 +29,13 @@ trap 'bench_cleanup; rm -rf "$shm" "$ot"' EXIT INT TERM
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 timed() { local t0; t0=$(now); "$@" > /dev/null; echo "$(now) - $t0" | bc; }
+cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; } # user+system seconds of a process
+# cputimed OUT PID CMD...: CMD's wall seconds to stdout; "CMD's CPU s + PID's CPU s" to OUT
+cputimed() {
+  local out=$1 pid=$2 c0 t; shift 2; c0=$(cpu "$pid")
+  t=$(/usr/bin/time -o "$out.t" -f '%U + %S' "$@" | tail -1)
+  echo "$(bc < "$out.t") $(echo "$(cpu "$pid") - $c0" | bc)" >> "$out"; echo "$t"
+}
 mbps() { echo "scale=0; $size * 1048576 / $1 / 1000000" | bc; }
 waitfor() { # waitfor FILE SECONDS: a deadline on every wait
   for _ in $(seq $(($2 * 10))); do [[ -e $1 ]] && return 0; sleep 0.1; done
@@ -45,11 +52,13 @@ transmission-create -s 256 -o "$work/bench.torrent" "$file" >/dev/null
 # 1. curl
 hport=$(port)
 (cd "$work/files" && exec python3 -m http.server -b 127.0.0.1 "$hport" >/dev/null 2>&1) &
-pids+=($!)
+hpid=$!; pids+=("$hpid")
 for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$hport/" && break; sleep 0.1; done
-for _ in $(seq "$runs"); do drop; timed curl -fs "http://127.0.0.1:$hport/bench.bin"; done | best > "$work/curl"
+for _ in $(seq "$runs"); do
+  drop; cputimed "$work/cpu1" "$hpid" bash -c "t0=\$(date +%s.%N); curl -fs -o /dev/null http://127.0.0.1:$hport/bench.bin; echo \"\$(date +%s.%N) - \$t0\" | bc"
+done | best > "$work/curl"
 c=$(cat "$work/curl")
-echo "1. curl ${size} MiB from loopback HTTP: ${c}s ($(mbps "$c") MB/s)"
+echo "1. curl ${size} MiB from loopback HTTP: ${c}s ($(mbps "$c") MB/s); CPU s (client server) per run: $(paste -sd, "$work/cpu1")"
 
 # 2. librqbit -> librqbit
 sport=$(port)
@@ -60,10 +69,11 @@ for dest in "$shm" "$work/get"; do
   : > "$work/r"
   for _ in $(seq "$runs"); do
     rm -rf "$dest/out"; mkdir -p "$dest/out"; drop
-    timeout 600 "$ex" get "$work/bench.torrent" "127.0.0.1:$sport" "$dest/out" 2>>"$work/get.log" >> "$work/r"
+    cputimed "$work/cpu2" "$spid" timeout 600 "$ex" get "$work/bench.torrent" "127.0.0.1:$sport" "$dest/out" 2>>"$work/get.log" >> "$work/r"
   done
   r=$(best < "$work/r"); rm -rf "$dest/out"
-  echo "2. librqbit -> librqbit into ${dest%%/get}: ${r}s ($(mbps "$r") MB/s), throughput ratio vs curl $(ratio "$c" "$r")"
+  echo "2. librqbit -> librqbit into ${dest%%/get}: ${r}s ($(mbps "$r") MB/s), throughput ratio vs curl $(ratio "$c" "$r"); CPU s (leecher seeder): $(paste -sd, "$work/cpu2")"
+  : > "$work/cpu2"
 done
 kill "$spid"; wait "$spid" 2>/dev/null || true
 

@@ -3,7 +3,8 @@
 //!
 //!   bt-ceiling seed TORRENT DIR PORT READY  seeds TORRENT's file from DIR until killed; writes
 //!                                           READY once it serves
-//!   bt-ceiling get TORRENT PEER OUT_DIR     downloads it from PEER only; prints the seconds taken
+//!   bt-ceiling get TORRENT PEER OUT_DIR     downloads it from PEER only (`-`: from the peers
+//!                                           the torrent's trackers name); prints the seconds taken
 //!
 //! Both use librqbit's default file storage and the same session options as the mirror (no
 //! DHT, no trackers, no local discovery). Every wait has a deadline.
@@ -19,10 +20,10 @@ use librqbit::{
 
 const DEADLINE: Duration = Duration::from_secs(600);
 
-fn opts(listen: Option<SocketAddr>) -> SessionOptions {
+fn opts(listen: Option<SocketAddr>, trackers: bool) -> SessionOptions {
     SessionOptions {
         dht: None,
-        disable_trackers: true,
+        disable_trackers: !trackers,
         disable_local_service_discovery: true,
         persistence: None,
         listen: listen.map(|a| ListenerOptions {
@@ -37,7 +38,8 @@ fn opts(listen: Option<SocketAddr>) -> SessionOptions {
 async fn seed(torrent: &Path, dir: &Path, port: u16, ready: &Path) -> anyhow::Result<()> {
     let bytes = std::fs::read(torrent)?;
     let listen: SocketAddr = ([127, 0, 0, 1], port).into();
-    let session = Session::new_with_opts(dir.join(".bt-ceiling-seed"), opts(Some(listen))).await?;
+    let session =
+        Session::new_with_opts(dir.join(".bt-ceiling-seed"), opts(Some(listen), false)).await?;
     let added = session
         .add_torrent(
             AddTorrent::from_bytes(bytes),
@@ -61,9 +63,10 @@ async fn seed(torrent: &Path, dir: &Path, port: u16, ready: &Path) -> anyhow::Re
     Ok(())
 }
 
-async fn get(torrent: &Path, peer: SocketAddr, out: &Path) -> anyhow::Result<()> {
+async fn get(torrent: &Path, peer: Option<SocketAddr>, out: &Path) -> anyhow::Result<()> {
     let bytes = std::fs::read(torrent)?;
-    let session = Session::new_with_opts(out.join(".bt-ceiling-get"), opts(None)).await?;
+    let session =
+        Session::new_with_opts(out.join(".bt-ceiling-get"), opts(None, peer.is_none())).await?;
     let t0 = Instant::now();
     let added = session
         .add_torrent(
@@ -71,8 +74,8 @@ async fn get(torrent: &Path, peer: SocketAddr, out: &Path) -> anyhow::Result<()>
             Some(AddTorrentOptions {
                 overwrite: true,
                 output_folder: Some(out.to_string_lossy().into_owned()),
-                disable_trackers: true,
-                initial_peers: Some(vec![peer]),
+                disable_trackers: peer.is_some(),
+                initial_peers: peer.map(|p| vec![p]),
                 ..Default::default()
             }),
         )
@@ -106,7 +109,11 @@ fn main() -> anyhow::Result<()> {
             Path::new(&a[5]),
         )),
         Some("get") if a.len() == 5 => {
-            rt.block_on(get(Path::new(&a[2]), a[3].parse()?, Path::new(&a[4])))
+            let peer = match a[3].as_str() {
+                "-" => None,
+                p => Some(p.parse()?),
+            };
+            rt.block_on(get(Path::new(&a[2]), peer, Path::new(&a[4])))
         }
         _ => bail!("usage: bt-ceiling seed TORRENT DIR PORT READY | get TORRENT PEER OUT_DIR"),
     }
