@@ -19,8 +19,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use sha1::{Digest, Sha1};
-use sha2::Sha256;
+use aws_lc_rs::digest::{Context as Sha1, SHA1_FOR_LEGACY_USE_ONLY};
+use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use super::torrent::PIECE_LENGTH;
@@ -187,7 +187,7 @@ impl CacheObject {
             let want = self.piece_hash(piece)?;
             let buf = &mut buf[..(end - start) as usize];
             self.data.read_exact_at(buf, start)?;
-            if Sha1::digest(&*buf).as_slice() != want {
+            if aws_lc_rs::digest::digest(&SHA1_FOR_LEGACY_USE_ONLY, buf).as_ref() != want {
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!("piece {piece} of {} fails its SHA-1", self.sha256),
@@ -350,7 +350,7 @@ impl StreamCheck {
         } else {
             None
         };
-        let piece = (!object.is_verified(pos / PIECE)).then(Sha1::new);
+        let piece = (!object.is_verified(pos / PIECE)).then(sha1);
         Ok(StreamCheck {
             object,
             pos,
@@ -386,7 +386,7 @@ impl StreamCheck {
                 continue;
             }
             if let Some(h) = self.piece.take() {
-                if h.finalize().as_slice() != o.piece_hash(p)? {
+                if h.finish().as_ref() != o.piece_hash(p)? {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
                         format!("piece {p} of {} fails its SHA-1", o.sha256),
@@ -395,7 +395,7 @@ impl StreamCheck {
                 self.pending.push(p);
             }
             if self.pos < o.size {
-                self.piece = (!o.is_verified(p + 1)).then(Sha1::new);
+                self.piece = (!o.is_verified(p + 1)).then(sha1);
             }
             if self.pos - self.batch_from >= self.batch || self.pos == o.size {
                 o.seal(&self.pending)?;
@@ -417,6 +417,11 @@ impl StreamCheck {
             _ => None,
         })
     }
+}
+
+/// A piece's SHA-1 (aws-lc: ~1.8x the `sha1` crate's speed here, both with SHA-NI).
+fn sha1() -> Sha1 {
+    Sha1::new(&SHA1_FOR_LEGACY_USE_ONLY)
 }
 
 /// `File` from an offset, as a reader.
