@@ -118,14 +118,17 @@ for _ in $(seq "$runs"); do drop; timed curl -fs "$url"; done | best > "$work/b2
 for _ in $(seq "$runs"); do
   mirror_up; drop
   if [[ -n ${PERF:-} ]]; then # PERF=FILE: where the mirror's repofsd spends the cat (perf report)
-    perf record -q -F 999 -g -o "$work/perf.data" -p "$mpid" 2>/dev/null & perfpid=$!
+    # System-wide: per-process sampling missed threads started after it attached.
+    perf record -q -F 999 -g -a -o "$work/perf.data" 2>/dev/null & perfpid=$!
   fi
   c0=$(cpu "$mpid"); p0=$(cpu "$prim")
   timed cat "$mm/dists/bench/bench-1.0.bin" >> "$work/r2"
   echo "$(cpu "$mpid") - $c0" | bc >> "$work/c2m"; echo "$(cpu "$prim") - $p0" | bc >> "$work/c2p"
   if [[ -n ${PERF:-} ]]; then
     kill -INT "$perfpid"; wait "$perfpid" || true
-    perf report -i "$work/perf.data" --stdio --no-children -g none --percent-limit 0.5 --sort dso,sym > "$PERF" 2>/dev/null || true
+    { perf report -i "$work/perf.data" --stdio --no-children -g none --percent-limit 0.5 --sort comm,pid
+      perf report -i "$work/perf.data" --stdio --no-children -g none --percent-limit 0.3 --pid "$mpid" --sort comm,dso,sym
+    } > "$PERF" 2>/dev/null || true
   fi
   mirror_down
 done

@@ -14,7 +14,10 @@
 //! A sequential reader (its requests read a whole `readahead` past what they need) switches
 //! the object to one long-lived stream with every piece wanted, verified in batches; its
 //! requests then wait on the bitmap. One stream per request paid a stream open, a sync and
-//! a drained pipeline at the end of every read-ahead window.
+//! a drained pipeline at the end of every read-ahead window. That stream's bytes (which
+//! librqbit reads from the cache file) are hashed as they come (`cache::StreamCheck`): each
+//! piece's SHA-1 and the object's sha256, so neither the batch check nor promotion reads the
+//! object again.
 
 use std::collections::{HashMap, HashSet};
 use std::io::SeekFrom;
