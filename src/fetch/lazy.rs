@@ -663,9 +663,11 @@ impl Fetcher {
                         made += 1;
                         vec![0u8; SEQ_CHUNK]
                     }
-                    Err(_) => back_rx
-                        .recv()
+                    // The checker hands buffers back; a stuck one (a sync that never
+                    // returns) must not hold the stream, and with it its readers, forever.
+                    Err(_) => tokio::time::timeout(self.read_timeout, back_rx.recv())
                         .await
+                        .map_err(|_| FetchError::Timeout(self.read_timeout))?
                         .ok_or_else(|| FetchError::Failed(anyhow::anyhow!("checker stopped")))?,
                 };
                 buf.resize(SEQ_CHUNK.min((object.size - pos) as usize), 0);
