@@ -9,20 +9,27 @@
 #     its own: python3 -m http.server ignores Range) from a loopback HTTP server.
 #  2. cold mirror, `cat` of the whole file through the mount against `curl` of the whole file
 #     from the same HTTP server (throughput ratio; both into /dev/null).
+#  2b. librqbit with its default storage and no FUSE (bench/bt_ceiling.rs) downloading the
+#     same torrent from the same seeder into /dev/shm: what this seeder gives one librqbit peer.
+#  2c. the same librqbit peer from a librqbit seeder with its default storage (same torrent,
+#     same file): 2b against 2c is our seeder's cost, 2 against 2b the mirror's.
 #  3. the same `cat` through btfs (Debian `btfs`, libtorrent) mounting the primary's .torrent
 #     against the same seeding primary, and aria2c downloading it (to disk): other BitTorrent
 #     clients against the same seeder, for what the seeder and loopback allow.
 # Usage: bench/mirror-fetch.sh [SIZE_MIB=1024] [RUNS=3]   (READAHEAD=bytes sets [mirror] readahead,
-#   BTFS_TIMEOUT=s the deadline of the btfs read, MIRROR_LOG=info the mirror's log level)
+#   BTFS_TIMEOUT=s the deadline of the btfs read, MIRROR_LOG=info the mirror's log level,
+#   BIN=dir prebuilt repofs/repofsd to measure instead of building (e.g. a copy of main's),
+#   OTHERS=0 skips steps 3-4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size=${1:-1024}
 runs=${2:-3}
 [[ $(id -u) -eq 0 ]] || { echo "bench/mirror-fetch.sh: run as root (it mounts)" >&2; exit 1; }
-cargo build --release --quiet
+[[ -n ${BIN:-} ]] || cargo build --release --quiet
+cargo build --release --quiet --example bt-ceiling
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
-bin=${CARGO_TARGET_DIR:-$PWD/target}/release
+bin=${BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release}
 bench_work
 mpid=
 # Also the mirror and btfs, whatever step failed.
@@ -53,8 +60,8 @@ dd if="$file" of="$work/files/middle.bin" bs=1M skip=$((mid >> 20)) count=1 stat
 p=$work/primary; pm=$mnt; mkdir -p "$pm" # bench_cleanup unmounts $mnt
 "$bin/repofs" --root "$p" keys add --dir / "$work/key.asc" >/dev/null
 listen=127.0.0.1:$(port)
-RUST_LOG=warn "$bin/repofsd" --root "$p" --listen "$listen" --mount "$pm" 2>>"$work/primary.log" &
-pids+=($!)
+RUST_LOG=warn,repofs::fetch::seed=info "$bin/repofsd" --root "$p" --listen "$listen" --mount "$pm" 2>>"$work/primary.log" &
+prim=$!; pids+=("$prim")
 for _ in $(seq 100); do [[ -d $pm/incoming ]] && mountpoint -q "$pm" && break; sleep 0.1; done
 mkdir -p "$pm/incoming/bench" && cp "$file" "$file.sig" "$pm/incoming/bench/"
 until [[ -e $pm/dists/bench/bench-1.0.bin.torrent ]]; do sleep 0.1; done
@@ -91,6 +98,7 @@ fetched() { # bytes fetched from peers, from the status file (rewritten every ~2
 }
 
 timed() { local t0; t0=$(now); "$@" > /dev/null; echo "$(now) - $t0" | bc; }
+cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; } # user+system seconds of a process
 
 # 1. middle read
 for _ in $(seq "$runs"); do drop; timed curl -fs "http://127.0.0.1:$hport/middle.bin"; done | best > "$work/b1"
@@ -110,18 +118,54 @@ for _ in $(seq "$runs"); do drop; timed curl -fs "$url"; done | best > "$work/b2
 for _ in $(seq "$runs"); do
   mirror_up; drop
   if [[ -n ${PERF:-} ]]; then # PERF=FILE: where the mirror's repofsd spends the cat (perf report)
-    perf record -q -F 999 -g -o "$work/perf.data" -p "$mpid" 2>/dev/null & perfpid=$!
+    # System-wide: per-process sampling missed threads started after it attached.
+    perf record -q -F 999 -g -a -o "$work/perf.data" 2>/dev/null & perfpid=$!
   fi
+  c0=$(cpu "$mpid"); p0=$(cpu "$prim")
   timed cat "$mm/dists/bench/bench-1.0.bin" >> "$work/r2"
+  echo "$(cpu "$mpid") - $c0" | bc >> "$work/c2m"; echo "$(cpu "$prim") - $p0" | bc >> "$work/c2p"
   if [[ -n ${PERF:-} ]]; then
     kill -INT "$perfpid"; wait "$perfpid" || true
-    perf report -i "$work/perf.data" --stdio --no-children -g none --percent-limit 0.5 --sort dso,sym > "$PERF" 2>/dev/null || true
+    { perf report -i "$work/perf.data" --stdio --no-children -g none --percent-limit 0.5 --sort comm,pid
+      perf report -i "$work/perf.data" --stdio --no-children -g none --percent-limit 0.3 --pid "$mpid" --sort comm,dso,sym
+    } > "$PERF" 2>/dev/null || true
   fi
   mirror_down
 done
 b2=$(cat "$work/b2"); r2=$(best < "$work/r2")
 echo "2. cat ${size} MiB, cold mirror: curl ${b2}s, mirror ${r2}s, throughput ratio $(ratio "$b2" "$r2")"
+echo "   CPU seconds during each cat: mirror repofsd (fetch + mount) $(echo $(cat "$work/c2m")), primary $(echo $(cat "$work/c2p"))"
 
+# 2b. a librqbit peer without repofs, same seeder (its address from the primary's log, as 2c
+# gets it: no tracker round trip in the time)
+seeder=$(grep -o 'seeding addr=Some([0-9.:]*)' "$work/primary.log" | head -1 | sed 's/.*Some(\(.*\))/\1/')
+ex=${CARGO_TARGET_DIR:-$PWD/target}/release/examples/bt-ceiling
+shm=$(mktemp -d /dev/shm/mirror-fetch.XXXXXX)
+: > "$work/r2b"
+for _ in $(seq "$runs"); do
+  rm -rf "$shm/out"; mkdir -p "$shm/out"; drop
+  p0=$(cpu "$prim")
+  /usr/bin/time -a -o "$work/c2b" -f '%U + %S' timeout 300 "$ex" get "$work/bench.torrent" "${seeder:--}" "$shm/out" 2>>"$work/get.log" >> "$work/r2b" || true
+  echo "$(cpu "$prim") - $p0" | bc >> "$work/c2bp"
+done
+r2b=$(best < "$work/r2b")
+echo "2b. librqbit (no repofs) from the same seeder (${seeder:-via tracker}) into /dev/shm: ${r2b}s, throughput ratio vs curl $(ratio "$b2" "$r2b"), vs the mirror $(ratio "$r2" "$r2b")"
+echo "   CPU seconds: the librqbit peer $(echo $(bc < "$work/c2b")), primary $(echo $(cat "$work/c2bp"))"
+# 2c. the same from librqbit's own seeder
+sport=$(port)
+"$ex" seed "$work/bench.torrent" "$work/files" "$sport" "$work/seeding" 2>>"$work/seed.log" &
+spid=$!; pids+=("$spid")
+for _ in $(seq 1200); do [[ -e $work/seeding ]] && break; sleep 0.1; done
+: > "$work/r2c"
+for _ in $(seq "$runs"); do
+  rm -rf "$shm/out"; mkdir -p "$shm/out"; drop
+  timeout 300 "$ex" get "$work/bench.torrent" "127.0.0.1:$sport" "$shm/out" 2>>"$work/get.log" >> "$work/r2c" || true
+done
+kill "$spid"; rm -rf "$shm"
+r2c=$(best < "$work/r2c")
+echo "2c. librqbit from a librqbit seeder (default storage) into /dev/shm: ${r2c}s, throughput ratio vs curl $(ratio "$b2" "$r2c")"
+
+[[ ${OTHERS:-1} != 0 ]] || exit 0
 # 3. other BitTorrent clients against the same seeder
 bt=$work/btfs; : > "$work/r3"
 for _ in $(seq "$runs"); do

@@ -14,7 +14,10 @@
 //! A sequential reader (its requests read a whole `readahead` past what they need) switches
 //! the object to one long-lived stream with every piece wanted, verified in batches; its
 //! requests then wait on the bitmap. One stream per request paid a stream open, a sync and
-//! a drained pipeline at the end of every read-ahead window.
+//! a drained pipeline at the end of every read-ahead window. That stream's bytes (which
+//! librqbit reads from the cache file) are hashed as they come (`cache::StreamCheck`): each
+//! piece's SHA-1 and the object's sha256, so neither the batch check nor promotion reads the
+//! object again.
 
 use std::collections::{HashMap, HashSet};
 use std::io::SeekFrom;
@@ -36,7 +39,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tracing::{debug, info, warn};
 
-use super::cache::{Cache, CacheDir, CacheObject};
+use super::cache::{Cache, CacheDir, CacheObject, StreamCheck};
 use super::torrent;
 use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
@@ -54,6 +57,12 @@ const POOL: usize = ANCHORS + STREAMS + AHEAD_STREAMS + 16;
 const EVICT_EVERY: Duration = Duration::from_millis(500);
 /// Bytes a sequential stream verifies at once (one fdatasync of the cache file each).
 const SEQ_BATCH: u64 = 8 << 20;
+/// A sequential stream's bytes go to its checker in chunks of this size, at most
+/// `SEQ_BUFFERS` of them allocated.
+const SEQ_CHUNK: usize = 1 << 20;
+const SEQ_BUFFERS: usize = 6;
+/// A sequential stream starting this close to the object's start starts at 0 (`stream_on`).
+const SEQ_PREFIX: u64 = 64 << 20;
 /// How often the status file is rewritten while something changes.
 const STATUS_EVERY: Duration = Duration::from_secs(2);
 
@@ -525,13 +534,21 @@ impl Fetcher {
         Ok(())
     }
 
-    /// Once every piece is verified: checks the whole object and makes it complete.
+    /// Once every piece is verified: checks the whole object and makes it complete. Not while
+    /// a sequential stream runs: it promotes at its end, with the sha256 it computed.
     async fn maybe_promote(&self, sha256: &str, object: &Arc<CacheObject>) {
+        if object.streaming.load(Ordering::Acquire) {
+            return;
+        }
+        self.promote(sha256, object, None).await
+    }
+
+    async fn promote(&self, sha256: &str, object: &Arc<CacheObject>, streamed: Option<[u8; 32]>) {
         if object.is_complete() || object.verified_count() < object.piece_count() {
             return;
         }
         let o = object.clone();
-        match tokio::task::spawn_blocking(move || o.promote()).await {
+        match tokio::task::spawn_blocking(move || o.promote(streamed)).await {
             Ok(Ok(true)) => {
                 // Complete: librqbit keeps its peers by itself now.
                 if let Some(h) = lock(&self.held).get_mut(sha256) {
@@ -565,28 +582,37 @@ impl Fetcher {
             let _busy = Busy::new(&me, &sha);
             let started = Instant::now();
             let r = me.stream_on(&t, &o, from).await;
+            let streamed = match r {
+                Ok(d) => {
+                    info!(object = %sha, elapsed = ?started.elapsed(), whole_sha256 = d.is_some(), "sequential fetch done");
+                    d
+                }
+                Err(e) => {
+                    warn!(object = %sha, error = %e, "sequential fetch stopped");
+                    None
+                }
+            };
+            // Before readers may promote (they skip it while the stream runs).
+            me.promote(&sha, &o, streamed).await;
             o.streaming.store(false, Ordering::Release);
             o.changed.notify_waiters();
-            match r {
-                Ok(()) => {
-                    info!(object = %sha, elapsed = ?started.elapsed(), "sequential fetch done")
-                }
-                Err(e) => warn!(object = %sha, error = %e, "sequential fetch stopped"),
-            }
-            me.maybe_promote(&sha, &o).await;
         });
     }
 
+    /// The sequential stream: its bytes go, in order, to a `StreamCheck` on a blocking thread
+    /// (through a bounded channel of recycled buffers), so hashing and syncs overlap the
+    /// stream's reads and nothing is read back. Returns the object's sha256 if the check
+    /// could compute it.
     async fn stream_on(
         &self,
         torrent: &Arc<ManagedTorrent>,
         object: &Arc<CacheObject>,
         from: u64,
-    ) -> Result<(), FetchError> {
+    ) -> Result<Option<[u8; 32]>, FetchError> {
         let piece = u64::from(torrent::PIECE_LENGTH);
         let Some(first) = (from / piece..object.piece_count()).find(|&p| !object.is_verified(p))
         else {
-            return Ok(());
+            return Ok(None);
         };
         // Every piece wanted: librqbit's picker keeps many requests in flight to each peer,
         // where a stream alone asks only for the pieces just ahead of it.
@@ -600,40 +626,80 @@ impl Fetcher {
             .acquire_owned()
             .await
             .map_err(|e| FetchError::Failed(e.into()))?;
-        let (mut pos, mut checked) = (first * piece, first * piece);
+        let mut pos = first * piece;
+        // A short prefix still in flight (a read-ahead): the stream starts at 0 instead, so
+        // that it sees every byte in order and the sha256 needs no re-read at promotion.
+        if pos <= SEQ_PREFIX && !object.has(0, pos) {
+            pos = 0;
+        }
         // Opened where the reader is, not at 0 (a plain stream queues from 0 until it seeks).
         let mut stream = torrent
             .clone()
             .stream_at(0, pos, 32 << 20)
             .await
             .map_err(FetchError::Failed)?;
-        let mut buf = vec![0u8; 256 << 10];
-        let mut batch = piece * 4; // the first reader waits for little; then fewer syncs
-        while checked < object.size {
-            let n = tokio::time::timeout(self.read_timeout, stream.read(&mut buf))
+        // The first reader waits for little; then fewer syncs.
+        let (o, start) = (object.clone(), pos);
+        let mut check =
+            tokio::task::spawn_blocking(move || StreamCheck::new(o, start, piece * 4, SEQ_BATCH))
                 .await
-                .map_err(|_| FetchError::Timeout(self.read_timeout))?
-                .map_err(|e| FetchError::Failed(e.into()))?;
-            if n == 0 && pos < object.size {
-                return Err(FetchError::Failed(anyhow::anyhow!("stream ended early")));
+                .map_err(|e| FetchError::Failed(e.into()))??;
+        // Memory: SEQ_BUFFERS buffers in all (queued, being read, being hashed).
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(SEQ_BUFFERS - 2);
+        let (back_tx, mut back_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(SEQ_BUFFERS);
+        let checker = tokio::task::spawn_blocking(move || -> std::io::Result<Option<[u8; 32]>> {
+            while let Some(buf) = rx.blocking_recv() {
+                check.update(&buf)?;
+                let _ = back_tx.try_send(buf); // the reader may have gone
             }
-            pos += n as u64;
-            let whole = if pos >= object.size {
-                object.size
-            } else {
-                pos / piece * piece
-            };
-            if whole >= checked + batch || whole == object.size {
-                let o = object.clone();
-                let a = checked;
-                tokio::task::spawn_blocking(move || o.verify(a, whole))
+            check.finish()
+        });
+        let read = async {
+            let mut made = 0;
+            while pos < object.size {
+                let mut buf = match back_rx.try_recv() {
+                    Ok(b) => b,
+                    Err(_) if made < SEQ_BUFFERS => {
+                        made += 1;
+                        vec![0u8; SEQ_CHUNK]
+                    }
+                    // The checker hands buffers back; a stuck one (a sync that never
+                    // returns) must not hold the stream, and with it its readers, forever.
+                    Err(_) => tokio::time::timeout(self.read_timeout, back_rx.recv())
+                        .await
+                        .map_err(|_| FetchError::Timeout(self.read_timeout))?
+                        .ok_or_else(|| FetchError::Failed(anyhow::anyhow!("checker stopped")))?,
+                };
+                buf.resize(SEQ_CHUNK.min((object.size - pos) as usize), 0);
+                let mut got = 0;
+                while got < buf.len() {
+                    let n = tokio::time::timeout(self.read_timeout, stream.read(&mut buf[got..]))
+                        .await
+                        .map_err(|_| FetchError::Timeout(self.read_timeout))?
+                        .map_err(|e| FetchError::Failed(e.into()))?;
+                    if n == 0 {
+                        return Err(FetchError::Failed(anyhow::anyhow!("stream ended early")));
+                    }
+                    got += n;
+                }
+                pos += got as u64;
+                tokio::time::timeout(self.read_timeout, tx.send(buf))
                     .await
-                    .map_err(|e| FetchError::Failed(e.into()))??;
-                checked = whole;
-                batch = SEQ_BATCH;
+                    .map_err(|_| FetchError::Timeout(self.read_timeout))?
+                    .map_err(|_| FetchError::Failed(anyhow::anyhow!("checker stopped")))?;
             }
-        }
-        Ok(())
+            Ok::<(), FetchError>(())
+        };
+        let read = read.await;
+        drop(tx); // the checker finishes what is queued and ends
+        let checked = tokio::time::timeout(self.read_timeout, checker)
+            .await
+            .map_err(|_| FetchError::Timeout(self.read_timeout))?
+            .map_err(|e| FetchError::Failed(e.into()))?;
+        // A bad piece stops the checker, and then the reader: report the piece.
+        let digest = checked?;
+        read?;
+        Ok(digest)
     }
 
     /// Waits while the sequential stream of `object` runs for `[from, to)` to be verified:
