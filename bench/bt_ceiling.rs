@@ -40,27 +40,42 @@ async fn seed(torrent: &Path, dir: &Path, port: u16, ready: &Path) -> anyhow::Re
     let listen: SocketAddr = ([127, 0, 0, 1], port).into();
     let session =
         Session::new_with_opts(dir.join(".bt-ceiling-seed"), opts(Some(listen), false)).await?;
+    complete(
+        &session,
+        bytes,
+        AddTorrentOptions {
+            overwrite: true,
+            output_folder: Some(dir.to_string_lossy().into_owned()),
+            disable_trackers: true,
+            ..Default::default()
+        },
+        "seeder's initial check",
+    )
+    .await?;
+    std::fs::write(ready, b"")?;
+    eprintln!("seeding from {} on {listen}", dir.display());
+    tokio::time::sleep(DEADLINE).await;
+    Ok(())
+}
+
+/// Adds the torrent and waits, within the deadline, until it is complete (a seeder: its
+/// initial check; a leecher: its download).
+async fn complete(
+    session: &std::sync::Arc<Session>,
+    bytes: Vec<u8>,
+    options: AddTorrentOptions,
+    what: &str,
+) -> anyhow::Result<std::sync::Arc<librqbit::ManagedTorrent>> {
     let added = session
-        .add_torrent(
-            AddTorrent::from_bytes(bytes),
-            Some(AddTorrentOptions {
-                overwrite: true,
-                output_folder: Some(dir.to_string_lossy().into_owned()),
-                disable_trackers: true,
-                ..Default::default()
-            }),
-        )
+        .add_torrent(AddTorrent::from_bytes(bytes), Some(options))
         .await?;
     let AddTorrentResponse::Added(_, handle) = added else {
         bail!("torrent not added")
     };
     tokio::time::timeout(DEADLINE, handle.wait_until_completed())
         .await
-        .context("seeder's initial check timed out")??;
-    std::fs::write(ready, b"")?;
-    eprintln!("seeding from {} on {listen}", dir.display());
-    tokio::time::sleep(DEADLINE).await;
-    Ok(())
+        .with_context(|| format!("{what} timed out"))??;
+    Ok(handle)
 }
 
 async fn get(torrent: &Path, peer: Option<SocketAddr>, out: &Path) -> anyhow::Result<()> {
@@ -68,24 +83,19 @@ async fn get(torrent: &Path, peer: Option<SocketAddr>, out: &Path) -> anyhow::Re
     let session =
         Session::new_with_opts(out.join(".bt-ceiling-get"), opts(None, peer.is_none())).await?;
     let t0 = Instant::now();
-    let added = session
-        .add_torrent(
-            AddTorrent::from_bytes(bytes),
-            Some(AddTorrentOptions {
-                overwrite: true,
-                output_folder: Some(out.to_string_lossy().into_owned()),
-                disable_trackers: peer.is_some(),
-                initial_peers: peer.map(|p| vec![p]),
-                ..Default::default()
-            }),
-        )
-        .await?;
-    let AddTorrentResponse::Added(_, handle) = added else {
-        bail!("torrent not added")
-    };
-    tokio::time::timeout(DEADLINE, handle.wait_until_completed())
-        .await
-        .context("download timed out")??;
+    let handle = complete(
+        &session,
+        bytes,
+        AddTorrentOptions {
+            overwrite: true,
+            output_folder: Some(out.to_string_lossy().into_owned()),
+            disable_trackers: peer.is_some(),
+            initial_peers: peer.map(|p| vec![p]),
+            ..Default::default()
+        },
+        "download",
+    )
+    .await?;
     let secs = t0.elapsed().as_secs_f64();
     let total = handle.stats().total_bytes;
     eprintln!(
