@@ -298,6 +298,39 @@ fn publish_all(site: &Site) -> tempfile::TempDir {
     build
 }
 
+/// A copy of the apt repository `apt_dir` with its `what` changed by `tamper`: apt's update
+/// fails saying `why`, and nothing installs from it.
+fn apt_refuses_tampered(
+    site: &Site,
+    apt_dir: &Path,
+    key: &Path,
+    what: &str,
+    why: &str,
+    tamper: impl FnOnce(&Path),
+) {
+    let bad = site.w.scratch(&format!("apt-tampered-{what}"));
+    let repo = bad.join("repo");
+    copy_dir(apt_dir, &repo);
+    tamper(&repo);
+    let apt = AptRoot::new(
+        &bad.join("root"),
+        &format!("file:{}", repo.display()),
+        Some(key),
+    );
+    let o = apt.apt_get(&["update"]);
+    let all = out_text(&o);
+    assert!(
+        !o.status.success() && all.contains(why),
+        "apt accepted a tampered {what}: {all}"
+    );
+    let o = apt.apt_get(&["install", "-y", "pmeta-app"]);
+    assert!(
+        !o.status.success(),
+        "installed from a tampered {what}: {}",
+        out_text(&o)
+    );
+}
+
 #[test]
 fn stock_apt_and_pacman_install_from_the_mount_and_refuse_tampered_indexes() {
     let site = Site::new();
@@ -337,52 +370,26 @@ fn stock_apt_and_pacman_install_from_the_mount_and_refuse_tampered_indexes() {
 
     // Tampered Packages (and Packages.xz made from it, so whichever apt picks is wrong):
     // the signed Release's hashes refuse it and nothing gets listed.
-    let bad = site.w.scratch("apt-tampered");
-    copy_dir(&apt_dir, &bad.join("repo"));
-    let packages = bad.join("repo/Packages");
-    let text = fs::read_to_string(&packages).unwrap();
-    flip_byte(&packages, text.find("longer").unwrap());
-    sh(&bad.join("repo"), "xz -kfc Packages > Packages.xz");
-    let apt = AptRoot::new(
-        &bad.join("root"),
-        &format!("file:{}", bad.join("repo").display()),
-        Some(&key),
+    apt_refuses_tampered(
+        &site,
+        &apt_dir,
+        &key,
+        "Packages",
+        "Hash Sum mismatch",
+        |repo| {
+            let packages = repo.join("Packages");
+            let text = fs::read_to_string(&packages).unwrap();
+            flip_byte(&packages, text.find("longer").unwrap());
+            sh(repo, "xz -kfc Packages > Packages.xz");
+        },
     );
-    let o = apt.apt_get(&["update"]);
-    let all = out_text(&o);
-    assert!(
-        !o.status.success() && all.contains("Hash Sum mismatch"),
-        "apt accepted a tampered Packages: {all}"
-    );
-    let o = apt.apt_get(&["install", "-y", "pmeta-app"]);
-    assert!(
-        !o.status.success(),
-        "installed from a tampered index: {}",
-        out_text(&o)
-    );
-
     // A tampered InRelease: the signature fails.
-    let bad = site.w.scratch("apt-tampered-release");
-    copy_dir(&apt_dir, &bad.join("repo"));
-    let inrel = bad.join("repo/InRelease");
-    let text = fs::read_to_string(&inrel).unwrap();
-    flip_byte(&inrel, text.find("Label").unwrap());
-    fs::remove_file(bad.join("repo/Release.gpg")).unwrap();
-    let apt = AptRoot::new(
-        &bad.join("root"),
-        &format!("file:{}", bad.join("repo").display()),
-        Some(&key),
-    );
-    let o = apt.apt_get(&["update"]);
-    let all = out_text(&o);
-    assert!(
-        !o.status.success() && all.contains("BADSIG"),
-        "apt accepted a tampered InRelease: {all}"
-    );
-    assert!(!apt
-        .apt_get(&["install", "-y", "pmeta-app"])
-        .status
-        .success());
+    apt_refuses_tampered(&site, &apt_dir, &key, "InRelease", "BADSIG", |repo| {
+        let inrel = repo.join("InRelease");
+        let text = fs::read_to_string(&inrel).unwrap();
+        flip_byte(&inrel, text.find("Label").unwrap());
+        fs::remove_file(repo.join("Release.gpg")).unwrap();
+    });
 
     // A tampered .db: its signature fails and pacman refuses the database.
     let bad = site.w.scratch("pacman-tampered");

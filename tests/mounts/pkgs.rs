@@ -7,7 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use crate::common::*;
-use crate::{cp, stderr, Site};
+use crate::{publish, Site};
 
 /// Span cache budget for these tests: a few of the 4 MiB gzip spans.
 const BUDGET: u64 = 8 << 20;
@@ -42,19 +42,6 @@ os.symlink("d0/s0/f0.c", os.path.join(root, "link"))
 PY"##
         ),
     );
-}
-
-/// Uploads `file` into incoming/NAME through the mount and waits for its publication.
-fn publish(s: &Site, dir: &str, file: &Path) {
-    fs::create_dir_all(s.incoming().join(dir)).unwrap();
-    let sig = s.w.gpg.sign(ALICE, file, false, &[]);
-    let out = cp(&[file, &sig], &s.incoming().join(dir));
-    assert!(out.status.success(), "cp: {}", stderr(&out));
-    let name = file.file_name().unwrap().to_str().unwrap();
-    wait_for_or(std::time::Duration::from_secs(120), || {
-        s.w.repo.published(dir, name)
-    })
-    .unwrap_or_else(|| panic!("{name} not published:\n{}", s.daemon.log()));
 }
 
 fn status_kib(pid: u32, field: &str) -> u64 {
