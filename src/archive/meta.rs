@@ -162,8 +162,9 @@ pub fn from_distpac(text: &str) -> Result<PackageMeta, String> {
     Ok(m)
 }
 
-/// Debian `control`: deb822 `Key: value` with indented continuation lines.
-pub fn from_deb_control(text: &str) -> Result<PackageMeta, String> {
+/// One deb822 paragraph (`control`, a paragraph of dpkg's `status`): `Key: value` with
+/// indented continuation lines, joined with newlines.
+pub fn deb822(text: &str) -> Result<Map<String, Value>, String> {
     let mut fields: Map<String, Value> = Map::new();
     let mut last: Option<String> = None;
     for line in text.lines() {
@@ -186,6 +187,12 @@ pub fn from_deb_control(text: &str) -> Result<PackageMeta, String> {
         fields.insert(k.trim().to_string(), Value::String(v.trim().to_string()));
         last = Some(k.trim().to_string());
     }
+    Ok(fields)
+}
+
+/// Debian `control`: one deb822 paragraph.
+pub fn from_deb_control(text: &str) -> Result<PackageMeta, String> {
+    let fields = deb822(text)?;
     let text_of = |k: &str| fields.get(k).and_then(Value::as_str).map(str::to_string);
     let mut m = PackageMeta::new(
         MetaSource::Deb,

@@ -190,6 +190,19 @@ pub struct Provide {
     pub version: Option<String>,
 }
 
+impl Provide {
+    /// Whether providing this meets `atom`. An unversioned provide never meets a versioned
+    /// dependency (Debian, pacman).
+    pub fn meets(&self, scheme: Scheme, atom: &Atom) -> bool {
+        self.name == atom.name
+            && match (&atom.req, &self.version) {
+                (Req::Any, _) => true,
+                (_, None) => false,
+                (req, Some(v)) => req.matches(scheme, v),
+            }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct Relations {
     pub depends: Vec<Clause>,

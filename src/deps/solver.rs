@@ -76,15 +76,9 @@ impl Pkg {
 
     fn provides(&self, atom: &Atom) -> bool {
         let Ok(rel) = &self.rel else { return false };
-        rel.provides.iter().any(|p| {
-            p.name == atom.name
-                && match (&atom.req, &p.version) {
-                    (Req::Any, _) => true,
-                    // An unversioned Provides never meets a versioned dependency (Debian, pacman).
-                    (_, None) => false,
-                    (req, Some(v)) => req.matches(self.eco.scheme(), v),
-                }
-        })
+        rel.provides
+            .iter()
+            .any(|p| p.meets(self.eco.scheme(), atom))
     }
 }
 
@@ -213,13 +207,13 @@ impl Universe {
         self
     }
 
-    /// An installed system package that meets one of `clause`'s alternatives, as apt and
+    /// Whether an installed system package meets one of `clause`'s alternatives, as apt and
     /// pacman keep an installed package that satisfies a dependency.
-    fn system_meets(&self, eco: Eco, clause: &Clause) -> Option<&SystemPkg> {
+    fn system_meets(&self, eco: Eco, clause: &Clause) -> bool {
         clause
             .alts
             .iter()
-            .find_map(|a| self.system.iter().find(|p| p.answers(eco, a)))
+            .any(|a| self.system.iter().any(|p| p.answers(eco, a)))
     }
 
     /// Every package that could meet `atom`: the real ones newest first, then providers.
@@ -440,7 +434,7 @@ impl Solver<'_> {
             }
             // A dependency (not a request: what is asked for is installed from here) that
             // the root already meets.
-            if task.parent.is_some() && self.u.system_meets(task.eco, &task.clause).is_some() {
+            if task.parent.is_some() && self.u.system_meets(task.eco, &task.clause) {
                 i += 1;
                 continue;
             }

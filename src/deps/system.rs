@@ -2,7 +2,7 @@
 //! (`var/lib/dpkg/status`) and pacman's local database (`var/lib/pacman/local/*/desc`).
 //!
 //! apt and pacman leave a dependency alone when an installed package meets it; so does
-//! `repofs install --into ROOT` (and `repofs deps --root ROOT`). Without this, a `.deb` built
+//! `repofs install --into ROOT` (and `repofs deps --into ROOT`). Without this, a `.deb` built
 //! for Debian could never be installed on Debian: its `libc6` dependency is not in our
 //! repository, but it is on the machine. Only what meets dependencies is read (name, version,
 //! provides); conflicts with installed packages stay the package manager's business.
@@ -13,8 +13,8 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use super::relations::{self, Atom, Eco, Provide, Req};
-use crate::version::Scheme;
+use super::relations::{self, Atom, Eco, Provide};
+use crate::archive::meta::deb822;
 
 /// One package the root's own package manager installed.
 #[derive(Debug, Clone)]
@@ -28,21 +28,9 @@ pub struct SystemPkg {
 impl SystemPkg {
     /// Whether it meets `atom` of `eco`, by its name or by what it provides.
     pub fn answers(&self, eco: Eco, atom: &Atom) -> bool {
-        if self.eco != eco {
-            return false;
-        }
-        let scheme: Scheme = eco.scheme();
-        if self.name == atom.name && atom.req.matches(scheme, &self.version) {
-            return true;
-        }
-        self.provides.iter().any(|p| {
-            p.name == atom.name
-                && match (&atom.req, &p.version) {
-                    (Req::Any, _) => true,
-                    (_, None) => false,
-                    (req, Some(v)) => req.matches(scheme, v),
-                }
-        })
+        self.eco == eco
+            && (self.name == atom.name && atom.req.matches(eco.scheme(), &self.version)
+                || self.provides.iter().any(|p| p.meets(eco.scheme(), atom)))
     }
 
     pub fn label(&self) -> String {
@@ -101,21 +89,8 @@ pub fn read(root: &Path) -> io::Result<Vec<SystemPkg>> {
 pub fn dpkg_status(text: &str) -> Vec<SystemPkg> {
     let mut out = Vec::new();
     for para in text.split("\n\n") {
-        let mut fields: Map<String, Value> = Map::new();
-        let mut last: Option<String> = None;
-        for line in para.lines() {
-            if line.starts_with([' ', '\t']) {
-                if let Some(Value::String(v)) = last.as_ref().and_then(|k| fields.get_mut(k)) {
-                    v.push('\n');
-                    v.push_str(line.trim());
-                }
-                continue;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                fields.insert(k.to_string(), Value::String(v.trim().to_string()));
-                last = Some(k.to_string());
-            }
-        }
+        // dpkg writes this file; a paragraph it could not have written is skipped.
+        let Ok(fields) = deb822(para) else { continue };
         let get = |k: &str| fields.get(k).and_then(Value::as_str).unwrap_or("");
         if !get("Status").ends_with(" installed") || get("Package").is_empty() {
             continue;
