@@ -180,28 +180,30 @@ impl CacheObject {
         if todo.is_empty() {
             return Ok(());
         }
-        self.data.sync_data()?;
         let mut buf = vec![0u8; PIECE as usize];
+        let mut good = Vec::with_capacity(todo.len());
+        let mut bad = None;
         for piece in todo {
             let (start, end) = self.piece_range(piece);
             let want = self.piece_hash(piece)?;
             let buf = &mut buf[..(end - start) as usize];
             self.data.read_exact_at(buf, start)?;
             if aws_lc_rs::digest::digest(&SHA1_FOR_LEGACY_USE_ONLY, buf).as_ref() != want {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("piece {piece} of {} fails its SHA-1", self.sha256),
-                ));
+                bad = Some(self.bad_piece(piece));
+                break;
             }
-            if let Some(bits) = &*lock(&self.bits) {
-                bits.write_all_at(&[1], piece)?;
-            }
-            if let Some(v) = lock(&self.verified).get_mut(piece as usize) {
-                *v = true;
-            }
+            good.push(piece);
         }
-        self.changed.notify_waiters();
-        Ok(())
+        // The pieces before a bad one still count.
+        self.seal(&good)?;
+        bad.map_or(Ok(()), Err)
+    }
+
+    fn bad_piece(&self, piece: u64) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("piece {piece} of {} fails its SHA-1", self.sha256),
+        )
     }
 
     fn piece_hash(&self, piece: u64) -> io::Result<&[u8]> {
@@ -387,10 +389,7 @@ impl StreamCheck {
             }
             if let Some(h) = self.piece.take() {
                 if h.finish().as_ref() != o.piece_hash(p)? {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("piece {p} of {} fails its SHA-1", o.sha256),
-                    ));
+                    return Err(o.bad_piece(p));
                 }
                 self.pending.push(p);
             }
