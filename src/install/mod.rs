@@ -509,9 +509,9 @@ fn npm_bins(
 }
 
 /// Owners of every installed non-directory path (resolved, relative to the root).
-fn owners(root: &Path, receipts: &[Receipt]) -> HashMap<String, String> {
+fn owners(at: &mut Resolver, receipts: &[Receipt]) -> HashMap<String, String> {
+    let root = at.root;
     let mut m = HashMap::new();
-    let mut at = Resolver::new(root);
     for r in receipts {
         for f in r.files.iter().filter(|f| f.kind != FileKind::Dir) {
             m.insert(rel_of(root, &at.resolve(&f.path)), r.name.clone());
@@ -569,10 +569,10 @@ fn same_content(
 
 /// Checks the whole plan against the root before anything is written.
 fn conflicts(root: &Path, plans: &[PkgPlan], receipts: &[Receipt], overwrite: bool) -> Vec<String> {
-    let owned = owners(root, receipts);
+    let mut at = Resolver::new(root);
+    let owned = owners(&mut at, receipts);
     let mut out = Vec::new();
     let mut claimed: HashMap<String, &str> = HashMap::new();
-    let mut at = Resolver::new(root);
     for p in plans {
         for f in &p.files {
             let full = at.resolve(&f.dest);
