@@ -21,13 +21,11 @@ source bench/lib.sh
 bin=${CARGO_TARGET_DIR:-$PWD/target}/$profile
 bench_work
 root=$work/root
-mkdir -p -m700 "$GNUPGHOME"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 port=$(free_port) pyport=$(free_port)
 conf=$work/repofs.toml
 printf '[ingest]\nsettle = "0s"\npair_wait = "0s"\n' > "$conf"
-gpg -q --batch --passphrase '' --quick-gen-key 'Bench <bench@example.org>' ed25519 sign 1y 2>/dev/null
-gpg -q --armor --export bench@example.org > "$work/key.asc"
+bench_key
 "$bin/repofs" --root "$root" --config "$conf" keys add --dir / "$work/key.asc" >/dev/null
 
 # One large file and one small template, published for real (--once); the source is removed

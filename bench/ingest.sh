@@ -16,9 +16,7 @@ work=$(mktemp -d /var/tmp/repofs-bench.XXXXXX)
 export GNUPGHOME=$work/gnupg
 cleanup() { gpgconf --kill all 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
-mkdir -m700 "$GNUPGHOME"
-gpg -q --batch --passphrase '' --quick-gen-key 'Bench <bench@example.org>' ed25519 sign 1y 2>/dev/null
-gpg -q --armor --export bench@example.org > "$work/key.asc"
+bench_key
 
 file=$work/bench-1.0.bin
 head -c $((size << 20)) /dev/urandom > "$file"

@@ -22,13 +22,9 @@ bin=$REPOFS_BIN_DIR
 source bench/lib.sh
 bench_work
 root=$work/repo
-mkdir -p "$mnt" -m700 "$GNUPGHOME"
-gpg -q --batch --passphrase '' --quick-gen-key 'Bench <bench@example.org>' ed25519 sign 1y 2>/dev/null
-gpg -q --armor --export bench@example.org > "$work/key.asc"
-"$bin/repofs" --root "$root" keys add --dir / "$work/key.asc" >/dev/null
-RUST_LOG=warn "$bin/repofsd" --root "$root" --mount "$mnt" 2>>"$work/repofsd.log" &
-pids+=($!)
-for _ in $(seq 100); do [[ -d $mnt/incoming ]] && mountpoint -q "$mnt" && break; sleep 0.1; done
+mkdir -p "$mnt"
+bench_key
+bench_mounted_primary "$root"
 
 # ---- 200 packages: NAME-1.0/usr/share/NAME/fK, sizes 1..64 KiB (text-like, compressible) --
 src=$work/src

@@ -17,6 +17,22 @@ bench_cleanup() {
   [[ -n ${KEEP:-} ]] || rm -rf "$work"
 }
 now() { date +%s.%N; }
+
+# An uploader key in $GNUPGHOME (Bench <bench@example.org>), exported to $work/key.asc.
+bench_key() {
+  mkdir -p -m700 "$GNUPGHOME"
+  gpg -q --batch --passphrase '' --quick-gen-key 'Bench <bench@example.org>' ed25519 sign 1y 2>/dev/null
+  gpg -q --armor --export bench@example.org > "$work/key.asc"
+}
+
+# A primary at ROOT ($1) that takes the bench key's uploads anywhere, serving the mount at
+# $mnt (repofsd from $bin; log in $work/repofsd.log), waited for.
+bench_mounted_primary() {
+  "$bin/repofs" --root "$1" keys add --dir / "$work/key.asc" >/dev/null
+  RUST_LOG=warn "$bin/repofsd" --root "$1" --mount "$mnt" 2>>"$work/repofsd.log" &
+  pids+=($!)
+  for _ in $(seq 100); do [[ -d $mnt/incoming ]] && mountpoint -q "$mnt" && break; sleep 0.1; done
+}
 best() { sort -n | head -1; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
 

@@ -42,9 +42,7 @@ cleanup() {
   bench_cleanup
 }
 trap cleanup EXIT INT TERM
-mkdir -m700 "$GNUPGHOME"
-gpg -q --batch --passphrase '' --quick-gen-key 'Bench <bench@example.org>' ed25519 sign 1y 2>/dev/null
-gpg -q --armor --export bench@example.org > "$work/key.asc"
+bench_key
 command -v btfs >/dev/null || { echo "bench/mirror-fetch.sh: needs btfs (apt-get install btfs)" >&2; exit 1; }
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }

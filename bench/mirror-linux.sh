@@ -16,12 +16,10 @@ source bench/lib.sh
 bin=${CARGO_TARGET_DIR:-$PWD/target}/release
 bench_work
 primary=$work/primary mirror=$work/mirror
-mkdir -p -m700 "$GNUPGHOME"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 conf=$work/repofs.toml
 printf '[ingest]\nsettle = "0s"\npair_wait = "0s"\n' > "$conf"
-gpg -q --batch --passphrase '' --quick-gen-key 'Bench <bench@example.org>' ed25519 sign 1y 2>/dev/null
-gpg -q --armor --export bench@example.org > "$work/key.asc"
+bench_key
 "$bin/repofs" --root "$primary" --config "$conf" keys add --dir / "$work/key.asc" >/dev/null
 mkdir -p "$primary/incoming/hello" "$work/src/hello-1.0"
 echo hi > "$work/src/hello-1.0/README"

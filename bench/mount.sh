@@ -21,9 +21,7 @@ cargo build --release --quiet
 source bench/lib.sh
 bin=$PWD/target/release
 bench_work
-mkdir -m700 "$GNUPGHOME"
-gpg -q --batch --passphrase '' --quick-gen-key 'Bench <bench@example.org>' ed25519 sign 1y 2>/dev/null
-gpg -q --armor --export bench@example.org > "$work/key.asc"
+bench_key
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 
 file=$work/bench-1.0.bin

@@ -42,15 +42,11 @@ deep=$top/drivers/net/ethernet/intel/e1000/e1000_param.c
 
 bench_work
 root=$work/root
-mkdir -p "$mnt" -m700 "$GNUPGHOME"
-gpg -q --batch --passphrase '' --quick-gen-key 'Bench <bench@example.org>' ed25519 sign 1y 2>/dev/null
-gpg -q --armor --export bench@example.org > "$work/key.asc"
+mkdir -p "$mnt"
+bench_key
 
 # ---- publish both forms (names differ so both show in pkgs/) -----------------------------
-"$bin/repofs" --root "$root" keys add --dir / "$work/key.asc" >/dev/null
-RUST_LOG=warn "$bin/repofsd" --root "$root" --mount "$mnt" 2>>"$work/repofsd.log" &
-pids+=($!)
-for _ in $(seq 100); do [[ -d $mnt/incoming ]] && mountpoint -q "$mnt" && break; sleep 0.1; done
+bench_mounted_primary "$root"
 mkdir -p "$mnt/incoming/linux"
 for f in gz zst; do
   ln -s "$src.tar.$f" "$work/linux$f-6.1.tar.$f"
