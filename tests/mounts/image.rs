@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::common::*;
-use crate::install::pacman_pkg;
+use crate::install::publish_pacman;
 use crate::{primary, publish, stderr, Mirror, Site};
 
 /// Every path below `dir`, relative, as `find` prints it.
@@ -64,19 +64,16 @@ fn tar_list(file: &Path) -> BTreeSet<String> {
 fn two_images_are_identical_and_hold_the_union_of_the_trees() {
     let s = Site::new();
     let d = s.w.scratch("pkgs");
-    publish(
+    publish_pacman(
         &s,
-        "hello",
-        &pacman_pkg(
-            &d,
-            "tool",
-            "1.0-1",
-            &[
-                ("usr/bin/tool", "t\n"),
-                ("usr/share/doc/tool/README", "r\n"),
-            ],
-            "",
-        ),
+        &d,
+        "tool",
+        "1.0-1",
+        &[
+            ("usr/bin/tool", "t\n"),
+            ("usr/share/doc/tool/README", "r\n"),
+        ],
+        "",
     );
     let other = d.join("other");
     sh(&d, "mkdir -p other/other-2/usr/share/doc/o && echo o > other/other-2/usr/share/doc/o/x && ln -s x other/other-2/usr/share/doc/o/y");
@@ -147,11 +144,7 @@ fn two_images_are_identical_and_hold_the_union_of_the_trees() {
 fn a_mirror_builds_the_same_image_from_packages_it_has_not_fetched() {
     let (p, port) = primary();
     let d = p.w.scratch("pkgs");
-    publish(
-        &p,
-        "hello",
-        &pacman_pkg(&d, "tool", "1.0-1", &[("usr/bin/tool", "t\n")], ""),
-    );
+    publish_pacman(&p, &d, "tool", "1.0-1", &[("usr/bin/tool", "t\n")], "");
     sh(&d, "mkdir -p o/other-2/share && head -c 3000000 /dev/urandom > o/other-2/share/blob && tar -C o -cJf other-2.tar.xz other-2");
     publish(&p, "hello", &d.join("other-2.tar.xz"));
     let m = Mirror::start(&p, port, "");

@@ -35,6 +35,18 @@ pub fn pacman_pkg(
     pacman_pkg_depending(dir, name, ver, files, post_install, &[])
 }
 
+/// [`pacman_pkg`] in `dir`, published into dists/hello.
+pub fn publish_pacman(
+    s: &Site,
+    dir: &Path,
+    name: &str,
+    ver: &str,
+    files: &[(&str, &str)],
+    post_install: &str,
+) {
+    publish(s, "hello", &pacman_pkg(dir, name, ver, files, post_install));
+}
+
 /// `pacman_pkg` with `depend = …` lines in its .PKGINFO.
 pub fn pacman_pkg_depending(
     dir: &Path,
@@ -395,21 +407,14 @@ fn install_then_remove_leaves_the_root_as_it_was() {
 fn a_file_conflict_is_refused_with_nothing_changed() {
     let s = Site::new();
     let d = s.w.scratch("pkgs");
-    publish(
+    publish_pacman(&s, &d, "tool", "1.0-1", &[("usr/bin/tool", "tool\n")], "");
+    publish_pacman(
         &s,
-        "hello",
-        &pacman_pkg(&d, "tool", "1.0-1", &[("usr/bin/tool", "tool\n")], ""),
-    );
-    publish(
-        &s,
-        "hello",
-        &pacman_pkg(
-            &d,
-            "rival",
-            "2-1",
-            &[("usr/bin/tool", "rival\n"), ("usr/bin/r", "r\n")],
-            "",
-        ),
+        &d,
+        "rival",
+        "2-1",
+        &[("usr/bin/tool", "rival\n"), ("usr/bin/r", "r\n")],
+        "",
     );
 
     // Owned by another package.
@@ -454,21 +459,14 @@ fn a_file_conflict_is_refused_with_nothing_changed() {
 fn a_failing_script_rolls_its_package_back() {
     let s = Site::new();
     let d = s.w.scratch("pkgs");
-    publish(
+    publish_pacman(&s, &d, "good", "1-1", &[("usr/share/good", "g\n")], "");
+    publish_pacman(
         &s,
-        "hello",
-        &pacman_pkg(&d, "good", "1-1", &[("usr/share/good", "g\n")], ""),
-    );
-    publish(
-        &s,
-        "hello",
-        &pacman_pkg(
-            &d,
-            "bad",
-            "1-1",
-            &[("usr/share/bad", "b\n"), ("etc/x", "x\n")],
-            "echo the reason >&2; exit 3",
-        ),
+        &d,
+        "bad",
+        "1-1",
+        &[("usr/share/bad", "b\n"), ("etc/x", "x\n")],
+        "echo the reason >&2; exit 3",
     );
     let root = new_root(&s, "root");
     fs::create_dir_all(root.join("etc")).unwrap();
@@ -491,16 +489,13 @@ fn a_failing_script_rolls_its_package_back() {
     assert!(leftovers.is_empty(), "{leftovers:?}");
 
     // A script that never ends is killed at its deadline, and its package rolled back.
-    publish(
+    publish_pacman(
         &s,
-        "hello",
-        &pacman_pkg(
-            &d,
-            "hang",
-            "1-1",
-            &[("usr/share/hang", "h\n")],
-            "while :; do :; done",
-        ),
+        &d,
+        "hang",
+        "1-1",
+        &[("usr/share/hang", "h\n")],
+        "while :; do :; done",
     );
     let start = std::time::Instant::now();
     let out = install(&s, &root, &["--script-timeout", "1s"], &["hang"]);
@@ -564,7 +559,7 @@ fn a_killed_install_or_remove_is_rolled_back_or_completed() {
         .iter()
         .map(|(a, b)| (a.as_str(), b.as_str()))
         .collect();
-    publish(&s, "hello", &pacman_pkg(&d, "k", "1-1", &refs, ""));
+    publish_pacman(&s, &d, "k", "1-1", &refs, "");
     let root = new_root(&s, "root");
     fs::create_dir_all(root.join("usr/share/k")).unwrap();
     fs::write(root.join("usr/share/k/f0"), "0\n").unwrap(); // replaced in place
@@ -606,27 +601,21 @@ fn a_newer_version_upgrades_in_place() {
     let new = d.join("new");
     fs::create_dir_all(&old).unwrap();
     fs::create_dir_all(&new).unwrap();
-    publish(
+    publish_pacman(
         &s,
-        "hello",
-        &pacman_pkg(
-            &old,
-            "up",
-            "1.0-1",
-            &[("usr/bin/up", "1\n"), ("usr/share/up/gone", "g\n")],
-            "",
-        ),
+        &old,
+        "up",
+        "1.0-1",
+        &[("usr/bin/up", "1\n"), ("usr/share/up/gone", "g\n")],
+        "",
     );
-    publish(
+    publish_pacman(
         &s,
-        "hello",
-        &pacman_pkg(
-            &new,
-            "up",
-            "1.1-1",
-            &[("usr/bin/up", "2\n"), ("usr/share/up/new", "n\n")],
-            "",
-        ),
+        &new,
+        "up",
+        "1.1-1",
+        &[("usr/bin/up", "2\n"), ("usr/share/up/new", "n\n")],
+        "",
     );
     let root = new_root(&s, "root");
     ok(&install(&s, &root, &[], &["up=1.0-1"]));
