@@ -9,6 +9,7 @@
 //! Schema changes are migrations keyed on `PRAGMA user_version`; a database newer than this
 //! code is refused rather than misread.
 
+use crate::time::now;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::time::Duration;
@@ -369,13 +370,6 @@ pub struct NewFile<'a> {
     pub version: Option<&'a str>,
     pub uploader: &'a str,
     pub upload_id: i64,
-}
-
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 impl Catalog {

@@ -16,6 +16,7 @@ pub mod paths;
 pub mod pkgmeta;
 pub mod repo;
 pub mod store;
+pub mod sync;
 pub mod time;
 pub mod verify;
 pub mod version;

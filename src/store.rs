@@ -74,7 +74,7 @@ impl Store {
         let name = format!(
             "{}.{}.{}",
             std::process::id(),
-            crate::catalog::now(),
+            crate::time::now(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         );
         let path = self.root.join("tmp").join(name);
@@ -187,15 +187,15 @@ impl Hashing {
     }
 
     fn finish(self, staged: &Path) -> io::Result<Hashes> {
-        let sha256 = to_hex(&self.sha256.finalize());
+        let sha256 = hex::encode(self.sha256.finalize());
         let md5 = match (self.md5, self.received) {
-            (Some(md5), _) => to_hex(&md5.finalize()),
+            (Some(md5), _) => hex::encode(md5.finalize()),
             (None, Some(r)) if r.sha256 == sha256 => r.md5,
             // Not the bytes the mount hashed (rewritten since): hash the staged copy.
             (None, _) => {
                 let mut md5 = Md5::new();
                 io::copy(&mut File::open(staged)?, &mut md5)?;
-                to_hex(&md5.finalize())
+                hex::encode(md5.finalize())
             }
         };
         Ok(Hashes {
@@ -428,16 +428,6 @@ impl<R: Read> Read for StageReader<R> {
         }
         Ok(n)
     }
-}
-
-pub fn to_hex(bytes: &[u8]) -> String {
-    use std::fmt::Write as _;
-    bytes
-        .iter()
-        .fold(String::with_capacity(bytes.len() * 2), |mut s, b| {
-            let _ = write!(s, "{b:02x}");
-            s
-        })
 }
 
 #[cfg(test)]

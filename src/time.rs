@@ -7,6 +7,11 @@ pub fn rfc3339(unix_secs: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
+/// Now, in Unix seconds (the catalog's clock).
+pub fn now() -> i64 {
+    unix(SystemTime::now())
+}
+
 pub fn unix(t: SystemTime) -> i64 {
     t.duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)

@@ -24,7 +24,6 @@ use sha2::{Digest, Sha256};
 
 use crate::config::Limits;
 use crate::paths;
-use crate::store::to_hex;
 pub use meta::{MetaSource, PackageMeta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -613,7 +612,7 @@ fn hash_sparse(r: &mut impl Read, segments: &[sparse::Segment], size: u64) -> Re
     }
     hash_zeros(&mut sha, size - pos);
     drain(r)?;
-    Ok(to_hex(&sha.finalize()))
+    Ok(hex::encode(sha.finalize()))
 }
 
 /// Longest entry name: Linux's PATH_MAX, so nothing accepted is unextractable, and a million
@@ -682,7 +681,7 @@ fn hash_entry(
     if let Some(slot) = keep.as_mut() {
         **slot = Some(kept);
     }
-    Ok(to_hex(&sha.finalize()))
+    Ok(hex::encode(sha.finalize()))
 }
 
 /// A .deb is an `ar` archive: `debian-binary`, `control.tar.*`, `data.tar.*`. The payload is

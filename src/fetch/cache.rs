@@ -10,6 +10,7 @@
 //! Only repofsd writes here. The mount reads bits and data of partial objects and touches the
 //! mtime of what it opens: eviction takes the least recently touched first.
 
+use crate::sync::lock;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
@@ -256,7 +257,7 @@ impl CacheObject {
                 h.finalize().into()
             }
         };
-        let got = crate::store::to_hex(&digest);
+        let got = hex::encode(digest);
         if got != self.sha256 {
             // Every piece matched its SHA-1 yet the whole does not: the catalog's torrent and
             // sha256 disagree. Start over rather than serve it as complete.
@@ -632,10 +633,6 @@ struct Entry {
     data: bool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -645,7 +642,7 @@ mod tests {
         let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
         let mut h = PieceHasher::default();
         h.update(&data);
-        let sha = crate::store::to_hex(&Sha256::digest(&data));
+        let sha = hex::encode(Sha256::digest(&data));
         (data, sha, h.finish())
     }
 
@@ -728,7 +725,7 @@ mod tests {
             c.update(chunk).unwrap();
         }
         let digest = c.finish().unwrap().expect("the sha256, from the stream");
-        assert_eq!(crate::store::to_hex(&digest), sha);
+        assert_eq!(hex::encode(digest), sha);
         assert_eq!(o.verified_count(), o.piece_count());
         let view = cache.dir.open_view(&sha, data.len() as u64).unwrap();
         assert!(view.unwrap().has(0, data.len() as u64).unwrap());
@@ -774,7 +771,7 @@ mod tests {
         let (a, sa, ha) = object(PIECE as usize);
         let (mut b, _, _) = object(PIECE as usize);
         b[0] ^= 1;
-        let sb = crate::store::to_hex(&Sha256::digest(&b));
+        let sb = hex::encode(Sha256::digest(&b));
         let mut hb = PieceHasher::default();
         hb.update(&b);
         let hb = hb.finish();

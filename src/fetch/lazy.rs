@@ -19,6 +19,7 @@
 //! piece's SHA-1 and the object's sha256, so neither the batch check nor promotion reads the
 //! object again.
 
+use crate::sync::lock;
 use std::collections::{HashMap, HashSet};
 use std::io::SeekFrom;
 use std::net::SocketAddr;
@@ -973,8 +974,4 @@ impl Drop for Busy<'_> {
             }
         }
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }

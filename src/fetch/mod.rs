@@ -87,7 +87,7 @@ impl Distribution {
             peer_listen,
         )?);
         let tracker = Arc::new(tracker::Tracker::default());
-        *tracker.seeder.write().unwrap_or_else(|e| e.into_inner()) = seeder.addr();
+        *crate::sync::write(&tracker.seeder) = seeder.addr();
         let mut http = None;
         let mut http_addr = None;
         if let Some(addr) = config.listen {

@@ -109,7 +109,7 @@ struct Lazy {
 
 impl Lazy {
     fn view(&self, reopen: bool) -> io::Result<Option<Arc<PartialView>>> {
-        let mut slot = self.view.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = crate::sync::lock(&self.view);
         if reopen || slot.is_none() {
             *slot = self
                 .mirror

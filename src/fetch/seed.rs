@@ -197,8 +197,7 @@ impl Seeder {
                 match self.sync(catalog, store, trackers, &mut seeded) {
                     Ok(()) => {
                         version = now;
-                        *tracker.seeded.write().unwrap_or_else(|e| e.into_inner()) =
-                            seeded.values().cloned().collect();
+                        *crate::sync::write(&tracker.seeded) = seeded.values().cloned().collect();
                     }
                     Err(e) => warn!(error = %format!("{e:#}"), "seeding sync failed"),
                 }

@@ -53,7 +53,7 @@ pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Optio
     let Some(upstream) = catalog.setting("upstream")? else {
         return Ok(None);
     };
-    let now = crate::catalog::now();
+    let now = crate::time::now();
     let setting = |k: &str| -> anyhow::Result<Option<String>> {
         Ok(catalog.setting(k)?.filter(|v| !v.is_empty()))
     };

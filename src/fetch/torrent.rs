@@ -107,7 +107,7 @@ pub fn info(name: &str, length: u64, pieces: &[u8]) -> Result<Option<Info>, Torr
     };
     let mut bytes = Vec::new();
     bencode_serialize_to_writer(&info, &mut bytes).map_err(|e| TorrentError(e.to_string()))?;
-    let info_hash = crate::store::to_hex(&Sha1::digest(&bytes));
+    let info_hash = hex::encode(Sha1::digest(&bytes));
     Ok(Some(Info { bytes, info_hash }))
 }
 
@@ -172,7 +172,7 @@ mod tests {
         let i = info("hello.txt", 5, &h.finish()).unwrap().unwrap();
         let t = torrent_file(&i.bytes, &["http://127.0.0.1:1/announce".into()]).unwrap();
         let parsed = librqbit_core::torrent_metainfo::torrent_from_bytes(&t).unwrap();
-        assert_eq!(crate::store::to_hex(&parsed.info_hash.0), i.info_hash);
+        assert_eq!(hex::encode(parsed.info_hash.0), i.info_hash);
         assert_eq!(parsed.info.data.length, Some(5));
         assert!(info("empty", 0, &[]).unwrap().is_none());
         assert!(info("short", 5, &[0; 19]).is_err());

@@ -99,7 +99,7 @@ pub async fn announce(
     let now = Instant::now();
     let mut peers: Vec<SocketAddrV4> = Vec::new();
     {
-        let mut swarms = t.swarms.lock().unwrap_or_else(|e| e.into_inner());
+        let mut swarms = crate::sync::lock(&t.swarms);
         let swarm = swarms.entry(hash).or_default();
         swarm.retain(|_, seen| now.duration_since(*seen) < 2 * INTERVAL);
         if stopped {
@@ -109,15 +109,9 @@ pub async fn announce(
         }
         peers.extend(swarm.keys().filter(|a| **a != me).take(MAX_PEERS));
     }
-    let hex = crate::store::to_hex(&hash);
-    let seeds = t
-        .seeded
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .contains(&hex);
-    if let (true, Some(SocketAddr::V4(seeder))) =
-        (seeds, *t.seeder.read().unwrap_or_else(|e| e.into_inner()))
-    {
+    let hex = hex::encode(hash);
+    let seeds = crate::sync::read(&t.seeded).contains(&hex);
+    if let (true, Some(SocketAddr::V4(seeder))) = (seeds, *crate::sync::read(&t.seeder)) {
         // A seeder on 0.0.0.0 is on this host: the address the client reached us at (its
         // Host header) reaches the seeder too. A host name there cannot go in a compact list.
         let host_ip = headers

@@ -795,7 +795,7 @@ fn refuse_as(
     learned: NewUpload,
 ) -> Result<(), IngestError> {
     let qroot = repo.layout.quarantine();
-    let stamp = crate::catalog::now();
+    let stamp = crate::time::now();
     let mut qdir = qroot.join(format!("{stamp}-{}", sanitize(base)));
     let mut n = 1;
     while qdir.exists() {

@@ -531,11 +531,7 @@ fn sha256_file(p: &Path) -> std::io::Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(hex(&h.finalize()))
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    Ok(hex::encode(h.finalize()))
 }
 
 /// Whether what is at `p` is exactly what `f` describes.
@@ -684,7 +680,7 @@ pub fn install(cat: &Catalog, plan: &[PackageRow], opts: &Options) -> Result<Rep
 
 fn staged_name(dir: &Path, base: &str, what: &str) -> PathBuf {
     let h = Sha256::digest(base.as_bytes());
-    dir.join(format!(".repofs-{what}.{}", &hex(&h)[..16]))
+    dir.join(format!(".repofs-{what}.{}", &hex::encode(h)[..16]))
 }
 
 fn install_one(
@@ -760,7 +756,7 @@ fn install_one(
         format: p.row.format.clone(),
         meta_source: p.row.meta_source.clone(),
         source_sha256: p.row.sha256.clone(),
-        installed_at: opts.installed_at.unwrap_or_else(crate::catalog::now),
+        installed_at: opts.installed_at.unwrap_or_else(crate::time::now),
         files: records,
     };
     let mut journal = Journal::Install {
@@ -958,7 +954,7 @@ fn stage_files(
                     }
                     let (f, staged) = &jobs[i];
                     let r = one(f, staged, &mut buf);
-                    let mut o = out.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut o = crate::sync::lock(&out);
                     match r {
                         Ok(h) => {
                             o.0.insert(f.dest.clone(), h);
@@ -972,7 +968,7 @@ fn stage_files(
             });
         }
     });
-    let (hashes, err) = out.into_inner().unwrap_or_else(|p| p.into_inner());
+    let (hashes, err) = crate::sync::into_inner(out);
     match err {
         Some(e) => Err(e),
         None => Ok(hashes),
@@ -998,7 +994,7 @@ fn copy_in(src: &Path, dst: &Path, buf: &mut [u8], bar: &indicatif::ProgressBar)
             .map_err(|e| InstallError::io(dst, e))?;
         bar.inc(n as u64);
     }
-    Ok(hex(&h.finalize()))
+    Ok(hex::encode(h.finalize()))
 }
 
 /// Owner (as root) and mtime from the package, as `tar -x` does; failures only lose

@@ -187,12 +187,12 @@ pub fn render(
     ];
     let _ = writeln!(release, "MD5Sum:");
     for (name, bytes) in listed {
-        let sum = hex(&md5::Md5::digest(bytes));
+        let sum = hex::encode(md5::Md5::digest(bytes));
         let _ = writeln!(release, " {sum} {:>16} {name}", bytes.len());
     }
     let _ = writeln!(release, "SHA256:");
     for (name, bytes) in listed {
-        let sum = hex(&sha2::Sha256::digest(bytes));
+        let sum = hex::encode(sha2::Sha256::digest(bytes));
         let _ = writeln!(release, " {sum} {:>16} {name}", bytes.len());
     }
     let release = release.into_bytes();
@@ -201,7 +201,7 @@ pub fn render(
         .map_err(MetaError::Sign)?;
     let by_hash = format!(
         "by-hash/SHA256/{}",
-        hex(&sha2::Sha256::digest(&packages_xz))
+        hex::encode(sha2::Sha256::digest(&packages_xz))
     );
     Ok(vec![
         (by_hash, packages_xz.clone()),
@@ -211,14 +211,6 @@ pub fn render(
         ("InRelease".into(), inrelease),
         ("Release.gpg".into(), release_gpg),
     ])
-}
-
-pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter()
-        .fold(String::with_capacity(b.len() * 2), |mut s, x| {
-            let _ = write!(s, "{x:02x}");
-            s
-        })
 }
 
 /// `Sun, 29 Nov 2026 23:13:03 UTC`, as Debian's Release files write dates.

@@ -46,7 +46,7 @@ pub enum MetaError {
 /// sees them (replacing what was there; a directory with no such packages keeps none).
 /// `time` is the generation's time, the `Date:` of Release and the mtime in the pacman db.
 pub fn refresh(tx: &PublishTx<'_>, dir: &str, repo_key: &Path) -> Result<(), MetaError> {
-    let time = tx.generation_time()?.unwrap_or_else(crate::catalog::now);
+    let time = tx.generation_time()?.unwrap_or_else(crate::time::now);
     let mut files = Vec::new();
     let debs = tx.dist_packages(dir, "deb")?;
     if !debs.is_empty() {

@@ -114,7 +114,7 @@ impl EntryReader {
                 "a deflated member inside a compressed stream",
             ));
         };
-        let mut slot = self.inflater.lock().unwrap_or_else(|e| e.into_inner());
+        let mut slot = crate::sync::lock(&self.inflater);
         let restart = slot.as_ref().is_none_or(|i| i.pos > offset);
         if restart {
             let raw = FileRange {
@@ -193,7 +193,7 @@ impl Cache {
     /// thread unpacks; others wait for it (bounded).
     pub fn unpacked(&self, pkg: &PackageRow, object: &Arc<dyn ReadAt>) -> io::Result<Arc<File>> {
         let path = self.dir.join(format!("{}.tar", pkg.sha256));
-        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let mut busy = crate::sync::lock(&self.busy);
         let deadline = std::time::Instant::now() + UNPACK_WAIT;
         while busy.contains(&pkg.sha256) {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -217,7 +217,7 @@ impl Cache {
         busy.insert(pkg.sha256.clone());
         drop(busy);
         let result = self.unpack(pkg, object, &path);
-        let mut busy = self.busy.lock().unwrap_or_else(|e| e.into_inner());
+        let mut busy = crate::sync::lock(&self.busy);
         busy.remove(&pkg.sha256);
         self.done.notify_all();
         drop(busy);

@@ -165,17 +165,13 @@ enum Source {
 impl Dists {
     /// The current snapshot, reloaded if the catalog changed since (as the mount does).
     fn snap(&self, cat: &Catalog) -> Result<Arc<Snapshot>, Refusal> {
-        let current = self
-            .snapshot
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let current = crate::sync::read(&self.snapshot).clone();
         let version = cat.data_version().map_err(catalog_error)?;
         if version == current.version {
             return Ok(current);
         }
         let fresh = Arc::new(Snapshot::load(cat).map_err(catalog_error)?);
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        *crate::sync::write(&self.snapshot) = fresh.clone();
         Ok(fresh)
     }
 
@@ -254,7 +250,7 @@ impl Dists {
                 };
                 Ok(Plan::Content(Content {
                     size: bytes.len() as u64,
-                    etag: format!("\"{}\"", crate::store::to_hex(&Sha256::digest(&bytes))),
+                    etag: format!("\"{}\"", hex::encode(Sha256::digest(&bytes))),
                     body: Source::Bytes(Bytes::from(bytes)),
                     modified,
                     content_type: content_type(name, true),

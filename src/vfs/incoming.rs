@@ -30,7 +30,6 @@ use super::tree::DistEntry;
 use super::{errno, lock, stat_attr, Handle, Node, Opened, Result, Vfs, SPOOL_TTL};
 use crate::ingest::control::{self, ClosedRequest, State};
 use crate::ingest::spool::{Received, USERS_DIR};
-use crate::store::to_hex;
 
 pub struct SpoolHandle {
     pub file: File,
@@ -92,7 +91,10 @@ impl InlineHash {
     fn finish(self) -> Option<Received> {
         let (md5, sha256) = match self.hashers {
             Some((m, s)) => (m.finish()?, s.finish()?),
-            None => (to_hex(&Md5::digest(b"")), to_hex(&Sha256::digest(b""))),
+            None => (
+                hex::encode(Md5::digest(b"")),
+                hex::encode(Sha256::digest(b"")),
+            ),
         };
         Some(Received { md5, sha256 })
     }
@@ -124,7 +126,7 @@ impl<D: Digest + Send + 'static> Hasher<D> {
 
     fn finish(self) -> Option<String> {
         drop(self.tx);
-        self.thread.join().ok().map(|d| to_hex(&d.finalize()))
+        self.thread.join().ok().map(|d| hex::encode(d.finalize()))
     }
 }
 

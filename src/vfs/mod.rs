@@ -247,11 +247,7 @@ impl Vfs {
 
     /// The current snapshot, reloaded if the daemon committed since it was taken.
     fn snap(&self) -> Result<Arc<Snapshot>> {
-        let current = self
-            .snapshot
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let current = crate::sync::read(&self.snapshot).clone();
         let cat = lock(&self.catalog);
         let version = cat.data_version().map_err(|e| {
             warn!(error = %e, "catalog unreadable");
@@ -264,7 +260,7 @@ impl Vfs {
             warn!(error = %e, "catalog unreadable");
             libc::EIO
         })?);
-        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = fresh.clone();
+        *crate::sync::write(&self.snapshot) = fresh.clone();
         Ok(fresh)
     }
 
@@ -381,11 +377,7 @@ impl Vfs {
     /// The time of directories and generated files: when the published view last changed,
     /// from the catalog, so a mirror shows the same times as its primary.
     fn view_time(&self) -> SystemTime {
-        let snap = self
-            .snapshot
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone();
+        let snap = crate::sync::read(&self.snapshot).clone();
         snap.changed.map_or(self.started, epoch)
     }
 
@@ -1079,10 +1071,7 @@ fn read_file(f: &File, offset: u64, size: u32) -> Result<Vec<u8>> {
     Ok(buf)
 }
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panicking FUSE thread must not take the whole mount down with a poisoned lock.
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
+pub(crate) use crate::sync::lock;
 
 fn epoch(secs: i64) -> SystemTime {
     if secs >= 0 {

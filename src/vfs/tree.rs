@@ -7,6 +7,7 @@
 //! (`PkgTree`) when someone first looks inside it. Nothing here reads content: sizes, modes
 //! and offsets all come from the catalog.
 
+use crate::sync::lock;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::num::NonZeroU64;
@@ -94,7 +95,7 @@ impl Generated {
     /// Its file name in directory `dir` (for a by-hash file, the name of its catalog row).
     pub fn file_name(self, dir: &str) -> String {
         match self {
-            Generated::ByHash(h) => format!("{BY_HASH}/{}", crate::pkgmeta::apt::hex(&h)),
+            Generated::ByHash(h) => format!("{BY_HASH}/{}", hex::encode(h)),
             Generated::PacmanDb
             | Generated::PacmanDbSig
             | Generated::PacmanFiles
@@ -572,10 +573,6 @@ impl Snapshot {
             .collect();
         Ok((files, packages))
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// The directory slot of `dir`, made on first use.

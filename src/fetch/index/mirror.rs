@@ -15,7 +15,8 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::{unpack_replica, IndexDir, Root, MAX_ROOT, ROOT_FORMAT, SNAPSHOT_EVERY};
-use crate::catalog::{now, Catalog, ReplicaMeta};
+use crate::catalog::{Catalog, ReplicaMeta};
+use crate::time::now;
 
 /// Deadline for fetching the root (a few hundred bytes).
 const ROOT_DEADLINE: Duration = Duration::from_secs(20);
@@ -237,7 +238,7 @@ impl Mirror {
                 f.write_all(&chunk).await?;
             }
             f.sync_all().await?;
-            Ok(Some((crate::store::to_hex(&hash.finalize()), len)))
+            Ok(Some((hex::encode(hash.finalize()), len)))
         });
         let got = match got {
             Ok(g) => g,
@@ -332,7 +333,7 @@ impl Mirror {
                 }
                 f.sync_all().await?;
                 drop(f);
-                let actual = crate::store::to_hex(&hash.finalize());
+                let actual = hex::encode(hash.finalize());
                 if actual != sha {
                     let _ = tokio::fs::remove_file(&tmp).await;
                     return Err(refused(

@@ -122,7 +122,7 @@ impl IndexDir {
         };
         zstd::stream::copy_encode(fs::File::open(db)?, &mut out, 3)?;
         out.inner.sync_all()?;
-        let sha = crate::store::to_hex(&out.hash.finalize());
+        let sha = hex::encode(out.hash.finalize());
         let dest = self
             .object_path(&sha)
             .ok_or_else(|| anyhow::anyhow!("bad object hash"))?;
@@ -189,7 +189,7 @@ pub fn file_sha256(path: &Path) -> io::Result<String> {
     loop {
         let n = f.read(&mut buf)?;
         if n == 0 {
-            return Ok(crate::store::to_hex(&h.finalize()));
+            return Ok(hex::encode(h.finalize()));
         }
         h.update(&buf[..n]);
     }
@@ -252,7 +252,7 @@ pub fn publish(
             (head_gen, sha)
         }
     };
-    let now = crate::catalog::now();
+    let now = crate::time::now();
     let wanted_head = head.map(|(generation, sha256)| ObjectRef { generation, sha256 });
     let wanted_snapshot = ObjectRef {
         generation: snapshot.0,
