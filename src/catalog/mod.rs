@@ -77,9 +77,11 @@ pub struct Catalog {
     conn: Connection,
 }
 
-/// A published (or archived) file as `repofs list` reports it.
+/// A published (or archived) file as `repofs list` reports it. It serializes as `repofs list
+/// --json` prints it: without the catalog's row id, times as RFC 3339 text.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FileRow {
+    #[serde(skip_serializing)]
     pub id: i64,
     pub directory: String,
     pub filename: String,
@@ -91,9 +93,25 @@ pub struct FileRow {
     pub md5: String,
     pub uploader: String,
     pub upload_id: i64,
+    #[serde(serialize_with = "rfc3339")]
     pub published_at: i64,
     pub state: String,
+    #[serde(serialize_with = "rfc3339_or_null")]
     pub archived_at: Option<i64>,
+}
+
+fn rfc3339<S: serde::Serializer>(t: &i64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::time::rfc3339(*t))
+}
+
+fn rfc3339_or_null<S: serde::Serializer>(
+    t: &Option<i64>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => s.serialize_some(&crate::time::rfc3339(*t)),
+        None => s.serialize_none(),
+    }
 }
 
 /// What the mount keeps of a published file (`Catalog::for_each_published_file`).
@@ -322,5 +340,34 @@ mod tests {
         drop(c);
         let c = Catalog::open(&path).unwrap();
         assert_eq!(c.keys().unwrap()[0].directories, vec!["dir".to_string()]);
+    }
+
+    /// `repofs list --json` prints file rows: no id, times as RFC 3339, fields in this order.
+    #[test]
+    fn a_file_row_serializes_as_repofs_list_prints_it() {
+        let mut row = FileRow {
+            id: 7,
+            directory: "d".into(),
+            filename: "f".into(),
+            kind: "plain".into(),
+            name: None,
+            version: Some("1".into()),
+            size: 3,
+            sha256: "s".into(),
+            md5: "m".into(),
+            uploader: "u".into(),
+            upload_id: 2,
+            published_at: 86400,
+            state: "published".into(),
+            archived_at: None,
+        };
+        assert_eq!(
+            serde_json::to_string(&row).unwrap(),
+            r#"{"directory":"d","filename":"f","kind":"plain","name":null,"version":"1","size":3,"sha256":"s","md5":"m","uploader":"u","upload_id":2,"published_at":"1970-01-02T00:00:00Z","state":"published","archived_at":null}"#
+        );
+        row.archived_at = Some(0);
+        assert!(serde_json::to_string(&row)
+            .unwrap()
+            .ends_with(r#""archived_at":"1970-01-01T00:00:00Z"}"#));
     }
 }
