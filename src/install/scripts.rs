@@ -321,18 +321,11 @@ fn tpm_scripts(host: &Path, inside: &str, name: &str, when: When, version: &str)
         When::PreRemove => "preremove",
         When::PostRemove => "postremove",
     };
-    let mut list = Vec::new();
-    for f in [s.to_string(), format!("{s}.sh")] {
-        if host.join(&f).is_file() {
-            list.push(Script {
-                label: label(name, &format!("info/{f}")),
-                command: format!("sh {}/{f} {}", quote(inside), quote(version)),
-                cwd: "/".into(),
-                env: vec![],
-            });
-        }
-    }
-    list
+    [s.to_string(), format!("{s}.sh")]
+        .into_iter()
+        .filter(|f| host.join(f).is_file())
+        .map(|f| sh_script(name, &format!("info/{f}"), inside, &f, version))
+        .collect()
 }
 
 /// distpac's `scripts/install.sh` after install and `scripts/uninstall.sh` before removal.
@@ -350,12 +343,18 @@ fn distpac_scripts(
     };
     let mut list = Vec::new();
     if !f.is_empty() && host.join(f).is_file() {
-        list.push(Script {
-            label: label(name, &format!("scripts/{f}")),
-            command: format!("sh {}/{f} {}", quote(inside), quote(version)),
-            cwd: "/".into(),
-            env: vec![],
-        });
+        list.push(sh_script(name, &format!("scripts/{f}"), inside, f, version));
     }
     list
+}
+
+/// `sh SAVED/FILE VERSION` from `/`, as tpm and distpac run a script; `shown` is its path in
+/// the package, for messages.
+fn sh_script(name: &str, shown: &str, inside: &str, file: &str, version: &str) -> Script {
+    Script {
+        label: label(name, shown),
+        command: format!("sh {}/{file} {}", quote(inside), quote(version)),
+        cwd: "/".into(),
+        env: vec![],
+    }
 }
