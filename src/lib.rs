@@ -12,6 +12,7 @@ pub mod fetch;
 pub mod ingest;
 pub mod install;
 pub mod keys;
+pub mod mountinfo;
 pub mod paths;
 pub mod pkgmeta;
 pub mod repo;

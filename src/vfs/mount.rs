@@ -200,38 +200,7 @@ fn recover_stale(mountpoint: &Path) -> anyhow::Result<()> {
 
 /// Whether a FUSE filesystem is mounted exactly at `path` (from /proc/self/mountinfo).
 pub fn is_fuse_mount(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.as_os_str().as_bytes();
-    info.lines().any(|line| {
-        let mut parts = line.split(" - ");
-        let (Some(pre), Some(post)) = (parts.next(), parts.next()) else {
-            return false;
-        };
-        let mp = pre.split(' ').nth(4).map(unescape).unwrap_or_default();
-        mp == want && post.starts_with("fuse")
-    })
-}
-
-/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
-fn unescape(s: &str) -> Vec<u8> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            out.push((b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0'));
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    out
+    crate::mountinfo::read().is_ok_and(|mounts| crate::mountinfo::mounted_at(&mounts, path, "fuse"))
 }
 
 /// Mounts a FUSE filesystem at `mountpoint` and returns its /dev/fuse descriptor.
