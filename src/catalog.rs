@@ -252,9 +252,11 @@ pub struct Catalog {
     conn: Connection,
 }
 
-/// A published (or archived) file as `repofs list` reports it.
+/// A published (or archived) file as `repofs list` reports it (its `--json` is this, serialized:
+/// times as RFC 3339, without the row id).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FileRow {
+    #[serde(skip)]
     pub id: i64,
     pub directory: String,
     pub filename: String,
@@ -266,9 +268,25 @@ pub struct FileRow {
     pub md5: String,
     pub uploader: String,
     pub upload_id: i64,
+    #[serde(serialize_with = "rfc3339")]
     pub published_at: i64,
     pub state: String,
+    #[serde(serialize_with = "rfc3339_opt")]
     pub archived_at: Option<i64>,
+}
+
+fn rfc3339<S: serde::Serializer>(t: &i64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(&crate::time::rfc3339(*t))
+}
+
+fn rfc3339_opt<S: serde::Serializer>(
+    t: &Option<i64>,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match t {
+        Some(t) => rfc3339(t, s),
+        None => s.serialize_none(),
+    }
 }
 
 /// What the mount keeps of a published file (`Catalog::for_each_published_file`).
