@@ -254,7 +254,7 @@ pub fn install(s: &Site, root: &Path, extra: &[&str], pkgs: &[&str]) -> Output {
 fn remove(root: &Path, pkgs: &[&str]) -> Output {
     output_bounded(
         Command::new(REPOFS)
-            .args(["remove", "--from", root.to_str().unwrap()])
+            .args(["remove", "--into", root.to_str().unwrap()])
             .args(pkgs),
     )
 }
@@ -263,7 +263,7 @@ fn installed(root: &Path) -> Vec<String> {
     let out = output_bounded(Command::new(REPOFS).args([
         "installed",
         "--json",
-        "--root",
+        "--into",
         root.to_str().unwrap(),
     ]));
     assert!(out.status.success(), "installed: {}", stderr(&out));
@@ -289,6 +289,31 @@ fn log_of(root: &Path) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// The target root is `--into` in install, remove and installed; `--root` is the state
+/// directory everywhere, so `installed --root DIR` (once the target root) is refused, naming
+/// `--into`, rather than listing "/". Needs no mount.
+#[test]
+fn installed_takes_the_target_root_as_into_not_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let old = output_bounded(Command::new(REPOFS).args(["installed", "--root", root]));
+    assert!(!old.status.success());
+    assert!(stderr(&old).contains("--into"), "{}", stderr(&old));
+    assert!(old.stdout.is_empty());
+
+    for args in [
+        &["installed", "--json", "--into", root][..],
+        &["--root", root, "installed", "--json", "--into", root],
+    ] {
+        let out = output_bounded(Command::new(REPOFS).args(args));
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+        assert!(json_array(&String::from_utf8_lossy(&out.stdout)).is_empty());
+    }
+    // `remove --from` is still understood (not a usage error): nothing there to remove.
+    let out = output_bounded(Command::new(REPOFS).args(["remove", "--from", root, "k"]));
+    assert!(stderr(&out).contains("not-installed"), "{}", stderr(&out));
 }
 
 #[test]
@@ -582,7 +607,7 @@ fn a_killed_install_or_remove_is_rolled_back_or_completed() {
 
     // Killed in the middle of a removal: the next command completes it.
     let mut cmd = Command::new(REPOFS);
-    cmd.args(["remove", "--from", root.to_str().unwrap(), "k"]);
+    cmd.args(["remove", "--into", root.to_str().unwrap(), "k"]);
     killed_at(cmd, "remove-journaled");
     assert!(installed(&root).is_empty());
     after = snapshot(&root);

@@ -1,29 +1,112 @@
-//! What the binaries share: the common `--root`/`--config` options, logging set-up, and the
-//! output of the read-only commands. Argument parsing stays in the binaries.
+//! `repofs mount` and `umount`, and `repofs` as mount(8)'s helper for `fuse.repofs`: the
+//! helper's argument form and its `-o` options are translated here, into a plain
+//! `repofs mount`.
 
 use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 
-use serde::Serialize;
+use anyhow::Context;
 
-use crate::catalog::FileRow;
-use crate::config::{Config, DEFAULT_ROOT};
-use crate::repo::Repo;
+use super::Common;
+use crate::config::{Config, Layout};
 
-#[derive(Debug, Clone, clap::Args)]
-pub struct Common {
-    /// State directory: catalog, content store, keyrings, spool, quarantine.
-    #[arg(long, env = "REPOFS_ROOT", default_value = DEFAULT_ROOT, global = true)]
-    pub root: PathBuf,
-    /// TOML settings file; every setting has an embedded default.
-    #[arg(long, env = "REPOFS_CONFIG", global = true)]
-    pub config: Option<PathBuf>,
+/// `repofs mount`'s flags.
+#[derive(clap::Args)]
+pub struct MountArgs {
+    /// Mount options, comma-separated: root=DIR and config=FILE, plus the generic ones
+    /// mount(8) passes (rw, nosuid, allow_other, ...), which are accepted and ignored.
+    #[arg(short = 'o', value_name = "OPTIONS")]
+    pub options: Vec<String>,
+    /// Detach once the mount is ready.
+    #[arg(short = 'd', long)]
+    pub daemon: bool,
+    pub mountpoint: PathBuf,
 }
 
-impl Common {
-    pub fn open(&self) -> anyhow::Result<Repo> {
-        Repo::open(&self.root, Config::load(self.config.as_deref())?)
+/// Serves the repository at the mount point until unmounted or signalled; with `--daemon`,
+/// in a background child started with `args` (the command line as given) minus that flag.
+pub fn mount(common: &Common, m: &MountArgs, args: &[OsString]) -> anyhow::Result<ExitCode> {
+    let (root, config) = options(common, &m.options);
+    if m.daemon {
+        // The background child gets the same arguments without -d.
+        let child: Vec<OsString> = args
+            .iter()
+            .skip(1)
+            .filter(|a| *a != "-d" && *a != "--daemon")
+            .cloned()
+            .collect();
+        crate::vfs::mount::daemonize(child)?;
+        return Ok(ExitCode::SUCCESS);
     }
+    let layout = Layout::new(root);
+    let log = layout.root.join("mount.log");
+    let config = Config::load(config.as_deref())?;
+    let mounted = crate::vfs::mount::mount(layout, config, &m.mountpoint)?;
+    crate::vfs::mount::report_ready(&log);
+    crate::vfs::mount::serve_until_signal(mounted)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The state directory and config file: `--root`/`--config`, overridden by `-o root=DIR` and
+/// `-o config=FILE` (how fstab names them).
+fn options(common: &Common, options: &[String]) -> (PathBuf, Option<PathBuf>) {
+    let mut root = common.root.clone();
+    let mut config = common.config.clone();
+    for opt in options
+        .iter()
+        .flat_map(|o| o.split(','))
+        .filter(|o| !o.is_empty())
+    {
+        match opt.split_once('=') {
+            Some(("root", v)) => root = PathBuf::from(v),
+            Some(("config", v)) => config = Some(PathBuf::from(v)),
+            // What mount(8) and fstab add; the mount sets its own safe equivalents.
+            _ if GENERIC_OPTIONS.contains(&opt) => {}
+            _ => tracing::warn!(option = opt, "ignoring unknown mount option"),
+        }
+    }
+    (root, config)
+}
+
+const GENERIC_OPTIONS: [&str; 22] = [
+    "rw",
+    "ro",
+    "dev",
+    "nodev",
+    "suid",
+    "nosuid",
+    "exec",
+    "noexec",
+    "atime",
+    "noatime",
+    "relatime",
+    "strictatime",
+    "allow_other",
+    "default_permissions",
+    "defaults",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "_netdev",
+    "nofail",
+];
+
+/// `repofs umount`'s flags.
+#[derive(clap::Args)]
+pub struct UmountArgs {
+    /// Detach now, even if files are open (lazy unmount).
+    #[arg(short = 'l', long)]
+    pub lazy: bool,
+    pub mountpoint: PathBuf,
+}
+
+pub fn umount(args: &UmountArgs) -> anyhow::Result<ExitCode> {
+    crate::vfs::mount::umount(&args.mountpoint, args.lazy)
+        .with_context(|| format!("unmounting {}", args.mountpoint.display()))?;
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The subcommands of `repofs`: a first argument among these is never a mount helper's source.
@@ -45,7 +128,7 @@ pub const COMMANDS: [&str; 7] = [
 ///
 /// So the helper form is `SRC DIR`, then only mount(8)'s helper flags, with `-o OPTIONS`
 /// among them (optional only when invoked as `mount.fuse.*`).
-pub fn mount_helper_args(args: &[OsString]) -> Option<Vec<OsString>> {
+pub fn helper_args(args: &[OsString]) -> Option<Vec<OsString>> {
     let as_helper = args
         .first()
         .and_then(|a| Path::new(a).file_name())
@@ -97,57 +180,6 @@ pub fn mount_helper_args(args: &[OsString]) -> Option<Vec<OsString>> {
     Some(out)
 }
 
-/// Logs to stderr; `RUST_LOG` overrides the level.
-pub fn init_logging() {
-    let filter =
-        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    // Colour only for people: logs redirected to files and journald stay plain text.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(ansi)
-        .with_writer(std::io::stderr)
-        .try_init();
-}
-
-/// A published file as `repofs list --json` prints it.
-#[derive(Debug, Serialize)]
-pub struct ListedFile {
-    pub directory: String,
-    pub filename: String,
-    pub kind: String,
-    pub name: Option<String>,
-    pub version: Option<String>,
-    pub size: u64,
-    pub sha256: String,
-    pub md5: String,
-    pub uploader: String,
-    pub upload_id: i64,
-    pub published_at: String,
-    pub state: String,
-    pub archived_at: Option<String>,
-}
-
-impl From<FileRow> for ListedFile {
-    fn from(f: FileRow) -> Self {
-        ListedFile {
-            directory: f.directory,
-            filename: f.filename,
-            kind: f.kind,
-            name: f.name,
-            version: f.version,
-            size: f.size,
-            sha256: f.sha256,
-            md5: f.md5,
-            uploader: f.uploader,
-            upload_id: f.upload_id,
-            published_at: crate::time::rfc3339(f.published_at),
-            state: f.state,
-            archived_at: f.archived_at.map(crate::time::rfc3339),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,8 +189,7 @@ mod tests {
     }
 
     fn helper(a: &[&str]) -> Option<Vec<String>> {
-        mount_helper_args(&args(a))
-            .map(|v| v.into_iter().map(|s| s.into_string().unwrap()).collect())
+        helper_args(&args(a)).map(|v| v.into_iter().map(|s| s.into_string().unwrap()).collect())
     }
 
     #[test]
@@ -193,6 +224,25 @@ mod tests {
         assert_eq!(
             helper(&["/sbin/mount.fuse.repofs", "repofs", "/mnt"]).unwrap(),
             ["repofs", "mount", "--daemon", "--", "/mnt"]
+        );
+    }
+
+    #[test]
+    fn root_and_config_options_override_the_flags() {
+        let common = Common {
+            root: PathBuf::from("/flag"),
+            config: None,
+        };
+        let o = |a: &[&str]| {
+            options(
+                &common,
+                &a.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(o(&[]), (PathBuf::from("/flag"), None));
+        assert_eq!(
+            o(&["rw,nosuid,root=/r", "config=/c.toml,allow_other"]),
+            (PathBuf::from("/r"), Some(PathBuf::from("/c.toml")))
         );
     }
 
