@@ -1,13 +1,13 @@
 //! Uploads that must be accepted, driven through the real binaries with gpg-made keys.
 
-mod common;
+pub mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use common::{clients::*, digest::*, keys::*, packages::*, process::*, repo::*, world::*};
 use serde_json::Value;
 
 fn find<'a>(list: &'a [Value], dir: &str, file: &str) -> &'a Value {

@@ -9,16 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::*;
-use crate::{primary, publish, stderr, Mirror, Site};
-
-/// Publishes `mib` MiB of random bytes as dists/hello/NAME; returns the original.
-pub(crate) fn publish_random(s: &Site, name: &str, mib: u64) -> PathBuf {
-    let d = s.w.scratch(name);
-    sh(&d, &format!("head -c {} /dev/urandom > {name}", mib << 20));
-    publish(s, "hello", &d.join(name));
-    d.join(name)
-}
+use crate::common::{digest::*, mirror::*, net::*, process::*, repo::*, site::*, world::*};
 
 /// The infohash of published file `filename`'s torrent.
 fn info_hash(repo: &Repo, filename: &str) -> String {
@@ -37,13 +28,6 @@ fn pread(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     f.read_exact_at(&mut buf, offset)?;
     Ok(buf)
-}
-
-pub(crate) fn object_status<'a>(status: &'a Value, sha256: &str) -> Option<&'a Value> {
-    status["objects"]
-        .as_array()?
-        .iter()
-        .find(|o| o["sha256"] == sha256)
 }
 
 /// 1 MiB read at the middle of a 64 MiB file on a cold mirror fetches a few pieces, not the

@@ -12,8 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::*;
-use crate::Site;
+use crate::common::{
+    clients::*, digest::*, keys::*, mirror::*, mount::*, net::*, process::*, repo::*, site::*,
+    world::*,
+};
 
 /// A primary with `--listen`, and its exported repository key.
 struct Primary {
@@ -198,11 +200,7 @@ fn ls_lr(mnt: &Path, rel: &str) -> String {
         .current_dir(mnt)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "ls -lR {rel}: {}",
-        crate::stderr(&out)
-    );
+    assert!(out.status.success(), "ls -lR {rel}: {}", stderr(&out));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -469,7 +467,7 @@ fn a_publication_reaches_two_mirrors_and_only_its_delta_travels() {
         .arg(format!("{}/torrents/{info_hash}.torrent", primary.url()))
         .output()
         .unwrap();
-    assert!(got.status.success(), "{}", crate::stderr(&got));
+    assert!(got.status.success(), "{}", stderr(&got));
     let data = d.join("data");
     fs::create_dir_all(&data).unwrap();
     let object = primary.site.w.repo.root.join("store/objects");
@@ -478,7 +476,7 @@ fn a_publication_reaches_two_mirrors_and_only_its_delta_travels() {
         data.join(format!("{twin_sha}.tar.zst")),
     )
     .unwrap();
-    assert!(crate::torrents::aria2c_verifies(&torrent, &data));
+    assert!(aria2c_verifies(&torrent, &data));
 }
 
 #[test]
@@ -534,7 +532,7 @@ fn bad_roots_and_objects_are_refused_and_the_view_kept() {
             .to_str()
             .unwrap(),
     ]);
-    assert!(imported.status.success(), "{}", crate::stderr(&imported));
+    assert!(imported.status.success(), "{}", stderr(&imported));
     let root: serde_json::Value = serde_json::from_str(&body).unwrap();
     let past = root["created"].as_i64().unwrap() - 10;
     let stale = body.replace(

@@ -10,8 +10,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::*;
-use crate::Site;
+use crate::common::{
+    clients::*, digest::*, keys::*, mirror::*, mount::*, net::*, packages::*, process::*, repo::*,
+    site::*, world::*,
+};
 
 const APT_DIR: &str = "hello/apt";
 const PAC_DIR: &str = "hello/pmrepo";
