@@ -63,6 +63,17 @@ impl Repo {
             .expect("open catalog")
     }
 
+    /// The catalog id of the live file `dir/filename` (what the catalog's API is keyed by).
+    pub fn file_id(&self, dir: &str, filename: &str) -> i64 {
+        self.catalog()
+            .files(false)
+            .expect("catalog files")
+            .into_iter()
+            .find(|f| f.directory == dir && f.filename == filename)
+            .unwrap_or_else(|| panic!("{dir}/{filename} is not published"))
+            .id
+    }
+
     pub fn spool(&self) -> PathBuf {
         self.root.join("incoming")
     }

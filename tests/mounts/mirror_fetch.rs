@@ -11,16 +11,16 @@ use serde_json::Value;
 
 use crate::common::{digest::*, mirror::*, net::*, process::*, repo::*, site::*, world::*};
 
-/// The infohash of published file `filename`'s torrent.
+/// The infohash of the torrent of published file `hello/FILENAME`.
 fn info_hash(repo: &Repo, filename: &str) -> String {
-    let db = rusqlite::Connection::open(repo.root.join("catalog.sqlite")).unwrap();
-    db.query_row(
-        "SELECT t.info_hash FROM torrents t JOIN files f ON f.id = t.file_id
-         WHERE f.filename = ?",
-        [filename],
-        |r| r.get(0),
-    )
-    .unwrap()
+    let id = repo.file_id("hello", filename);
+    let (info_hash, _) = repo
+        .catalog()
+        .torrents()
+        .unwrap()
+        .remove(&id)
+        .expect("a torrent");
+    info_hash
 }
 
 fn pread(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {

@@ -4,7 +4,9 @@
 use std::fs;
 use std::process::Command;
 
-use crate::common::{clients::*, digest::*, net::*, process::*, repo::*, site::*, world::*};
+use crate::common::{
+    clients::*, digest::*, net::*, old_catalog::*, process::*, repo::*, site::*, world::*,
+};
 
 const TRACKERS: &str =
     "[distribution]\ntrackers = [\"http://127.0.0.1:9/announce\", \"udp://127.0.0.1:9\"]\n";
@@ -80,9 +82,7 @@ fn older_files_get_their_torrents_at_start() {
     let torrent = s.mnt.path("dists/hello/hello-1.0.tar.gz.torrent");
     let made = fs::read(&torrent).unwrap();
     s.daemon.terminate();
-    let db = rusqlite::Connection::open(s.w.repo.root.join("catalog.sqlite")).unwrap();
-    assert_eq!(db.execute("DELETE FROM torrents", []).unwrap(), 2);
-    drop(db);
+    assert_eq!(forget_torrents(&s.w.repo), 2);
     wait_for(
         "the torrent to go",
         std::time::Duration::from_secs(5),
