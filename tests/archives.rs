@@ -6,14 +6,14 @@
 //! link target and content hash. Hand-made headers cover the numeric fields real writers get
 //! wrong, which must read as GNU tar reads them, and the strict fields, which must not.
 
-mod common;
+pub mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use common::*;
+use common::{digest::*, process::*};
 use repofs::archive::{self, EntryKind, Inspection, Layout};
 use repofs::config::Limits;
 

@@ -1,13 +1,13 @@
 //! Crash safety: SIGKILL `repofsd` at each step of a publication, restart, and check that the
 //! upload is published exactly once, nothing is lost, and the store holds no orphans.
 
-mod common;
+pub mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
 use std::time::Duration;
 
-use common::*;
+use common::{clients::*, digest::*, packages::*, process::*, repo::*, world::*};
 
 fn store_objects(repo: &Repo) -> BTreeSet<String> {
     let store = repofs::store::Store::open(&repo.root.join("store")).expect("store");

@@ -4,7 +4,7 @@
 //! --simulate` over a flat apt repository of the same .debs, and `pacman -Sp` over a
 //! `repo-add` database of the same packages, each in a private root.
 
-mod common;
+pub mod common;
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -12,7 +12,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use common::{clients::*, keys::*, packages::*, process::*, repo::*};
 use serde_json::Value;
 
 const UID: &str = "deps@example.org";

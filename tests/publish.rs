@@ -1,13 +1,13 @@
 //! Uploads that must be accepted, driven through the real binaries with gpg-made keys.
 
-mod common;
+pub mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::*;
+use common::{clients::*, digest::*, keys::*, packages::*, process::*, repo::*, world::*};
 use serde_json::Value;
 
 fn find<'a>(list: &'a [Value], dir: &str, file: &str) -> &'a Value {
@@ -301,38 +301,40 @@ fn archive_formats_and_metadata() {
     assert_eq!(find(&list, "pkgs", "NOTES-1.txt")["kind"], "plain");
 
     // The catalog holds metadata and every entry, matching what `tar -t` sees.
-    let db = rusqlite::Connection::open(w.repo.root.join("catalog.sqlite")).unwrap();
-    let meta = |file: &str| -> (String, Option<String>, String, i64) {
-        db.query_row(
-            "SELECT p.meta_source, p.arch, p.depends, p.entry_count FROM packages p JOIN files f ON f.id = p.file_id
-             WHERE f.filename = ? AND f.state = 'published'",
-            [file],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-        )
-        .unwrap()
+    let db = w.repo.catalog();
+    let file_id = |file: &str| w.repo.file_id("pkgs", file);
+    let meta = |file: &str| -> repofs::catalog::PackageRow {
+        db.package(file_id(file))
+            .unwrap()
+            .unwrap_or_else(|| panic!("{file} is not a live package"))
     };
-    let (src, arch, deps, _) = meta("tool-2.1-3-x86_64.pkg.tar.zst");
+    let p = meta("tool-2.1-3-x86_64.pkg.tar.zst");
     assert_eq!(
-        (src.as_str(), arch.as_deref(), deps.as_str()),
-        ("pkginfo", Some("x86_64"), r#"["glibc","bash>=5"]"#)
+        (p.meta_source.as_str(), p.arch.as_deref(), p.depends),
+        (
+            "pkginfo",
+            Some("x86_64"),
+            vec!["glibc".into(), "bash>=5".into()]
+        )
     );
-    let (src, _, deps, _) = meta("hi_1.0-2_all.deb");
+    let p = meta("hi_1.0-2_all.deb");
     assert_eq!(
-        (src.as_str(), deps.as_str()),
-        ("deb", r#"["libc6 (>= 2.34)","bash"]"#)
+        (p.meta_source.as_str(), p.depends),
+        ("deb", vec!["libc6 (>= 2.34)".into(), "bash".into()])
     );
-    assert_eq!(meta("tpmpkg-0.9.tar.gz").0, "tpm");
-    assert_eq!(meta("webapp-1.2.3.tar.xz").0, "distpac");
-    assert_eq!(meta("p-4.tar").0, "filename");
+    assert_eq!(meta("tpmpkg-0.9.tar.gz").meta_source, "tpm");
+    assert_eq!(meta("webapp-1.2.3.tar.xz").meta_source, "distpac");
+    assert_eq!(meta("p-4.tar").meta_source, "filename");
 
     let entries = |file: &str| -> Vec<String> {
-        let mut stmt = db
-            .prepare("SELECT e.path FROM entries e JOIN files f ON f.id = e.file_id WHERE f.filename = ? ORDER BY e.path")
-            .unwrap();
-        stmt.query_map([file], |r| r.get(0))
+        let mut paths: Vec<String> = db
+            .entries(file_id(file))
             .unwrap()
-            .map(Result::unwrap)
-            .collect()
+            .into_iter()
+            .map(|e| e.path)
+            .collect();
+        paths.sort();
+        paths
     };
     let tar_t = |args: &[&str]| -> Vec<String> {
         let out = Command::new("tar")
@@ -374,14 +376,9 @@ fn archive_formats_and_metadata() {
 
     // For a .deb, the recorded payload is exactly the data.tar member: what xz inflates from
     // those bytes is what dpkg-deb extracts.
-    let (off, size, comp): (i64, i64, String) = db
-        .query_row(
-            "SELECT p.payload_offset, p.payload_size, p.payload_compression FROM packages p JOIN files f ON f.id = p.file_id WHERE f.filename = 'hi_1.0-2_all.deb'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )
-        .unwrap();
-    assert_eq!(comp, "xz");
+    let p = meta("hi_1.0-2_all.deb");
+    let (off, size) = (p.payload_offset, p.payload_size);
+    assert_eq!(p.compression, "xz");
     let deb = fs::read(d.join("hi_1.0-2_all.deb")).unwrap();
     fs::write(
         d.join("payload.xz"),
@@ -405,9 +402,11 @@ fn archive_formats_and_metadata() {
     );
 
     // In a compressed payload, data offsets are positions in the inflated tar stream.
-    let (off, size): (i64, i64) = db
-        .query_row("SELECT e.data_offset, e.size FROM entries e JOIN files f ON f.id = e.file_id WHERE f.filename = 'webapp-1.2.3.tar.xz' AND e.path = 'manifest.yaml'", [], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap();
+    let e = db
+        .entry(file_id("webapp-1.2.3.tar.xz"), "manifest.yaml")
+        .unwrap()
+        .expect("manifest.yaml entry");
+    let (off, size) = (e.data_offset, e.size);
     let tar = Command::new("xz")
         .args(["-dc", "webapp-1.2.3.tar.xz"])
         .current_dir(&d)
@@ -420,9 +419,11 @@ fn archive_formats_and_metadata() {
     );
 
     // For plain tar, data offsets point straight at the bytes in the published file.
-    let (off, size): (i64, i64) = db
-        .query_row("SELECT e.data_offset, e.size FROM entries e JOIN files f ON f.id = e.file_id WHERE f.filename = 'p-4.tar' AND e.path = 'p-4/f'", [], |r| Ok((r.get(0)?, r.get(1)?)))
-        .unwrap();
+    let e = db
+        .entry(file_id("p-4.tar"), "p-4/f")
+        .unwrap()
+        .expect("p-4/f entry");
+    let (off, size) = (e.data_offset, e.size);
     let bytes = fs::read(d.join("p-4.tar")).unwrap();
     assert_eq!(&bytes[off as usize..(off + size) as usize], b"p\n");
 }
@@ -588,14 +589,12 @@ fn keys_add_keeps_only_public_key_material() {
     let out = w.gpg.run(&["--armor", "--export-secret-keys", ALICE]);
     fs::write(&secret, out.stdout).unwrap();
     w.repo.add_key("more", &secret);
-    let db = rusqlite::Connection::open(w.repo.root.join("catalog.sqlite")).unwrap();
-    let blob: Vec<u8> = db
-        .query_row(
-            "SELECT cert FROM keys WHERE fingerprint = ?",
-            [&w.alice],
-            |r| r.get(0),
-        )
-        .unwrap();
+    let blob = w
+        .repo
+        .catalog()
+        .key_cert(&w.alice)
+        .unwrap()
+        .expect("alice's cert");
     let cert = Cert::from_bytes(&blob).unwrap();
     assert!(
         !cert.is_tsk(),
@@ -622,11 +621,14 @@ fn git_archive_tarball_is_accepted() {
     w.repo.once();
     let v = w.repo.last_verdict();
     assert_eq!(v["state"], "accepted", "{v:#}");
-    let db = rusqlite::Connection::open(w.repo.root.join("catalog.sqlite")).unwrap();
-    let n: i64 = db
-        .query_row("SELECT COUNT(*) FROM entries e JOIN files f ON f.id = e.file_id WHERE f.filename = 'gitpkg-1.0.tar.gz' AND e.path = 'gitpkg-1.0/README'", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(n, 1);
+    let file_id = w.repo.file_id("hello", "gitpkg-1.0.tar.gz");
+    // (file id, path) is the entries' primary key: there is one such entry or none.
+    assert!(w
+        .repo
+        .catalog()
+        .entry(file_id, "gitpkg-1.0/README")
+        .unwrap()
+        .is_some());
 }
 
 /// Many uploaders at once, triplets and pairs, file by file in parallel: every upload is

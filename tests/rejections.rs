@@ -2,14 +2,14 @@
 //! code, a human message, the files kept in quarantine with a verdict, the uploader's note in
 //! the spool, and a published repository byte-identical to before.
 
-mod common;
+pub mod common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::*;
+use common::{keys::*, packages::*, world::*};
 
 fn names(files: &[PathBuf]) -> Vec<String> {
     files

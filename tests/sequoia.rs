@@ -1,7 +1,7 @@
 //! Keys and signatures made by sequoia (not gpg), including backdated ones: validity is judged
 //! both when the key signed and now, and gpg agrees with what sequoia made.
 
-mod common;
+pub mod common;
 
 use std::fs;
 use std::io::Write;
@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use common::{packages::*, world::*};
 use sequoia_openpgp as openpgp;
 
 use openpgp::armor;

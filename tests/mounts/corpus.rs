@@ -15,7 +15,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::common::*;
+use crate::common::{keys::*, mount::*, repo::*};
 
 /// How the ecosystem names and unpacks a package.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -11,9 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::*;
-use crate::mirror_fetch::{object_status, publish_random};
-use crate::{primary, publish, Mirror};
+use crate::common::{digest::*, keys::*, mirror::*, net::*, process::*, site::*, world::*};
 
 /// One curl exchange: the last response's status and headers (after redirects, with `-L`),
 /// and the body.

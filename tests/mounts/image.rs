@@ -6,9 +6,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::*;
-use crate::install::publish_pacman;
-use crate::{primary, publish, stderr, Mirror, Site};
+use crate::common::{mirror::*, mount::*, process::*, repo::*, site::*};
 
 /// Every path below `dir`, relative, as `find` prints it.
 fn find(dir: &Path) -> BTreeSet<String> {

@@ -4,8 +4,9 @@ use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::*;
-use crate::{cp, stderr, Site};
+use crate::common::{
+    clients::*, digest::*, keys::*, mount::*, net::*, packages::*, process::*, site::*, world::*,
+};
 
 #[test]
 fn cp_of_a_pair_is_published_and_leaves_incoming() {

@@ -4,8 +4,9 @@ use std::fs;
 use std::process::Command;
 use std::time::Duration;
 
-use crate::common::*;
-use crate::{cp, stderr, Site};
+use crate::common::{
+    digest::*, mount::*, net::*, packages::*, process::*, repo::*, site::*, world::*,
+};
 
 /// The mount keeps serving while repofsd restarts; an upload made meanwhile is safe in the
 /// spool (its close succeeds) and is published when the daemon is back.

@@ -9,27 +9,18 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::common::*;
-use crate::{primary, publish, stderr, Mirror, Site};
+use crate::common::{digest::*, mirror::*, net::*, process::*, repo::*, site::*, world::*};
 
-/// Publishes `mib` MiB of random bytes as dists/hello/NAME; returns the original.
-pub(crate) fn publish_random(s: &Site, name: &str, mib: u64) -> PathBuf {
-    let d = s.w.scratch(name);
-    sh(&d, &format!("head -c {} /dev/urandom > {name}", mib << 20));
-    publish(s, "hello", &d.join(name));
-    d.join(name)
-}
-
-/// The infohash of published file `filename`'s torrent.
+/// The infohash of the torrent of published file `hello/FILENAME`.
 fn info_hash(repo: &Repo, filename: &str) -> String {
-    let db = rusqlite::Connection::open(repo.root.join("catalog.sqlite")).unwrap();
-    db.query_row(
-        "SELECT t.info_hash FROM torrents t JOIN files f ON f.id = t.file_id
-         WHERE f.filename = ?",
-        [filename],
-        |r| r.get(0),
-    )
-    .unwrap()
+    let id = repo.file_id("hello", filename);
+    let (info_hash, _) = repo
+        .catalog()
+        .torrents()
+        .unwrap()
+        .remove(&id)
+        .expect("a torrent");
+    info_hash
 }
 
 fn pread(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
@@ -37,13 +28,6 @@ fn pread(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = vec![0u8; len];
     f.read_exact_at(&mut buf, offset)?;
     Ok(buf)
-}
-
-pub(crate) fn object_status<'a>(status: &'a Value, sha256: &str) -> Option<&'a Value> {
-    status["objects"]
-        .as_array()?
-        .iter()
-        .find(|o| o["sha256"] == sha256)
 }
 
 /// 1 MiB read at the middle of a 64 MiB file on a cold mirror fetches a few pieces, not the

@@ -12,8 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::*;
-use crate::Site;
+use crate::common::{
+    clients::*, digest::*, keys::*, mirror::*, mount::*, net::*, process::*, repo::*, site::*,
+    world::*,
+};
 
 /// A primary with `--listen`, and its exported repository key.
 struct Primary {
@@ -94,28 +96,38 @@ impl Primary {
     }
 }
 
-fn sql_rows(db: &Path, sql: &str) -> Vec<Vec<String>> {
-    let c = rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .unwrap();
-    let mut stmt = c.prepare(sql).unwrap();
-    let n = stmt.column_count();
-    stmt.query_map([], |r| {
-        (0..n)
-            .map(|i| {
-                use rusqlite::types::Value;
-                r.get::<_, Value>(i).map(|v| match v {
-                    Value::Null => "NULL".to_string(),
-                    Value::Integer(n) => n.to_string(),
-                    Value::Real(x) => x.to_string(),
-                    Value::Text(t) => t,
-                    Value::Blob(b) => hex(&b),
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .unwrap()
-    .collect::<Result<Vec<_>, _>>()
-    .unwrap()
+/// Every seekable twin (derived object) the catalog of `repo` holds, by file id: file id,
+/// sha256, size, infohash and info dictionary (hex; "NULL" before it has a torrent), and how
+/// many frames it has.
+fn derived_rows(repo: &Repo) -> Vec<Vec<String>> {
+    let c = repo.catalog();
+    let without_torrent: HashMap<i64, u64> = c
+        .derived_without_torrent()
+        .unwrap()
+        .into_iter()
+        .map(|(id, _, size)| (id, size))
+        .collect();
+    let mut ids: Vec<i64> = c.files(true).unwrap().iter().map(|f| f.id).collect();
+    ids.sort();
+    let mut rows = Vec::new();
+    for id in ids {
+        let Some(d) = c.derived(id).unwrap() else {
+            continue;
+        };
+        let (size, info_hash, info) = match c.object_torrent(&d.sha256).unwrap() {
+            Some((info_hash, info, size)) => (size, info_hash, hex(&info)),
+            None => (without_torrent[&id], "NULL".into(), "NULL".into()),
+        };
+        rows.push(vec![
+            id.to_string(),
+            d.sha256,
+            size.to_string(),
+            info_hash,
+            info,
+            d.frames.len().to_string(),
+        ]);
+    }
+    rows
 }
 
 /// A mirror: its own root, repofsd in mirror mode, and a mount.
@@ -145,15 +157,7 @@ impl Mirror {
     }
 
     fn setting(&self, key: &str) -> Option<String> {
-        let c = rusqlite::Connection::open_with_flags(
-            self.repo.root.join("catalog.sqlite"),
-            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-        )
-        .unwrap();
-        c.query_row("SELECT value FROM settings WHERE key = ?", [key], |r| {
-            r.get(0)
-        })
-        .ok()
+        self.repo.catalog().setting(key).ok().flatten()
     }
 
     fn generation(&self) -> Option<i64> {
@@ -198,11 +202,7 @@ fn ls_lr(mnt: &Path, rel: &str) -> String {
         .current_dir(mnt)
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "ls -lR {rel}: {}",
-        crate::stderr(&out)
-    );
+    assert!(out.status.success(), "ls -lR {rel}: {}", stderr(&out));
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -449,16 +449,13 @@ fn a_publication_reaches_two_mirrors_and_only_its_delta_travels() {
     // and the twin has a torrent a stock client verifies against the twin's bytes.
     primary.publish_xz("twin", "1.0");
     let generation = primary.root()["generation"].as_i64().unwrap();
-    let derived = "SELECT d.file_id, d.sha256, d.size, d.info_hash, hex(d.info),
-                          (SELECT COUNT(*) FROM frames f WHERE f.file_id = d.file_id)
-                   FROM derived d ORDER BY d.file_id";
-    let want = sql_rows(&primary.site.w.repo.root.join("catalog.sqlite"), derived);
+    let want = derived_rows(&primary.site.w.repo);
     assert_eq!(want.len(), 1, "{want:?}");
     assert_ne!(want[0][3], "NULL", "the twin has no torrent");
     for m in [&m1, &m2] {
         m.wait_generation(generation);
         assert_same_views(&primary.site.mnt, &m.mnt);
-        assert_eq!(sql_rows(&m.repo.root.join("catalog.sqlite"), derived), want);
+        assert_eq!(derived_rows(&m.repo), want);
     }
     let (twin_sha, info_hash) = (&want[0][1], &want[0][3]);
     let d = primary.site.w.scratch("twin-torrent");
@@ -469,7 +466,7 @@ fn a_publication_reaches_two_mirrors_and_only_its_delta_travels() {
         .arg(format!("{}/torrents/{info_hash}.torrent", primary.url()))
         .output()
         .unwrap();
-    assert!(got.status.success(), "{}", crate::stderr(&got));
+    assert!(got.status.success(), "{}", stderr(&got));
     let data = d.join("data");
     fs::create_dir_all(&data).unwrap();
     let object = primary.site.w.repo.root.join("store/objects");
@@ -478,7 +475,7 @@ fn a_publication_reaches_two_mirrors_and_only_its_delta_travels() {
         data.join(format!("{twin_sha}.tar.zst")),
     )
     .unwrap();
-    assert!(crate::torrents::aria2c_verifies(&torrent, &data));
+    assert!(aria2c_verifies(&torrent, &data));
 }
 
 #[test]
@@ -534,7 +531,7 @@ fn bad_roots_and_objects_are_refused_and_the_view_kept() {
             .to_str()
             .unwrap(),
     ]);
-    assert!(imported.status.success(), "{}", crate::stderr(&imported));
+    assert!(imported.status.success(), "{}", stderr(&imported));
     let root: serde_json::Value = serde_json::from_str(&body).unwrap();
     let past = root["created"].as_i64().unwrap() - 10;
     let stale = body.replace(

@@ -10,8 +10,10 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use crate::common::*;
-use crate::Site;
+use crate::common::{
+    clients::*, digest::*, keys::*, mirror::*, mount::*, net::*, old_catalog::*, packages::*,
+    process::*, repo::*, site::*, world::*,
+};
 
 const APT_DIR: &str = "hello/apt";
 const PAC_DIR: &str = "hello/pmrepo";
@@ -765,10 +767,7 @@ fn directories_published_before_pkgmeta_get_their_metadata_at_start() {
     let (apt_before, db_before) = (fs::read(&packages).unwrap(), fs::read(&db).unwrap());
     site.daemon.terminate();
     // A catalog as an older repofsd left it: the same packages, no metadata, no signatures.
-    let c = rusqlite::Connection::open(site.w.repo.root.join("catalog.sqlite")).unwrap();
-    c.execute_batch("DELETE FROM dist_meta; DELETE FROM repo_sigs;")
-        .unwrap();
-    drop(c);
+    forget_dist_meta(&site.w.repo);
     wait_for("the mount to drop the metadata", SYNC, || {
         (!packages.exists()).then_some(())
     });

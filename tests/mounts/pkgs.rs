@@ -6,8 +6,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::common::*;
-use crate::{publish, Site};
+use crate::common::{process::*, repo::*, site::*, world::*};
 
 /// Span cache budget for these tests: a few of the 4 MiB gzip spans.
 const BUDGET: u64 = 8 << 20;

@@ -4,8 +4,9 @@
 use std::fs;
 use std::process::Command;
 
-use crate::common::*;
-use crate::{stderr, Site};
+use crate::common::{
+    clients::*, digest::*, net::*, old_catalog::*, process::*, repo::*, site::*, world::*,
+};
 
 const TRACKERS: &str =
     "[distribution]\ntrackers = [\"http://127.0.0.1:9/announce\", \"udp://127.0.0.1:9\"]\n";
@@ -18,25 +19,6 @@ fn show(torrent: &std::path::Path) -> String {
         .unwrap();
     assert!(out.status.success(), "transmission-show: {}", stderr(&out));
     String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// aria2c checks `dir/NAME` against the torrent's piece hashes and stops at once: success
-/// only if every piece verifies (there are no peers to fetch a bad one from).
-pub(crate) fn aria2c_verifies(torrent: &std::path::Path, dir: &std::path::Path) -> bool {
-    let out = Command::new("timeout")
-        .args(["60", "aria2c", "--check-integrity=true", "--seed-time=0"])
-        .args([
-            "--enable-dht=false",
-            "--bt-enable-lpd=false",
-            "--bt-stop-timeout=2",
-        ])
-        .args(["--summary-interval=0", "--console-log-level=warn"])
-        .arg("-d")
-        .arg(dir)
-        .arg(torrent)
-        .output()
-        .unwrap();
-    out.status.success()
 }
 
 #[test]
@@ -62,7 +44,7 @@ fn every_published_file_has_a_torrent_that_stock_clients_verify() {
     let blob = d.join("blob-1.0.bin");
     let sig = s.w.gpg.sign(ALICE, &blob, false, &[]);
     fs::create_dir_all(s.incoming().join("hello")).unwrap();
-    let out = crate::cp(&[&blob, &sig], &s.incoming().join("hello"));
+    let out = cp(&[&blob, &sig], &s.incoming().join("hello"));
     assert!(out.status.success(), "cp: {}", stderr(&out));
     s.daemon.wait_published(&s.w.repo, "hello", "blob-1.0.bin");
     let torrent = wait_for(
@@ -100,9 +82,7 @@ fn older_files_get_their_torrents_at_start() {
     let torrent = s.mnt.path("dists/hello/hello-1.0.tar.gz.torrent");
     let made = fs::read(&torrent).unwrap();
     s.daemon.terminate();
-    let db = rusqlite::Connection::open(s.w.repo.root.join("catalog.sqlite")).unwrap();
-    assert_eq!(db.execute("DELETE FROM torrents", []).unwrap(), 2);
-    drop(db);
+    assert_eq!(forget_torrents(&s.w.repo), 2);
     wait_for(
         "the torrent to go",
         std::time::Duration::from_secs(5),
@@ -126,7 +106,7 @@ fn publish_blob(s: &Site, name: &str) -> (std::path::PathBuf, std::path::PathBuf
     let blob = d.join(name);
     let sig = s.w.gpg.sign(ALICE, &blob, false, &[]);
     fs::create_dir_all(s.incoming().join("hello")).unwrap();
-    let out = crate::cp(&[&blob, &sig], &s.incoming().join("hello"));
+    let out = cp(&[&blob, &sig], &s.incoming().join("hello"));
     assert!(out.status.success(), "cp: {}", stderr(&out));
     s.daemon.wait_published(&s.w.repo, "hello", name);
     let torrent = s.mnt.path(&format!("dists/hello/{name}.torrent"));

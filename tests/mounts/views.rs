@@ -4,8 +4,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::process::Command;
 
-use crate::common::*;
-use crate::{cp, stderr, Site};
+use crate::common::{digest::*, packages::*, process::*, site::*, world::*};
 
 #[test]
 fn published_files_show_in_dists_with_checksums_that_verify() {

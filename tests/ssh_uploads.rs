@@ -1,12 +1,12 @@
 //! Real transfer clients writing into the spool over a loopback sshd: scp's legacy protocol
 //! and sftp's resumable `reput`, against a live daemon.
 
-mod common;
+pub mod common;
 
 use std::fs;
 use std::time::Duration;
 
-use common::*;
+use common::{digest::*, net::*, repo::*, world::*};
 
 #[test]
 fn scp_triplet_and_sftp_reput_into_the_spool() {

@@ -1,0 +1,163 @@
+//! Loopback services the tests talk to: free ports, an sshd for scp/sftp, a BitTorrent tracker.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use super::process::{wait_for, KillOnDrop};
+
+/// A free TCP port on loopback (bound and released; the window for a clash is tiny).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// An sshd on 127.0.0.1 with its own host key, accepting one client key for root; killed
+/// on drop. For driving real scp/sftp clients.
+pub struct Sshd {
+    child: Child,
+    pub port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    pub fn start() -> Sshd {
+        let dir = tempfile::Builder::new()
+            .prefix("sshd")
+            .tempdir()
+            .expect("tempdir");
+        let p = |n: &str| dir.path().join(n);
+        for key in ["host", "client"] {
+            let st = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(p(key))
+                .status()
+                .expect("ssh-keygen");
+            assert!(st.success());
+        }
+        fs::copy(p("client.pub"), p("authorized_keys")).expect("authorized_keys");
+        // sshd reads authorized_keys as the user logging in (the test users too).
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+        fs::set_permissions(p("authorized_keys"), fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+        fs::create_dir_all("/run/sshd").expect("privilege separation dir");
+        let port = free_port();
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\nAuthorizedKeysFile {}\n\
+             PermitRootLogin prohibit-password\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             UsePAM no\nStrictModes no\nSubsystem sftp internal-sftp\nLogLevel ERROR\n",
+            p("host").display(),
+            p("sshd.pid").display(),
+            p("authorized_keys").display()
+        );
+        fs::write(p("sshd_config"), config).expect("sshd_config");
+        let child = Command::new("/usr/sbin/sshd")
+            .arg("-D")
+            .arg("-e")
+            .arg("-f")
+            .arg(p("sshd_config"))
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sshd (openssh-server)");
+        let sshd = Sshd { child, port, dir };
+        wait_for("sshd to listen", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+        });
+        sshd
+    }
+
+    fn client_opts(&self, cmd: &mut Command) {
+        cmd.arg("-i").arg(self.dir.path().join("client"));
+        for o in [
+            "StrictHostKeyChecking=no",
+            "UserKnownHostsFile=/dev/null",
+            "BatchMode=yes",
+            "LogLevel=ERROR",
+            "ConnectTimeout=10",
+        ] {
+            cmd.arg("-o").arg(o);
+        }
+    }
+
+    /// `scp -O` (the legacy protocol: open, write, ftruncate, fchmod, close) into `remote_dir`.
+    pub fn scp(&self, files: &[PathBuf], remote_dir: &Path) {
+        self.scp_as("root", files, remote_dir)
+    }
+
+    pub fn scp_as(&self, user: &str, files: &[PathBuf], remote_dir: &Path) {
+        let mut cmd = Command::new("scp");
+        cmd.arg("-O").arg("-P").arg(self.port.to_string());
+        self.client_opts(&mut cmd);
+        cmd.args(files)
+            .arg(format!("{user}@127.0.0.1:{}/", remote_dir.display()));
+        let out = cmd.output().expect("scp");
+        assert!(
+            out.status.success(),
+            "scp as {user}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Runs an `sftp -b` batch.
+    pub fn sftp(&self, batch: &str) {
+        self.sftp_as("root", batch)
+    }
+
+    pub fn sftp_as(&self, user: &str, batch: &str) {
+        let path = self.dir.path().join("batch");
+        fs::write(&path, batch).expect("batch");
+        let mut cmd = Command::new("sftp");
+        cmd.arg("-b")
+            .arg(&path)
+            .arg("-P")
+            .arg(self.port.to_string());
+        self.client_opts(&mut cmd);
+        let out = cmd.arg(format!("{user}@127.0.0.1")).output().expect("sftp");
+        assert!(
+            out.status.success(),
+            "sftp as {user} {batch}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Debian's opentracker on 127.0.0.1:`port`, serving the whitelisted `infohashes` (hex);
+/// configured in `dir`, killed on drop.
+pub fn opentracker(dir: &Path, port: u16, infohashes: &[&str]) -> KillOnDrop {
+    let list = dir.join("whitelist");
+    fs::write(&list, infohashes.join("\n") + "\n").expect("whitelist");
+    let conf = dir.join("ot.conf");
+    fs::write(
+        &conf,
+        format!(
+            "listen.tcp_udp 127.0.0.1:{port}\naccess.whitelist {}\n",
+            list.display()
+        ),
+    )
+    .expect("opentracker config");
+    let child = Command::new("opentracker")
+        .arg("-f")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn opentracker");
+    let guard = KillOnDrop(child);
+    wait_for("opentracker to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    guard
+}
