@@ -18,6 +18,7 @@ pub mod repo;
 pub mod store;
 pub mod sync;
 pub mod time;
+pub mod torrent;
 pub mod verify;
 pub mod version;
 pub mod vfs;

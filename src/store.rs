@@ -22,8 +22,8 @@ use std::sync::Arc;
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
-use crate::fetch::torrent::PieceHasher;
 use crate::ingest::spool::Received;
+use crate::torrent::PieceHasher;
 
 pub struct Store {
     root: PathBuf,
@@ -35,7 +35,7 @@ pub struct Hashes {
     pub sha256: String,
     pub md5: String,
     pub size: u64,
-    /// SHA-1 of each BitTorrent piece (`fetch::torrent::PIECE_LENGTH`), concatenated.
+    /// SHA-1 of each BitTorrent piece (`torrent::PIECE_LENGTH`), concatenated.
     pub pieces: Vec<u8>,
 }
 

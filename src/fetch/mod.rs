@@ -12,7 +12,6 @@ pub mod lazy;
 pub mod objects;
 pub mod seed;
 pub mod status;
-pub mod torrent;
 pub mod tracker;
 
 use std::net::SocketAddr;

@@ -37,7 +37,7 @@ use crate::archive::EntryKind;
 use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
 use crate::fetch::objects::{Objects, ReadAt};
-use crate::fetch::torrent;
+use crate::torrent;
 use content::{Cache, EntryReader, Seekable, Spans};
 use incoming::SpoolHandle;
 use inodes::Inodes;

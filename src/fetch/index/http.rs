@@ -144,7 +144,7 @@ async fn torrent(State(s): State<Arc<IndexState>>, Path(name): Path<String>) -> 
             .setting("trackers")?
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
-        Ok(Some(crate::fetch::torrent::torrent_file(&info, &trackers)?))
+        Ok(Some(crate::torrent::torrent_file(&info, &trackers)?))
     })
     .await;
     match made {
