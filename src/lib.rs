@@ -14,6 +14,7 @@ pub mod install;
 pub mod keys;
 pub mod paths;
 pub mod pkgmeta;
+pub mod reason;
 pub mod repo;
 pub mod store;
 pub mod sync;
@@ -24,5 +25,5 @@ pub mod version;
 pub mod vfs;
 
 pub use config::{Config, Layout};
-pub use ingest::reason::{Reason, Rejection};
+pub use reason::{Reason, Rejection};
 pub use repo::Repo;

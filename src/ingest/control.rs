@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::reason::Reason;
 use super::CloseVerdict;
+use crate::reason::Reason;
 
 /// "Every writer of `path` has closed it; `open` are other spool files still open for writing."
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
