@@ -368,7 +368,7 @@ fn read_once(
     verifier: &Verifier<'_>,
 ) -> io::Result<ReadOnce> {
     let file = spool::open_nofollow(&data.path)?;
-    let received = spool::Received::read(&file);
+    let received = crate::store::Received::read(&file);
     let reader = BufReader::with_capacity(1 << 20, file);
     let (verdict, staged) = repo.store.stage_while(
         reader,

@@ -10,6 +10,8 @@
 //! object, which `gc` removes at start-up; a committed catalog row never points at nothing.
 //! Storage I/O is synchronous on purpose: it is sequential, and simpler than async here.
 
+pub mod object;
+
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -22,8 +24,8 @@ use std::sync::Arc;
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
-use crate::ingest::spool::Received;
 use crate::torrent::PieceHasher;
+pub use object::{object_path, ReadAt, Received};
 
 pub struct Store {
     root: PathBuf,
@@ -55,9 +57,9 @@ impl Store {
         })
     }
 
+    /// Where object `sha256` is (or would be) once committed.
     pub fn object_path(&self, sha256: &str) -> PathBuf {
-        let prefix = sha256.get(..2).unwrap_or("00");
-        self.root.join("objects").join(prefix).join(sha256)
+        object_path(&self.root, sha256)
     }
 
     /// Starts writing a new object into `tmp/`.
