@@ -6,6 +6,7 @@ pub mod archive;
 pub mod catalog;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod deps;
 pub mod failpoint;
 pub mod fetch;

@@ -43,7 +43,8 @@ use tracing::{debug, info, warn};
 use super::cache::{Cache, CacheDir, CacheObject, StreamCheck};
 use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
-use crate::ingest::control::{self, FetchReply, FetchRequest, Request};
+use crate::control;
+use crate::fetch::protocol::{FetchReply, FetchRequest, Request};
 use crate::torrent;
 
 /// Streams reading at once for readers, and for read-ahead.

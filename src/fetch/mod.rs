@@ -10,6 +10,7 @@ pub mod client;
 pub mod index;
 pub mod lazy;
 pub mod objects;
+pub mod protocol;
 pub mod seed;
 pub mod status;
 pub mod tracker;

@@ -14,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::cache::{CacheDir, PartialView};
+use super::protocol::{self, FetchRequest};
 use crate::config::{Config, Layout};
-use crate::ingest::control::{self, FetchRequest};
 use crate::store::{ReadAt, Store};
 
 /// Where content comes from: the store, or a mirror's cache and repofsd.
@@ -108,7 +108,7 @@ impl Lazy {
             to,
             ahead,
         };
-        let reply = control::fetch(&self.mirror.socket, &req, self.mirror.read_timeout)?;
+        let reply = protocol::fetch(&self.mirror.socket, &req, self.mirror.read_timeout)?;
         match reply.error {
             None => Ok(()),
             Some(e) => Err(io::Error::other(format!(
