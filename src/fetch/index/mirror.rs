@@ -128,10 +128,6 @@ impl Mirror {
         &self.rt
     }
 
-    pub fn index_dir(&self) -> &IndexDir {
-        &self.dir
-    }
-
     /// GET `url`, answered within `deadline`: the response, None when the upstream does not
     /// have it (404); a transport error or any other status is `Unreachable`.
     async fn get(
