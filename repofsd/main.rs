@@ -1,6 +1,7 @@
 //! `repofsd`: the watcher service. Verifies and publishes uploads arriving in the spool.
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use repofs::cli::{self, Common};
@@ -101,10 +102,15 @@ fn run(args: &Args) -> anyhow::Result<()> {
     }
     let mounted = mount_if_asked(args, &repo)?;
     let distribution = match repo.config.distribution.listen {
-        Some(_) => Some(repofs::fetch::Distribution::start(
-            &repo.layout,
-            &repo.config,
-        )?),
+        Some(addr) => {
+            let mut d =
+                repofs::fetch::Distribution::start(&repo.layout, &repo.config.distribution)?;
+            d.serve(
+                addr,
+                http_routes(&repo.layout, &repo.config, Some(d.tracker()))?,
+            )?;
+            Some(d)
+        }
         None => None,
     };
     info!(root = %repo.layout.root.display(), "watching {}", repo.layout.spool().display());
@@ -153,20 +159,18 @@ fn run_mirror(args: &Args, mut repo: repofs::repo::Repo) -> anyhow::Result<()> {
         repo_key,
         poll: config.poll,
     };
-    let (layout, full) = (repo.layout.clone(), repo.config.clone());
-    let served = repofs::fetch::index::mirror::serve(
-        &layout,
-        &mut repo.catalog,
-        upstream,
-        listen,
-        &full,
-        || {
+    let layout = repo.layout.clone();
+    let http = match listen {
+        Some(addr) => Some((addr, http_routes(&layout, &repo.config, None)?)),
+        None => None,
+    };
+    let served =
+        repofs::fetch::index::mirror::serve(&layout, &mut repo.catalog, upstream, http, || {
             info!("ready");
             if let Err(e) = sd_notify::notify(false, &[sd_notify::NotifyState::Ready]) {
                 tracing::warn!(error = %e, "could not notify systemd");
             }
-        },
-    );
+        });
     fetcher.stop();
     if let Some(m) = mounted {
         m.unmount()?;
@@ -183,4 +187,20 @@ fn mount_if_asked(
         .as_ref()
         .map(|mp| repofs::vfs::mount::mount(repo.layout.clone(), repo.config.clone(), mp))
         .transpose()
+}
+
+/// The `--listen` endpoint's one router, composed here because its parts live in different
+/// layers: the index and torrents and a primary's tracker (fetch), and `dists/` and `/status`
+/// (the views).
+fn http_routes(
+    layout: &repofs::Layout,
+    config: &repofs::Config,
+    tracker: Option<Arc<repofs::fetch::tracker::Tracker>>,
+) -> anyhow::Result<axum::Router> {
+    let mut app = repofs::fetch::index::http::routes(layout)
+        .merge(repofs::vfs::http::routes(layout, config)?);
+    if let Some(t) = tracker {
+        app = app.merge(repofs::fetch::tracker::routes(t));
+    }
+    Ok(app)
 }

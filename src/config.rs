@@ -220,6 +220,11 @@ impl Config {
     }
 }
 
+/// Per-uploader staging written by the mount: `.users/<uid>/[DIR/]FILE`. The uid is the
+/// kernel-reported credential of whoever wrote the files, and the rest is the same as the top
+/// level of the spool. Uploaders cannot reach it on disk (root-only directory).
+pub const USERS_DIR: &str = ".users";
+
 /// Where everything lives below the state directory.
 #[derive(Debug, Clone)]
 pub struct Layout {
@@ -252,9 +257,7 @@ impl Layout {
         if uid == 0 {
             self.spool()
         } else {
-            self.spool()
-                .join(crate::ingest::spool::USERS_DIR)
-                .join(uid.to_string())
+            self.spool().join(USERS_DIR).join(uid.to_string())
         }
     }
     /// The daemon's control socket: the mount reports closed uploads there.

@@ -86,20 +86,20 @@ impl Repo {
     pub fn backfill_torrents(&mut self) -> anyhow::Result<usize> {
         let files = self.catalog.files_without_torrent()?;
         for f in &files {
-            let mut pieces = crate::fetch::torrent::PieceHasher::default();
+            let mut pieces = crate::torrent::PieceHasher::default();
             let mut file = std::fs::File::open(self.store.object_path(&f.sha256))?;
             std::io::copy(&mut file, &mut pieces)?;
-            if let Some(t) = crate::fetch::torrent::info(&f.filename, f.size, &pieces.finish())? {
+            if let Some(t) = crate::torrent::info(&f.filename, f.size, &pieces.finish())? {
                 self.catalog.put_torrent(f.id, &t.info_hash, &t.bytes)?;
             }
         }
         let derived = self.catalog.derived_without_torrent()?;
         for (file_id, sha256, size) in &derived {
-            let mut pieces = crate::fetch::torrent::PieceHasher::default();
+            let mut pieces = crate::torrent::PieceHasher::default();
             let mut file = std::fs::File::open(self.store.object_path(sha256))?;
             std::io::copy(&mut file, &mut pieces)?;
             let name = format!("{sha256}.tar.zst");
-            if let Some(t) = crate::fetch::torrent::info(&name, *size, &pieces.finish())? {
+            if let Some(t) = crate::torrent::info(&name, *size, &pieces.finish())? {
                 self.catalog
                     .put_derived_torrent(*file_id, &t.info_hash, &t.bytes)?;
             }

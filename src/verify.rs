@@ -25,8 +25,8 @@ use openpgp::KeyHandle;
 use sha2::{Digest, Sha256};
 
 use crate::config::IngestConfig;
-use crate::ingest::reason::{Reason, Rejection};
 use crate::keys::Keyring;
+use crate::reason::{Reason, Rejection};
 use crate::store::TooLarge;
 
 /// Who signed, and when.

@@ -14,7 +14,7 @@ use std::fmt;
 use std::io::{self, Read};
 use std::sync::Arc;
 
-use crate::fetch::objects::ReadAt;
+use crate::store::ReadAt;
 
 use miniz_oxide::inflate::core::inflate_flags::{
     TINFL_FLAG_HAS_MORE_INPUT, TINFL_FLAG_STOP_ON_BLOCK_BOUNDARY,

@@ -24,7 +24,7 @@ use aws_lc_rs::digest::{Context as Sha1, SHA1_FOR_LEGACY_USE_ONLY};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
-use super::torrent::PIECE_LENGTH;
+use crate::torrent::PIECE_LENGTH;
 
 const PIECE: u64 = PIECE_LENGTH as u64;
 
@@ -636,7 +636,7 @@ struct Entry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::fetch::torrent::PieceHasher;
+    use crate::torrent::PieceHasher;
 
     fn object(len: usize) -> (Vec<u8>, String, Vec<u8>) {
         let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();

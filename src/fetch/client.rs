@@ -12,7 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
-use crate::ingest::control::{self, FetchRequest};
+use crate::fetch::protocol::{self, FetchRequest};
 
 /// Bytes asked for per request.
 const SLICE: u64 = 16 << 20;
@@ -98,7 +98,7 @@ pub fn fetch(layout: &Layout, config: &Config, paths: &[String]) -> anyhow::Resu
                 ahead: to,
             };
             // repofsd gives up after its read timeout; wait a little longer than it.
-            let reply = control::fetch(
+            let reply = protocol::fetch(
                 &layout.control_socket(),
                 &req,
                 config.mirror.read_timeout + Duration::from_secs(5),

@@ -41,10 +41,11 @@ use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tracing::{debug, info, warn};
 
 use super::cache::{Cache, CacheDir, CacheObject, StreamCheck};
-use super::torrent;
 use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
-use crate::ingest::control::{self, FetchReply, FetchRequest, Request};
+use crate::control;
+use crate::fetch::protocol::{FetchReply, FetchRequest, Request};
+use crate::torrent;
 
 /// Streams reading at once for readers, and for read-ahead.
 const STREAMS: usize = 6;

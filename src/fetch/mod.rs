@@ -1,18 +1,20 @@
-//! Distribution: BitTorrent torrents, seeding and the `--listen` endpoint.
+//! Distribution: seeding, the swarm, and the `--listen` endpoint's own routes.
 //!
-//! `torrent` makes one BEP 3 torrent per published file from the piece hashes taken while the
-//! upload was staged. `seed` serves every published file from the store with librqbit, and
-//! `tracker` answers announces at `/announce` for repositories that name no tracker of their
-//! own. `index` keeps the signed index mirrors sync (and syncs it, on a mirror).
+//! `seed` serves every published file from the store with librqbit (the torrents themselves
+//! are `crate::torrent`'s), and `tracker` answers announces at `/announce` for repositories
+//! that name no tracker of their own. `index` keeps the signed index mirrors sync (and syncs
+//! it, on a mirror). On a mirror, `objects` reads content through the cache and `lazy` fetches
+//! what is missing, asked over the control socket (`protocol`). Each part exports its routes;
+//! repofsd composes the endpoint's router, with the views' `dists/`, and hands it to `serve`.
 
 pub mod cache;
 pub mod client;
 pub mod index;
 pub mod lazy;
 pub mod objects;
+pub mod protocol;
 pub mod seed;
 pub mod status;
-pub mod torrent;
 pub mod tracker;
 
 use std::net::SocketAddr;
@@ -23,7 +25,7 @@ use anyhow::Context;
 use tracing::info;
 
 use crate::catalog::Catalog;
-use crate::config::{Config, DistributionConfig, Layout};
+use crate::config::{DistributionConfig, Layout};
 use crate::store::Store;
 
 /// The trackers torrents name: the configured ones, or else this repository's own endpoint.
@@ -62,9 +64,10 @@ pub fn serve_http(
     Ok((bound, tx))
 }
 
-/// Seeding and the HTTP endpoint, running until `stop`.
+/// Seeding, the index publisher and the HTTP endpoint, running until `stop`.
 pub struct Distribution {
     seeder: Arc<seed::Seeder>,
+    tracker: Arc<tracker::Tracker>,
     stop: Arc<AtomicBool>,
     follower: Option<std::thread::JoinHandle<()>>,
     publisher: Option<std::thread::JoinHandle<()>>,
@@ -73,10 +76,9 @@ pub struct Distribution {
 }
 
 impl Distribution {
-    /// `full` is the whole configuration: the `dists/` view over HTTP reads through
-    /// `Objects`, which a mirror configures from `[mirror]`.
-    pub fn start(layout: &Layout, full: &Config) -> anyhow::Result<Distribution> {
-        let config = &full.distribution;
+    /// Starts seeding and the index publisher. The HTTP endpoint is served by `serve`, with a
+    /// router the caller composes (repofsd: this tracker's, the index's and the views' routes).
+    pub fn start(layout: &Layout, config: &DistributionConfig) -> anyhow::Result<Distribution> {
         let trackers = trackers(config);
         let peer_listen = config
             .peer_listen
@@ -88,22 +90,6 @@ impl Distribution {
         )?);
         let tracker = Arc::new(tracker::Tracker::default());
         *crate::sync::write(&tracker.seeder) = seeder.addr();
-        let mut http = None;
-        let mut http_addr = None;
-        if let Some(addr) = config.listen {
-            let app = axum::Router::new()
-                .route("/announce", axum::routing::get(tracker::announce))
-                .with_state(tracker.clone())
-                .merge(index::http::routes(Arc::new(index::http::IndexState {
-                    dir: index::IndexDir::new(&layout.root),
-                    catalog: layout.catalog(),
-                })))
-                .merge(crate::vfs::http::routes(layout, full)?);
-            let (addr, tx) = serve_http(seeder.runtime(), addr, app)?;
-            http_addr = Some(addr);
-            http = Some(tx);
-            info!(addr = ?http_addr, "serving /announce, the index and dists/");
-        }
         let stop = Arc::new(AtomicBool::new(false));
         let publisher = {
             let stop = stop.clone();
@@ -134,12 +120,27 @@ impl Distribution {
         };
         Ok(Distribution {
             seeder,
+            tracker,
             stop,
             follower: Some(follower),
             publisher: Some(publisher),
-            http,
-            http_addr,
+            http: None,
+            http_addr: None,
         })
+    }
+
+    /// The tracker the seeder reports to, for its routes (`tracker::routes`).
+    pub fn tracker(&self) -> Arc<tracker::Tracker> {
+        self.tracker.clone()
+    }
+
+    /// Serves `app`, the endpoint's whole router, on `addr` until `stop`.
+    pub fn serve(&mut self, addr: SocketAddr, app: axum::Router) -> anyhow::Result<SocketAddr> {
+        let (addr, tx) = serve_http(self.seeder.runtime(), addr, app)?;
+        self.http_addr = Some(addr);
+        self.http = Some(tx);
+        info!(addr = ?self.http_addr, "serving /announce, the index and dists/");
+        Ok(addr)
     }
 
     /// Stops the endpoint, then seeding; returns once both have.

@@ -14,30 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::cache::{CacheDir, PartialView};
+use super::protocol::{self, FetchRequest};
 use crate::config::{Config, Layout};
-use crate::ingest::control::{self, FetchRequest};
-use crate::store::Store;
-
-/// Positioned reads of one immutable object.
-pub trait ReadAt: Send + Sync {
-    /// Reads up to `buf.len()` bytes at `offset`; 0 only at the end.
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
-
-    /// The whole object as a local file, for FUSE passthrough; None while it is incomplete.
-    fn local_file(&self) -> Option<&File> {
-        None
-    }
-}
-
-impl ReadAt for File {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        FileExt::read_at(self, buf, offset)
-    }
-
-    fn local_file(&self) -> Option<&File> {
-        Some(self)
-    }
-}
+use crate::store::{ReadAt, Store};
 
 /// Where content comes from: the store, or a mirror's cache and repofsd.
 pub struct Objects {
@@ -129,7 +108,7 @@ impl Lazy {
             to,
             ahead,
         };
-        let reply = control::fetch(&self.mirror.socket, &req, self.mirror.read_timeout)?;
+        let reply = protocol::fetch(&self.mirror.socket, &req, self.mirror.read_timeout)?;
         match reply.error {
             None => Ok(()),
             Some(e) => Err(io::Error::other(format!(

@@ -20,9 +20,9 @@ use librqbit::storage::{StorageFactory, StorageFactoryExt, TorrentStorage};
 use librqbit::{AddTorrent, AddTorrentOptions, ListenerOptions, Session, SessionOptions};
 use tracing::{info, warn};
 
-use super::torrent;
 use crate::catalog::Catalog;
 use crate::store::Store;
+use crate::torrent;
 
 /// One store object, read-only.
 #[derive(Clone)]

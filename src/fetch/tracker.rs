@@ -62,6 +62,13 @@ fn params(query: &str) -> HashMap<String, Vec<u8>> {
         .collect()
 }
 
+/// `/announce`, for the composition root to merge into the endpoint's router.
+pub fn routes(tracker: Arc<Tracker>) -> axum::Router {
+    axum::Router::new()
+        .route("/announce", axum::routing::get(announce))
+        .with_state(tracker)
+}
+
 pub async fn announce(
     State(t): State<Arc<Tracker>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,

@@ -1,23 +1,19 @@
-//! The control socket (`ROOT/repofsd.sock`) between the mount and the daemon.
+//! The mount's close reports on the control socket (`crate::control` carries them), and the
+//! daemon's verdicts.
 //!
 //! The mount knows what a spool on disk cannot: when the last writer of a file closed it. It
-//! sends one JSON line per close and reads one JSON line back: the verdict, if the close
-//! completed an upload. The socket is root-only (0600); uploaders never speak to it, and the
-//! uid in a request is the one the kernel reported to the mount.
-//!
-//! Every wait has a deadline. If the daemon is down or slow, the mount's close succeeds
-//! (the upload is safe in the spool) and the verdict comes the usual way.
+//! sends one report per close and reads back the verdict, if the close completed an upload.
+//! If the daemon is down or slow, the mount's close succeeds (the upload is safe in the spool)
+//! and the verdict comes the usual way.
 
-use std::io::{self, BufRead, BufReader, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::io;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::reason::Reason;
 use super::CloseVerdict;
+use crate::reason::Reason;
 
 /// "Every writer of `path` has closed it; `open` are other spool files still open for writing."
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -79,10 +75,19 @@ impl Reply {
     }
 }
 
-/// On a mirror: "make bytes `[from, to)` of object `fetch` (`size` bytes) verified in the
-/// cache; you may read on to `ahead`". The reply comes when they are, or with an error.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FetchRequest {
+/// Any request on a primary's socket: a close report, or a fetch, which only a mirror serves
+/// (`fetch::protocol`); a primary refuses it (`FetchReply`).
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Request {
+    Fetch(MirrorFetch),
+    Closed(ClosedRequest),
+}
+
+/// A mirror's fetch (`fetch::protocol::FetchRequest`) as a primary reads it: the same keys, so
+/// a line is told apart from a close report exactly as a mirror would.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct MirrorFetch {
     pub fetch: String,
     pub size: u64,
     pub from: u64,
@@ -91,86 +96,58 @@ pub struct FetchRequest {
     pub ahead: u64,
 }
 
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+/// A primary's answer to a fetch, in the shape of `fetch::protocol::FetchReply`: the mount
+/// reads it as such.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct FetchReply {
-    /// A stable code when it failed (`not-mirror`, `unknown-object`, `timeout`, `bad-piece`,
-    /// `fetch-failed`).
-    #[serde(default)]
     pub reason: Option<String>,
-    #[serde(default)]
     pub error: Option<String>,
 }
 
-/// Any request on the socket.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum Request {
-    Fetch(FetchRequest),
-    Closed(ClosedRequest),
-}
-
-/// Sends one request and waits at most `deadline` for the reply.
+/// Sends one close report and waits at most `deadline` for the verdict.
 pub fn request(socket: &Path, req: &ClosedRequest, deadline: Duration) -> io::Result<Reply> {
-    exchange(socket, req, deadline)
+    crate::control::request(socket, req, deadline)
 }
 
-/// Asks repofsd to fetch a range, waiting at most `deadline`.
-pub fn fetch(socket: &Path, req: &FetchRequest, deadline: Duration) -> io::Result<FetchReply> {
-    exchange(socket, req, deadline)
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-fn exchange<Q: Serialize, R: serde::de::DeserializeOwned>(
-    socket: &Path,
-    req: &Q,
-    deadline: Duration,
-) -> io::Result<R> {
-    let start = Instant::now();
-    let mut s = UnixStream::connect(socket)?;
-    s.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut line = serde_json::to_vec(req).map_err(io::Error::other)?;
-    line.push(b'\n');
-    s.write_all(&line)?;
-    let left = deadline
-        .saturating_sub(start.elapsed())
-        .max(Duration::from_millis(1));
-    s.set_read_timeout(Some(left))?;
-    let mut reply = String::new();
-    BufReader::new(s.take_limited()).read_line(&mut reply)?;
-    serde_json::from_str(&reply).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-trait TakeLimited {
-    fn take_limited(self) -> io::Take<UnixStream>;
-}
-impl TakeLimited for UnixStream {
-    /// A reply is one short line; never buffer an unbounded one.
-    fn take_limited(self) -> io::Take<UnixStream> {
-        io::Read::take(self, 64 << 10)
+    /// The wire format is shared with mounts and daemons of other versions: it never changes.
+    #[test]
+    fn wire_format() {
+        let req = ClosedRequest {
+            path: ".users/1000/a.deb".into(),
+            open: vec!["b.deb".into()],
+        };
+        let line = serde_json::to_string(&req).unwrap();
+        assert_eq!(line, r#"{"path":".users/1000/a.deb","open":["b.deb"]}"#);
+        assert_eq!(
+            serde_json::from_str::<Request>(&line).unwrap(),
+            Request::Closed(req)
+        );
+        let reply = Reply {
+            state: State::Rejected,
+            reason: Some("bad-signature".into()),
+            message: "no".into(),
+        };
+        assert_eq!(
+            serde_json::to_string(&reply).unwrap(),
+            r#"{"state":"rejected","reason":"bad-signature","message":"no"}"#
+        );
+        assert_eq!(reply.errno(), libc::EACCES);
+        let fetch = r#"{"fetch":"ab","size":10,"from":2,"to":5,"ahead":7}"#;
+        assert!(matches!(
+            serde_json::from_str::<Request>(fetch),
+            Ok(Request::Fetch(_))
+        ));
+        let refusal = FetchReply {
+            reason: Some("not-mirror".into()),
+            error: Some("this repository is not a mirror".into()),
+        };
+        assert_eq!(
+            serde_json::to_string(&refusal).unwrap(),
+            r#"{"reason":"not-mirror","error":"this repository is not a mirror"}"#
+        );
     }
-}
-
-/// Binds the socket, replacing a stale one (the writer lock guarantees we are the only daemon).
-pub fn bind(socket: &Path) -> io::Result<UnixListener> {
-    match std::fs::remove_file(socket) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-        _ => {}
-    }
-    let l = UnixListener::bind(socket)?;
-    std::fs::set_permissions(socket, std::fs::Permissions::from_mode(0o600))?;
-    Ok(l)
-}
-
-/// Reads one request from a connection (bounded in size and time).
-pub fn read_request(s: &UnixStream) -> io::Result<Request> {
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut line = String::new();
-    BufReader::new(io::Read::take(s, 64 << 10)).read_line(&mut line)?;
-    serde_json::from_str(&line).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
-}
-
-pub fn write_reply<R: Serialize>(mut s: &UnixStream, reply: &R) -> io::Result<()> {
-    s.set_write_timeout(Some(Duration::from_secs(5)))?;
-    let mut line = serde_json::to_vec(reply).map_err(io::Error::other)?;
-    line.push(b'\n');
-    s.write_all(&line)
 }

@@ -11,8 +11,8 @@
 //! Lines are `key: value` in any order; `symlink`, `rmsymlink` and `archive` run in the order
 //! given. Every path is checked here, before anything runs.
 
-use super::reason::{reject, Reason, Rejection};
 use crate::paths;
+use crate::reason::{reject, Reason, Rejection};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Directive {

@@ -18,7 +18,6 @@
 pub mod control;
 pub mod directive;
 pub mod publish;
-pub mod reason;
 pub mod spool;
 pub mod watch;
 
@@ -36,12 +35,12 @@ use crate::archive::{self, ArchiveError};
 use crate::catalog::{CatalogError, NewUpload};
 use crate::keys::{KeyError, Keyring};
 use crate::paths;
+use crate::reason::{Reason, Rejection};
 use crate::repo::Repo;
 use crate::store::Staged;
 use crate::verify::{Signer, Verifier, VerifyError};
 use directive::Directive;
 use publish::{Incoming, Plan, Published};
-use reason::{Reason, Rejection};
 use spool::{Closed, Group, Readiness, Shape, SpoolFile};
 
 #[derive(Debug, thiserror::Error)]
@@ -369,7 +368,7 @@ fn read_once(
     verifier: &Verifier<'_>,
 ) -> io::Result<ReadOnce> {
     let file = spool::open_nofollow(&data.path)?;
-    let received = spool::Received::read(&file);
+    let received = crate::store::Received::read(&file);
     let reader = BufReader::with_capacity(1 << 20, file);
     let (verdict, staged) = repo.store.stage_while(
         reader,

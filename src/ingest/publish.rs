@@ -16,14 +16,14 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use super::directive::Action;
-use super::reason::{reject, Reason, Rejection};
 use super::IngestError;
 use crate::archive::{Compression, Inspection};
 use crate::catalog::{Catalog, Derived, Frame, NewFile, NewUpload, PublishTx};
-use crate::fetch::torrent;
 use crate::paths;
 use crate::pkgmeta;
+use crate::reason::{reject, Reason, Rejection};
 use crate::store::{Staged, Store};
+use crate::torrent;
 
 /// One file to publish.
 pub struct Incoming {

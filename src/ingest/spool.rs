@@ -9,100 +9,24 @@
 //! material is present and its files have been quiet for a settle time; "quiet" is judged by
 //! ctime, which uploaders cannot set (rsync and scp set mtime, even to 0).
 
-use std::ffi::CString;
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::directive;
-use crate::config::IngestConfig;
+use crate::config::{IngestConfig, USERS_DIR};
+use crate::store::object::{get_xattr, set_xattr};
 
 pub const DIRECTIVE_SUFFIX: &str = ".directive.asc";
 pub const SIG_SUFFIX: &str = ".sig";
 /// Verdict files the daemon leaves for uploaders; never part of an upload.
 pub const REJECTED_SUFFIX: &str = ".rejected";
-/// Per-uploader staging written by the mount: `.users/<uid>/[DIR/]FILE`. The uid is the
-/// kernel-reported credential of whoever wrote the files, and the rest is the same as the top
-/// level of the spool. Uploaders cannot reach it on disk (root-only directory).
-pub const USERS_DIR: &str = ".users";
-
-/// Hashes the mount computed while a file streamed in, kept on the spool file as `trusted.*`
-/// xattrs. Only root can set those, so an uploader who writes the spool directly (or with
-/// `rsync -X`) cannot plant them; and the daemon borrows the md5 only when its own sha256 of
-/// the bytes agrees with the one recorded beside it (`store::Store::stage_while`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Received {
-    pub md5: String,
-    pub sha256: String,
-}
-
-const XATTR_MD5: &str = "trusted.repofs.md5";
-const XATTR_SHA256: &str = "trusted.repofs.sha256";
 /// Set on each file of an accepted upload just before the spool cleanup removes them: a crash
 /// part-way through the cleanup leaves files that no longer form the group the catalog
 /// recorded (`spool_ids`), and this is how a restart still knows them as published.
 const XATTR_PUBLISHED: &str = "trusted.repofs.published";
-
-impl Received {
-    pub fn record(&self, f: &fs::File) -> io::Result<()> {
-        set_xattr(f, XATTR_MD5, &self.md5)?;
-        set_xattr(f, XATTR_SHA256, &self.sha256)
-    }
-
-    /// What was recorded on `f`, if anything (or nothing, where xattrs are unsupported).
-    pub fn read(f: &fs::File) -> Option<Received> {
-        Some(Received {
-            md5: get_xattr(f, XATTR_MD5)?,
-            sha256: get_xattr(f, XATTR_SHA256)?,
-        })
-    }
-
-    /// Forgets what was recorded: the file is being written again.
-    pub fn clear(f: &fs::File) {
-        for name in [XATTR_MD5, XATTR_SHA256] {
-            let Ok(n) = CString::new(name) else { continue };
-            // SAFETY: valid fd and NUL-terminated name. ENODATA (nothing recorded) is fine.
-            unsafe { libc::fremovexattr(f.as_raw_fd(), n.as_ptr()) };
-        }
-    }
-}
-
-fn set_xattr(f: &fs::File, name: &str, value: &str) -> io::Result<()> {
-    let n = CString::new(name).map_err(io::Error::other)?;
-    // SAFETY: valid fd, NUL-terminated name, and a value buffer of the given length.
-    let rc = unsafe {
-        libc::fsetxattr(
-            f.as_raw_fd(),
-            n.as_ptr(),
-            value.as_ptr().cast(),
-            value.len(),
-            0,
-        )
-    };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-fn get_xattr(f: &fs::File, name: &str) -> Option<String> {
-    let n = CString::new(name).ok()?;
-    let mut buf = [0u8; 128];
-    // SAFETY: valid fd, NUL-terminated name; `buf` is writable for its length.
-    let rc = unsafe {
-        libc::fgetxattr(
-            f.as_raw_fd(),
-            n.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    let len = usize::try_from(rc).ok()?;
-    String::from_utf8(buf.get(..len)?.to_vec()).ok()
-}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpoolFile {

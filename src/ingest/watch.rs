@@ -13,8 +13,9 @@ use std::time::{Duration, SystemTime};
 use notify::{RecursiveMode, Watcher};
 use tracing::{debug, error, info, warn};
 
-use super::control::{self, ClosedRequest, FetchReply, Reply, Request};
+use super::control::{ClosedRequest, FetchReply, Reply, Request};
 use super::{on_closed, pass_with, CloseVerdict, ClosedGroups};
+use crate::control;
 use crate::repo::Repo;
 
 const IDLE_RESCAN: Duration = Duration::from_secs(60);

@@ -26,7 +26,8 @@ use tracing::{info, warn};
 use crate::archive::gzindex::{GzCursor, SeekPoint};
 use crate::archive::{Compression, Entry, Layout};
 use crate::catalog::{Catalog, Frame, PackageRow};
-use crate::fetch::objects::{Objects, ReadAt};
+use crate::fetch::objects::Objects;
+use crate::store::ReadAt;
 
 /// How long a reader waits for another thread's unpacking before failing with EIO.
 const UNPACK_WAIT: Duration = Duration::from_secs(600);

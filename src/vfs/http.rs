@@ -37,7 +37,8 @@ use tracing::warn;
 use super::tree::{DistEntry, Snapshot};
 use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
-use crate::fetch::objects::{Objects, ReadAt};
+use crate::fetch::objects::Objects;
+use crate::store::ReadAt;
 
 /// Rows per listing page: a directory of 100,000 files stays a fast page.
 pub const PAGE_ROWS: usize = 1000;

@@ -28,8 +28,9 @@ use tracing::{info, warn};
 
 use super::tree::DistEntry;
 use super::{errno, lock, stat_attr, Handle, Node, Opened, Result, Vfs, SPOOL_TTL};
+use crate::config::USERS_DIR;
 use crate::ingest::control::{self, ClosedRequest, State};
-use crate::ingest::spool::{Received, USERS_DIR};
+use crate::store::Received;
 
 pub struct SpoolHandle {
     pub file: File,

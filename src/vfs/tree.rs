@@ -337,7 +337,7 @@ impl Snapshot {
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
         let torrent_overhead =
-            crate::fetch::torrent::torrent_file(&[], &trackers).map_or(0, |t| t.len() as u64);
+            crate::torrent::torrent_file(&[], &trackers).map_or(0, |t| t.len() as u64);
         // Rows come sorted by name, so each name's versions arrive together.
         let mut versions: Vec<(Box<str>, Versions)> = Vec::new();
         let mut pending: Option<Pending> = None;

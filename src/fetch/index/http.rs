@@ -16,13 +16,20 @@ use axum::response::{IntoResponse, Response};
 
 use super::IndexDir;
 use crate::catalog::Catalog;
+use crate::config::Layout;
 
-pub struct IndexState {
-    pub dir: IndexDir,
-    pub catalog: PathBuf,
+struct IndexState {
+    dir: IndexDir,
+    catalog: PathBuf,
 }
 
-pub fn routes(state: Arc<IndexState>) -> axum::Router {
+/// The index and torrent routes of the repository at `layout` (a primary's index, or the one
+/// a mirror verified), for the composition root to merge into the endpoint's router.
+pub fn routes(layout: &Layout) -> axum::Router {
+    let state = Arc::new(IndexState {
+        dir: IndexDir::new(&layout.root),
+        catalog: layout.catalog(),
+    });
     axum::Router::new()
         .route("/index/root.asc", axum::routing::get(root))
         .route("/index/objects/{sha256}", axum::routing::get(object))
@@ -144,7 +151,7 @@ async fn torrent(State(s): State<Arc<IndexState>>, Path(name): Path<String>) -> 
             .setting("trackers")?
             .and_then(|t| serde_json::from_str(&t).ok())
             .unwrap_or_default();
-        Ok(Some(crate::fetch::torrent::torrent_file(&info, &trackers)?))
+        Ok(Some(crate::torrent::torrent_file(&info, &trackers)?))
     })
     .await;
     match made {

@@ -128,10 +128,6 @@ impl Mirror {
         &self.rt
     }
 
-    pub fn index_dir(&self) -> &IndexDir {
-        &self.dir
-    }
-
     /// GET `url`, answered within `deadline`: the response, None when the upstream does not
     /// have it (404); a transport error or any other status is `Unreachable`.
     async fn get(
@@ -611,14 +607,14 @@ pub fn run(mirror: &Mirror, catalog: &mut Catalog, stop: &AtomicBool) {
 }
 
 /// Mirror mode of repofsd: records `upstream` in the catalog (which makes the mount a
-/// mirror's), serves the verified index again at `listen` (for mirrors below this one), and
-/// syncs until SIGTERM/SIGINT. `ready` is called after the first sync attempt.
+/// mirror's), serves `http` — an address and the router repofsd composed: the verified index
+/// again, for mirrors below this one, and the views — and syncs until SIGTERM/SIGINT.
+/// `ready` is called after the first sync attempt.
 pub fn serve(
     layout: &crate::config::Layout,
     catalog: &mut Catalog,
     upstream: Upstream,
-    listen: Option<std::net::SocketAddr>,
-    config: &crate::config::Config,
+    http: Option<(std::net::SocketAddr, axum::Router)>,
     ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
     use std::sync::Arc;
@@ -628,17 +624,12 @@ pub fn serve(
         signal_hook::flag::register(sig, stop.clone())?;
     }
     let mut mirror = Mirror::new(&layout.root, upstream, stop.clone())?;
-    mirror.reserve = listen.is_some();
-    let mut http = None;
-    if let Some(addr) = listen {
-        let app = super::http::routes(Arc::new(super::http::IndexState {
-            dir: mirror.index_dir().clone(),
-            catalog: layout.catalog(),
-        }))
-        .merge(crate::vfs::http::routes(layout, config)?);
+    mirror.reserve = http.is_some();
+    let mut served = None;
+    if let Some((addr, app)) = http {
         let (bound, tx) = crate::fetch::serve_http(mirror.runtime(), addr, app)?;
         tracing::info!(addr = ?bound, "serving the index again");
-        http = Some(tx);
+        served = Some(tx);
     }
     let outcome = mirror.sync(catalog);
     record(catalog, &outcome);
@@ -649,7 +640,7 @@ pub fn serve(
     }
     run(&mirror, catalog, &stop);
     tracing::info!("mirror stopping");
-    if let Some(tx) = http {
+    if let Some(tx) = served {
         let _ = tx.send(());
     }
     Ok(())

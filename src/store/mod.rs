@@ -10,6 +10,8 @@
 //! object, which `gc` removes at start-up; a committed catalog row never points at nothing.
 //! Storage I/O is synchronous on purpose: it is sequential, and simpler than async here.
 
+pub mod object;
+
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -22,8 +24,8 @@ use std::sync::Arc;
 use md5::Md5;
 use sha2::{Digest, Sha256};
 
-use crate::fetch::torrent::PieceHasher;
-use crate::ingest::spool::Received;
+use crate::torrent::PieceHasher;
+pub use object::{object_path, ReadAt, Received};
 
 pub struct Store {
     root: PathBuf,
@@ -35,7 +37,7 @@ pub struct Hashes {
     pub sha256: String,
     pub md5: String,
     pub size: u64,
-    /// SHA-1 of each BitTorrent piece (`fetch::torrent::PIECE_LENGTH`), concatenated.
+    /// SHA-1 of each BitTorrent piece (`torrent::PIECE_LENGTH`), concatenated.
     pub pieces: Vec<u8>,
 }
 
@@ -55,9 +57,9 @@ impl Store {
         })
     }
 
+    /// Where object `sha256` is (or would be) once committed.
     pub fn object_path(&self, sha256: &str) -> PathBuf {
-        let prefix = sha256.get(..2).unwrap_or("00");
-        self.root.join("objects").join(prefix).join(sha256)
+        object_path(&self.root, sha256)
     }
 
     /// Starts writing a new object into `tmp/`.

@@ -1,0 +1,89 @@
+//! A mirror's messages on the control socket (`crate::control` carries them): the mount asks
+//! repofsd for a byte range of an object (`FetchRequest`) and waits for it to be verified in
+//! the cache (`FetchReply`). `repofs fetch` asks the same way, in slices.
+
+use std::io;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+/// On a mirror: "make bytes `[from, to)` of object `fetch` (`size` bytes) verified in the
+/// cache; you may read on to `ahead`". The reply comes when they are, or with an error.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FetchRequest {
+    pub fetch: String,
+    pub size: u64,
+    pub from: u64,
+    pub to: u64,
+    #[serde(default)]
+    pub ahead: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FetchReply {
+    /// A stable code when it failed (`not-mirror`, `unknown-object`, `timeout`, `bad-piece`,
+    /// `fetch-failed`).
+    #[serde(default)]
+    pub reason: Option<String>,
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// Any request on a mirror's socket: a fetch, or a mount's close report, which a mirror
+/// (taking no uploads) leaves without a verdict.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Request {
+    Fetch(FetchRequest),
+    Closed(CloseReport),
+}
+
+/// A close report (`ingest::control::ClosedRequest`) as a mirror reads it: the same keys, so
+/// a line is told apart from a bad request exactly as a primary would.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct CloseReport {
+    pub path: String,
+    #[serde(default)]
+    pub open: Vec<String>,
+}
+
+/// Asks repofsd to fetch a range, waiting at most `deadline`.
+pub fn fetch(socket: &Path, req: &FetchRequest, deadline: Duration) -> io::Result<FetchReply> {
+    crate::control::request(socket, req, deadline)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The wire format is shared with mounts and daemons of other versions: it never changes.
+    #[test]
+    fn wire_format() {
+        let req = FetchRequest {
+            fetch: "ab".into(),
+            size: 10,
+            from: 2,
+            to: 5,
+            ahead: 7,
+        };
+        let line = serde_json::to_string(&req).unwrap();
+        assert_eq!(
+            line,
+            r#"{"fetch":"ab","size":10,"from":2,"to":5,"ahead":7}"#
+        );
+        assert_eq!(
+            serde_json::from_str::<Request>(&line).unwrap(),
+            Request::Fetch(req)
+        );
+        assert_eq!(
+            serde_json::to_string(&FetchReply::default()).unwrap(),
+            r#"{"reason":null,"error":null}"#
+        );
+        assert!(matches!(
+            serde_json::from_str::<Request>(r#"{"path":"a/b","open":[]}"#),
+            Ok(Request::Closed(_))
+        ));
+        assert!(serde_json::from_str::<Request>(r#"{"fetch":"ab"}"#).is_err());
+    }
+}
