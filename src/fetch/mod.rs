@@ -11,6 +11,7 @@ pub mod index;
 pub mod lazy;
 pub mod objects;
 pub mod seed;
+mod storage;
 pub mod status;
 pub mod torrent;
 pub mod tracker;
