@@ -11,8 +11,8 @@ pub mod index;
 pub mod lazy;
 pub mod objects;
 pub mod seed;
-mod storage;
 pub mod status;
+mod storage;
 pub mod torrent;
 pub mod tracker;
 
