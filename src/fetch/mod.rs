@@ -12,7 +12,7 @@ pub mod lazy;
 pub mod objects;
 pub mod seed;
 pub mod status;
-mod storage;
+mod swarm;
 pub mod torrent;
 pub mod tracker;
 

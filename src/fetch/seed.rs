@@ -16,10 +16,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use librqbit::{AddTorrent, AddTorrentOptions, ListenerOptions, Session, SessionOptions};
+use librqbit::{AddTorrent, AddTorrentOptions, Session};
 use tracing::{info, warn};
 
-use super::storage::{self, ObjectFile};
+use super::swarm::{self, ObjectFile};
 use super::torrent;
 use crate::catalog::Catalog;
 use crate::store::Store;
@@ -53,7 +53,7 @@ impl ObjectFile for ReadOnly {
 /// The storage of a store object's torrent: the object opened read-only.
 fn store_object(path: PathBuf) -> librqbit::storage::BoxStorageFactory {
     let path = Arc::new(path);
-    storage::factory(move || {
+    swarm::factory(move || {
         let file = File::open(&*path).with_context(|| format!("opening {}", path.display()))?;
         Ok(ReadOnly(Arc::new(file)))
     })
@@ -76,30 +76,7 @@ impl Seeder {
             .enable_all()
             .thread_name("seeder")
             .build()?;
-        std::fs::create_dir_all(scratch)?;
-        // One open store object per seeded torrent.
-        if let Err(e) = librqbit::try_increase_nofile_limit() {
-            warn!(error = %e, "could not raise the open-file limit");
-        }
-        // librqbit announces no port for a loopback listener unless told one, and cannot be
-        // asked which port 0 became before it announces: pick the port here.
-        let listen = match listen.port() {
-            0 => std::net::TcpListener::bind(listen)?.local_addr()?,
-            _ => listen,
-        };
-        let opts = SessionOptions {
-            dht: None,
-            disable_local_service_discovery: true,
-            persistence: None,
-            listen: Some(ListenerOptions {
-                listen_addr: listen,
-                announce_port: Some(listen.port()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let session = runtime
-            .block_on(Session::new_with_opts(scratch.to_path_buf(), opts))
+        let session = swarm::session(&runtime, scratch.to_path_buf(), listen, None)
             .context("starting the BitTorrent session")?;
         info!(addr = ?session.listen_addr(), "seeding");
         Ok(Seeder { runtime, session })

@@ -42,10 +42,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use librqbit::{ListenerOptions, Session, SessionOptions};
+use librqbit::Session;
 use tracing::{debug, info, warn};
 
 use super::cache::{Cache, CacheDir, CacheObject};
+use super::swarm;
 use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
 use crate::ingest::control::{self, FetchReply, FetchRequest, Request};
@@ -146,31 +147,13 @@ impl Fetcher {
             .build()?;
         let catalog = Catalog::open(&layout.catalog())?;
         let cache = Cache::new(CacheDir::new(layout.mirror()), config.mirror.cache_size)?;
-        if let Err(e) = librqbit::try_increase_nofile_limit() {
-            warn!(error = %e, "could not raise the open-file limit");
-        }
-        // As in seed.rs: the port must be known before the first announce.
-        let listen = match listen.port() {
-            0 => std::net::TcpListener::bind(listen)?.local_addr()?,
-            _ => listen,
-        };
-        let scratch = layout.mirror().join("session");
-        std::fs::create_dir_all(&scratch)?;
-        let opts = SessionOptions {
-            dht: None,
-            disable_local_service_discovery: true,
-            persistence: None,
-            runtime_worker_threads: Some(POOL),
-            listen: Some(ListenerOptions {
-                listen_addr: listen,
-                announce_port: Some(listen.port()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let session = runtime
-            .block_on(Session::new_with_opts(scratch, opts))
-            .context("starting the mirror's BitTorrent session")?;
+        let session = swarm::session(
+            &runtime,
+            layout.mirror().join("session"),
+            listen,
+            Some(POOL),
+        )
+        .context("starting the mirror's BitTorrent session")?;
         info!(addr = ?session.listen_addr(), "mirror fetch service");
         let fetcher = Arc::new(Fetcher {
             runtime,

@@ -1,17 +1,17 @@
 //! The mirror's torrents store into the cache: librqbit reads and writes the cache object
 //! (`cache::CacheObject`), which decides what a read during librqbit's first check sees and
-//! never lets a write land on a verified piece. The librqbit plumbing is `fetch::storage`'s.
+//! never lets a write land on a verified piece. The librqbit plumbing is `fetch::swarm`'s.
 
 use std::sync::Arc;
 
 use librqbit::storage::BoxStorageFactory;
 
 use super::super::cache::CacheObject;
-use super::super::storage::{self, ObjectFile};
+use super::super::swarm::{self, ObjectFile};
 
 /// One cached object, as librqbit's storage: reads and writes go to the cache object.
 pub fn cache_storage(object: Arc<CacheObject>) -> BoxStorageFactory {
-    storage::factory(move || {
+    swarm::factory(move || {
         Ok(CacheFile {
             object: object.clone(),
             checking: true,

@@ -1,14 +1,54 @@
-//! librqbit storage for a torrent of one object: what the seeder (`seed`, store objects read
-//! only) and the mirror's fetcher (`lazy`, the cache) share.
+//! librqbit as the seeder (`seed`, store objects read only) and the mirror's fetcher (`lazy`,
+//! the cache) both run it: a session on a port known before it announces, and storage for a
+//! torrent of one object.
 //!
 //! Every torrent here has one file, one object, and its storage never creates, removes or
 //! resizes anything: a store object must never change, and the cache decides alone what it
 //! keeps. So the librqbit plumbing (factory, no-op lifecycle calls, `take`) lives once here and
 //! each adapter says only how it reads, writes and checks the length (`ObjectFile`).
 
-use std::path::Path;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use librqbit::storage::{BoxStorageFactory, StorageFactory, StorageFactoryExt, TorrentStorage};
+use librqbit::{ListenerOptions, Session, SessionOptions};
+use tracing::warn;
+
+/// Starts a session in `scratch` accepting peers on `listen` (port 0: any), without DHT or
+/// local discovery: peers come from the trackers the torrents name. `blocking`: librqbit's
+/// blocking pool (None: its default).
+pub fn session(
+    runtime: &tokio::runtime::Runtime,
+    scratch: PathBuf,
+    listen: SocketAddr,
+    blocking: Option<usize>,
+) -> anyhow::Result<Arc<Session>> {
+    // One open object per torrent.
+    if let Err(e) = librqbit::try_increase_nofile_limit() {
+        warn!(error = %e, "could not raise the open-file limit");
+    }
+    // librqbit announces no port for a loopback listener unless told one, and cannot be
+    // asked which port 0 became before it announces: pick the port here.
+    let listen = match listen.port() {
+        0 => std::net::TcpListener::bind(listen)?.local_addr()?,
+        _ => listen,
+    };
+    std::fs::create_dir_all(&scratch)?;
+    let opts = SessionOptions {
+        dht: None,
+        disable_local_service_discovery: true,
+        persistence: None,
+        runtime_worker_threads: blocking,
+        listen: Some(ListenerOptions {
+            listen_addr: listen,
+            announce_port: Some(listen.port()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    runtime.block_on(Session::new_with_opts(scratch, opts))
+}
 
 /// The one file of a single-object torrent, as librqbit reads and writes it.
 pub trait ObjectFile: Send + Sync + Sized + 'static {
