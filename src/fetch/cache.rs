@@ -14,7 +14,7 @@ use crate::sync::lock;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -25,6 +25,8 @@ use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::torrent::PIECE_LENGTH;
+
+mod evict;
 
 const PIECE: u64 = PIECE_LENGTH as u64;
 
@@ -554,57 +556,13 @@ impl Cache {
 
     /// Bytes the cache occupies on disk (sparse files count what is allocated).
     pub fn usage(&self) -> u64 {
-        self.entries().iter().map(|e| e.bytes).sum()
-    }
-
-    fn entries(&self) -> Vec<Entry> {
-        let mut out = Vec::new();
-        for sub in ["complete", "partial"] {
-            let Ok(rd) = fs::read_dir(self.dir.root().join(sub)) else {
-                continue;
-            };
-            for e in rd.filter_map(Result::ok) {
-                let Ok(m) = e.metadata() else { continue };
-                let name = e.file_name().to_string_lossy().into_owned();
-                let sha = name.trim_end_matches(".bits").to_string();
-                out.push(Entry {
-                    sha256: sha,
-                    bytes: m.blocks() * 512,
-                    touched: m.modified().unwrap_or(SystemTime::UNIX_EPOCH),
-                    data: !name.ends_with(".bits"),
-                });
-            }
-        }
-        out
+        evict::entries(&self.dir).iter().map(|e| e.bytes).sum()
     }
 
     /// Least recently touched objects to drop so that the cache fits its limit, never one
     /// in `busy`.
     pub fn victims(&self, busy: &HashSet<String>) -> Vec<String> {
-        let entries = self.entries();
-        let mut total: u64 = entries.iter().map(|e| e.bytes).sum();
-        if total <= self.limit {
-            return Vec::new();
-        }
-        let mut per: HashMap<String, (SystemTime, u64)> = HashMap::new();
-        for e in entries {
-            let slot = per.entry(e.sha256).or_insert((SystemTime::UNIX_EPOCH, 0));
-            if e.data {
-                slot.0 = e.touched;
-            }
-            slot.1 += e.bytes;
-        }
-        let mut order: Vec<_> = per.into_iter().filter(|(s, _)| !busy.contains(s)).collect();
-        order.sort_by_key(|(_, (t, _))| *t);
-        let mut out = Vec::new();
-        for (sha, (_, bytes)) in order {
-            if total <= self.limit {
-                break;
-            }
-            total = total.saturating_sub(bytes);
-            out.push(sha);
-        }
-        out
+        evict::victims(evict::entries(&self.dir), self.limit, busy)
     }
 
     /// Drops an object from the cache (its torrent must be gone from the session first).
@@ -624,13 +582,6 @@ impl Cache {
         }
         info!(object = %sha256, "evicted from the cache");
     }
-}
-
-struct Entry {
-    sha256: String,
-    bytes: u64,
-    touched: SystemTime,
-    data: bool,
 }
 
 #[cfg(test)]

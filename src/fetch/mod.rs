@@ -15,6 +15,7 @@ pub mod objects;
 pub mod protocol;
 pub mod seed;
 pub mod status;
+mod swarm;
 pub mod tracker;
 
 use std::net::SocketAddr;

@@ -16,63 +16,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use librqbit::storage::{StorageFactory, StorageFactoryExt, TorrentStorage};
-use librqbit::{AddTorrent, AddTorrentOptions, ListenerOptions, Session, SessionOptions};
+use librqbit::{AddTorrent, AddTorrentOptions, Session};
 use tracing::{info, warn};
 
+use super::swarm::{self, ObjectFile};
 use crate::catalog::Catalog;
 use crate::store::Store;
 use crate::torrent;
 
-/// One store object, read-only.
-#[derive(Clone)]
-struct StoreObject(Arc<PathBuf>);
-
-impl StorageFactory for StoreObject {
-    type Storage = ReadOnly;
-
-    fn create(
-        &self,
-        _: &librqbit::ManagedTorrentShared,
-        _: &librqbit::TorrentMetadata,
-    ) -> anyhow::Result<ReadOnly> {
-        let file = File::open(&*self.0).with_context(|| format!("opening {}", self.0.display()))?;
-        Ok(ReadOnly(Arc::new(file)))
-    }
-
-    fn clone_box(&self) -> librqbit::storage::BoxStorageFactory {
-        self.clone().boxed()
-    }
-}
-
+/// One store object, read-only: every write is refused.
 struct ReadOnly(Arc<File>);
 
-impl TorrentStorage for ReadOnly {
-    fn init(
-        &mut self,
-        _: &librqbit::ManagedTorrentShared,
-        _: &librqbit::TorrentMetadata,
-    ) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    fn pread_exact(&self, _file_id: usize, offset: u64, buf: &mut [u8]) -> anyhow::Result<()> {
+impl ObjectFile for ReadOnly {
+    fn pread(&self, offset: u64, buf: &mut [u8]) -> anyhow::Result<()> {
         Ok(self.0.read_exact_at(buf, offset)?)
     }
 
-    fn pwrite_all(&self, _: usize, _: u64, _: &[u8]) -> anyhow::Result<()> {
+    fn pwrite(&self, _: u64, _: &[u8]) -> anyhow::Result<()> {
         anyhow::bail!("store objects are never written")
     }
 
-    fn remove_file(&self, _: usize, _: &Path) -> anyhow::Result<()> {
-        Ok(()) // a store object outlives any torrent of it
-    }
-
-    fn remove_directory_if_empty(&self, _: &Path) -> anyhow::Result<()> {
-        Ok(())
-    }
-
-    fn ensure_file_length(&self, _: usize, length: u64) -> anyhow::Result<()> {
+    fn check_len(&self, length: u64) -> anyhow::Result<()> {
         let have = self.0.metadata()?.len();
         anyhow::ensure!(
             have == length,
@@ -81,9 +45,18 @@ impl TorrentStorage for ReadOnly {
         Ok(())
     }
 
-    fn take(&self) -> anyhow::Result<Box<dyn TorrentStorage>> {
-        Ok(Box::new(ReadOnly(self.0.clone())))
+    fn take(&self) -> ReadOnly {
+        ReadOnly(self.0.clone())
     }
+}
+
+/// The storage of a store object's torrent: the object opened read-only.
+fn store_object(path: PathBuf) -> librqbit::storage::BoxStorageFactory {
+    let path = Arc::new(path);
+    swarm::factory(move || {
+        let file = File::open(&*path).with_context(|| format!("opening {}", path.display()))?;
+        Ok(ReadOnly(Arc::new(file)))
+    })
 }
 
 /// How often the seeder looks for new publications.
@@ -103,30 +76,7 @@ impl Seeder {
             .enable_all()
             .thread_name("seeder")
             .build()?;
-        std::fs::create_dir_all(scratch)?;
-        // One open store object per seeded torrent.
-        if let Err(e) = librqbit::try_increase_nofile_limit() {
-            warn!(error = %e, "could not raise the open-file limit");
-        }
-        // librqbit announces no port for a loopback listener unless told one, and cannot be
-        // asked which port 0 became before it announces: pick the port here.
-        let listen = match listen.port() {
-            0 => std::net::TcpListener::bind(listen)?.local_addr()?,
-            _ => listen,
-        };
-        let opts = SessionOptions {
-            dht: None,
-            disable_local_service_discovery: true,
-            persistence: None,
-            listen: Some(ListenerOptions {
-                listen_addr: listen,
-                announce_port: Some(listen.port()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let session = runtime
-            .block_on(Session::new_with_opts(scratch.to_path_buf(), opts))
+        let session = swarm::session(&runtime, scratch.to_path_buf(), listen, None)
             .context("starting the BitTorrent session")?;
         info!(addr = ?session.listen_addr(), "seeding");
         Ok(Seeder { runtime, session })
@@ -159,10 +109,9 @@ impl Seeder {
                 continue;
             };
             let bytes = torrent::torrent_file(&info, trackers)?;
-            let object = StoreObject(Arc::new(store.object_path(&sha256)));
             let opts = AddTorrentOptions {
                 overwrite: true,
-                storage_factory: Some(object.boxed()),
+                storage_factory: Some(store_object(store.object_path(&sha256))),
                 ..Default::default()
             };
             let added = self.runtime.block_on(
