@@ -86,14 +86,12 @@ impl Distribution {
             &layout.root.join("seeder"),
             peer_listen,
         )?);
-        let tracker = Arc::new(tracker::Tracker::default());
+        let tracker = Arc::new(tracker::Tracker::new(config.announce_interval));
         *crate::sync::write(&tracker.seeder) = seeder.addr();
         let mut http = None;
         let mut http_addr = None;
         if let Some(addr) = config.listen {
-            let app = axum::Router::new()
-                .route("/announce", axum::routing::get(tracker::announce))
-                .with_state(tracker.clone())
+            let app = tracker::routes(tracker.clone())
                 .merge(index::http::routes(Arc::new(index::http::IndexState {
                     dir: index::IndexDir::new(&layout.root),
                     catalog: layout.catalog(),
@@ -102,7 +100,7 @@ impl Distribution {
             let (addr, tx) = serve_http(seeder.runtime(), addr, app)?;
             http_addr = Some(addr);
             http = Some(tx);
-            info!(addr = ?http_addr, "serving /announce, the index and dists/");
+            info!(addr = ?http_addr, "serving /announce, /scrape, the index and dists/");
         }
         let stop = Arc::new(AtomicBool::new(false));
         let publisher = {
