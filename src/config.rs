@@ -82,7 +82,7 @@ impl Default for IngestConfig {
 }
 
 /// How published files are shared with mirrors and BitTorrent clients.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DistributionConfig {
     /// Trackers every `.torrent` names (announce URLs), in order of preference. With none,
@@ -93,6 +93,21 @@ pub struct DistributionConfig {
     /// Where the seeder accepts peers; by default `listen`'s address on a port of the
     /// system's choosing.
     pub peer_listen: Option<std::net::SocketAddr>,
+    /// How often clients of the built-in tracker announce; peers silent for twice as long are
+    /// forgotten.
+    #[serde(with = "humantime_serde")]
+    pub announce_interval: Duration,
+}
+
+impl Default for DistributionConfig {
+    fn default() -> Self {
+        DistributionConfig {
+            trackers: Vec::new(),
+            listen: None,
+            peer_listen: None,
+            announce_interval: Duration::from_secs(60),
+        }
+    }
 }
 
 /// Mirror mode (`repofsd --upstream`): the catalog follows an upstream's signed index.

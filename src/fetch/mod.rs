@@ -89,7 +89,7 @@ impl Distribution {
             &layout.root.join("seeder"),
             peer_listen,
         )?);
-        let tracker = Arc::new(tracker::Tracker::default());
+        let tracker = Arc::new(tracker::Tracker::new(config.announce_interval));
         *crate::sync::write(&tracker.seeder) = seeder.addr();
         let stop = Arc::new(AtomicBool::new(false));
         let publisher = {
@@ -140,7 +140,7 @@ impl Distribution {
         let (addr, tx) = serve_http(self.seeder.runtime(), addr, app)?;
         self.http_addr = Some(addr);
         self.http = Some(tx);
-        info!(addr = ?self.http_addr, "serving /announce, the index and dists/");
+        info!(addr = ?self.http_addr, "serving /announce, /scrape, the index and dists/");
         Ok(addr)
     }
 

@@ -146,7 +146,7 @@ impl Seeder {
                 match self.sync(catalog, store, trackers, &mut seeded) {
                     Ok(()) => {
                         version = now;
-                        *crate::sync::write(&tracker.seeded) = seeded.values().cloned().collect();
+                        tracker.set_published(seeded.values().cloned().collect());
                     }
                     Err(e) => warn!(error = %format!("{e:#}"), "seeding sync failed"),
                 }

@@ -1,39 +1,291 @@
-//! A BitTorrent HTTP tracker (BEP 3, compact peer lists as in BEP 23) at `/announce` on the
-//! `--listen` endpoint, for repositories that name no tracker of their own. It remembers who
-//! announced which infohash, and always names the primary's own seeder for the infohashes the
-//! catalog knows, so a stock client holding only a `.torrent` finds the first seeder.
+//! A BitTorrent HTTP tracker for this repository only, at `/announce` and `/scrape` on the
+//! `--listen` endpoint, for repositories that name no tracker of their own.
+//!
+//! - It answers only for infohashes the repository publishes (as opentracker's whitelist
+//!   does): anything else gets a BitTorrent failure reason, so the tracker is no free
+//!   rendezvous for other content.
+//! - It always names the primary's own seeder for those infohashes, so a stock client holding
+//!   only a `.torrent` finds the first seeder.
+//! - Peers that stop announcing expire after two intervals; a sweep of every swarm runs at
+//!   most once an interval, so forgotten swarms do not pile up.
+//! - Compact peer lists: IPv4 in `peers` (BEP 23), IPv6 in `peers6` (BEP 7).
+//! - `/scrape` (BEP 48) counts seeders, leechers and completed downloads per infohash.
+//!
+//! The decisions are plain functions of the request and the clock (`Tracker::announce_at`,
+//! `Tracker::scrape_at`), so they are tested without HTTP; the handlers only translate.
 
-use std::collections::{HashMap, HashSet};
-use std::net::{IpAddr, SocketAddr, SocketAddrV4};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, RawQuery, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use librqbit_bencode::{bencode_serialize_to_writer, ByteBufOwned};
 use serde::Serialize;
 
-/// What clients are told to wait between announces; peers silent for twice as long are
-/// forgotten.
-const INTERVAL: Duration = Duration::from_secs(60);
+/// What clients are told to wait between announces, unless configured
+/// (`[distribution] announce_interval`).
+pub const INTERVAL: Duration = Duration::from_secs(60);
 /// Most peers in one answer (BEP 3's customary default).
 const MAX_PEERS: usize = 50;
 
-#[derive(Default)]
 pub struct Tracker {
-    swarms: Mutex<HashMap<[u8; 20], HashMap<SocketAddrV4, Instant>>>,
-    /// Infohashes (hex) the primary seeds, and where its seeder listens.
-    pub seeded: RwLock<HashSet<String>>,
+    interval: Duration,
+    swarms: Mutex<Swarms>,
+    /// Infohashes (hex) the repository publishes; `None` until the seeder first reports, when
+    /// every announce is answered (a primary starting up must not turn its clients away).
+    published: RwLock<Option<HashSet<String>>>,
+    /// Where the primary's seeder listens.
     pub seeder: RwLock<Option<SocketAddr>>,
 }
 
+struct Swarms {
+    by_hash: HashMap<[u8; 20], Swarm>,
+    swept: Instant,
+}
+
+#[derive(Default)]
+struct Swarm {
+    peers: HashMap<SocketAddr, Peer>,
+    /// Announces with `event=completed` (scrape's `downloaded`).
+    downloaded: u64,
+}
+
+#[derive(Clone, Copy)]
+struct Peer {
+    seen: Instant,
+    seed: bool,
+}
+
+/// One announce, decoded from its query.
+#[derive(Debug, Clone)]
+pub struct Announce {
+    pub info_hash: [u8; 20],
+    pub port: u16,
+    pub event: Option<String>,
+    /// Bytes the peer still lacks: 0 means a seeder.
+    pub left: Option<u64>,
+    pub numwant: Option<usize>,
+}
+
+/// What an announce is answered with (before bencoding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub interval: Duration,
+    pub peers: Vec<SocketAddr>,
+    pub complete: u64,
+    pub incomplete: u64,
+}
+
+/// One infohash's counts in a scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct ScrapeCounts {
+    pub complete: u64,
+    pub downloaded: u64,
+    pub incomplete: u64,
+}
+
+impl Default for Tracker {
+    fn default() -> Self {
+        Tracker::new(INTERVAL)
+    }
+}
+
+impl Tracker {
+    pub fn new(interval: Duration) -> Tracker {
+        Tracker {
+            interval,
+            swarms: Mutex::new(Swarms {
+                by_hash: HashMap::new(),
+                swept: Instant::now(),
+            }),
+            published: RwLock::new(None),
+            seeder: RwLock::new(None),
+        }
+    }
+
+    /// The infohashes (hex) the repository publishes, as the seeder last saw them.
+    pub fn set_published(&self, hashes: HashSet<String>) {
+        *crate::sync::write(&self.published) = Some(hashes);
+    }
+
+    fn is_published(&self, hash: &[u8; 20]) -> bool {
+        match &*crate::sync::read(&self.published) {
+            Some(set) => set.contains(&hex::encode(hash)),
+            None => true,
+        }
+    }
+
+    /// The primary's seeder as `client` (which reached us as `host`) can reach it: a seeder on
+    /// the unspecified address is on this host, so the address the client used reaches it too.
+    fn seeder_for(&self, host: Option<&str>) -> Option<SocketAddr> {
+        let seeder = (*crate::sync::read(&self.seeder))?;
+        if !seeder.ip().is_unspecified() {
+            return Some(seeder);
+        }
+        let host_ip = host.and_then(|h| h.parse::<SocketAddr>().ok())?.ip();
+        Some(SocketAddr::new(host_ip, seeder.port()))
+    }
+
+    /// Answers `a` from `remote` (who reached us at `host`) at time `now`.
+    pub fn announce_at(
+        &self,
+        a: &Announce,
+        remote: SocketAddr,
+        host: Option<&str>,
+        now: Instant,
+    ) -> Result<Answer, String> {
+        if !self.is_published(&a.info_hash) {
+            return Err("unregistered torrent: not published by this repository".into());
+        }
+        if a.port == 0 {
+            return Err("port missing".into());
+        }
+        // The peer is where the request came from (an `ip` parameter is not trusted).
+        let me = SocketAddr::new(canonical(remote.ip()), a.port);
+        let want = a.numwant.unwrap_or(MAX_PEERS).min(MAX_PEERS);
+        let mut peers = Vec::new();
+        let (mut complete, incomplete);
+        {
+            let mut swarms = crate::sync::lock(&self.swarms);
+            self.sweep(&mut swarms, now);
+            let swarm = swarms.by_hash.entry(a.info_hash).or_default();
+            let stale = 2 * self.interval;
+            swarm
+                .peers
+                .retain(|_, p| now.duration_since(p.seen) < stale);
+            match a.event.as_deref() {
+                Some("stopped") => {
+                    swarm.peers.remove(&me);
+                }
+                event => {
+                    if event == Some("completed") {
+                        swarm.downloaded += 1;
+                    }
+                    let seed = a.left == Some(0) || event == Some("completed");
+                    swarm.peers.insert(me, Peer { seen: now, seed });
+                }
+            }
+            complete = swarm.peers.values().filter(|p| p.seed).count() as u64;
+            incomplete = swarm.peers.len() as u64 - complete;
+            // Seeders are of no use to a seeder.
+            let i_seed = swarm.peers.get(&me).is_some_and(|p| p.seed);
+            peers.extend(
+                swarm
+                    .peers
+                    .iter()
+                    .filter(|(addr, p)| **addr != me && !(i_seed && p.seed))
+                    .map(|(addr, _)| *addr)
+                    .take(want),
+            );
+        }
+        if let Some(seeder) = self.seeder_for(host).filter(|s| *s != me) {
+            complete += 1;
+            if !peers.contains(&seeder) {
+                peers.insert(0, seeder);
+                peers.truncate(want.max(1));
+            }
+        }
+        Ok(Answer {
+            interval: self.interval,
+            peers,
+            complete,
+            incomplete,
+        })
+    }
+
+    /// Forgets peers silent for two intervals in every swarm, and empty swarms; at most once
+    /// an interval, so an announce costs O(1) amortized.
+    fn sweep(&self, swarms: &mut Swarms, now: Instant) {
+        if now.duration_since(swarms.swept) < self.interval {
+            return;
+        }
+        swarms.swept = now;
+        let stale = 2 * self.interval;
+        swarms.by_hash.retain(|_, s| {
+            s.peers.retain(|_, p| now.duration_since(p.seen) < stale);
+            !s.peers.is_empty() || s.downloaded > 0
+        });
+    }
+
+    /// Counts for each asked infohash the repository publishes (unknown ones are left out, as
+    /// BEP 48 allows); with none asked, every swarm this tracker knows.
+    pub fn scrape_at(&self, hashes: &[[u8; 20]], now: Instant) -> BTreeMap<[u8; 20], ScrapeCounts> {
+        let seeder = crate::sync::read(&self.seeder).is_some();
+        let mut swarms = crate::sync::lock(&self.swarms);
+        self.sweep(&mut swarms, now);
+        let stale = 2 * self.interval;
+        let asked: Vec<[u8; 20]> = if hashes.is_empty() {
+            swarms.by_hash.keys().copied().collect()
+        } else {
+            hashes
+                .iter()
+                .filter(|h| self.is_published(h))
+                .copied()
+                .collect()
+        };
+        asked
+            .into_iter()
+            .map(|h| {
+                let (mut complete, mut incomplete, mut downloaded) = (0, 0, 0);
+                if let Some(s) = swarms.by_hash.get(&h) {
+                    for p in s
+                        .peers
+                        .values()
+                        .filter(|p| now.duration_since(p.seen) < stale)
+                    {
+                        if p.seed {
+                            complete += 1
+                        } else {
+                            incomplete += 1
+                        }
+                    }
+                    downloaded = s.downloaded;
+                }
+                if seeder {
+                    complete += 1;
+                }
+                (
+                    h,
+                    ScrapeCounts {
+                        complete,
+                        downloaded,
+                        incomplete,
+                    },
+                )
+            })
+            .collect()
+    }
+}
+
+/// An IPv4 peer that reached a dual-stack socket shows as `::ffff:a.b.c.d`; it is an IPv4 peer.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// `/announce` and `/scrape`, for the composition root to merge into the endpoint's router.
+pub fn routes(tracker: Arc<Tracker>) -> axum::Router {
+    axum::Router::new()
+        .route("/announce", axum::routing::get(announce))
+        .route("/scrape", axum::routing::get(scrape))
+        .with_state(tracker)
+}
+
 #[derive(Serialize)]
-struct Answer {
+struct AnswerWire {
     interval: u64,
     #[serde(rename = "min interval")]
     min_interval: u64,
+    complete: u64,
+    incomplete: u64,
     peers: ByteBufOwned,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    peers6: Option<ByteBufOwned>,
 }
 
 #[derive(Serialize)]
@@ -42,16 +294,26 @@ struct Failure {
     reason: String,
 }
 
-fn bencoded<T: Serialize>(status: StatusCode, v: &T) -> Response {
+#[derive(Serialize)]
+struct ScrapeWire {
+    files: BTreeMap<ByteBufOwned, ScrapeCounts>,
+}
+
+fn bencoded<T: Serialize>(v: &T) -> Response {
     let mut body = Vec::new();
     match bencode_serialize_to_writer(v, &mut body) {
-        Ok(()) => (status, [("content-type", "text/plain")], body).into_response(),
+        Ok(()) => (StatusCode::OK, [("content-type", "text/plain")], body).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
-/// The query's parameters, percent-decoded to bytes (`info_hash` and `peer_id` are binary).
-fn params(query: &str) -> HashMap<String, Vec<u8>> {
+fn failure(reason: String) -> Response {
+    bencoded(&Failure { reason })
+}
+
+/// The query's parameters in order, percent-decoded to bytes (`info_hash` and `peer_id` are
+/// binary, and a scrape repeats `info_hash`).
+fn params(query: &str) -> Vec<(String, Vec<u8>)> {
     query
         .split('&')
         .filter_map(|kv| kv.split_once('='))
@@ -62,102 +324,283 @@ fn params(query: &str) -> HashMap<String, Vec<u8>> {
         .collect()
 }
 
-/// `/announce`, for the composition root to merge into the endpoint's router.
-pub fn routes(tracker: Arc<Tracker>) -> axum::Router {
-    axum::Router::new()
-        .route("/announce", axum::routing::get(announce))
-        .with_state(tracker)
+fn decode_announce(query: &str) -> Result<Announce, String> {
+    let p = params(query);
+    let get = |k: &str| {
+        p.iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_slice())
+    };
+    let text = |k: &str| get(k).and_then(|v| std::str::from_utf8(v).ok());
+    let info_hash = get("info_hash")
+        .and_then(|h| <[u8; 20]>::try_from(h).ok())
+        .ok_or("info_hash must be 20 bytes")?;
+    let port = text("port")
+        .and_then(|v| v.parse::<u16>().ok())
+        .filter(|p| *p != 0)
+        .ok_or("port missing")?;
+    Ok(Announce {
+        info_hash,
+        port,
+        event: text("event").filter(|e| !e.is_empty()).map(str::to_string),
+        left: text("left").and_then(|v| v.parse().ok()),
+        numwant: text("numwant").and_then(|v| v.parse().ok()),
+    })
 }
 
-pub async fn announce(
+fn compact(peers: &[SocketAddr]) -> (Vec<u8>, Vec<u8>) {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
+    for a in peers {
+        match a {
+            SocketAddr::V4(a) => {
+                v4.extend_from_slice(&a.ip().octets());
+                v4.extend_from_slice(&a.port().to_be_bytes());
+            }
+            SocketAddr::V6(a) => {
+                v6.extend_from_slice(&a.ip().octets());
+                v6.extend_from_slice(&a.port().to_be_bytes());
+            }
+        }
+    }
+    (v4, v6)
+}
+
+async fn announce(
     State(t): State<Arc<Tracker>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: axum::http::HeaderMap,
+    headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    let fail = |reason: &str| {
-        bencoded(
-            StatusCode::OK,
-            &Failure {
-                reason: reason.to_string(),
-            },
-        )
-    };
-    let p = params(query.as_deref().unwrap_or(""));
-    let Some(Ok(hash)) = p
-        .get("info_hash")
-        .map(|h| <[u8; 20]>::try_from(h.as_slice()))
-    else {
-        return fail("info_hash must be 20 bytes");
-    };
-    let port = p
-        .get("port")
-        .and_then(|v| std::str::from_utf8(v).ok())
-        .and_then(|v| v.parse::<u16>().ok());
-    let Some(port) = port.filter(|p| *p != 0) else {
-        return fail("port missing");
-    };
-    let stopped = p.get("event").map(Vec::as_slice) == Some(b"stopped");
-    // The peer is where the request came from (an `ip` parameter is not trusted).
-    let IpAddr::V4(ip) = remote.ip() else {
-        return fail("only IPv4 peers are tracked");
-    };
-    let me = SocketAddrV4::new(ip, port);
-    let now = Instant::now();
-    let mut peers: Vec<SocketAddrV4> = Vec::new();
-    {
-        let mut swarms = crate::sync::lock(&t.swarms);
-        let swarm = swarms.entry(hash).or_default();
-        swarm.retain(|_, seen| now.duration_since(*seen) < 2 * INTERVAL);
-        if stopped {
-            swarm.remove(&me);
-        } else {
-            swarm.insert(me, now);
+    let host = headers.get("host").and_then(|h| h.to_str().ok());
+    let answer = decode_announce(query.as_deref().unwrap_or(""))
+        .and_then(|a| t.announce_at(&a, remote, host, Instant::now()));
+    match answer {
+        Ok(a) => {
+            let (v4, v6) = compact(&a.peers);
+            bencoded(&AnswerWire {
+                interval: a.interval.as_secs().max(1),
+                min_interval: (a.interval.as_secs() / 2).max(1),
+                complete: a.complete,
+                incomplete: a.incomplete,
+                peers: v4.into(),
+                peers6: (!v6.is_empty()).then(|| v6.into()),
+            })
         }
-        peers.extend(swarm.keys().filter(|a| **a != me).take(MAX_PEERS));
+        Err(reason) => failure(reason),
     }
-    let hex = hex::encode(hash);
-    let seeds = crate::sync::read(&t.seeded).contains(&hex);
-    if let (true, Some(SocketAddr::V4(seeder))) = (seeds, *crate::sync::read(&t.seeder)) {
-        // A seeder on 0.0.0.0 is on this host: the address the client reached us at (its
-        // Host header) reaches the seeder too. A host name there cannot go in a compact list.
-        let host_ip = headers
-            .get("host")
-            .and_then(|h| h.to_str().ok())
-            .and_then(|h| h.parse::<SocketAddrV4>().ok())
-            .map(|a| *a.ip());
-        let seeder = match (seeder.ip().is_unspecified(), host_ip) {
-            (false, _) => Some(seeder),
-            (true, Some(ip)) => Some(SocketAddrV4::new(ip, seeder.port())),
-            (true, None) => None,
-        };
-        if let Some(seeder) = seeder.filter(|s| *s != me && !peers.contains(s)) {
-            peers.insert(0, seeder);
+}
+
+async fn scrape(State(t): State<Arc<Tracker>>, RawQuery(query): RawQuery) -> Response {
+    let mut hashes = Vec::new();
+    for (k, v) in params(query.as_deref().unwrap_or("")) {
+        if k == "info_hash" {
+            match <[u8; 20]>::try_from(v.as_slice()) {
+                Ok(h) => hashes.push(h),
+                Err(_) => return failure("info_hash must be 20 bytes".into()),
+            }
         }
     }
-    let mut compact = Vec::with_capacity(peers.len() * 6);
-    for a in peers {
-        compact.extend_from_slice(&a.ip().octets());
-        compact.extend_from_slice(&a.port().to_be_bytes());
-    }
-    bencoded(
-        StatusCode::OK,
-        &Answer {
-            interval: INTERVAL.as_secs(),
-            min_interval: INTERVAL.as_secs() / 2,
-            peers: compact.into(),
-        },
-    )
+    let files = t
+        .scrape_at(&hashes, Instant::now())
+        .into_iter()
+        .map(|(h, c)| (ByteBufOwned::from(h.to_vec()), c))
+        .collect();
+    bencoded(&ScrapeWire { files })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const H: [u8; 20] = [7; 20];
+    const OTHER: [u8; 20] = [9; 20];
+
+    fn tracker() -> Tracker {
+        let t = Tracker::new(Duration::from_secs(60));
+        t.set_published([hex::encode(H)].into());
+        t
+    }
+
+    fn ann(port: u16, left: u64, event: Option<&str>) -> Announce {
+        Announce {
+            info_hash: H,
+            port,
+            event: event.map(str::to_string),
+            left: Some(left),
+            numwant: None,
+        }
+    }
+
+    fn from(ip: &str) -> SocketAddr {
+        SocketAddr::new(ip.parse().unwrap(), 40000)
+    }
+
     #[test]
     fn binary_parameters_are_decoded() {
-        let p = params("info_hash=%12%34abc%FF&port=6881&event=started");
-        assert_eq!(p["info_hash"], b"\x12\x34abc\xff");
-        assert_eq!(p["port"], b"6881");
+        let a = decode_announce("info_hash=%07%07%07%07%07%07%07%07%07%07%07%07%07%07%07%07%07%07%07%07&port=6881&event=started&left=0&numwant=5").unwrap();
+        assert_eq!(a.info_hash, H);
+        assert_eq!(a.port, 6881);
+        assert_eq!(a.event.as_deref(), Some("started"));
+        assert_eq!((a.left, a.numwant), (Some(0), Some(5)));
+        assert!(decode_announce("info_hash=%07&port=1").is_err());
+        assert!(decode_announce("port=1").is_err());
+    }
+
+    #[test]
+    fn an_unknown_infohash_is_refused_once_the_seeder_has_reported() {
+        let t = Tracker::default();
+        let now = Instant::now();
+        let mut a = ann(1000, 5, None);
+        a.info_hash = OTHER;
+        // Before the seeder's first report the tracker answers everything.
+        assert!(t.announce_at(&a, from("10.0.0.1"), None, now).is_ok());
+        t.set_published([hex::encode(H)].into());
+        let err = t.announce_at(&a, from("10.0.0.1"), None, now).unwrap_err();
+        assert!(err.contains("unregistered"), "{err}");
+        assert!(t
+            .announce_at(&ann(1000, 5, None), from("10.0.0.1"), None, now)
+            .is_ok());
+    }
+
+    #[test]
+    fn peers_see_each_other_and_a_silent_peer_expires() {
+        let t = tracker();
+        let t0 = Instant::now();
+        t.announce_at(&ann(1001, 5, Some("started")), from("10.0.0.1"), None, t0)
+            .unwrap();
+        let b = t
+            .announce_at(&ann(1002, 5, Some("started")), from("10.0.0.2"), None, t0)
+            .unwrap();
+        assert_eq!(b.peers, vec!["10.0.0.1:1001".parse().unwrap()]);
+        // Peer 2 keeps announcing; peer 1 falls silent for two intervals.
+        let later = t0 + Duration::from_secs(121);
+        let b = t
+            .announce_at(&ann(1002, 5, None), from("10.0.0.2"), None, later)
+            .unwrap();
+        assert!(b.peers.is_empty(), "{:?}", b.peers);
+        assert_eq!((b.complete, b.incomplete), (0, 1));
+    }
+
+    #[test]
+    fn the_sweep_forgets_swarms_nobody_announces_to() {
+        let t = tracker();
+        let t0 = Instant::now();
+        t.announce_at(&ann(1001, 5, None), from("10.0.0.1"), None, t0)
+            .unwrap();
+        assert_eq!(crate::sync::lock(&t.swarms).by_hash.len(), 1);
+        // Another swarm's announce, long after, sweeps the silent one away.
+        let t2 = Tracker::new(Duration::from_secs(60));
+        t2.set_published([hex::encode(H), hex::encode(OTHER)].into());
+        t2.announce_at(&ann(1001, 5, None), from("10.0.0.1"), None, t0)
+            .unwrap();
+        let mut other = ann(1003, 5, None);
+        other.info_hash = OTHER;
+        t2.announce_at(
+            &other,
+            from("10.0.0.3"),
+            None,
+            t0 + Duration::from_secs(200),
+        )
+        .unwrap();
+        let swarms = crate::sync::lock(&t2.swarms);
+        assert!(!swarms.by_hash.contains_key(&H));
+        assert!(swarms.by_hash.contains_key(&OTHER));
+    }
+
+    #[test]
+    fn ipv6_peers_are_returned_and_mapped_ipv4_is_ipv4() {
+        let t = tracker();
+        let now = Instant::now();
+        t.announce_at(&ann(1001, 5, None), from("fd00::1"), None, now)
+            .unwrap();
+        t.announce_at(&ann(1002, 5, None), from("::ffff:10.0.0.2"), None, now)
+            .unwrap();
+        let a = t
+            .announce_at(&ann(1003, 5, None), from("10.0.0.3"), None, now)
+            .unwrap();
+        let (v4, v6) = compact(&a.peers);
+        assert_eq!(v4, [10, 0, 0, 2, 0x03, 0xea]);
+        let mut want6 = "fd00::1"
+            .parse::<std::net::Ipv6Addr>()
+            .unwrap()
+            .octets()
+            .to_vec();
+        want6.extend_from_slice(&1001u16.to_be_bytes());
+        assert_eq!(v6, want6);
+    }
+
+    #[test]
+    fn the_seeder_is_named_first_at_the_address_the_client_used() {
+        let t = tracker();
+        *crate::sync::write(&t.seeder) = Some("0.0.0.0:5000".parse().unwrap());
+        let now = Instant::now();
+        let a = t
+            .announce_at(
+                &ann(1001, 5, None),
+                from("10.0.0.1"),
+                Some("10.9.9.9:8080"),
+                now,
+            )
+            .unwrap();
+        assert_eq!(a.peers, vec!["10.9.9.9:5000".parse().unwrap()]);
+        assert_eq!(a.complete, 1);
+        let a = t
+            .announce_at(
+                &ann(1002, 5, None),
+                from("fd00::2"),
+                Some("[fd00::9]:8080"),
+                now,
+            )
+            .unwrap();
+        assert_eq!(a.peers[0], "[fd00::9]:5000".parse().unwrap());
+    }
+
+    #[test]
+    fn scrape_counts_seeders_leechers_and_completions() {
+        let t = tracker();
+        let now = Instant::now();
+        t.announce_at(&ann(1001, 5, Some("started")), from("10.0.0.1"), None, now)
+            .unwrap();
+        t.announce_at(
+            &ann(1002, 0, Some("completed")),
+            from("10.0.0.2"),
+            None,
+            now,
+        )
+        .unwrap();
+        let s = t.scrape_at(&[H, OTHER], now);
+        assert_eq!(s.len(), 1, "an unpublished infohash is left out");
+        assert_eq!(
+            s[&H],
+            ScrapeCounts {
+                complete: 1,
+                downloaded: 1,
+                incomplete: 1
+            }
+        );
+        let mut body = Vec::new();
+        let files = s
+            .into_iter()
+            .map(|(h, c)| (ByteBufOwned::from(h.to_vec()), c))
+            .collect();
+        bencode_serialize_to_writer(&ScrapeWire { files }, &mut body).unwrap();
+        let mut want = b"d5:filesd20:".to_vec();
+        want.extend_from_slice(&H);
+        want.extend_from_slice(b"d8:completei1e10:downloadedi1e10:incompletei1eeee");
+        assert_eq!(body, want);
+    }
+
+    #[test]
+    fn a_stopped_peer_leaves_at_once() {
+        let t = tracker();
+        let now = Instant::now();
+        t.announce_at(&ann(1001, 5, None), from("10.0.0.1"), None, now)
+            .unwrap();
+        t.announce_at(&ann(1001, 5, Some("stopped")), from("10.0.0.1"), None, now)
+            .unwrap();
+        let a = t
+            .announce_at(&ann(1002, 5, None), from("10.0.0.2"), None, now)
+            .unwrap();
+        assert!(a.peers.is_empty());
     }
 }
