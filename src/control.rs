@@ -50,10 +50,39 @@ pub fn bind(socket: &Path) -> io::Result<UnixListener> {
     Ok(l)
 }
 
-/// Reads one request from a connection (bounded in size and time).
-pub fn read_request<Q: DeserializeOwned>(s: &UnixStream) -> io::Result<Q> {
+/// A request as one side of the socket reads it: one of its own messages, or one of the other
+/// family's, told apart by the key only that family's messages carry (a close report has
+/// `path`, a fetch has `fetch`). Each side parses only its own messages and answers the
+/// other's with a `Refusal` or not at all.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Incoming<Q> {
+    Ours(Q),
+    Theirs,
+}
+
+/// Reads one request from a connection (bounded in size and time); `theirs` is the key that
+/// marks the other family's messages.
+pub fn read_request<Q: DeserializeOwned>(s: &UnixStream, theirs: &str) -> io::Result<Incoming<Q>> {
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    read_line(s)
+    let line: serde_json::Value = read_line(s)?;
+    classify(line, theirs)
+}
+
+fn classify<Q: DeserializeOwned>(line: serde_json::Value, theirs: &str) -> io::Result<Incoming<Q>> {
+    let other = line.get(theirs).is_some();
+    match serde_json::from_value(line) {
+        Ok(q) => Ok(Incoming::Ours(q)),
+        Err(_) if other => Ok(Incoming::Theirs),
+        Err(e) => Err(io::Error::new(io::ErrorKind::InvalidData, e)),
+    }
+}
+
+/// The answer to a request this side does not serve (a fetch sent to a primary): a stable
+/// code and a message, in the shape every reply's caller reads errors from.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: Option<String>,
+    pub error: Option<String>,
 }
 
 /// Writes the one reply of a connection.
@@ -79,6 +108,36 @@ mod tests {
     use super::*;
     use serde::Deserialize;
 
+    #[derive(Debug, Deserialize, PartialEq, Eq)]
+    struct Close {
+        path: String,
+    }
+
+    #[test]
+    fn each_side_reads_its_own_messages_and_knows_the_others() {
+        let read = |line: &str| classify::<Close>(serde_json::from_str(line).unwrap(), "fetch");
+        assert_eq!(
+            read(r#"{"path":"a"}"#).unwrap(),
+            Incoming::Ours(Close { path: "a".into() })
+        );
+        assert_eq!(
+            read(r#"{"fetch":"ab","size":1,"from":0,"to":1}"#).unwrap(),
+            Incoming::Theirs
+        );
+        assert!(
+            read(r#"{"other":1}"#).is_err(),
+            "neither family: a bad request"
+        );
+        assert_eq!(
+            serde_json::to_string(&Refusal {
+                reason: Some("not-mirror".into()),
+                error: None
+            })
+            .unwrap(),
+            r#"{"reason":"not-mirror","error":null}"#
+        );
+    }
+
     #[derive(Debug, Serialize, Deserialize, PartialEq)]
     struct Ping {
         n: u32,
@@ -93,7 +152,9 @@ mod tests {
         assert_eq!(mode & 0o777, 0o600);
         let daemon = std::thread::spawn(move || {
             let (s, _) = listener.accept().unwrap();
-            let Ping { n } = read_request(&s).unwrap();
+            let Ok(Incoming::Ours(Ping { n })) = read_request(&s, "other") else {
+                panic!("not a ping");
+            };
             write_reply(&s, &Ping { n: n + 1 }).unwrap();
         });
         let reply: Ping = request(&socket, &Ping { n: 41 }, Duration::from_secs(5)).unwrap();

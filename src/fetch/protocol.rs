@@ -30,24 +30,6 @@ pub struct FetchReply {
     pub error: Option<String>,
 }
 
-/// Any request on a mirror's socket: a fetch, or a mount's close report, which a mirror
-/// (taking no uploads) leaves without a verdict.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum Request {
-    Fetch(FetchRequest),
-    Closed(CloseReport),
-}
-
-/// A close report (`ingest::control::ClosedRequest`) as a mirror reads it: the same keys, so
-/// a line is told apart from a bad request exactly as a primary would.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct CloseReport {
-    pub path: String,
-    #[serde(default)]
-    pub open: Vec<String>,
-}
-
 /// Asks repofsd to fetch a range, waiting at most `deadline`.
 pub fn fetch(socket: &Path, req: &FetchRequest, deadline: Duration) -> io::Result<FetchReply> {
     crate::control::request(socket, req, deadline)
@@ -72,18 +54,11 @@ mod tests {
             line,
             r#"{"fetch":"ab","size":10,"from":2,"to":5,"ahead":7}"#
         );
-        assert_eq!(
-            serde_json::from_str::<Request>(&line).unwrap(),
-            Request::Fetch(req)
-        );
+        assert_eq!(serde_json::from_str::<FetchRequest>(&line).unwrap(), req);
         assert_eq!(
             serde_json::to_string(&FetchReply::default()).unwrap(),
             r#"{"reason":null,"error":null}"#
         );
-        assert!(matches!(
-            serde_json::from_str::<Request>(r#"{"path":"a/b","open":[]}"#),
-            Ok(Request::Closed(_))
-        ));
-        assert!(serde_json::from_str::<Request>(r#"{"fetch":"ab"}"#).is_err());
+        assert!(serde_json::from_str::<FetchRequest>(r#"{"fetch":"ab"}"#).is_err());
     }
 }

@@ -75,35 +75,6 @@ impl Reply {
     }
 }
 
-/// Any request on a primary's socket: a close report, or a fetch, which only a mirror serves
-/// (`fetch::protocol`); a primary refuses it (`FetchReply`).
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum Request {
-    Fetch(MirrorFetch),
-    Closed(ClosedRequest),
-}
-
-/// A mirror's fetch (`fetch::protocol::FetchRequest`) as a primary reads it: the same keys, so
-/// a line is told apart from a close report exactly as a mirror would.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct MirrorFetch {
-    pub fetch: String,
-    pub size: u64,
-    pub from: u64,
-    pub to: u64,
-    #[serde(default)]
-    pub ahead: u64,
-}
-
-/// A primary's answer to a fetch, in the shape of `fetch::protocol::FetchReply`: the mount
-/// reads it as such.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct FetchReply {
-    pub reason: Option<String>,
-    pub error: Option<String>,
-}
-
 /// Sends one close report and waits at most `deadline` for the verdict.
 pub fn request(socket: &Path, req: &ClosedRequest, deadline: Duration) -> io::Result<Reply> {
     crate::control::request(socket, req, deadline)
@@ -122,10 +93,7 @@ mod tests {
         };
         let line = serde_json::to_string(&req).unwrap();
         assert_eq!(line, r#"{"path":".users/1000/a.deb","open":["b.deb"]}"#);
-        assert_eq!(
-            serde_json::from_str::<Request>(&line).unwrap(),
-            Request::Closed(req)
-        );
+        assert_eq!(serde_json::from_str::<ClosedRequest>(&line).unwrap(), req);
         let reply = Reply {
             state: State::Rejected,
             reason: Some("bad-signature".into()),
@@ -137,11 +105,8 @@ mod tests {
         );
         assert_eq!(reply.errno(), libc::EACCES);
         let fetch = r#"{"fetch":"ab","size":10,"from":2,"to":5,"ahead":7}"#;
-        assert!(matches!(
-            serde_json::from_str::<Request>(fetch),
-            Ok(Request::Fetch(_))
-        ));
-        let refusal = FetchReply {
+        assert!(serde_json::from_str::<ClosedRequest>(fetch).is_err());
+        let refusal = crate::control::Refusal {
             reason: Some("not-mirror".into()),
             error: Some("this repository is not a mirror".into()),
         };

@@ -13,7 +13,7 @@ use std::time::{Duration, SystemTime};
 use notify::{RecursiveMode, Watcher};
 use tracing::{debug, error, info, warn};
 
-use super::control::{ClosedRequest, FetchReply, Reply, Request};
+use super::control::{ClosedRequest, Reply};
 use super::{on_closed, pass_with, CloseVerdict, ClosedGroups};
 use crate::control;
 use crate::repo::Repo;
@@ -143,11 +143,11 @@ pub fn serve(repo: &mut Repo, ready: impl FnOnce()) -> anyhow::Result<()> {
 
 /// One connection from the mount: one request, one reply, each bounded in time.
 fn serve_control(s: UnixStream, tx: Sender<Wake>, wait: Duration) {
-    let req = match control::read_request(&s) {
-        Ok(Request::Closed(r)) => r,
+    let req = match control::read_request::<ClosedRequest>(&s, "fetch") {
+        Ok(control::Incoming::Ours(r)) => r,
         // Fetches are a mirror's (`fetch::lazy::serve_requests`); a primary holds everything.
-        Ok(Request::Fetch(_)) => {
-            let reply = FetchReply {
+        Ok(control::Incoming::Theirs) => {
+            let reply = control::Refusal {
                 reason: Some("not-mirror".into()),
                 error: Some("this repository is not a mirror".into()),
             };

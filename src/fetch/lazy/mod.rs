@@ -50,7 +50,7 @@ use super::swarm;
 use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
 use crate::control;
-use crate::fetch::protocol::{FetchReply, FetchRequest, Request};
+use crate::fetch::protocol::{FetchReply, FetchRequest};
 use crate::sync::lock;
 use torrents::Held;
 
@@ -222,14 +222,18 @@ impl Fetcher {
                         }
                     };
                     let me = me.clone();
-                    std::thread::spawn(move || match control::read_request(&s) {
-                        Ok(Request::Fetch(r)) => {
-                            if let Err(e) = control::write_reply(&s, &me.handle(&r)) {
-                                debug!(error = %e, "mount went away before the fetch finished");
+                    std::thread::spawn(move || {
+                        match control::read_request::<FetchRequest>(&s, "path") {
+                            Ok(control::Incoming::Ours(r)) => {
+                                if let Err(e) = control::write_reply(&s, &me.handle(&r)) {
+                                    debug!(error = %e, "mount went away before the fetch finished");
+                                }
                             }
+                            Ok(control::Incoming::Theirs) => {
+                                debug!("a closed-file report on a mirror")
+                            }
+                            Err(e) => warn!(error = %e, "bad control request"),
                         }
-                        Ok(Request::Closed(_)) => debug!("a closed-file report on a mirror"),
-                        Err(e) => warn!(error = %e, "bad control request"),
                     });
                 }
             })?;
