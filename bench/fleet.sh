@@ -95,7 +95,18 @@ bench_work # $work, GNUPGHOME, and bench_cleanup (which removes $work)
 : > "$work/pids"      # every `timeout` started here (each stops its command when killed)
 : > "$work/netns"     # every namespace made here
 watchdog=
-pids() { cat "$@" 2>/dev/null | tr -cs '0-9' ' '; } # the pids in files $@ (missing ones: none)
+# Processes are remembered as "PID STARTTIME" (field 22 of /proc/PID/stat), so that a pid the
+# machine has reused since for someone else's process is never signalled.
+starttime() { awk '{ sub(/^.*\) /, ""); print $20 }' "/proc/$1/stat" 2>/dev/null; }
+remember() { echo "$2 $(starttime "$2")" >> "$1"; } # remember FILE PID
+# Sends signal $1 to every process remembered in files ${@:2} that still runs; fails if none.
+send() {
+  local sig=$1 p st any=1; shift
+  while read -r p st; do
+    [[ -n $st && $(starttime "$p") == "$st" ]] && kill "-$sig" "$p" 2>/dev/null && any=0
+  done < <(cat "$@" 2>/dev/null)
+  return "$any"
+}
 cleanup() {
   local rc=$?
   set +e
@@ -103,16 +114,10 @@ cleanup() {
   [[ -n $watchdog ]] && kill "$watchdog" 2>/dev/null
   # Readers and churners (subshells), the commands (SIGTERM lets repofsd and the mounts stop
   # cleanly), then every timeout that ran one.
-  local p
-  for p in $(pids "$work"/scn/*/readers); do kill "$p" 2>/dev/null; done
-  for p in $(pids "$work"/scn/*/*/pid.* "$work/pids"); do kill "$p" 2>/dev/null; done
-  for _ in $(seq 30); do
-    local alive=0
-    for p in $(pids "$work/pids"); do kill -0 "$p" 2>/dev/null && alive=1; done
-    ((alive)) || break
-    sleep 0.1
-  done
-  for p in $(pids "$work"/scn/*/*/pid.* "$work/pids"); do kill -KILL "$p" 2>/dev/null; done
+  send TERM "$work"/scn/*/readers
+  send TERM "$work"/scn/*/*/pid.* "$work/pids"
+  for _ in $(seq 30); do send 0 "$work/pids" || break; sleep 0.1; done
+  send KILL "$work"/scn/*/*/pid.* "$work/pids"
   # Mounts left under the work dir (dead ones included), deepest first.
   awk -v w="$work/" 'index($5, w) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
     while read -r m; do umount -l "$m"; done
@@ -152,7 +157,7 @@ bounded() {
   local secs=$1; shift
   timeout "$secs" "$@" &
   local t=$!
-  echo "$t" >> "$work/pids"
+  remember "$work/pids" "$t"
   wait "$t"
 }
 mounted_with() { mountpoint -q "$1" && [[ -e $1/$2 ]]; }
@@ -212,7 +217,8 @@ spawn() {
   secs=$(left) # not in the background command: its expansion's subshell would be a child too
   RUST_LOG=${FLEET_LOG:-info} timeout -k 5 "$secs" nsenter --net="/run/netns/$(ns_of "$host")" -- "$@" >> "$log" 2>&1 &
   t=$!
-  echo "$t" >> "$work/pids"
+  remember "$work/pids" "$t"
+  disown "$t" # no job report when a host is killed; the pid files are how it is stopped
   # timeout's child, once it has become the command (nsenter execs it; same pid throughout).
   local want; want=$(basename "$1"); want=${want:0:15}
   for _ in $(seq 200); do
@@ -222,12 +228,14 @@ spawn() {
     sleep 0.02
   done
   [[ -n $c ]] || die "could not start $* on $host"
-  echo "$c" > "$pidfile"
+  : > "$pidfile"
+  remember "$pidfile" "$c"
 }
-cpu() { # user+system seconds of a live process, 0 if gone
-  local f=/proc/$1/stat
-  [[ -r $f ]] || { echo 0; return; }
-  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "$f" 2>/dev/null || echo 0
+cpu() { # user+system seconds of the process remembered in file $1, 0 if it is gone
+  local p st
+  if ! [[ -e $1 ]] || ! read -r p st < "$1"; then echo 0; return; fi
+  [[ -n $st && $(starttime "$p") == "$st" ]] || { echo 0; return; }
+  awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$p/stat" 2>/dev/null || echo 0
 }
 
 # The scenario's primary: its service (--listen), then its mount, then the package published
@@ -264,8 +272,8 @@ mirror_mount() {
   spawn "$d/pid.m" "$h" "$d/mount.$n.log" "$bin/repofs" --root "$d/root" --config "$d/config.toml" mount "$d/mnt"
   wait_for 60 "$h's mount listing the package" mounted_with "$d/mnt" "dists/fleet/$name"
 }
-# Sends signal $1 to the process whose pid is in file $2; fails if there is none.
-signal() { [[ -e $2 ]] && kill "-$1" "$(cat "$2")" 2>/dev/null; }
+# Sends signal $1 to the process remembered in file $2; fails if there is none.
+signal() { send "$@"; }
 # Stops hosts ($2...; p or mN) with signal $1: service and mount, waited for (10 s, then
 # SIGKILL), their mounts detached (a killed mount leaves a dead one).
 stop_hosts() {
@@ -292,7 +300,7 @@ stop_hosts() {
 kill_host() {
   local d=$sd/$1
   if [[ -e $d/pid.d ]]; then
-    echo "$(cat "$d/cpu.acc" 2>/dev/null || echo 0) + $(cpu "$(cat "$d/pid.d")")" | bc > "$d/cpu.acc.new"
+    echo "$(cat "$d/cpu.acc" 2>/dev/null || echo 0) + $(cpu "$d/pid.d")" | bc > "$d/cpu.acc.new"
     mv "$d/cpu.acc.new" "$d/cpu.acc"
   fi
   stop_hosts KILL "$1"
@@ -315,14 +323,15 @@ reader() {
   t1=$(now_ms)
   echo "$rc $t0 $t1" > "$d/read.$2"
 }
-start_reader() { reader "$1" "$2" & echo $! >> "$sd/readers"; }
-wait_readers() { local p; for p in $(pids "$sd/readers"); do wait "$p" 2>/dev/null || true; done; }
+start_reader() { reader "$1" "$2" & remember "$sd/readers" $!; }
+# Waits for every reader and churner (each bounded: their waits and reads have deadlines).
+wait_readers() { local p _; while read -r p _; do wait "$p" 2>/dev/null || true; done < "$sd/readers"; }
 # Counters of every host now, into $sd/counters.$1: HOST RX TX FROM_PRIMARY FROM_OTHERS CPU
 snapshot() {
   local h
   for h in p $(seq -f 'm%g' 1 "$nmirrors"); do
     local c=0
-    [[ -e $sd/$h/pid.d ]] && c=$(cpu "$(cat "$sd/$h/pid.d")")
+    c=$(cpu "$sd/$h/pid.d")
     echo "$h $(counter "$h" rx) $(counter "$h" tx) $(from_bytes "$h") $c"
   done > "$sd/counters.$1"
 }
@@ -481,7 +490,7 @@ scenario_churn() {
         reader "$i" 2
       fi
     ) > "$sd/churner.m$i.log" 2>&1 &
-    echo $! >> "$sd/readers"
+    remember "$sd/readers" $!
   done
   wait_readers
   snapshot after
@@ -500,9 +509,7 @@ scenario_primary_dies() {
   limit=$(echo "$kill_at * $size_bytes / 1" | bc)
   local until=$((SECONDS + read_deadline))
   while ((SECONDS < until)); do
-    local running=0 p
-    for p in $(pids "$sd/readers"); do kill -0 "$p" 2>/dev/null && running=1; done
-    ((running)) || break
+    send 0 "$sd/readers" || break # every read ended
     if (($(counter p tx) - tx0 >= limit)); then
       dead="SIGKILL at $(secs $(($(now_ms) - t0))) s, after $(mib $(($(counter p tx) - tx0))) MiB (KILL_AT=$kill_at packages)"
       kill_host p
