@@ -6,6 +6,9 @@
 # link capped in both directions with `tc qdisc ... tbf` (egress of both ends of each veth).
 # Each host runs repofsd (the primary with --listen; a mirror with --upstream and --listen) and,
 # once that service is ready, a `repofs mount` of its own root, both inside its namespace.
+# Hosts are entered with `nsenter --net`, not `ip netns exec`: the latter also unshares the mount
+# namespace (a slave of the host's), so a FUSE mount made inside would be seen neither by the
+# host nor by the next `ip netns exec` of the same namespace (the reader, the cleanup).
 # Scenarios (4th argument or SCENARIOS, comma-separated; default alone,all), each on a fresh
 # primary and fresh mirrors (empty roots), with a cold SIZE_MIB package of random bytes
 # published on the primary by `cp` of the file and its gpg signature into incoming/:
@@ -467,16 +470,19 @@ scenario_churn() {
   primary_up
   mirrors_up "$nmirrors"
   local base=${alone_s:-$est} k=$(((nmirrors + 1) / 2)) i j
-  RANDOM=$seed
+  RANDOM=$seed # drawn only in this shell: subshells reseed RANDOM
   # Which mirrors: k distinct ones, seeded; when: uniform in [0.1, 0.9] x one alone's read time
   # (every read takes at least that long, so each kill lands during a read).
   local -a pick=() order
-  mapfile -t order < <(for i in $(seq 1 "$nmirrors"); do echo "$RANDOM $i"; done | sort -n | cut -d' ' -f2)
+  local draws=()
+  for i in $(seq 1 "$nmirrors"); do draws+=("$RANDOM $i"); done
+  mapfile -t order < <(printf '%s\n' "${draws[@]}" | sort -n | cut -d' ' -f2)
   pick=("${order[@]:0:k}")
   read_all
   for j in "${!pick[@]}"; do
     i=${pick[$j]}
-    local at; at=$(echo "scale=2; $base * (10 + $RANDOM % 81) / 100" | bc)
+    local pct=$((10 + RANDOM % 81)) at
+    at=$(echo "scale=2; $base * $pct / 100" | bc)
     local back=""; ((j % 2 == 0)) && back=$((1 + RANDOM % 3))
     (
       sleep "$at"
