@@ -14,8 +14,8 @@ use sequoia_openpgp as openpgp;
 use openpgp::cert::prelude::*;
 use openpgp::packet::Signature;
 use openpgp::parse::stream::{
-    DetachedVerifierBuilder, MessageLayer, MessageStructure, VerificationError, VerificationHelper,
-    VerifierBuilder,
+    DetachedVerifierBuilder, GoodChecksum, MessageLayer, MessageStructure, VerificationError,
+    VerificationHelper, VerifierBuilder,
 };
 use openpgp::parse::Parse;
 use openpgp::policy::{Policy, StandardPolicy};
@@ -151,47 +151,30 @@ impl<'a> Verifier<'a> {
     /// Judges one signature result; the first good signature wins.
     fn judge(
         &self,
-        result: Result<openpgp::parse::stream::GoodChecksum<'_>, VerificationError<'_>>,
+        result: Result<GoodChecksum<'_>, VerificationError<'_>>,
     ) -> Result<Signer, Rejection> {
-        let sig = match &result {
-            Ok(g) => g.sig,
-            Err(VerificationError::MissingKey { sig })
-            | Err(VerificationError::UnboundKey { sig, .. })
-            | Err(VerificationError::BadKey { sig, .. })
-            | Err(VerificationError::BadSignature { sig, .. })
-            | Err(VerificationError::MalformedSignature { sig, .. }) => *sig,
-            Err(VerificationError::UnknownSignature { .. }) => {
-                return Err(reject(
-                    Reason::BadSignature,
-                    "unknown signature packet version",
-                ))
-            }
-            Err(_) => return Err(reject(Reason::BadSignature, "unsupported signature")),
-        };
-        let algo = sig.hash_algo();
-        if matches!(
-            algo,
-            HashAlgorithm::MD5 | HashAlgorithm::SHA1 | HashAlgorithm::RipeMD
-        ) {
-            return Err(reject(
-                Reason::WeakHash,
-                format!("signature uses the broken hash {algo}; sign with SHA-256 or better"),
-            ));
-        }
-        let good = match result {
-            Ok(good) => good,
-            Err(VerificationError::MissingKey { sig }) => {
+        refuse_weak_hash(signature_of(&result)?)?;
+        let good = result.map_err(|e| self.failed(e))?;
+        self.check_key_now(&good)?;
+        self.check_time(good.sig)?;
+        signer_of(&good)
+    }
+
+    /// Why a signature that sequoia did not accept is refused, with its reason code.
+    fn failed(&self, error: VerificationError<'_>) -> Rejection {
+        match error {
+            VerificationError::MissingKey { sig } => {
                 let issuers: Vec<String> = sig.get_issuers().iter().map(|h| h.to_hex()).collect();
-                return Err(reject(
+                reject(
                     Reason::UnknownKey,
                     format!(
                         "signed by {} which is not in the keyring",
                         issuers.join(", ")
                     ),
-                ));
+                )
             }
-            Err(VerificationError::UnboundKey { cert, error, .. }) => {
-                return Err(key_state(cert, &self.policy).unwrap_or_else(|| {
+            VerificationError::UnboundKey { cert, error, .. } => key_state(cert, &self.policy)
+                .unwrap_or_else(|| {
                     reject(
                         Reason::BadSignature,
                         format!(
@@ -199,10 +182,9 @@ impl<'a> Verifier<'a> {
                             cert.fingerprint()
                         ),
                     )
-                }));
-            }
-            Err(VerificationError::BadKey { ka, error, .. }) => {
-                return Err(key_state(ka.cert(), &self.policy).unwrap_or_else(|| {
+                }),
+            VerificationError::BadKey { ka, error, .. } => key_state(ka.cert(), &self.policy)
+                .unwrap_or_else(|| {
                     if ka.alive().is_err() || ka.valid_cert().alive().is_err() {
                         reject(
                             Reason::ExpiredKey,
@@ -214,29 +196,30 @@ impl<'a> Verifier<'a> {
                             format!("key {} unusable: {error}", ka.cert().fingerprint()),
                         )
                     }
-                }));
-            }
-            Err(VerificationError::BadSignature { sig, error, .. }) => {
-                return Err(self.check_time(sig).err().unwrap_or_else(|| {
+                }),
+            VerificationError::BadSignature { sig, error, .. } => {
+                self.check_time(sig).err().unwrap_or_else(|| {
                     reject(
                         Reason::BadSignature,
                         format!("signature does not match the data: {error}"),
                     )
-                }));
+                })
             }
-            Err(VerificationError::MalformedSignature { error, .. }) => {
-                return Err(reject(
-                    Reason::BadSignature,
-                    format!("malformed signature: {error}"),
-                ))
-            }
-            Err(_) => return Err(reject(Reason::BadSignature, "unsupported signature")),
-        };
+            VerificationError::MalformedSignature { error, .. } => reject(
+                Reason::BadSignature,
+                format!("malformed signature: {error}"),
+            ),
+            _ => reject(Reason::BadSignature, "unsupported signature"),
+        }
+    }
+
+    /// A good signature still needs its cert, and the signing (sub)key itself, alive and
+    /// unrevoked now.
+    fn check_key_now(&self, good: &GoodChecksum<'_>) -> Result<(), Rejection> {
         let cert = good.ka.cert();
         if let Some(r) = key_state(cert, &self.policy) {
             return Err(r);
         }
-        // The signing (sub)key itself must also be alive and unrevoked now.
         let signing = good.ka.key().fingerprint();
         let vc = cert.with_policy(&self.policy, None).map_err(|e| {
             reject(
@@ -252,37 +235,23 @@ impl<'a> Verifier<'a> {
             .alive()
             .next()
             .is_some();
-        if !now_ok {
-            let revoked = vc
-                .keys()
-                .key_handle(signing.clone())
-                .any(|k| matches!(k.revocation_status(), RevocationStatus::Revoked(_)));
-            return Err(if revoked {
-                reject(
-                    Reason::RevokedKey,
-                    format!("signing key {signing} is revoked"),
-                )
-            } else {
-                reject(
-                    Reason::ExpiredKey,
-                    format!("signing key {signing} is expired or no longer a signing key"),
-                )
-            });
+        if now_ok {
+            return Ok(());
         }
-        self.check_time(good.sig)?;
-        let digest = Sha256::digest(
-            good.sig
-                .to_vec()
-                .map_err(|e| reject(Reason::BadSignature, e.to_string()))?,
-        )
-        .to_vec();
-        Ok(Signer {
-            fingerprint: cert.fingerprint().to_hex(),
-            created: good
-                .sig
-                .signature_creation_time()
-                .unwrap_or(SystemTime::UNIX_EPOCH),
-            digest,
+        let revoked = vc
+            .keys()
+            .key_handle(signing.clone())
+            .any(|k| matches!(k.revocation_status(), RevocationStatus::Revoked(_)));
+        Err(if revoked {
+            reject(
+                Reason::RevokedKey,
+                format!("signing key {signing} is revoked"),
+            )
+        } else {
+            reject(
+                Reason::ExpiredKey,
+                format!("signing key {signing} is expired or no longer a signing key"),
+            )
         })
     }
 
@@ -334,6 +303,59 @@ fn key_state(cert: &Cert, policy: &dyn Policy) -> Option<Rejection> {
             format!("key {} is not valid: {e}", cert.fingerprint()),
         )),
     }
+}
+
+/// The signature packet behind a result, for the checks every signature gets first; packets
+/// sequoia could not even parse are refused here.
+fn signature_of<'a>(
+    result: &Result<GoodChecksum<'a>, VerificationError<'a>>,
+) -> Result<&'a Signature, Rejection> {
+    match result {
+        Ok(g) => Ok(g.sig),
+        Err(VerificationError::MissingKey { sig })
+        | Err(VerificationError::UnboundKey { sig, .. })
+        | Err(VerificationError::BadKey { sig, .. })
+        | Err(VerificationError::BadSignature { sig, .. })
+        | Err(VerificationError::MalformedSignature { sig, .. }) => Ok(*sig),
+        Err(VerificationError::UnknownSignature { .. }) => Err(reject(
+            Reason::BadSignature,
+            "unknown signature packet version",
+        )),
+        Err(_) => Err(reject(Reason::BadSignature, "unsupported signature")),
+    }
+}
+
+/// Broken hashes get their own code, whatever else is wrong with the signature.
+fn refuse_weak_hash(sig: &Signature) -> Result<(), Rejection> {
+    let algo = sig.hash_algo();
+    if matches!(
+        algo,
+        HashAlgorithm::MD5 | HashAlgorithm::SHA1 | HashAlgorithm::RipeMD
+    ) {
+        return Err(reject(
+            Reason::WeakHash,
+            format!("signature uses the broken hash {algo}; sign with SHA-256 or better"),
+        ));
+    }
+    Ok(())
+}
+
+/// What an accepted signature records: the signer's identity, its time, and the packet's digest.
+fn signer_of(good: &GoodChecksum<'_>) -> Result<Signer, Rejection> {
+    let digest = Sha256::digest(
+        good.sig
+            .to_vec()
+            .map_err(|e| reject(Reason::BadSignature, e.to_string()))?,
+    )
+    .to_vec();
+    Ok(Signer {
+        fingerprint: good.ka.cert().fingerprint().to_hex(),
+        created: good
+            .sig
+            .signature_creation_time()
+            .unwrap_or(SystemTime::UNIX_EPOCH),
+        digest,
+    })
 }
 
 fn rfc3339(t: SystemTime) -> String {

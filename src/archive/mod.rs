@@ -5,19 +5,22 @@
 //! unpacked-size and entry-count limits before any bytes are inflated past them, hashes each
 //! regular file, records where its data sits in the uncompressed stream, and picks up the
 //! package's metadata file. After this, listing a package tree never needs the archive.
+//!
+//! The tar walk is in `tarwalk` and zip members in `zipfile`; this module picks the format,
+//! unwraps a .deb's `ar` members, and holds what every format shares: entry-name and link
+//! checks, hashing, and the metadata files picked up on the way.
 
 pub mod fields;
 pub mod gzindex;
 pub mod meta;
 pub mod sparse;
+mod tarwalk;
 mod zipfile;
 
-use std::cell::Cell;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::Path;
-use std::rc::Rc;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -25,6 +28,7 @@ use sha2::{Digest, Sha256};
 use crate::config::Limits;
 use crate::paths;
 pub use meta::{MetaSource, PackageMeta};
+use tarwalk::{walk_payload, walk_tar, StreamLimit};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -277,30 +281,6 @@ pub fn inspect(path: &Path, filename: &str, limits: &Limits) -> Result<Option<In
 /// this much before its first byte (~4 ms; the index costs ~0.8% of the unpacked size).
 pub const SEEK_SPACING: u64 = 4 << 20;
 
-/// Walks the payload's tar stream; a gzip one is indexed on the way (one inflation serves
-/// both the entry list and the seek points).
-fn walk_payload<R: Read>(
-    input: R,
-    compression: Compression,
-    limits: &Limits,
-    meta: &mut MetaFiles,
-) -> Result<(Vec<Entry>, u64, Vec<gzindex::SeekPoint>)> {
-    if compression == Compression::Gzip {
-        let mut r = gzindex::IndexingReader::new(input, SEEK_SPACING);
-        let (entries, unpacked) = walk_tar(&mut r, limits, meta, true)?;
-        // Decodes what tar left (the end blocks and trailer), so the CRC is checked too.
-        let (points, _) = r.finish().map_err(corrupt)?;
-        return Ok((entries, unpacked, points));
-    }
-    let (entries, unpacked) = walk_tar(
-        compression.reader(input).map_err(corrupt)?,
-        limits,
-        meta,
-        true,
-    )?;
-    Ok((entries, unpacked, Vec::new()))
-}
-
 /// Metadata files picked up while walking; which ones count depends on the format.
 #[derive(Default)]
 struct MetaFiles {
@@ -383,185 +363,6 @@ fn corrupt(e: io::Error) -> ArchiveError {
     }
 }
 
-/// Walks a tar stream; see the module doc for what is checked. `keep_entries` is false for a
-/// .deb's control.tar, whose members are read only for metadata.
-fn walk_tar<R: Read>(
-    reader: R,
-    limits: &Limits,
-    meta: &mut MetaFiles,
-    keep_entries: bool,
-) -> Result<(Vec<Entry>, u64)> {
-    let budget = limits
-        .max_unpacked_size
-        .saturating_add(limits.max_entries.saturating_mul(3 * 512));
-    let phase = Rc::new(Phase::default());
-    let mut ar = tar::Archive::new(LimitReader {
-        inner: reader,
-        left: budget,
-        limit: budget,
-        phase: phase.clone(),
-    });
-    let mut entries = EntryList::default();
-    let mut total: u64 = 0;
-    let mut count: u64 = 0;
-    for item in ar.entries().map_err(corrupt)? {
-        let mut e = item.map_err(corrupt)?;
-        // Everything the tar crate read since the last member was headers and extensions.
-        phase.start_data();
-        count += 1;
-        if count > limits.max_entries {
-            return Err(ArchiveError::TooLarge(format!(
-                "more than {} entries",
-                limits.max_entries
-            )));
-        }
-        // A pax global header's own records would be read into memory whole (whatever their
-        // size); it describes no member and is drained below instead.
-        let global = e.header().entry_type().is_pax_global_extensions();
-        let records = if global {
-            None
-        } else {
-            e.pax_extensions().map_err(corrupt)?
-        };
-        let pax: Vec<(Vec<u8>, Vec<u8>)> = match records {
-            Some(records) => records
-                .map(|r| r.map(|r| (r.key_bytes().to_vec(), r.value_bytes().to_vec())))
-                .collect::<io::Result<_>>()
-                .map_err(corrupt)?,
-            None => Vec::new(),
-        };
-        let pax_sparse = sparse::PaxSparse::from_records(&pax).map_err(ArchiveError::Corrupt)?;
-        let raw = match pax_sparse.as_ref().and_then(|p| p.name.clone()) {
-            Some(name) => name,
-            None => e.path_bytes().into_owned(),
-        };
-        let name = std::str::from_utf8(&raw)
-            .map_err(|_| ArchiveError::Corrupt("entry name is not UTF-8".into()))?
-            .to_string();
-        let Some(path) = entry_path(&name)? else {
-            continue;
-        };
-        let header = e.header().clone();
-        let kind = match header.entry_type() {
-            // Before ustar, a directory was a regular member whose name ends in '/'.
-            tar::EntryType::Regular if name.ends_with('/') => EntryKind::Dir,
-            tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                EntryKind::File
-            }
-            // A pax global header (git archive writes one): archive-wide comments, no member.
-            // A GNU volume label (`tar --label`) names the archive, not a member.
-            t if t == tar::EntryType::XGlobalHeader || t.as_byte() == b'V' => {
-                drain(&mut e)?;
-                phase.start_headers();
-                continue;
-            }
-            tar::EntryType::Directory => EntryKind::Dir,
-            tar::EntryType::Symlink => EntryKind::Symlink,
-            tar::EntryType::Link => EntryKind::Hardlink,
-            tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
-                return Err(ArchiveError::Unsafe(format!("{path}: device node or FIFO")));
-            }
-            other => {
-                return Err(ArchiveError::Corrupt(format!(
-                    "{path}: unsupported entry type {other:?}"
-                )))
-            }
-        };
-        let stored = e.size();
-        let size = match (kind, &pax_sparse) {
-            (EntryKind::File, Some(p)) => p.real_size.unwrap_or(stored),
-            (EntryKind::File, None) => stored,
-            _ => 0,
-        };
-        total = total.saturating_add(size);
-        if total > limits.max_unpacked_size {
-            return Err(ArchiveError::TooLarge(format!(
-                "unpacked size exceeds {} bytes",
-                limits.max_unpacked_size
-            )));
-        }
-        let link_target = match kind {
-            EntryKind::Symlink | EntryKind::Hardlink => {
-                let t = e
-                    .link_name_bytes()
-                    .ok_or_else(|| ArchiveError::Corrupt(format!("{path}: link without target")))?;
-                let t = std::str::from_utf8(&t)
-                    .map_err(|_| {
-                        ArchiveError::Corrupt(format!("{path}: link target is not UTF-8"))
-                    })?
-                    .to_string();
-                Some(check_link(&path, &t, kind, &entries)?)
-            }
-            _ => None,
-        };
-        let owner = fields::Owner::read(
-            &header,
-            pax.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
-        );
-        let mut data_offset = e.raw_file_position();
-        let sparse_err = |m: String| ArchiveError::Corrupt(format!("{path}: {m}"));
-        let (sha256, layout) = match (kind, pax_sparse) {
-            (EntryKind::File, Some(p)) => {
-                let (pairs, skip) = if p.map_in_data {
-                    sparse::read_data_map(&mut e, stored).map_err(sparse_err)?
-                } else {
-                    (p.pairs, 0)
-                };
-                let segments =
-                    sparse::lay_out(&pairs, data_offset + skip, size).map_err(sparse_err)?;
-                if segments.iter().map(|s| s.len).sum::<u64>() + skip > stored {
-                    return Err(sparse_err("sparse runs exceed the member's data".into()));
-                }
-                let sha = hash_sparse(&mut e, &segments, size)?;
-                (Some(sha), Layout::Sparse(segments))
-            }
-            (EntryKind::File, None) => {
-                let layout = if header.entry_type() == tar::EntryType::GNUSparse {
-                    // The extension blocks are everything read after the header; the `tar`
-                    // crate's file position does not count them, so the data starts after.
-                    let after_header = e.raw_header_position() + 512;
-                    let ext = phase.header_bytes_between(after_header, phase.pos.get());
-                    data_offset = after_header + ext.len() as u64;
-                    let pairs = sparse::gnu_pairs(header.as_bytes(), &ext).map_err(sparse_err)?;
-                    Layout::Sparse(sparse::lay_out(&pairs, data_offset, size).map_err(sparse_err)?)
-                } else {
-                    Layout::Contiguous
-                };
-                let keep = meta.slot(&path, !keep_entries);
-                let sha = hash_entry(&mut e, &path, keep, limits.max_metadata_size)?;
-                (Some(sha), layout)
-            }
-            _ => {
-                drain(&mut e)?; // data of non-files is ignored, but read under the data budget
-                (None, Layout::Contiguous)
-            }
-        };
-        phase.start_headers();
-        if !keep_entries {
-            continue;
-        }
-        let entry = Entry {
-            path,
-            kind,
-            mode: owner.mode,
-            size,
-            mtime: owner.mtime,
-            uid: owner.uid,
-            gid: owner.gid,
-            link_target,
-            data_offset,
-            sha256,
-            layout,
-        };
-        entries.add(entry);
-    }
-    // Read what follows the end marker (padding, normally) under the same budget, so the
-    // decompressor reaches its stream's end and checks its checksum (zstd, xz; gzip's CRC too).
-    phase.start_data();
-    drain(&mut ar.into_inner())?;
-    Ok((entries.entries, total))
-}
-
 /// Entries in archive order; a later member of the same name replaces the earlier one, as
 /// extraction does. Hard links may point only at what is already here.
 #[derive(Default)]
@@ -584,35 +385,6 @@ impl EntryList {
     fn has(&self, path: &str) -> bool {
         self.index.contains_key(path)
     }
-}
-
-/// Hashes a pax sparse member as it unpacks: its runs in order, zeros between them.
-fn hash_sparse(r: &mut impl Read, segments: &[sparse::Segment], size: u64) -> Result<String> {
-    let mut sha = Sha256::new();
-    let zeros = vec![0u8; 64 << 10];
-    let mut buf = vec![0u8; 256 << 10];
-    let mut pos = 0u64;
-    let hash_zeros = |sha: &mut Sha256, mut n: u64| {
-        while n > 0 {
-            let k = n.min(zeros.len() as u64) as usize;
-            sha.update(&zeros[..k]);
-            n -= k as u64;
-        }
-    };
-    for s in segments {
-        hash_zeros(&mut sha, s.offset - pos);
-        let mut left = s.len;
-        while left > 0 {
-            let k = left.min(buf.len() as u64) as usize;
-            r.read_exact(&mut buf[..k]).map_err(corrupt)?;
-            sha.update(&buf[..k]);
-            left -= k as u64;
-        }
-        pos = s.offset + s.len;
-    }
-    hash_zeros(&mut sha, size - pos);
-    drain(r)?;
-    Ok(hex::encode(sha.finalize()))
 }
 
 /// Longest entry name: Linux's PATH_MAX, so nothing accepted is unextractable, and a million
@@ -792,83 +564,5 @@ impl<R: Read> Read for Counting<R> {
         let n = self.inner.read(buf)?;
         self.pos.set(self.pos.get() + n as u64);
         Ok(n)
-    }
-}
-
-fn drain(r: &mut impl Read) -> Result<()> {
-    io::copy(r, &mut io::sink()).map(drop).map_err(corrupt)
-}
-
-#[derive(Debug, thiserror::Error)]
-enum StreamLimit {
-    #[error("archive inflates past {0} bytes")]
-    Total(u64),
-    #[error("archive member headers exceed {0} bytes")]
-    Headers(u64),
-}
-
-/// Most bytes of headers, long names and pax records allowed before one member. The tar crate
-/// reads extension records into memory whole, so this also bounds its memory use.
-const MAX_HEADER_BYTES: u64 = 1 << 20;
-
-/// Whether the tar crate is reading member headers (between the members it hands us) or we
-/// are reading member data, and the header bytes read since the last member (kept: old GNU
-/// sparse maps continue in blocks the `tar` crate reads but does not hand out).
-#[derive(Default)]
-struct Phase {
-    in_data: Cell<bool>,
-    /// Stream offset of what has been read so far, and of `headers[0]`.
-    pos: Cell<u64>,
-    headers_at: Cell<u64>,
-    headers: std::cell::RefCell<Vec<u8>>,
-}
-
-impl Phase {
-    fn start_data(&self) {
-        self.in_data.set(true);
-    }
-    fn start_headers(&self) {
-        self.in_data.set(false);
-        self.headers.borrow_mut().clear();
-        self.headers_at.set(self.pos.get());
-    }
-    /// Header bytes at stream offsets `start..end` (empty if they were not kept).
-    fn header_bytes_between(&self, start: u64, end: u64) -> Vec<u8> {
-        let at = self.headers_at.get();
-        let h = self.headers.borrow();
-        match (start.checked_sub(at), end.checked_sub(at)) {
-            (Some(a), Some(b)) if a <= b && b <= h.len() as u64 => {
-                h[a as usize..b as usize].to_vec()
-            }
-            _ => Vec::new(),
-        }
-    }
-}
-
-/// Caps the inflated stream: in total (bombs), and per member for headers (a small archive
-/// whose pax record inflates to gigabytes would otherwise be read into memory).
-struct LimitReader<R> {
-    inner: R,
-    left: u64,
-    limit: u64,
-    phase: Rc<Phase>,
-}
-
-impl<R: Read> Read for LimitReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)? as u64;
-        self.left = self
-            .left
-            .checked_sub(n)
-            .ok_or_else(|| io::Error::other(StreamLimit::Total(self.limit)))?;
-        self.phase.pos.set(self.phase.pos.get() + n);
-        if !self.phase.in_data.get() {
-            let mut h = self.phase.headers.borrow_mut();
-            if h.len() as u64 + n > MAX_HEADER_BYTES {
-                return Err(io::Error::other(StreamLimit::Headers(MAX_HEADER_BYTES)));
-            }
-            h.extend_from_slice(&buf[..n as usize]);
-        }
-        Ok(n as usize)
     }
 }

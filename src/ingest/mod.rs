@@ -14,34 +14,36 @@
 //!
 //! Internal failures (disk, database) are not verdicts: the upload stays in the spool and is
 //! tried again on the next pass.
+//!
+//! This module drives the passes over the spool and the mount's close reports, and carries
+//! out verdicts on the spool's files (cleanup, quarantine); `process` judges one upload.
 
 pub mod control;
 pub mod directive;
+mod process;
 pub mod publish;
 pub mod spool;
 pub mod watch;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 use tracing::{info, warn};
 
-use crate::archive::{self, ArchiveError};
+use crate::archive;
 use crate::catalog::{CatalogError, NewUpload};
-use crate::keys::{KeyError, Keyring};
+use crate::keys::KeyError;
 use crate::paths;
 use crate::reason::{Reason, Rejection};
 use crate::repo::Repo;
 use crate::store::Staged;
-use crate::verify::{Signer, Verifier, VerifyError};
-use directive::Directive;
-use publish::{Incoming, Plan, Published};
-use spool::{Closed, Group, Readiness, Shape, SpoolFile};
+use crate::verify::Signer;
+use process::{prestage, process};
+use spool::{Closed, Group, Readiness, SpoolFile};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -51,23 +53,6 @@ pub enum IngestError {
     Keys(#[from] KeyError),
     #[error("I/O: {0}")]
     Io(#[from] io::Error),
-}
-
-/// Why an attempt stopped: a verdict on the upload, or our own trouble.
-enum Fail {
-    Reject(Rejection),
-    Internal(IngestError),
-}
-
-impl From<Rejection> for Fail {
-    fn from(r: Rejection) -> Self {
-        Fail::Reject(r)
-    }
-}
-impl<E: Into<IngestError>> From<E> for Fail {
-    fn from(e: E) -> Self {
-        Fail::Internal(e.into())
-    }
 }
 
 /// What one pass over the spool did.
@@ -317,77 +302,6 @@ pub fn on_closed(
     }
 }
 
-/// Reads a completed pair's file once, now: checks its signature (who signed and whether
-/// the key is good do not depend on a directive that may still follow), so a bad one fails
-/// the close at once, and stages the copy its publication will commit.
-fn prestage(repo: &Repo, g: &Group) -> Result<Result<Option<Prestaged>, Rejection>, IngestError> {
-    let (Some(data), Some(sig)) = (&g.data, &g.sig) else {
-        return Ok(Ok(None));
-    };
-    let limits = &repo.config.limits;
-    let Some(sig_bytes) = spool::read_limited(&sig.path, limits.max_signature_size)? else {
-        return Ok(Ok(None)); // refused with its reason when processed
-    };
-    if let Some(r) = too_large(data, limits.max_file_size) {
-        return Ok(Err(r));
-    }
-    let keyring = Keyring::load(&repo.catalog)?;
-    let verifier = Verifier::new(&keyring, &repo.config.ingest);
-    let (verdict, staged) = read_once(repo, data, Some(&sig_bytes), &verifier)?;
-    match verdict {
-        Some(Ok(signer)) => Ok(Ok(staged.ok().map(|staged| Prestaged {
-            data: data.identity(),
-            sig_bytes,
-            signer,
-            staged,
-            at: SystemTime::now(),
-        }))),
-        Some(Err(VerifyError::Rejected(r))) if !g.files().any(SpoolFile::changed) => Ok(Err(r)),
-        Some(Err(VerifyError::Io(e))) => Err(e.into()),
-        Some(Err(VerifyError::Rejected(_))) | None => Ok(Ok(None)),
-    }
-}
-
-fn too_large(data: &SpoolFile, limit: u64) -> Option<Rejection> {
-    (data.size > limit).then(|| {
-        Rejection::new(
-            Reason::TooLarge,
-            format!("{} is {} bytes; the limit is {limit}", data.rel, data.size),
-        )
-    })
-}
-
-/// Who signed (if a signature was given), and the staged copy of the bytes checked.
-type ReadOnce = (Option<Result<Signer, VerifyError>>, io::Result<Staged>);
-
-/// One read of an upload's file feeds the signature check, both hashes and the store copy.
-fn read_once(
-    repo: &Repo,
-    data: &SpoolFile,
-    sig_bytes: Option<&Vec<u8>>,
-    verifier: &Verifier<'_>,
-) -> io::Result<ReadOnce> {
-    let file = spool::open_nofollow(&data.path)?;
-    let received = crate::store::Received::read(&file);
-    let reader = BufReader::with_capacity(1 << 20, file);
-    let (verdict, staged) = repo.store.stage_while(
-        reader,
-        repo.config.limits.max_file_size,
-        received.as_ref(),
-        |r| sig_bytes.map(|s| verifier.detached(s, r)),
-    )?;
-    // When the store copy fails (say its disk is full), the verifier only sees its reader
-    // stop ("store writer stopped"): the internal error to report and retry on is the store's.
-    let verdict = match (verdict, &staged) {
-        (Some(Err(VerifyError::Io(_))), Err(e)) => Some(Err(VerifyError::Io(io::Error::new(
-            e.kind(),
-            format!("store: {e}"),
-        )))),
-        (v, _) => v,
-    };
-    Ok((verdict, staged))
-}
-
 /// Refuses something found lying in the spool. A failure here (say, quarantine is full)
 /// is logged and retried on a later pass; it must not hold up the other uploads.
 fn sweep(
@@ -435,295 +349,6 @@ pub fn drain(repo: &mut Repo) -> Result<PassReport, IngestError> {
 }
 
 const MAX_DRAIN_ROUNDS: u32 = 10;
-
-/// Processes one complete upload. `Ok(None)`: its files changed under us; look again later.
-fn process(
-    repo: &mut Repo,
-    g: &Group,
-    shape: Shape,
-    closed: &mut ClosedGroups,
-) -> Result<Option<Result<Published, Rejection>>, IngestError> {
-    let ids = g.identity();
-    // A crash after the catalog commit but before the spool cleanup leaves the very same
-    // files (same inodes) behind: finish the cleanup instead of judging them again.
-    if let Some(id) = repo.catalog.accepted_upload_by_spool_ids(&ids)? {
-        info!(upload = %g.label(), id, "already published before a restart; cleaning the spool");
-        cleanup(g, id)?;
-        return Ok(Some(Ok(Published {
-            upload_id: id,
-            message: "already published".into(),
-        })));
-    }
-    // The verdict record, filled in by `attempt` as it learns who uploaded and where.
-    let mut upload = NewUpload {
-        accepted: true,
-        files: g.files().map(|f| f.rel.clone()).collect(),
-        spool_ids: Some(ids),
-        ..Default::default()
-    };
-    match attempt(repo, g, shape, &mut upload, closed) {
-        Ok(p) => {
-            crate::failpoint::hit("before-spool-cleanup");
-            cleanup(g, p.upload_id)?;
-            info!(upload = %g.label(), id = p.upload_id, "accepted: {}", p.message);
-            Ok(Some(Ok(p)))
-        }
-        Err(Fail::Internal(e)) => Err(e),
-        Err(Fail::Reject(r)) => {
-            // A file that changed while we worked was not finished: no verdict yet.
-            if g.files().any(SpoolFile::changed) {
-                info!(upload = %g.label(), "files changed during verification; will look again");
-                return Ok(None);
-            }
-            refuse_as(
-                repo,
-                &g.files().collect::<Vec<_>>(),
-                &g.dir,
-                &g.base,
-                &r,
-                upload,
-            )?;
-            Ok(Some(Err(r)))
-        }
-    }
-}
-
-/// Verifies and publishes one upload, recording in `upload` who and where as soon as known.
-fn attempt(
-    repo: &mut Repo,
-    g: &Group,
-    shape: Shape,
-    upload: &mut NewUpload,
-    closed: &mut ClosedGroups,
-) -> Result<Published, Fail> {
-    let limits = repo.config.limits.clone();
-    let keyring = Keyring::load(&repo.catalog)?;
-    let verifier = Verifier::new(&keyring, &repo.config.ingest);
-    let directive = match &g.directive {
-        Some(df) => Some(check_directive(
-            repo, &verifier, &keyring, g, shape, df, upload,
-        )?),
-        None => None,
-    };
-
-    let mut files = Vec::new();
-    let mut uploader = directive.as_ref().map(|(_, s)| s.fingerprint.clone());
-    let mut directory = directive.as_ref().map(|(d, _)| d.directory.clone());
-    let sig = match (&g.data, &g.sig, shape) {
-        (_, Some(sig), _) => Some(sig),
-        (None, None, _) | (Some(_), None, Shape::Unsigned) => None,
-        (Some(_), None, _) => {
-            return Err(Rejection::new(Reason::Incomplete, "the file has no signature").into());
-        }
-    };
-    if let Some(data) = &g.data {
-        let sig_bytes = match sig {
-            Some(sig) => Some(
-                spool::read_limited(&sig.path, limits.max_signature_size)?.ok_or_else(|| {
-                    Rejection::new(
-                        Reason::TooLarge,
-                        format!("{} exceeds {} bytes", sig.rel, limits.max_signature_size),
-                    )
-                })?,
-            ),
-            None => None,
-        };
-        if let Some(r) = too_large(data, limits.max_file_size) {
-            return Err(r.into());
-        }
-        let (verdict, staged) = match closed.take_prestaged(g, sig_bytes.as_ref()) {
-            Some(p) => (Some(Ok(p.signer)), Ok(p.staged)),
-            None => read_once(repo, data, sig_bytes.as_ref(), &verifier)?,
-        };
-        // Who vouches for the bytes: the key that signed them, or the trusted local uid.
-        let signer = match verdict {
-            Some(v) => Some(v.map_err(|e| match e {
-                VerifyError::Rejected(r) => Fail::Reject(r),
-                VerifyError::Io(e) => Fail::Internal(e.into()),
-            })?),
-            None => None,
-        };
-        let staged = staged?;
-        let who = match &signer {
-            Some(s) => s.fingerprint.clone(),
-            None => format!("uid:{}", g.owner().unwrap_or(0)),
-        };
-        upload.uploader.get_or_insert_with(|| who.clone());
-        if let (Some((_, dsigner)), Some(signer), Some(sig)) = (&directive, &signer, sig) {
-            if dsigner.fingerprint != signer.fingerprint {
-                return Err(Rejection::new(
-                    Reason::SignerMismatch,
-                    format!(
-                        "{} is signed by {} but the directive by {}",
-                        sig.rel, signer.fingerprint, dsigner.fingerprint
-                    ),
-                )
-                .into());
-            }
-        }
-        let staged_path = staged.path().map(PathBuf::from).unwrap_or_default();
-        let inspection =
-            archive::inspect(&staged_path, &g.base, &limits).map_err(archive_rejection)?;
-        let meta = inspection
-            .as_ref()
-            .map(|i| i.meta.clone())
-            .unwrap_or_else(|| archive::meta::from_filename(&g.base));
-        // A pair goes where it was spooled, or at the top level into the package's own name.
-        let dir = match &directory {
-            Some(d) => d.clone(),
-            None => {
-                let d = if g.target_dir().is_empty() {
-                    meta.name.clone()
-                } else {
-                    g.target_dir().to_string()
-                };
-                paths::check_relative(&d).map_err(|why| {
-                    Rejection::new(Reason::UnsafePath, format!("directory {d:?}: {why}"))
-                })?;
-                let allowed = match &signer {
-                    Some(s) => keyring.is_authorized(&s.fingerprint, &d),
-                    None => g.owner().is_some_and(|u| repo.config.is_trusted(u, &d)),
-                };
-                if !allowed {
-                    return Err(not_authorized(&who, &d).into());
-                }
-                d
-            }
-        };
-        files.push(Incoming {
-            filename: g.base.clone(),
-            kind: if inspection.is_some() {
-                "package"
-            } else {
-                "plain"
-            },
-            staged,
-            name: Some(meta.name.clone()),
-            version: meta.version.clone(),
-            inspection,
-        });
-        if let Some(sig_bytes) = &sig_bytes {
-            let mut sig_staging = repo.store.stage()?;
-            sig_staging.write_all(sig_bytes)?;
-            files.push(Incoming {
-                filename: format!("{}{}", g.base, spool::SIG_SUFFIX),
-                kind: "signature",
-                staged: sig_staging.finish()?,
-                name: Some(meta.name),
-                version: meta.version,
-                inspection: None,
-            });
-        }
-        uploader = Some(who);
-        directory = Some(dir);
-    }
-
-    let (Some(directory), Some(uploader)) = (directory, uploader) else {
-        return Err(Rejection::new(Reason::Incomplete, "nothing to publish").into());
-    };
-    upload.directory = Some(directory.clone());
-    upload.uploader = Some(uploader.clone());
-    let (replace, actions, signature) = match directive {
-        Some((d, s)) => (d.replace, d.actions, Some(s.digest)),
-        None => (false, Vec::new(), None),
-    };
-    let plan = Plan {
-        directory,
-        uploader,
-        files,
-        replace,
-        actions,
-        signature,
-        upload: upload.clone(),
-    };
-    match publish::publish(
-        &mut repo.catalog,
-        &repo.store,
-        &repo.layout.repo_key(),
-        plan,
-    )? {
-        Ok(p) => Ok(p),
-        Err(r) => Err(r.into()),
-    }
-}
-
-/// Verifies and parses the directive, and checks who may use it where.
-fn check_directive(
-    repo: &Repo,
-    verifier: &Verifier<'_>,
-    keyring: &Keyring,
-    g: &Group,
-    shape: Shape,
-    df: &SpoolFile,
-    upload: &mut NewUpload,
-) -> Result<(Directive, crate::verify::Signer), Fail> {
-    let max = repo.config.limits.max_directive_size;
-    let raw = spool::read_limited(&df.path, max)?.ok_or_else(|| {
-        Rejection::new(Reason::TooLarge, format!("{} exceeds {max} bytes", df.rel))
-    })?;
-    let (body, signer) = verifier.clearsigned(&raw, max)?;
-    upload.uploader = Some(signer.fingerprint.clone());
-    let d = directive::parse(&body)?;
-    upload.directory = Some(d.directory.clone());
-    match (&d.filename, shape) {
-        (Some(f), Shape::Triplet) if *f == g.base => {}
-        (Some(f), Shape::Triplet) => {
-            return Err(Rejection::new(
-                Reason::BadDirective,
-                format!("directive names {f:?} but was uploaded for {:?}", g.base),
-            )
-            .into())
-        }
-        (None, Shape::Triplet) => {
-            return Err(Rejection::new(
-                Reason::BadDirective,
-                format!("directive for {:?} has no 'filename:'", g.base),
-            )
-            .into())
-        }
-        (Some(f), _) => {
-            return Err(Rejection::new(
-                Reason::BadDirective,
-                format!("directive names {f:?}, which was not uploaded"),
-            )
-            .into())
-        }
-        (None, _) => {}
-    }
-    if !keyring.is_authorized(&signer.fingerprint, &d.directory) {
-        return Err(not_authorized(&signer.fingerprint, &d.directory).into());
-    }
-    if let Some(id) = repo.catalog.signature_use(&signer.digest)? {
-        return Err(Rejection::new(
-            Reason::Replay,
-            format!("this directive signature was already used by upload #{id}"),
-        )
-        .into());
-    }
-    upload.directive = Some(body);
-    Ok((d, signer))
-}
-
-fn not_authorized(who: &str, dir: &str) -> Rejection {
-    let who = if who.starts_with("uid:") {
-        who.to_string()
-    } else {
-        format!("key {who}")
-    };
-    Rejection::new(
-        Reason::NotAuthorized,
-        format!("{who} may not upload to {dir:?}"),
-    )
-}
-
-fn archive_rejection(e: ArchiveError) -> Fail {
-    match e {
-        ArchiveError::Unsafe(m) => Rejection::new(Reason::UnsafePath, m).into(),
-        ArchiveError::Corrupt(m) => Rejection::new(Reason::BadArchive, m).into(),
-        ArchiveError::TooLarge(m) => Rejection::new(Reason::TooLarge, m).into(),
-        ArchiveError::Io(e) => Fail::Internal(e.into()),
-    }
-}
 
 /// After acceptance (upload `id`): the upload leaves the spool (it is in the store now).
 /// Each file is marked first, so that what a crash part-way through leaves behind (say the
