@@ -472,13 +472,15 @@ impl Snapshot {
 
 // ---- `Snapshot::load`'s steps, in the order it takes them --------------------------------
 
+/// Published files sorted by id, and the newest publication time (unix seconds).
+type Published = (Vec<(i64, FileInfo)>, Option<i64>);
+
 /// Published files into their directories (with the three generated files of every directory
-/// that holds one, and each file's `.torrent`): the files sorted by id, and the newest
-/// publication time.
+/// that holds one, and each file's `.torrent`).
 fn published_files(
     cat: &Catalog,
     dirs: &mut HashMap<String, DistDir>,
-) -> Result<(Vec<(i64, FileInfo)>, Option<i64>), CatalogError> {
+) -> Result<Published, CatalogError> {
     let mut files: Vec<(i64, FileInfo)> = Vec::new();
     let mut newest = None;
     cat.for_each_published_file(|f| {
