@@ -89,7 +89,10 @@ impl Distribution {
             &layout.root.join("seeder"),
             peer_listen,
         )?);
-        let tracker = Arc::new(tracker::Tracker::new(config.announce_interval));
+        let tracker = Arc::new(
+            tracker::Tracker::new(config.announce_interval)
+                .with_catalog(Catalog::open(&layout.catalog())?),
+        );
         *crate::sync::write(&tracker.seeder) = seeder.addr();
         let stop = Arc::new(AtomicBool::new(false));
         let publisher = {

@@ -3,7 +3,9 @@
 //!
 //! - It answers only for infohashes the repository publishes (as opentracker's whitelist
 //!   does): anything else gets a BitTorrent failure reason, so the tracker is no free
-//!   rendezvous for other content.
+//!   rendezvous for other content. What the seeder reports is the fast answer; an infohash it
+//!   has not reported yet (published since its last look) is asked of the catalog, so a
+//!   client that finds a new `.torrent` at once is not turned away.
 //! - It always names the primary's own seeder for those infohashes, so a stock client holding
 //!   only a `.torrent` finds the first seeder.
 //! - Peers that stop announcing expire after two intervals; a sweep of every swarm runs at
@@ -25,6 +27,8 @@ use axum::response::{IntoResponse, Response};
 use librqbit_bencode::{bencode_serialize_to_writer, ByteBufOwned};
 use serde::Serialize;
 
+use crate::catalog::Catalog;
+
 /// What clients are told to wait between announces, unless configured
 /// (`[distribution] announce_interval`).
 pub const INTERVAL: Duration = Duration::from_secs(60);
@@ -39,6 +43,8 @@ pub struct Tracker {
     published: RwLock<Option<HashSet<String>>>,
     /// Where the primary's seeder listens.
     pub seeder: RwLock<Option<SocketAddr>>,
+    /// The catalog, for infohashes published since the seeder's last report.
+    catalog: Option<Mutex<Catalog>>,
 }
 
 struct Swarms {
@@ -103,7 +109,14 @@ impl Tracker {
             }),
             published: RwLock::new(None),
             seeder: RwLock::new(None),
+            catalog: None,
         }
+    }
+
+    /// Asks `catalog` about infohashes the seeder has not reported (yet).
+    pub fn with_catalog(mut self, catalog: Catalog) -> Tracker {
+        self.catalog = Some(Mutex::new(catalog));
+        self
     }
 
     /// The infohashes (hex) the repository publishes, as the seeder last saw them.
@@ -112,9 +125,16 @@ impl Tracker {
     }
 
     fn is_published(&self, hash: &[u8; 20]) -> bool {
-        match &*crate::sync::read(&self.published) {
-            Some(set) => set.contains(&hex::encode(hash)),
-            None => true,
+        let hex = hex::encode(hash);
+        let reported = match &*crate::sync::read(&self.published) {
+            Some(set) if set.contains(&hex) => return true,
+            Some(_) => true,
+            None => false,
+        };
+        match &self.catalog {
+            // One indexed point query; a failed one is not taken as "unknown".
+            Some(c) => !matches!(crate::sync::lock(c).torrent_by_info_hash(&hex), Ok(None)),
+            None => !reported,
         }
     }
 

@@ -232,3 +232,83 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// One announce (or scrape) with curl from `from` (`127.0.0.1` or `::1`) to the endpoint on
+/// `port`, for infohash `hash` (40 hex digits); the raw bencoded answer.
+fn tracker_get(from: &str, port: u16, path: &str, hash: &str, query: &str) -> Vec<u8> {
+    let escaped: String = hash
+        .as_bytes()
+        .chunks(2)
+        .map(|h| format!("%{}", std::str::from_utf8(h).unwrap()))
+        .collect();
+    let host = if from.contains(':') {
+        format!("[{from}]")
+    } else {
+        from.to_string()
+    };
+    let url = format!("http://{host}:{port}/{path}?info_hash={escaped}{query}");
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--interface", from])
+        .arg(&url)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "curl {url}: {}", stderr(&out));
+    out.stdout
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The built-in tracker serves this repository only: an infohash it does not publish gets a
+/// failure reason; peers see each other across IPv4 and IPv6 (`peers6`, BEP 7); a peer that
+/// stops announcing expires after two intervals; `/scrape` (BEP 48) counts them.
+#[test]
+fn the_tracker_serves_published_infohashes_only_and_forgets_silent_peers() {
+    let port = free_port();
+    let s = Site::with_config(&format!(
+        "[distribution]\nlisten = \"[::]:{port}\"\nannounce_interval = \"1s\"\n"
+    ));
+    let (_blob, torrent) = publish_blob(&s, "tracked-1.0.bin");
+    let hash = show(&torrent)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Hash: ").map(str::to_string))
+        .expect("infohash");
+
+    let unknown = tracker_get(
+        "127.0.0.1",
+        port,
+        "announce",
+        &"ab".repeat(20),
+        "&port=7001",
+    );
+    assert!(
+        contains(&unknown, b"failure reason") && contains(&unknown, b"unregistered torrent"),
+        "{}",
+        String::from_utf8_lossy(&unknown)
+    );
+
+    // An IPv6 leecher, then an IPv4 one: the second is told of the first in peers6.
+    let first = tracker_get("::1", port, "announce", &hash, "&port=7002&left=5");
+    assert!(!contains(&first, b"failure reason"), "{first:?}");
+    let second = tracker_get("127.0.0.1", port, "announce", &hash, "&port=7003&left=5");
+    let mut v6 = "::1"
+        .parse::<std::net::Ipv6Addr>()
+        .unwrap()
+        .octets()
+        .to_vec();
+    v6.extend_from_slice(&7002u16.to_be_bytes());
+    assert!(contains(&second, b"6:peers618:"), "{second:?}");
+    assert!(
+        contains(&second, &v6),
+        "the IPv6 peer is returned: {second:?}"
+    );
+    let scrape = tracker_get("127.0.0.1", port, "scrape", &hash, "");
+    assert!(contains(&scrape, b"10:incompletei2e"), "{scrape:?}");
+
+    // The IPv6 peer falls silent for more than two intervals (2 s); the IPv4 one announces.
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let later = tracker_get("127.0.0.1", port, "announce", &hash, "&port=7003&left=5");
+    assert!(!contains(&later, &v6), "a silent peer expired: {later:?}");
+    assert!(contains(&later, b"10:incompletei1e"), "{later:?}");
+}
