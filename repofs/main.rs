@@ -6,7 +6,7 @@ use std::ffi::OsString;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use repofs::cli::{self, fetch, files, install, keys, mount, Common};
+use repofs::cli::{self, fetch, files, install, keys, mount, trust, Common};
 
 #[derive(Parser)]
 #[command(
@@ -27,6 +27,11 @@ enum Command {
     Keys {
         #[command(subcommand)]
         action: keys::KeysCmd,
+    },
+    /// Manage the local uids allowed to upload unsigned files through the mount.
+    Trust {
+        #[command(subcommand)]
+        action: trust::TrustCmd,
     },
     /// List published files.
     List(files::ListArgs),
@@ -74,6 +79,7 @@ fn main() -> ExitCode {
     let common = &parsed.common;
     cli::exit_code(match parsed.command {
         Command::Keys { action } => keys::run(common, action),
+        Command::Trust { action } => trust::run(common, action),
         Command::List(a) => files::list(common, &a),
         Command::Mount(a) => mount::mount(common, &a, &args),
         Command::Umount(a) => mount::umount(&a),

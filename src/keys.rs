@@ -80,7 +80,8 @@ pub fn add(
     directory: &str,
     files: &[impl AsRef<Path>],
 ) -> Result<Vec<String>, KeyError> {
-    let directory = normalize_grant(directory)?;
+    let directory =
+        paths::grant(directory).map_err(|why| KeyError::Directory(directory.to_string(), why))?;
     let mut certs = Vec::new();
     for file in files {
         let path = file.as_ref();
@@ -166,18 +167,6 @@ pub fn list(catalog: &Catalog) -> Result<Vec<KeyInfo>, KeyError> {
         });
     }
     Ok(out)
-}
-
-/// `/` (or empty) grants everything and is stored as ""; anything else must be a safe
-/// relative directory, stored without leading or trailing slashes.
-fn normalize_grant(directory: &str) -> Result<String, KeyError> {
-    let trimmed = directory.trim_matches('/');
-    if trimmed.is_empty() {
-        return Ok(String::new());
-    }
-    paths::check_relative(trimmed)
-        .map_err(|why| KeyError::Directory(directory.to_string(), why))?;
-    Ok(trimmed.to_string())
 }
 
 /// The repository's own signing key, which signs what the repository says about itself (the

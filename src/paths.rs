@@ -41,6 +41,18 @@ pub fn is_within(dir: &str, granted: &str) -> bool {
             && dir.as_bytes()[granted.len()] == b'/')
 }
 
+/// A directory grant as given (`--dir`), as stored: `/` (or empty) grants everything and is
+/// stored as ""; anything else must be a safe relative directory, stored without leading or
+/// trailing slashes. Returns why not.
+pub fn grant(directory: &str) -> Result<String, String> {
+    let trimmed = directory.trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    check_relative(trimmed)?;
+    Ok(trimmed.to_string())
+}
+
 /// Joins a directory and a relative name (the repository root is the empty directory).
 pub fn join(dir: &str, name: &str) -> String {
     if dir.is_empty() {

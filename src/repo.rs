@@ -12,6 +12,8 @@ use crate::store::{GcReport, Store};
 
 /// How long a new repofsd waits for a killed one that is still on its way out.
 const EXITING_HOLDER_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often a lock found held, but with no holder left to see, is tried again.
+const VANISHED_RETRIES: u32 = 5;
 
 /// Held by the one process allowed to publish; released when dropped (or the process dies).
 pub struct WriterLock {
@@ -62,6 +64,7 @@ impl Repo {
             .with_context(|| format!("opening {}", path.display()))?;
         let started = std::time::Instant::now();
         let mut told = false;
+        let mut vanished = 0;
         loop {
             match file.try_lock() {
                 Ok(()) => {
@@ -75,9 +78,9 @@ impl Repo {
                     return Err(e).with_context(|| format!("locking {}", path.display()))
                 }
             }
-            let exiting = lock_holder(&file).filter(|pid| holder::is_exiting(*pid));
-            match exiting {
-                Some(pid) if started.elapsed() < EXITING_HOLDER_WAIT => {
+            let holder = lock_holder(&file).map(|pid| (pid, holder::is_exiting(pid)));
+            match holder {
+                Some((pid, Some(true))) if started.elapsed() < EXITING_HOLDER_WAIT => {
                     if !told {
                         info!(
                             pid,
@@ -89,13 +92,20 @@ impl Repo {
                     }
                     std::thread::sleep(std::time::Duration::from_millis(50));
                 }
-                Some(pid) => anyhow::bail!(
+                Some((pid, Some(true))) => anyhow::bail!(
                     "the previous repofsd (pid {pid}) on {} is exiting but still holds {} after {:?}",
                     self.layout.root.display(),
                     path.display(),
                     EXITING_HOLDER_WAIT
                 ),
-                None => anyhow::bail!(
+                // No holder in /proc/locks, or it is gone: it let go between our try and our
+                // look (a killed one finishing its exit). Try again, a few times only, so an
+                // unreadable /proc still refuses at once.
+                None | Some((_, None)) if vanished < VANISHED_RETRIES => {
+                    vanished += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                _ => anyhow::bail!(
                     "another repofsd is already working on {} (lock {} is held)",
                     self.layout.root.display(),
                     path.display()
@@ -182,11 +192,12 @@ mod holder {
     }
 
     /// Whether `pid` is exiting: a zombie, flagged PF_EXITING, or with SIGKILL pending (a
-    /// process killed inside an uninterruptible write has not started to exit yet).
-    pub fn is_exiting(pid: u32) -> bool {
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    /// process killed inside an uninterruptible write has not started to exit yet). None:
+    /// there is no such process (any more).
+    pub fn is_exiting(pid: u32) -> Option<bool> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        exiting(&stat, &status)
+        Some(exiting(&stat, &status))
     }
 
     const PF_EXITING: u64 = 0x4;
@@ -256,7 +267,8 @@ mod holder {
 
         #[test]
         fn this_process_is_not_exiting() {
-            assert!(!is_exiting(std::process::id()));
+            assert_eq!(is_exiting(std::process::id()), Some(false));
+            assert_eq!(is_exiting(u32::MAX), None, "no such process");
         }
     }
 }

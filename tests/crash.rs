@@ -259,3 +259,107 @@ fn an_empty_signature_or_directive_left_by_a_killed_writer_waits() {
     assert!(w.repo.published("hello", "hello-2.0.tar.gz").is_some());
     assert!(w.repo.published("hello", "hello-2.1.tar.gz").is_some());
 }
+
+/// Starts repofsd at once after another was SIGKILLed (a supervisor, a shell, a test harness):
+/// it must not refuse because the killed one is still on its way out. Returns once it is
+/// ready; panics with its log if it exits first.
+fn start_right_after_a_kill(repo: &Repo) -> Daemon {
+    let log = repo.dir.path().join(format!(
+        "repofsd-restart-{}.log",
+        fs::read_dir(repo.dir.path()).map_or(0, |r| r.count())
+    ));
+    let child = repo
+        .cmd(REPOFSD)
+        .stdout(std::process::Stdio::null())
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn repofsd");
+    let mut d = Daemon { child, log };
+    wait_for(
+        "the restarted repofsd to be ready",
+        Duration::from_secs(30),
+        || {
+            if d.log().lines().any(|l| l.ends_with(" ready")) {
+                return Some(());
+            }
+            if let Some(st) = d.child.try_wait().unwrap() {
+                panic!("the restarted repofsd exited ({st}):\n{}", d.log());
+            }
+            None
+        },
+    );
+    d
+}
+
+/// Whether the store is staging an upload's bytes now (a temporary growing in store/tmp).
+fn staging(repo: &Repo) -> bool {
+    fs::read_dir(repo.root.join("store/tmp"))
+        .is_ok_and(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0)))
+}
+
+/// Issue 21: SIGKILL repofsd in the middle of publishing a 64 MiB upload and start the next
+/// one at once, ten times: the restart never refuses (it waits, bounded, for a lock whose
+/// holder is exiting), and every upload is published exactly once. A second repofsd beside a
+/// live one is still refused at once.
+#[test]
+fn restart_right_after_sigkill_mid_publication() {
+    let w = World::new();
+    w.repo.set_config(Repo::LIVE);
+    let mut daemon = Daemon::start(&w.repo, &[]);
+    let mut waited = 0;
+    let mut names = Vec::new();
+    for i in 0..10 {
+        let name = format!("big-1.{i}.bin");
+        let d = w.scratch(&name);
+        sh(&d, &format!("head -c {} /dev/urandom > {name}", 64 << 20));
+        let big = d.join(&name);
+        let sig = w.gpg.sign(ALICE, &big, false, &[]);
+        upload(&w.repo, "hello", &[&big, &sig]);
+        wait_for_or(Duration::from_secs(15), || staging(&w.repo).then_some(()))
+            .unwrap_or_else(|| panic!("{name} never started publishing:\n{}", daemon.log()));
+        // Killed, not reaped: the next one starts while this one may still be exiting.
+        unsafe { libc::kill(daemon.child.id() as i32, libc::SIGKILL) };
+        let next = start_right_after_a_kill(&w.repo);
+        let _ = daemon.child.wait();
+        if next.log().contains("waiting for the previous repofsd") {
+            waited += 1;
+        }
+        daemon = next;
+        daemon.wait_published(&w.repo, "hello", &name);
+        names.push(name);
+    }
+    eprintln!("the restart waited for an exiting holder in {waited} of 10 tries");
+
+    let list = w.repo.list();
+    for name in &names {
+        let n = list.iter().filter(|f| f["filename"] == *name).count();
+        assert_eq!(n, 1, "{name} published {n} times");
+    }
+    assert!(w.repo.verdicts("rejected").is_empty());
+    let referenced: BTreeSet<String> = w
+        .repo
+        .list_all()
+        .iter()
+        .map(|f| f["sha256"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        store_objects(&w.repo),
+        referenced,
+        "store and catalog disagree"
+    );
+
+    // Beside a live repofsd, a second one still refuses at once, as before.
+    let started = std::time::Instant::now();
+    let out = w.repo.cmd(REPOFSD).arg("--once").output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a second repofsd started: {stderr}");
+    assert!(
+        stderr.contains("another repofsd is already working on"),
+        "{stderr}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "refused only after {:?}",
+        started.elapsed()
+    );
+}

@@ -37,6 +37,7 @@ mod replica;
 mod schema;
 mod settings;
 mod torrents;
+mod trust;
 mod uploads;
 mod views;
 
@@ -185,6 +186,14 @@ pub struct KeyRow {
     pub userid: Option<String>,
     pub added_at: i64,
     pub directories: Vec<String>,
+}
+
+/// A local uid trusted for a directory and below ("" = everywhere), by `repofs trust`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TrustRow {
+    pub uid: u32,
+    pub directory: String,
+    pub added_at: i64,
 }
 
 /// What an upload's verdict record holds (accepted or rejected).

@@ -205,6 +205,16 @@ const MIGRATIONS: &[&str] = &[
         sig     BLOB NOT NULL           -- binary OpenPGP detached signature
     );
     "#,
+    // v9: local uids trusted to publish a lone unsigned file through the mount, granted by
+    // `repofs trust` (beside the config's `[[trusted]]` blocks, with the same effect).
+    r#"
+    CREATE TABLE trusted_uids (
+        uid       INTEGER NOT NULL,
+        directory TEXT NOT NULL,        -- '' means everywhere
+        added_at  INTEGER NOT NULL,
+        PRIMARY KEY (uid, directory)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this code writes and reads.

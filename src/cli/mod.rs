@@ -23,6 +23,7 @@ pub mod files;
 pub mod install;
 pub mod keys;
 pub mod mount;
+pub mod trust;
 
 /// The options every command of both binaries takes.
 #[derive(Debug, Clone, clap::Args)]

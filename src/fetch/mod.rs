@@ -4,7 +4,8 @@
 //! are `crate::torrent`'s), and `tracker` answers announces at `/announce` for repositories
 //! that name no tracker of their own. `index` keeps the signed index mirrors sync (and syncs
 //! it, on a mirror). On a mirror, `objects` reads content through the cache and `lazy` fetches
-//! what is missing, asked over the control socket (`protocol`). Each part exports its routes;
+//! what is missing, asked over the control socket (`protocol`); `stalls` keeps the kernel's
+//! follow-up reads of a timed-out read from waiting the deadline again. Each part exports its routes;
 //! repofsd composes the endpoint's router, with the views' `dists/`, and hands it to `serve`.
 
 pub mod cache;
@@ -14,6 +15,7 @@ pub mod lazy;
 pub mod objects;
 pub mod protocol;
 pub mod seed;
+mod stalls;
 pub mod status;
 mod swarm;
 pub mod tracker;

@@ -11,10 +11,11 @@ use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use super::cache::{CacheDir, PartialView};
 use super::protocol::{self, FetchRequest};
+use super::stalls::Stalls;
 use crate::config::{Config, Layout};
 use crate::store::{ReadAt, Store};
 
@@ -29,6 +30,8 @@ struct MirrorSide {
     socket: PathBuf,
     read_timeout: Duration,
     readahead: u64,
+    /// Objects whose fetch just timed out: the kernel's follow-up reads fail at once.
+    stalls: Mutex<Stalls>,
 }
 
 impl Objects {
@@ -42,6 +45,7 @@ impl Objects {
                     socket: layout.control_socket(),
                     read_timeout: config.mirror.read_timeout,
                     readahead: config.mirror.readahead,
+                    stalls: Mutex::new(Stalls::default()),
                 })
             }),
         })
@@ -100,7 +104,22 @@ impl Lazy {
     }
 
     /// Asks repofsd for `[from, to)`, reading ahead to `ahead`; Ok once those bytes are verified.
+    /// Fails at once if a fetch of this object timed out a moment ago (`stalls`): one read(2)
+    /// waits one `read_timeout`, however many FUSE reads the kernel makes of it.
     fn fetch(&self, from: u64, to: u64, ahead: u64) -> io::Result<()> {
+        let stalls = &self.mirror.stalls;
+        if let Some(s) = crate::sync::lock(stalls).recent(&self.sha256, Instant::now()) {
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!(
+                    "timeout: a fetch of this object (bytes {}..{}) timed out {:?} ago; \
+                     not waiting again so soon",
+                    s.from,
+                    s.to,
+                    s.at.elapsed()
+                ),
+            ));
+        }
         let req = FetchRequest {
             fetch: self.sha256.clone(),
             size: self.size,
@@ -108,7 +127,23 @@ impl Lazy {
             to,
             ahead,
         };
-        let reply = protocol::fetch(&self.mirror.socket, &req, self.mirror.read_timeout)?;
+        let reply = protocol::fetch(&self.mirror.socket, &req, self.mirror.read_timeout);
+        let timed_out = match &reply {
+            Ok(r) => r.reason.as_deref() == Some("timeout"),
+            // The socket's read deadline passed before repofsd answered.
+            Err(e) => matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ),
+        };
+        let mut s = crate::sync::lock(stalls);
+        if timed_out {
+            s.timed_out(&self.sha256, from, to, Instant::now());
+        } else if reply.as_ref().is_ok_and(|r| r.error.is_none()) {
+            s.delivered(&self.sha256);
+        }
+        drop(s);
+        let reply = reply?;
         match reply.error {
             None => Ok(()),
             Some(e) => Err(io::Error::other(format!(

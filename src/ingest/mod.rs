@@ -218,11 +218,48 @@ fn readiness(repo: &Repo, g: &Group, closed: &ClosedGroups, now: SystemTime) -> 
 /// A lone file in the staging area of a uid trusted for the directory it would go to.
 fn is_trusted_lone_file(repo: &Repo, g: &Group) -> bool {
     let Some(uid) = g.owner() else { return false };
-    let dir = match g.target_dir() {
+    is_trusted(repo, uid, &lone_file_dir(g))
+}
+
+/// The repository directory a lone file would go to: where it was spooled, or at the top
+/// level the package's own name.
+fn lone_file_dir(g: &Group) -> String {
+    match g.target_dir() {
         "" => archive::meta::from_filename(&g.base).name,
         d => d.to_string(),
-    };
-    repo.config.is_trusted(uid, &dir)
+    }
+}
+
+/// Whether `uid` may publish an unsigned file to `dir`: a `[[trusted]]` block of the config,
+/// or a grant of `repofs trust` in the catalog (read now, so a grant needs no restart). An
+/// unreadable catalog trusts no one more than the config does, and says so.
+fn is_trusted(repo: &Repo, uid: u32, dir: &str) -> bool {
+    repo.config.is_trusted(uid, dir)
+        || repo.catalog.is_uid_trusted(uid, dir).unwrap_or_else(|e| {
+            warn!(uid, directory = dir, error = %e, "cannot read the trusted uids");
+            false
+        })
+}
+
+/// What a pending upload's message says it waits for. A lone file waiting for its signature
+/// names both ways forward: sign it, or trust the uid that uploaded it through the mount.
+fn waiting_for(g: &Group, what: &str) -> String {
+    if !(g.data.is_some() && g.sig.is_none() && g.directive.is_none()) {
+        return format!("waiting for {what}");
+    }
+    let sign = format!("sign it (gpg -b {}, then copy {what} beside it)", g.base);
+    let dir = lone_file_dir(g);
+    match g.owner() {
+        Some(uid) => format!(
+            "waiting for {what}: {sign}, or trust uid {uid} for {dir} \
+             (repofs trust add --dir {dir} {uid})"
+        ),
+        // Written to the spool directly: only an upload through the mount has a uid to trust.
+        None => format!(
+            "waiting for {what}: {sign}, or upload it through the mount as a trusted uid \
+             (repofs trust add --dir {dir} UID)"
+        ),
+    }
 }
 
 /// The answer to the mount when the last writer of a spool file closes it.
@@ -297,7 +334,7 @@ pub fn on_closed(
                 }
             }
         }
-        Readiness::Wait(_, what) => Ok(CloseVerdict::Pending(format!("waiting for {what}"))),
+        Readiness::Wait(_, what) => Ok(CloseVerdict::Pending(waiting_for(g, &what))),
         _ => Ok(CloseVerdict::Pending("complete; processing shortly".into())),
     }
 }
@@ -525,7 +562,7 @@ pub fn status(repo: &Repo, limit: usize) -> Result<Vec<StatusEntry>, IngestError
         ) {
             Readiness::Ready(_) => "complete; waiting to be processed".to_string(),
             Readiness::Settling(_) => "complete; settling".to_string(),
-            Readiness::Wait(_, what) => format!("waiting for {what}"),
+            Readiness::Wait(_, what) => waiting_for(g, &what),
             Readiness::Expired(why) => format!("{why}; will be swept"),
         };
         out.push((

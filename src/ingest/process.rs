@@ -341,7 +341,7 @@ fn pair_destination(
         .map_err(|why| Rejection::new(Reason::UnsafePath, format!("directory {d:?}: {why}")))?;
     let allowed = match signer {
         Some(s) => keyring.is_authorized(&s.fingerprint, &d),
-        None => g.owner().is_some_and(|u| repo.config.is_trusted(u, &d)),
+        None => g.owner().is_some_and(|u| super::is_trusted(repo, u, &d)),
     };
     if !allowed {
         return Err(not_authorized(who, &d).into());

@@ -5,7 +5,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use crate::common::{
-    clients::*, digest::*, keys::*, mount::*, net::*, packages::*, process::*, site::*, world::*,
+    clients::*, digest::*, keys::*, mount::*, net::*, packages::*, process::*, repo::*, site::*,
+    world::*,
 };
 
 #[test]
@@ -290,6 +291,60 @@ fn trusted_local_uid_uploads_unsigned() {
         ),
         "{st:#?}"
     );
+}
+
+/// `repofs trust` does what a `[[trusted]]` block does, with no config edit and no restart of
+/// repofsd; withdrawn, the uid's next unsigned upload waits again, and its pending message
+/// names both ways forward: sign it, or trust the uid (issue 21).
+#[test]
+fn repofs_trust_grants_and_withdraws_a_local_uid() {
+    let uid = test_user("repofs-trustcmd");
+    let s = Site::new();
+    s.w.repo
+        .repofs(&["trust", "add", "--dir", "hello", &uid.to_string()]);
+    let listed = json_array(&s.w.repo.repofs(&["trust", "list", "--json"]));
+    assert!(
+        listed
+            .iter()
+            .any(|t| t["uid"] == uid && t["directory"] == "hello"),
+        "{listed:#?}"
+    );
+    let d = s.w.scratch("trustcmd");
+    let tgz = make_tarball(&d, "hello", "3.0");
+    s.open_to_all();
+    let cp_as = |file: &std::path::Path| {
+        let out = sh_as(
+            "repofs-trustcmd",
+            &d,
+            &format!("cp {} {}/", file.display(), s.incoming().display()),
+        );
+        assert!(out.status.success(), "cp as uid {uid}: {}", stderr(&out));
+    };
+    cp_as(&tgz);
+    let f = s
+        .daemon
+        .wait_published(&s.w.repo, "hello", "hello-3.0.tar.gz");
+    assert_eq!(f["uploader"], format!("uid:{uid}"));
+
+    s.w.repo
+        .repofs(&["trust", "remove", "--dir", "hello", &uid.to_string()]);
+    let tgz2 = make_tarball(&d.join("next"), "hello", "3.1");
+    s.open_to_all();
+    cp_as(&tgz2);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(s.w.repo.published("hello", "hello-3.1.tar.gz").is_none());
+    let st = s.w.repo.status();
+    let pending = st
+        .iter()
+        .find(|e| e["state"] == "pending")
+        .unwrap_or_else(|| panic!("the unsigned upload does not wait: {st:#?}"));
+    let message = pending["message"].as_str().unwrap_or("");
+    for way in [
+        "gpg -b hello-3.1.tar.gz".to_string(),
+        format!("repofs trust add --dir hello {uid}"),
+    ] {
+        assert!(message.contains(&way), "{way:?} not in {message:?}");
+    }
 }
 
 /// Each uid's incoming/ shows the repository's directories (hello/ from the baseline

@@ -136,6 +136,56 @@ fn a_dead_swarm_gives_eio_within_the_deadline() {
     }
 }
 
+/// Runs `cmd` (a reader of the mount), expecting it to fail with EIO; returns how long it took.
+fn fails_with_eio(cmd: &mut std::process::Command) -> Duration {
+    let started = Instant::now();
+    let out = output_bounded(cmd);
+    let took = started.elapsed();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{cmd:?} succeeded with no seeder");
+    assert!(err.contains("Input/output error"), "{cmd:?}: {err}");
+    took
+}
+
+/// One read(2) becomes several FUSE reads (the kernel's read-ahead, then its retry of the
+/// single page): they share one deadline, so a read nobody can serve fails within
+/// `read_timeout` plus a small margin whatever its size, not once per FUSE read (issue 21:
+/// `dd bs=1M` failed after twice the deadline).
+#[test]
+fn an_unservable_read_fails_within_one_deadline() {
+    let (mut p, port) = primary();
+    // Larger than librqbit's 32 MiB stream lookahead, so the far end is never fetched.
+    publish_random(&p, "lonely-1.0.bin", 48);
+    publish_random(&p, "unread-1.0.bin", 4);
+    let m = Mirror::start(&p, port, "[mirror]\nread_timeout = \"3s\"\n");
+    let lonely = m.mnt.path("dists/hello/lonely-1.0.bin");
+    // One read while the primary seeds, so the mirror holds the torrent.
+    pread(&lonely, 0, 4096).unwrap_or_else(|e| panic!("{e}\n{}", m.daemon.log()));
+    p.daemon.terminate();
+
+    let bound = Duration::from_secs(5);
+    let dd = fails_with_eio(
+        std::process::Command::new("dd")
+            .arg(format!("if={}", lonely.display()))
+            .args(["of=/dev/null", "bs=1M", "skip=40", "count=1"]),
+    );
+    let cat = fails_with_eio(
+        std::process::Command::new("cat").arg(m.mnt.path("dists/hello/unread-1.0.bin")),
+    );
+    eprintln!("EIO after: dd bs=1M {dd:?}, cat {cat:?} (read_timeout 3 s)");
+    assert!(dd < bound, "dd bs=1M failed after {dd:?}");
+    assert!(cat < bound, "cat failed after {cat:?}");
+    // A later try (after the failure is forgotten) waits the whole deadline again.
+    std::thread::sleep(Duration::from_secs(2));
+    let again = Instant::now();
+    assert!(pread(&lonely, 40 << 20, 4096).is_err());
+    assert!(
+        again.elapsed() >= Duration::from_millis(2500),
+        "a later retry failed at once ({:?}): it deserves a fresh try",
+        again.elapsed()
+    );
+}
+
 /// The cache keeps to its bound (least recently read out), and what it holds survives a
 /// restart of the mirror's repofsd: read again with the primary gone, it is still served.
 #[test]
