@@ -9,6 +9,7 @@
 //!   inline, and the last close asks the daemon for the verdict.
 //! - `content` reads files inside packages without inflating archives from their start.
 //! - `mount` mounts, unmounts, recovers stale mounts and handles signals.
+//! - `stats` counts the requests the kernel sent, by kind.
 //!
 //! Inode numbers are interned `Node`s (`inodes`), never reused, and held only while the kernel
 //! holds them (FORGET prunes them), so the table is as large as the kernel's inode cache.
@@ -19,6 +20,7 @@ pub mod http;
 pub mod incoming;
 mod inodes;
 pub mod mount;
+mod stats;
 pub mod tree;
 
 use std::collections::HashMap;
