@@ -39,11 +39,11 @@ fn time(t: Option<TimeOrNow>) -> (Option<SystemTime>, bool) {
 }
 
 fn open_flags(o: &Opened) -> FopenFlags {
+    let mut f = FopenFlags::empty();
     if o.direct_io {
-        FopenFlags::FOPEN_DIRECT_IO
-    } else {
-        FopenFlags::empty()
+        f |= FopenFlags::FOPEN_DIRECT_IO;
     }
+    f
 }
 
 impl Filesystem for Fuse {
@@ -65,7 +65,7 @@ impl Filesystem for Fuse {
     fn lookup(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
         self.1.count(Op::Lookup);
         match name(n).and_then(|n| self.0.lookup(req.uid(), parent.0, n).map_err(err)) {
-            Ok((attr, ttl)) => reply.entry(&ttl, &attr, GEN),
+            Ok((attr, ttl)) => reply.entry_with_ttls(&ttl.attr, &ttl.entry, &attr, GEN),
             Err(e) => reply.error(e),
         }
     }

@@ -53,9 +53,15 @@ pub fn errno(e: &io::Error) -> Errno {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
-/// How long the kernel may cache what the read-only views say. Short, so that publications
-/// show at once; new names show immediately anyway (negative lookups are not cached).
+/// How long the kernel may cache what the read-only views say about what a publication can
+/// change. Short, so that publications show at once; new names show immediately anyway
+/// (negative lookups are not cached).
 const VIEW_TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may cache what never changes: names and attributes inside a package (a
+/// file id is never reused, and a package is never changed in place), and a published file's
+/// attributes (a replacement is a new inode). In practice, until it needs the memory: a walk
+/// of a package tree then costs no lookup and no getattr beyond the first.
+const IMMUTABLE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// incoming/ is per uid: the kernel must ask every time, or one user's cached entry would be
 /// offered to another.
 const SPOOL_TTL: Duration = Duration::ZERO;
@@ -97,6 +103,37 @@ pub enum Node {
     },
     /// Renamed over or removed while the kernel still knew it.
     Gone,
+}
+
+/// How long the kernel may keep a name's binding to a node (`entry`) and the node's
+/// attributes (`attr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttl {
+    pub entry: Duration,
+    pub attr: Duration,
+}
+
+impl Node {
+    /// What the kernel may cache about this node, and for how long.
+    fn ttl(&self) -> Ttl {
+        let both = |t| Ttl { entry: t, attr: t };
+        match self {
+            Node::IncomingRoot | Node::Incoming { .. } | Node::Gone => both(SPOOL_TTL),
+            Node::PkgEntry { path, .. } if !path.is_empty() => both(IMMUTABLE_TTL),
+            // Immutable nodes under names a publication can rebind or remove:
+            // pkgs/NAME/VERSION and a file's name in dists/.
+            Node::PkgEntry { .. } | Node::DistsFile(_) => Ttl {
+                entry: VIEW_TTL,
+                attr: IMMUTABLE_TTL,
+            },
+            Node::Root
+            | Node::Dists(_)
+            | Node::Pkgs
+            | Node::PkgScope(_)
+            | Node::PkgName(_)
+            | Node::PkgLatest(_) => both(VIEW_TTL),
+        }
+    }
 }
 
 /// An open file or directory.
@@ -410,7 +447,7 @@ impl Vfs {
             *snap = Some(s.clone());
             Ok(s)
         };
-        let view = |a| Ok((a, VIEW_TTL));
+        let view = |a| Ok((a, node.ttl().attr));
         match node {
             Node::Root => view(self.dir_attr(ino, 0o755)),
             // Sticky and world-writable like /tmp; each uid only ever sees its own entries.
@@ -530,11 +567,13 @@ impl Vfs {
     // ---- lookup and listing -------------------------------------------------------------
 
     /// The child `name` of `parent`, as `uid` sees it.
-    pub fn lookup(&self, uid: u32, parent: u64, name: &str) -> Result<(FileAttr, Duration)> {
+    pub fn lookup(&self, uid: u32, parent: u64, name: &str) -> Result<(FileAttr, Ttl)> {
         let node = self.child(uid, &self.node(parent)?, name)?;
         let ino = self.intern_for_kernel(node.clone());
-        self.attr_of(uid, ino, &node)
-            .inspect_err(|_| self.forget(ino, 1))
+        let (attr, _) = self
+            .attr_of(uid, ino, &node)
+            .inspect_err(|_| self.forget(ino, 1))?;
+        Ok((attr, node.ttl()))
     }
 
     fn child(&self, uid: u32, parent: &Node, name: &str) -> Result<Node> {
@@ -781,7 +820,8 @@ impl Vfs {
     }
 
     /// Like `readdir`, with each entry's attributes, so the kernel skips a lookup per entry.
-    /// An entry gone since opendir is left out, as a fresh listing would.
+    /// An entry gone since opendir is left out, as a fresh listing would. One TTL serves both
+    /// the name and the attributes here: the name's, the shorter.
     pub fn readdirplus(
         &self,
         uid: u32,
@@ -796,10 +836,10 @@ impl Vfs {
         let mut snap = None;
         for (i, e) in list.iter().enumerate().skip(offset as usize) {
             let Ok(node) = self.node(e.ino) else { continue };
-            let Ok((attr, ttl)) = self.attr_in(uid, e.ino, &node, &mut snap) else {
+            let Ok((attr, _)) = self.attr_in(uid, e.ino, &node, &mut snap) else {
                 continue;
             };
-            if add(e, i as u64 + 1, &attr, ttl) {
+            if add(e, i as u64 + 1, &attr, node.ttl().entry) {
                 break;
             }
             // The kernel counts every entry but the dot ones as a lookup.
@@ -1119,5 +1159,62 @@ fn stat_attr(ino: u64, m: &std::fs::Metadata) -> FileAttr {
         rdev: 0,
         blksize: BLKSIZE,
         flags: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str) -> Node {
+        Node::PkgEntry {
+            file_id: 7,
+            path: path.to_string(),
+        }
+    }
+
+    #[test]
+    fn inside_a_package_names_and_attributes_are_kept_long() {
+        let t = entry("src/main.c").ttl();
+        assert_eq!(t.entry, IMMUTABLE_TTL);
+        assert_eq!(t.attr, IMMUTABLE_TTL);
+    }
+
+    #[test]
+    fn names_a_publication_can_rebind_stay_short() {
+        // pkgs/NAME/VERSION (a version can go), a dists/ file name (a replacement is a new
+        // inode under the same name): the node's attributes never change, its name can.
+        for n in [entry(""), Node::DistsFile(3)] {
+            let t = n.ttl();
+            assert_eq!(t.entry, VIEW_TTL, "{n:?}");
+            assert_eq!(t.attr, IMMUTABLE_TTL, "{n:?}");
+        }
+        for n in [
+            Node::Root,
+            Node::Pkgs,
+            Node::PkgScope("@types".into()),
+            Node::PkgName("hello".into()),
+            Node::PkgLatest("hello".into()),
+            Node::Dists(String::new()),
+            Node::Dists("main/Packages".into()),
+        ] {
+            let t = n.ttl();
+            assert_eq!((t.entry, t.attr), (VIEW_TTL, VIEW_TTL), "{n:?}");
+        }
+    }
+
+    #[test]
+    fn incoming_is_never_cached() {
+        for n in [
+            Node::IncomingRoot,
+            Node::Incoming {
+                owner: 1000,
+                rel: "hello/a.tar.gz".into(),
+            },
+            Node::Gone,
+        ] {
+            let t = n.ttl();
+            assert_eq!((t.entry, t.attr), (SPOOL_TTL, SPOOL_TTL), "{n:?}");
+        }
     }
 }
