@@ -43,6 +43,9 @@ fn open_flags(o: &Opened) -> FopenFlags {
     if o.direct_io {
         f |= FopenFlags::FOPEN_DIRECT_IO;
     }
+    if o.immutable {
+        f |= FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH;
+    }
     f
 }
 

@@ -272,6 +272,7 @@ impl Vfs {
                 fh,
                 passthrough: None,
                 direct_io: true,
+                immutable: false,
             },
         ))
     }
@@ -305,6 +306,7 @@ impl Vfs {
             fh,
             passthrough: None,
             direct_io: writable,
+            immutable: false,
         })
     }
 

@@ -172,6 +172,9 @@ pub struct Opened {
     pub passthrough: Option<File>,
     /// Bypass the page cache (generated files change size between snapshots).
     pub direct_io: bool,
+    /// The bytes never change (a published file, a file inside a package): the kernel keeps
+    /// the page cache across opens, and a close needs no flush.
+    pub immutable: bool,
 }
 
 pub struct Vfs {
@@ -912,6 +915,7 @@ impl Vfs {
                     fh,
                     passthrough,
                     direct_io: false,
+                    immutable: true,
                 })
             }
             Node::Dists(path) => match snap.dist_entry(&path).ok_or(libc::ENOENT)? {
@@ -927,6 +931,7 @@ impl Vfs {
                         fh,
                         passthrough: None,
                         direct_io: true,
+                        immutable: false,
                     })
                 }
                 DistEntry::Dir => Err(libc::EISDIR),
@@ -974,6 +979,7 @@ impl Vfs {
                     fh,
                     passthrough: None,
                     direct_io: false,
+                    immutable: true,
                 })
             }
             _ => Err(libc::EISDIR),
