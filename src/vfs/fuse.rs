@@ -60,6 +60,8 @@ impl Filesystem for Fuse {
             .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         // Writers in incoming/ use direct I/O; this keeps shared writable mmap working there.
         let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
+        // The kernel offers at most its default readahead (128 KiB) here; the mount raises it
+        // through sysfs once mounted (`mount::raise_readahead`).
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_write(1 << 20);
         Ok(())

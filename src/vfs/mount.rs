@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use fuser::{BackgroundSession, SessionACL};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::fuse::Fuse;
 use super::stats::Stats;
@@ -48,6 +48,9 @@ pub struct Mounted {
     stats: Arc<Stats>,
     stats_path: PathBuf,
 }
+
+/// How far the kernel reads ahead in a file: one READ's worth (`raise_readahead`).
+const READ_AHEAD_KB: &str = "1024";
 
 /// FUSE threads on a mirror, at least.
 const MIRROR_THREADS: usize = 16;
@@ -89,6 +92,7 @@ pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Resul
         })
         .with_context(|| format!("serving the mount on {}", mountpoint.display()))?;
     let dev = std::fs::metadata(&mountpoint).map(|m| m.dev()).unwrap_or(0);
+    raise_readahead(dev);
     info!(mountpoint = %mountpoint.display(), "mounted");
     Ok(Mounted {
         session: Some(session),
@@ -308,6 +312,20 @@ fn mount_fuse(mountpoint: &Path) -> anyhow::Result<OwnedFd> {
             .with_context(|| format!("mounting on {}", mountpoint.display()));
     }
     Ok(dev.into())
+}
+
+/// Lets the kernel read ahead as far as one request carries (max_pages: the 1 MiB max_write).
+/// A FUSE mount starts with the default 128 KiB, and the INIT reply can only lower it, so a
+/// file of a few MiB took a READ per 128 KiB. Only root may raise it; elsewhere it stays.
+fn raise_readahead(dev: u64) {
+    let path = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    if let Err(e) = std::fs::write(&path, READ_AHEAD_KB) {
+        debug!(path, error = %e, "readahead stays at the kernel's default");
+    }
 }
 
 /// Aborts a FUSE connection: every pending and future request fails, so nothing waits on us.
