@@ -3,22 +3,23 @@
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tracing::debug;
 
 use super::stats::{Op, Stats};
 use super::{Opened, Vfs};
 
-/// The filesystem as `fuser` sees it: a shared `Vfs`, and the count of requests it served.
-pub struct Fuse(pub Arc<Vfs>, pub Arc<Stats>);
+/// The filesystem as `fuser` sees it: a shared `Vfs`, the count of requests it served, and
+/// the way back to the kernel (set once the session exists).
+pub struct Fuse(pub Arc<Vfs>, pub Arc<Stats>, pub Arc<OnceLock<Notifier>>);
 
 const GEN: Generation = Generation(0);
 
@@ -221,6 +222,15 @@ impl Filesystem for Fuse {
                         }
                         Err(e) => debug!(error = %e, "passthrough unavailable; serving reads"),
                     }
+                }
+                if let Some(bytes) = o.prefill.take() {
+                    let stored = self.2.get().map(|n| n.store(ino, 0, &bytes));
+                    match stored {
+                        Some(Ok(())) => self.1.stored(bytes.len()),
+                        Some(Err(e)) => debug!(error = %e, "kernel refused the prefill"),
+                        None => {}
+                    }
+                    self.0.prefilled(ino.0);
                 }
                 reply.opened(fh, open_flags(&o))
             }

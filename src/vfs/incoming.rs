@@ -273,6 +273,7 @@ impl Vfs {
                 passthrough: None,
                 direct_io: true,
                 immutable: false,
+                prefill: None,
             },
         ))
     }
@@ -307,6 +308,7 @@ impl Vfs {
             passthrough: None,
             direct_io: writable,
             immutable: false,
+            prefill: None,
         })
     }
 

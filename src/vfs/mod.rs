@@ -10,6 +10,7 @@
 //! - `content` reads files inside packages without inflating archives from their start.
 //! - `mount` mounts, unmounts, recovers stale mounts and handles signals.
 //! - `stats` counts the requests the kernel sent, by kind.
+//! - `prefill` hands small files to the kernel's page cache as they are opened.
 //!
 //! Inode numbers are interned `Node`s (`inodes`), never reused, and held only while the kernel
 //! holds them (FORGET prunes them), so the table is as large as the kernel's inode cache.
@@ -20,6 +21,7 @@ pub mod http;
 pub mod incoming;
 mod inodes;
 pub mod mount;
+mod prefill;
 mod stats;
 pub mod tree;
 
@@ -33,7 +35,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::archive::EntryKind;
 use crate::catalog::Catalog;
@@ -43,6 +45,7 @@ use crate::fetch::torrent;
 use content::{Cache, EntryReader, Seekable, Spans};
 use incoming::SpoolHandle;
 use inodes::Inodes;
+use prefill::Prefills;
 use tree::{DistEntry, PkgTree, Snapshot, TreeCache};
 
 /// Errors are errno values: what the kernel passes back to the caller.
@@ -175,6 +178,9 @@ pub struct Opened {
     /// The bytes never change (a published file, a file inside a package): the kernel keeps
     /// the page cache across opens, and a close needs no flush.
     pub immutable: bool,
+    /// The whole file, for the kernel's page cache before the open returns (`prefill`);
+    /// `prefilled` must follow.
+    pub prefill: Option<Vec<u8>>,
 }
 
 pub struct Vfs {
@@ -196,6 +202,7 @@ pub struct Vfs {
     next_fh: AtomicU64,
     /// Open write handles per spool inode: the last close is the one that counts.
     writers: Mutex<HashMap<u64, usize>>,
+    prefills: Prefills,
     started: SystemTime,
 }
 
@@ -230,6 +237,7 @@ impl Vfs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             writers: Mutex::new(HashMap::new()),
+            prefills: Prefills::default(),
             started: SystemTime::now(),
         })
     }
@@ -916,6 +924,7 @@ impl Vfs {
                     passthrough,
                     direct_io: false,
                     immutable: true,
+                    prefill: None,
                 })
             }
             Node::Dists(path) => match snap.dist_entry(&path).ok_or(libc::ENOENT)? {
@@ -932,6 +941,7 @@ impl Vfs {
                         passthrough: None,
                         direct_io: true,
                         immutable: false,
+                        prefill: None,
                     })
                 }
                 DistEntry::Dir => Err(libc::EISDIR),
@@ -974,16 +984,39 @@ impl Vfs {
                     warn!(package = %pkg.name, error = %e, "cannot read package content");
                     libc::EIO
                 })?;
-                let fh = self.add_handle(Handle::Entry(Box::new(EntryReader::new(source, &data))));
+                let reader = EntryReader::new(source, &data);
+                let prefill = self.fill(ino, &reader, data.size);
+                let fh = self.add_handle(Handle::Entry(Box::new(reader)));
                 Ok(Opened {
                     fh,
                     passthrough: None,
                     direct_io: false,
                     immutable: true,
+                    prefill,
                 })
             }
             _ => Err(libc::EISDIR),
         }
+    }
+
+    /// The whole of a small file inside a package on its first open (`prefill`).
+    fn fill(&self, ino: u64, reader: &EntryReader, size: u64) -> Option<Vec<u8>> {
+        if !self.prefills.claim(ino, size) {
+            return None;
+        }
+        match reader.read(0, size as u32) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                debug!(error = %e, "no prefill; reads will say why");
+                self.prefills.finish(ino);
+                None
+            }
+        }
+    }
+
+    /// The kernel has the bytes `open` gave it in `Opened::prefill` (or refused them).
+    pub fn prefilled(&self, ino: u64) {
+        self.prefills.finish(ino);
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {

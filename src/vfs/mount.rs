@@ -19,7 +19,7 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
@@ -85,8 +85,13 @@ pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Resul
     cfg.n_threads = Some(threads);
     cfg.clone_fd = true;
     let stats = Arc::new(Stats::default());
-    let session = fuser::Session::from_fd(Fuse(vfs, stats.clone()), fd, SessionACL::All, cfg)
-        .and_then(fuser::Session::spawn)
+    let notifier = Arc::new(OnceLock::new());
+    let fuse = Fuse(vfs, stats.clone(), notifier.clone());
+    let session = fuser::Session::from_fd(fuse, fd, SessionACL::All, cfg)
+        .and_then(|s| {
+            let _ = notifier.set(s.notifier());
+            s.spawn()
+        })
         .inspect_err(|_| {
             let _ = umount(&mountpoint, true);
         })

@@ -117,6 +117,10 @@ pub struct Stats {
     counts: [AtomicU64; Op::ALL.len()],
     /// Bytes returned by `read` (passthrough reads never reach us).
     read_bytes: AtomicU64,
+    /// Files handed to the page cache at open (`prefill`), and their bytes: notifications, not
+    /// requests.
+    stored_files: AtomicU64,
+    stored_bytes: AtomicU64,
 }
 
 impl Stats {
@@ -128,11 +132,17 @@ impl Stats {
         self.read_bytes.fetch_add(n as u64, Ordering::Relaxed);
     }
 
+    pub fn stored(&self, n: usize) {
+        self.stored_files.fetch_add(1, Ordering::Relaxed);
+        self.stored_bytes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     pub fn get(&self, op: Op) -> u64 {
         self.counts[op as usize].load(Ordering::Relaxed)
     }
 
-    /// `{"requests": {"lookup": N, ...}, "total": N, "read_bytes": N}`, every kind listed.
+    /// `{"requests": {"lookup": N, ...}, "total": N, "read_bytes": N, "stored_files": N,
+    /// "stored_bytes": N}`, every kind listed.
     pub fn to_json(&self) -> serde_json::Value {
         let requests: serde_json::Map<String, serde_json::Value> = Op::ALL
             .iter()
@@ -143,6 +153,8 @@ impl Stats {
             "requests": requests,
             "total": total,
             "read_bytes": self.read_bytes.load(Ordering::Relaxed),
+            "stored_files": self.stored_files.load(Ordering::Relaxed),
+            "stored_bytes": self.stored_bytes.load(Ordering::Relaxed),
         })
     }
 
