@@ -216,7 +216,10 @@ impl Filesystem for Fuse {
                 if let Some(file) = o.passthrough.take() {
                     match reply.open_backing(&file) {
                         Ok(id) => {
-                            reply.opened_passthrough(fh, open_flags(&o), &id);
+                            // The kernel refuses passthrough beside any flag but DIRECT_IO,
+                            // PARALLEL_DIRECT_WRITES and NOFLUSH (its page cache is unused).
+                            let flags = open_flags(&o) - FopenFlags::FOPEN_KEEP_CACHE;
+                            reply.opened_passthrough(fh, flags, &id);
                             self.0.attach_backing(o.fh, id);
                             return;
                         }
