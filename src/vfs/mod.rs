@@ -537,42 +537,52 @@ impl Vfs {
             Node::PkgEntry { file_id, path } => {
                 let snap = snapshot()?;
                 let pkg = snap.package(*file_id).ok_or(libc::ENOENT)?;
-                let item = self.pkg_item(*file_id, path)?;
-                let pkg_time = epoch(pkg.published_at);
-                let mut a = match &item.entry {
-                    _ if item.is_dir => {
-                        let mut a = self.dir_attr(ino, 0o755);
-                        a.mtime = item.entry.as_ref().map_or(pkg_time, |e| epoch(e.mtime));
-                        if let Some(e) = &item.entry {
-                            a.perm = perm_bits(e.mode);
-                        }
-                        a
-                    }
-                    Some(e) => {
-                        let (kind, size) = match e.kind {
-                            EntryKind::Symlink => (
-                                FileType::Symlink,
-                                e.link_target.as_deref().map_or(0, str::len) as u64,
-                            ),
-                            _ => (
-                                FileType::RegularFile,
-                                item.data.as_ref().map_or(0, |d| d.size),
-                            ),
-                        };
-                        self.attr(ino, kind, perm_bits(e.mode), size, epoch(e.mtime))
-                    }
-                    None => self.dir_attr(ino, 0o755),
-                };
-                if let Some(e) = &item.entry {
-                    a.uid = e.uid as u32;
-                    a.gid = e.gid as u32;
-                }
-                a.ctime = a.mtime;
-                a.atime = a.mtime;
-                view(a)
+                view(self.pkg_entry_attr(ino, *file_id, path, epoch(pkg.published_at))?)
             }
             Node::Gone => Err(libc::ENOENT),
         }
+    }
+
+    /// Attributes of `path` inside package `file_id`, published at `pkg_time`.
+    fn pkg_entry_attr(
+        &self,
+        ino: u64,
+        file_id: i64,
+        path: &str,
+        pkg_time: SystemTime,
+    ) -> Result<FileAttr> {
+        let item = self.pkg_item(file_id, path)?;
+        let mut a = match &item.entry {
+            _ if item.is_dir => {
+                let mut a = self.dir_attr(ino, 0o755);
+                a.mtime = item.entry.as_ref().map_or(pkg_time, |e| epoch(e.mtime));
+                if let Some(e) = &item.entry {
+                    a.perm = perm_bits(e.mode);
+                }
+                a
+            }
+            Some(e) => {
+                let (kind, size) = match e.kind {
+                    EntryKind::Symlink => (
+                        FileType::Symlink,
+                        e.link_target.as_deref().map_or(0, str::len) as u64,
+                    ),
+                    _ => (
+                        FileType::RegularFile,
+                        item.data.as_ref().map_or(0, |d| d.size),
+                    ),
+                };
+                self.attr(ino, kind, perm_bits(e.mode), size, epoch(e.mtime))
+            }
+            None => self.dir_attr(ino, 0o755),
+        };
+        if let Some(e) = &item.entry {
+            a.uid = e.uid as u32;
+            a.gid = e.gid as u32;
+        }
+        a.ctime = a.mtime;
+        a.atime = a.mtime;
+        Ok(a)
     }
 
     // ---- lookup and listing -------------------------------------------------------------
