@@ -1,22 +1,25 @@
-//! `fuser` glue: each callback converts its arguments, calls `Vfs`, and replies. No logic.
+//! `fuser` glue: each callback counts itself (`stats`), converts its arguments, calls `Vfs`,
+//! and replies. No logic.
 
 use std::ffi::OsStr;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::SystemTime;
 
 use fuser::{
     AccessFlags, BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo,
-    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow, WriteFlags,
+    InitFlags, KernelConfig, LockOwner, Notifier, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use tracing::debug;
 
+use super::stats::{Op, Stats};
 use super::{Opened, Vfs};
 
-/// The filesystem as `fuser` sees it: a shared `Vfs`.
-pub struct Fuse(pub Arc<Vfs>);
+/// The filesystem as `fuser` sees it: a shared `Vfs`, the count of requests it served, and
+/// the way back to the kernel (set once the session exists).
+pub struct Fuse(pub Arc<Vfs>, pub Arc<Stats>, pub Arc<OnceLock<Notifier>>);
 
 const GEN: Generation = Generation(0);
 
@@ -37,11 +40,14 @@ fn time(t: Option<TimeOrNow>) -> (Option<SystemTime>, bool) {
 }
 
 fn open_flags(o: &Opened) -> FopenFlags {
+    let mut f = FopenFlags::empty();
     if o.direct_io {
-        FopenFlags::FOPEN_DIRECT_IO
-    } else {
-        FopenFlags::empty()
+        f |= FopenFlags::FOPEN_DIRECT_IO;
     }
+    if o.immutable {
+        f |= FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_NOFLUSH;
+    }
+    f
 }
 
 impl Filesystem for Fuse {
@@ -55,24 +61,31 @@ impl Filesystem for Fuse {
             .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         // Writers in incoming/ use direct I/O; this keeps shared writable mmap working there.
         let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
+        // The kernel offers at most its default readahead (128 KiB) here; the mount raises it
+        // through sysfs once mounted (`mount::raise_readahead`).
         let _ = config.set_max_readahead(1 << 20);
         let _ = config.set_max_write(1 << 20);
         Ok(())
     }
 
     fn lookup(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEntry) {
+        self.1.count(Op::Lookup);
         match name(n).and_then(|n| self.0.lookup(req.uid(), parent.0, n).map_err(err)) {
-            Ok((attr, ttl)) => reply.entry(&ttl, &attr, GEN),
+            Ok((attr, ttl)) => reply.entry_with_ttls(&ttl.attr, &ttl.entry, &attr, GEN),
             Err(e) => reply.error(e),
         }
     }
 
-    // (fuser's default batch_forget calls this for each.)
+    // fuser's default batch_forget calls this for each inode (it cannot be overridden: its
+    // argument type is private), so `forget` counts inodes; the kernel sends them in batches
+    // and waits for no reply.
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.1.count(Op::Forget);
         self.0.forget(ino.0, nlookup);
     }
 
     fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.1.count(Op::Getattr);
         match self.0.getattr(req.uid(), ino.0) {
             Ok((attr, ttl)) => reply.attr(&ttl, &attr),
             Err(e) => reply.error(err(e)),
@@ -97,6 +110,7 @@ impl Filesystem for Fuse {
         _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        self.1.count(Op::Setattr);
         let (a, a_now) = time(atime);
         let (m, m_now) = time(mtime);
         match self.0.setattr(
@@ -114,6 +128,7 @@ impl Filesystem for Fuse {
     }
 
     fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.1.count(Op::Readlink);
         match self.0.readlink(req.uid(), ino.0) {
             Ok(t) => reply.data(&t),
             Err(e) => reply.error(err(e)),
@@ -129,6 +144,7 @@ impl Filesystem for Fuse {
         _umask: u32,
         reply: ReplyEntry,
     ) {
+        self.1.count(Op::Mkdir);
         match name(n).and_then(|n| {
             self.0
                 .mkdir(req.uid(), req.gid(), parent.0, n, mode)
@@ -140,6 +156,7 @@ impl Filesystem for Fuse {
     }
 
     fn unlink(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        self.1.count(Op::Unlink);
         match name(n).and_then(|n| self.0.unlink(req.uid(), parent.0, n).map_err(err)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -147,6 +164,7 @@ impl Filesystem for Fuse {
     }
 
     fn rmdir(&self, req: &Request, parent: INodeNo, n: &OsStr, reply: ReplyEmpty) {
+        self.1.count(Op::Rmdir);
         match name(n).and_then(|n| self.0.rmdir(req.uid(), parent.0, n).map_err(err)) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(e),
@@ -161,6 +179,7 @@ impl Filesystem for Fuse {
         _target: &Path,
         reply: ReplyEntry,
     ) {
+        self.1.count(Op::Symlink);
         // An upload is plain files; the spool would refuse a symlink as unsafe anyway.
         reply.error(err(libc::EPERM));
     }
@@ -175,6 +194,7 @@ impl Filesystem for Fuse {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        self.1.count(Op::Rename);
         let r = name(n).and_then(|n| {
             name(newname).and_then(|nn| {
                 self.0
@@ -189,18 +209,31 @@ impl Filesystem for Fuse {
     }
 
     fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.1.count(Op::Open);
         match self.0.open(req.uid(), req.gid(), ino.0, flags.0) {
             Ok(mut o) => {
                 let fh = FileHandle(o.fh);
                 if let Some(file) = o.passthrough.take() {
                     match reply.open_backing(&file) {
                         Ok(id) => {
-                            reply.opened_passthrough(fh, open_flags(&o), &id);
+                            // The kernel refuses passthrough beside any flag but DIRECT_IO,
+                            // PARALLEL_DIRECT_WRITES and NOFLUSH (its page cache is unused).
+                            let flags = open_flags(&o) - FopenFlags::FOPEN_KEEP_CACHE;
+                            reply.opened_passthrough(fh, flags, &id);
                             self.0.attach_backing(o.fh, id);
                             return;
                         }
                         Err(e) => debug!(error = %e, "passthrough unavailable; serving reads"),
                     }
+                }
+                if let Some(bytes) = o.prefill.take() {
+                    let stored = self.2.get().map(|n| n.store(ino, 0, &bytes));
+                    match stored {
+                        Some(Ok(())) => self.1.stored(bytes.len()),
+                        Some(Err(e)) => debug!(error = %e, "kernel refused the prefill"),
+                        None => {}
+                    }
+                    self.0.prefilled(ino.0);
                 }
                 reply.opened(fh, open_flags(&o))
             }
@@ -219,8 +252,12 @@ impl Filesystem for Fuse {
         _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        self.1.count(Op::Read);
         match self.0.read(fh.0, offset, size) {
-            Ok(d) => reply.data(&d),
+            Ok(d) => {
+                self.1.read_bytes(d.len());
+                reply.data(&d)
+            }
             Err(e) => reply.error(err(e)),
         }
     }
@@ -237,6 +274,7 @@ impl Filesystem for Fuse {
         _lock: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        self.1.count(Op::Write);
         match self.0.write(fh.0, offset, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(err(e)),
@@ -251,6 +289,7 @@ impl Filesystem for Fuse {
         _lock: LockOwner,
         reply: ReplyEmpty,
     ) {
+        self.1.count(Op::Flush);
         match self.0.flush(fh.0) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
@@ -267,6 +306,7 @@ impl Filesystem for Fuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        self.1.count(Op::Release);
         self.0.release(fh.0);
         reply.ok();
     }
@@ -279,6 +319,7 @@ impl Filesystem for Fuse {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.1.count(Op::Fsync);
         match self.0.fsync(fh.0, datasync) {
             Ok(()) => reply.ok(),
             Err(e) => reply.error(err(e)),
@@ -286,6 +327,7 @@ impl Filesystem for Fuse {
     }
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.1.count(Op::Opendir);
         match self.0.opendir(req.uid(), ino.0) {
             Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
             Err(e) => reply.error(err(e)),
@@ -300,6 +342,7 @@ impl Filesystem for Fuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        self.1.count(Op::Readdir);
         match self.0.readdir(fh.0, offset, |e, next| {
             reply.add(INodeNo(e.ino), next, e.kind, &e.name)
         }) {
@@ -316,6 +359,7 @@ impl Filesystem for Fuse {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        self.1.count(Op::Readdirplus);
         match self
             .0
             .readdirplus(req.uid(), fh.0, offset, |e, next, attr, ttl| {
@@ -334,6 +378,7 @@ impl Filesystem for Fuse {
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        self.1.count(Op::Releasedir);
         self.0.release(fh.0);
         reply.ok();
     }
@@ -346,10 +391,12 @@ impl Filesystem for Fuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        self.1.count(Op::Fsyncdir);
         reply.ok();
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.1.count(Op::Statfs);
         match self.0.statfs() {
             Ok(s) => reply.statfs(
                 s.f_blocks,
@@ -375,6 +422,7 @@ impl Filesystem for Fuse {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        self.1.count(Op::Setxattr);
         // `cp -a` and rsync -X shrug this off; uploads carry no extended attributes.
         reply.error(err(libc::EOPNOTSUPP));
     }
@@ -383,18 +431,22 @@ impl Filesystem for Fuse {
     // `ls -l` asks two xattrs per file (security.selinux, system.posix_acl_access); answering
     // each would double the cost of `ls -lR` on a package tree. Nothing here has xattrs.
     fn getxattr(&self, _req: &Request, _ino: INodeNo, _n: &OsStr, _size: u32, reply: ReplyXattr) {
+        self.1.count(Op::Getxattr);
         reply.error(err(libc::ENOSYS));
     }
 
     fn listxattr(&self, _req: &Request, _ino: INodeNo, _size: u32, reply: ReplyXattr) {
+        self.1.count(Op::Listxattr);
         reply.error(err(libc::ENOSYS));
     }
 
     fn removexattr(&self, _req: &Request, _ino: INodeNo, _name: &OsStr, reply: ReplyEmpty) {
+        self.1.count(Op::Removexattr);
         reply.error(err(libc::EOPNOTSUPP));
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: AccessFlags, reply: ReplyEmpty) {
+        self.1.count(Op::Access);
         // With default_permissions the kernel checks modes itself.
         reply.ok();
     }
@@ -409,6 +461,7 @@ impl Filesystem for Fuse {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        self.1.count(Op::Create);
         match name(n).and_then(|n| {
             self.0
                 .create(req.uid(), req.gid(), parent.0, n, mode, flags)

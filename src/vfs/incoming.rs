@@ -273,6 +273,8 @@ impl Vfs {
                 fh,
                 passthrough: None,
                 direct_io: true,
+                immutable: false,
+                prefill: None,
             },
         ))
     }
@@ -306,6 +308,8 @@ impl Vfs {
             fh,
             passthrough: None,
             direct_io: writable,
+            immutable: false,
+            prefill: None,
         })
     }
 

@@ -9,6 +9,8 @@
 //!   inline, and the last close asks the daemon for the verdict.
 //! - `content` reads files inside packages without inflating archives from their start.
 //! - `mount` mounts, unmounts, recovers stale mounts and handles signals.
+//! - `stats` counts the requests the kernel sent, by kind.
+//! - `prefill` hands small files to the kernel's page cache as they are opened.
 //!
 //! Inode numbers are interned `Node`s (`inodes`), never reused, and held only while the kernel
 //! holds them (FORGET prunes them), so the table is as large as the kernel's inode cache.
@@ -19,6 +21,8 @@ pub mod http;
 pub mod incoming;
 mod inodes;
 pub mod mount;
+mod prefill;
+mod stats;
 pub mod tree;
 
 use std::collections::HashMap;
@@ -31,7 +35,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo};
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::archive::EntryKind;
 use crate::catalog::Catalog;
@@ -42,6 +46,7 @@ use crate::torrent;
 use content::{Cache, EntryReader, Seekable, Spans};
 use incoming::SpoolHandle;
 use inodes::Inodes;
+use prefill::Prefills;
 use tree::{DistEntry, PkgTree, Snapshot, TreeCache};
 
 /// Errors are errno values: what the kernel passes back to the caller.
@@ -52,9 +57,15 @@ pub fn errno(e: &io::Error) -> Errno {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
-/// How long the kernel may cache what the read-only views say. Short, so that publications
-/// show at once; new names show immediately anyway (negative lookups are not cached).
+/// How long the kernel may cache what the read-only views say about what a publication can
+/// change. Short, so that publications show at once; new names show immediately anyway
+/// (negative lookups are not cached).
 const VIEW_TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may cache what never changes: names and attributes inside a package (a
+/// file id is never reused, and a package is never changed in place), and a published file's
+/// attributes (a replacement is a new inode). In practice, until it needs the memory: a walk
+/// of a package tree then costs no lookup and no getattr beyond the first.
+const IMMUTABLE_TTL: Duration = Duration::from_secs(24 * 3600);
 /// incoming/ is per uid: the kernel must ask every time, or one user's cached entry would be
 /// offered to another.
 const SPOOL_TTL: Duration = Duration::ZERO;
@@ -98,6 +109,37 @@ pub enum Node {
     Gone,
 }
 
+/// How long the kernel may keep a name's binding to a node (`entry`) and the node's
+/// attributes (`attr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ttl {
+    pub entry: Duration,
+    pub attr: Duration,
+}
+
+impl Node {
+    /// What the kernel may cache about this node, and for how long.
+    fn ttl(&self) -> Ttl {
+        let both = |t| Ttl { entry: t, attr: t };
+        match self {
+            Node::IncomingRoot | Node::Incoming { .. } | Node::Gone => both(SPOOL_TTL),
+            Node::PkgEntry { path, .. } if !path.is_empty() => both(IMMUTABLE_TTL),
+            // Immutable nodes under names a publication can rebind or remove:
+            // pkgs/NAME/VERSION and a file's name in dists/.
+            Node::PkgEntry { .. } | Node::DistsFile(_) => Ttl {
+                entry: VIEW_TTL,
+                attr: IMMUTABLE_TTL,
+            },
+            Node::Root
+            | Node::Dists(_)
+            | Node::Pkgs
+            | Node::PkgScope(_)
+            | Node::PkgName(_)
+            | Node::PkgLatest(_) => both(VIEW_TTL),
+        }
+    }
+}
+
 /// An open file or directory.
 pub enum Handle {
     Dir(Vec<DirEntry>),
@@ -134,6 +176,12 @@ pub struct Opened {
     pub passthrough: Option<File>,
     /// Bypass the page cache (generated files change size between snapshots).
     pub direct_io: bool,
+    /// The bytes never change (a published file, a file inside a package): the kernel keeps
+    /// the page cache across opens, and a close needs no flush.
+    pub immutable: bool,
+    /// The whole file, for the kernel's page cache before the open returns (`prefill`);
+    /// `prefilled` must follow.
+    pub prefill: Option<Vec<u8>>,
 }
 
 pub struct Vfs {
@@ -155,6 +203,7 @@ pub struct Vfs {
     next_fh: AtomicU64,
     /// Open write handles per spool inode: the last close is the one that counts.
     writers: Mutex<HashMap<u64, usize>>,
+    prefills: Prefills,
     started: SystemTime,
 }
 
@@ -189,6 +238,7 @@ impl Vfs {
             handles: Mutex::new(HashMap::new()),
             next_fh: AtomicU64::new(1),
             writers: Mutex::new(HashMap::new()),
+            prefills: Prefills::default(),
             started: SystemTime::now(),
         })
     }
@@ -409,7 +459,7 @@ impl Vfs {
             *snap = Some(s.clone());
             Ok(s)
         };
-        let view = |a| Ok((a, VIEW_TTL));
+        let view = |a| Ok((a, node.ttl().attr));
         match node {
             Node::Root => view(self.dir_attr(ino, 0o755)),
             // Sticky and world-writable like /tmp; each uid only ever sees its own entries.
@@ -488,52 +538,64 @@ impl Vfs {
             Node::PkgEntry { file_id, path } => {
                 let snap = snapshot()?;
                 let pkg = snap.package(*file_id).ok_or(libc::ENOENT)?;
-                let item = self.pkg_item(*file_id, path)?;
-                let pkg_time = epoch(pkg.published_at);
-                let mut a = match &item.entry {
-                    _ if item.is_dir => {
-                        let mut a = self.dir_attr(ino, 0o755);
-                        a.mtime = item.entry.as_ref().map_or(pkg_time, |e| epoch(e.mtime));
-                        if let Some(e) = &item.entry {
-                            a.perm = perm_bits(e.mode);
-                        }
-                        a
-                    }
-                    Some(e) => {
-                        let (kind, size) = match e.kind {
-                            EntryKind::Symlink => (
-                                FileType::Symlink,
-                                e.link_target.as_deref().map_or(0, str::len) as u64,
-                            ),
-                            _ => (
-                                FileType::RegularFile,
-                                item.data.as_ref().map_or(0, |d| d.size),
-                            ),
-                        };
-                        self.attr(ino, kind, perm_bits(e.mode), size, epoch(e.mtime))
-                    }
-                    None => self.dir_attr(ino, 0o755),
-                };
-                if let Some(e) = &item.entry {
-                    a.uid = e.uid as u32;
-                    a.gid = e.gid as u32;
-                }
-                a.ctime = a.mtime;
-                a.atime = a.mtime;
-                view(a)
+                view(self.pkg_entry_attr(ino, *file_id, path, epoch(pkg.published_at))?)
             }
             Node::Gone => Err(libc::ENOENT),
         }
     }
 
+    /// Attributes of `path` inside package `file_id`, published at `pkg_time`.
+    fn pkg_entry_attr(
+        &self,
+        ino: u64,
+        file_id: i64,
+        path: &str,
+        pkg_time: SystemTime,
+    ) -> Result<FileAttr> {
+        let item = self.pkg_item(file_id, path)?;
+        let mut a = match &item.entry {
+            _ if item.is_dir => {
+                let mut a = self.dir_attr(ino, 0o755);
+                a.mtime = item.entry.as_ref().map_or(pkg_time, |e| epoch(e.mtime));
+                if let Some(e) = &item.entry {
+                    a.perm = perm_bits(e.mode);
+                }
+                a
+            }
+            Some(e) => {
+                let (kind, size) = match e.kind {
+                    EntryKind::Symlink => (
+                        FileType::Symlink,
+                        e.link_target.as_deref().map_or(0, str::len) as u64,
+                    ),
+                    _ => (
+                        FileType::RegularFile,
+                        item.data.as_ref().map_or(0, |d| d.size),
+                    ),
+                };
+                self.attr(ino, kind, perm_bits(e.mode), size, epoch(e.mtime))
+            }
+            None => self.dir_attr(ino, 0o755),
+        };
+        if let Some(e) = &item.entry {
+            a.uid = e.uid as u32;
+            a.gid = e.gid as u32;
+        }
+        a.ctime = a.mtime;
+        a.atime = a.mtime;
+        Ok(a)
+    }
+
     // ---- lookup and listing -------------------------------------------------------------
 
     /// The child `name` of `parent`, as `uid` sees it.
-    pub fn lookup(&self, uid: u32, parent: u64, name: &str) -> Result<(FileAttr, Duration)> {
+    pub fn lookup(&self, uid: u32, parent: u64, name: &str) -> Result<(FileAttr, Ttl)> {
         let node = self.child(uid, &self.node(parent)?, name)?;
         let ino = self.intern_for_kernel(node.clone());
-        self.attr_of(uid, ino, &node)
-            .inspect_err(|_| self.forget(ino, 1))
+        let (attr, _) = self
+            .attr_of(uid, ino, &node)
+            .inspect_err(|_| self.forget(ino, 1))?;
+        Ok((attr, node.ttl()))
     }
 
     fn child(&self, uid: u32, parent: &Node, name: &str) -> Result<Node> {
@@ -780,7 +842,8 @@ impl Vfs {
     }
 
     /// Like `readdir`, with each entry's attributes, so the kernel skips a lookup per entry.
-    /// An entry gone since opendir is left out, as a fresh listing would.
+    /// An entry gone since opendir is left out, as a fresh listing would. One TTL serves both
+    /// the name and the attributes here: the name's, the shorter.
     pub fn readdirplus(
         &self,
         uid: u32,
@@ -795,10 +858,10 @@ impl Vfs {
         let mut snap = None;
         for (i, e) in list.iter().enumerate().skip(offset as usize) {
             let Ok(node) = self.node(e.ino) else { continue };
-            let Ok((attr, ttl)) = self.attr_in(uid, e.ino, &node, &mut snap) else {
+            let Ok((attr, _)) = self.attr_in(uid, e.ino, &node, &mut snap) else {
                 continue;
             };
-            if add(e, i as u64 + 1, &attr, ttl) {
+            if add(e, i as u64 + 1, &attr, node.ttl().entry) {
                 break;
             }
             // The kernel counts every entry but the dot ones as a lookup.
@@ -871,6 +934,8 @@ impl Vfs {
                     fh,
                     passthrough,
                     direct_io: false,
+                    immutable: true,
+                    prefill: None,
                 })
             }
             Node::Dists(path) => match snap.dist_entry(&path).ok_or(libc::ENOENT)? {
@@ -886,6 +951,8 @@ impl Vfs {
                         fh,
                         passthrough: None,
                         direct_io: true,
+                        immutable: false,
+                        prefill: None,
                     })
                 }
                 DistEntry::Dir => Err(libc::EISDIR),
@@ -928,15 +995,39 @@ impl Vfs {
                     warn!(package = %pkg.name, error = %e, "cannot read package content");
                     libc::EIO
                 })?;
-                let fh = self.add_handle(Handle::Entry(Box::new(EntryReader::new(source, &data))));
+                let reader = EntryReader::new(source, &data);
+                let prefill = self.fill(ino, &reader, data.size);
+                let fh = self.add_handle(Handle::Entry(Box::new(reader)));
                 Ok(Opened {
                     fh,
                     passthrough: None,
                     direct_io: false,
+                    immutable: true,
+                    prefill,
                 })
             }
             _ => Err(libc::EISDIR),
         }
+    }
+
+    /// The whole of a small file inside a package on its first open (`prefill`).
+    fn fill(&self, ino: u64, reader: &EntryReader, size: u64) -> Option<Vec<u8>> {
+        if !self.prefills.claim(ino, size) {
+            return None;
+        }
+        match reader.read(0, size as u32) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                debug!(error = %e, "no prefill; reads will say why");
+                self.prefills.finish(ino);
+                None
+            }
+        }
+    }
+
+    /// The kernel has the bytes `open` gave it in `Opened::prefill` (or refused them).
+    pub fn prefilled(&self, ino: u64) {
+        self.prefills.finish(ino);
     }
 
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
@@ -1118,5 +1209,62 @@ fn stat_attr(ino: u64, m: &std::fs::Metadata) -> FileAttr {
         rdev: 0,
         blksize: BLKSIZE,
         flags: 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str) -> Node {
+        Node::PkgEntry {
+            file_id: 7,
+            path: path.to_string(),
+        }
+    }
+
+    #[test]
+    fn inside_a_package_names_and_attributes_are_kept_long() {
+        let t = entry("src/main.c").ttl();
+        assert_eq!(t.entry, IMMUTABLE_TTL);
+        assert_eq!(t.attr, IMMUTABLE_TTL);
+    }
+
+    #[test]
+    fn names_a_publication_can_rebind_stay_short() {
+        // pkgs/NAME/VERSION (a version can go), a dists/ file name (a replacement is a new
+        // inode under the same name): the node's attributes never change, its name can.
+        for n in [entry(""), Node::DistsFile(3)] {
+            let t = n.ttl();
+            assert_eq!(t.entry, VIEW_TTL, "{n:?}");
+            assert_eq!(t.attr, IMMUTABLE_TTL, "{n:?}");
+        }
+        for n in [
+            Node::Root,
+            Node::Pkgs,
+            Node::PkgScope("@types".into()),
+            Node::PkgName("hello".into()),
+            Node::PkgLatest("hello".into()),
+            Node::Dists(String::new()),
+            Node::Dists("main/Packages".into()),
+        ] {
+            let t = n.ttl();
+            assert_eq!((t.entry, t.attr), (VIEW_TTL, VIEW_TTL), "{n:?}");
+        }
+    }
+
+    #[test]
+    fn incoming_is_never_cached() {
+        for n in [
+            Node::IncomingRoot,
+            Node::Incoming {
+                owner: 1000,
+                rel: "hello/a.tar.gz".into(),
+            },
+            Node::Gone,
+        ] {
+            let t = n.ttl();
+            assert_eq!((t.entry, t.attr), (SPOOL_TTL, SPOOL_TTL), "{n:?}");
+        }
     }
 }

@@ -6,6 +6,8 @@
 //!   one unmount is ours (`mount_fuse`).
 //! - SIGTERM/SIGINT/SIGHUP unmount cleanly. An unmount waits a bounded time for the session
 //!   to end, then aborts the FUSE connection, so shutdown never hangs on a stuck client.
+//! - The count of requests served (`stats`) is written as JSON to `ROOT/mount-stats.json` on
+//!   SIGUSR1 and when the mount ends.
 //! - `-d`/`--daemon` (and the mount helper, which `mount -t fuse.repofs` runs and waits for)
 //!   re-executes itself in the background and returns once the mount is ready.
 
@@ -17,14 +19,15 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
 use fuser::{BackgroundSession, SessionACL};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use super::fuse::Fuse;
+use super::stats::Stats;
 use super::Vfs;
 use crate::config::{Config, Layout};
 
@@ -34,13 +37,20 @@ const UNMOUNT_WAIT: Duration = Duration::from_secs(10);
 const READY_WAIT: Duration = Duration::from_secs(60);
 /// Set in the environment of the background child: it prints `ready` on stdout when mounted.
 pub const READY_ENV: &str = "REPOFS_MOUNT_READY";
+/// Where the request counts go, in the repository root.
+const STATS_FILE: &str = "mount-stats.json";
 
 pub struct Mounted {
     session: Option<BackgroundSession>,
     mountpoint: PathBuf,
     /// Device number of the mount: names its connection in /sys/fs/fuse/connections.
     dev: u64,
+    stats: Arc<Stats>,
+    stats_path: PathBuf,
 }
+
+/// How far the kernel reads ahead in a file: one READ's worth (`raise_readahead`).
+const READ_AHEAD_KB: &str = "1024";
 
 /// FUSE threads on a mirror, at least.
 const MIRROR_THREADS: usize = 16;
@@ -62,6 +72,7 @@ pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Resul
         })
         .with_context(|| format!("mount point {}", mountpoint.display()))?;
     recover_stale(&mountpoint)?;
+    let stats_path = layout.root.join(STATS_FILE);
     let vfs = Arc::new(Vfs::new(layout, config.clone())?);
     // On a mirror a read may wait for the swarm (up to [mirror] read_timeout) on a FUSE
     // thread: keep enough threads that a few waiting reads do not stall every view.
@@ -73,18 +84,27 @@ pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Resul
     let mut cfg = fuser::Config::default();
     cfg.n_threads = Some(threads);
     cfg.clone_fd = true;
-    let session = fuser::Session::from_fd(Fuse(vfs), fd, SessionACL::All, cfg)
-        .and_then(fuser::Session::spawn)
+    let stats = Arc::new(Stats::default());
+    let notifier = Arc::new(OnceLock::new());
+    let fuse = Fuse(vfs, stats.clone(), notifier.clone());
+    let session = fuser::Session::from_fd(fuse, fd, SessionACL::All, cfg)
+        .and_then(|s| {
+            let _ = notifier.set(s.notifier());
+            s.spawn()
+        })
         .inspect_err(|_| {
             let _ = umount(&mountpoint, true);
         })
         .with_context(|| format!("serving the mount on {}", mountpoint.display()))?;
     let dev = std::fs::metadata(&mountpoint).map(|m| m.dev()).unwrap_or(0);
+    raise_readahead(dev);
     info!(mountpoint = %mountpoint.display(), "mounted");
     Ok(Mounted {
         session: Some(session),
         mountpoint,
         dev,
+        stats,
+        stats_path,
     })
 }
 
@@ -100,6 +120,13 @@ impl Mounted {
 
     pub fn unmount(mut self) -> anyhow::Result<()> {
         self.shutdown()
+    }
+
+    /// Writes the request counts so far to `ROOT/mount-stats.json`.
+    pub fn write_stats(&self) {
+        if let Err(e) = self.stats.write(&self.stats_path) {
+            warn!(path = %self.stats_path.display(), error = %e, "cannot write the request counts");
+        }
     }
 
     fn shutdown(&mut self) -> anyhow::Result<()> {
@@ -126,6 +153,7 @@ impl Mounted {
             }
         };
         info!(mountpoint = %self.mountpoint.display(), "unmounted");
+        self.write_stats();
         joined.context("FUSE session")
     }
 }
@@ -138,19 +166,23 @@ impl Drop for Mounted {
     }
 }
 
-/// Serves until SIGTERM/SIGINT/SIGHUP or an external unmount, then unmounts.
+/// Serves until SIGTERM/SIGINT/SIGHUP or an external unmount, then unmounts. SIGUSR1 writes
+/// the request counts.
 pub fn serve_until_signal(mounted: Mounted) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
     let handle = signals.handle();
     let (tx, rx) = mpsc::channel();
     let waiter = std::thread::spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            let _ = tx.send(sig);
+        for sig in signals.forever() {
+            if tx.send(sig).is_err() || sig != SIGUSR1 {
+                break;
+            }
         }
     });
     loop {
         match rx.recv_timeout(Duration::from_millis(250)) {
+            Ok(SIGUSR1) => mounted.write_stats(),
             Ok(sig) => {
                 info!(signal = sig, "unmounting");
                 break;
@@ -254,6 +286,20 @@ fn mount_fuse(mountpoint: &Path) -> anyhow::Result<OwnedFd> {
             .with_context(|| format!("mounting on {}", mountpoint.display()));
     }
     Ok(dev.into())
+}
+
+/// Lets the kernel read ahead as far as one request carries (max_pages: the 1 MiB max_write).
+/// A FUSE mount starts with the default 128 KiB, and the INIT reply can only lower it, so a
+/// file of a few MiB took a READ per 128 KiB. Only root may raise it; elsewhere it stays.
+fn raise_readahead(dev: u64) {
+    let path = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    if let Err(e) = std::fs::write(&path, READ_AHEAD_KB) {
+        debug!(path, error = %e, "readahead stays at the kernel's default");
+    }
 }
 
 /// Aborts a FUSE connection: every pending and future request fails, so nothing waits on us.
