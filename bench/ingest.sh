@@ -4,14 +4,16 @@
 # repofs side: cp FILE and FILE.sig into the spool, then `repofsd --once` until published
 # (hashing, signature check, store copy and catalog commit included).
 # Usage: bench/ingest.sh [SIZE_MIB=1024] [RUNS=3]     (run on demand; not part of the tests)
+#   BIN=dir prebuilt repofs/repofsd to measure instead of building (e.g. another commit's, to
+#   compare two builds on the same machine)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size=${1:-1024}
 runs=${2:-3}
-cargo build --release --quiet
+[[ -n ${BIN:-} ]] || cargo build --release --quiet
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
-bin=$PWD/target/release
+bin=${BIN:-$PWD/target/release}
 work=$(mktemp -d /var/tmp/repofs-bench.XXXXXX)
 export GNUPGHOME=$work/gnupg
 cleanup() { gpgconf --kill all 2>/dev/null || true; rm -rf "$work"; }

@@ -14,6 +14,20 @@ fn store_objects(repo: &Repo) -> BTreeSet<String> {
     store.objects().expect("list store").into_iter().collect()
 }
 
+/// Every store object is one the catalog refers to, and every one it refers to is stored.
+fn assert_store_matches_catalog(repo: &Repo, after: &str) {
+    let referenced: BTreeSet<String> = repo
+        .list_all()
+        .iter()
+        .map(|f| f["sha256"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        store_objects(repo),
+        referenced,
+        "store and catalog disagree after {after}"
+    );
+}
+
 fn kill_at(failpoint: &str, committed: bool) {
     let w = World::new();
     w.repo.set_config(Repo::LIVE);
@@ -60,17 +74,7 @@ fn kill_at(failpoint: &str, committed: bool) {
         rejected.is_empty(),
         "recovery from {failpoint} rejected something: {rejected:#?}"
     );
-    let referenced: BTreeSet<String> = w
-        .repo
-        .list_all()
-        .iter()
-        .map(|f| f["sha256"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(
-        store_objects(&w.repo),
-        referenced,
-        "store and catalog disagree after {failpoint}"
-    );
+    assert_store_matches_catalog(&w.repo, failpoint);
     assert_eq!(
         fs::read_dir(w.repo.root.join("store/tmp")).unwrap().count(),
         0,
@@ -336,17 +340,7 @@ fn restart_right_after_sigkill_mid_publication() {
         assert_eq!(n, 1, "{name} published {n} times");
     }
     assert!(w.repo.verdicts("rejected").is_empty());
-    let referenced: BTreeSet<String> = w
-        .repo
-        .list_all()
-        .iter()
-        .map(|f| f["sha256"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(
-        store_objects(&w.repo),
-        referenced,
-        "store and catalog disagree"
-    );
+    assert_store_matches_catalog(&w.repo, "ten restarts");
 
     // Beside a live repofsd, a second one still refuses at once, as before.
     let started = std::time::Instant::now();

@@ -145,6 +145,16 @@ pub fn pacman_pkg(
     pacman_pkg_depending(dir, name, ver, files, post_install, &[])
 }
 
+/// The functions an `install=` scriptlet of makepkg may define, in the order pacman knows them.
+pub const PACMAN_SCRIPTLET_FUNCTIONS: [&str; 6] = [
+    "pre_install",
+    "post_install",
+    "pre_upgrade",
+    "post_upgrade",
+    "pre_remove",
+    "post_remove",
+];
+
 /// `pacman_pkg` with `depend = …` lines in its .PKGINFO.
 pub fn pacman_pkg_depending(
     dir: &Path,
@@ -162,14 +172,7 @@ pub fn pacman_pkg_depending(
     }
     fs::write(d.join(".PKGINFO"), pkginfo).unwrap();
     let mut install = String::new();
-    for f in [
-        "pre_install",
-        "post_install",
-        "pre_upgrade",
-        "post_upgrade",
-        "pre_remove",
-        "post_remove",
-    ] {
+    for f in PACMAN_SCRIPTLET_FUNCTIONS {
         let extra = if f == "post_install" {
             post_install
         } else {

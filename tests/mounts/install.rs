@@ -650,17 +650,10 @@ fn install_brings_the_dependency_closure_in_order() {
 
 /// An `install=` scriptlet whose every function logs `NAME FUNCTION $1`.
 fn scriptlet(name: &str) -> String {
-    [
-        "pre_install",
-        "post_install",
-        "pre_upgrade",
-        "post_upgrade",
-        "pre_remove",
-        "post_remove",
-    ]
-    .iter()
-    .map(|f| format!("{f}() {{\n  {}\n}}\n", log_line(&format!("{name} {f} $1"))))
-    .collect()
+    PACMAN_SCRIPTLET_FUNCTIONS
+        .iter()
+        .map(|f| format!("{f}() {{\n  {}\n}}\n", log_line(&format!("{name} {f} $1"))))
+        .collect()
 }
 
 /// `pacman ARGS` on a private root: its own db, cache, log, no hooks, no host config.
