@@ -200,6 +200,13 @@ fn the_cache_keeps_its_bound_and_survives_a_restart() {
         m.mnt.path("dists/hello/b-1.0.bin"),
     );
     assert_eq!(tool_hash("sha256sum", &pa), sha256_file(&a));
+    // a's sequential fetch holds it busy (never evicted) until its last sync and promotion,
+    // which on a loaded machine can outlast the whole read of b: only then is "a read first,
+    // b read last" the order eviction sees.
+    let complete_a = m.repo.root.join("mirror/complete").join(sha256_file(&a));
+    wait_for("a complete in the cache", Duration::from_secs(30), || {
+        complete_a.exists().then_some(())
+    });
     assert_eq!(tool_hash("sha256sum", &pb), sha256_file(&b));
     let st = m.status_when("cache use within the bound", |s| {
         s["cache_bytes"]
