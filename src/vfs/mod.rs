@@ -25,7 +25,7 @@ mod prefill;
 mod stats;
 pub mod tree;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
@@ -161,6 +161,23 @@ struct PkgItem {
     is_dir: bool,
     /// The entry holding the bytes: itself, or its hard link's target.
     data: Option<crate::archive::Entry>,
+}
+
+/// A listing being taken: each entry's node is interned as it is added.
+struct Listing<'a> {
+    vfs: &'a Vfs,
+    out: Vec<DirEntry>,
+}
+
+impl Listing<'_> {
+    fn push(&mut self, n: Node, kind: FileType, name: &str) {
+        let ino = self.vfs.intern(n);
+        self.out.push(DirEntry {
+            ino,
+            kind,
+            name: name.into(),
+        });
+    }
 }
 
 pub struct DirEntry {
@@ -661,165 +678,182 @@ impl Vfs {
     /// The whole listing of a directory, taken at opendir so readdir pages are consistent.
     pub fn opendir(&self, uid: u32, ino: u64) -> Result<u64> {
         let node = self.node(ino)?;
-        let mut out = vec![
-            DirEntry {
-                ino,
-                kind: FileType::Directory,
-                name: ".".into(),
-            },
-            DirEntry {
-                ino: 1,
-                kind: FileType::Directory,
-                name: "..".into(),
-            },
-        ];
-        let mut push = |n: Node, kind: FileType, name: &str| {
-            let ino = self.intern(n);
-            out.push(DirEntry {
-                ino,
-                kind,
-                name: name.into(),
-            });
+        let mut list = Listing {
+            vfs: self,
+            out: vec![
+                DirEntry {
+                    ino,
+                    kind: FileType::Directory,
+                    name: ".".into(),
+                },
+                DirEntry {
+                    ino: 1,
+                    kind: FileType::Directory,
+                    name: "..".into(),
+                },
+            ],
         };
         match &node {
-            Node::Root => {
-                if !self.snap()?.mirror {
-                    push(Node::IncomingRoot, FileType::Directory, INCOMING);
-                }
-                push(Node::Dists(String::new()), FileType::Directory, DISTS);
-                push(Node::Pkgs, FileType::Directory, PKGS);
+            Node::Root => self.list_root(&mut list)?,
+            Node::IncomingRoot => self.list_spool(&mut list, uid, "")?,
+            Node::Incoming { owner, rel } => {
+                self.may_touch(uid, *owner)?;
+                self.list_spool(&mut list, *owner, rel)?
             }
-            Node::IncomingRoot | Node::Incoming { .. } => {
-                let (owner, rel) = match &node {
-                    Node::Incoming { owner, rel } => {
-                        self.may_touch(uid, *owner)?;
-                        (*owner, rel.clone())
-                    }
-                    _ => (uid, String::new()),
-                };
-                let dir = self.spool_path(owner, &rel);
-                let entries = match std::fs::read_dir(&dir) {
-                    Ok(e) => Some(e),
-                    // A uid's staging area exists from its first upload on, and a repository
-                    // directory from the first write inside it.
-                    Err(e)
-                        if e.kind() == io::ErrorKind::NotFound
-                            && (rel.is_empty() || self.repo_dir(&rel)) =>
-                    {
-                        None
-                    }
-                    Err(e) => return Err(errno(&e)),
-                };
-                let mut listed = std::collections::HashSet::new();
-                for e in entries.into_iter().flatten().flatten() {
-                    let Ok(name) = e.file_name().into_string() else {
-                        continue;
-                    };
-                    let Ok(ft) = e.file_type() else { continue };
-                    let kind = file_kind(ft);
-                    push(
-                        Node::Incoming {
-                            owner,
-                            rel: crate::paths::join(&rel, &name),
-                        },
-                        kind,
-                        &name,
-                    );
-                    listed.insert(name);
-                }
-                // The repository's directories, which every uid may upload into.
-                for name in self.repo_subdirs(&rel) {
-                    if !listed.contains(&name) {
-                        let child = crate::paths::join(&rel, &name);
-                        push(
-                            Node::Incoming { owner, rel: child },
-                            FileType::Directory,
-                            &name,
-                        );
-                    }
-                }
-            }
-            Node::Dists(dir) => {
-                let snap = self.snap()?;
-                for (name, e) in snap.dist_children(dir).ok_or(libc::ENOENT)? {
-                    let path = crate::paths::join(dir, name);
-                    match e {
-                        DistEntry::Dir => push(Node::Dists(path), FileType::Directory, name),
-                        DistEntry::Symlink(_) => push(Node::Dists(path), FileType::Symlink, name),
-                        DistEntry::Generated(_) | DistEntry::Torrent(_) => {
-                            push(Node::Dists(path), FileType::RegularFile, name)
-                        }
-                        DistEntry::File(id) => {
-                            push(Node::DistsFile(id), FileType::RegularFile, name)
-                        }
-                    }
-                }
-            }
-            Node::Pkgs => {
-                let snap = self.snap()?;
-                for name in snap.top_names() {
-                    let node = if name.starts_with('@') && snap.scoped(name).is_some() {
-                        Node::PkgScope(name.to_string())
-                    } else {
-                        Node::PkgName(name.to_string())
-                    };
-                    push(node, FileType::Directory, name);
-                }
-            }
-            Node::PkgScope(scope) => {
-                let snap = self.snap()?;
-                for name in snap.scoped(scope).ok_or(libc::ENOENT)? {
-                    push(
-                        Node::PkgName(format!("{scope}/{name}")),
-                        FileType::Directory,
-                        name,
-                    );
-                }
-            }
-            Node::PkgName(pkg) => {
-                let snap = self.snap()?;
-                for (v, id) in snap.versions(pkg).ok_or(libc::ENOENT)? {
-                    push(
-                        Node::PkgEntry {
-                            file_id: *id,
-                            path: String::new(),
-                        },
-                        FileType::Directory,
-                        v,
-                    );
-                }
-                push(Node::PkgLatest(pkg.clone()), FileType::Symlink, LATEST);
-            }
-            Node::PkgEntry { file_id, path } => {
-                let tree = self.tree(*file_id)?;
-                let n = tree.node(path).ok_or(libc::ENOENT)?;
-                if !tree.is_dir(n) {
-                    return Err(libc::ENOTDIR);
-                }
-                for (name, &child) in &n.children {
-                    let _ = child;
-                    let cpath = crate::paths::join(path, name);
-                    let cn = tree.node(&cpath).ok_or(libc::EIO)?;
-                    let kind = if tree.is_dir(cn) {
-                        FileType::Directory
-                    } else if tree.entry(cn).is_some_and(|e| e.kind == EntryKind::Symlink) {
-                        FileType::Symlink
-                    } else {
-                        FileType::RegularFile
-                    };
-                    push(
-                        Node::PkgEntry {
-                            file_id: *file_id,
-                            path: cpath,
-                        },
-                        kind,
-                        name,
-                    );
-                }
-            }
+            Node::Dists(dir) => self.list_dists(&mut list, dir)?,
+            Node::Pkgs => self.list_pkgs(&mut list)?,
+            Node::PkgScope(scope) => self.list_scope(&mut list, scope)?,
+            Node::PkgName(pkg) => self.list_versions(&mut list, pkg)?,
+            Node::PkgEntry { file_id, path } => self.list_in_package(&mut list, *file_id, path)?,
             _ => return Err(libc::ENOTDIR),
         }
-        Ok(self.add_handle(Handle::Dir(out)))
+        Ok(self.add_handle(Handle::Dir(list.out)))
+    }
+
+    /// The mount's root: the three views (a mirror takes no uploads, so has no incoming/).
+    fn list_root(&self, list: &mut Listing) -> Result<()> {
+        if !self.snap()?.mirror {
+            list.push(Node::IncomingRoot, FileType::Directory, INCOMING);
+        }
+        list.push(Node::Dists(String::new()), FileType::Directory, DISTS);
+        list.push(Node::Pkgs, FileType::Directory, PKGS);
+        Ok(())
+    }
+
+    /// A directory of `owner`'s part of the spool ("" is incoming/ itself): what is on disk,
+    /// and the repository's directories, which every uid may upload into.
+    fn list_spool(&self, list: &mut Listing, owner: u32, rel: &str) -> Result<()> {
+        let dir = self.spool_path(owner, rel);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => Some(e),
+            // A uid's staging area exists from its first upload on, and a repository
+            // directory from the first write inside it.
+            Err(e)
+                if e.kind() == io::ErrorKind::NotFound
+                    && (rel.is_empty() || self.repo_dir(rel)) =>
+            {
+                None
+            }
+            Err(e) => return Err(errno(&e)),
+        };
+        let mut listed = HashSet::new();
+        for e in entries.into_iter().flatten().flatten() {
+            let Ok(name) = e.file_name().into_string() else {
+                continue;
+            };
+            let Ok(ft) = e.file_type() else { continue };
+            let kind = file_kind(ft);
+            list.push(
+                Node::Incoming {
+                    owner,
+                    rel: crate::paths::join(rel, &name),
+                },
+                kind,
+                &name,
+            );
+            listed.insert(name);
+        }
+        for name in self.repo_subdirs(rel) {
+            if !listed.contains(&name) {
+                let child = crate::paths::join(rel, &name);
+                list.push(
+                    Node::Incoming { owner, rel: child },
+                    FileType::Directory,
+                    &name,
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// A directory below dists/ ("" is dists/ itself); a published file is its own node.
+    fn list_dists(&self, list: &mut Listing, dir: &str) -> Result<()> {
+        let snap = self.snap()?;
+        for (name, e) in snap.dist_children(dir).ok_or(libc::ENOENT)? {
+            let path = crate::paths::join(dir, name);
+            match e {
+                DistEntry::Dir => list.push(Node::Dists(path), FileType::Directory, name),
+                DistEntry::Symlink(_) => list.push(Node::Dists(path), FileType::Symlink, name),
+                DistEntry::Generated(_) | DistEntry::Torrent(_) => {
+                    list.push(Node::Dists(path), FileType::RegularFile, name)
+                }
+                DistEntry::File(id) => list.push(Node::DistsFile(id), FileType::RegularFile, name),
+            }
+        }
+        Ok(())
+    }
+
+    /// pkgs/: a directory per package name, or per npm scope.
+    fn list_pkgs(&self, list: &mut Listing) -> Result<()> {
+        let snap = self.snap()?;
+        for name in snap.top_names() {
+            let node = if name.starts_with('@') && snap.scoped(name).is_some() {
+                Node::PkgScope(name.to_string())
+            } else {
+                Node::PkgName(name.to_string())
+            };
+            list.push(node, FileType::Directory, name);
+        }
+        Ok(())
+    }
+
+    /// pkgs/@SCOPE: the scope's packages.
+    fn list_scope(&self, list: &mut Listing, scope: &str) -> Result<()> {
+        let snap = self.snap()?;
+        for name in snap.scoped(scope).ok_or(libc::ENOENT)? {
+            list.push(
+                Node::PkgName(format!("{scope}/{name}")),
+                FileType::Directory,
+                name,
+            );
+        }
+        Ok(())
+    }
+
+    /// pkgs/NAME: a directory per version, and `latest`.
+    fn list_versions(&self, list: &mut Listing, pkg: &str) -> Result<()> {
+        let snap = self.snap()?;
+        for (v, id) in snap.versions(pkg).ok_or(libc::ENOENT)? {
+            list.push(
+                Node::PkgEntry {
+                    file_id: *id,
+                    path: String::new(),
+                },
+                FileType::Directory,
+                v,
+            );
+        }
+        list.push(Node::PkgLatest(pkg.to_string()), FileType::Symlink, LATEST);
+        Ok(())
+    }
+
+    /// A directory inside a package ("" is pkgs/NAME/VERSION itself), from its parsed tree.
+    fn list_in_package(&self, list: &mut Listing, file_id: i64, path: &str) -> Result<()> {
+        let tree = self.tree(file_id)?;
+        let n = tree.node(path).ok_or(libc::ENOENT)?;
+        if !tree.is_dir(n) {
+            return Err(libc::ENOTDIR);
+        }
+        for name in n.children.keys() {
+            let cpath = crate::paths::join(path, name);
+            let cn = tree.node(&cpath).ok_or(libc::EIO)?;
+            let kind = if tree.is_dir(cn) {
+                FileType::Directory
+            } else if tree.entry(cn).is_some_and(|e| e.kind == EntryKind::Symlink) {
+                FileType::Symlink
+            } else {
+                FileType::RegularFile
+            };
+            list.push(
+                Node::PkgEntry {
+                    file_id,
+                    path: cpath,
+                },
+                kind,
+                name,
+            );
+        }
+        Ok(())
     }
 
     /// Entries from `offset` on (offsets are positions in the listing, plus one).
@@ -912,102 +946,120 @@ impl Vfs {
         }
         let snap = self.snap()?;
         match node {
-            Node::DistsFile(id) => {
-                snap.file(id).ok_or(libc::ENOENT)?;
-                let f = lock(&self.catalog)
-                    .published_file(id)
+            Node::DistsFile(id) => self.open_published(&snap, id),
+            Node::Dists(path) => self.open_dist(&snap, &path),
+            Node::PkgEntry { file_id, path } => self.open_in_package(&snap, ino, file_id, &path),
+            _ => Err(libc::EISDIR),
+        }
+    }
+
+    /// A published file in dists/: its object, through the kernel (passthrough) if it is a
+    /// local file.
+    fn open_published(&self, snap: &Snapshot, id: i64) -> Result<Opened> {
+        snap.file(id).ok_or(libc::ENOENT)?;
+        let f = lock(&self.catalog)
+            .published_file(id)
+            .map_err(|e| {
+                warn!(error = %e, "catalog unreadable");
+                libc::EIO
+            })?
+            .ok_or(libc::ENOENT)?;
+        let file = self
+            .objects
+            .open(&f.sha256, f.size)
+            .map_err(|e| errno(&e))?;
+        let passthrough = file.local_file().and_then(|f| f.try_clone().ok());
+        let fh = self.add_handle(Handle::Object {
+            file,
+            backing: Mutex::new(None),
+        });
+        Ok(Opened {
+            fh,
+            passthrough,
+            direct_io: false,
+            immutable: true,
+            prefill: None,
+        })
+    }
+
+    /// Any other file in dists/: a generated index or a `.torrent`, rendered now.
+    fn open_dist(&self, snap: &Snapshot, path: &str) -> Result<Opened> {
+        match snap.dist_entry(path).ok_or(libc::ENOENT)? {
+            e @ (DistEntry::Generated(_) | DistEntry::Torrent(_)) => {
+                let bytes = render_dist(&lock(&self.catalog), snap, path, &e)
                     .map_err(|e| {
-                        warn!(error = %e, "catalog unreadable");
+                        warn!(error = %format!("{e:#}"), "cannot render a dists/ file");
                         libc::EIO
                     })?
                     .ok_or(libc::ENOENT)?;
-                let file = self
-                    .objects
-                    .open(&f.sha256, f.size)
-                    .map_err(|e| errno(&e))?;
-                let passthrough = file.local_file().and_then(|f| f.try_clone().ok());
-                let fh = self.add_handle(Handle::Object {
-                    file,
-                    backing: Mutex::new(None),
-                });
-                Ok(Opened {
-                    fh,
-                    passthrough,
-                    direct_io: false,
-                    immutable: true,
-                    prefill: None,
-                })
-            }
-            Node::Dists(path) => match snap.dist_entry(&path).ok_or(libc::ENOENT)? {
-                e @ (DistEntry::Generated(_) | DistEntry::Torrent(_)) => {
-                    let bytes = render_dist(&lock(&self.catalog), &snap, &path, &e)
-                        .map_err(|e| {
-                            warn!(error = %format!("{e:#}"), "cannot render a dists/ file");
-                            libc::EIO
-                        })?
-                        .ok_or(libc::ENOENT)?;
-                    let fh = self.add_handle(Handle::Bytes(Arc::new(bytes)));
-                    Ok(Opened {
-                        fh,
-                        passthrough: None,
-                        direct_io: true,
-                        immutable: false,
-                        prefill: None,
-                    })
-                }
-                DistEntry::Dir => Err(libc::EISDIR),
-                _ => Err(libc::EINVAL),
-            },
-            Node::PkgEntry { file_id, path } => {
-                snap.package(file_id).ok_or(libc::ENOENT)?;
-                let pkg = lock(&self.catalog)
-                    .package(file_id)
-                    .map_err(|e| {
-                        warn!(error = %e, "catalog unreadable");
-                        libc::EIO
-                    })?
-                    .ok_or(libc::ENOENT)?;
-                let item = self.pkg_item(file_id, &path)?;
-                if item.is_dir {
-                    return Err(libc::EISDIR);
-                }
-                let data = match (&item.entry, item.data) {
-                    (None, _) => return Err(libc::ENOENT),
-                    (Some(_), None) => return Err(libc::EINVAL),
-                    (Some(_), Some(d)) => d,
-                };
-                let size = snap.file(file_id).ok_or(libc::ENOENT)?.size;
-                let object = self.objects.open(&pkg.sha256, size).map_err(|e| {
-                    warn!(package = %pkg.name, error = %e, "cannot open package");
-                    errno(&e)
-                })?;
-                let seekable = self.seekable(&pkg)?;
-                let source = content::source(
-                    &pkg,
-                    object,
-                    seekable,
-                    &self.objects,
-                    &self.spans,
-                    &self.catalog,
-                    &self.cache,
-                )
-                .map_err(|e| {
-                    warn!(package = %pkg.name, error = %e, "cannot read package content");
-                    libc::EIO
-                })?;
-                let reader = EntryReader::new(source, &data);
-                let prefill = self.fill(ino, &reader, data.size);
-                let fh = self.add_handle(Handle::Entry(Box::new(reader)));
+                let fh = self.add_handle(Handle::Bytes(Arc::new(bytes)));
                 Ok(Opened {
                     fh,
                     passthrough: None,
-                    direct_io: false,
-                    immutable: true,
-                    prefill,
+                    direct_io: true,
+                    immutable: false,
+                    prefill: None,
                 })
             }
-            _ => Err(libc::EISDIR),
+            DistEntry::Dir => Err(libc::EISDIR),
+            _ => Err(libc::EINVAL),
         }
+    }
+
+    /// A file inside a package: a reader over the package's payload at the entry's offset.
+    fn open_in_package(
+        &self,
+        snap: &Snapshot,
+        ino: u64,
+        file_id: i64,
+        path: &str,
+    ) -> Result<Opened> {
+        snap.package(file_id).ok_or(libc::ENOENT)?;
+        let pkg = lock(&self.catalog)
+            .package(file_id)
+            .map_err(|e| {
+                warn!(error = %e, "catalog unreadable");
+                libc::EIO
+            })?
+            .ok_or(libc::ENOENT)?;
+        let item = self.pkg_item(file_id, path)?;
+        if item.is_dir {
+            return Err(libc::EISDIR);
+        }
+        let data = match (&item.entry, item.data) {
+            (None, _) => return Err(libc::ENOENT),
+            (Some(_), None) => return Err(libc::EINVAL),
+            (Some(_), Some(d)) => d,
+        };
+        let size = snap.file(file_id).ok_or(libc::ENOENT)?.size;
+        let object = self.objects.open(&pkg.sha256, size).map_err(|e| {
+            warn!(package = %pkg.name, error = %e, "cannot open package");
+            errno(&e)
+        })?;
+        let seekable = self.seekable(&pkg)?;
+        let source = content::source(
+            &pkg,
+            object,
+            seekable,
+            &self.objects,
+            &self.spans,
+            &self.catalog,
+            &self.cache,
+        )
+        .map_err(|e| {
+            warn!(package = %pkg.name, error = %e, "cannot read package content");
+            libc::EIO
+        })?;
+        let reader = EntryReader::new(source, &data);
+        let prefill = self.fill(ino, &reader, data.size);
+        let fh = self.add_handle(Handle::Entry(Box::new(reader)));
+        Ok(Opened {
+            fh,
+            passthrough: None,
+            direct_io: false,
+            immutable: true,
+            prefill,
+        })
     }
 
     /// The whole of a small file inside a package on its first open (`prefill`).
