@@ -1,0 +1,314 @@
+//! Opening and reading files, in every view but the spool's writes: a published file is
+//! read from its object (passed through to the kernel when local), a generated dists/ file is
+//! rendered whole at open, and a file inside a package is read through `content` from its
+//! package's payload. Also a symlink's target, and `render_dist`, which the HTTP view shares.
+
+use std::fs::File;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use tracing::{debug, warn};
+
+use super::content::{self, EntryReader, Seekable};
+use super::tree::{DistEntry, Snapshot};
+use super::{errno, lock, Handle, Node, Opened, Result, Vfs};
+use crate::archive::EntryKind;
+use crate::catalog::Catalog;
+use crate::store::ReadAt;
+use crate::torrent;
+
+impl Vfs {
+    pub fn open(&self, uid: u32, gid: u32, ino: u64, flags: i32) -> Result<Opened> {
+        let node = self.node(ino)?;
+        if let Node::Incoming { owner, rel } = &node {
+            return self.open_spool(uid, gid, ino, *owner, rel, flags);
+        }
+        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
+            return Err(libc::EROFS);
+        }
+        let snap = self.snap()?;
+        match node {
+            Node::DistsFile(id) => self.open_published(&snap, id),
+            Node::Dists(path) => self.open_dist(&snap, &path),
+            Node::PkgEntry { file_id, path } => self.open_in_package(&snap, ino, file_id, &path),
+            _ => Err(libc::EISDIR),
+        }
+    }
+
+    /// A published file in dists/: its object, through the kernel (passthrough) if it is a
+    /// local file.
+    fn open_published(&self, snap: &Snapshot, id: i64) -> Result<Opened> {
+        snap.file(id).ok_or(libc::ENOENT)?;
+        let f = lock(&self.catalog)
+            .published_file(id)
+            .map_err(|e| {
+                warn!(error = %e, "catalog unreadable");
+                libc::EIO
+            })?
+            .ok_or(libc::ENOENT)?;
+        let file = self
+            .objects
+            .open(&f.sha256, f.size)
+            .map_err(|e| errno(&e))?;
+        let passthrough = file.local_file().and_then(|f| f.try_clone().ok());
+        let fh = self.add_handle(Handle::Object {
+            file,
+            backing: Mutex::new(None),
+        });
+        Ok(Opened {
+            fh,
+            passthrough,
+            direct_io: false,
+            immutable: true,
+            prefill: None,
+        })
+    }
+
+    /// Any other file in dists/: a generated index or a `.torrent`, rendered now.
+    fn open_dist(&self, snap: &Snapshot, path: &str) -> Result<Opened> {
+        match snap.dist_entry(path).ok_or(libc::ENOENT)? {
+            e @ (DistEntry::Generated(_) | DistEntry::Torrent(_)) => {
+                let bytes = render_dist(&lock(&self.catalog), snap, path, &e)
+                    .map_err(|e| {
+                        warn!(error = %format!("{e:#}"), "cannot render a dists/ file");
+                        libc::EIO
+                    })?
+                    .ok_or(libc::ENOENT)?;
+                let fh = self.add_handle(Handle::Bytes(Arc::new(bytes)));
+                Ok(Opened {
+                    fh,
+                    passthrough: None,
+                    direct_io: true,
+                    immutable: false,
+                    prefill: None,
+                })
+            }
+            DistEntry::Dir => Err(libc::EISDIR),
+            _ => Err(libc::EINVAL),
+        }
+    }
+
+    /// A file inside a package: a reader over the package's payload at the entry's offset.
+    fn open_in_package(
+        &self,
+        snap: &Snapshot,
+        ino: u64,
+        file_id: i64,
+        path: &str,
+    ) -> Result<Opened> {
+        snap.package(file_id).ok_or(libc::ENOENT)?;
+        let pkg = lock(&self.catalog)
+            .package(file_id)
+            .map_err(|e| {
+                warn!(error = %e, "catalog unreadable");
+                libc::EIO
+            })?
+            .ok_or(libc::ENOENT)?;
+        let item = self.pkg_item(file_id, path)?;
+        if item.is_dir {
+            return Err(libc::EISDIR);
+        }
+        let data = match (&item.entry, item.data) {
+            (None, _) => return Err(libc::ENOENT),
+            (Some(_), None) => return Err(libc::EINVAL),
+            (Some(_), Some(d)) => d,
+        };
+        let size = snap.file(file_id).ok_or(libc::ENOENT)?.size;
+        let object = self.objects.open(&pkg.sha256, size).map_err(|e| {
+            warn!(package = %pkg.name, error = %e, "cannot open package");
+            errno(&e)
+        })?;
+        let seekable = self.seekable(&pkg)?;
+        let source = content::source(
+            &pkg,
+            object,
+            seekable,
+            &self.objects,
+            &self.spans,
+            &self.catalog,
+            &self.cache,
+        )
+        .map_err(|e| {
+            warn!(package = %pkg.name, error = %e, "cannot read package content");
+            libc::EIO
+        })?;
+        let reader = EntryReader::new(source, &data);
+        let prefill = self.fill(ino, &reader, data.size);
+        let fh = self.add_handle(Handle::Entry(Box::new(reader)));
+        Ok(Opened {
+            fh,
+            passthrough: None,
+            direct_io: false,
+            immutable: true,
+            prefill,
+        })
+    }
+
+    /// The whole of a small file inside a package on its first open (`prefill`).
+    fn fill(&self, ino: u64, reader: &EntryReader, size: u64) -> Option<Vec<u8>> {
+        if !self.prefills.claim(ino, size) {
+            return None;
+        }
+        match reader.read(0, size as u32) {
+            Ok(bytes) => Some(bytes),
+            Err(e) => {
+                debug!(error = %e, "no prefill; reads will say why");
+                self.prefills.finish(ino);
+                None
+            }
+        }
+    }
+
+    /// The kernel has the bytes `open` gave it in `Opened::prefill` (or refused them).
+    pub fn prefilled(&self, ino: u64) {
+        self.prefills.finish(ino);
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>> {
+        let h = self.handle(fh)?;
+        match &*h {
+            Handle::Spool(s) => read_file(&s.file, offset, size),
+            Handle::Object { file, .. } => read_object(&**file, offset, size),
+            Handle::Bytes(b) => {
+                let start = (offset as usize).min(b.len());
+                let end = start.saturating_add(size as usize).min(b.len());
+                Ok(b[start..end].to_vec())
+            }
+            Handle::Entry(r) => r.read(offset, size).map_err(|e| {
+                warn!(error = %e, "read inside a package failed");
+                libc::EIO
+            }),
+            Handle::Dir(_) => Err(libc::EISDIR),
+        }
+    }
+
+    pub fn release(&self, fh: u64) {
+        let h = lock(&self.handles).remove(&fh);
+        match h.as_deref() {
+            Some(Handle::Spool(s)) => self.release_spool(s),
+            // Entries listed but never looked up are not the kernel's: let them go.
+            Some(Handle::Dir(list)) => {
+                let mut t = lock(&self.inodes);
+                for e in list {
+                    t.drop_if_unreferenced(e.ino);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// How package `pkg`'s payload is read at an offset (loaded once per package).
+    fn seekable(&self, pkg: &crate::catalog::PackageRow) -> Result<Seekable> {
+        let file_id = pkg.file_id;
+        if let Some(s) = lock(&self.seekable).get(&file_id) {
+            return Ok(s.clone());
+        }
+        let fail = |e: crate::catalog::CatalogError| {
+            warn!(error = %e, file_id, "payload index unreadable");
+            libc::EIO
+        };
+        let s = match pkg.compression.as_str() {
+            "none" => Seekable::Nothing,
+            "gzip" => Seekable::Gzip(Arc::default()),
+            _ => match lock(&self.catalog).derived(file_id).map_err(fail)? {
+                Some(d) => Seekable::Frames {
+                    size: twin_size(&d.frames),
+                    sha256: d.sha256,
+                    frames: d.frames.into(),
+                },
+                None => Seekable::Nothing,
+            },
+        };
+        lock(&self.seekable).insert(file_id, s.clone());
+        Ok(s)
+    }
+
+    /// The target of a symlink in any view.
+    pub fn readlink(&self, uid: u32, ino: u64) -> Result<Vec<u8>> {
+        match self.node(ino)? {
+            Node::Incoming { owner, rel } => {
+                self.may_touch(uid, owner)?;
+                let t = std::fs::read_link(self.spool_path(owner, &rel)).map_err(|e| errno(&e))?;
+                Ok(t.into_os_string().into_encoded_bytes())
+            }
+            Node::Dists(path) => match self.snap()?.dist_entry(&path) {
+                Some(DistEntry::Symlink(t)) => Ok(t.into_bytes()),
+                _ => Err(libc::EINVAL),
+            },
+            Node::PkgLatest(name) => Ok(self
+                .snap()?
+                .latest(&name)
+                .ok_or(libc::ENOENT)?
+                .as_bytes()
+                .to_vec()),
+            Node::PkgEntry { file_id, path } => {
+                let e = self.pkg_item(file_id, &path)?.entry.ok_or(libc::EINVAL)?;
+                match (&e.kind, &e.link_target) {
+                    (EntryKind::Symlink, Some(t)) => Ok(t.as_bytes().to_vec()),
+                    _ => Err(libc::EINVAL),
+                }
+            }
+            _ => Err(libc::EINVAL),
+        }
+    }
+}
+
+/// The bytes of a dists/ entry made when it is opened (generated files, `FILE.torrent`), for
+/// the mount and the HTTP view alike; None for other kinds, or a torrent the catalog lacks.
+pub fn render_dist(
+    cat: &Catalog,
+    snap: &Snapshot,
+    path: &str,
+    e: &DistEntry,
+) -> anyhow::Result<Option<Vec<u8>>> {
+    match e {
+        DistEntry::Generated(g) => {
+            let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
+            Ok(Some(snap.generated(cat, dir, *g)?))
+        }
+        DistEntry::Torrent(id) => match cat.torrent_info(*id)? {
+            Some(info) => Ok(Some(torrent::torrent_file(&info, &snap.trackers)?)),
+            None => Ok(None),
+        },
+        DistEntry::Dir | DistEntry::File(_) | DistEntry::Symlink(_) => Ok(None),
+    }
+}
+
+fn read_object(f: &dyn ReadAt, offset: u64, size: u32) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; size as usize];
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                warn!(error = %e, "read of a published file failed");
+                return Err(libc::EIO);
+            }
+        }
+    }
+    buf.truncate(done);
+    Ok(buf)
+}
+
+/// A seekable twin's size: where its last frame ends.
+fn twin_size(frames: &[crate::catalog::Frame]) -> u64 {
+    frames.last().map_or(0, |f| f.inp + f.in_len)
+}
+
+fn read_file(f: &File, offset: u64, size: u32) -> Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; size as usize];
+    let mut done = 0;
+    while done < buf.len() {
+        match FileExt::read_at(f, &mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(errno(&e)),
+        }
+    }
+    buf.truncate(done);
+    Ok(buf)
+}
