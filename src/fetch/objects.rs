@@ -4,12 +4,17 @@
 //! an object is in the mirror's cache: complete (a plain file, served like a store object) or
 //! partial, read piece by piece — verified pieces straight from the cache file, missing ones
 //! fetched by repofsd on request over the control socket. The views never know which.
+//!
+//! A mount may start before its mirror service first ran (the catalog naming no upstream yet):
+//! `follow` turns it into a mirror's mount once the catalog does, so a file the mount lists is
+//! never looked for in an empty store. It never turns back: a mirror promoted to a primary
+//! keeps reading through the cache until the mount restarts.
 
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -22,7 +27,11 @@ use crate::store::{ReadAt, Store};
 /// Where content comes from: the store, or a mirror's cache and repofsd.
 pub struct Objects {
     store: Store,
-    mirror: Option<Arc<MirrorSide>>,
+    /// The mirror's cache and repofsd, used once `mirror` is set.
+    side: Arc<MirrorSide>,
+    /// Set when the catalog names an upstream (at start or by `follow`), never cleared: one
+    /// atomic load per open, no SQL.
+    mirror: AtomicBool,
 }
 
 struct MirrorSide {
@@ -39,27 +48,33 @@ impl Objects {
     pub fn new(layout: &Layout, config: &Config, mirror: bool) -> io::Result<Objects> {
         Ok(Objects {
             store: Store::open(&layout.store()).map_err(io::Error::other)?,
-            mirror: mirror.then(|| {
-                Arc::new(MirrorSide {
-                    cache: CacheDir::new(layout.mirror()),
-                    socket: layout.control_socket(),
-                    read_timeout: config.mirror.read_timeout,
-                    readahead: config.mirror.readahead,
-                    stalls: Mutex::new(Stalls::default()),
-                })
+            side: Arc::new(MirrorSide {
+                cache: CacheDir::new(layout.mirror()),
+                socket: layout.control_socket(),
+                read_timeout: config.mirror.read_timeout,
+                readahead: config.mirror.readahead,
+                stalls: Mutex::new(Stalls::default()),
             }),
+            mirror: AtomicBool::new(mirror),
         })
     }
 
     pub fn is_mirror(&self) -> bool {
-        self.mirror.is_some()
+        self.mirror.load(Ordering::Acquire)
+    }
+
+    /// The catalog (re-read) names an upstream or not: objects come through the cache from now
+    /// on if it does. Never back to the store. True if this call made it a mirror.
+    pub fn follow(&self, upstream_named: bool) -> bool {
+        upstream_named && !self.mirror.swap(true, Ordering::AcqRel)
     }
 
     /// Opens object `sha256` of `size` bytes for reading.
     pub fn open(&self, sha256: &str, size: u64) -> io::Result<Arc<dyn ReadAt>> {
-        let Some(m) = &self.mirror else {
+        if !self.is_mirror() {
             return Ok(Arc::new(File::open(self.store.object_path(sha256))?));
-        };
+        }
+        let m = &self.side;
         if let Ok(f) = File::open(m.cache.complete_path(sha256)) {
             // Recently used: the daemon evicts least recently touched first.
             let _ = f.set_modified(SystemTime::now());
@@ -184,5 +199,55 @@ impl ReadAt for Lazy {
         Err(io::Error::other(
             "repofsd reported the range fetched but the cache lacks it",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SHA: &str = "ab";
+
+    /// A repository root whose object `SHA` is in the mirror's cache only (complete).
+    fn cached_only() -> (tempfile::TempDir, Layout) {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = Layout::new(dir.path());
+        let complete = CacheDir::new(layout.mirror()).complete_path(SHA);
+        std::fs::create_dir_all(complete.parent().unwrap()).unwrap();
+        std::fs::write(&complete, b"bytes").unwrap();
+        (dir, layout)
+    }
+
+    fn read(o: &Objects) -> io::Result<Vec<u8>> {
+        let r = o.open(SHA, 5)?;
+        let mut buf = vec![0; 5];
+        r.read_at(&mut buf, 0)?;
+        Ok(buf)
+    }
+
+    /// A mount started before the catalog named an upstream reads from the store until it
+    /// does, then through the cache.
+    #[test]
+    fn a_primary_follows_the_catalog_to_mirror() {
+        let (_dir, layout) = cached_only();
+        let o = Objects::new(&layout, &Config::default(), false).unwrap();
+        assert!(!o.follow(false));
+        assert!(!o.is_mirror());
+        let e = read(&o).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(o.follow(true), "the first upstream seen switches");
+        assert!(o.is_mirror());
+        assert!(!o.follow(true), "already a mirror");
+        assert_eq!(read(&o).unwrap(), b"bytes");
+    }
+
+    /// The catalog naming no upstream later (a promoted mirror) does not switch back.
+    #[test]
+    fn a_mirror_never_switches_back() {
+        let (_dir, layout) = cached_only();
+        let o = Objects::new(&layout, &Config::default(), true).unwrap();
+        assert!(!o.follow(false));
+        assert!(o.is_mirror());
+        assert_eq!(read(&o).unwrap(), b"bytes");
     }
 }

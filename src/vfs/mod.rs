@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use fuser::{FileAttr, FileType};
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::archive::EntryKind;
 use crate::catalog::Catalog;
@@ -231,7 +231,7 @@ impl Vfs {
         }
         Ok(Vfs {
             cache,
-            objects: Objects::new(&layout, &config, catalog.setting("upstream")?.is_some())?,
+            objects: Objects::new(&layout, &config, snapshot.mirror)?,
             layout,
             config,
             catalog: Arc::new(Mutex::new(catalog)),
@@ -248,7 +248,8 @@ impl Vfs {
         })
     }
 
-    /// Whether content comes from an upstream's swarm (catalog setting `upstream`).
+    /// Whether content comes from an upstream's swarm (catalog setting `upstream`, as the
+    /// latest snapshot saw it; once a mirror, always, until the mount restarts).
     pub fn is_mirror(&self) -> bool {
         self.objects.is_mirror()
     }
@@ -316,8 +317,21 @@ impl Vfs {
             warn!(error = %e, "catalog unreadable");
             libc::EIO
         })?);
+        // Before any reader sees the files of a mirror's catalog, objects come from its cache.
+        self.follow_upstream(&current, &fresh);
         *crate::sync::write(&self.snapshot) = fresh.clone();
         Ok(fresh)
+    }
+
+    /// A mount started before its mirror service first ran becomes a mirror's mount once the
+    /// catalog names an upstream; it does not turn back (a promoted mirror's content is in
+    /// the cache, not the store) but says so.
+    fn follow_upstream(&self, current: &Snapshot, fresh: &Snapshot) {
+        if self.objects.follow(fresh.mirror) {
+            info!("the catalog names an upstream: reading content through the mirror's cache");
+        } else if current.mirror && !fresh.mirror && self.objects.is_mirror() {
+            warn!("the catalog names no upstream any more; content comes through the cache until the mount restarts");
+        }
     }
 
     /// The parsed entry list of package `file_id`.

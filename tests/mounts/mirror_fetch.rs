@@ -87,6 +87,26 @@ fn a_middle_read_fetches_only_its_pieces() {
     );
 }
 
+/// A mount started before its mirror service first ran (the catalog naming no upstream yet)
+/// becomes a mirror's mount once the service records its upstream: a file it lists reads
+/// byte for byte through the cache, never ENOENT.
+#[test]
+fn a_mount_started_before_its_mirror_service_follows_it() {
+    let (p, port) = primary();
+    let blob = publish_random(&p, "early-1.0.bin", 4);
+    let repo = Repo::with_config(Repo::LIVE);
+    let key = export_repo_key(&p.w.repo, repo.dir.path());
+    let mnt = crate::common::mount::Mount::start(&repo);
+    let daemon = start_mirror_daemon(&repo, &format!("http://127.0.0.1:{port}"), &key, None);
+    let path = mnt.path("dists/hello/early-1.0.bin");
+    wait_for("the mount lists the file", SYNC, || {
+        fs::metadata(&path).ok().filter(|m| m.len() == 4 << 20)
+    });
+    let got = fs::read(&path).unwrap_or_else(|e| panic!("read: {e}\n{}", daemon.log()));
+    assert!(got == fs::read(&blob).unwrap(), "bytes differ");
+    drop(mnt);
+}
+
 /// With no seeder left, a read of a piece nobody has fails with EIO within the read
 /// deadline, and the mount stays usable.
 #[test]
