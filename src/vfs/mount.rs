@@ -76,7 +76,10 @@ pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Resul
     let vfs = Arc::new(Vfs::new(layout, config.clone())?);
     // On a mirror a read may wait for the swarm (up to [mirror] read_timeout) on a FUSE
     // thread: keep enough threads that a few waiting reads do not stall every view.
-    let threads = match vfs.is_mirror() {
+    // A mount whose config names an upstream is a mirror's even if its service has not yet
+    // recorded it in the catalog (the mount then follows the catalog; threads are fixed now).
+    let mirror = vfs.is_mirror() || config.mirror.upstream.is_some();
+    let threads = match mirror {
         true => config.mount.threads.max(MIRROR_THREADS),
         false => config.mount.threads.max(1),
     };
