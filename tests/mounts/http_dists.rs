@@ -294,6 +294,18 @@ fn a_dead_swarm_aborts_the_body_within_the_deadline() {
     fs::create_dir_all(&d).unwrap();
     let link = url(mport, "/dists/hello/lonely-1.0.bin");
     let head = &fs::read(&blob).unwrap()[..4096];
+    // While the primary seeds, so that the mirror holds the torrent. A cold first fetch (add
+    // the torrent, announce, connect) can outlast the 3 s read_timeout on a loaded machine:
+    // that read may be tried again; what this test is about comes after the primary is gone.
+    let warm = || {
+        Command::new("curl")
+            .args(["-sf", "--max-time", "20", "-r", "0-4095", &link])
+            .output()
+            .ok()
+            .filter(|o| o.status.success() && o.stdout == head)
+    };
+    wait_for_or(Duration::from_secs(60), warm)
+        .unwrap_or_else(|| panic!("the mirror never served the head:\n{}", m.daemon.log()));
     let r = curl(&d, &["-r", "0-4095"], &link);
     assert!(r.status == 206 && r.body == head, "{}", m.daemon.log());
     p.daemon.terminate();

@@ -228,10 +228,14 @@ fn the_cache_keeps_its_bound_and_survives_a_restart() {
         complete_a.exists().then_some(())
     });
     assert_eq!(tool_hash("sha256sum", &pb), sha256_file(&b));
-    let st = m.status_when("cache use within the bound", |s| {
-        s["cache_bytes"]
-            .as_u64()
-            .is_some_and(|c| c > 0 && c <= limit)
+    // The status is rewritten every 2 s: one written before b's bytes arrived (a alone, 8 MiB)
+    // would satisfy the bound too. Wait for one that has b complete.
+    let sha_b = sha256_file(&b);
+    let st = m.status_when("cache use within the bound, b complete", |s| {
+        object_status(s, &sha_b).is_some_and(|o| o["complete"] == true)
+            && s["cache_bytes"]
+                .as_u64()
+                .is_some_and(|c| c > 0 && c <= limit)
     });
     eprintln!(
         "cache after 16 MiB read with a 10 MiB bound: {}",
