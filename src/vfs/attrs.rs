@@ -7,10 +7,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo};
-use tracing::warn;
 
 use super::tree::{DistEntry, Snapshot};
-use super::{lock, Node, Result, Vfs, BLKSIZE, SPOOL_TTL};
+use super::{catalog_eio, lock, Node, Result, Vfs, BLKSIZE, SPOOL_TTL};
 use crate::archive::EntryKind;
 
 impl Vfs {
@@ -94,12 +93,9 @@ impl Vfs {
                     )),
                     DistEntry::Generated(g) => {
                         let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
-                        let len =
-                            snap.generated_len(&lock(&self.catalog), dir, g)
-                                .map_err(|e| {
-                                    warn!(error = %e, "catalog unreadable");
-                                    libc::EIO
-                                })?;
+                        let len = snap
+                            .generated_len(&lock(&self.catalog), dir, g)
+                            .map_err(catalog_eio)?;
                         view(self.attr(ino, FileType::RegularFile, 0o444, len, self.view_time()))
                     }
                     DistEntry::Torrent(id) => {

@@ -11,7 +11,7 @@ use tracing::{debug, warn};
 
 use super::content::{self, EntryReader, Seekable};
 use super::tree::{DistEntry, Snapshot};
-use super::{errno, lock, Handle, Node, Opened, Result, Vfs};
+use super::{catalog_eio, errno, lock, Handle, Node, Opened, Result, Vfs};
 use crate::archive::EntryKind;
 use crate::catalog::Catalog;
 use crate::store::ReadAt;
@@ -41,10 +41,7 @@ impl Vfs {
         snap.file(id).ok_or(libc::ENOENT)?;
         let f = lock(&self.catalog)
             .published_file(id)
-            .map_err(|e| {
-                warn!(error = %e, "catalog unreadable");
-                libc::EIO
-            })?
+            .map_err(catalog_eio)?
             .ok_or(libc::ENOENT)?;
         let file = self
             .objects
@@ -99,10 +96,7 @@ impl Vfs {
         snap.package(file_id).ok_or(libc::ENOENT)?;
         let pkg = lock(&self.catalog)
             .package(file_id)
-            .map_err(|e| {
-                warn!(error = %e, "catalog unreadable");
-                libc::EIO
-            })?
+            .map_err(catalog_eio)?
             .ok_or(libc::ENOENT)?;
         let item = self.pkg_item(file_id, path)?;
         if item.is_dir {

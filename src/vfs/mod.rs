@@ -58,6 +58,12 @@ use tree::{DistEntry, PkgTree, Snapshot, TreeCache};
 pub type Errno = i32;
 pub type Result<T> = std::result::Result<T, Errno>;
 
+/// A catalog read failed under a view: logged, and EIO to the reader.
+pub(crate) fn catalog_eio(e: impl std::fmt::Display) -> i32 {
+    warn!(error = %e, "catalog unreadable");
+    libc::EIO
+}
+
 pub fn errno(e: &io::Error) -> Errno {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
@@ -306,17 +312,11 @@ impl Vfs {
     fn snap(&self) -> Result<Arc<Snapshot>> {
         let current = crate::sync::read(&self.snapshot).clone();
         let cat = lock(&self.catalog);
-        let version = cat.data_version().map_err(|e| {
-            warn!(error = %e, "catalog unreadable");
-            libc::EIO
-        })?;
+        let version = cat.data_version().map_err(catalog_eio)?;
         if version == current.version {
             return Ok(current);
         }
-        let fresh = Arc::new(Snapshot::load(&cat).map_err(|e| {
-            warn!(error = %e, "catalog unreadable");
-            libc::EIO
-        })?);
+        let fresh = Arc::new(Snapshot::load(&cat).map_err(catalog_eio)?);
         // Before any reader sees the files of a mirror's catalog, objects come from its cache.
         self.follow_upstream(&current, &fresh);
         *crate::sync::write(&self.snapshot) = fresh.clone();
