@@ -234,17 +234,19 @@ impl Tracker {
     /// BEP 48 allows); with none asked, every swarm this tracker knows.
     pub fn scrape_at(&self, hashes: &[[u8; 20]], now: Instant) -> BTreeMap<[u8; 20], ScrapeCounts> {
         let seeder = crate::sync::read(&self.seeder).is_some();
+        // Asked of the catalog before the swarms are locked: announces wait on that lock.
+        let published: Vec<[u8; 20]> = hashes
+            .iter()
+            .filter(|h| self.is_published(h))
+            .copied()
+            .collect();
         let mut swarms = crate::sync::lock(&self.swarms);
         self.sweep(&mut swarms, now);
         let stale = 2 * self.interval;
         let asked: Vec<[u8; 20]> = if hashes.is_empty() {
             swarms.by_hash.keys().copied().collect()
         } else {
-            hashes
-                .iter()
-                .filter(|h| self.is_published(h))
-                .copied()
-                .collect()
+            published
         };
         asked
             .into_iter()
