@@ -47,6 +47,10 @@ pub struct Mounted {
     dev: u64,
     stats: Arc<Stats>,
     stats_path: PathBuf,
+    /// SIGUSR1 writes the request counts, for as long as the mount lives, in whichever
+    /// process holds it (`repofs mount` or `repofsd --mount`): without a handler the signal
+    /// would kill the process and leave a dead mount.
+    usr1: Option<(signal_hook::iterator::Handle, std::thread::JoinHandle<()>)>,
 }
 
 /// How far the kernel reads ahead in a file: one READ's worth (`raise_readahead`).
@@ -102,13 +106,34 @@ pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Resul
     let dev = std::fs::metadata(&mountpoint).map(|m| m.dev()).unwrap_or(0);
     raise_readahead(dev);
     info!(mountpoint = %mountpoint.display(), "mounted");
+    let usr1 = stats_on_sigusr1(stats.clone(), stats_path.clone())?;
     Ok(Mounted {
         session: Some(session),
         mountpoint,
         dev,
         stats,
         stats_path,
+        usr1: Some(usr1),
     })
+}
+
+/// A thread that writes the request counts to `path` at each SIGUSR1, until its handle closes.
+fn stats_on_sigusr1(
+    stats: Arc<Stats>,
+    path: PathBuf,
+) -> io::Result<(signal_hook::iterator::Handle, std::thread::JoinHandle<()>)> {
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])?;
+    let handle = signals.handle();
+    let thread = std::thread::Builder::new()
+        .name("mount-stats".into())
+        .spawn(move || {
+            for _ in signals.forever() {
+                if let Err(e) = stats.write(&path) {
+                    warn!(path = %path.display(), error = %e, "cannot write the request counts");
+                }
+            }
+        })?;
+    Ok((handle, thread))
 }
 
 impl Mounted {
@@ -156,6 +181,10 @@ impl Mounted {
             }
         };
         info!(mountpoint = %self.mountpoint.display(), "unmounted");
+        if let Some((handle, thread)) = self.usr1.take() {
+            handle.close();
+            let _ = thread.join();
+        }
         self.write_stats();
         joined.context("FUSE session")
     }
@@ -169,23 +198,20 @@ impl Drop for Mounted {
     }
 }
 
-/// Serves until SIGTERM/SIGINT/SIGHUP or an external unmount, then unmounts. SIGUSR1 writes
-/// the request counts.
+/// Serves until SIGTERM/SIGINT/SIGHUP or an external unmount, then unmounts. (SIGUSR1, the
+/// request counts, is the mount's own: see `Mounted`.)
 pub fn serve_until_signal(mounted: Mounted) -> anyhow::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGUSR1};
-    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP, SIGUSR1])?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
     let handle = signals.handle();
     let (tx, rx) = mpsc::channel();
     let waiter = std::thread::spawn(move || {
-        for sig in signals.forever() {
-            if tx.send(sig).is_err() || sig != SIGUSR1 {
-                break;
-            }
+        if let Some(sig) = signals.forever().next() {
+            let _ = tx.send(sig);
         }
     });
     loop {
         match rx.recv_timeout(Duration::from_millis(250)) {
-            Ok(SIGUSR1) => mounted.write_stats(),
             Ok(sig) => {
                 info!(signal = sig, "unmounting");
                 break;

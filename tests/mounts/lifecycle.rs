@@ -416,3 +416,70 @@ fn concurrent_uploaders_and_readers() {
             .wait_published(&s.w.repo, "hello", &format!("hello-6.{i}.tar.gz"));
     }
 }
+
+/// `repofsd --mount` stopped on drop: SIGTERM (it unmounts), then, if a test failed before,
+/// a lazy unmount of whatever is left, so no dead mount outlives the test.
+struct ServiceWithMount {
+    child: std::process::Child,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for ServiceWithMount {
+    fn drop(&mut self) {
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let _ = wait_for_or(Duration::from_secs(20), || {
+            self.child.try_wait().ok().flatten()
+        });
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if is_mounted(&self.dir) {
+            let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+        }
+    }
+}
+
+/// SIGUSR1 asks a mount for its FUSE request counts (`ROOT/mount-stats.json`), whichever
+/// process holds it: `repofs mount`, and `repofsd --mount`, which the signal used to kill,
+/// leaving a dead mount behind. Both keep serving after it.
+#[test]
+fn sigusr1_writes_the_request_counts_and_kills_nothing() {
+    let s = Site::new();
+    let stats = s.w.repo.root.join("mount-stats.json");
+    let _ = fs::remove_file(&stats);
+    assert!(fs::read_dir(s.mnt.path("pkgs")).unwrap().count() > 0);
+    unsafe { libc::kill(s.mnt.child.id() as i32, libc::SIGUSR1) };
+    let counts = wait_for("repofs mount's counts", Duration::from_secs(10), || {
+        fs::read_to_string(&stats).ok()
+    });
+    assert!(counts.contains("\"opendir\""), "{counts}");
+    assert!(s.mnt.path("pkgs/hello/1.0/hello-1.0/README").is_file());
+    drop(s);
+
+    let w = World::new();
+    w.repo.set_config(Repo::LIVE);
+    let dir = w.repo.dir.path().join("service-mnt");
+    fs::create_dir_all(&dir).unwrap();
+    let child = w
+        .repo
+        .cmd(REPOFSD)
+        .arg("--mount")
+        .arg(&dir)
+        .spawn()
+        .unwrap();
+    let mut svc = ServiceWithMount { child, dir };
+    wait_for("repofsd's mount", Duration::from_secs(30), || {
+        (is_mounted(&svc.dir) && svc.dir.join("incoming").is_dir()).then_some(())
+    });
+    let stats = w.repo.root.join("mount-stats.json");
+    let _ = fs::remove_file(&stats);
+    unsafe { libc::kill(svc.child.id() as i32, libc::SIGUSR1) };
+    let counts = wait_for("repofsd's counts", Duration::from_secs(10), || {
+        fs::read_to_string(&stats).ok()
+    });
+    assert!(counts.contains("\"lookup\""), "{counts}");
+    assert!(
+        svc.child.try_wait().unwrap().is_none(),
+        "SIGUSR1 killed repofsd"
+    );
+    assert!(svc.dir.join("pkgs").is_dir(), "the mount still serves");
+}
