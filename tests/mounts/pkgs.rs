@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::common::{process::*, repo::*, site::*, world::*};
 
-/// Span cache budget for these tests: a few of the 4 MiB gzip spans.
+/// Span cache budget for these tests: a few gzip spans (1 MiB each, `SEEK_SPACING`).
 const BUDGET: u64 = 8 << 20;
 
 /// `root/NAME-1.0/`: `files` text files in nested directories (sizes 0..40 KiB, some of
@@ -70,7 +70,7 @@ fn files_below(root: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// A 64 MiB tree (16 spans) as .tar.gz, read whole through pkgs/ by tar -c and diff -r with
+/// A 64 MiB tree (64 spans) as .tar.gz, read whole through pkgs/ by tar -c and diff -r with
 /// an 8 MiB span cache: the bytes are the archive's, and the mount's peak memory grows by
 /// the budget plus a few spans in flight, not by the payload. Then 8 threads read different
 /// files of the package at once, in different orders.
