@@ -82,10 +82,6 @@ impl Seeder {
         Ok(Seeder { runtime, session })
     }
 
-    pub fn runtime(&self) -> &tokio::runtime::Runtime {
-        &self.runtime
-    }
-
     /// Where peers reach this seeder.
     pub fn addr(&self) -> Option<SocketAddr> {
         self.session.listen_addr()

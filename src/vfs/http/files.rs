@@ -19,6 +19,9 @@ use crate::store::ReadAt;
 const CHUNK: usize = 256 << 10;
 /// Chunks in flight between the reader thread and the connection.
 const IN_FLIGHT: usize = 4;
+/// Bodies up to this size are read whole before the answer (on the caller's blocking thread):
+/// no reader thread or channel per request, and head and body leave in one write.
+pub(super) const WHOLE: u64 = 64 << 10;
 
 /// A resolved file: its bytes (or where to read them) and what HTTP says about them.
 pub(super) struct Content {
@@ -34,7 +37,8 @@ pub(super) enum Source {
     Object(Arc<dyn ReadAt>),
 }
 
-/// HTTP's conditional and range rules (RFC 9110 §13.2.2 order) over one resource.
+/// HTTP's conditional and range rules (RFC 9110 §13.2.2 order) over one resource. A small
+/// body is read here: call it on a blocking thread, or for a primary's local store.
 pub(super) fn serve(c: Content, head: bool, req: &HeaderMap) -> Response {
     let text = |n: header::HeaderName| req.get(n).and_then(|v| v.to_str().ok());
     let modified = httpdate::fmt_http_date(c.modified);
@@ -109,6 +113,19 @@ pub(super) fn serve(c: Content, head: bool, req: &HeaderMap) -> Response {
     } else {
         match c.body {
             Source::Bytes(b) => Body::from(b.slice(from as usize..(from + len) as usize)),
+            Source::Object(o) if len <= WHOLE => {
+                let mut buf = vec![0u8; len as usize];
+                if let Err(e) = read_fully(o.as_ref(), &mut buf, from) {
+                    warn!(error = %e, offset = from, "HTTP: read failed");
+                    return refuse(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "read-failed",
+                        "the file's content cannot be read now",
+                    )
+                    .into_response();
+                }
+                Body::from(buf)
+            }
             Source::Object(o) => stream(o, from, len),
         }
     };
@@ -177,20 +194,8 @@ fn stream(o: Arc<dyn ReadAt>, from: u64, len: u64) -> Body {
         while at < end {
             let want = (end - at).min(CHUNK as u64) as usize;
             let mut buf = vec![0u8; want];
-            let mut got = 0;
-            let failed = loop {
-                if got == want {
-                    break None;
-                }
-                match o.read_at(&mut buf[got..], at + got as u64) {
-                    Ok(0) => break Some(io::Error::from(io::ErrorKind::UnexpectedEof)),
-                    Ok(n) => got += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => break Some(e),
-                }
-            };
-            if let Some(e) = failed {
-                warn!(error = %e, offset = at + got as u64, "HTTP: read failed mid-body; aborting the response");
+            if let Err(e) = read_fully(o.as_ref(), &mut buf, at) {
+                warn!(error = %e, offset = at, "HTTP: read failed mid-body; aborting the response");
                 let _ = tx.blocking_send(Err(e));
                 return;
             }
@@ -204,6 +209,20 @@ fn stream(o: Arc<dyn ReadAt>, from: u64, len: u64) -> Body {
     Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
+}
+
+/// Fills `buf` from `o` at `at`; the end of the object before that is an error.
+fn read_fully(o: &dyn ReadAt, buf: &mut [u8], at: u64) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match o.read_at(&mut buf[got..], at + got as u64) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// By name only: every `DistEntry` kind is served the same way.
