@@ -139,6 +139,13 @@ impl Distribution {
                 .with_catalog(Catalog::open(&layout.catalog())?),
         );
         *crate::sync::write(&tracker.seeder) = seeder.addr();
+        // Weak: `stop` takes the seeder back out of its Arc.
+        let weak = Arc::downgrade(&seeder);
+        tracker.on_leecher(Box::new(move |hash, peer| {
+            if let Some(s) = weak.upgrade() {
+                s.add_peer(hash, peer);
+            }
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let publisher = {
             let stop = stop.clone();

@@ -151,6 +151,17 @@ impl Seeder {
         }
     }
 
+    /// Connects to `peer` for the torrent `info_hash` if seeding it (a leecher the tracker
+    /// just heard from: the seeder need not wait for its own next announce to learn of it).
+    pub fn add_peer(&self, info_hash: [u8; 20], peer: SocketAddr) {
+        let id = librqbit::api::TorrentIdOrHash::Hash(librqbit_core::Id20::new(info_hash));
+        if let Some(live) = self.session.get(id).and_then(|t| t.live()) {
+            if let Err(e) = live.add_peer_if_not_seen(peer) {
+                tracing::debug!(error = %e, %peer, "seeder: cannot add the peer");
+            }
+        }
+    }
+
     /// Stops seeding: peers are disconnected, nothing is written.
     pub fn stop(self) {
         self.runtime.block_on(self.session.stop());
