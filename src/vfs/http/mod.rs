@@ -147,11 +147,11 @@ fn redirect(to: &str) -> Response {
 // ---- resolving -----------------------------------------------------------------------------
 
 /// What a request resolved to, before conditionals and ranges.
-enum Plan {
+enum Plan<'a> {
     /// 301 (a directory's slash form) or 302 (a symlink, which may change).
     Redirect(StatusCode, String),
     Listing(String),
-    Content(Content),
+    Content(Content<'a>),
 }
 
 /// Connections kept idle (each caches pages): more than the endpoint's threads rarely help.
@@ -209,7 +209,7 @@ impl Dists {
     }
 
     /// Resolves `raw` (the URL path after `/dists`, still percent-encoded).
-    fn resolve(&self, raw: &str, query: Option<&str>) -> Result<Plan, Refusal> {
+    fn resolve(&self, raw: &str, query: Option<&str>) -> Result<Plan<'_>, Refusal> {
         let path = decode_path(raw)?;
         let slash = raw.ends_with('/');
         let cat = self.catalog()?;
@@ -265,33 +265,37 @@ impl Dists {
 }
 
 impl Dists {
-    /// A published file's bytes (opened) and what HTTP says about them.
-    fn published(
-        &self,
+    /// A published file: what HTTP says about it, and how to open its bytes.
+    fn published<'a>(
+        &'a self,
         cat: &Catalog,
         snap: &Snapshot,
         id: i64,
         path: &str,
-    ) -> Result<Content, Refusal> {
+    ) -> Result<Content<'a>, Refusal> {
         let missing = || refuse(StatusCode::NOT_FOUND, "not-found", "no such path in dists/");
         let info = snap.file(id).ok_or_else(missing)?;
         let row = cat
             .published_file(id)
             .map_err(catalog_error)?
             .ok_or_else(missing)?;
-        let object = self.objects.open(&row.sha256, row.size).map_err(|e| {
-            warn!(error = %e, path = %path, "HTTP: cannot open a published file");
-            refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "open-failed",
-                "the file's content cannot be opened now",
-            )
-        })?;
         let name = path.rsplit('/').next().unwrap_or("");
+        let etag = format!("\"{}\"", row.sha256);
+        let path = path.to_string();
+        let open = move || {
+            self.objects.open(&row.sha256, row.size).map_err(|e| {
+                warn!(error = %e, path = %path, "HTTP: cannot open a published file");
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "open-failed",
+                    "the file's content cannot be opened now",
+                )
+            })
+        };
         Ok(Content {
-            body: Source::Object(object),
+            body: Source::Object(Box::new(open)),
             size: info.size,
-            etag: format!("\"{}\"", row.sha256),
+            etag,
             modified: epoch(info.published_at),
             content_type: content_type(name, false),
         })
