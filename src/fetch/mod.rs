@@ -39,17 +39,34 @@ pub fn trackers(config: &DistributionConfig) -> Vec<String> {
     }
 }
 
-/// Serves `app` on `addr` (peers' addresses reach the handlers) until the returned sender
-/// is used or dropped.
-pub fn serve_http(
-    runtime: &tokio::runtime::Runtime,
-    addr: SocketAddr,
-    app: axum::Router,
-) -> anyhow::Result<(SocketAddr, tokio::sync::oneshot::Sender<()>)> {
+/// The `--listen` endpoint, served on a runtime of its own until `stop` (or drop): the
+/// seeder's and a mirror's sync work run on theirs, so neither's tasks wait behind the other's.
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    runtime: Option<tokio::runtime::Runtime>,
+}
+
+/// Serves `app` on `addr` (peers' addresses reach the handlers).
+pub fn serve_http(addr: SocketAddr, app: axum::Router) -> anyhow::Result<Endpoint> {
+    use axum::serve::ListenerExt;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .thread_name("http")
+        .build()?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind(addr))
         .with_context(|| format!("listening on {addr}"))?;
     let bound = listener.local_addr()?;
+    // No Nagle: hyper writes a response's head and its body in separate writes, and a small
+    // body then waited for the client's delayed ACK of the head, ~40 ms per request on a
+    // keep-alive connection (bench/RESULTS.md, "many clients").
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY");
+        }
+    });
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     runtime.spawn(async move {
         let served = axum::serve(
@@ -64,7 +81,33 @@ pub fn serve_http(
             tracing::error!(error = %e, "HTTP endpoint failed");
         }
     });
-    Ok((bound, tx))
+    Ok(Endpoint {
+        addr: bound,
+        stop: Some(tx),
+        runtime: Some(runtime),
+    })
+}
+
+impl Endpoint {
+    /// Stops accepting, lets answers in progress finish for a moment, and returns.
+    pub fn stop(mut self) {
+        self.shut();
+    }
+
+    fn shut(&mut self) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(std::time::Duration::from_secs(2));
+        }
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.shut();
+    }
 }
 
 /// Seeding, the index publisher and the HTTP endpoint, running until `stop`.
@@ -74,7 +117,7 @@ pub struct Distribution {
     stop: Arc<AtomicBool>,
     follower: Option<std::thread::JoinHandle<()>>,
     publisher: Option<std::thread::JoinHandle<()>>,
-    http: Option<tokio::sync::oneshot::Sender<()>>,
+    http: Option<Endpoint>,
     pub http_addr: Option<SocketAddr>,
 }
 
@@ -96,6 +139,13 @@ impl Distribution {
                 .with_catalog(Catalog::open(&layout.catalog())?),
         );
         *crate::sync::write(&tracker.seeder) = seeder.addr();
+        // Weak: `stop` takes the seeder back out of its Arc.
+        let weak = Arc::downgrade(&seeder);
+        tracker.on_leecher(Box::new(move |hash, peer| {
+            if let Some(s) = weak.upgrade() {
+                s.add_peer(hash, peer);
+            }
+        }));
         let stop = Arc::new(AtomicBool::new(false));
         let publisher = {
             let stop = stop.clone();
@@ -142,17 +192,18 @@ impl Distribution {
 
     /// Serves `app`, the endpoint's whole router, on `addr` until `stop`.
     pub fn serve(&mut self, addr: SocketAddr, app: axum::Router) -> anyhow::Result<SocketAddr> {
-        let (addr, tx) = serve_http(self.seeder.runtime(), addr, app)?;
+        let endpoint = serve_http(addr, app)?;
+        let addr = endpoint.addr;
         self.http_addr = Some(addr);
-        self.http = Some(tx);
+        self.http = Some(endpoint);
         info!(addr = ?self.http_addr, "serving /announce, /scrape, the index and dists/");
         Ok(addr)
     }
 
     /// Stops the endpoint, then seeding; returns once both have.
     pub fn stop(mut self) {
-        if let Some(tx) = self.http.take() {
-            let _ = tx.send(());
+        if let Some(endpoint) = self.http.take() {
+            endpoint.stop();
         }
         self.stop.store(true, Ordering::Relaxed);
         if let Some(f) = self.follower.take() {

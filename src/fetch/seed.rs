@@ -82,10 +82,6 @@ impl Seeder {
         Ok(Seeder { runtime, session })
     }
 
-    pub fn runtime(&self) -> &tokio::runtime::Runtime {
-        &self.runtime
-    }
-
     /// Where peers reach this seeder.
     pub fn addr(&self) -> Option<SocketAddr> {
         self.session.listen_addr()
@@ -152,6 +148,17 @@ impl Seeder {
                 }
             }
             std::thread::sleep(POLL);
+        }
+    }
+
+    /// Connects to `peer` for the torrent `info_hash` if seeding it (a leecher the tracker
+    /// just heard from: the seeder need not wait for its own next announce to learn of it).
+    pub fn add_peer(&self, info_hash: [u8; 20], peer: SocketAddr) {
+        let id = librqbit::api::TorrentIdOrHash::Hash(librqbit_core::Id20::new(info_hash));
+        if let Some(live) = self.session.get(id).and_then(|t| t.live()) {
+            if let Err(e) = live.add_peer_if_not_seen(peer) {
+                tracing::debug!(error = %e, %peer, "seeder: cannot add the peer");
+            }
         }
     }
 

@@ -45,7 +45,12 @@ pub struct Tracker {
     pub seeder: RwLock<Option<SocketAddr>>,
     /// The catalog, for infohashes published since the seeder's last report.
     catalog: Option<Mutex<Catalog>>,
+    /// Told of each leecher that joins a swarm (the primary's seeder dials it).
+    on_leecher: RwLock<Option<LeecherHook>>,
 }
+
+/// What the tracker calls with a new leecher's infohash and address.
+pub type LeecherHook = Box<dyn Fn([u8; 20], SocketAddr) + Send + Sync>;
 
 struct Swarms {
     by_hash: HashMap<[u8; 20], Swarm>,
@@ -110,6 +115,7 @@ impl Tracker {
             published: RwLock::new(None),
             seeder: RwLock::new(None),
             catalog: None,
+            on_leecher: RwLock::new(None),
         }
     }
 
@@ -117,6 +123,14 @@ impl Tracker {
     pub fn with_catalog(mut self, catalog: Catalog) -> Tracker {
         self.catalog = Some(Mutex::new(catalog));
         self
+    }
+
+    /// Calls `hook` with each leecher that joins a swarm. The primary's seeder otherwise learns
+    /// of one only at its own next announce (up to an interval), and a client that does not
+    /// dial the seeder itself waits that long: Transmission 3.00 drops tracker peers on
+    /// 127.0.0.0/8 (libtransmission's `isMartianAddr`).
+    pub fn on_leecher(&self, hook: LeecherHook) {
+        *crate::sync::write(&self.on_leecher) = Some(hook);
     }
 
     /// The infohashes (hex) the repository publishes, as the seeder last saw them.
@@ -167,7 +181,8 @@ impl Tracker {
         let me = SocketAddr::new(canonical(remote.ip()), a.port);
         let want = a.numwant.unwrap_or(MAX_PEERS).min(MAX_PEERS);
         let mut peers = Vec::new();
-        let (mut complete, incomplete);
+        let seeder = self.seeder_for(host).filter(|s| *s != me);
+        let (mut complete, incomplete, joined, seeder_listed);
         {
             let mut swarms = crate::sync::lock(&self.swarms);
             self.sweep(&mut swarms, now);
@@ -179,15 +194,19 @@ impl Tracker {
             match a.event.as_deref() {
                 Some("stopped") => {
                     swarm.peers.remove(&me);
+                    joined = false;
                 }
                 event => {
                     if event == Some("completed") {
                         swarm.downloaded += 1;
                     }
                     let seed = a.left == Some(0) || event == Some("completed");
-                    swarm.peers.insert(me, Peer { seen: now, seed });
+                    let before = swarm.peers.insert(me, Peer { seen: now, seed });
+                    joined = !seed && before.is_none_or(|p| p.seed);
                 }
             }
+            // The seeder announces too: counted once.
+            seeder_listed = seeder.is_some_and(|s| swarm.peers.contains_key(&s));
             complete = swarm.peers.values().filter(|p| p.seed).count() as u64;
             incomplete = swarm.peers.len() as u64 - complete;
             // Seeders are of no use to a seeder.
@@ -201,8 +220,15 @@ impl Tracker {
                     .take(want),
             );
         }
-        if let Some(seeder) = self.seeder_for(host).filter(|s| *s != me) {
-            complete += 1;
+        if joined {
+            if let Some(hook) = &*crate::sync::read(&self.on_leecher) {
+                hook(a.info_hash, me);
+            }
+        }
+        if let Some(seeder) = seeder {
+            if !seeder_listed {
+                complete += 1;
+            }
             if !peers.contains(&seeder) {
                 peers.insert(0, seeder);
                 peers.truncate(want.max(1));
@@ -482,6 +508,34 @@ mod tests {
         assert!(t
             .announce_at(&ann(1000, 5, None), from("10.0.0.1"), None, now)
             .is_ok());
+    }
+
+    #[test]
+    fn the_seeder_hears_of_each_new_leecher_once_and_is_counted_once() {
+        let t = tracker();
+        let seeder = SocketAddr::new("10.0.0.9".parse().unwrap(), 7000);
+        *crate::sync::write(&t.seeder) = Some(seeder);
+        let heard = Arc::new(Mutex::new(Vec::new()));
+        let h = heard.clone();
+        t.on_leecher(Box::new(move |hash, peer| {
+            crate::sync::lock(&h).push((hash, peer))
+        }));
+        let now = Instant::now();
+        // The seeder's own announce: a seed, not a leecher; it is then counted once.
+        t.announce_at(&ann(7000, 0, Some("started")), from("10.0.0.9"), None, now)
+            .unwrap();
+        let leecher = ann(1001, 5, Some("started"));
+        let a = t
+            .announce_at(&leecher, from("10.0.0.1"), None, now)
+            .unwrap();
+        assert_eq!((a.complete, a.incomplete), (1, 1));
+        assert_eq!(a.peers, vec![seeder]);
+        t.announce_at(&ann(1001, 3, None), from("10.0.0.1"), None, now)
+            .unwrap();
+        t.announce_at(&ann(1002, 0, Some("started")), from("10.0.0.2"), None, now)
+            .unwrap();
+        let want = vec![(H, SocketAddr::new("10.0.0.1".parse().unwrap(), 1001))];
+        assert_eq!(*crate::sync::lock(&heard), want);
     }
 
     #[test]

@@ -246,6 +246,132 @@ fn sha2_of(b: &[u8]) -> Vec<u8> {
     sha2::Sha256::digest(b).to_vec()
 }
 
+/// Small files (around `files::WHOLE`, the size read whole with the head) and the index
+/// objects, asked by concurrent keep-alive clients: every answer has the published bytes,
+/// each client's requests share one connection, and a tag the client holds gets a 304.
+#[test]
+fn small_files_and_index_objects_under_concurrent_keep_alive_clients() {
+    let (s, port) = primary();
+    let src = s.w.scratch("small");
+    let sizes = [1usize, 4096, 65535, 65536, 65537, 300_000, 4096, 10];
+    let names: Vec<String> = (0..sizes.len()).map(|i| format!("small-{i}.bin")).collect();
+    fs::create_dir_all(s.incoming().join("hello")).unwrap();
+    for (name, size) in names.iter().zip(sizes) {
+        sh(&src, &format!("head -c {size} /dev/urandom > {name}"));
+        let sig = s.w.gpg.sign(ALICE, &src.join(name), false, &[]);
+        fs::copy(
+            &sig,
+            s.incoming().join("hello").join(sig.file_name().unwrap()),
+        )
+        .unwrap();
+        fs::copy(src.join(name), s.incoming().join("hello").join(name)).unwrap();
+    }
+    for name in &names {
+        wait_for_or(Duration::from_secs(120), || {
+            s.w.repo.published("hello", name)
+        })
+        .unwrap_or_else(|| panic!("{name} not published:\n{}", s.daemon.log()));
+    }
+    let objects_dir = s.w.repo.root.join("index/objects");
+    wait_for("the index root", SYNC, || {
+        s.w.repo.root.join("index/root.asc").is_file().then_some(())
+    });
+    let objects: Vec<String> = fs::read_dir(&objects_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!objects.is_empty());
+    let mut wanted: Vec<(String, Vec<u8>)> = names
+        .iter()
+        .map(|n| (format!("/dists/hello/{n}"), fs::read(src.join(n)).unwrap()))
+        .collect();
+    for o in &objects {
+        let bytes = fs::read(objects_dir.join(o)).unwrap();
+        wanted.push((format!("/index/objects/{o}"), bytes));
+    }
+
+    // Each client walks the whole list from its own starting point, on one connection.
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let dir = s.w.scratch(&format!("client-{c}"));
+            let wanted = wanted.clone();
+            std::thread::spawn(move || {
+                let mut cmd = Command::new("curl");
+                cmd.args([
+                    "-s",
+                    "--max-time",
+                    "60",
+                    "-w",
+                    "%{http_code} %{num_connects}\n",
+                ]);
+                let order: Vec<usize> = (0..wanted.len()).map(|i| (i + c) % wanted.len()).collect();
+                for (k, &i) in order.iter().enumerate() {
+                    cmd.arg(url(port, &wanted[i].0))
+                        .arg("-o")
+                        .arg(dir.join(k.to_string()));
+                }
+                let out = cmd.output().expect("curl");
+                let said = String::from_utf8_lossy(&out.stdout).into_owned();
+                assert!(out.status.success(), "client {c}: {said}");
+                let lines: Vec<&str> = said.lines().collect();
+                assert_eq!(lines.len(), order.len(), "client {c}: {said}");
+                let connects: u32 = lines
+                    .iter()
+                    .map(|l| l.split_whitespace().nth(1).unwrap().parse::<u32>().unwrap())
+                    .sum();
+                assert_eq!(
+                    connects, 1,
+                    "client {c} did not keep its connection: {said}"
+                );
+                for (k, &i) in order.iter().enumerate() {
+                    assert!(
+                        lines[k].starts_with("200 "),
+                        "{}: {}",
+                        wanted[i].0,
+                        lines[k]
+                    );
+                    let got = fs::read(dir.join(k.to_string())).unwrap();
+                    assert!(
+                        got == wanted[i].1,
+                        "client {c}: {} has other bytes",
+                        wanted[i].0
+                    );
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("a client failed");
+    }
+
+    // Conditionals: a held tag is a 304 without a body, another tag the bytes.
+    let d = s.w.scratch("conditional");
+    for (path, bytes) in &wanted {
+        let tag = format!("\"{}\"", hex(&sha2_of(bytes)));
+        let r = curl(&d, &[], &url(port, path));
+        assert_eq!(r.header("etag"), Some(tag.as_str()), "{path}");
+        let r = curl(
+            &d,
+            &["-H", &format!("If-None-Match: {tag}")],
+            &url(port, path),
+        );
+        assert!(r.status == 304 && r.body.is_empty(), "{path}: {}", r.status);
+        let r = curl(&d, &["-H", "If-None-Match: \"other\""], &url(port, path));
+        assert!(r.status == 200 && r.body == *bytes, "{path}");
+    }
+    // The index root, which mirrors poll: its bytes' tag, 304 while it is unchanged.
+    // (The publisher may sign a new root in between: then the answer is the new bytes.)
+    let root_url = url(port, "/index/root.asc");
+    wait_for("a 304 for the index root", SYNC, || {
+        let root = curl(&d, &[], &root_url);
+        let tag = root.header("etag").expect("the root's ETag").to_string();
+        assert_eq!(tag, format!("\"{}\"", hex(&sha2_of(&root.body))));
+        let r = curl(&d, &["-H", &format!("If-None-Match: {tag}")], &root_url);
+        assert!(r.status == 304 || r.body != root.body, "{}", r.status);
+        (r.status == 304).then_some(())
+    });
+}
+
 /// On a mirror a range of a large file fetches only the pieces that cover it.
 #[test]
 fn a_mirror_range_fetches_only_its_pieces() {
@@ -340,6 +466,16 @@ fn a_dead_swarm_aborts_the_body_within_the_deadline() {
         "{}",
         m.daemon.log()
     );
+    // A small read the swarm cannot serve is answered before any byte: a 503 with its reason.
+    let started = Instant::now();
+    let r = curl(
+        &d,
+        &["-r", &format!("{}-{}", 46u64 << 20, (46u64 << 20) + 4095)],
+        &link,
+    );
+    assert_eq!(r.status, 503, "{}", m.daemon.log());
+    assert_eq!(r.header("x-repofs-reason"), Some("read-failed"));
+    assert!(started.elapsed() < Duration::from_secs(15));
     // What the mirror holds is still served.
     let r = curl(&d, &["-r", "0-4095"], &link);
     assert!(r.status == 206 && r.body == head);

@@ -312,3 +312,46 @@ fn the_tracker_serves_published_infohashes_only_and_forgets_silent_peers() {
     assert!(!contains(&later, &v6), "a silent peer expired: {later:?}");
     assert!(contains(&later, b"10:incompletei1e"), "{later:?}");
 }
+
+/// Transmission 3.00 drops tracker peers on 127.0.0.0/8 (libtransmission's `isMartianAddr`),
+/// so on loopback it never dials the seeder; the primary's tracker hands its seeder each new
+/// leecher, and the seeder dials it. With every other way to find peers off (DHT, LPD, PEX,
+/// uTP, port mapping), transmission-cli holding only the .torrent has the file byte-identical
+/// within 30 s (a deadline: Transmission itself waits up to its 10 s rechoke before asking).
+#[test]
+fn transmission_downloads_from_the_primary_on_loopback() {
+    let port = free_port();
+    let s = Site::with_config(&format!("[distribution]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let (blob, torrent) = publish_blob(&s, "tr-1.0.bin");
+    let conf = s.w.scratch("transmission");
+    let got_dir = s.w.scratch("tr-got");
+    let settings = serde_json::json!({
+        "dht-enabled": false, "lpd-enabled": false, "pex-enabled": false,
+        "utp-enabled": false, "port-forwarding-enabled": false,
+        "peer-port": free_port(), "peer-port-random-on-start": false,
+    });
+    fs::write(conf.join("settings.json"), settings.to_string()).unwrap();
+    let _client = KillOnDrop(
+        Command::new("transmission-cli")
+            .arg("-g")
+            .arg(&conf)
+            .arg("-w")
+            .arg(&got_dir)
+            .arg(&torrent)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("transmission-cli"),
+    );
+    let want = sha256_file(&blob);
+    let got = got_dir.join("tr-1.0.bin");
+    wait_for_or(std::time::Duration::from_secs(30), || {
+        (got.is_file() && sha256_file(&got) == want).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "transmission-cli had no byte-identical file in 30 s:\n{}",
+            s.daemon.log()
+        )
+    });
+}

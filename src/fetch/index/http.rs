@@ -2,7 +2,9 @@
 //! `/index/objects/SHA256` (deltas and snapshots, streamed from disk, immutable),
 //! `/index/since/G` (every delta after generation G in one response: `SHA256 LEN\n` then the
 //! object, repeated; a mirror still checks each against the chain its signed root names) and
-//! `/torrents/INFOHASH.torrent`. A mirror serves the same routes from what it verified (its
+//! `/torrents/INFOHASH.torrent`. The root and the objects carry an ETag (the bytes' sha256,
+//! which is an object's name) and answer `If-None-Match` with 304. A mirror serves the same
+//! routes from what it verified (its
 //! `/index/since` answers nothing: it does not record delta hashes, so mirrors below fetch by
 //! hash).
 
@@ -11,7 +13,7 @@ use std::sync::Arc;
 
 use axum::body::Body;
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::IndexDir;
@@ -42,47 +44,82 @@ fn not_found(what: &str) -> Response {
     (StatusCode::NOT_FOUND, format!("{what}\n")).into_response()
 }
 
-async fn root(State(s): State<Arc<IndexState>>) -> Response {
-    match tokio::fs::read(s.dir.root_path()).await {
-        Ok(body) => (
-            [
-                (header::CONTENT_TYPE, "text/plain"),
-                (header::CACHE_CONTROL, "no-cache"),
-            ],
-            body,
-        )
-            .into_response(),
-        Err(_) => not_found("no index yet"),
-    }
+/// Whether the request's `If-None-Match` names `etag` (or `*`): the client holds these bytes.
+fn holds(req: &HeaderMap, etag: &str) -> bool {
+    req.get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|list| {
+            list.split(',')
+                .map(str::trim)
+                .any(|t| t == "*" || t.strip_prefix("W/").unwrap_or(t) == etag)
+        })
 }
 
-/// Streams the object from disk: a snapshot may be large, the endpoint holds one buffer.
-async fn object(State(s): State<Arc<IndexState>>, Path(sha256): Path<String>) -> Response {
+async fn root(State(s): State<Arc<IndexState>>, req: HeaderMap) -> Response {
+    use sha2::Digest;
+    let Ok(body) = tokio::fs::read(s.dir.root_path()).await else {
+        return not_found("no index yet");
+    };
+    let etag = format!("\"{}\"", hex::encode(sha2::Sha256::digest(&body)));
+    let head = [
+        (header::CONTENT_TYPE, "text/plain".to_string()),
+        (header::CACHE_CONTROL, "no-cache".to_string()),
+        (header::ETAG, etag.clone()),
+    ];
+    if holds(&req, &etag) {
+        return (StatusCode::NOT_MODIFIED, head).into_response();
+    }
+    (head, body).into_response()
+}
+
+/// Objects up to this size are read whole: one write with the head, no reader task.
+const WHOLE: u64 = 64 << 10;
+
+/// A small object is read whole, on the worker (the index is a local directory, on a mirror
+/// too: a page-cache read costs less than a hop to a blocking thread); a large one (a
+/// snapshot) streams from disk, the endpoint holding one buffer.
+async fn object(
+    State(s): State<Arc<IndexState>>,
+    Path(sha256): Path<String>,
+    req: HeaderMap,
+) -> Response {
+    use std::io::Read;
     let Some(path) = s.dir.object_path(&sha256) else {
         return not_found("not an object name");
     };
-    let file = match tokio::fs::File::open(&path).await {
+    let etag = format!("\"{sha256}\"");
+    let head = [
+        (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+        // Content-addressed: never changes.
+        (
+            header::CACHE_CONTROL,
+            "public, max-age=31536000, immutable".to_string(),
+        ),
+        (header::ETAG, etag.clone()),
+    ];
+    let mut file = match std::fs::File::open(&path) {
         Ok(f) => f,
         Err(_) => return not_found("no such object"),
     };
-    let len = match file.metadata().await {
+    if holds(&req, &etag) {
+        return (StatusCode::NOT_MODIFIED, head).into_response();
+    }
+    let len = match file.metadata() {
         Ok(m) => m.len(),
         Err(_) => return StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     };
     tracing::debug!(object = %sha256, len, "serving index object");
-    (
-        [
-            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
-            (header::CONTENT_LENGTH, len.to_string()),
-            // Content-addressed: never changes.
-            (
-                header::CACHE_CONTROL,
-                "public, max-age=31536000, immutable".to_string(),
-            ),
-        ],
-        Body::from_stream(tokio_util::io::ReaderStream::new(file)),
-    )
-        .into_response()
+    let body = if len <= WHOLE {
+        let mut buf = Vec::with_capacity(len as usize);
+        if file.read_to_end(&mut buf).is_err() || buf.len() as u64 != len {
+            return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+        }
+        Body::from(buf)
+    } else {
+        let file = tokio::fs::File::from_std(file);
+        Body::from_stream(tokio_util::io::ReaderStream::new(file))
+    };
+    (head, [(header::CONTENT_LENGTH, len.to_string())], body).into_response()
 }
 
 /// Every delta after generation `g`, oldest first, streamed through a 64 KiB pipe.

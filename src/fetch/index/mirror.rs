@@ -124,10 +124,6 @@ impl Mirror {
         })
     }
 
-    pub fn runtime(&self) -> &tokio::runtime::Runtime {
-        &self.rt
-    }
-
     /// GET `url`, answered within `deadline`: the response, None when the upstream does not
     /// have it (404); a transport error or any other status is `Unreachable`.
     async fn get(
@@ -627,9 +623,9 @@ pub fn serve(
     mirror.reserve = http.is_some();
     let mut served = None;
     if let Some((addr, app)) = http {
-        let (bound, tx) = crate::fetch::serve_http(mirror.runtime(), addr, app)?;
-        tracing::info!(addr = ?bound, "serving the index again");
-        served = Some(tx);
+        let endpoint = crate::fetch::serve_http(addr, app)?;
+        tracing::info!(addr = ?endpoint.addr, "serving the index again");
+        served = Some(endpoint);
     }
     let outcome = mirror.sync(catalog);
     record(catalog, &outcome);
@@ -640,8 +636,8 @@ pub fn serve(
     }
     run(&mirror, catalog, &stop);
     tracing::info!("mirror stopping");
-    if let Some(tx) = served {
-        let _ = tx.send(());
+    if let Some(endpoint) = served {
+        endpoint.stop();
     }
     Ok(())
 }

@@ -12,30 +12,37 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use tracing::warn;
 
-use super::refuse;
+use super::{refuse, Refusal};
 use crate::store::ReadAt;
 
 /// Bytes per read of a published file (one BitTorrent piece; on a mirror a read maps to pieces).
 const CHUNK: usize = 256 << 10;
 /// Chunks in flight between the reader thread and the connection.
 const IN_FLIGHT: usize = 4;
+/// Bodies up to this size are read whole before the answer (on the caller's blocking thread):
+/// no reader thread or channel per request, and head and body leave in one write.
+pub(super) const WHOLE: u64 = 64 << 10;
 
 /// A resolved file: its bytes (or where to read them) and what HTTP says about them.
-pub(super) struct Content {
-    pub(super) body: Source,
+pub(super) struct Content<'a> {
+    pub(super) body: Source<'a>,
     pub(super) size: u64,
     pub(super) etag: String,
     pub(super) modified: SystemTime,
     pub(super) content_type: &'static str,
 }
 
-pub(super) enum Source {
+pub(super) enum Source<'a> {
     Bytes(Bytes),
-    Object(Arc<dyn ReadAt>),
+    /// Opened only for a body: a 304, a HEAD or a 416 never opens the object.
+    Object(Opener<'a>),
 }
 
-/// HTTP's conditional and range rules (RFC 9110 §13.2.2 order) over one resource.
-pub(super) fn serve(c: Content, head: bool, req: &HeaderMap) -> Response {
+pub(super) type Opener<'a> = Box<dyn FnOnce() -> Result<Arc<dyn ReadAt>, Refusal> + 'a>;
+
+/// HTTP's conditional and range rules (RFC 9110 §13.2.2 order) over one resource. A small
+/// body is read here: call it on a blocking thread, or for a primary's local store.
+pub(super) fn serve(c: Content<'_>, head: bool, req: &HeaderMap) -> Response {
     let text = |n: header::HeaderName| req.get(n).and_then(|v| v.to_str().ok());
     let modified = httpdate::fmt_http_date(c.modified);
     // Seconds only: HTTP dates have no fractions.
@@ -109,10 +116,30 @@ pub(super) fn serve(c: Content, head: bool, req: &HeaderMap) -> Response {
     } else {
         match c.body {
             Source::Bytes(b) => Body::from(b.slice(from as usize..(from + len) as usize)),
-            Source::Object(o) => stream(o, from, len),
+            Source::Object(open) => match open().and_then(|o| object_body(o, from, len)) {
+                Ok(body) => body,
+                Err(refusal) => return refusal.into_response(),
+            },
         }
     };
     (status, headers, body).into_response()
+}
+
+/// `len` bytes of `o` from `from`: read here if small, else streamed.
+fn object_body(o: Arc<dyn ReadAt>, from: u64, len: u64) -> Result<Body, Refusal> {
+    if len > WHOLE {
+        return Ok(stream(o, from, len));
+    }
+    let mut buf = vec![0u8; len as usize];
+    if let Err(e) = read_fully(o.as_ref(), &mut buf, from) {
+        warn!(error = %e, offset = from, "HTTP: read failed");
+        return Err(refuse(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "read-failed",
+            "the file's content cannot be read now",
+        ));
+    }
+    Ok(Body::from(buf))
 }
 
 enum RangeAnswer {
@@ -177,20 +204,8 @@ fn stream(o: Arc<dyn ReadAt>, from: u64, len: u64) -> Body {
         while at < end {
             let want = (end - at).min(CHUNK as u64) as usize;
             let mut buf = vec![0u8; want];
-            let mut got = 0;
-            let failed = loop {
-                if got == want {
-                    break None;
-                }
-                match o.read_at(&mut buf[got..], at + got as u64) {
-                    Ok(0) => break Some(io::Error::from(io::ErrorKind::UnexpectedEof)),
-                    Ok(n) => got += n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                    Err(e) => break Some(e),
-                }
-            };
-            if let Some(e) = failed {
-                warn!(error = %e, offset = at + got as u64, "HTTP: read failed mid-body; aborting the response");
+            if let Err(e) = read_fully(o.as_ref(), &mut buf, at) {
+                warn!(error = %e, offset = at, "HTTP: read failed mid-body; aborting the response");
                 let _ = tx.blocking_send(Err(e));
                 return;
             }
@@ -204,6 +219,20 @@ fn stream(o: Arc<dyn ReadAt>, from: u64, len: u64) -> Body {
     Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
+}
+
+/// Fills `buf` from `o` at `at`; the end of the object before that is an error.
+fn read_fully(o: &dyn ReadAt, buf: &mut [u8], at: u64) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match o.read_at(&mut buf[got..], at + got as u64) {
+            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// By name only: every `DistEntry` kind is served the same way.

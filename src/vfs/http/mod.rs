@@ -9,7 +9,9 @@
 //! - Strong ETags: a published file's sha256, a generated file's (or `.torrent`'s) bytes'
 //!   sha256; Last-Modified from publication (generated files: when the view last changed);
 //!   If-None-Match / If-Modified-Since → 304, If-Range.
-//! - Bodies stream from a blocking reader through a bounded channel (a few chunks in flight);
+//! - A small body (up to `files::WHOLE`) is read before the answer, with its head, so the
+//!   response goes out in one write; a read that fails then is a 503 `read-failed`. Larger
+//!   bodies stream from a blocking reader through a bounded channel (a few chunks in flight);
 //!   a read that fails mid-body (a mirror's dead swarm: EIO after `read_timeout`) aborts the
 //!   response, so the client sees a short transfer, never a hang or wrong bytes.
 //! - Symlinks redirect to their target, directories without a trailing slash to the slash form.
@@ -18,7 +20,7 @@
 //!
 //! Errors carry a stable reason code in `X-Repofs-Reason` and the body's first word:
 //! `bad-path`, `not-found`, `unsatisfiable-range`, `catalog-unreadable`, `open-failed`,
-//! `not-a-mirror`.
+//! `read-failed`, `not-a-mirror`.
 //!
 //! Here: the routes, resolving a URL to a plan, the errors and what the pages share;
 //! `files` serves a file's bytes (conditionals, ranges, streaming), `listing` renders the
@@ -57,7 +59,9 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
 
 pub struct Dists {
     layout: Layout,
-    catalog: Mutex<Catalog>,
+    /// Idle catalog connections: a request takes one (or opens one) and puts it back, so
+    /// concurrent requests never wait for each other's queries.
+    catalogs: Mutex<Vec<Catalog>>,
     snapshot: RwLock<Arc<Snapshot>>,
     objects: Objects,
     mirror: bool,
@@ -73,7 +77,7 @@ pub fn routes(layout: &Layout, config: &Config) -> anyhow::Result<axum::Router> 
     let state = Arc::new(Dists {
         layout: layout.clone(),
         objects: Objects::new(layout, config, mirror)?,
-        catalog: Mutex::new(catalog),
+        catalogs: Mutex::new(vec![catalog]),
         snapshot: RwLock::new(Arc::new(snapshot)),
         mirror,
         started: SystemTime::now(),
@@ -143,14 +147,51 @@ fn redirect(to: &str) -> Response {
 // ---- resolving -----------------------------------------------------------------------------
 
 /// What a request resolved to, before conditionals and ranges.
-enum Plan {
+enum Plan<'a> {
     /// 301 (a directory's slash form) or 302 (a symlink, which may change).
     Redirect(StatusCode, String),
     Listing(String),
-    Content(Content),
+    Content(Content<'a>),
+}
+
+/// Connections kept idle (each caches pages): more than the endpoint's threads rarely help.
+const IDLE_CATALOGS: usize = 8;
+
+/// A catalog connection from the pool, back to it on drop.
+struct Pooled<'a> {
+    pool: &'a Mutex<Vec<Catalog>>,
+    cat: Option<Catalog>,
+}
+
+impl std::ops::Deref for Pooled<'_> {
+    type Target = Catalog;
+    fn deref(&self) -> &Catalog {
+        self.cat.as_ref().expect("a pooled connection until drop")
+    }
+}
+
+impl Drop for Pooled<'_> {
+    fn drop(&mut self) {
+        let mut idle = crate::sync::lock(self.pool);
+        if idle.len() < IDLE_CATALOGS {
+            idle.extend(self.cat.take());
+        }
+    }
 }
 
 impl Dists {
+    fn catalog(&self) -> Result<Pooled<'_>, Refusal> {
+        let idle = crate::sync::lock(&self.catalogs).pop();
+        let cat = match idle {
+            Some(c) => c,
+            None => Catalog::open(&self.layout.catalog()).map_err(catalog_error)?,
+        };
+        Ok(Pooled {
+            pool: &self.catalogs,
+            cat: Some(cat),
+        })
+    }
+
     /// The current snapshot, reloaded if the catalog changed since (as the mount does).
     fn snap(&self, cat: &Catalog) -> Result<Arc<Snapshot>, Refusal> {
         let current = crate::sync::read(&self.snapshot).clone();
@@ -168,10 +209,10 @@ impl Dists {
     }
 
     /// Resolves `raw` (the URL path after `/dists`, still percent-encoded).
-    fn resolve(&self, raw: &str, query: Option<&str>) -> Result<Plan, Refusal> {
+    fn resolve(&self, raw: &str, query: Option<&str>) -> Result<Plan<'_>, Refusal> {
         let path = decode_path(raw)?;
         let slash = raw.ends_with('/');
-        let cat = super::lock(&self.catalog);
+        let cat = self.catalog()?;
         let snap = self.snap(&cat)?;
         let missing = || refuse(StatusCode::NOT_FOUND, "not-found", "no such path in dists/");
         let entry = snap.dist_entry(&path).ok_or_else(missing)?;
@@ -190,11 +231,7 @@ impl Dists {
                     .and_then(|p| p.parse::<usize>().ok())
                     .unwrap_or(1)
                     .max(1);
-                // A connection of its own: rendering a large directory's generated sizes takes
-                // a while, and file requests must not wait behind it.
-                drop(cat);
-                let own = Catalog::open(&self.layout.catalog()).map_err(catalog_error)?;
-                Ok(Plan::Listing(self.listing(&own, &snap, &path, page)?))
+                Ok(Plan::Listing(self.listing(&cat, &snap, &path, page)?))
             }
             DistEntry::Symlink(target) => {
                 let dir = parent(&path);
@@ -204,28 +241,7 @@ impl Dists {
                     format!("/dists/{}", encode_path(&to)),
                 ))
             }
-            DistEntry::File(id) => {
-                let info = snap.file(id).ok_or_else(missing)?;
-                let row = cat
-                    .published_file(id)
-                    .map_err(catalog_error)?
-                    .ok_or_else(missing)?;
-                let object = self.objects.open(&row.sha256, row.size).map_err(|e| {
-                    warn!(error = %e, path = %path, "HTTP: cannot open a published file");
-                    refuse(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "open-failed",
-                        "the file's content cannot be opened now",
-                    )
-                })?;
-                Ok(Plan::Content(Content {
-                    body: Source::Object(object),
-                    size: info.size,
-                    etag: format!("\"{}\"", row.sha256),
-                    modified: epoch(info.published_at),
-                    content_type: content_type(name, false),
-                }))
-            }
+            DistEntry::File(id) => Ok(Plan::Content(self.published(&cat, &snap, id, &path)?)),
             e @ (DistEntry::Generated(_) | DistEntry::Torrent(_)) => {
                 let bytes = super::render_dist(&cat, &snap, &path, &e)
                     .map_err(catalog_error)?
@@ -245,6 +261,68 @@ impl Dists {
                 }))
             }
         }
+    }
+}
+
+impl Dists {
+    /// A published file: what HTTP says about it, and how to open its bytes.
+    fn published<'a>(
+        &'a self,
+        cat: &Catalog,
+        snap: &Snapshot,
+        id: i64,
+        path: &str,
+    ) -> Result<Content<'a>, Refusal> {
+        let missing = || refuse(StatusCode::NOT_FOUND, "not-found", "no such path in dists/");
+        let info = snap.file(id).ok_or_else(missing)?;
+        let row = cat
+            .published_file(id)
+            .map_err(catalog_error)?
+            .ok_or_else(missing)?;
+        let name = path.rsplit('/').next().unwrap_or("");
+        let etag = format!("\"{}\"", row.sha256);
+        let path = path.to_string();
+        let open = move || {
+            self.objects.open(&row.sha256, row.size).map_err(|e| {
+                warn!(error = %e, path = %path, "HTTP: cannot open a published file");
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "open-failed",
+                    "the file's content cannot be opened now",
+                )
+            })
+        };
+        Ok(Content {
+            body: Source::Object(Box::new(open)),
+            size: info.size,
+            etag,
+            modified: epoch(info.published_at),
+            content_type: content_type(name, false),
+        })
+    }
+
+    /// The common request answered on the async worker, without a hop to a blocking thread
+    /// (which cost more than the answer: bench/RESULTS.md, "many clients"): a primary's
+    /// published file. A primary's store is local, so opening and a small read are a
+    /// page-cache lookup, as in any static file server. The snapshot may be older than the
+    /// catalog (the reload is a blocking thread's): what it names is still served only if the
+    /// catalog says that file id is published, and a path it does not know goes on to
+    /// `answer`. None: anything else (a mirror's read may wait on the swarm; listings,
+    /// generated files and a snapshot reload take a while), which `answer` does on a
+    /// blocking thread.
+    fn answer_now(&self, raw: &str, method: &Method, headers: &HeaderMap) -> Option<Response> {
+        if self.mirror || raw.ends_with('/') {
+            return None;
+        }
+        let cat = self.catalog().ok()?;
+        let snap = crate::sync::read(&self.snapshot).clone();
+        let path = decode_path(raw).ok()?;
+        let DistEntry::File(id) = snap.dist_entry(&path)? else {
+            return None;
+        };
+        let content = self.published(&cat, &snap, id, &path).ok()?;
+        drop(cat);
+        Some(serve(content, method == Method::HEAD, headers))
     }
 }
 
@@ -313,24 +391,41 @@ async fn dists(
     headers: HeaderMap,
 ) -> Response {
     let raw = uri.path().strip_prefix("/dists").unwrap_or("").to_string();
+    if let Some(r) = d.answer_now(&raw, &method, &headers) {
+        return r;
+    }
     let query = uri.query().map(str::to_string);
-    let resolver = d.clone();
-    let plan = tokio::task::spawn_blocking(move || resolver.resolve(&raw, query.as_deref())).await;
-    let plan = match plan {
-        Ok(Ok(p)) => p,
-        Ok(Err(refusal)) => return refusal.into_response(),
-        Err(e) => return catalog_error(e).into_response(),
-    };
-    match plan {
-        Plan::Redirect(status, to) => {
-            let mut r = status.into_response();
-            if let Ok(v) = HeaderValue::from_str(&to) {
-                r.headers_mut().insert(header::LOCATION, v);
+    // Resolving and the answer's head, and a small body's read, on one blocking thread: the
+    // catalog and the store (on a mirror, the swarm) block.
+    let answered =
+        tokio::task::spawn_blocking(move || d.answer(&raw, query.as_deref(), method, &headers))
+            .await;
+    answered.unwrap_or_else(|e| catalog_error(e).into_response())
+}
+
+impl Dists {
+    fn answer(
+        &self,
+        raw: &str,
+        query: Option<&str>,
+        method: Method,
+        headers: &HeaderMap,
+    ) -> Response {
+        let plan = match self.resolve(raw, query) {
+            Ok(p) => p,
+            Err(refusal) => return refusal.into_response(),
+        };
+        match plan {
+            Plan::Redirect(status, to) => {
+                let mut r = status.into_response();
+                if let Ok(v) = HeaderValue::from_str(&to) {
+                    r.headers_mut().insert(header::LOCATION, v);
+                }
+                r
             }
-            r
+            Plan::Listing(html) => html_page(html),
+            Plan::Content(c) => serve(c, method == Method::HEAD, headers),
         }
-        Plan::Listing(html) => html_page(html),
-        Plan::Content(c) => serve(c, method == Method::HEAD, &headers),
     }
 }
 
