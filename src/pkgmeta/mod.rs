@@ -60,6 +60,42 @@ pub fn refresh(tx: &PublishTx<'_>, dir: &str, repo_key: &Path) -> Result<(), Met
     Ok(())
 }
 
+/// What a mirror makes itself of `dir`'s metadata (`fetch::index::mirror`): the files
+/// `refresh` renders that need no key (`Packages`, `Packages.xz` and its by-hash name for
+/// `.deb`s if `apt`; `DIR.db`, `DIR.files` for pacman packages if `pacman`), from the rows as
+/// this transaction sees them, with `time` as the generation's time. The same code and rows
+/// as on the primary give the same bytes, unless the compressor build differs: the caller
+/// keeps a file only if its hash is the primary's.
+pub fn unsigned(
+    tx: &PublishTx<'_>,
+    dir: &str,
+    time: i64,
+    apt: bool,
+    pacman: bool,
+) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+    let mut files = Vec::new();
+    if apt {
+        let debs = tx.dist_packages(dir, "deb")?;
+        if !debs.is_empty() {
+            let (packages, xz, _) = apt::indexes(&debs)?;
+            files.push((apt::by_hash(&xz), xz.clone()));
+            files.push(("Packages".into(), packages));
+            files.push(("Packages.xz".into(), xz));
+        }
+    }
+    let pkgs = if pacman {
+        tx.dist_packages(dir, "pkginfo")?
+    } else {
+        Vec::new()
+    };
+    if let (false, Some(name)) = (pkgs.is_empty(), pacman::repo_name(dir)) {
+        let (db, full) = pacman::databases(tx, &pkgs, time)?;
+        files.push((format!("{name}.db"), db));
+        files.push((format!("{name}.files"), full));
+    }
+    Ok(files)
+}
+
 /// The repository key's binary detached signature of a package file (its store copy).
 pub fn sign_package(repo_key: &Path, object: &Path) -> Result<Vec<u8>, MetaError> {
     let mut f = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(object)?);
