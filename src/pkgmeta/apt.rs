@@ -126,9 +126,16 @@ pub fn stanza(p: &DistPackage, fields: &Map<String, Value>) -> String {
     out
 }
 
-/// `Packages` and `Packages.xz` of these packages, and the architectures they name: the
-/// files of the repository that need no key (a mirror makes them itself, `super::unsigned`).
-pub fn indexes(debs: &[DistPackage]) -> Result<(Vec<u8>, Vec<u8>, BTreeSet<String>), MetaError> {
+/// The files of a flat repository that need no key (a mirror makes them itself,
+/// `super::unsigned`), and the architectures its packages name.
+pub struct Indexes {
+    pub packages: Vec<u8>,
+    pub packages_xz: Vec<u8>,
+    pub arches: BTreeSet<String>,
+}
+
+/// `Packages` and `Packages.xz` of these packages.
+pub fn indexes(debs: &[DistPackage]) -> Result<Indexes, MetaError> {
     let text = |m: &Map<String, Value>, k: &str| -> String {
         m.get(k)
             .and_then(Value::as_str)
@@ -164,7 +171,11 @@ pub fn indexes(debs: &[DistPackage]) -> Result<(Vec<u8>, Vec<u8>, BTreeSet<Strin
     let mut xz = liblzma::write::XzEncoder::new(Vec::new(), XZ_PRESET);
     xz.write_all(&packages)?;
     let packages_xz = xz.finish()?;
-    Ok((packages, packages_xz, arches))
+    Ok(Indexes {
+        packages,
+        packages_xz,
+        arches,
+    })
 }
 
 /// Where `Packages.xz` is also served (Acquire-By-Hash).
@@ -182,7 +193,11 @@ pub fn render(
     time: i64,
     repo_key: &Path,
 ) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
-    let (packages, packages_xz, arches) = indexes(debs)?;
+    let Indexes {
+        packages,
+        packages_xz,
+        arches,
+    } = indexes(debs)?;
     let mut release = String::new();
     let _ = writeln!(release, "Origin: repofs");
     let _ = writeln!(release, "Label: repofs");

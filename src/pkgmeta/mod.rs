@@ -77,10 +77,10 @@ pub fn unsigned(
     if apt {
         let debs = tx.dist_packages(dir, "deb")?;
         if !debs.is_empty() {
-            let (packages, xz, _) = apt::indexes(&debs)?;
-            files.push((apt::by_hash(&xz), xz.clone()));
-            files.push(("Packages".into(), packages));
-            files.push(("Packages.xz".into(), xz));
+            let ix = apt::indexes(&debs)?;
+            files.push((apt::by_hash(&ix.packages_xz), ix.packages_xz.clone()));
+            files.push(("Packages".into(), ix.packages));
+            files.push(("Packages.xz".into(), ix.packages_xz));
         }
     }
     let pkgs = if pacman {
