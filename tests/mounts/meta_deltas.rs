@@ -1,7 +1,8 @@
 //! What one new package in a large apt directory costs a mirror (issue 19, item 5): the
 //! delta names the directory's `Packages`, `Packages.xz` and by-hash copies by hash, the
 //! mirror makes them itself, and stock `apt-get update` fetches the same bytes from the
-//! mirror as from the primary; a mirror whose own render differs fetches the primary's bytes.
+//! mirror as from the primary; the same for pacman's databases; a mirror whose own render
+//! differs fetches the primary's bytes.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -68,7 +69,7 @@ fn mirror_generation(m: &Mirror) -> i64 {
 }
 
 /// A primary (with `--listen` on the returned port) whose `dists/big/apt` holds `n` .deb
-/// with their apt metadata: one real upload, cloned (`clone_debs`), rendered at restart.
+/// with their apt metadata: one real upload, cloned (`clone_packages`), rendered at restart.
 fn primary_with_debs(n: usize) -> (Site, u16) {
     let port = free_port();
     let mut site = Site::with_config(&format!("[distribution]\nlisten = \"127.0.0.1:{port}\"\n"));
@@ -76,7 +77,7 @@ fn primary_with_debs(n: usize) -> (Site, u16) {
     publish(&site, DIR, &make_deb(&d, "template"));
     let id = site.w.repo.file_id(DIR, "template_1.0-1_all.deb");
     site.daemon.terminate();
-    clone_debs(&site.w.repo, id, n - 1);
+    clone_packages(&site.w.repo, id, n - 1, &DEB);
     site.daemon = Daemon::start(&site.w.repo, &[]);
     let want = site.w.repo.catalog().generation().unwrap();
     wait_for("the primary's root after the backfill", SYNC, || {
@@ -220,4 +221,68 @@ fn a_mirror_whose_render_differs_fetches_and_serves_the_primarys_bytes() {
         "{log}"
     );
     assert!(!String::from_utf8_lossy(&primary["Packages"]).contains("altered here"));
+}
+
+#[test]
+fn a_mirror_renders_the_pacman_databases_of_600_packages_itself() {
+    let port = free_port();
+    let mut site = Site::with_config(&format!("[distribution]\nlisten = \"127.0.0.1:{port}\"\n"));
+    let d = site.w.scratch("pkgs");
+    let files = [("usr/share/template/README", "hi\n")];
+    publish_pacman(&site, &d, "template", "1.0", &files, "");
+    let id = site
+        .w
+        .repo
+        .catalog()
+        .files(false)
+        .unwrap()
+        .into_iter()
+        .find(|f| f.filename.starts_with("template-"))
+        .expect("the template")
+        .id;
+    site.daemon.terminate();
+    clone_packages(&site.w.repo, id, 599, &PACMAN);
+    site.daemon = Daemon::start(&site.w.repo, &[]);
+    let mirror = Mirror::start(&site, port, "");
+    wait_for("the mirror to catch up", SYNC, || {
+        let g = root_generation(&site.w.repo);
+        (g > 1 && mirror_generation(&mirror) == g).then_some(())
+    });
+    let names = ["hello.db", "hello.db.sig", "hello.files", "hello.files.sig"];
+    let read = |mnt: &crate::common::mount::Mount| -> Vec<Vec<u8>> {
+        names
+            .iter()
+            .map(|n| fs::read(mnt.path(&format!("dists/hello/{n}"))).unwrap())
+            .collect()
+    };
+    publish_pacman(
+        &site,
+        &d,
+        "newcomer",
+        "1.0",
+        &[("usr/share/newcomer/README", "hi\n")],
+        "",
+    );
+    let want = site.w.repo.catalog().generation().unwrap();
+    wait_for("the mirror to apply it", SYNC, || {
+        (root_generation(&site.w.repo) == want && mirror_generation(&mirror) == want).then_some(())
+    });
+    let primary = read(&site.mnt);
+    // Large enough to be named by hash, not carried.
+    assert!(
+        primary[0].len() > 16 << 10,
+        "hello.db is {} bytes",
+        primary[0].len()
+    );
+    assert_eq!(read(&mirror.mnt), primary);
+    let delta = head_delta_size(&site.w.repo);
+    assert!(
+        delta <= 32 << 10,
+        "the delta of one new package is {delta} bytes"
+    );
+    let log = mirror.daemon.log();
+    assert!(
+        !log.contains("fetching it"),
+        "the mirror fetched metadata:\n{log}"
+    );
 }
