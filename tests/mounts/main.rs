@@ -11,6 +11,7 @@ mod image;
 mod incoming;
 mod install;
 mod lifecycle;
+mod meta_deltas;
 mod mirror_fetch;
 mod mirror_index;
 mod pkgmeta;

@@ -5,7 +5,9 @@
 //! logs its changes (`catalog`, tables `generations`/`changes`). After commit, `publish`
 //! materializes each generation as a *delta*: a small SQLite database with the catalog's own
 //! schema holding the full rows of what changed (files, package metadata, entries, seek points,
-//! torrents, derived objects and frames, symlinks) and naming the previous delta's hash, stored
+//! torrents, derived objects and frames, symlinks; a touched directory's large apt/pacman
+//! metadata only by hash, made again on the mirror: `mirror::meta`) and naming the previous
+//! delta's hash, stored
 //! zstd-compressed and content-addressed in `ROOT/index/objects/SHA256`. Now and then (and at
 //! first) it also writes a full *snapshot*, so a mirror starting from empty does not replay
 //! every delta. One small *root* (`ROOT/index/root.asc`), clear-signed with the repository key,
