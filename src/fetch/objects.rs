@@ -170,6 +170,28 @@ impl Lazy {
     }
 }
 
+/// A reader that has read this much of an object in order from its first byte reads all of
+/// it (a copy, a checksum, a package manager): it asks for the whole read-ahead at once, which
+/// has repofsd stream the rest (`plan::is_sequential`). Such readers on many mirrors at once
+/// then fetch whatever the swarm offers them, which is how they come to hold different pieces
+/// and trade them, instead of each waiting for its own read-ahead window.
+const WHOLE_AFTER: u64 = 1 << 20;
+
+impl Lazy {
+    /// How far to read ahead of `[offset, end)`, `run` bytes into a sequential run: as far as
+    /// the run is long (a single read, which the kernel splits into several, fetches little
+    /// beyond itself), at most `readahead`; the full read-ahead past `end` for a reader
+    /// reading from the start (`WHOLE_AFTER`).
+    fn ahead(&self, offset: u64, end: u64, run: u64) -> u64 {
+        let readahead = self.mirror.readahead;
+        if run == end && run >= WHOLE_AFTER {
+            return end.saturating_add(readahead);
+        }
+        end.saturating_add(run.saturating_sub(end - offset).min(readahead))
+            .min(self.size)
+    }
+}
+
 impl ReadAt for Lazy {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         if offset >= self.size || buf.is_empty() {
@@ -190,10 +212,7 @@ impl ReadAt for Lazy {
                 }
             }
             if attempt == 0 {
-                let ahead = end
-                    .saturating_add(run.saturating_sub(len).min(self.mirror.readahead))
-                    .min(self.size);
-                self.fetch(offset, end, ahead)?;
+                self.fetch(offset, end, self.ahead(offset, end, run))?;
             }
         }
         Err(io::Error::other(
