@@ -108,6 +108,10 @@ impl Seeder {
             let opts = AddTorrentOptions {
                 overwrite: true,
                 storage_factory: Some(store_object(store.object_path(&sha256))),
+                // The primary is the first source of everything it publishes: each peer is
+                // handed pieces no other peer has, so a fleet fetching a new package at once
+                // costs it about one copy and the mirrors trade the rest.
+                super_seed: true,
                 ..Default::default()
             };
             let added = self.runtime.block_on(

@@ -6,6 +6,7 @@
 pub mod common;
 
 mod corpus;
+mod fleet;
 mod http_dists;
 mod image;
 mod incoming;

@@ -298,6 +298,12 @@ pub struct AddTorrentOptions {
 
     // Custom trackers
     pub trackers: Option<Vec<String>>,
+
+    /// repofs: super-seed a torrent we have whole (`torrent_state::live::superseed`): reveal
+    /// each peer only pieces no other peer holds, one at a time. Ignored for a torrent we
+    /// do not have whole.
+    #[serde(default)]
+    pub super_seed: bool,
 }
 
 pub struct ListOnlyResponse {
@@ -1369,6 +1375,7 @@ impl Session {
                     ratelimits: opts.ratelimits,
                     initial_peers: opts.initial_peers.clone().unwrap_or_default(),
                     peer_limit: opts.peer_limit.or(self.peer_limit),
+                    super_seed: opts.super_seed,
                     #[cfg(feature = "disable-upload")]
                     _disable_upload: self._disable_upload,
                 },
@@ -1804,9 +1811,23 @@ impl tracker_comms::TorrentStatsProvider for PeerRxTorrentInfo {
         use crate::torrent_state::stats::TorrentStatsState as TS;
         use tracker_comms::TrackerCommsStatsState as S;
 
+        // repofs: `left` counts the whole torrent, not the selected files. A torrent added with
+        // no file selected (fetched by streams only) announced left=0, and a tracker that
+        // hands no seeds to seeds never introduced such peers to one another.
+        let (downloaded_bytes, total_bytes) = match mt.live().and_then(|l| l.get_hns()) {
+            Some(hns) => (
+                hns.have_bytes,
+                mt.metadata
+                    .load()
+                    .as_ref()
+                    .map(|m| m.info.lengths().total_length())
+                    .unwrap_or(stats.total_bytes),
+            ),
+            None => (stats.progress_bytes, stats.total_bytes),
+        };
         tracker_comms::TrackerCommsStats {
-            downloaded_bytes: stats.progress_bytes,
-            total_bytes: stats.total_bytes,
+            downloaded_bytes,
+            total_bytes,
             uploaded_bytes: stats.uploaded_bytes,
             torrent_state: match stats.state {
                 TS::Initializing { .. } => S::Initializing,
