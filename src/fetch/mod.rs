@@ -90,6 +90,7 @@ impl Distribution {
         let seeder = Arc::new(seed::Seeder::start(
             &layout.root.join("seeder"),
             peer_listen,
+            config.recheck_store,
         )?);
         let tracker = Arc::new(
             tracker::Tracker::new(config.announce_interval)

@@ -9,11 +9,14 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
+use aws_lc_rs::digest::{Context as Sha1, SHA1_FOR_LEGACY_USE_ONLY};
 use librqbit::storage::{BoxStorageFactory, StorageFactory, StorageFactoryExt, TorrentStorage};
 use librqbit::{ListenerOptions, Session, SessionOptions};
 use tracing::warn;
+
+use crate::sync::lock;
 
 /// Starts a session in `scratch` accepting peers on `listen` (port 0: any), without DHT or
 /// local discovery: peers come from the trackers the torrents name. `blocking`: librqbit's
@@ -60,10 +63,117 @@ pub trait ObjectFile: Send + Sync + Sized + 'static {
     fn check_len(&self, length: u64) -> anyhow::Result<()>;
     /// The file librqbit goes on with after its first check (`TorrentStorage::take`).
     fn take(&self) -> Self;
+    /// Which of the `pieces` pieces of this `length`-byte object are good without a read
+    /// (verified when they were stored), or None for librqbit to read every piece as the
+    /// torrent is added. Each known piece is checked against its SHA-1 when first read.
+    fn known_pieces(&self, _length: u64, _pieces: usize) -> Option<Vec<bool>> {
+        None
+    }
+    /// A known piece failed its first-read check (`why`): it is never served from now on.
+    fn corrupt(&self, _piece: u64, _why: &str) {}
+}
+
+/// Per piece: what a read of it still needs.
+#[derive(Clone, Copy, PartialEq)]
+enum Piece {
+    /// librqbit's: unknown at the start, so checked by librqbit before it serves it.
+    Librqbit,
+    /// Known at the start and not read since: checked on its first read.
+    Unchecked,
+    /// Known, and read and checked since.
+    Checked,
+    /// Known, and failed its check: never read again.
+    Corrupt,
+}
+
+/// A torrent's known pieces, checked as they are first read: a file changed behind the
+/// store's back (or a cache's) is never served, though nothing read it at start.
+struct FirstReads {
+    /// 20-byte SHA-1 per piece, from the torrent.
+    hashes: Vec<u8>,
+    length: u64,
+    piece: u64,
+    state: Mutex<Vec<Piece>>,
+}
+
+impl FirstReads {
+    fn new(metadata: &librqbit::TorrentMetadata) -> FirstReads {
+        let lengths = metadata.info.lengths();
+        FirstReads {
+            hashes: metadata.info.info().pieces.as_ref().to_vec(),
+            length: lengths.total_length(),
+            piece: lengths.default_piece_length() as u64,
+            state: Mutex::new(vec![Piece::Librqbit; lengths.total_pieces() as usize]),
+        }
+    }
+
+    /// Checks the unchecked pieces `[offset, offset + len)` touches; Err if one is corrupt.
+    fn check<T: ObjectFile>(&self, file: &T, offset: u64, len: usize) -> anyhow::Result<()> {
+        if len == 0 {
+            return Ok(());
+        }
+        let end = offset.saturating_add(len as u64).min(self.length);
+        for p in offset / self.piece..end.div_ceil(self.piece) {
+            let state = lock(&self.state).get(p as usize).copied();
+            match state {
+                Some(Piece::Unchecked) => self.verify(file, p)?,
+                Some(Piece::Corrupt) => anyhow::bail!("piece {p} is corrupt: not served"),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads piece `p` whole and compares its SHA-1. Concurrent first reads may both hash it.
+    fn verify<T: ObjectFile>(&self, file: &T, p: u64) -> anyhow::Result<()> {
+        let start = p * self.piece;
+        let mut buf = vec![0; (self.length - start).min(self.piece) as usize];
+        let why = match file.pread(start, &mut buf) {
+            Ok(()) => {
+                let mut sha1 = Sha1::new(&SHA1_FOR_LEGACY_USE_ONLY);
+                sha1.update(&buf);
+                let want = self.hashes.get(p as usize * 20..p as usize * 20 + 20);
+                if want == Some(sha1.finish().as_ref()) {
+                    self.set(p, Piece::Checked);
+                    return Ok(());
+                }
+                format!("piece {p} does not match its SHA-1")
+            }
+            Err(e) if is_short(&e) => format!("piece {p} is cut short ({e:#})"),
+            // Not the bytes' fault (yet): not served now, checked again on the next read.
+            Err(e) => return Err(e),
+        };
+        if self.set(p, Piece::Corrupt) {
+            file.corrupt(p, &why);
+        }
+        anyhow::bail!("{why}: not served")
+    }
+
+    /// Sets piece `p`'s state; true if it changed.
+    fn set(&self, p: u64, to: Piece) -> bool {
+        let mut state = lock(&self.state);
+        match state.get_mut(p as usize) {
+            Some(s) if *s != to => {
+                *s = to;
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// Whether a read failed because the file ended early.
+fn is_short(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<std::io::Error>()
+        .is_some_and(|e| e.kind() == std::io::ErrorKind::UnexpectedEof)
 }
 
 /// The storage librqbit drives, over one `ObjectFile`.
-pub struct Storage<T>(T);
+pub struct Storage<T> {
+    file: T,
+    /// Shared with the storage `take` hands over: the check's state outlives the first one.
+    first: Arc<FirstReads>,
+}
 
 impl<T: ObjectFile> TorrentStorage for Storage<T> {
     fn init(
@@ -75,11 +185,26 @@ impl<T: ObjectFile> TorrentStorage for Storage<T> {
     }
 
     fn pread_exact(&self, _file_id: usize, offset: u64, buf: &mut [u8]) -> anyhow::Result<()> {
-        self.0.pread(offset, buf)
+        self.first.check(&self.file, offset, buf.len())?;
+        self.file.pread(offset, buf)
+    }
+
+    fn known_pieces(&self) -> Option<Vec<bool>> {
+        let first = &self.first;
+        let known = self
+            .file
+            .known_pieces(first.length, lock(&first.state).len())?;
+        let mut state = lock(&first.state);
+        for (s, &k) in state.iter_mut().zip(&known) {
+            if k {
+                *s = Piece::Unchecked;
+            }
+        }
+        Some(known)
     }
 
     fn pwrite_all(&self, _file_id: usize, offset: u64, buf: &[u8]) -> anyhow::Result<()> {
-        self.0.pwrite(offset, buf)
+        self.file.pwrite(offset, buf)
     }
 
     fn remove_file(&self, _: usize, _: &Path) -> anyhow::Result<()> {
@@ -91,11 +216,14 @@ impl<T: ObjectFile> TorrentStorage for Storage<T> {
     }
 
     fn ensure_file_length(&self, _file_id: usize, length: u64) -> anyhow::Result<()> {
-        self.0.check_len(length)
+        self.file.check_len(length)
     }
 
     fn take(&self) -> anyhow::Result<Box<dyn TorrentStorage>> {
-        Ok(Box::new(Storage(self.0.take())))
+        Ok(Box::new(Storage {
+            file: self.file.take(),
+            first: self.first.clone(),
+        }))
     }
 }
 
@@ -113,9 +241,12 @@ where
     fn create(
         &self,
         _: &librqbit::ManagedTorrentShared,
-        _: &librqbit::TorrentMetadata,
+        metadata: &librqbit::TorrentMetadata,
     ) -> anyhow::Result<Storage<T>> {
-        Ok(Storage((self.0)()?))
+        Ok(Storage {
+            file: (self.0)()?,
+            first: Arc::new(FirstReads::new(metadata)),
+        })
     }
 
     fn clone_box(&self) -> BoxStorageFactory {

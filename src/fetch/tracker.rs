@@ -45,6 +45,9 @@ pub struct Tracker {
     pub seeder: RwLock<Option<SocketAddr>>,
     /// The catalog, for infohashes published since the seeder's last report.
     catalog: Option<Mutex<Catalog>>,
+    /// Infohashes (hex) published but not seeded here: their object is corrupt in the store.
+    /// Peers may still share them; the seeder is not named or counted.
+    refused: RwLock<HashSet<String>>,
 }
 
 struct Swarms {
@@ -110,6 +113,7 @@ impl Tracker {
             published: RwLock::new(None),
             seeder: RwLock::new(None),
             catalog: None,
+            refused: RwLock::new(HashSet::new()),
         }
     }
 
@@ -122,6 +126,16 @@ impl Tracker {
     /// The infohashes (hex) the repository publishes, as the seeder last saw them.
     pub fn set_published(&self, hashes: HashSet<String>) {
         *crate::sync::write(&self.published) = Some(hashes);
+    }
+
+    /// The infohashes the seeder no longer seeds though they are published.
+    pub fn set_refused(&self, hashes: HashSet<String>) {
+        *crate::sync::write(&self.refused) = hashes;
+    }
+
+    /// Whether the seeder seeds `hash` (published, and not refused).
+    fn seeded(&self, hash: &[u8; 20]) -> bool {
+        !crate::sync::read(&self.refused).contains(&hex::encode(hash))
     }
 
     fn is_published(&self, hash: &[u8; 20]) -> bool {
@@ -201,7 +215,8 @@ impl Tracker {
                     .take(want),
             );
         }
-        if let Some(seeder) = self.seeder_for(host).filter(|s| *s != me) {
+        let seeder = self.seeder_for(host).filter(|s| *s != me);
+        if let Some(seeder) = seeder.filter(|_| self.seeded(&a.info_hash)) {
             complete += 1;
             if !peers.contains(&seeder) {
                 peers.insert(0, seeder);
@@ -266,7 +281,7 @@ impl Tracker {
                     }
                     downloaded = s.downloaded;
                 }
-                if seeder {
+                if seeder && self.seeded(&h) {
                     complete += 1;
                 }
                 (
