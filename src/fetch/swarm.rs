@@ -97,13 +97,32 @@ struct FirstReads {
 }
 
 impl FirstReads {
-    fn new(metadata: &librqbit::TorrentMetadata) -> FirstReads {
+    fn of(metadata: &librqbit::TorrentMetadata) -> FirstReads {
         let lengths = metadata.info.lengths();
+        let piece = lengths.default_piece_length() as u64;
+        FirstReads::new(
+            metadata.info.info().pieces.as_ref(),
+            lengths.total_length(),
+            piece,
+        )
+    }
+
+    fn new(hashes: &[u8], length: u64, piece: u64) -> FirstReads {
         FirstReads {
-            hashes: metadata.info.info().pieces.as_ref().to_vec(),
-            length: lengths.total_length(),
-            piece: lengths.default_piece_length() as u64,
-            state: Mutex::new(vec![Piece::Librqbit; lengths.total_pieces() as usize]),
+            hashes: hashes.to_vec(),
+            length,
+            piece,
+            state: Mutex::new(vec![Piece::Librqbit; length.div_ceil(piece) as usize]),
+        }
+    }
+
+    /// Marks the `known` pieces to be checked on their first read.
+    fn know(&self, known: &[bool]) {
+        let mut state = lock(&self.state);
+        for (s, &k) in state.iter_mut().zip(known) {
+            if k {
+                *s = Piece::Unchecked;
+            }
         }
     }
 
@@ -194,12 +213,7 @@ impl<T: ObjectFile> TorrentStorage for Storage<T> {
         let known = self
             .file
             .known_pieces(first.length, lock(&first.state).len())?;
-        let mut state = lock(&first.state);
-        for (s, &k) in state.iter_mut().zip(&known) {
-            if k {
-                *s = Piece::Unchecked;
-            }
-        }
+        first.know(&known);
         Some(known)
     }
 
@@ -245,7 +259,7 @@ where
     ) -> anyhow::Result<Storage<T>> {
         Ok(Storage {
             file: (self.0)()?,
-            first: Arc::new(FirstReads::new(metadata)),
+            first: Arc::new(FirstReads::of(metadata)),
         })
     }
 
@@ -262,4 +276,108 @@ where
     F: Fn() -> anyhow::Result<T> + Clone + Send + Sync + 'static,
 {
     Factory(open).boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// An object in memory that counts its reads and its corrupt reports.
+    #[derive(Clone, Default)]
+    struct Mem {
+        bytes: Arc<Mutex<Vec<u8>>>,
+        reads: Arc<AtomicUsize>,
+        corrupt: Arc<Mutex<Vec<u64>>>,
+    }
+
+    impl ObjectFile for Mem {
+        fn pread(&self, offset: u64, buf: &mut [u8]) -> anyhow::Result<()> {
+            self.reads.fetch_add(1, Ordering::Relaxed);
+            let bytes = lock(&self.bytes);
+            let src = bytes
+                .get(offset as usize..offset as usize + buf.len())
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::UnexpectedEof))?;
+            buf.copy_from_slice(src);
+            Ok(())
+        }
+        fn pwrite(&self, _: u64, _: &[u8]) -> anyhow::Result<()> {
+            anyhow::bail!("read-only")
+        }
+        fn check_len(&self, _: u64) -> anyhow::Result<()> {
+            Ok(())
+        }
+        fn take(&self) -> Mem {
+            self.clone()
+        }
+        fn corrupt(&self, piece: u64, _: &str) {
+            lock(&self.corrupt).push(piece);
+        }
+    }
+
+    const P: u64 = 4;
+
+    /// Ten bytes in pieces of four (the last of two), with their SHA-1s.
+    fn object() -> (Mem, FirstReads) {
+        let bytes: Vec<u8> = (0..10).collect();
+        let hashes: Vec<u8> = bytes
+            .chunks(P as usize)
+            .flat_map(|c| {
+                let mut h = Sha1::new(&SHA1_FOR_LEGACY_USE_ONLY);
+                h.update(c);
+                h.finish().as_ref().to_vec()
+            })
+            .collect();
+        let mem = Mem::default();
+        *lock(&mem.bytes) = bytes;
+        (mem, FirstReads::new(&hashes, 10, P))
+    }
+
+    fn reads(mem: &Mem) -> usize {
+        mem.reads.load(Ordering::Relaxed)
+    }
+
+    /// A known piece is read whole and hashed once, on its first read; pieces librqbit
+    /// checks itself are not.
+    #[test]
+    fn a_known_piece_is_checked_once_on_first_read() {
+        let (mem, first) = object();
+        first.know(&[true, true, false]);
+        first.check(&mem, 8, 2).unwrap();
+        assert_eq!(reads(&mem), 0, "piece 2 is librqbit's");
+        first.check(&mem, 5, 2).unwrap();
+        assert_eq!(reads(&mem), 1, "piece 1 read whole");
+        first.check(&mem, 4, 4).unwrap();
+        assert_eq!(reads(&mem), 1, "and only once");
+        first.check(&mem, 3, 2).unwrap();
+        assert_eq!(reads(&mem), 2, "a read across 0 and 1 checks 0");
+        assert!(lock(&mem.corrupt).is_empty());
+    }
+
+    /// A changed byte fails its piece, reported once and refused from then on; the other
+    /// pieces are still served.
+    #[test]
+    fn a_changed_piece_is_refused_and_reported_once() {
+        let (mem, first) = object();
+        first.know(&[true, true, true]);
+        lock(&mem.bytes)[5] ^= 1;
+        let e = first.check(&mem, 4, 1).unwrap_err();
+        assert!(format!("{e}").contains("piece 1 does not match"), "{e}");
+        assert!(first.check(&mem, 6, 1).is_err());
+        assert_eq!(*lock(&mem.corrupt), [1]);
+        first.check(&mem, 0, 4).unwrap();
+        first.check(&mem, 8, 2).unwrap();
+    }
+
+    /// A file cut short fails the pieces it no longer holds.
+    #[test]
+    fn a_short_file_fails_its_missing_pieces() {
+        let (mem, first) = object();
+        first.know(&[true, true, true]);
+        lock(&mem.bytes).truncate(9);
+        let e = first.check(&mem, 8, 2).unwrap_err();
+        assert!(format!("{e}").contains("cut short"), "{e}");
+        assert_eq!(*lock(&mem.corrupt), [2]);
+        first.check(&mem, 0, 8).unwrap();
+    }
 }

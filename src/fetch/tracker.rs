@@ -592,6 +592,22 @@ mod tests {
         assert_eq!(a.peers[0], "[fd00::9]:5000".parse().unwrap());
     }
 
+    /// An object the seeder refuses (corrupt in the store) is still published, but the
+    /// seeder is neither named nor counted for it.
+    #[test]
+    fn a_refused_object_is_announced_without_the_seeder() {
+        let t = tracker();
+        *crate::sync::write(&t.seeder) = Some("10.9.9.9:5000".parse().unwrap());
+        t.set_refused([hex::encode(H)].into());
+        let now = Instant::now();
+        let a = t
+            .announce_at(&ann(1001, 5, None), from("10.0.0.1"), None, now)
+            .unwrap();
+        assert!(a.peers.is_empty(), "{:?}", a.peers);
+        assert_eq!(a.complete, 0);
+        assert_eq!(t.scrape_at(&[H], now)[&H].complete, 0);
+    }
+
     #[test]
     fn scrape_counts_seeders_leechers_and_completions() {
         let t = tracker();
