@@ -3,15 +3,15 @@
 //!
 //! librqbit's default storage opens files read-write and truncates or recreates what does not
 //! match (platform notes); a store object must never change. So each torrent gets a storage
-//! of its own that reads its one store object and refuses every write.
+//! of its own that reads its one store object and refuses every write. The seeder is the only
+//! part of repofsd that runs an async runtime; it follows the catalog by polling its data
+//! version, as the mount does.
 //!
 //! Nothing is read to start seeding: every object's sha256 was checked when it was published
 //! and the store never changes one, so a torrent starts with every piece (librqbit's initial
 //! check skipped), and each piece is checked against its SHA-1 when first read for a peer. A
 //! file changed behind the store's back is never served: its bad piece is refused, the object
-//! is dropped from seeding and the tracker, and the log says why (`corrupt-object`). The seeder is the only
-//! part of repofsd that runs an async runtime; it follows the catalog by polling its data
-//! version, as the mount does.
+//! is dropped from seeding and the tracker, and the log says why (`corrupt-object`).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -117,7 +117,7 @@ pub struct Seeder {
 }
 
 /// An object being seeded: its torrent's infohash (the tracker's) and session id.
-pub struct Seeded {
+struct Seeded {
     hash: String,
     id: usize,
 }
@@ -125,7 +125,7 @@ pub struct Seeded {
 /// What the seeder seeds, by object sha256, and what it refuses until repofsd restarts (with
 /// its infohash).
 #[derive(Default)]
-pub struct Seeding {
+struct Seeding {
     seeded: HashMap<String, Seeded>,
     refused: HashMap<String, String>,
 }
