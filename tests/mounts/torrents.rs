@@ -317,26 +317,6 @@ fn the_tracker_serves_published_infohashes_only_and_forgets_silent_peers() {
 const MANY: usize = 64;
 const MANY_SIZE: usize = (512 << 10) + 1;
 
-/// `read_bytes` of process `pid` (/proc/PID/io): what it made the disks read.
-fn read_bytes(pid: u32) -> u64 {
-    let io = fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
-    io.lines()
-        .find_map(|l| l.strip_prefix("read_bytes: "))
-        .and_then(|n| n.parse().ok())
-        .expect("read_bytes in /proc/PID/io")
-}
-
-/// Drops the page cache's copy of `file`, so reading it again reads the disk.
-fn uncache(file: &std::path::Path) {
-    use std::os::fd::AsRawFd;
-    let f = fs::File::open(file).unwrap();
-    f.sync_all().unwrap();
-    assert_eq!(
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) },
-        0
-    );
-}
-
 /// Publishes `MANY` random files into dists/hello with `repofsd --once`; returns their names
 /// and the store objects' paths, by name.
 fn publish_many(w: &World) -> Vec<(String, std::path::PathBuf)> {
