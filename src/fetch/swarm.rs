@@ -5,7 +5,9 @@
 //! Every torrent here has one file, one object, and its storage never creates, removes or
 //! resizes anything: a store object must never change, and the cache decides alone what it
 //! keeps. So the librqbit plumbing (factory, no-op lifecycle calls, `take`) lives once here and
-//! each adapter says only how it reads, writes and checks the length (`ObjectFile`).
+//! each adapter says only how it reads, writes and checks the length, and which pieces it
+//! vouches for without a read (`ObjectFile`). librqbit skips its initial check for those;
+//! `FirstReads` checks each against its SHA-1 the first time it is read instead.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -168,11 +170,12 @@ impl FirstReads {
         anyhow::bail!("{why}: not served")
     }
 
-    /// Sets piece `p`'s state; true if it changed.
+    /// Settles unchecked piece `p` as `to`; true if it was unchecked. A verdict stands: a
+    /// concurrent check that read other bytes does not undo `Corrupt`.
     fn set(&self, p: u64, to: Piece) -> bool {
         let mut state = lock(&self.state);
         match state.get_mut(p as usize) {
-            Some(s) if *s != to => {
+            Some(s) if *s == Piece::Unchecked => {
                 *s = to;
                 true
             }
