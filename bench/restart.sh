@@ -10,7 +10,8 @@
 # /proc/PID/io read_bytes (disk) and rchar (read calls), CPU seconds and threads then; the
 # seconds an aria2c peer then takes to download one file; and threads 15 s later (idle).
 # Usage: bench/restart.sh [FILES=10000] [SIZE_KIB=512]   (run on demand; needs FILES*SIZE_KIB
-#   of disk; BIN=dir prebuilt repofs/repofsd; MODES="trusted recheck" picks the starts)
+#   of disk; BIN=dir prebuilt repofs/repofsd; MODES="trusted recheck" picks the starts;
+#   ROOT=dir publishes there and keeps it, or reuses what an earlier run published there)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 files=${1:-10000}
@@ -19,29 +20,37 @@ size_kib=${2:-512}
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 bin=${BIN:-${CARGO_TARGET_DIR:-$PWD/target}/release}
-bench_work
-bench_key
-root=$work/root
+# bench_work's, under a name of its own: a sweep of repofs-bench.* by another run removed
+# this one's store mid-publication once.
+work=$(mktemp -d /var/tmp/repofs-restart.XXXXXX)
+mnt=$work/mnt
+export GNUPGHOME=$work/gnupg
+pids=()
+trap bench_cleanup EXIT
+root=${ROOT:-$work/root}
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 listen=127.0.0.1:$(port)
-"$bin/repofs" --root "$root" keys add --dir / "$work/key.asc" >/dev/null
 config() {
   printf '[ingest]\nsettle = "0s"\npair_wait = "0s"\n[distribution]\nlisten = "%s"\nrecheck_store = %s\n' \
     "$listen" "$1" > "$work/cfg.toml"
 }
 config false
 
-# ---- publish: batches of 500 through the spool --------------------------------------------
+# ---- publish: batches of 500 through the spool (unless ROOT holds them already) -------------
 t0=$(now)
-spool=$root/incoming/bench
-for ((i = 1; i <= files; i += 500)); do
-  mkdir -p "$spool"
-  for ((j = i; j < i + 500 && j <= files; j++)); do
-    head -c $((size_kib << 10)) /dev/urandom > "$spool/f-$j.bin"
-    gpg -q --batch -b "$spool/f-$j.bin"
+if [[ ! -e $root/catalog.sqlite ]]; then
+  bench_key
+  "$bin/repofs" --root "$root" keys add --dir / "$work/key.asc" >/dev/null
+  spool=$root/incoming/bench
+  for ((i = 1; i <= files; i += 500)); do
+    mkdir -p "$spool"
+    for ((j = i; j < i + 500 && j <= files; j++)); do
+      head -c $((size_kib << 10)) /dev/urandom > "$spool/f-$j.bin"
+      gpg -q --batch -b "$spool/f-$j.bin"
+    done
+    RUST_LOG=warn "$bin/repofsd" --root "$root" --config "$work/cfg.toml" --once
   done
-  RUST_LOG=warn "$bin/repofsd" --root "$root" --config "$work/cfg.toml" --once
-done
+fi
 published=$("$bin/repofs" --root "$root" list | grep -c ' bench/f-[0-9]*\.bin$' || true)
 store=$(du -sb "$root/store/objects" | cut -f1)
 echo "published $published files ($(echo "$store / 1073741824" | bc -l | xargs printf %.2f) GiB in the store) in $(echo "$(now) - $t0" | bc | xargs printf %.0f) s"
@@ -84,18 +93,19 @@ start() {
   local n=$((RANDOM % files + 1)) d=$work/peer-$1
   mkdir -p "$d"
   curl -sSf -o "$d/t.torrent" "http://$listen/dists/bench/f-$n.bin.torrent"
-  local p0; p0=$(now)
-  timeout 60 aria2c --seed-time=0 --enable-dht=false --bt-enable-lpd=false \
+  local p0 pt=failed sha; p0=$(now)
+  if timeout 60 aria2c --seed-time=0 --enable-dht=false --bt-enable-lpd=false \
     --enable-peer-exchange=false --summary-interval=0 --console-log-level=error \
-    -d "$d" "$d/t.torrent" >/dev/null
-  local pt; pt=$(echo "$(now) - $p0" | bc)
-  local sha; sha=$(sha256sum "$d/f-$n.bin" | cut -d' ' -f1)
-  cmp -s "$d/f-$n.bin" "$root/store/objects/${sha:0:2}/$sha" \
-    || { echo "$1: the peer's copy is not a store object" >&2; exit 1; }
+    -d "$d" "$d/t.torrent" >/dev/null; then
+    pt=$(echo "$(now) - $p0" | bc | xargs printf %.2f)
+    sha=$(sha256sum "$d/f-$n.bin" | cut -d' ' -f1)
+    cmp -s "$d/f-$n.bin" "$root/store/objects/${sha:0:2}/$sha" \
+      || { echo "$1: the peer's copy is not a store object" >&2; exit 1; }
+  fi
   sleep 15  # idle: what stays after the start (tokio lets idle blocking threads go after 10 s)
   local idle; idle=$(threads "$pid")
   kill "$pid"; wait "$pid" 2>/dev/null || true
-  printf '%-8s %9.2f %14s %14s %7.2f %6.2f%% %7s %8.2f %7s\n' "$1" "$t" "$rb" "$rc" "$c" \
+  printf '%-8s %9.2f %14s %14s %7.2f %6.2f%% %7s %8s %7s\n' "$1" "$t" "$rb" "$rc" "$c" \
     "$(echo "100 * $rb / $store" | bc -l)" "$th" "$pt" "$idle"
 }
 

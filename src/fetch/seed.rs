@@ -28,21 +28,78 @@ use tracing::{info, warn};
 use super::swarm::{self, ObjectFile};
 use crate::catalog::Catalog;
 use crate::store::Store;
+use crate::sync::lock;
 use crate::torrent;
+
+/// What the storages of all store objects share.
+struct StoreFiles {
+    /// Trust the publication's check (`known_pieces`) rather than read objects back.
+    trusted: bool,
+    open: Mutex<OpenFiles>,
+    /// Objects a first read found corrupt, for `Seeder::follow` to stop seeding them.
+    corrupt: Mutex<Vec<String>>,
+}
+
+/// Store objects open for reading: beyond `cap`, the least recently read is closed. One
+/// descriptor held per seeded object ran out of them at 20,000 objects (hard limit here).
+struct OpenFiles {
+    cap: usize,
+    files: HashMap<Arc<str>, (Arc<File>, u64)>,
+    tick: u64,
+}
+
+/// Store objects kept open at once.
+const OPEN_FILES: usize = 1024;
+
+impl StoreFiles {
+    fn new(trusted: bool, cap: usize) -> StoreFiles {
+        StoreFiles {
+            trusted,
+            open: Mutex::new(OpenFiles {
+                cap,
+                files: HashMap::new(),
+                tick: 0,
+            }),
+            corrupt: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Object `sha256` at `path`, open.
+    fn file(&self, sha256: &Arc<str>, path: &Path) -> std::io::Result<Arc<File>> {
+        {
+            let mut open = lock(&self.open);
+            open.tick += 1;
+            let tick = open.tick;
+            if let Some((f, used)) = open.files.get_mut(sha256) {
+                *used = tick;
+                return Ok(f.clone());
+            }
+        }
+        let f = Arc::new(File::open(path)?);
+        let mut open = lock(&self.open);
+        if open.files.len() >= open.cap {
+            let oldest = open.files.iter().min_by_key(|(_, (_, used))| *used);
+            if let Some(k) = oldest.map(|(k, _)| k.clone()) {
+                open.files.remove(&k);
+            }
+        }
+        let tick = open.tick;
+        open.files.insert(sha256.clone(), (f.clone(), tick));
+        Ok(f)
+    }
+}
 
 /// One store object, read-only: every write is refused.
 struct ReadOnly {
-    file: Arc<File>,
+    path: Arc<Path>,
     sha256: Arc<str>,
-    /// Trust the publication's check (`known_pieces`) rather than read the object back.
-    trusted: bool,
-    /// Where a corrupt piece reports its object, for `Seeder::follow` to stop seeding it.
-    corrupt: Arc<Mutex<Vec<String>>>,
+    files: Arc<StoreFiles>,
 }
 
 impl ObjectFile for ReadOnly {
     fn pread(&self, offset: u64, buf: &mut [u8]) -> anyhow::Result<()> {
-        Ok(self.file.read_exact_at(buf, offset)?)
+        let file = self.files.file(&self.sha256, &self.path)?;
+        Ok(file.read_exact_at(buf, offset)?)
     }
 
     fn pwrite(&self, _: u64, _: &[u8]) -> anyhow::Result<()> {
@@ -50,7 +107,7 @@ impl ObjectFile for ReadOnly {
     }
 
     fn check_len(&self, length: u64) -> anyhow::Result<()> {
-        let have = self.file.metadata()?.len();
+        let have = std::fs::metadata(&self.path)?.len();
         anyhow::ensure!(
             have == length,
             "store object is {have} bytes, torrent says {length}"
@@ -60,18 +117,17 @@ impl ObjectFile for ReadOnly {
 
     fn take(&self) -> ReadOnly {
         ReadOnly {
-            file: self.file.clone(),
+            path: self.path.clone(),
             sha256: self.sha256.clone(),
-            trusted: self.trusted,
-            corrupt: self.corrupt.clone(),
+            files: self.files.clone(),
         }
     }
 
     /// Every piece: the object's sha256 was checked when it was published and the store
     /// never changes an object. A file of another length is not the published object: read.
     fn known_pieces(&self, length: u64, pieces: usize) -> Option<Vec<bool>> {
-        let len = self.file.metadata().ok()?.len();
-        (self.trusted && len == length).then(|| vec![true; pieces])
+        let len = std::fs::metadata(&self.path).ok()?.len();
+        (self.files.trusted && len == length).then(|| vec![true; pieces])
     }
 
     fn corrupt(&self, piece: u64, why: &str) {
@@ -81,25 +137,27 @@ impl ObjectFile for ReadOnly {
             reason = "corrupt-object",
             "store object changed since it was published ({why}): no longer seeded"
         );
-        crate::sync::lock(&self.corrupt).push(self.sha256.to_string());
+        lock(&self.files.corrupt).push(self.sha256.to_string());
     }
 }
 
-/// The storage of a store object's torrent: the object opened read-only.
+/// The storage of a store object's torrent: the object, read-only (opened when read).
 fn store_object(
     path: PathBuf,
     sha256: &str,
-    trusted: bool,
-    corrupt: &Arc<Mutex<Vec<String>>>,
+    files: &Arc<StoreFiles>,
 ) -> librqbit::storage::BoxStorageFactory {
-    let (path, sha256, corrupt) = (Arc::new(path), Arc::<str>::from(sha256), corrupt.clone());
+    let (path, sha256, files) = (
+        Arc::<Path>::from(path),
+        Arc::<str>::from(sha256),
+        files.clone(),
+    );
     swarm::factory(move || {
-        let file = File::open(&*path).with_context(|| format!("opening {}", path.display()))?;
+        std::fs::metadata(&path).with_context(|| format!("opening {}", path.display()))?;
         Ok(ReadOnly {
-            file: Arc::new(file),
+            path: path.clone(),
             sha256: sha256.clone(),
-            trusted,
-            corrupt: corrupt.clone(),
+            files: files.clone(),
         })
     })
 }
@@ -110,10 +168,7 @@ const POLL: Duration = Duration::from_secs(1);
 pub struct Seeder {
     runtime: tokio::runtime::Runtime,
     session: Arc<Session>,
-    /// Seed store objects without reading them back (not `[distribution] recheck_store`).
-    trusted: bool,
-    /// Objects a first read found corrupt, reported by their storage.
-    corrupt: Arc<Mutex<Vec<String>>>,
+    files: Arc<StoreFiles>,
 }
 
 /// An object being seeded: its torrent's infohash (the tracker's) and session id.
@@ -153,8 +208,7 @@ impl Seeder {
         Ok(Seeder {
             runtime,
             session,
-            trusted: !recheck,
-            corrupt: Arc::default(),
+            files: Arc::new(StoreFiles::new(!recheck, OPEN_FILES)),
         })
     }
 
@@ -191,7 +245,7 @@ impl Seeder {
             let path = store.object_path(&sha256);
             let opts = AddTorrentOptions {
                 overwrite: true,
-                storage_factory: Some(store_object(path, &sha256, self.trusted, &self.corrupt)),
+                storage_factory: Some(store_object(path, &sha256, &self.files)),
                 ..Default::default()
             };
             let add = self
@@ -223,7 +277,7 @@ impl Seeder {
 
     /// Stops seeding the objects a first read found corrupt; true if there were any.
     fn drop_corrupt(&self, seeding: &mut Seeding) -> bool {
-        let corrupt = std::mem::take(&mut *crate::sync::lock(&self.corrupt));
+        let corrupt = std::mem::take(&mut *lock(&self.files.corrupt));
         let mut dropped = false;
         for sha256 in corrupt {
             let Some(s) = seeding.seeded.remove(&sha256) else {
@@ -277,5 +331,39 @@ impl Seeder {
     pub fn stop(self) {
         self.runtime.block_on(self.session.stop());
         self.runtime.shutdown_timeout(Duration::from_secs(5));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Beyond the cap, the least recently read object is closed (and opened again if read).
+    #[test]
+    fn open_files_stay_within_their_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let files = StoreFiles::new(true, 2);
+        let objects: Vec<(Arc<str>, PathBuf)> = ["a", "b", "c"]
+            .iter()
+            .map(|n| {
+                std::fs::write(dir.path().join(n), n).unwrap();
+                (Arc::from(*n), dir.path().join(n))
+            })
+            .collect();
+        let open = |i: usize| files.file(&objects[i].0, &objects[i].1).unwrap();
+        let a = open(0);
+        open(1);
+        assert!(Arc::ptr_eq(&a, &open(0)), "a still open");
+        open(2);
+        let held: Vec<String> = lock(&files.open)
+            .files
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        assert_eq!(held.len(), 2);
+        assert!(
+            !held.contains(&"b".to_string()),
+            "b, least recently read, closed: {held:?}"
+        );
     }
 }
