@@ -91,6 +91,7 @@ impl Distribution {
             &layout.root.join("seeder"),
             peer_listen,
             config.recheck_store,
+            !config.trackers.is_empty(),
         )?);
         let tracker = Arc::new(
             tracker::Tracker::new(config.announce_interval)

@@ -169,6 +169,10 @@ pub struct Seeder {
     runtime: tokio::runtime::Runtime,
     session: Arc<Session>,
     files: Arc<StoreFiles>,
+    /// Announce to the torrents' trackers: not when the only one is this repository's own,
+    /// which names the seeder in every answer anyway (20,000 torrents announced to it every
+    /// interval, for nothing).
+    announce: bool,
 }
 
 /// An object being seeded: its torrent's infohash (the tracker's) and session id.
@@ -195,8 +199,13 @@ impl Seeding {
 impl Seeder {
     /// Starts a session accepting peers on `listen` (port 0: any), without DHT or local
     /// discovery: peers come from the trackers the torrents name. `recheck`: librqbit reads
-    /// every object back as it starts seeding it.
-    pub fn start(scratch: &Path, listen: SocketAddr, recheck: bool) -> anyhow::Result<Seeder> {
+    /// every object back as it starts seeding it. `announce`: to the torrents' trackers.
+    pub fn start(
+        scratch: &Path,
+        listen: SocketAddr,
+        recheck: bool,
+        announce: bool,
+    ) -> anyhow::Result<Seeder> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -209,6 +218,7 @@ impl Seeder {
             runtime,
             session,
             files: Arc::new(StoreFiles::new(!recheck, OPEN_FILES)),
+            announce,
         })
     }
 
@@ -245,6 +255,7 @@ impl Seeder {
             let path = store.object_path(&sha256);
             let opts = AddTorrentOptions {
                 overwrite: true,
+                disable_trackers: !self.announce,
                 storage_factory: Some(store_object(path, &sha256, &self.files)),
                 ..Default::default()
             };
