@@ -251,11 +251,12 @@ impl Seeder {
             let Some((_, info, _)) = catalog.object_torrent(&sha256)? else {
                 continue;
             };
-            let bytes = torrent::torrent_file(&info, trackers)?;
+            // No announce URL, no announcing (librqbit 9.1 ignores `disable_trackers`).
+            let announce_to = if self.announce { trackers } else { &[] };
+            let bytes = torrent::torrent_file(&info, announce_to)?;
             let path = store.object_path(&sha256);
             let opts = AddTorrentOptions {
                 overwrite: true,
-                disable_trackers: !self.announce,
                 storage_factory: Some(store_object(path, &sha256, &self.files)),
                 ..Default::default()
             };
