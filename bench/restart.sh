@@ -79,6 +79,7 @@ threads() { awk '$1 == "Threads:" { print $2 }' "/proc/$1/status"; }
 start() {
   config "$2"
   uncache
+  cat "$bin/repofsd" >/dev/null  # its page faults count in read_bytes too; it is not the store
   local log=$work/repofsd-$1.log
   local t0; t0=$(now)
   RUST_LOG=info "$bin/repofsd" --root "$root" --config "$work/cfg.toml" 2>"$log" &
