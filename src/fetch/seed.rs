@@ -236,6 +236,7 @@ impl Seeder {
         catalog: &Catalog,
         store: &Store,
         trackers: &[String],
+        tracker: &Arc<super::tracker::Tracker>,
         seeding: &mut Seeding,
     ) -> anyhow::Result<()> {
         let start = Instant::now();
@@ -276,10 +277,20 @@ impl Seeder {
         }
         if !added.is_empty() {
             let total = seeding.seeded.len();
+            let tracker = tracker.clone();
             self.runtime.spawn(async move {
                 let n = added.len();
                 for h in added {
-                    let _ = h.wait_until_initialized().await;
+                    if h.wait_until_initialized().await.is_err() {
+                        continue;
+                    }
+                    // Leechers that announced before this torrent was live found no torrent
+                    // here; dial them now rather than leave them to their next announce.
+                    if let Some(live) = h.live() {
+                        for peer in tracker.leechers(&h.info_hash().0) {
+                            let _ = live.add_peer_if_not_seen(peer);
+                        }
+                    }
                 }
                 info!(added = n, objects = total, elapsed = ?start.elapsed(), "seeding: every torrent live");
             });
@@ -314,7 +325,7 @@ impl Seeder {
         catalog: &Catalog,
         store: &Store,
         trackers: &[String],
-        tracker: &super::tracker::Tracker,
+        tracker: &Arc<super::tracker::Tracker>,
         stop: &std::sync::atomic::AtomicBool,
     ) {
         let mut seeding = Seeding::default();
@@ -323,7 +334,7 @@ impl Seeder {
             let now = catalog.data_version().ok();
             let mut changed = self.drop_corrupt(&mut seeding);
             if now.is_none() || now != version {
-                match self.sync(catalog, store, trackers, &mut seeding) {
+                match self.sync(catalog, store, trackers, tracker, &mut seeding) {
                     Ok(()) => {
                         version = now;
                         changed = true;

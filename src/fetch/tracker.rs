@@ -147,6 +147,20 @@ impl Tracker {
         *crate::sync::write(&self.refused) = hashes;
     }
 
+    /// The peers still fetching `hash` (the seeder dials them when it starts seeding it: a
+    /// mirror that announced a moment before had found no torrent at the seeder, and would
+    /// otherwise wait for its own reconnect or next announce).
+    pub fn leechers(&self, hash: &[u8; 20]) -> Vec<SocketAddr> {
+        let swarms = crate::sync::lock(&self.swarms);
+        swarms.by_hash.get(hash).map_or_else(Vec::new, |s| {
+            s.peers
+                .iter()
+                .filter(|(_, p)| !p.seed)
+                .map(|(a, _)| *a)
+                .collect()
+        })
+    }
+
     /// Whether the seeder seeds `hash` (published, and not refused).
     fn seeded(&self, hash: &[u8; 20]) -> bool {
         !crate::sync::read(&self.refused).contains(&hex::encode(hash))

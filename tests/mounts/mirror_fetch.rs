@@ -300,7 +300,12 @@ fn many_concurrent_readers_do_not_stall() {
         .collect();
     for (r, b) in readers.into_iter().zip(&blobs) {
         let out = r.join().unwrap();
-        assert!(out.status.success(), "dd: {}", stderr(&out));
+        assert!(
+            out.status.success(),
+            "dd: {}\nmirror log:\n{}",
+            stderr(&out),
+            m.daemon.log()
+        );
         assert!(out.stdout == fs::read(b).unwrap(), "bytes of {b:?} differ");
     }
     eprintln!("16 concurrent 2 MiB reads: {:?}", started.elapsed());

@@ -120,14 +120,24 @@ fn publish_blob(s: &Site, name: &str) -> (std::path::PathBuf, std::path::PathBuf
 
 /// aria2c fetches the torrent's file from the swarm into the empty `dir`: the bytes of `blob`.
 fn assert_downloads(dir: std::path::PathBuf, torrent: &std::path::Path, blob: &std::path::Path) {
-    let out = aria2c_downloads(torrent, &dir);
+    let name = blob.file_name().unwrap().to_str().unwrap();
+    assert_downloads_as(&dir, torrent, name, blob);
+}
+
+/// aria2c fetches the torrent's file `name` into the empty `dir`: the bytes of `expected`.
+fn assert_downloads_as(
+    dir: &std::path::Path,
+    torrent: &std::path::Path,
+    name: &str,
+    expected: &std::path::Path,
+) {
+    let out = aria2c_downloads(torrent, dir);
     assert!(
         out.status.success(),
         "aria2c: {}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let name = blob.file_name().unwrap();
-    assert_eq!(sha256_file(&dir.join(name)), sha256_file(blob));
+    assert_eq!(sha256_file(&dir.join(name)), sha256_file(expected));
 }
 
 fn aria2c_downloads(torrent: &std::path::Path, dir: &std::path::Path) -> std::process::Output {
@@ -440,14 +450,7 @@ fn a_restarted_primary_seeds_without_reading_the_store_and_never_serves_a_change
     // A peer downloads from it at once, byte-identical.
     let d = w.scratch("peer");
     let (name, object) = &objects[0];
-    let got = d.join("got");
-    let out = aria2c_downloads(&fetch_torrent(port, name, &d), &got);
-    assert!(
-        out.status.success(),
-        "aria2c: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    assert_eq!(sha256_file(&got.join(name)), sha256_file(object));
+    assert_downloads_as(&d.join("got"), &fetch_torrent(port, name, &d), name, object);
 
     // One object's middle piece changes behind the store's back.
     let (bad_name, bad) = &objects[1];
@@ -483,12 +486,10 @@ fn a_restarted_primary_seeds_without_reading_the_store_and_never_serves_a_change
 
     // The other objects are still served.
     let (name, object) = &objects[2];
-    let got = d.join("got2");
-    let out = aria2c_downloads(&fetch_torrent(port, name, &d), &got);
-    assert!(
-        out.status.success(),
-        "aria2c: {}",
-        String::from_utf8_lossy(&out.stdout)
+    assert_downloads_as(
+        &d.join("got2"),
+        &fetch_torrent(port, name, &d),
+        name,
+        object,
     );
-    assert_eq!(sha256_file(&got.join(name)), sha256_file(object));
 }
