@@ -104,7 +104,7 @@ impl Seeder {
             let Some((_, info, _)) = catalog.object_torrent(&sha256)? else {
                 continue;
             };
-            let bytes = torrent::torrent_file(&info, trackers)?;
+            let bytes = torrent::torrent_file(&info, trackers, &[], "")?;
             let opts = AddTorrentOptions {
                 overwrite: true,
                 storage_factory: Some(store_object(store.object_path(&sha256))),

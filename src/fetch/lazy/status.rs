@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use super::Fetcher;
+use crate::fetch::origin::OriginStatus;
 use crate::sync::lock;
 
 /// How often the status file is rewritten while something changes.
@@ -77,6 +78,7 @@ impl Fetcher {
             peers: s.peers.live as u64,
             down_mbps: s.download_speed.mbps,
             up_mbps: s.upload_speed.mbps,
+            origin: self.origin.status(),
             objects,
         };
         write_if_changed(
@@ -99,6 +101,9 @@ pub struct Status {
     pub peers: u64,
     pub down_mbps: f64,
     pub up_mbps: f64,
+    /// What came over HTTP from the origins, and how they failed.
+    #[serde(default)]
+    pub origin: OriginStatus,
     pub objects: Vec<ObjectStatus>,
 }
 

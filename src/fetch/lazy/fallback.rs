@@ -1,0 +1,151 @@
+//! When the origin serves (`fetch::origin`): the swarm comes first while it has peers and
+//! keeps up. A request's range goes to the origin too once the swarm has made the reader wait
+//! `[mirror] origin_after`; with no live peer (the tracker is down, or no one holds it) at
+//! once, but for `PEER_GRACE` after the object's first read, while its peers connect.
+//! Whichever source verifies the range first answers. A reader whose range the origin served,
+//! still without peers, has its read-ahead fetched from the origin as well (a window of at
+//! least `ORIGIN_AHEAD` for a sequential reader: one request per window, not per read).
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use librqbit::ManagedTorrent;
+use tracing::{debug, warn};
+
+use super::super::cache::CacheObject;
+use super::{plan, Busy, FetchError, Fetcher};
+use crate::fetch::protocol::FetchRequest;
+use crate::sync::lock;
+
+/// How long after an object's first read its peers may take to connect (a tracker's answer,
+/// a handshake: ~0.1 s on loopback).
+const PEER_GRACE: Duration = Duration::from_secs(2);
+/// A sequential reader's origin read-ahead reaches at least this far past its request.
+const ORIGIN_AHEAD: u64 = 32 << 20;
+
+impl Fetcher {
+    /// Runs `swarm` (the request's fetch from peers) beside the origin's; Ok once either made
+    /// the range verified, the swarm's error if neither could.
+    pub(super) async fn with_origin(
+        self: &Arc<Self>,
+        swarm: impl Future<Output = Result<(), FetchError>>,
+        req: &FetchRequest,
+        torrent: &Arc<ManagedTorrent>,
+        object: &Arc<CacheObject>,
+    ) -> Result<(), FetchError> {
+        let origin = self.from_origin(req, torrent, object);
+        tokio::pin!(swarm, origin);
+        let mut swarm_failed = None;
+        let mut origin_done = false;
+        loop {
+            tokio::select! {
+                r = &mut swarm, if swarm_failed.is_none() => match r {
+                    Ok(()) => return Ok(()),
+                    Err(e) if origin_done => return Err(e),
+                    Err(e) => swarm_failed = Some(e),
+                },
+                served = &mut origin, if !origin_done => {
+                    if served {
+                        return Ok(());
+                    }
+                    origin_done = true;
+                    if let Some(e) = swarm_failed.take() {
+                        return Err(e);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The web seeds the index names (setting `web_seeds`), read as they change.
+    fn web_seeds(&self) -> Vec<String> {
+        lock(&self.catalog)
+            .setting("web_seeds")
+            .ok()
+            .flatten()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    /// True once the origin made the request's range verified; false if it could not (or there
+    /// is none to ask).
+    async fn from_origin(
+        self: &Arc<Self>,
+        req: &FetchRequest,
+        torrent: &Arc<ManagedTorrent>,
+        object: &Arc<CacheObject>,
+    ) -> bool {
+        let seeds = self.web_seeds();
+        if !self.origin.available(&seeds) {
+            return false;
+        }
+        let wait = match live_peers(torrent) {
+            0 => PEER_GRACE.saturating_sub(self.origin.age(&req.fetch)),
+            _ => self.origin_after,
+        };
+        let wait = wait.min(self.origin_after);
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+            if object.has(req.from, req.to) {
+                return true;
+            }
+        }
+        if let Err(e) = self.origin.fill(object, &seeds, req.from, req.to).await {
+            warn!(object = %req.fetch, reason = e.code(), error = %e, "the origin could not serve a read");
+            return false;
+        }
+        if req.ahead > req.to && (live_peers(torrent) == 0 || self.origin_after.is_zero()) {
+            let sequential = plan::is_sequential(
+                req.to,
+                req.ahead,
+                self.readahead,
+                object.size,
+                self.cache.limit,
+            );
+            let until = match sequential {
+                true => req.ahead.max(req.to.saturating_add(ORIGIN_AHEAD)),
+                false => req.ahead,
+            };
+            self.origin_ahead(&req.fetch, object, seeds, req.to, until.min(object.size));
+        }
+        self.maybe_promote(&req.fetch, object).await;
+        true
+    }
+
+    /// Fetches `[from, to)` from the origin in the background (pieces already claimed by
+    /// another fill are left to it).
+    fn origin_ahead(
+        self: &Arc<Self>,
+        sha256: &str,
+        object: &Arc<CacheObject>,
+        seeds: Vec<String>,
+        from: u64,
+        to: u64,
+    ) {
+        if from >= to || object.has(from, to) {
+            return;
+        }
+        let (me, o, sha) = (self.clone(), object.clone(), sha256.to_string());
+        self.runtime.spawn(async move {
+            let _busy = Busy::new(&me, &sha);
+            let r = tokio::time::timeout(
+                me.read_timeout.max(Duration::from_secs(1)) * 4,
+                me.origin.fill(&o, &seeds, from, to),
+            )
+            .await;
+            if !matches!(r, Ok(Ok(()))) {
+                debug!(object = %sha, "origin read-ahead stopped");
+            }
+            me.maybe_promote(&sha, &o).await;
+        });
+    }
+}
+
+fn live_peers(torrent: &ManagedTorrent) -> u32 {
+    torrent
+        .stats()
+        .live
+        .as_ref()
+        .map_or(0, |l| l.snapshot.peer_stats.live)
+}
