@@ -196,7 +196,7 @@ mod tests {
         assert_eq!(hex::encode(parsed.info_hash.0), i.info_hash);
         let text = String::from_utf8_lossy(&seeded);
         assert!(
-            text.contains("8:url-listl27:http://h:1/by-sha256/abe"),
+            text.contains("8:url-listl23:http://h:1/by-sha256/abe"),
             "{text}"
         );
         assert_eq!(parsed.info.data.length, Some(5));

@@ -13,6 +13,7 @@ mod install;
 mod lifecycle;
 mod mirror_fetch;
 mod mirror_index;
+mod mirror_origin;
 mod pkgmeta;
 mod pkgs;
 mod torrents;
