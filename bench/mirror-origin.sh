@@ -13,7 +13,9 @@
 #     librqbit's own CPU-seconds per GiB beside the mirror's.
 # CPU-seconds: the mirror's repofsd (fetch service and mount, one process) during the cat, and
 # the primary's. Bytes by source from the mirror's fetch-status.json.
-# Usage: bench/mirror-origin.sh [SIZE_MIB=1024] [RUNS=2]   (BIN=dir: prebuilt binaries)
+# Usage: bench/mirror-origin.sh [SIZE_MIB=1024] [RUNS=2]   (BIN=dir: prebuilt binaries,
+#   AFTERS="5s 0s" the origin_after values of steps 2.., PERF=FILE where the mirror spends it,
+#   OTHERS=0 skips step 4)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 size=${1:-1024}
@@ -85,12 +87,19 @@ echo "1. curl of ${size} MiB from the primary's endpoint: ${b1}s; primary CPU-s 
 
 # 2, 3. cold mirror, cat
 n=2
-for after in 5s 0s; do
+for after in ${AFTERS:-5s 0s}; do
   : > "$work/r$n"; : > "$work/c$n"; : > "$work/p$n"
   for _ in $(seq "$runs"); do
     mirror_up "$after"; drop
     c0=$(cpu "$mpid"); p0=$(cpu "$prim")
+    if [[ -n ${PERF:-} ]]; then
+      perf record -q -F 999 -g -p "$mpid" -o "$work/perf.data" 2>/dev/null & perfpid=$!
+    fi
     timed cat "$mm/dists/bench/bench-1.0.bin" >> "$work/r$n"
+    if [[ -n ${PERF:-} ]]; then
+      kill -INT "$perfpid"; wait "$perfpid" || true
+      perf report -i "$work/perf.data" --stdio --no-children -g none --percent-limit 0.7 --sort comm,dso,sym > "$PERF" 2>/dev/null || true
+    fi
     echo "$(cpu "$mpid") - $c0" | bc >> "$work/c$n"; echo "$(cpu "$prim") - $p0" | bc >> "$work/p$n"
     sources >> "$work/s$n"
     cmp -s "$mm/dists/bench/bench-1.0.bin" "$file" || echo "   BYTES DIFFER" >> "$work/s$n"
@@ -102,6 +111,7 @@ for after in 5s 0s; do
   n=$((n + 1))
 done
 
+[[ ${OTHERS:-1} != 0 ]] || exit 0
 # 4. librqbit's own CPU for the same bytes (from the primary's seeder, address from its log)
 seeder=$(grep -o 'seeding addr=Some([0-9.:]*)' "$work/primary.log" | head -1 | sed 's/.*Some(\(.*\))/\1/')
 ex=${CARGO_TARGET_DIR:-$PWD/target}/release/examples/bt-ceiling

@@ -99,6 +99,8 @@ pub struct Origin {
     claimed: Mutex<HashMap<String, HashSet<u64>>>,
     /// When each object was first asked of the origins' fallback (`age`).
     first_asked: Mutex<HashMap<String, Instant>>,
+    /// Per object, how far background fills were started (`ahead_span`).
+    ahead: Mutex<HashMap<String, u64>>,
     bytes: AtomicU64,
     corrupt: AtomicU64,
     failures: AtomicU64,
@@ -124,6 +126,7 @@ impl Origin {
             sources: Mutex::new(HashMap::new()),
             claimed: Mutex::new(HashMap::new()),
             first_asked: Mutex::new(HashMap::new()),
+            ahead: Mutex::new(HashMap::new()),
             bytes: AtomicU64::new(0),
             corrupt: AtomicU64::new(0),
             failures: AtomicU64::new(0),
@@ -149,19 +152,53 @@ impl Origin {
         out
     }
 
+    /// The span a read-ahead to `to` should fetch in the background: from where the last one
+    /// reached (or `from`), if that is at least `min` bytes (or reaches the end), so that a
+    /// sequential reader's requests make few long requests, not one short one each.
+    pub fn ahead_span(
+        &self,
+        sha256: &str,
+        from: u64,
+        to: u64,
+        size: u64,
+        min: u64,
+    ) -> Option<(u64, u64)> {
+        let mut ahead = lock(&self.ahead);
+        let reached = ahead.entry(sha256.to_string()).or_insert(0);
+        // A reader that went back (another run) starts afresh.
+        let start = match from.saturating_add(2 * min) < *reached {
+            true => from,
+            false => from.max(*reached),
+        };
+        if start >= to || (to - start < min && to < size) {
+            return None;
+        }
+        *reached = to;
+        Some((start, to))
+    }
+
+    /// A background fill from `start` stopped: a later read-ahead may ask again from there.
+    pub fn ahead_failed(&self, sha256: &str, start: u64) {
+        if let Some(r) = lock(&self.ahead).get_mut(sha256) {
+            *r = (*r).min(start);
+        }
+    }
+
     /// Whether any origin could be asked now.
     pub fn available(&self, web_seeds: &[String]) -> bool {
         !self.usable(web_seeds).is_empty()
     }
 
     /// Makes the pieces of `[from, to)` verified in the cache: fetches those no one else is
-    /// fetching, waits for the others. The caller's deadline bounds it.
+    /// fetching, waits for the others. `urgent`: a reader waits for the first piece (recorded
+    /// at once; a read-ahead records a batch at a time). The caller's deadline bounds it.
     pub async fn fill(
         &self,
         object: &Arc<CacheObject>,
         web_seeds: &[String],
         from: u64,
         to: u64,
+        urgent: bool,
     ) -> Result<(), OriginError> {
         let to = to.min(object.size);
         loop {
@@ -178,7 +215,7 @@ impl Origin {
                 continue;
             }
             for (a, b) in runs(&claim.pieces) {
-                self.fetch_run(object, web_seeds, a, b).await?;
+                self.fetch_run(object, web_seeds, a, b, urgent).await?;
             }
         }
     }
@@ -204,6 +241,7 @@ impl Origin {
         web_seeds: &[String],
         mut a: u64,
         b: u64,
+        urgent: bool,
     ) -> Result<(), OriginError> {
         let mut last = OriginError::NoOrigin;
         for url in self.usable(web_seeds) {
@@ -214,7 +252,7 @@ impl Origin {
             if a == b {
                 return Ok(());
             }
-            match self.get(&url, object, a, b).await {
+            match self.get(&url, object, a, b, urgent).await {
                 Ok(()) => {
                     lock(&self.sources).entry(url).or_default().in_a_row = 0;
                     return Ok(());
@@ -254,6 +292,7 @@ impl Origin {
         object: &CacheObject,
         a: u64,
         b: u64,
+        urgent: bool,
     ) -> Result<(), OriginError> {
         let (start, end) = (a * PIECE, (b * PIECE).min(object.size));
         let link = torrent::web_seed(url, &object.sha256);
@@ -278,7 +317,7 @@ impl Origin {
         let mut piece = a;
         let mut buf: Vec<u8> = Vec::with_capacity(PIECE as usize);
         let mut pending: Vec<u64> = Vec::new();
-        let mut batch = PIECE;
+        let mut batch = if urgent { PIECE } else { BATCH };
         while piece < b {
             let Some(chunk) = resp.chunk().await.map_err(|e| down(e.to_string()))? else {
                 break;

@@ -91,7 +91,11 @@ impl Fetcher {
                 return true;
             }
         }
-        if let Err(e) = self.origin.fill(object, &seeds, req.from, req.to).await {
+        if let Err(e) = self
+            .origin
+            .fill(object, &seeds, req.from, req.to, true)
+            .await
+        {
             warn!(object = %req.fetch, reason = e.code(), error = %e, "the origin could not serve a read");
             return false;
         }
@@ -113,8 +117,9 @@ impl Fetcher {
         true
     }
 
-    /// Fetches `[from, to)` from the origin in the background (pieces already claimed by
-    /// another fill are left to it).
+    /// Fetches `[from, to)` from the origin in the background, from where the last such fill
+    /// reached, in spans of at least half `ORIGIN_AHEAD` (pieces another fill claimed are
+    /// left to it).
     fn origin_ahead(
         self: &Arc<Self>,
         sha256: &str,
@@ -123,18 +128,22 @@ impl Fetcher {
         from: u64,
         to: u64,
     ) {
-        if from >= to || object.has(from, to) {
+        let Some((from, to)) =
+            self.origin
+                .ahead_span(sha256, from, to, object.size, ORIGIN_AHEAD / 2)
+        else {
             return;
-        }
+        };
         let (me, o, sha) = (self.clone(), object.clone(), sha256.to_string());
         self.runtime.spawn(async move {
             let _busy = Busy::new(&me, &sha);
             let r = tokio::time::timeout(
                 me.read_timeout.max(Duration::from_secs(1)) * 4,
-                me.origin.fill(&o, &seeds, from, to),
+                me.origin.fill(&o, &seeds, from, to, false),
             )
             .await;
             if !matches!(r, Ok(Ok(()))) {
+                me.origin.ahead_failed(&sha, from);
                 debug!(object = %sha, "origin read-ahead stopped");
             }
             me.maybe_promote(&sha, &o).await;
