@@ -52,6 +52,10 @@ fn with_the_tracker_down_a_cold_read_comes_from_the_origin() {
     });
     assert_eq!(st["origin"]["corrupt_pieces"], 0, "{st}");
     assert_eq!(st["peers"], 0, "{st}");
+    // The swarm session was told: it offers those pieces to peers.
+    m.status_when("the origin's pieces offered to peers", |s| {
+        object_status(s, &sha).is_some_and(|o| o["offered_bytes"].as_u64() == Some(24 << 20))
+    });
     wait_for("promotion to complete", Duration::from_secs(30), || {
         let c = m.repo.root.join("mirror/complete").join(&sha);
         c.exists().then_some(())

@@ -13,7 +13,7 @@ use std::time::Duration;
 use librqbit::ManagedTorrent;
 use tracing::{debug, warn};
 
-use super::super::cache::CacheObject;
+use super::super::cache::{pieces, CacheObject};
 use super::{plan, Busy, FetchError, Fetcher};
 use crate::fetch::protocol::FetchRequest;
 use crate::sync::lock;
@@ -99,6 +99,7 @@ impl Fetcher {
             warn!(object = %req.fetch, reason = e.code(), error = %e, "the origin could not serve a read");
             return false;
         }
+        tell_swarm(torrent, object, req.from, req.to);
         if req.ahead > req.to && (live_peers(torrent) == 0 || self.origin_after.is_zero()) {
             let sequential = plan::is_sequential(
                 req.to,
@@ -111,7 +112,8 @@ impl Fetcher {
                 true => req.ahead.max(req.to.saturating_add(ORIGIN_AHEAD)),
                 false => req.ahead,
             };
-            self.origin_ahead(&req.fetch, object, seeds, req.to, until.min(object.size));
+            let until = until.min(object.size);
+            self.origin_ahead(torrent, &req.fetch, object, seeds, req.to, until);
         }
         self.maybe_promote(&req.fetch, object).await;
         true
@@ -122,6 +124,7 @@ impl Fetcher {
     /// left to it).
     fn origin_ahead(
         self: &Arc<Self>,
+        torrent: &Arc<ManagedTorrent>,
         sha256: &str,
         object: &Arc<CacheObject>,
         seeds: Vec<String>,
@@ -135,6 +138,7 @@ impl Fetcher {
             return;
         };
         let (me, o, sha) = (self.clone(), object.clone(), sha256.to_string());
+        let t = torrent.clone();
         self.runtime.spawn(async move {
             let _busy = Busy::new(&me, &sha);
             let r = tokio::time::timeout(
@@ -146,8 +150,21 @@ impl Fetcher {
                 me.origin.ahead_failed(&sha, from);
                 debug!(object = %sha, "origin read-ahead stopped");
             }
+            tell_swarm(&t, &o, from, to);
             me.maybe_promote(&sha, &o).await;
         });
+    }
+}
+
+/// Tells librqbit which pieces of `[from, to)` the origin verified into the cache, so that it
+/// offers them to peers at once and its streams waiting on them go on (librqbit's
+/// `add_checked_piece`, a repofs patch); pieces it has already are skipped.
+fn tell_swarm(torrent: &ManagedTorrent, object: &CacheObject, from: u64, to: u64) {
+    let Some(live) = torrent.live() else { return };
+    for p in pieces(from, to.min(object.size)).filter(|&p| object.is_verified(p)) {
+        if let Err(e) = live.add_checked_piece(p as u32) {
+            debug!(error = %format!("{e:#}"), "librqbit refused an origin's piece");
+        }
     }
 }
 

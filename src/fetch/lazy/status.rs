@@ -59,6 +59,11 @@ impl Fetcher {
                         complete: h.object.is_complete(),
                         downloaded_bytes: h.object.downloaded.load(Ordering::Relaxed),
                         uploaded_bytes: stats.uploaded_bytes,
+                        offered_bytes: h
+                            .torrent
+                            .live()
+                            .and_then(|l| l.get_hns())
+                            .map_or(0, |hns| hns.have_bytes),
                         peers: live.map_or(0, |l| l.snapshot.peer_stats.live as u64),
                         down_mbps: live.map_or(0.0, |l| l.download_speed.mbps),
                         up_mbps: live.map_or(0.0, |l| l.upload_speed.mbps),
@@ -116,6 +121,9 @@ pub struct ObjectStatus {
     pub complete: bool,
     pub downloaded_bytes: u64,
     pub uploaded_bytes: u64,
+    /// Bytes the swarm session holds and offers to peers (from peers, the origin or the cache).
+    #[serde(default)]
+    pub offered_bytes: u64,
     pub peers: u64,
     pub down_mbps: f64,
     pub up_mbps: f64,
