@@ -65,7 +65,7 @@ mirror_up() { # $1: origin_after
   m=$work/mirror; mm=$work/mmnt
   rm -rf "$m"; mkdir -p "$m" "$mm"
   printf '[mirror]\norigin_rate = 0\norigin_after = "%s"\n' "$1" > "$work/mirror.toml"
-  RUST_LOG=warn "$bin/repofsd" --root "$m" --config "$work/mirror.toml" --upstream "http://$listen" \
+  RUST_LOG=${MIRROR_LOG:-warn} "$bin/repofsd" --root "$m" --config "$work/mirror.toml" --upstream "http://$listen" \
     --repo-key "$work/repo-key.asc" --poll 1 --mount "$mm" 2>>"$work/mirror.log" &
   mpid=$!
   for _ in $(seq 300); do [[ -e $mm/dists/bench/bench-1.0.bin ]] && break; sleep 0.1; done

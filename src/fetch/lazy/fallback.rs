@@ -21,8 +21,9 @@ use crate::sync::lock;
 /// How long after an object's first read its peers may take to connect (a tracker's answer,
 /// a handshake: ~0.1 s on loopback).
 const PEER_GRACE: Duration = Duration::from_secs(2);
-/// A sequential reader's origin read-ahead reaches at least this far past its request.
-const ORIGIN_AHEAD: u64 = 32 << 20;
+/// A sequential reader's origin read-ahead reaches at least this far past its request (in one
+/// request per half of it; two requests at once measured no faster, bench/RESULTS.md).
+const ORIGIN_AHEAD: u64 = 64 << 20;
 
 impl Fetcher {
     /// Runs `swarm` (the request's fetch from peers) beside the origin's; Ok once either made
