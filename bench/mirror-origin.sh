@@ -5,10 +5,13 @@
 # (the tracker is down), so no peer is ever found and every byte comes over HTTP
 # (`/by-sha256/SHA256`), each piece checked against its SHA-1 and the object's sha256 at
 # promotion. No caps: [mirror] origin_rate = 0.
-#  1. curl of the file from the primary's endpoint (dists/ URL) into /dev/null: the baseline.
+#  1. curl of the file from the primary's endpoint (dists/ URL) into /dev/null: the baseline;
+#     1d. the same into a file on the disk the mirror's cache is on, then sync (the mirror
+#     writes what it fetches durably: a piece counts once synced).
 #  2. cold mirror (empty cache, mounted), `cat` of the whole file: default origin_after (a
 #     read waits up to 2 s for peers before the object's first read goes to the origin).
 #  3. the same with origin_after = "0s" (the origin at once).
+#  n. `repofs fetch` of the object on a cold mirror: the origin path without FUSE.
 #  4. librqbit without repofs (bench/bt_ceiling.rs) from the primary's seeder into /dev/shm:
 #     librqbit's own CPU-seconds per GiB beside the mirror's.
 # CPU-seconds: the mirror's repofsd (fetch service and mount, one process) during the cat, and
@@ -84,6 +87,12 @@ sources() { # bytes from peers and from the origin (the status file is rewritten
 for _ in $(seq "$runs"); do drop; p0=$(cpu "$prim"); timed curl -fs "$url" >> "$work/b1"; echo "$(cpu "$prim") - $p0" | bc >> "$work/c1p"; done
 b1=$(best < "$work/b1")
 echo "1. curl of ${size} MiB from the primary's endpoint: ${b1}s; primary CPU-s $(echo $(cat "$work/c1p"))"
+# The mirror writes what it fetches into its cache, durably: curl into a file, then sync.
+for _ in $(seq "$runs"); do
+  drop; timed sh -c "curl -fs -o '$work/curl.out' '$url' && sync '$work/curl.out'" >> "$work/b1d"; rm -f "$work/curl.out"
+done
+b1d=$(best < "$work/b1d")
+echo "1d. curl of ${size} MiB into a file on the cache's disk, then sync: ${b1d}s"
 
 # 2, 3. cold mirror, cat
 n=2
@@ -106,10 +115,22 @@ for after in ${AFTERS:-5s 0s}; do
     mirror_down
   done
   r=$(best < "$work/r$n")
-  echo "$n. cat ${size} MiB, cold mirror, tracker down, origin_after=$after: ${r}s, throughput ratio vs curl $(ratio "$b1" "$r")"
+  echo "$n. cat ${size} MiB, cold mirror, tracker down, origin_after=$after: ${r}s, throughput ratio vs curl $(ratio "$b1" "$r"), vs curl to disk $(ratio "$b1d" "$r")"
   echo "   CPU-s per run: mirror repofsd $(echo $(cat "$work/c$n")), primary $(echo $(cat "$work/p$n")); bytes by source: $(tail -1 "$work/s$n")"
   n=$((n + 1))
 done
+
+# n. the origin path without a reader: `repofs fetch` asks for the object in 16 MiB slices
+: > "$work/rf"; : > "$work/cf"
+for _ in $(seq "$runs"); do
+  mirror_up 0s; drop
+  c0=$(cpu "$mpid")
+  timed "$bin/repofs" --root "$m" fetch dists/bench/bench-1.0.bin >> "$work/rf"
+  echo "$(cpu "$mpid") - $c0" | bc >> "$work/cf"
+  mirror_down
+done
+rf=$(best < "$work/rf")
+echo "$n. repofs fetch of ${size} MiB (no FUSE reader), cold mirror, tracker down: ${rf}s, throughput ratio vs curl $(ratio "$b1" "$rf"), vs curl to disk $(ratio "$b1d" "$rf"); mirror CPU-s $(echo $(cat "$work/cf"))"
 
 [[ ${OTHERS:-1} != 0 ]] || exit 0
 # 4. librqbit's own CPU for the same bytes (from the primary's seeder, address from its log)

@@ -31,7 +31,7 @@ const BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
 /// Pieces are recorded verified (one sync) after the first piece of a response, then every
 /// this many bytes: the first reader waits for little, a long range syncs rarely.
-const BATCH: u64 = 8 << 20;
+const BATCH: u64 = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OriginError {

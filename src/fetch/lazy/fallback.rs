@@ -23,7 +23,7 @@ use crate::sync::lock;
 const PEER_GRACE: Duration = Duration::from_secs(2);
 /// A sequential reader's origin read-ahead reaches at least this far past its request (in one
 /// request per half of it; two requests at once measured no faster, bench/RESULTS.md).
-const ORIGIN_AHEAD: u64 = 64 << 20;
+const ORIGIN_AHEAD: u64 = 128 << 20;
 
 impl Fetcher {
     /// Runs `swarm` (the request's fetch from peers) beside the origin's; Ok once either made
