@@ -107,12 +107,11 @@ pub struct Origin {
 }
 
 impl Origin {
-    /// How long ago object `sha256` was first asked for (0 the first time).
-    pub fn age(&self, sha256: &str) -> Duration {
-        lock(&self.first_asked)
+    /// When object `sha256` was first asked of the fallback (now, the first time).
+    pub fn first_asked(&self, sha256: &str) -> Instant {
+        *lock(&self.first_asked)
             .entry(sha256.to_string())
             .or_insert_with(Instant::now)
-            .elapsed()
     }
 
     pub fn new(upstream: Option<String>, rate: u64) -> anyhow::Result<Origin> {

@@ -37,6 +37,7 @@ fn pread(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
 fn a_middle_read_fetches_only_its_pieces() {
     let (p, port) = primary();
     let blob = publish_random(&p, "big-1.0.bin", 64);
+    wait_seeding(&p, "big-1.0.bin");
     let sha = sha256_file(&blob);
     let m = Mirror::start(&p, port, "");
     let path = m.mnt.path("dists/hello/big-1.0.bin");

@@ -105,9 +105,13 @@ fn a_corrupting_origin_never_gets_a_byte_into_a_read() {
         "the proxy corrupted nothing:\n{}",
         m.daemon.log()
     );
-    let st = m.status_when("the corrupt origin in the status", |s| {
-        s["origin"]["corrupt_pieces"].as_u64() >= Some(1)
-    });
+    let st = m.status_when(
+        "the corrupt origin and the swarm's bytes in the status",
+        |s| {
+            s["origin"]["corrupt_pieces"].as_u64() >= Some(1)
+                && s["downloaded_bytes"].as_u64() >= Some(8 << 20)
+        },
+    );
     assert_eq!(st["origin"]["bytes"], 0, "{st}");
     assert!(st["downloaded_bytes"].as_u64() >= Some(8 << 20), "{st}");
     assert!(

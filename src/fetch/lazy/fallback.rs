@@ -1,14 +1,15 @@
 //! When the origin serves (`fetch::origin`): the swarm comes first while it has peers and
 //! keeps up. A request's range goes to the origin too once the swarm has made the reader wait
-//! `[mirror] origin_after`; with no live peer (the tracker is down, or no one holds it) at
-//! once, but for `PEER_GRACE` after the object's first read, while its peers connect.
+//! `[mirror] origin_after`; when it knows no peer (none live, connecting or queued: the
+//! tracker is down, or no one holds the object) at once, but not before `PEER_GRACE` after
+//! the object's first read (the tracker's answer).
 //! Whichever source verifies the range first answers. A reader whose range the origin served,
 //! still without peers, has its read-ahead fetched from the origin as well (a window of at
 //! least `ORIGIN_AHEAD` for a sequential reader: one request per window, not per read).
 
 use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use librqbit::ManagedTorrent;
 use tracing::{debug, warn};
@@ -81,16 +82,23 @@ impl Fetcher {
         if !self.origin.available(&seeds) {
             return false;
         }
-        let wait = match live_peers(torrent) {
-            0 => PEER_GRACE.saturating_sub(self.origin.age(&req.fetch)),
-            _ => self.origin_after,
-        };
-        let wait = wait.min(self.origin_after);
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        // The swarm first: `origin_after` while it knows peers (live or connecting), else
+        // until PEER_GRACE after the object's first read (the tracker's answer).
+        let (asked, first) = (Instant::now(), self.origin.first_asked(&req.fetch));
+        loop {
             if object.has(req.from, req.to) {
                 return true;
             }
+            let due = match known_peers(torrent) {
+                0 => first + PEER_GRACE,
+                _ => asked + self.origin_after,
+            };
+            let now = Instant::now();
+            let due = due.min(asked + self.origin_after);
+            if now >= due {
+                break;
+            }
+            tokio::time::sleep((due - now).min(Duration::from_millis(100))).await;
         }
         if let Err(e) = self
             .origin
@@ -101,7 +109,7 @@ impl Fetcher {
             return false;
         }
         tell_swarm(torrent, object, req.from, req.to);
-        if req.ahead > req.to && (live_peers(torrent) == 0 || self.origin_after.is_zero()) {
+        if req.ahead > req.to && (known_peers(torrent) == 0 || self.origin_after.is_zero()) {
             let sequential = plan::is_sequential(
                 req.to,
                 req.ahead,
@@ -169,10 +177,10 @@ fn tell_swarm(torrent: &ManagedTorrent, object: &CacheObject, from: u64, to: u64
     }
 }
 
-fn live_peers(torrent: &ManagedTorrent) -> u32 {
-    torrent
-        .stats()
-        .live
-        .as_ref()
-        .map_or(0, |l| l.snapshot.peer_stats.live)
+/// Peers the swarm has or is about to have (live, connecting or queued), not dead ones.
+fn known_peers(torrent: &ManagedTorrent) -> u32 {
+    torrent.stats().live.as_ref().map_or(0, |l| {
+        let p = &l.snapshot.peer_stats;
+        p.live + p.connecting + p.queued
+    })
 }
