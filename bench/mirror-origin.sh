@@ -12,7 +12,7 @@
 #     read waits up to 2 s for peers before the object's first read goes to the origin).
 #  3. the same with origin_after = "0s" (the origin at once).
 #  n. `repofs fetch` of the object on a cold mirror: the origin path without FUSE.
-#  4. librqbit without repofs (bench/bt_ceiling.rs) from the primary's seeder into /dev/shm:
+#  n+1. librqbit without repofs (bench/bt_ceiling.rs) from the primary's seeder into /dev/shm:
 #     librqbit's own CPU-seconds per GiB beside the mirror's.
 # CPU-seconds: the mirror's repofsd (fetch service and mount, one process) during the cat, and
 # the primary's. Bytes by source from the mirror's fetch-status.json.
@@ -144,4 +144,4 @@ for _ in $(seq "$runs"); do
 done
 rm -rf "$shm"
 r4=$(best < "$work/r4")
-echo "4. librqbit (no repofs) from the primary's seeder into /dev/shm: ${r4}s, throughput ratio vs curl $(ratio "$b1" "$r4"); its CPU-s $(echo $(bc < "$work/c4"))"
+echo "$((n + 1)). librqbit (no repofs) from the primary's seeder into /dev/shm: ${r4}s, throughput ratio vs curl $(ratio "$b1" "$r4"); its CPU-s $(echo $(bc < "$work/c4"))"
