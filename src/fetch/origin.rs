@@ -176,6 +176,12 @@ impl Origin {
         Some((start, to))
     }
 
+    /// Drops what is kept of an object that left the cache.
+    pub fn forget(&self, sha256: &str) {
+        lock(&self.first_asked).remove(sha256);
+        lock(&self.ahead).remove(sha256);
+    }
+
     /// A background fill from `start` stopped: a later read-ahead may ask again from there.
     pub fn ahead_failed(&self, sha256: &str, start: u64) {
         if let Some(r) = lock(&self.ahead).get_mut(sha256) {

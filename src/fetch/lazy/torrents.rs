@@ -179,6 +179,7 @@ impl Fetcher {
                 }
             }
             tokio::task::block_in_place(|| self.cache.remove(&sha));
+            self.origin.forget(&sha);
         }
     }
 }
