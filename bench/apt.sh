@@ -4,9 +4,10 @@
 # (file: of a plain directory, and HTTP from `python3 -m http.server`), as ratios measured in
 # the same run. Also times one render-and-sign of the directory's metadata (what every
 # publication into that directory costs), from repofsd's start-up backfill.
-# The .deb files are real ar/tar archives made by python (N dpkg-deb runs take minutes); their
-# catalog rows are written directly, as publication writes them, and the store holds the
-# bytes (N signed uploads would take far longer; apt-get update reads only the index).
+# The .deb files are real ar/tar archives made by python (bench/fake-debs.py: N dpkg-deb runs
+# take minutes); their catalog rows are written directly, as publication writes them, and the
+# store holds the bytes (N signed uploads would take far longer; apt-get update reads only
+# the index).
 # Until the HTTP serving of dists/ is merged, ours is measured over file: only.
 # Target: ours / apt-ftparchive (file:) <= 1.5.
 # Usage: bench/apt.sh [N=10000] [RUNS=3]   (as root; debug build unless BIN=dir is set)
@@ -28,54 +29,7 @@ root=$work/root conf=$work/repofs.toml debs=$work/debs
 mkdir -p "$debs" "$mnt"
 "$BIN/repofsd" --root "$root" --config "$conf" --once 2>/dev/null   # catalog and repository key
 
-python3 - "$n" "$debs" "$root" <<'PY'
-import hashlib, io, json, os, sqlite3, sys, tarfile, time
-n, debs, root = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-def tgz(members):
-    b = io.BytesIO()
-    with tarfile.open(fileobj=b, mode="w:gz", format=tarfile.GNU_FORMAT) as t:
-        for name, data in members:
-            i = tarfile.TarInfo(name); i.size = len(data); i.mtime = 1700000000
-            t.addfile(i, io.BytesIO(data))
-    return b.getvalue()
-def ar(members):
-    out = b"!<arch>\n"
-    for name, data in members:
-        out += b"%-16s%-12d%-6d%-6d%-8s%-10d`\n" % (name.encode(), 1700000000, 0, 0, b"100644", len(data))
-        out += data + (b"\n" if len(data) % 2 else b"")
-    return out
-db = sqlite3.connect(os.path.join(root, "catalog.sqlite"))
-now = int(time.time())
-db.execute("INSERT INTO uploads (state, message, files, directory, uploader, created_at) "
-           "VALUES ('accepted', 'bench', '[]', 'bench/apt', 'bench', ?)", (now,))
-upload = db.execute("SELECT last_insert_rowid()").fetchone()[0]
-for i in range(n):
-    name, ver = f"bench-pkg{i:05d}", f"1.{i}-1"
-    fields = {"Package": name, "Version": ver, "Architecture": "all",
-              "Maintainer": "Bench <bench@example.org>", "Installed-Size": str(4 + i % 100),
-              "Depends": f"bench-pkg{(i * 7) % n:05d}", "Section": "misc", "Priority": "optional",
-              "Description": f"benchmark package {i}\nA longer description of package {i}\nover two lines."}
-    control = "".join(
-        f"{k}: " + v.replace("\n", "\n ") + "\n" for k, v in fields.items()).encode()
-    deb = ar([("debian-binary", b"2.0\n"), ("control.tar.gz", tgz([("./control", control)])),
-              ("data.tar.gz", tgz([(f"./usr/share/{name}/README", b"hi\n")]))])
-    fn = f"{name}_{ver}_all.deb"
-    open(os.path.join(debs, fn), "wb").write(deb)
-    sha, md5 = hashlib.sha256(deb).hexdigest(), hashlib.md5(deb).hexdigest()
-    obj = os.path.join(root, "store", "objects", sha[:2], sha)
-    os.makedirs(os.path.dirname(obj), exist_ok=True)
-    open(obj, "wb").write(deb)
-    cur = db.execute(
-        "INSERT INTO files (directory, filename, kind, sha256, md5, size, name, version, uploader,"
-        " upload_id, published_at, state) VALUES ('bench/apt', ?, 'package', ?, ?, ?, ?, ?, 'bench', ?, ?,"
-        " 'published')", (fn, sha, md5, len(deb), name, ver, upload, now))
-    db.execute(
-        "INSERT INTO packages (file_id, format, meta_source, name, version, arch, description, depends,"
-        " metadata, payload_offset, payload_size, payload_compression, unpacked_size, entry_count)"
-        " VALUES (?, 'deb', 'deb', ?, ?, 'all', ?, '[]', ?, 0, 0, 'gzip', 3, 1)",
-        (cur.lastrowid, name, ver, fields["Description"].split("\n")[0], json.dumps(fields)))
-db.commit()
-PY
+python3 bench/fake-debs.py "$n" "$debs" "$root"
 [[ -d $root/store ]] || { echo "bench/apt.sh: no store at $root/store" >&2; exit 1; }
 
 # One render-and-sign of the N-package directory: the backfill at start.

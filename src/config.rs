@@ -101,6 +101,10 @@ pub struct DistributionConfig {
     /// forgotten.
     #[serde(with = "humantime_serde")]
     pub announce_interval: Duration,
+    /// Read every store object back and check its pieces as seeding starts (librqbit's
+    /// initial check). Off: the store's objects, checked when published and never changed,
+    /// are seeded at once and each piece is checked when first read for a peer.
+    pub recheck_store: bool,
 }
 
 impl Default for DistributionConfig {
@@ -111,6 +115,7 @@ impl Default for DistributionConfig {
             peer_listen: None,
             public_url: None,
             announce_interval: Duration::from_secs(60),
+            recheck_store: false,
         }
     }
 }

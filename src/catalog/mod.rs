@@ -20,7 +20,8 @@
 //! - `entries.rs`: inside a package: entries, gzip seek points, zstd frames of derived twins.
 //! - `torrents.rs`: torrent rows of files and twins.
 //! - `settings.rs`: the `settings` key/value table.
-//! - `replica.rs`: generations and the replicas of the signed index (export and apply).
+//! - `replica.rs`: generations and the replicas of the signed index (export and apply);
+//!   `metarefs.rs`: the repository metadata in them (large files named by hash in a delta).
 
 use std::path::Path;
 use std::time::Duration;
@@ -32,6 +33,7 @@ use crate::archive::{Entry, EntryKind, Layout};
 
 mod entries;
 mod keys;
+mod metarefs;
 mod publish;
 mod replica;
 mod schema;
@@ -41,8 +43,9 @@ mod trust;
 mod uploads;
 mod views;
 
+pub use metarefs::{MetaRef, INLINE_MAX};
 pub use publish::PublishTx;
-pub use replica::ReplicaMeta;
+pub use replica::{ReplicaMeta, Resolver};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {

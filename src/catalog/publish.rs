@@ -33,6 +33,21 @@ pub struct PublishTx<'c> {
     generation: std::cell::Cell<Option<i64>>,
 }
 
+impl<'c> PublishTx<'c> {
+    /// A replica's apply (`replica.rs`): its transaction, so the metadata it renders there
+    /// reads the rows it has just applied. It logs no generation of its own.
+    pub(super) fn wrap(tx: Transaction<'c>) -> PublishTx<'c> {
+        PublishTx {
+            tx,
+            generation: std::cell::Cell::new(None),
+        }
+    }
+
+    pub(super) fn sql(&self) -> &Transaction<'c> {
+        &self.tx
+    }
+}
+
 impl PublishTx<'_> {
     /// Logs one change of the published view under this transaction's generation.
     fn log_change(
@@ -384,6 +399,17 @@ impl PublishTx<'_> {
         )?;
         let rows = stmt
             .query_map([file_id], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
+    /// Every repository metadata file of `dir` as this transaction sees it (name, bytes).
+    pub fn dist_meta_files(&self, dir: &str) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut stmt = self
+            .tx
+            .prepare_cached("SELECT name, data FROM main.dist_meta WHERE directory = ?")?;
+        let rows = stmt
+            .query_map([dir], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
     }

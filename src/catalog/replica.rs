@@ -8,8 +8,9 @@ use std::path::Path;
 
 use rusqlite::{params, Connection, OptionalExtension};
 
+use super::metarefs::MetaRef;
 use super::schema::VERSION;
-use super::{Catalog, CatalogError, Result};
+use super::{Catalog, CatalogError, PublishTx, Result};
 use crate::time::now;
 
 /// What a replica object (delta or snapshot of the published view) says about itself: the
@@ -259,12 +260,7 @@ impl Catalog {
         tx.execute(&format!("INSERT INTO r.symlinks {symlinks}"), [])?;
         // The repository metadata of every directory whose files changed, as it is now (like
         // the file rows): `apply_replica` replaces those directories' metadata whole.
-        tx.execute(
-            "INSERT INTO r.dist_meta SELECT * FROM main.dist_meta
-             WHERE directory IN (SELECT directory FROM main.files
-                                 WHERE id IN (SELECT id FROM temp.sel))",
-            [],
-        )?;
+        super::metarefs::export(&tx, meta.snapshot)?;
         let mut put = tx.prepare("INSERT INTO r.settings (key, value) VALUES (?1, ?2)")?;
         put.execute(["replica_from", &meta.from.to_string()])?;
         put.execute(["replica_to", &meta.to.to_string()])?;
@@ -311,102 +307,145 @@ impl Catalog {
     /// Applies a replica to this catalog in ONE transaction, with `settings` written in the
     /// same one: readers (the mount) see either none of it or all of it. A snapshot also takes
     /// offline what it does not list. Rows already present are kept (they are immutable); a
-    /// file row that would clash with a live one is an error, never silently dropped.
-    pub fn apply_replica(
+    /// file row that would clash with a live one is an error, never silently dropped. The
+    /// metadata files the replica names by hash get their bytes from `resolve`, called inside
+    /// the transaction once the rows are in (it renders them from those rows, or fetches
+    /// them); bytes whose sha256 is not the one named fail the whole apply.
+    pub fn apply_replica<E: From<CatalogError>>(
         &mut self,
         src: &Path,
         snapshot: bool,
         settings: &[(&str, String)],
-    ) -> Result<()> {
+        resolve: Resolver<'_, E>,
+    ) -> std::result::Result<(), E> {
+        self.attached(src, |c| c.apply_attached(snapshot, settings, Some(resolve)))
+    }
+
+    /// Adds a replica to a staging replica (several deltas become one, applied in one
+    /// transaction): like `apply_replica`, but what it names by hash stays named by hash.
+    pub fn merge_replica(&mut self, src: &Path, snapshot: bool) -> Result<()> {
+        self.attached(src, |c| {
+            c.apply_attached::<CatalogError>(snapshot, &[], None)
+        })
+    }
+
+    fn attached<E: From<CatalogError>>(
+        &mut self,
+        src: &Path,
+        f: impl FnOnce(&mut Catalog) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
         drop(open_replica(src)?);
         let src_str = src
             .to_str()
             .ok_or_else(|| CatalogError::Corrupt(format!("path {src:?} is not UTF-8")))?;
-        self.conn.execute("ATTACH DATABASE ?1 AS r", [src_str])?;
-        let done = self.apply_attached(snapshot, settings);
+        self.conn
+            .execute("ATTACH DATABASE ?1 AS r", [src_str])
+            .map_err(CatalogError::from)?;
+        let done = f(self);
         let detached = self.conn.execute("DETACH DATABASE r", []);
         done?;
-        detached?;
+        detached.map_err(CatalogError::from)?;
         Ok(())
     }
 
-    fn apply_attached(&mut self, snapshot: bool, settings: &[(&str, String)]) -> Result<()> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        if snapshot {
-            tx.execute(
-                "UPDATE main.files SET state = 'archived', archived_at = ?1
-                 WHERE state = 'published'
-                   AND id NOT IN (SELECT id FROM r.files WHERE state = 'published')",
-                [now()],
-            )?;
-            tx.execute(
-                "DELETE FROM main.symlinks WHERE NOT EXISTS (SELECT 1 FROM r.symlinks s
-                     WHERE s.directory = symlinks.directory AND s.name = symlinks.name)",
-                [],
-            )?;
-        }
-        tx.execute_batch(
-            "INSERT OR IGNORE INTO main.generations (generation, created_at)
-                 SELECT generation, created_at FROM r.generations;
-             INSERT INTO main.changes SELECT * FROM r.changes;
-             INSERT OR IGNORE INTO main.uploads SELECT * FROM r.uploads;
-             UPDATE main.files SET state = 'archived',
-                    archived_at = (SELECT x.archived_at FROM r.files x WHERE x.id = files.id)
-             WHERE state = 'published'
-               AND id IN (SELECT id FROM r.files WHERE state = 'archived');
-             INSERT INTO main.files SELECT * FROM r.files
-             WHERE id NOT IN (SELECT id FROM main.files);",
-        )?;
-        for (table, _) in REPLICA_IMMUTABLE {
-            tx.execute(
-                &format!("INSERT OR IGNORE INTO main.{table} SELECT * FROM r.{table}"),
-                [],
-            )?;
-        }
-        // Repository metadata: the directories the replica speaks of get its rows, whole.
-        if snapshot {
-            tx.execute("DELETE FROM main.dist_meta", [])?;
-        } else {
-            tx.execute(
-                "DELETE FROM main.dist_meta WHERE directory IN (SELECT directory FROM r.files)",
-                [],
-            )?;
-        }
-        tx.execute(
-            "INSERT OR REPLACE INTO main.dist_meta SELECT * FROM r.dist_meta",
-            [],
-        )?;
-        tx.execute_batch(
-            "DELETE FROM main.symlinks WHERE EXISTS (SELECT 1 FROM r.changes c
-                 WHERE c.kind = 'symlink' AND c.directory = symlinks.directory
-                   AND c.name = symlinks.name);
-             INSERT OR REPLACE INTO main.symlinks SELECT * FROM r.symlinks;
-             INSERT INTO main.settings SELECT key, value FROM r.settings
-             WHERE key = 'trackers' AND true
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value;",
-        )?;
-        for (k, v) in settings {
-            tx.execute(
-                "INSERT INTO settings (key, value) VALUES (?1, ?2)
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                params![k, v],
-            )?;
-        }
+    fn apply_attached<E: From<CatalogError>>(
+        &mut self,
+        snapshot: bool,
+        settings: &[(&str, String)],
+        resolve: Option<Resolver<'_, E>>,
+    ) -> std::result::Result<(), E> {
+        let tx = PublishTx::wrap(
+            self.conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(CatalogError::from)?,
+        );
+        apply_rows(tx.sql(), snapshot)?;
+        super::metarefs::apply(&tx, snapshot, resolve)?;
+        apply_settings(tx.sql(), settings)?;
         tx.commit()?;
         Ok(())
     }
 }
 
-/// Opens a replica file read-only, refusing one made by another schema version: its rows are
-/// copied column for column, so they would not line up with ours.
+/// How `apply_replica` gets the bytes of the metadata files a replica names by hash: called
+/// with the transaction (the replica's rows already in) and those files, it returns their
+/// bytes in the same order.
+pub type Resolver<'r, E> =
+    &'r mut dyn FnMut(&PublishTx<'_>, &[MetaRef]) -> std::result::Result<Vec<Vec<u8>>, E>;
+
+/// Every row of the attached replica `r` but the repository metadata and the settings.
+fn apply_rows(tx: &Connection, snapshot: bool) -> Result<()> {
+    if snapshot {
+        tx.execute(
+            "UPDATE main.files SET state = 'archived', archived_at = ?1
+             WHERE state = 'published'
+               AND id NOT IN (SELECT id FROM r.files WHERE state = 'published')",
+            [now()],
+        )?;
+        tx.execute(
+            "DELETE FROM main.symlinks WHERE NOT EXISTS (SELECT 1 FROM r.symlinks s
+                 WHERE s.directory = symlinks.directory AND s.name = symlinks.name)",
+            [],
+        )?;
+    }
+    tx.execute_batch(
+        "INSERT OR IGNORE INTO main.generations (generation, created_at)
+             SELECT generation, created_at FROM r.generations;
+         INSERT INTO main.changes SELECT * FROM r.changes;
+         INSERT OR IGNORE INTO main.uploads SELECT * FROM r.uploads;
+         UPDATE main.files SET state = 'archived',
+                archived_at = (SELECT x.archived_at FROM r.files x WHERE x.id = files.id)
+         WHERE state = 'published'
+           AND id IN (SELECT id FROM r.files WHERE state = 'archived');
+         INSERT INTO main.files SELECT * FROM r.files
+         WHERE id NOT IN (SELECT id FROM main.files);",
+    )?;
+    for (table, _) in REPLICA_IMMUTABLE {
+        tx.execute(
+            &format!("INSERT OR IGNORE INTO main.{table} SELECT * FROM r.{table}"),
+            [],
+        )?;
+    }
+    tx.execute_batch(
+        "DELETE FROM main.symlinks WHERE EXISTS (SELECT 1 FROM r.changes c
+             WHERE c.kind = 'symlink' AND c.directory = symlinks.directory
+               AND c.name = symlinks.name);
+         INSERT OR REPLACE INTO main.symlinks SELECT * FROM r.symlinks;",
+    )?;
+    Ok(())
+}
+
+/// The replica's `trackers`, then `settings`.
+fn apply_settings(tx: &Connection, settings: &[(&str, String)]) -> Result<()> {
+    tx.execute_batch(
+        "INSERT INTO main.settings SELECT key, value FROM r.settings
+         WHERE key = 'trackers' AND true
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value;",
+    )?;
+    for (k, v) in settings {
+        tx.execute(
+            "INSERT INTO settings (key, value) VALUES (?1, ?2)
+             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            params![k, v],
+        )?;
+    }
+    Ok(())
+}
+
+/// The oldest schema version whose replicas this code applies: every table a replica carries
+/// has had the same columns since (v9 added a table replicas do not carry; v10 the
+/// `dist_meta_refs` a replica of v8 or v9 lacks, which then carries its metadata whole), so
+/// the deltas an upstream made before an upgrade still apply after it.
+const REPLICA_SINCE: i64 = 8;
+
+/// Opens a replica file read-only, refusing one made by a schema version whose rows would not
+/// line up with ours (they are copied column for column).
 fn open_replica(path: &Path) -> Result<Connection> {
     let c = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
     let version: i64 = c.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version != VERSION {
+    if !(REPLICA_SINCE..=VERSION).contains(&version) {
         return Err(CatalogError::Corrupt(format!(
-            "replica has schema version {version}, this repofs has {VERSION}"
+            "replica has schema version {version}, this repofs reads {REPLICA_SINCE} to {VERSION}"
         )));
     }
     Ok(c)
@@ -469,6 +508,21 @@ mod tests {
         id
     }
 
+    /// `apply_replica` of a replica that names no metadata by hash.
+    fn apply(
+        c: &mut Catalog,
+        src: &Path,
+        snapshot: bool,
+        settings: &[(&str, String)],
+    ) -> Result<()> {
+        c.apply_replica(
+            src,
+            snapshot,
+            settings,
+            &mut |_, _| -> Result<Vec<Vec<u8>>> { panic!("no metadata is named by hash here") },
+        )
+    }
+
     fn delta(c: &Catalog, dir: &Path, from: i64, to: i64, snapshot: bool) -> std::path::PathBuf {
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let k = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -493,8 +547,7 @@ mod tests {
         let mut m = Catalog::open(&dir.path().join("m.sqlite")).unwrap();
         let a = publish_plain(&mut p, "x", "aa", None);
         assert_eq!(p.generation().unwrap(), 1);
-        m.apply_replica(&delta(&p, dir.path(), 0, 1, false), false, &[])
-            .unwrap();
+        apply(&mut m, &delta(&p, dir.path(), 0, 1, false), false, &[]).unwrap();
         assert_eq!(view(&m), view(&p));
 
         // Generation 2 replaces x (archive + insert of the same name in one transaction) and
@@ -518,11 +571,12 @@ mod tests {
         let mut staging = Catalog::open(&dir.path().join("s.sqlite")).unwrap();
         for g in 2..=5 {
             staging
-                .apply_replica(&delta(&p, dir.path(), g - 1, g, false), false, &[])
+                .merge_replica(&delta(&p, dir.path(), g - 1, g, false), false)
                 .unwrap();
         }
         drop(staging);
-        m.apply_replica(
+        apply(
+            &mut m,
             &dir.path().join("s.sqlite"),
             false,
             &[("index_generation", "5".into())],
@@ -534,10 +588,8 @@ mod tests {
 
         // A snapshot onto a mirror left at generation 1 takes offline what it does not list.
         let mut old = Catalog::open(&dir.path().join("old.sqlite")).unwrap();
-        old.apply_replica(&delta(&p, dir.path(), 0, 1, false), false, &[])
-            .unwrap();
-        old.apply_replica(&delta(&p, dir.path(), 0, 5, true), true, &[])
-            .unwrap();
+        apply(&mut old, &delta(&p, dir.path(), 0, 1, false), false, &[]).unwrap();
+        apply(&mut old, &delta(&p, dir.path(), 0, 5, true), true, &[]).unwrap();
         assert_eq!(view(&old), view(&p));
         assert_eq!(old.generation_time().unwrap(), p.generation_time().unwrap());
     }
@@ -552,7 +604,7 @@ mod tests {
             .pragma_update(None, "user_version", 99)
             .unwrap();
         let mut m = Catalog::open(&dir.path().join("m.sqlite")).unwrap();
-        assert!(m.apply_replica(&r, true, &[]).is_err());
+        assert!(apply(&mut m, &r, true, &[]).is_err());
         assert!(Catalog::replica_meta(&r).is_err());
     }
 }

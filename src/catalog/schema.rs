@@ -215,6 +215,22 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (uid, directory)
     ) WITHOUT ROWID;
     "#,
+    // v10: the large derived repository metadata files (`Packages`, `Packages.xz`, by-hash
+    // copies, `DIR.db`, `DIR.files`) that a delta names by hash instead of carrying: a mirror
+    // renders them itself from the rows it replicates, reuses bytes it holds, or fetches
+    // them, and keeps them only if the hash matches (`fetch::index::mirror`). Only replicas
+    // hold rows here; a catalog's stays empty.
+    r#"
+    CREATE TABLE dist_meta_refs (
+        directory TEXT NOT NULL,
+        name      TEXT NOT NULL,
+        sha256    TEXT NOT NULL,
+        size      INTEGER NOT NULL,
+        made      INTEGER NOT NULL,     -- generation that made it, as in dist_meta
+        time      INTEGER NOT NULL,     -- that generation's time (pacman's tar mtimes)
+        PRIMARY KEY (directory, name)
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this code writes and reads.

@@ -160,6 +160,14 @@ impl CacheObject {
         pieces(from, to).all(|p| self.is_verified(p))
     }
 
+    /// Each piece's state as recorded: verified (against its SHA-1, and durable) or not.
+    pub fn verified_pieces(&self) -> Vec<bool> {
+        match self.is_complete() {
+            true => vec![true; self.piece_count() as usize],
+            false => lock(&self.verified).clone(),
+        }
+    }
+
     /// Whether any piece at or after `piece` is verified (librqbit's first check reads on).
     fn verified_from(&self, piece: u64) -> bool {
         self.is_complete()

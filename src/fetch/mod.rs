@@ -144,6 +144,8 @@ impl Distribution {
         let seeder = Arc::new(seed::Seeder::start(
             &layout.root.join("seeder"),
             peer_listen,
+            config.recheck_store,
+            !config.trackers.is_empty(),
         )?);
         let tracker = Arc::new(
             tracker::Tracker::new(config.announce_interval)

@@ -170,6 +170,25 @@ impl Lazy {
     }
 }
 
+/// A reader that has read this much of an object in order from its first byte reads all of
+/// it (a copy, a checksum, a package manager): it asks for the whole read-ahead at once, which
+/// has repofsd stream the rest (`plan::is_sequential`). Such readers on many mirrors at once
+/// then fetch whatever the swarm offers them, which is how they come to hold different pieces
+/// and trade them, instead of each waiting for its own read-ahead window.
+const WHOLE_AFTER: u64 = 1 << 20;
+
+/// How far to read ahead of `[offset, end)` of a `size`-byte object, `run` bytes into a
+/// sequential run: as far as the run is long (a single read, which the kernel splits into
+/// several, fetches little beyond itself), at most `readahead`; the full read-ahead past `end`,
+/// even past the object's end, for a reader reading from the start (`WHOLE_AFTER`).
+fn ahead_of(offset: u64, end: u64, run: u64, size: u64, readahead: u64) -> u64 {
+    if run == end && run >= WHOLE_AFTER {
+        return end.saturating_add(readahead);
+    }
+    end.saturating_add(run.saturating_sub(end - offset).min(readahead))
+        .min(size)
+}
+
 impl ReadAt for Lazy {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         if offset >= self.size || buf.is_empty() {
@@ -190,9 +209,7 @@ impl ReadAt for Lazy {
                 }
             }
             if attempt == 0 {
-                let ahead = end
-                    .saturating_add(run.saturating_sub(len).min(self.mirror.readahead))
-                    .min(self.size);
+                let ahead = ahead_of(offset, end, run, self.size, self.mirror.readahead);
                 self.fetch(offset, end, ahead)?;
             }
         }
@@ -227,6 +244,35 @@ mod tests {
 
     /// A mount started before the catalog named an upstream reads from the store until it
     /// does, then through the cache.
+    #[test]
+    fn read_ahead_grows_with_the_run_and_is_whole_for_a_reader_from_the_start() {
+        const MIB: u64 = 1 << 20;
+        let (size, readahead) = (64 * MIB, 8 * MIB);
+        // A single read of 128 KiB at the middle: nothing beyond it.
+        assert_eq!(
+            ahead_of(32 * MIB, 32 * MIB + 131072, 131072, size, readahead),
+            32 * MIB + 131072
+        );
+        // 2 MiB into a run that started at 10 MiB: 2 MiB less the read, beyond it.
+        assert_eq!(
+            ahead_of(12 * MIB - 4096, 12 * MIB, 2 * MIB, size, readahead),
+            14 * MIB - 4096
+        );
+        // Never past the object's end, never more than `readahead`.
+        assert_eq!(
+            ahead_of(60 * MIB, 61 * MIB, 40 * MIB, size, readahead),
+            size
+        );
+        // Under 1 MiB from the start: still as long as the run.
+        assert_eq!(ahead_of(131072, 262144, 262144, size, readahead), 393216);
+        // 1 MiB read in order from byte 0: the whole read-ahead at once (what makes repofsd
+        // stream the rest), whatever the object's size.
+        assert_eq!(
+            ahead_of(MIB - 4096, MIB, MIB, 2 * MIB, readahead),
+            MIB + readahead
+        );
+    }
+
     #[test]
     fn a_primary_follows_the_catalog_to_mirror() {
         let (_dir, layout) = cached_only();

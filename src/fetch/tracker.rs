@@ -47,6 +47,9 @@ pub struct Tracker {
     catalog: Option<Mutex<Catalog>>,
     /// Told of each leecher that joins a swarm (the primary's seeder dials it).
     on_leecher: RwLock<Option<LeecherHook>>,
+    /// Infohashes (hex) published but not seeded here: their object is corrupt in the store.
+    /// Peers may still share them; the seeder is not named or counted.
+    refused: RwLock<HashSet<String>>,
 }
 
 /// What the tracker calls with a new leecher's infohash and address.
@@ -116,6 +119,7 @@ impl Tracker {
             seeder: RwLock::new(None),
             catalog: None,
             on_leecher: RwLock::new(None),
+            refused: RwLock::new(HashSet::new()),
         }
     }
 
@@ -136,6 +140,16 @@ impl Tracker {
     /// The infohashes (hex) the repository publishes, as the seeder last saw them.
     pub fn set_published(&self, hashes: HashSet<String>) {
         *crate::sync::write(&self.published) = Some(hashes);
+    }
+
+    /// The infohashes the seeder no longer seeds though they are published.
+    pub fn set_refused(&self, hashes: HashSet<String>) {
+        *crate::sync::write(&self.refused) = hashes;
+    }
+
+    /// Whether the seeder seeds `hash` (published, and not refused).
+    fn seeded(&self, hash: &[u8; 20]) -> bool {
+        !crate::sync::read(&self.refused).contains(&hex::encode(hash))
     }
 
     fn is_published(&self, hash: &[u8; 20]) -> bool {
@@ -225,7 +239,7 @@ impl Tracker {
                 hook(a.info_hash, me);
             }
         }
-        if let Some(seeder) = seeder {
+        if let Some(seeder) = seeder.filter(|_| self.seeded(&a.info_hash)) {
             if !seeder_listed {
                 complete += 1;
             }
@@ -292,7 +306,7 @@ impl Tracker {
                     }
                     downloaded = s.downloaded;
                 }
-                if seeder {
+                if seeder && self.seeded(&h) {
                     complete += 1;
                 }
                 (
@@ -629,6 +643,22 @@ mod tests {
             )
             .unwrap();
         assert_eq!(a.peers[0], "[fd00::9]:5000".parse().unwrap());
+    }
+
+    /// An object the seeder refuses (corrupt in the store) is still published, but the
+    /// seeder is neither named nor counted for it.
+    #[test]
+    fn a_refused_object_is_announced_without_the_seeder() {
+        let t = tracker();
+        *crate::sync::write(&t.seeder) = Some("10.9.9.9:5000".parse().unwrap());
+        t.set_refused([hex::encode(H)].into());
+        let now = Instant::now();
+        let a = t
+            .announce_at(&ann(1001, 5, None), from("10.0.0.1"), None, now)
+            .unwrap();
+        assert!(a.peers.is_empty(), "{:?}", a.peers);
+        assert_eq!(a.complete, 0);
+        assert_eq!(t.scrape_at(&[H], now)[&H].complete, 0);
     }
 
     #[test]

@@ -126,13 +126,16 @@ pub fn stanza(p: &DistPackage, fields: &Map<String, Value>) -> String {
     out
 }
 
-/// All files of the flat repository of `dir`.
-pub fn render(
-    dir: &str,
-    debs: &[DistPackage],
-    time: i64,
-    repo_key: &Path,
-) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+/// The files of a flat repository that need no key (a mirror makes them itself,
+/// `super::unsigned`), and the architectures its packages name.
+pub struct Indexes {
+    pub packages: Vec<u8>,
+    pub packages_xz: Vec<u8>,
+    pub arches: BTreeSet<String>,
+}
+
+/// `Packages` and `Packages.xz` of these packages.
+pub fn indexes(debs: &[DistPackage]) -> Result<Indexes, MetaError> {
     let text = |m: &Map<String, Value>, k: &str| -> String {
         m.get(k)
             .and_then(Value::as_str)
@@ -168,7 +171,33 @@ pub fn render(
     let mut xz = liblzma::write::XzEncoder::new(Vec::new(), XZ_PRESET);
     xz.write_all(&packages)?;
     let packages_xz = xz.finish()?;
+    Ok(Indexes {
+        packages,
+        packages_xz,
+        arches,
+    })
+}
 
+/// Where `Packages.xz` is also served (Acquire-By-Hash).
+pub fn by_hash(packages_xz: &[u8]) -> String {
+    format!(
+        "by-hash/SHA256/{}",
+        hex::encode(sha2::Sha256::digest(packages_xz))
+    )
+}
+
+/// All files of the flat repository of `dir`.
+pub fn render(
+    dir: &str,
+    debs: &[DistPackage],
+    time: i64,
+    repo_key: &Path,
+) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+    let Indexes {
+        packages,
+        packages_xz,
+        arches,
+    } = indexes(debs)?;
     let mut release = String::new();
     let _ = writeln!(release, "Origin: repofs");
     let _ = writeln!(release, "Label: repofs");
@@ -199,12 +228,8 @@ pub fn render(
     let inrelease = crate::keys::sign_with_repo_key(repo_key, &release).map_err(MetaError::Sign)?;
     let release_gpg = crate::keys::sign_detached_with_repo_key(repo_key, &mut &release[..], true)
         .map_err(MetaError::Sign)?;
-    let by_hash = format!(
-        "by-hash/SHA256/{}",
-        hex::encode(sha2::Sha256::digest(&packages_xz))
-    );
     Ok(vec![
-        (by_hash, packages_xz.clone()),
+        (by_hash(&packages_xz), packages_xz.clone()),
         ("Packages".into(), packages),
         ("Packages.xz".into(), packages_xz),
         ("Release".into(), release),

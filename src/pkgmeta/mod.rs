@@ -6,19 +6,29 @@
 //! path component, the `[DIR]` section of pacman.conf).
 //!
 //! Why stored, not rendered on open: the signed parts can only be made where the secret key
-//! is (the primary), and their hashes pin the bytes of `Packages.xz`, `.db` and `.files`,
-//! which are compressed: rendering them again on a mirror would make byte-identity depend on
-//! the compressor's version there. So `refresh` renders everything in the publication
-//! transaction that changes the directory (`ingest::publish`: an upload, a replacement, an
-//! `archive:`) and stores it in the catalog (`dist_meta`); the mount and HTTP serve those
-//! bytes as they are, and a mirror replicates the rows with the directory's files (a delta
-//! carries the metadata of the directories it touches). Because metadata and files change in
-//! one transaction, no reader ever sees an index naming a file it cannot fetch, nor a file
-//! missing from the index. The cost is that a change to a directory re-sends its metadata
-//! whole rather than a row: proportional to the directory, not to the change (for 10,000
-//! packages: `Packages` 4.4 MB, `Packages.xz` 0.85 MB and its by-hash copy of the previous
-//! generation; rendering and signing it took 1.0 s in a debug build, bench/apt.sh). Rendering
-//! on each side instead would make a mirror's bytes depend on its own compressor build.
+//! is (the primary), and their hashes pin the bytes of `Packages.xz`, `.db` and `.files`. So
+//! `refresh` renders everything in the publication transaction that changes the directory
+//! (`ingest::publish`: an upload, a replacement, an `archive:`) and stores it in the catalog
+//! (`dist_meta`); the mount and HTTP serve those bytes as they are. Because metadata and files
+//! change in one transaction, no reader ever sees an index naming a file it cannot fetch, nor
+//! a file missing from the index. Rendering and signing 10,000 packages took 1.0 s in a debug
+//! build (bench/apt.sh).
+//!
+//! How a mirror gets them, at a cost in proportion to the change: a delta carries the small
+//! signed files whole (Release, InRelease, Release.gpg, `.sig`s) and names the large unsigned
+//! ones (Packages, Packages.xz and its by-hash copies, DIR.db, DIR.files) by sha256 and size
+//! (`catalog::MetaRef`). The mirror makes those inside the transaction that applies the
+//! delta (`fetch::index::mirror`): bytes it already holds with that hash (the previous
+//! Packages.xz is the by-hash copy kept now), else `unsigned`, this module's own code over
+//! the rows it has just replicated with the generation's time, else the upstream's copy,
+//! checked. A file is kept only if its hash is the primary's, so a mirror whose compressor
+//! build differs stays byte-identical and only pays the bytes. One new `.deb` among 2,000:
+//! a 5.4 KB delta instead of 199 KB (tests/mounts/meta_deltas.rs; 60,000: bench/RESULTS.md).
+//! Passed over: apt's pdiffs (a client-side scheme; the primary still re-makes Packages.xz
+//! and the Release still pins it), a Packages.xz of independent xz blocks (apt reads only the
+//! first of concatenated xz streams, and a single stream of blocks would still resend the
+//! changed blocks and its index), and CVMFS-style nested catalogs (the rows already travel
+//! one by one; only the files derived from them did not).
 //!
 //! Nothing here reads package content: every field comes from the catalog (control fields,
 //! .PKGINFO fields, sizes, hashes, entry lists), except the repository key's signature of a
@@ -58,6 +68,42 @@ pub fn refresh(tx: &PublishTx<'_>, dir: &str, repo_key: &Path) -> Result<(), Met
     }
     tx.set_dist_meta(dir, &files, apt::BY_HASH_GENERATIONS)?;
     Ok(())
+}
+
+/// What a mirror makes itself of `dir`'s metadata (`fetch::index::mirror`): the files
+/// `refresh` renders that need no key (`Packages`, `Packages.xz` and its by-hash name for
+/// `.deb`s if `apt`; `DIR.db`, `DIR.files` for pacman packages if `pacman`), from the rows as
+/// this transaction sees them, with `time` as the generation's time. The same code and rows
+/// as on the primary give the same bytes, unless the compressor build differs: the caller
+/// keeps a file only if its hash is the primary's.
+pub fn unsigned(
+    tx: &PublishTx<'_>,
+    dir: &str,
+    time: i64,
+    apt: bool,
+    pacman: bool,
+) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+    let mut files = Vec::new();
+    if apt {
+        let debs = tx.dist_packages(dir, "deb")?;
+        if !debs.is_empty() {
+            let ix = apt::indexes(&debs)?;
+            files.push((apt::by_hash(&ix.packages_xz), ix.packages_xz.clone()));
+            files.push(("Packages".into(), ix.packages));
+            files.push(("Packages.xz".into(), ix.packages_xz));
+        }
+    }
+    let pkgs = if pacman {
+        tx.dist_packages(dir, "pkginfo")?
+    } else {
+        Vec::new()
+    };
+    if let (false, Some(name)) = (pkgs.is_empty(), pacman::repo_name(dir)) {
+        let (db, full) = pacman::databases(tx, &pkgs, time)?;
+        files.push((format!("{name}.db"), db));
+        files.push((format!("{name}.files"), full));
+    }
+    Ok(files)
 }
 
 /// The repository key's binary detached signature of a package file (its store copy).

@@ -110,6 +110,26 @@ pub fn render(
     time: i64,
     repo_key: &Path,
 ) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+    let (db, full) = databases(tx, pkgs, time)?;
+    let sign = |b: &[u8]| {
+        crate::keys::sign_detached_with_repo_key(repo_key, &mut &b[..], false)
+            .map_err(MetaError::Sign)
+    };
+    Ok(vec![
+        (format!("{name}.db.sig"), sign(&db)?),
+        (format!("{name}.files.sig"), sign(&full)?),
+        (format!("{name}.db"), db),
+        (format!("{name}.files"), full),
+    ])
+}
+
+/// `DIR.db` and `DIR.files`: the files of the repository that need no key (a mirror makes
+/// them itself, `super::unsigned`).
+pub fn databases(
+    tx: &PublishTx<'_>,
+    pkgs: &[DistPackage],
+    time: i64,
+) -> Result<(Vec<u8>, Vec<u8>), MetaError> {
     // repo-add keeps one entry per package name: the newest version wins (then the newest
     // publication).
     let mut newest: BTreeMap<String, (String, &DistPackage)> = BTreeMap::new();
@@ -145,17 +165,7 @@ pub fn render(
             files(&tx.package_paths(p.file.id)?).as_bytes(),
         )?;
     }
-    let (db, full) = (db.finish()?, full.finish()?);
-    let sign = |b: &[u8]| {
-        crate::keys::sign_detached_with_repo_key(repo_key, &mut &b[..], false)
-            .map_err(MetaError::Sign)
-    };
-    Ok(vec![
-        (format!("{name}.db.sig"), sign(&db)?),
-        (format!("{name}.files.sig"), sign(&full)?),
-        (format!("{name}.db"), db),
-        (format!("{name}.files"), full),
-    ])
+    Ok((db.finish()?, full.finish()?))
 }
 
 /// A gzip tar with fixed headers.

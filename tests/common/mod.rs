@@ -19,6 +19,7 @@ pub mod keys;
 pub mod mirror;
 pub mod mount;
 pub mod net;
+pub mod netns;
 pub mod old_catalog;
 pub mod packages;
 pub mod process;

@@ -1,5 +1,6 @@
 //! Running programs: shell scripts, commands bounded by `timeout`, a pseudo-terminal, a test
-//! user; children killed on drop; and polling until something happens.
+//! user; children killed on drop; polling until something happens; and what a process read
+//! from disk (with `uncache` to make it read the disk).
 
 use std::path::Path;
 use std::process::{Child, Command, Output};
@@ -141,4 +142,24 @@ pub fn sh_as(user: &str, dir: &Path, script: &str) -> Output {
         .current_dir(dir)
         .output()
         .expect("runuser")
+}
+
+/// `read_bytes` of process `pid` (/proc/PID/io): what it made the disks read.
+pub fn read_bytes(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines()
+        .find_map(|l| l.strip_prefix("read_bytes: "))
+        .and_then(|n| n.parse().ok())
+        .expect("read_bytes in /proc/PID/io")
+}
+
+/// Drops the page cache's copy of `file`, so reading it again reads the disk.
+pub fn uncache(file: &Path) {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(file).unwrap();
+    f.sync_all().unwrap();
+    assert_eq!(
+        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) },
+        0
+    );
 }

@@ -6,11 +6,13 @@
 pub mod common;
 
 mod corpus;
+mod fleet;
 mod http_dists;
 mod image;
 mod incoming;
 mod install;
 mod lifecycle;
+mod meta_deltas;
 mod mirror_fetch;
 mod mirror_index;
 mod mirror_origin;

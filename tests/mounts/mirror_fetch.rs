@@ -208,7 +208,8 @@ fn an_unservable_read_fails_within_one_deadline() {
 }
 
 /// The cache keeps to its bound (least recently read out), and what it holds survives a
-/// restart of the mirror's repofsd: read again with the primary gone, it is still served.
+/// restart of the mirror's repofsd, which does not read it back to seed it: read again with
+/// the primary gone, it is still served.
 #[test]
 fn the_cache_keeps_its_bound_and_survives_a_restart() {
     let (mut p, port) = primary();
@@ -256,7 +257,14 @@ fn the_cache_keeps_its_bound_and_survives_a_restart() {
         .join(sha256_file(&b))
         .exists());
 
+    // The restarted repofsd seeds b again from the piece states the cache records: it does
+    // not read b back.
+    uncache(&m.repo.root.join("mirror/complete").join(&sha_b));
     m.restart();
+    m.daemon
+        .wait_log("Initial check results", Duration::from_secs(15));
+    let read = read_bytes(m.daemon.child.id());
+    assert!(read < 1 << 20, "the restarted mirror read {read} bytes");
     p.daemon.terminate();
     assert_eq!(
         pread(&pb, 5 << 20, 1 << 20).unwrap(),

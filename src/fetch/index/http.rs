@@ -1,10 +1,11 @@
 //! The index and torrents on the `--listen` endpoint: `/index/root.asc` (the signed root),
 //! `/index/objects/SHA256` (deltas and snapshots, streamed from disk, immutable),
 //! `/index/since/G` (every delta after generation G in one response: `SHA256 LEN\n` then the
-//! object, repeated; a mirror still checks each against the chain its signed root names) and
-//! `/torrents/INFOHASH.torrent`. The root and the objects carry an ETag (the bytes' sha256,
-//! which is an object's name) and answer `If-None-Match` with 304. A mirror serves the same
-//! routes from what it verified (its
+//! object, repeated; a mirror still checks each against the chain its signed root names),
+//! `/index/meta/SHA256?dir=DIR&name=NAME` (a metadata file a delta names by hash, for a
+//! mirror whose own render differs) and `/torrents/INFOHASH.torrent`. The root and the
+//! objects carry an ETag (the bytes' sha256, which is an object's name) and answer
+//! `If-None-Match` with 304. A mirror serves the same routes from what it verified (its
 //! `/index/since` answers nothing: it does not record delta hashes, so mirrors below fetch by
 //! hash).
 
@@ -15,6 +16,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use sha2::Digest as _;
 
 use super::IndexDir;
 use crate::catalog::Catalog;
@@ -36,6 +38,7 @@ pub fn routes(layout: &Layout) -> axum::Router {
         .route("/index/root.asc", axum::routing::get(root))
         .route("/index/objects/{sha256}", axum::routing::get(object))
         .route("/index/since/{generation}", axum::routing::get(since))
+        .route("/index/meta/{sha256}", axum::routing::get(meta))
         .route("/torrents/{name}", axum::routing::get(torrent))
         .with_state(state)
 }
@@ -168,6 +171,45 @@ async fn since(State(s): State<Arc<IndexState>>, Path(g): Path<i64>) -> Response
         Body::from_stream(tokio_util::io::ReaderStream::new(r)),
     )
         .into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct MetaQuery {
+    dir: String,
+    name: String,
+}
+
+/// `dists/DIR/NAME` as this repository holds it, if its sha256 is the one asked for: a
+/// mirror whose own render of a file a delta names by hash differs fetches it here. Another
+/// hash means the upstream moved on (404; the mirror syncs again).
+async fn meta(
+    State(s): State<Arc<IndexState>>,
+    Path(sha256): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<MetaQuery>,
+) -> Response {
+    if !super::is_sha256_hex(&sha256) {
+        return not_found("not a sha256");
+    }
+    let catalog = s.catalog.clone();
+    let got =
+        tokio::task::spawn_blocking(move || Catalog::open(&catalog)?.dist_meta(&q.dir, &q.name))
+            .await;
+    match got {
+        Ok(Ok(Some(data))) if hex::encode(sha2::Sha256::digest(&data)) == sha256 => (
+            [
+                (header::CONTENT_TYPE, "application/octet-stream"),
+                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            ],
+            data,
+        )
+            .into_response(),
+        Ok(Ok(_)) => not_found("no such file with that hash"),
+        Ok(Err(e)) => {
+            tracing::error!(error = %e, "serving repository metadata");
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn torrent(State(s): State<Arc<IndexState>>, Path(name): Path<String>) -> Response {

@@ -5,6 +5,7 @@
 //! signed by another key (`wrong-key`), an older generation (`rollback`), the same generation
 //! with another head (`fork`), an expired root (`expired`), an object whose hash does not match
 //! (`bad-hash`), or objects that do not chain up (`bad-index`). Every HTTP call has a deadline.
+//! The metadata files a delta names by hash are made in `meta`.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,8 +16,10 @@ use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
 use super::{unpack_replica, IndexDir, Root, MAX_ROOT, ROOT_FORMAT, SNAPSHOT_EVERY};
-use crate::catalog::{Catalog, ReplicaMeta};
+use crate::catalog::{Catalog, MetaRef, PublishTx, ReplicaMeta};
 use crate::time::now;
+
+mod meta;
 
 /// Deadline for fetching the root (a few hundred bytes).
 const ROOT_DEADLINE: Duration = Duration::from_secs(20);
@@ -76,6 +79,10 @@ pub struct Synced {
     /// Objects downloaded and their bytes (objects already held are not fetched again).
     pub objects: usize,
     pub bytes: u64,
+    /// Metadata files the deltas named by hash that this mirror rendered itself, and those
+    /// it fetched whole (their bytes are in `bytes`) because its render differed.
+    pub meta_rendered: usize,
+    pub meta_fetched: usize,
 }
 
 pub struct Mirror {
@@ -474,13 +481,15 @@ impl Mirror {
                 temps.push(staging.clone());
                 let mut s = Catalog::open(&staging)?;
                 for (i, p) in many.iter().enumerate() {
-                    s.apply_replica(p, i == 0 && use_snapshot, &[])?;
+                    s.merge_replica(p, i == 0 && use_snapshot)?;
                 }
                 drop(s);
                 staging
             }
         };
-        catalog.apply_replica(&target, use_snapshot, &settings)?;
+        let mut resolve =
+            |tx: &PublishTx<'_>, refs: &[MetaRef]| self.resolve_meta(tx, refs, &mut stats);
+        catalog.apply_replica(&target, use_snapshot, &settings, &mut resolve)?;
         if self.reserve {
             // Best effort: without it only mirrors starting from empty below this one wait.
             if let Err(e) = self.object(&root.snapshot.sha256, &mut stats) {
@@ -568,6 +577,8 @@ fn record(catalog: &mut Catalog, outcome: &Result<Synced, SyncError>) {
                     generation = s.generation,
                     objects = s.objects,
                     bytes = s.bytes,
+                    meta_rendered = s.meta_rendered,
+                    meta_fetched = s.meta_fetched,
                     "index synced"
                 );
             }

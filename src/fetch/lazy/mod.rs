@@ -188,9 +188,9 @@ impl Fetcher {
             stop: Arc::new(AtomicBool::new(false)),
             status_thread: Mutex::new(None),
         });
-        // Seed what survived a restart, in the background: librqbit checks each object's
-        // verified pieces as it is added (a read of all of a complete object), and reads
-        // must not wait for that.
+        // Seed what survived a restart, in the background: each object resumes from the
+        // pieces its cache records verified (nothing is read back), but adding thousands
+        // of torrents still takes a moment that reads must not wait for.
         let cached = fetcher.cache.on_disk();
         let weak = Arc::downgrade(&fetcher);
         fetcher.runtime.spawn(async move {

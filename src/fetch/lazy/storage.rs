@@ -1,10 +1,13 @@
 //! The mirror's torrents store into the cache: librqbit reads and writes the cache object
-//! (`cache::CacheObject`), which decides what a read during librqbit's first check sees and
-//! never lets a write land on a verified piece. The librqbit plumbing is `fetch::swarm`'s.
+//! (`cache::CacheObject`), which never lets a write land on a verified piece. A torrent added
+//! (at start, or again after eviction) resumes from the pieces the cache records verified,
+//! without reading them back; each is checked when first read for a peer or a stream. The
+//! librqbit plumbing is `fetch::swarm`'s.
 
 use std::sync::Arc;
 
 use librqbit::storage::BoxStorageFactory;
+use tracing::warn;
 
 use super::super::cache::CacheObject;
 use super::super::swarm::{self, ObjectFile};
@@ -41,6 +44,21 @@ impl ObjectFile for CacheFile {
             self.object.size
         );
         Ok(())
+    }
+
+    /// The pieces the cache records verified: checked against their SHA-1 and synced first.
+    fn known_pieces(&self, length: u64, pieces: usize) -> Option<Vec<bool>> {
+        let known = self.object.verified_pieces();
+        (length == self.object.size && known.len() == pieces).then_some(known)
+    }
+
+    fn corrupt(&self, piece: u64, why: &str) {
+        warn!(
+            object = %self.object.sha256,
+            piece,
+            reason = "corrupt-cache",
+            "cached piece changed since it was verified ({why}): no longer served to peers"
+        );
     }
 
     fn take(&self) -> CacheFile {

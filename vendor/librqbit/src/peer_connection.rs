@@ -124,6 +124,7 @@ struct ManagePeerArgs {
     write: BoxAsyncWrite,
     outgoing_chan: tokio::sync::mpsc::UnboundedReceiver<WriterRequest>,
     have_broadcast: tokio::sync::broadcast::Receiver<ValidPieceIndex>,
+    reveals: tokio::sync::mpsc::UnboundedReceiver<ValidPieceIndex>,
 }
 
 impl<H: PeerConnectionHandler> PeerConnection<H> {
@@ -154,6 +155,7 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
         outgoing_chan: tokio::sync::mpsc::UnboundedReceiver<WriterRequest>,
         mut incoming: CheckedIncomingConnection,
         have_broadcast: tokio::sync::broadcast::Receiver<ValidPieceIndex>,
+        reveals: tokio::sync::mpsc::UnboundedReceiver<ValidPieceIndex>,
     ) -> Result<()> {
         use tokio::io::AsyncWriteExt;
 
@@ -203,6 +205,7 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
             write: incoming.writer,
             outgoing_chan,
             have_broadcast,
+            reveals,
         })
         .await
     }
@@ -211,6 +214,7 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
         &self,
         outgoing_chan: tokio::sync::mpsc::UnboundedReceiver<WriterRequest>,
         have_broadcast: tokio::sync::broadcast::Receiver<ValidPieceIndex>,
+        reveals: tokio::sync::mpsc::UnboundedReceiver<ValidPieceIndex>,
     ) -> Result<()> {
         use tokio::io::AsyncWriteExt;
         let rwtimeout = self
@@ -272,6 +276,7 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
                 write,
                 outgoing_chan,
                 have_broadcast,
+                reveals,
             })
             .await
         }
@@ -288,6 +293,7 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
             mut write,
             mut outgoing_chan,
             mut have_broadcast,
+            mut reveals,
         } = args;
 
         use tokio::io::AsyncWriteExt;
@@ -320,10 +326,13 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
         }
 
         let writer = async move {
+            // repofs: by default well inside the peer's read timeout (librqbit's own is 10 s): a
+            // connection with nothing to say (two lazy mirrors, neither holding a piece yet)
+            // was dropped after 10 s of silence, and an incoming one never comes back.
             let keep_alive_interval = self
                 .options
                 .keep_alive_interval
-                .unwrap_or_else(|| Duration::from_secs(120));
+                .unwrap_or_else(|| (rwtimeout / 2).min(Duration::from_secs(120)));
 
             if self.handler.should_send_bitfield() {
                 let len = self
@@ -349,10 +358,25 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
             trace!("sent unchoke");
 
             let mut broadcast_closed = false;
+            let mut reveals_closed = false;
 
             loop {
+                // repofs: one deadline per message sent. A timeout made anew on each turn of
+                // the inner loop restarted whenever a HAVE was filtered out, so a peer that
+                // received pieces for a while never sent a keep-alive.
+                let keep_alive_at = tokio::time::Instant::now() + keep_alive_interval;
                 let req = loop {
                     break tokio::select! {
+                        // repofs: HAVEs go before queued piece data (a super-seeder's
+                        // reveals are what keeps a peer requesting).
+                        biased;
+                        r = reveals.recv(), if !reveals_closed => match r {
+                            Some(id) => WriterRequest::Message(Message::Have(id.get())),
+                            None => {
+                                reveals_closed = true;
+                                continue
+                            }
+                        },
                         r = have_broadcast.recv(), if !broadcast_closed => match r {
                             Ok(id) => {
                                 if self.handler.should_transmit_have(id) {
@@ -368,7 +392,7 @@ impl<H: PeerConnectionHandler> PeerConnection<H> {
                             },
                             _ => continue
                         },
-                        r = timeout(keep_alive_interval, outgoing_chan.recv()) => match r {
+                        r = tokio::time::timeout_at(keep_alive_at, outgoing_chan.recv()) => match r {
                             Ok(Some(msg)) => msg,
                             Ok(None) => {
                                 return Err(Error::TorrentIsNotLive);

@@ -96,11 +96,28 @@ fn torrent_from_bytes(bytes: Bytes) -> anyhow::Result<ParsedTorrentFile> {
 #[derive(Default)]
 pub struct SessionDatabase {
     torrents: HashMap<TorrentId, ManagedTorrentHandle>,
+    // REPOFS: torrents by info hash; each add and each incoming peer looked for theirs by a
+    // scan of every torrent (quadratic adds at 20,000 torrents).
+    by_hash: HashMap<Id20, TorrentId>,
 }
 
 impl SessionDatabase {
     fn add_torrent(&mut self, torrent: ManagedTorrentHandle, id: TorrentId) {
+        self.by_hash.insert(torrent.info_hash(), id);
         self.torrents.insert(id, torrent);
+    }
+
+    fn remove_torrent(&mut self, id: TorrentId) -> Option<ManagedTorrentHandle> {
+        let t = self.torrents.remove(&id)?;
+        if self.by_hash.get(&t.info_hash()) == Some(&id) {
+            self.by_hash.remove(&t.info_hash());
+        }
+        Some(t)
+    }
+
+    fn by_hash(&self, h: Id20) -> Option<(TorrentId, &ManagedTorrentHandle)> {
+        let id = *self.by_hash.get(&h)?;
+        self.torrents.get(&id).map(|t| (id, t))
     }
 }
 
@@ -298,6 +315,12 @@ pub struct AddTorrentOptions {
 
     // Custom trackers
     pub trackers: Option<Vec<String>>,
+
+    /// repofs: super-seed a torrent we have whole (`torrent_state::live::superseed`): reveal
+    /// each peer only pieces no other peer holds, one at a time. Ignored for a torrent we
+    /// do not have whole.
+    #[serde(default)]
+    pub super_seed: bool,
 }
 
 pub struct ListOnlyResponse {
@@ -950,10 +973,8 @@ impl Session {
         let (id, torrent) = self
             .db
             .read()
-            .torrents
-            .iter()
-            .find(|(_, t)| t.info_hash() == h.info_hash)
-            .map(|(id, t)| (*id, t.clone()))
+            .by_hash(h.info_hash)
+            .map(|(id, t)| (id, t.clone()))
             .with_context(|| format!("didn't find a matching torrent {:?}", h.info_hash))?;
 
         let live = torrent
@@ -1338,13 +1359,11 @@ impl Session {
 
         let (managed_torrent, metadata) = {
             let mut g = self.db.write();
-            if let Some((id, handle)) = g.torrents.iter().find_map(|(eid, t)| {
-                if t.info_hash() == info_hash || *eid == id {
-                    Some((*eid, t.clone()))
-                } else {
-                    None
-                }
-            }) {
+            let existing = g
+                .by_hash(info_hash)
+                .or_else(|| g.torrents.get(&id).map(|t| (id, t)))
+                .map(|(eid, t)| (eid, t.clone()));
+            if let Some((id, handle)) = existing {
                 return Ok(AddTorrentResponse::AlreadyManaged(id, handle));
             }
 
@@ -1369,6 +1388,7 @@ impl Session {
                     ratelimits: opts.ratelimits,
                     initial_peers: opts.initial_peers.clone().unwrap_or_default(),
                     peer_limit: opts.peer_limit.or(self.peer_limit),
+                    super_seed: opts.super_seed,
                     #[cfg(feature = "disable-upload")]
                     _disable_upload: self._disable_upload,
                 },
@@ -1404,7 +1424,7 @@ impl Session {
         if let Some(p) = self.persistence.as_ref()
             && let Err(e) = p.store(id, &managed_torrent).await
         {
-            self.db.write().torrents.remove(&id);
+            self.db.write().remove_torrent(id);
             return Err(e);
         }
 
@@ -1424,13 +1444,7 @@ impl Session {
     pub fn get(&self, id: TorrentIdOrHash) -> Option<ManagedTorrentHandle> {
         match id {
             TorrentIdOrHash::Id(id) => self.db.read().torrents.get(&id).cloned(),
-            TorrentIdOrHash::Hash(id) => self.db.read().torrents.iter().find_map(|(_, v)| {
-                if v.info_hash() == id {
-                    Some(v.clone())
-                } else {
-                    None
-                }
-            }),
+            TorrentIdOrHash::Hash(id) => self.db.read().by_hash(id).map(|(_, t)| t.clone()),
         }
     }
 
@@ -1440,22 +1454,14 @@ impl Session {
             TorrentIdOrHash::Hash(h) => self
                 .db
                 .read()
-                .torrents
-                .values()
-                .find_map(|v| {
-                    if v.info_hash() == h {
-                        Some(v.id())
-                    } else {
-                        None
-                    }
-                })
+                .by_hash(h)
+                .map(|(id, _)| id)
                 .context("no such torrent in db")?,
         };
         let removed = self
             .db
             .write()
-            .torrents
-            .remove(&id)
+            .remove_torrent(id)
             .with_context(|| format!("torrent with id {id} did not exist"))?;
 
         if let Err(e) = removed.pause() {
@@ -1804,9 +1810,23 @@ impl tracker_comms::TorrentStatsProvider for PeerRxTorrentInfo {
         use crate::torrent_state::stats::TorrentStatsState as TS;
         use tracker_comms::TrackerCommsStatsState as S;
 
+        // repofs: `left` counts the whole torrent, not the selected files. A torrent added with
+        // no file selected (fetched by streams only) announced left=0, and a tracker that
+        // hands no seeds to seeds never introduced such peers to one another.
+        let (downloaded_bytes, total_bytes) = match mt.live().and_then(|l| l.get_hns()) {
+            Some(hns) => (
+                hns.have_bytes,
+                mt.metadata
+                    .load()
+                    .as_ref()
+                    .map(|m| m.info.lengths().total_length())
+                    .unwrap_or(stats.total_bytes),
+            ),
+            None => (stats.progress_bytes, stats.total_bytes),
+        };
         tracker_comms::TrackerCommsStats {
-            downloaded_bytes: stats.progress_bytes,
-            total_bytes: stats.total_bytes,
+            downloaded_bytes,
+            total_bytes,
             uploaded_bytes: stats.uploaded_bytes,
             torrent_state: match stats.state {
                 TS::Initializing { .. } => S::Initializing,

@@ -63,7 +63,9 @@ pub(crate) async fn read_metainfo_from_peer(
 
     let result_reader = result_rx;
     let (_, brx) = tokio::sync::broadcast::channel(1);
-    let connection_runner = async move { connection.manage_peer_outgoing(writer_rx, brx).await };
+    let (_, reveals) = tokio::sync::mpsc::unbounded_channel();
+    let connection_runner =
+        async move { connection.manage_peer_outgoing(writer_rx, brx, reveals).await };
 
     tokio::select! {
         result = result_reader => Ok(result??),

@@ -180,6 +180,14 @@ pub trait TorrentStorage: Send + Sync {
     fn on_piece_completed(&self, _piece_index: ValidPieceIndex) -> anyhow::Result<()> {
         Ok(())
     }
+
+    /// The pieces this storage vouches for without their being read (one per piece, in
+    /// order), e.g. content verified when it was stored. When Some, the torrent's initial
+    /// check (and fastresume's validation) is skipped and these are the pieces it has; the
+    /// storage then answers for what it serves. None (the default): librqbit checks.
+    fn known_pieces(&self) -> Option<Vec<bool>> {
+        None
+    }
 }
 
 impl<U: TorrentStorage + ?Sized> TorrentStorage for Box<U> {
@@ -226,6 +234,10 @@ impl<U: TorrentStorage + ?Sized> TorrentStorage for Box<U> {
 
     fn on_piece_completed(&self, piece_id: ValidPieceIndex) -> anyhow::Result<()> {
         (**self).on_piece_completed(piece_id)
+    }
+
+    fn known_pieces(&self) -> Option<Vec<bool>> {
+        (**self).known_pieces()
     }
 }
 

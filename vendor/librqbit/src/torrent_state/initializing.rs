@@ -186,15 +186,33 @@ impl TorrentStateInitializing {
         Some(hp)
     }
 
-    pub async fn check(&self) -> anyhow::Result<TorrentStatePaused> {
-        let id: TorrentIdOrHash = self.shared.info_hash.into();
-        let bitv_factory = self
-            .shared
-            .session
-            .upgrade()
-            .context("session is dead")?
-            .bitv_factory
-            .clone();
+    /// The pieces the storage vouches for, as a bitfield, if it does and it fits.
+    fn known_pieces(&self) -> Option<BF> {
+        let known = self.files.known_pieces()?;
+        let lengths = self.metadata.lengths();
+        if known.len() != lengths.total_pieces() as usize {
+            warn!(
+                got = known.len(),
+                expected = lengths.total_pieces(),
+                "storage vouched for the wrong number of pieces, will do full check"
+            );
+            return None;
+        }
+        let mut bf = BF::from_boxed_slice(
+            vec![0u8; lengths.piece_bitfield_bytes()].into_boxed_slice(),
+        );
+        for (i, have) in known.into_iter().enumerate() {
+            bf.set(i, have);
+        }
+        Some(bf)
+    }
+
+    /// What fastresume or else a full read of the files says the torrent has.
+    async fn checked_pieces(
+        &self,
+        id: TorrentIdOrHash,
+        bitv_factory: &dyn BitVFactory,
+    ) -> anyhow::Result<Box<dyn BitV>> {
         let have_pieces = if self.previously_errored {
             if let Err(e) = bitv_factory.clear(id).await {
                 warn!(id=?self.shared.id, info_hash = ?self.shared.info_hash, error=?e, "error clearing bitfield");
@@ -207,9 +225,9 @@ impl TorrentStateInitializing {
                 .context("error loading have_pieces")?
         };
 
-        let have_pieces = self.validate_fastresume(&*bitv_factory, have_pieces).await;
+        let have_pieces = self.validate_fastresume(bitv_factory, have_pieces).await;
 
-        let have_pieces = match have_pieces {
+        Ok(match have_pieces {
             Some(h) => h,
             None => {
                 info!("Doing initial checksum validation, this might take a while...");
@@ -226,6 +244,29 @@ impl TorrentStateInitializing {
                     .await
                     .context("error storing initial check bitfield")?
             }
+        })
+    }
+
+    pub async fn check(&self) -> anyhow::Result<TorrentStatePaused> {
+        let id: TorrentIdOrHash = self.shared.info_hash.into();
+        let bitv_factory = self
+            .shared
+            .session
+            .upgrade()
+            .context("session is dead")?
+            .bitv_factory
+            .clone();
+        // REPOFS: a storage that vouches for its pieces is not read back (after an error it is).
+        let known = match self.previously_errored {
+            true => None,
+            false => self.known_pieces(),
+        };
+        let have_pieces = match known {
+            Some(known) => bitv_factory
+                .store_initial_check(id, known)
+                .await
+                .context("error storing known pieces")?,
+            None => self.checked_pieces(id, &*bitv_factory).await?,
         };
 
         let selected_pieces = compute_selected_pieces(

@@ -122,6 +122,10 @@ impl<U: TorrentStorage> TorrentStorage for TimingStorage<U> {
     fn on_piece_completed(&self, piece_index: ValidPieceIndex) -> anyhow::Result<()> {
         self.underlying.on_piece_completed(piece_index)
     }
+
+    fn known_pieces(&self) -> Option<Vec<bool>> {
+        self.underlying.known_pieces()
+    }
 }
 
 #[cfg(test)]

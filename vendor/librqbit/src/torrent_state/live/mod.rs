@@ -42,6 +42,7 @@
 pub mod peer;
 pub mod peers;
 pub mod stats;
+mod superseed;
 
 use std::{
     borrow::Cow,
@@ -214,6 +215,9 @@ pub struct TorrentStateLive {
         ChunkInfo,
     )>,
     ratelimits: Limits,
+
+    // repofs: set when the torrent super-seeds (`superseed`).
+    superseed: Option<Mutex<superseed::SuperSeed>>,
 }
 
 impl TorrentStateLive {
@@ -242,6 +246,10 @@ impl TorrentStateLive {
 
         let have_bytes = paused.chunk_tracker.get_hns().have_bytes;
         let lengths = *paused.chunk_tracker.get_lengths();
+        // Only a torrent we have whole can hand out pieces as it likes.
+        let superseed = (paused.shared.options.super_seed
+            && have_bytes == lengths.total_length())
+        .then(|| Mutex::new(superseed::SuperSeed::new(lengths)));
 
         // TODO: make it configurable
         let file_priorities = {
@@ -303,7 +311,30 @@ impl TorrentStateLive {
                 .collect(),
             ratelimit_upload_tx,
             ratelimits,
+            superseed,
         });
+
+        if state.superseed.is_some() {
+            let weak = Arc::downgrade(&state);
+            state.spawn(
+                debug_span!(parent: state.shared.span.clone(), "superseed_ticker"),
+                format!("[{}]superseed_ticker", state.shared.id),
+                async move {
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                        let Some(state) = weak.upgrade() else {
+                            return Ok(());
+                        };
+                        if let Some(ss) = &state.superseed {
+                            let n = ss.lock().tick(Instant::now());
+                            if n > 0 {
+                                debug!(peers = n, "super-seeding: showed everything to waiting peers");
+                            }
+                        }
+                    }
+                },
+            );
+        }
 
         state.spawn(
             debug_span!(parent: state.shared.span.clone(), "speed_estimator_updater"),
@@ -479,9 +510,11 @@ impl TorrentStateLive {
         rx: PeerRx,
         permit: OwnedSemaphorePermit,
     ) -> crate::Result<()> {
+        let (reveal_tx, reveal_rx) = unbounded_channel();
         let handler = PeerHandler {
             addr: checked_peer.addr,
             incoming: true,
+            reveal_tx,
             on_bitfield_notify: Default::default(),
             flow_control: Mutex::new(PeerFlowControl::new(self.max_request_window())),
             state: self.clone(),
@@ -513,7 +546,8 @@ impl TorrentStateLive {
             r = peer_connection.manage_peer_incoming(
                 rx,
                 checked_peer,
-                self.have_broadcast_tx.subscribe()
+                self.have_broadcast_tx.subscribe(),
+                reveal_rx,
             ) => {r}
         };
 
@@ -543,9 +577,11 @@ impl TorrentStateLive {
             .with_peer(addr, |p| p.stats.counters.clone())
             .ok_or(Error::BugPeerNotFound)?;
 
+        let (reveal_tx, reveal_rx) = unbounded_channel();
         let handler = PeerHandler {
             addr,
             incoming: false,
+            reveal_tx,
             on_bitfield_notify: Default::default(),
             flow_control: Mutex::new(PeerFlowControl::new(state.max_request_window())),
             state: state.clone(),
@@ -578,7 +614,7 @@ impl TorrentStateLive {
         );
         let conn_manager = aframe!(
             peer_connection
-                .manage_peer_outgoing(rx, state.have_broadcast_tx.subscribe())
+                .manage_peer_outgoing(rx, state.have_broadcast_tx.subscribe(), reveal_rx)
                 .instrument(debug_span!("peer_connection"))
         );
 
@@ -1073,6 +1109,8 @@ struct PeerHandler {
     addr: SocketAddr,
     incoming: bool,
     tx: PeerTx,
+    // repofs: pieces a super-seeder reveals to this peer (sent before queued data).
+    reveal_tx: UnboundedSender<ValidPieceIndex>,
 
     first_message_received: AtomicBool,
 
@@ -1112,6 +1150,9 @@ impl PeerConnectionHandler for &'_ PeerHandler {
             Message::Choke => self.on_i_am_choked(),
             Message::Unchoke => self.on_i_am_unchoked(),
             Message::Interested => self.on_peer_interested(),
+            Message::NotInterested if self.state.superseed.is_some() => {
+                self.with_superseed(|ss| ss.on_interest(self.addr, false));
+            }
             Message::Piece(piece) => self
                 .on_received_piece(piece)
                 .await
@@ -1176,6 +1217,7 @@ impl PeerConnectionHandler for &'_ PeerHandler {
 
     fn on_handshake(&self, handshake: Handshake, ckind: ConnectionKind) -> anyhow::Result<()> {
         self.state.set_peer_live(self.addr, handshake, ckind);
+        self.with_superseed(|ss| ss.join(self.addr, self.reveal_tx.clone(), Instant::now()));
         Ok(())
     }
 
@@ -1256,7 +1298,7 @@ impl PeerConnectionHandler for &'_ PeerHandler {
     }
 
     fn should_send_bitfield(&self) -> bool {
-        if self.state.torrent().options.disable_upload() {
+        if self.state.torrent().options.disable_upload() || self.state.superseed.is_some() {
             return false;
         }
 
@@ -1267,11 +1309,14 @@ impl PeerConnectionHandler for &'_ PeerHandler {
         if self.state.shared.options.disable_upload() {
             return false;
         }
+        // repofs: a peer that sent no bitfield (it had nothing; librqbit itself sends none
+        // then) has nothing we know of. Read as "has everything", such peers were never told
+        // what we got, and mirrors that started empty never fetched from one another.
         let have = self
             .state
             .peers
             .with_live(self.addr, |l| {
-                l.bitfield.get(id.get_usize()).map(|p| *p).unwrap_or(true)
+                l.bitfield.get(id.get_usize()).map(|p| *p).unwrap_or(false)
             })
             .unwrap_or(true);
         !have
@@ -1287,6 +1332,9 @@ impl PeerConnectionHandler for &'_ PeerHandler {
         {
             handshake.metadata_size = Some(len);
         }
+        if self.state.superseed.is_some() {
+            handshake.reqq = Some(superseed::REQUEST_WINDOW);
+        }
 
         Ok(())
     }
@@ -1297,7 +1345,14 @@ impl PeerConnectionHandler for &'_ PeerHandler {
 }
 
 impl PeerHandler {
+    fn with_superseed(&self, f: impl FnOnce(&mut superseed::SuperSeed)) {
+        if let Some(ss) = &self.state.superseed {
+            f(&mut ss.lock());
+        }
+    }
+
     fn on_peer_died(self, error: Option<crate::Error>) -> crate::Result<()> {
+        self.with_superseed(|ss| ss.leave(self.addr));
         let peers = &self.state.peers;
         let handle = self.addr;
         let mut pe = match peers.states.get_mut(&handle) {
@@ -1559,6 +1614,7 @@ impl PeerHandler {
                 chunk_info
             );
         }
+        self.with_superseed(|ss| ss.on_request(self.addr, piece_index, Instant::now()));
 
         self.state
             .ratelimit_upload_tx
@@ -1596,6 +1652,7 @@ impl PeerHandler {
                     debug!("peer has full torrent");
                 }
             });
+        self.with_superseed(|ss| ss.on_have(self.addr, have, Instant::now()));
         self.on_bitfield_notify.notify_waiters();
     }
 
@@ -1608,6 +1665,10 @@ impl PeerHandler {
             );
         }
         let bf = BF::from_boxed_slice(bitfield.0.to_vec().into_boxed_slice());
+        self.with_superseed(|ss| {
+            let total = self.state.lengths.total_pieces() as usize;
+            ss.on_bitfield(self.addr, bf.iter_ones().filter(|p| *p < total), Instant::now())
+        });
         if let Some(true) = bf
             .get(..self.state.lengths.total_pieces() as usize)
             .map(|s| s.all())
@@ -1713,19 +1774,22 @@ impl PeerHandler {
 
             // Acquire a piece using the strategy: try steal (10x) → reserve → steal (3x).
             let new_piece_notify = self.state.new_pieces_notify.notified();
+            // repofs: a HAVE from this peer may offer what we need (a super-seeder reveals
+            // pieces only so); without this the requester slept its 5 s first.
+            let peer_has_more = self.on_bitfield_notify.notified();
             let next = match self.acquire_next_piece()? {
                 Some(next) => next,
                 None => {
                     debug!("no pieces to request");
-                    match aframe!(tokio::time::timeout(
+                    let woken = tokio::select! {
+                        _ = new_piece_notify => true,
+                        _ = peer_has_more => true,
                         // Half of default rw timeout not to race with it.
-                        Duration::from_secs(5),
-                        new_piece_notify
-                    ))
-                    .await
-                    {
-                        Ok(()) => debug!("woken up, new pieces might be available"),
-                        Err(_) => debug!("woken up by sleep timer"),
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => false,
+                    };
+                    match woken {
+                        true => debug!("woken up, new pieces might be available"),
+                        false => debug!("woken up by sleep timer"),
                     }
                     continue;
                 }
@@ -1800,6 +1864,7 @@ impl PeerHandler {
     fn on_peer_interested(&self) {
         trace!("peer is interested");
         self.state.peers.mark_peer_interested(self.addr, true);
+        self.with_superseed(|ss| ss.on_interest(self.addr, true));
     }
 
     fn on_i_am_unchoked(&self) {
