@@ -85,6 +85,9 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let trackers = repofs::fetch::trackers(&repo.config.distribution);
     repo.catalog
         .set_setting("trackers", &serde_json::to_string(&trackers)?)?;
+    let web_seeds = repofs::fetch::web_seeds(&repo.config.distribution);
+    repo.catalog
+        .set_setting("web_seeds", &serde_json::to_string(&web_seeds)?)?;
     if let Err(e) = repo.backfill_torrents() {
         tracing::warn!(error = %format!("{e:#}"), "could not make the torrents of older files");
     }

@@ -93,6 +93,10 @@ pub struct DistributionConfig {
     /// Where the seeder accepts peers; by default `listen`'s address on a port of the
     /// system's choosing.
     pub peer_listen: Option<std::net::SocketAddr>,
+    /// The endpoint's URL as clients reach it (`http://HOST:PORT`): `.torrent` files name
+    /// `PUBLIC_URL/by-sha256/SHA256` as a BEP 19 web seed. By default `http://LISTEN`; none
+    /// without `listen`.
+    pub public_url: Option<String>,
     /// How often clients of the built-in tracker announce; peers silent for twice as long are
     /// forgotten.
     #[serde(with = "humantime_serde")]
@@ -109,6 +113,7 @@ impl Default for DistributionConfig {
             trackers: Vec::new(),
             listen: None,
             peer_listen: None,
+            public_url: None,
             announce_interval: Duration::from_secs(60),
             recheck_store: false,
         }
@@ -134,6 +139,14 @@ pub struct MirrorConfig {
     pub read_timeout: Duration,
     /// How far past a sequential reader's request repofsd fetches ahead (bytes).
     pub readahead: u64,
+    /// Bytes per second this mirror may fetch over HTTP from its origins (the upstream and the
+    /// primary's web seeds) when the swarm cannot serve a read: a fleet of N mirrors asks at
+    /// most N times this of its primary. 0: no limit.
+    pub origin_rate: u64,
+    /// How long a read waits on a swarm that has peers before the origin serves it too (with
+    /// no peer, at most 2 s after the object's first read). "0s": the origin at once.
+    #[serde(with = "humantime_serde")]
+    pub origin_after: Duration,
 }
 
 impl Default for MirrorConfig {
@@ -145,6 +158,8 @@ impl Default for MirrorConfig {
             cache_size: 16 << 30,
             read_timeout: Duration::from_secs(20),
             readahead: 8 << 20,
+            origin_rate: 64 << 20,
+            origin_after: Duration::from_secs(5),
         }
     }
 }

@@ -121,12 +121,29 @@ struct TorrentFile<'a> {
     #[serde(rename = "created by")]
     created_by: &'a str,
     info: RawValue<&'a [u8]>,
+    /// BEP 19 web seeds: outside `info`, so naming them changes no infohash.
+    #[serde(rename = "url-list", skip_serializing_if = "Vec::is_empty")]
+    url_list: Vec<String>,
+}
+
+/// Where an endpoint at `base` (`http://HOST:PORT`) serves object `sha256`: the web seed URL
+/// of its torrent (a whole-file URL, BEP 19; content-addressed, so any cache may keep it, and
+/// of one length for every object, so a .torrent's size is known without its path).
+pub fn web_seed(base: &str, sha256: &str) -> String {
+    format!("{}/by-sha256/{sha256}", base.trim_end_matches('/'))
 }
 
 /// The .torrent: the stored info dictionary, verbatim, with the trackers to announce to
-/// (BEP 12: one tier each, so a client tries them all).
-pub fn torrent_file(info: &[u8], trackers: &[String]) -> Result<Vec<u8>, TorrentError> {
+/// (BEP 12: one tier each, so a client tries them all) and the endpoints (`web_seeds`, base
+/// URLs) that serve object `sha256` over HTTP.
+pub fn torrent_file(
+    info: &[u8],
+    trackers: &[String],
+    web_seeds: &[String],
+    sha256: &str,
+) -> Result<Vec<u8>, TorrentError> {
     let t = TorrentFile {
+        url_list: web_seeds.iter().map(|b| web_seed(b, sha256)).collect(),
         announce: trackers.first().map(String::as_str),
         announce_list: if trackers.len() > 1 {
             trackers.iter().map(|t| vec![t.as_str()]).collect()
@@ -170,9 +187,18 @@ mod tests {
         let mut h = PieceHasher::default();
         h.update(b"hello");
         let i = info("hello.txt", 5, &h.finish()).unwrap().unwrap();
-        let t = torrent_file(&i.bytes, &["http://127.0.0.1:1/announce".into()]).unwrap();
+        let t = torrent_file(&i.bytes, &["http://127.0.0.1:1/announce".into()], &[], "ab").unwrap();
         let parsed = librqbit_core::torrent_metainfo::torrent_from_bytes(&t).unwrap();
         assert_eq!(hex::encode(parsed.info_hash.0), i.info_hash);
+        // A web seed is outside the info dictionary: the infohash stays.
+        let seeded = torrent_file(&i.bytes, &[], &["http://h:1/".into()], "ab").unwrap();
+        let parsed = librqbit_core::torrent_metainfo::torrent_from_bytes(&seeded).unwrap();
+        assert_eq!(hex::encode(parsed.info_hash.0), i.info_hash);
+        let text = String::from_utf8_lossy(&seeded);
+        assert!(
+            text.contains("8:url-listl23:http://h:1/by-sha256/abe"),
+            "{text}"
+        );
         assert_eq!(parsed.info.data.length, Some(5));
         assert!(info("empty", 0, &[]).unwrap().is_none());
         assert!(info("short", 5, &[0; 19]).is_err());

@@ -127,20 +127,20 @@ impl Catalog {
         Ok(())
     }
 
-    /// The bencoded info dictionary with this infohash (hex): a published file's or its
-    /// derived object's.
-    pub fn torrent_by_info_hash(&self, info_hash: &str) -> Result<Option<Vec<u8>>> {
+    /// The bencoded info dictionary with this infohash (hex), and its object's sha256: a
+    /// published file's or its derived object's.
+    pub fn torrent_by_info_hash(&self, info_hash: &str) -> Result<Option<(Vec<u8>, String)>> {
         Ok(self
             .conn
             .prepare_cached(
-                "SELECT t.info FROM torrents t JOIN files f ON f.id = t.file_id
+                "SELECT t.info, f.sha256 FROM torrents t JOIN files f ON f.id = t.file_id
                  WHERE t.info_hash = ?1 AND f.state = 'published'
                  UNION ALL
-                 SELECT d.info FROM derived d JOIN files f ON f.id = d.file_id
+                 SELECT d.info, d.sha256 FROM derived d JOIN files f ON f.id = d.file_id
                  WHERE d.info_hash = ?1 AND f.state = 'published'
                  LIMIT 1",
             )?
-            .query_row([info_hash], |r| r.get(0))
+            .query_row([info_hash], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()?)
     }
 }

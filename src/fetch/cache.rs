@@ -223,9 +223,29 @@ impl CacheObject {
             .ok_or_else(|| io::Error::other("piece beyond the torrent"))
     }
 
+    /// Writes `piece` from bytes fetched over HTTP (`fetch::origin`), after checking them
+    /// against the piece's SHA-1; `seal` then records it. Ok(false): already verified, not
+    /// written. Err(InvalidData): the bytes are not that piece.
+    pub fn put_piece(&self, piece: u64, bytes: &[u8]) -> io::Result<bool> {
+        let (start, end) = self.piece_range(piece);
+        if bytes.len() as u64 != end - start {
+            return Err(io::Error::other("a piece of the wrong length"));
+        }
+        if aws_lc_rs::digest::digest(&SHA1_FOR_LEGACY_USE_ONLY, bytes).as_ref()
+            != self.piece_hash(piece)?
+        {
+            return Err(self.bad_piece(piece));
+        }
+        if self.is_verified(piece) {
+            return Ok(false);
+        }
+        self.data.write_all_at(bytes, start)?;
+        Ok(true)
+    }
+
     /// Records `pieces`, whose bytes were checked against their SHA-1, as verified once the
     /// data file is synced (one sync for all).
-    fn seal(&self, pieces: &[u64]) -> io::Result<()> {
+    pub fn seal(&self, pieces: &[u64]) -> io::Result<()> {
         if pieces.is_empty() {
             return Ok(());
         }

@@ -13,6 +13,7 @@ pub mod client;
 pub mod index;
 pub mod lazy;
 pub mod objects;
+pub mod origin;
 pub mod protocol;
 pub mod seed;
 mod stalls;
@@ -36,6 +37,16 @@ pub fn trackers(config: &DistributionConfig) -> Vec<String> {
     match (&config.trackers[..], config.listen) {
         ([], Some(addr)) => vec![format!("http://{addr}/announce")],
         (t, _) => t.to_vec(),
+    }
+}
+
+/// The endpoints torrents name as web seeds (BEP 19): the configured public URL, or else
+/// this repository's own endpoint at `listen`.
+pub fn web_seeds(config: &DistributionConfig) -> Vec<String> {
+    match (&config.public_url, config.listen) {
+        (Some(url), _) => vec![url.trim_end_matches('/').to_string()],
+        (None, Some(addr)) => vec![format!("http://{addr}")],
+        (None, None) => Vec::new(),
     }
 }
 

@@ -250,7 +250,7 @@ impl Seeder {
             };
             // No announce URL, no announcing (librqbit 9.1 ignores `disable_trackers`).
             let announce_to = if self.announce { trackers } else { &[] };
-            let bytes = torrent::torrent_file(&info, announce_to)?;
+            let bytes = torrent::torrent_file(&info, announce_to, &[], "")?;
             let path = store.object_path(&sha256);
             let opts = AddTorrentOptions {
                 overwrite: true,

@@ -34,6 +34,8 @@ pub struct MirrorStatus {
     pub uploaded_bytes: u64,
     /// How old the fetch service's last report is (None: it has not written one).
     pub fetch_report_age_secs: Option<u64>,
+    /// Bytes from the origins over HTTP, and their failures (`fetch::origin`).
+    pub origin: crate::fetch::origin::OriginStatus,
     pub objects: Vec<ObjectProgress>,
 }
 
@@ -107,6 +109,7 @@ pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Optio
         downloaded_bytes: 0,
         uploaded_bytes: 0,
         fetch_report_age_secs: report_age,
+        origin: Default::default(),
         objects: Vec::new(),
     };
     if let Some(r) = report {
@@ -117,6 +120,7 @@ pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Optio
         s.up_mbps = r.up_mbps;
         s.downloaded_bytes = r.downloaded_bytes;
         s.uploaded_bytes = r.uploaded_bytes;
+        s.origin = r.origin;
         s.objects = r
             .objects
             .into_iter()
@@ -163,6 +167,29 @@ pub fn render(s: &MirrorStatus) -> String {
         mib(s.downloaded_bytes),
         mib(s.uploaded_bytes)
     );
+    let o = &s.origin;
+    if o.bytes > 0 || o.failures > 0 {
+        let _ = writeln!(
+            out,
+            "origin {:.1} MiB over HTTP  failures {}  corrupt pieces {}",
+            mib(o.bytes),
+            o.failures,
+            o.corrupt_pieces
+        );
+        for src in o.sources.iter().filter(|s| s.last_error.is_some()) {
+            let _ = writeln!(
+                out,
+                "  {}  {} failures, last: {}{}",
+                src.url,
+                src.failures,
+                src.last_error.as_deref().unwrap_or(""),
+                match src.backoff_secs {
+                    0 => String::new(),
+                    n => format!("  (asked again in {n} s)"),
+                }
+            );
+        }
+    }
     for o in &s.objects {
         let f = &o.fetch;
         let pct = f.verified_pieces * 100 / f.pieces.max(1);

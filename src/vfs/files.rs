@@ -260,9 +260,14 @@ pub fn render_dist(
             let dir = path.rsplit_once('/').map_or("", |(d, _)| d);
             Ok(Some(snap.generated(cat, dir, *g)?))
         }
-        DistEntry::Torrent(id) => match cat.torrent_info(*id)? {
-            Some(info) => Ok(Some(torrent::torrent_file(&info, &snap.trackers)?)),
-            None => Ok(None),
+        DistEntry::Torrent(id) => match (cat.torrent_info(*id)?, cat.published_file(*id)?) {
+            (Some(info), Some(file)) => Ok(Some(torrent::torrent_file(
+                &info,
+                &snap.trackers,
+                &snap.web_seeds,
+                &file.sha256,
+            )?)),
+            _ => Ok(None),
         },
         DistEntry::Dir | DistEntry::File(_) | DistEntry::Symlink(_) => Ok(None),
     }

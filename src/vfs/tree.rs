@@ -243,6 +243,8 @@ pub struct Snapshot {
     /// The trackers torrents name (as repofsd recorded them), and what they and the framing
     /// add to an info dictionary: a .torrent's size without reading it.
     pub trackers: Vec<String>,
+    /// The endpoints (base URLs) that serve objects by hash: BEP 19 web seeds.
+    pub web_seeds: Vec<String>,
     pub torrent_overhead: u64,
     /// A mirror's catalog (setting `upstream`, written by repofsd in mirror mode): it takes
     /// no uploads, so the mount shows no incoming/.
@@ -269,12 +271,17 @@ impl Snapshot {
         for d in dirs.values_mut() {
             d.seal();
         }
-        let trackers: Vec<String> = cat
-            .setting("trackers")?
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
+        let list = |key: &str| -> Result<Vec<String>, CatalogError> {
+            Ok(cat
+                .setting(key)?
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default())
+        };
+        let (trackers, web_seeds) = (list("trackers")?, list("web_seeds")?);
+        // Web seed URLs name a sha256: of one length for every object.
         let torrent_overhead =
-            crate::torrent::torrent_file(&[], &trackers).map_or(0, |t| t.len() as u64);
+            crate::torrent::torrent_file(&[], &trackers, &web_seeds, &"0".repeat(64))
+                .map_or(0, |t| t.len() as u64);
         let versions = package_versions(cat, &mut files)?;
         let changed = cat.generation_time()?.or(newest);
         Ok(Snapshot {
@@ -284,6 +291,7 @@ impl Snapshot {
             by_hash,
             files,
             trackers,
+            web_seeds,
             torrent_overhead,
             mirror: cat.setting("upstream")?.is_some_and(|u| !u.is_empty()),
             changed,

@@ -110,3 +110,12 @@ pub fn object_status<'a>(status: &'a Value, sha256: &str) -> Option<&'a Value> {
         .iter()
         .find(|o| o["sha256"] == sha256)
 }
+
+/// Waits until the primary seeds `name` (its seeder added the torrent), so a mirror's first
+/// announce finds it: a cold read is then the swarm's, not the origin's (which serves when the
+/// swarm knows no peer).
+pub fn wait_seeding(primary: &Site, name: &str) {
+    primary
+        .daemon
+        .wait_log(&format!("added torrent name=\"{name}\""), SYNC);
+}

@@ -161,3 +161,50 @@ pub fn opentracker(dir: &Path, port: u16, infohashes: &[&str]) -> KillOnDrop {
     });
     guard
 }
+
+/// An HTTP proxy on 127.0.0.1:`port` in front of `upstream` (`http://HOST:PORT`) that flips one
+/// byte of every `/by-sha256/` body it passes on (the origin of a mirror's HTTP fallback) and
+/// counts them in `dir/flipped`; everything else (the signed index) passes intact. Python's
+/// http.server, killed on drop.
+pub fn corrupting_proxy(dir: &Path, port: u16, upstream: &str) -> KillOnDrop {
+    const SCRIPT: &str = r#"
+import http.client, http.server, sys, urllib.parse
+port, upstream, counter = int(sys.argv[1]), urllib.parse.urlsplit(sys.argv[2]), sys.argv[3]
+flipped = 0
+class Proxy(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        global flipped
+        c = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
+        headers = {k: v for k, v in self.headers.items() if k.lower() in ("range", "if-none-match")}
+        c.request("GET", self.path, headers=headers)
+        r = c.getresponse()
+        body = bytearray(r.read())
+        if self.path.startswith("/by-sha256/") and r.status in (200, 206) and len(body) > 100:
+            body[100] ^= 0xFF
+            flipped += 1
+            with open(counter, "w") as f:
+                f.write(str(flipped))
+        self.send_response(r.status)
+        for k in ("Content-Type", "Content-Range", "ETag", "Accept-Ranges"):
+            if r.getheader(k):
+                self.send_header(k, r.getheader(k))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+http.server.ThreadingHTTPServer(("127.0.0.1", port), Proxy).serve_forever()
+"#;
+    let child = Command::new("python3")
+        .args(["-c", SCRIPT, &port.to_string(), upstream])
+        .arg(dir.join("flipped"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn python3");
+    let guard = KillOnDrop(child);
+    wait_for("the proxy to listen", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).ok()
+    });
+    guard
+}

@@ -15,6 +15,7 @@ mod lifecycle;
 mod meta_deltas;
 mod mirror_fetch;
 mod mirror_index;
+mod mirror_origin;
 mod pkgmeta;
 mod pkgs;
 mod torrents;

@@ -223,14 +223,18 @@ async fn torrent(State(s): State<Arc<IndexState>>, Path(name): Path<String>) -> 
     let catalog = s.catalog.clone();
     let made = tokio::task::spawn_blocking(move || -> anyhow::Result<Option<Vec<u8>>> {
         let c = Catalog::open(&catalog)?;
-        let Some(info) = c.torrent_by_info_hash(&hash)? else {
+        let Some((info, sha256)) = c.torrent_by_info_hash(&hash)? else {
             return Ok(None);
         };
-        let trackers: Vec<String> = c
-            .setting("trackers")?
-            .and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or_default();
-        Ok(Some(crate::torrent::torrent_file(&info, &trackers)?))
+        let list = |key: &str| -> anyhow::Result<Vec<String>> {
+            Ok(c.setting(key)?
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default())
+        };
+        let (trackers, web_seeds) = (list("trackers")?, list("web_seeds")?);
+        Ok(Some(crate::torrent::torrent_file(
+            &info, &trackers, &web_seeds, &sha256,
+        )?))
     })
     .await;
     match made {

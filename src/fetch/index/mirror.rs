@@ -428,6 +428,8 @@ impl Mirror {
                     ("upstream_state", "ok".to_string()),
                     ("upstream_error", String::new()),
                     ("trackers", trackers_json(&root)?),
+                    ("web_seeds", web_seeds_json(&root)?),
+                    ("web_seeds", web_seeds_json(&root)?),
                 ];
                 if synced_at.is_none_or(|t| now() - t >= SYNCED_AT_EVERY) {
                     settings.push(("index_synced_at", now().to_string()));
@@ -468,6 +470,7 @@ impl Mirror {
             ("upstream_state", "ok".to_string()),
             ("upstream_error", String::new()),
             ("trackers", trackers_json(&root)?),
+            ("web_seeds", web_seeds_json(&root)?),
         ];
         let target = match chain.as_slice() {
             [one] => one.clone(),
@@ -558,6 +561,10 @@ impl Mirror {
 
 fn trackers_json(root: &Root) -> Result<String, SyncError> {
     serde_json::to_string(&root.trackers).map_err(|e| SyncError::Local(e.into()))
+}
+
+fn web_seeds_json(root: &Root) -> Result<String, SyncError> {
+    serde_json::to_string(&root.web_seeds).map_err(|e| SyncError::Local(e.into()))
 }
 
 /// Records the outcome of a sync in `settings`, for `repofs status`.

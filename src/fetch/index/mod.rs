@@ -60,6 +60,10 @@ pub struct Root {
     /// at a restart without a new generation, and a mirror's .torrent files must match.
     #[serde(default)]
     pub trackers: Vec<String>,
+    /// The endpoints that serve objects by hash (setting `web_seeds`): the .torrent files'
+    /// BEP 19 web seeds, and where a mirror's reads go when the swarm cannot serve them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub web_seeds: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,15 +270,19 @@ pub fn publish(
         generation: snapshot.0,
         sha256: snapshot.1,
     };
-    let trackers: Vec<String> = catalog
-        .setting("trackers")?
-        .and_then(|t| serde_json::from_str(&t).ok())
-        .unwrap_or_default();
+    let list = |key: &str| -> anyhow::Result<Vec<String>> {
+        Ok(catalog
+            .setting(key)?
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default())
+    };
+    let (trackers, web_seeds) = (list("trackers")?, list("web_seeds")?);
     if let Some(current) = current_root(dir) {
         if current.generation == head_gen
             && current.head == wanted_head
             && current.snapshot == wanted_snapshot
             && current.trackers == trackers
+            && current.web_seeds == web_seeds
             && now - current.created < ROOT_REFRESH.as_secs() as i64
         {
             return Ok(None);
@@ -288,6 +296,7 @@ pub fn publish(
         head: wanted_head,
         snapshot: wanted_snapshot,
         trackers,
+        web_seeds,
     };
     let mut body = serde_json::to_vec_pretty(&root)?;
     body.push(b'\n');

@@ -23,8 +23,10 @@
 //! session holds; `range` fetches a reader's range and its read-ahead; `sequential` runs the
 //! one-stream fetch; `storage` is librqbit's storage over the cache; `status` writes the
 //! report; `plan` holds the decisions (which pieces, which reader is sequential, which
-//! anchor goes), tested without a swarm.
+//! anchor goes), tested without a swarm; `fallback` lets the origin serve over HTTP
+//! (`fetch::origin`) when the swarm has no peers or falls behind.
 
+mod fallback;
 mod plan;
 mod range;
 mod sequential;
@@ -46,6 +48,7 @@ use librqbit::Session;
 use tracing::{debug, info, warn};
 
 use super::cache::{Cache, CacheDir, CacheObject};
+use super::origin::Origin;
 use super::swarm;
 use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
@@ -128,6 +131,10 @@ pub struct Fetcher {
     ahead_streams: Arc<tokio::sync::Semaphore>,
     /// Objects with a fetch in flight: never evicted.
     busy: Mutex<HashMap<String, usize>>,
+    /// The upstream and the primary's web seeds over HTTP, for reads the swarm cannot serve.
+    origin: Origin,
+    /// `[mirror] origin_after`: how long a reader waits on a swarm with peers.
+    origin_after: Duration,
     status_path: PathBuf,
     last_evict: Mutex<Instant>,
     stop: Arc<AtomicBool>,
@@ -170,6 +177,8 @@ impl Fetcher {
             streams: Arc::new(tokio::sync::Semaphore::new(STREAMS)),
             ahead_streams: Arc::new(tokio::sync::Semaphore::new(AHEAD_STREAMS)),
             busy: Mutex::new(HashMap::new()),
+            origin: Origin::new(config.mirror.upstream.clone(), config.mirror.origin_rate)?,
+            origin_after: config.mirror.origin_after,
             status_path: layout.mirror().join("fetch-status.json"),
             last_evict: Mutex::new(
                 Instant::now()
@@ -281,21 +290,25 @@ impl Fetcher {
                 object.size, req.size
             )));
         }
-        // A reader this far into a sequential run reads on: one stream fetches the rest.
-        if plan::is_sequential(
-            req.to,
-            req.ahead,
-            self.readahead,
-            object.size,
-            self.cache.limit,
-        ) {
-            self.sequential(&req.fetch, &torrent, &object, req.from);
-        }
-        if !self.wait_streamed(&object, req.from, req.to).await {
-            self.read_ahead(&req.fetch, &torrent, &object, req.to, req.ahead);
-            self.fetch_range(&torrent, &object, req.from, req.to)
-                .await?;
-        }
+        let swarm = async {
+            // A reader this far into a sequential run reads on: one stream fetches the rest.
+            if plan::is_sequential(
+                req.to,
+                req.ahead,
+                self.readahead,
+                object.size,
+                self.cache.limit,
+            ) {
+                self.sequential(&req.fetch, &torrent, &object, req.from);
+            }
+            if !self.wait_streamed(&object, req.from, req.to).await {
+                self.read_ahead(&req.fetch, &torrent, &object, req.to, req.ahead);
+                self.fetch_range(&torrent, &object, req.from, req.to)
+                    .await?;
+            }
+            Ok(())
+        };
+        self.with_origin(swarm, req, &torrent, &object).await?;
         self.maybe_promote(&req.fetch, &object).await;
         self.evict().await;
         Ok(())

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use super::Fetcher;
+use crate::fetch::origin::OriginStatus;
 use crate::sync::lock;
 
 /// How often the status file is rewritten while something changes.
@@ -58,6 +59,11 @@ impl Fetcher {
                         complete: h.object.is_complete(),
                         downloaded_bytes: h.object.downloaded.load(Ordering::Relaxed),
                         uploaded_bytes: stats.uploaded_bytes,
+                        offered_bytes: h
+                            .torrent
+                            .live()
+                            .and_then(|l| l.get_hns())
+                            .map_or(0, |hns| hns.have_bytes),
                         peers: live.map_or(0, |l| l.snapshot.peer_stats.live as u64),
                         down_mbps: live.map_or(0.0, |l| l.download_speed.mbps),
                         up_mbps: live.map_or(0.0, |l| l.upload_speed.mbps),
@@ -77,6 +83,7 @@ impl Fetcher {
             peers: s.peers.live as u64,
             down_mbps: s.download_speed.mbps,
             up_mbps: s.upload_speed.mbps,
+            origin: self.origin.status(),
             objects,
         };
         write_if_changed(
@@ -99,6 +106,9 @@ pub struct Status {
     pub peers: u64,
     pub down_mbps: f64,
     pub up_mbps: f64,
+    /// What came over HTTP from the origins, and how they failed.
+    #[serde(default)]
+    pub origin: OriginStatus,
     pub objects: Vec<ObjectStatus>,
 }
 
@@ -111,6 +121,9 @@ pub struct ObjectStatus {
     pub complete: bool,
     pub downloaded_bytes: u64,
     pub uploaded_bytes: u64,
+    /// Bytes the swarm session holds and offers to peers (from peers, the origin or the cache).
+    #[serde(default)]
+    pub offered_bytes: u64,
     pub peers: u64,
     pub down_mbps: f64,
     pub up_mbps: f64,

@@ -68,8 +68,8 @@ impl Fetcher {
             let sha = sha256.to_string();
             tokio::task::block_in_place(|| cache.object(&sha, size, &pieces))?
         };
-        let bytes =
-            torrent::torrent_file(&info, &trackers).map_err(|e| FetchError::Failed(e.into()))?;
+        let bytes = torrent::torrent_file(&info, &trackers, &[], "")
+            .map_err(|e| FetchError::Failed(e.into()))?;
         let opts = AddTorrentOptions {
             overwrite: true,
             only_files: Some(vec![]),
@@ -179,6 +179,7 @@ impl Fetcher {
                 }
             }
             tokio::task::block_in_place(|| self.cache.remove(&sha));
+            self.origin.forget(&sha);
         }
     }
 }

@@ -22,6 +22,8 @@
 //! `bad-path`, `not-found`, `unsatisfiable-range`, `catalog-unreadable`, `open-failed`,
 //! `read-failed`, `not-a-mirror`.
 //!
+//! `/by-sha256/SHA256` (`by_hash`) serves an object by its hash: the torrents' web seed.
+//!
 //! Here: the routes, resolving a URL to a plan, the errors and what the pages share;
 //! `files` serves a file's bytes (conditionals, ranges, streaming), `listing` renders the
 //! directory pages, `status` a mirror's status pages.
@@ -42,6 +44,7 @@ use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
 use crate::fetch::objects::Objects;
 
+mod by_hash;
 mod files;
 mod listing;
 mod status;
@@ -88,6 +91,7 @@ pub fn routes(layout: &Layout, config: &Config) -> anyhow::Result<axum::Router> 
         .route("/dists", get(|| async { redirect("/dists/") }))
         .route("/dists/", get(dists))
         .route("/dists/{*path}", get(dists))
+        .route("/by-sha256/{sha256}", get(by_hash::by_sha256))
         .route("/status", get(status::status))
         .route("/status.json", get(status::status_json))
         .with_state(state))

@@ -84,6 +84,7 @@ async fn status_page(d: Arc<Dists>, json: bool) -> Response {
          <dt>Peers</dt><dd>{}</dd>\
          <dt>Rates</dt><dd>down {:.1} MiB/s, up {:.1} MiB/s</dd>\
          <dt>Transferred</dt><dd>fetched {}, seeded {}</dd>\
+         <dt>Origin (HTTP)</dt><dd>{} verified, {} failures, {} corrupt pieces</dd>\
          </dl>\n<h2>Objects held</h2>\n<table><thead><tr><th>File</th><th class=\"n\">Pieces</th>\
          <th class=\"n\">Peers</th><th>State</th></tr></thead><tbody>\n",
         escape(&s.upstream),
@@ -104,6 +105,9 @@ async fn status_page(d: Arc<Dists>, json: bool) -> Response {
         s.up_mbps,
         human(s.downloaded_bytes),
         human(s.uploaded_bytes),
+        human(s.origin.bytes),
+        s.origin.failures,
+        s.origin.corrupt_pieces,
     );
     for o in &s.objects {
         let f = &o.fetch;

@@ -947,6 +947,32 @@ impl TorrentStateLive {
         }
     }
 
+    /// A piece whose bytes reached the torrent's storage from outside the swarm, already checked
+    /// against this torrent's hash by the caller (repofs patch: a mirror's HTTP origin). It is
+    /// had from now on, as a peer's piece after its check: peers are told, streams woken, and
+    /// no peer is asked for it. Ok(false): had already, or a peer is fetching it (its bytes
+    /// will pass their own check).
+    pub fn add_checked_piece(&self, index: u32) -> anyhow::Result<bool> {
+        let id = self
+            .lengths
+            .validate_piece_index(index)
+            .with_context(|| format!("no piece {index}"))?;
+        {
+            let mut g = self.lock_write("add_checked_piece");
+            let pieces = g.get_pieces_mut()?;
+            if pieces.chunks().is_piece_have(id) || pieces.is_inflight(id) {
+                return Ok(false);
+            }
+            pieces.mark_piece_hash_ok(id);
+        }
+        self.stats
+            .have_bytes
+            .fetch_add(self.lengths.piece_length(id) as u64, Ordering::Relaxed);
+        self.on_piece_completed(id)?;
+        self.transmit_haves(id);
+        Ok(true)
+    }
+
     /// Wakes peer tasks idling for lack of pieces to request (repofs patch: a new or moved
     /// stream has new pieces for them; without this they sleep up to 5 s).
     pub(crate) fn wake_idle_peers(&self) {
