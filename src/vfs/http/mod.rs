@@ -64,8 +64,10 @@ pub struct Dists {
     layout: Layout,
     /// Idle catalog connections: a request takes one (or opens one) and puts it back, so
     /// concurrent requests never wait for each other's queries.
-    catalogs: Mutex<Vec<Catalog>>,
-    snapshot: RwLock<Arc<Snapshot>>,
+    catalogs: Mutex<Vec<Idle>>,
+    /// The newest snapshot and its load number (loads are numbered as they start).
+    snapshot: RwLock<(Arc<Snapshot>, u64)>,
+    loads: std::sync::atomic::AtomicU64,
     objects: Objects,
     mirror: bool,
     started: SystemTime,
@@ -80,8 +82,12 @@ pub fn routes(layout: &Layout, config: &Config) -> anyhow::Result<axum::Router> 
     let state = Arc::new(Dists {
         layout: layout.clone(),
         objects: Objects::new(layout, config, mirror)?,
-        catalogs: Mutex::new(vec![catalog]),
-        snapshot: RwLock::new(Arc::new(snapshot)),
+        catalogs: Mutex::new(vec![Idle {
+            seen: Some(snapshot.version),
+            cat: catalog,
+        }]),
+        snapshot: RwLock::new((Arc::new(snapshot), 0)),
+        loads: std::sync::atomic::AtomicU64::new(1),
         mirror,
         started: SystemTime::now(),
     });
@@ -161,16 +167,29 @@ enum Plan<'a> {
 /// Connections kept idle (each caches pages): more than the endpoint's threads rarely help.
 const IDLE_CATALOGS: usize = 8;
 
+/// An idle connection, and its `PRAGMA data_version` when it last found the stored snapshot
+/// current. That pragma counts other connections' commits as one connection sees them, so
+/// its values are comparable only within a connection: compared with a version another
+/// connection read, an equal number could hide a publication (a just-published file 404ed).
+struct Idle {
+    cat: Catalog,
+    seen: Option<i64>,
+}
+
 /// A catalog connection from the pool, back to it on drop.
 struct Pooled<'a> {
-    pool: &'a Mutex<Vec<Catalog>>,
-    cat: Option<Catalog>,
+    pool: &'a Mutex<Vec<Idle>>,
+    idle: Option<Idle>,
 }
 
 impl std::ops::Deref for Pooled<'_> {
     type Target = Catalog;
     fn deref(&self) -> &Catalog {
-        self.cat.as_ref().expect("a pooled connection until drop")
+        &self
+            .idle
+            .as_ref()
+            .expect("a pooled connection until drop")
+            .cat
     }
 }
 
@@ -178,7 +197,7 @@ impl Drop for Pooled<'_> {
     fn drop(&mut self) {
         let mut idle = crate::sync::lock(self.pool);
         if idle.len() < IDLE_CATALOGS {
-            idle.extend(self.cat.take());
+            idle.extend(self.idle.take());
         }
     }
 }
@@ -186,25 +205,37 @@ impl Drop for Pooled<'_> {
 impl Dists {
     fn catalog(&self) -> Result<Pooled<'_>, Refusal> {
         let idle = crate::sync::lock(&self.catalogs).pop();
-        let cat = match idle {
-            Some(c) => c,
-            None => Catalog::open(&self.layout.catalog()).map_err(catalog_error)?,
+        let idle = match idle {
+            Some(i) => i,
+            None => Idle {
+                cat: Catalog::open(&self.layout.catalog()).map_err(catalog_error)?,
+                seen: None,
+            },
         };
         Ok(Pooled {
             pool: &self.catalogs,
-            cat: Some(cat),
+            idle: Some(idle),
         })
     }
 
-    /// The current snapshot, reloaded if the catalog changed since (as the mount does).
-    fn snap(&self, cat: &Catalog) -> Result<Arc<Snapshot>, Refusal> {
-        let current = crate::sync::read(&self.snapshot).clone();
+    /// The current snapshot, reloaded if the catalog changed since this connection last
+    /// found it current (as the mount does with its one connection). Nothing committed since
+    /// then, and a stored snapshot is only ever replaced by one whose load started later, so
+    /// the stored one is at least as new as the catalog this connection sees.
+    fn snap(&self, cat: &mut Pooled<'_>) -> Result<Arc<Snapshot>, Refusal> {
+        use std::sync::atomic::Ordering;
         let version = cat.data_version().map_err(catalog_error)?;
-        if version == current.version {
-            return Ok(current);
+        let idle = cat.idle.as_mut().expect("a pooled connection until drop");
+        if idle.seen == Some(version) {
+            return Ok(crate::sync::read(&self.snapshot).0.clone());
         }
-        let fresh = Arc::new(Snapshot::load(cat).map_err(catalog_error)?);
-        *crate::sync::write(&self.snapshot) = fresh.clone();
+        let load = self.loads.fetch_add(1, Ordering::Relaxed);
+        let fresh = Arc::new(Snapshot::load(&idle.cat).map_err(catalog_error)?);
+        idle.seen = Some(version);
+        let mut stored = crate::sync::write(&self.snapshot);
+        if load > stored.1 {
+            *stored = (fresh.clone(), load);
+        }
         Ok(fresh)
     }
 
@@ -216,8 +247,8 @@ impl Dists {
     fn resolve(&self, raw: &str, query: Option<&str>) -> Result<Plan<'_>, Refusal> {
         let path = decode_path(raw)?;
         let slash = raw.ends_with('/');
-        let cat = self.catalog()?;
-        let snap = self.snap(&cat)?;
+        let mut cat = self.catalog()?;
+        let snap = self.snap(&mut cat)?;
         let missing = || refuse(StatusCode::NOT_FOUND, "not-found", "no such path in dists/");
         let entry = snap.dist_entry(&path).ok_or_else(missing)?;
         if slash && !path.is_empty() && entry != DistEntry::Dir {
@@ -319,7 +350,7 @@ impl Dists {
             return None;
         }
         let cat = self.catalog().ok()?;
-        let snap = crate::sync::read(&self.snapshot).clone();
+        let snap = crate::sync::read(&self.snapshot).0.clone();
         let path = decode_path(raw).ok()?;
         let DistEntry::File(id) = snap.dist_entry(&path)? else {
             return None;
