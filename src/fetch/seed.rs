@@ -286,10 +286,8 @@ impl Seeder {
                     }
                     // Leechers that announced before this torrent was live found no torrent
                     // here; dial them now rather than leave them to their next announce.
-                    if let Some(live) = h.live() {
-                        for peer in tracker.leechers(&h.info_hash().0) {
-                            let _ = live.add_peer_if_not_seen(peer);
-                        }
+                    for peer in tracker.leechers(&h.info_hash().0) {
+                        dial(&h, peer);
                     }
                 }
                 info!(added = n, objects = total, elapsed = ?start.elapsed(), "seeding: every torrent live");
@@ -354,10 +352,8 @@ impl Seeder {
     /// just heard from: the seeder need not wait for its own next announce to learn of it).
     pub fn add_peer(&self, info_hash: [u8; 20], peer: SocketAddr) {
         let id = librqbit::api::TorrentIdOrHash::Hash(librqbit_core::Id20::new(info_hash));
-        if let Some(live) = self.session.get(id).and_then(|t| t.live()) {
-            if let Err(e) = live.add_peer_if_not_seen(peer) {
-                tracing::debug!(error = %e, %peer, "seeder: cannot add the peer");
-            }
+        if let Some(t) = self.session.get(id) {
+            dial(&t, peer);
         }
     }
 
@@ -365,6 +361,13 @@ impl Seeder {
     pub fn stop(self) {
         self.runtime.block_on(self.session.stop());
         self.runtime.shutdown_timeout(Duration::from_secs(5));
+    }
+}
+
+/// Connects the seeder to `peer` for torrent `t` if it is live and does not know that peer.
+fn dial(t: &librqbit::ManagedTorrent, peer: SocketAddr) {
+    if let Some(Err(e)) = t.live().map(|live| live.add_peer_if_not_seen(peer)) {
+        tracing::debug!(error = %e, %peer, "seeder: cannot add the peer");
     }
 }
 
