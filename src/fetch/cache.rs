@@ -196,10 +196,9 @@ impl CacheObject {
         let mut bad = None;
         for piece in todo {
             let (start, end) = self.piece_range(piece);
-            let want = self.piece_hash(piece)?;
             let buf = &mut buf[..(end - start) as usize];
             self.data.read_exact_at(buf, start)?;
-            if aws_lc_rs::digest::digest(&SHA1_FOR_LEGACY_USE_ONLY, buf).as_ref() != want {
+            if !self.is_piece(piece, buf)? {
                 bad = Some(self.bad_piece(piece));
                 break;
             }
@@ -223,6 +222,12 @@ impl CacheObject {
             .ok_or_else(|| io::Error::other("piece beyond the torrent"))
     }
 
+    /// Whether `bytes` are `piece`, by its SHA-1 in the torrent.
+    fn is_piece(&self, piece: u64, bytes: &[u8]) -> io::Result<bool> {
+        let want = self.piece_hash(piece)?;
+        Ok(aws_lc_rs::digest::digest(&SHA1_FOR_LEGACY_USE_ONLY, bytes).as_ref() == want)
+    }
+
     /// Writes `piece` from bytes fetched over HTTP (`fetch::origin`), after checking them
     /// against the piece's SHA-1; `seal` then records it. Ok(false): already verified, not
     /// written. Err(InvalidData): the bytes are not that piece.
@@ -231,9 +236,7 @@ impl CacheObject {
         if bytes.len() as u64 != end - start {
             return Err(io::Error::other("a piece of the wrong length"));
         }
-        if aws_lc_rs::digest::digest(&SHA1_FOR_LEGACY_USE_ONLY, bytes).as_ref()
-            != self.piece_hash(piece)?
-        {
+        if !self.is_piece(piece, bytes)? {
             return Err(self.bad_piece(piece));
         }
         if self.is_verified(piece) {
