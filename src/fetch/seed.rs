@@ -211,8 +211,14 @@ impl Seeder {
             .enable_all()
             .thread_name("seeder")
             .build()?;
-        let session = swarm::session(&runtime, scratch.to_path_buf(), listen, None)
-            .context("starting the BitTorrent session")?;
+        let session = swarm::session(
+            &runtime,
+            scratch.to_path_buf(),
+            listen,
+            None,
+            swarm::PRIMARY_ID,
+        )
+        .context("starting the BitTorrent session")?;
         info!(addr = ?session.listen_addr(), "seeding");
         Ok(Seeder {
             runtime,

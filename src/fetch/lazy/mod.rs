@@ -160,6 +160,7 @@ impl Fetcher {
             layout.mirror().join("session"),
             listen,
             Some(POOL),
+            swarm::MIRROR_ID,
         )
         .context("starting the mirror's BitTorrent session")?;
         info!(addr = ?session.listen_addr(), "mirror fetch service");
