@@ -36,6 +36,9 @@ pub struct MirrorStatus {
     pub fetch_report_age_secs: Option<u64>,
     /// Bytes from the origins over HTTP, and their failures (`fetch::origin`).
     pub origin: crate::fetch::origin::OriginStatus,
+    /// Where the bytes came from since the cache was made: the origin over HTTP, the primary
+    /// as a peer, other mirrors (per object in `objects`, while it is cached).
+    pub sources: lazy::Sources,
     pub objects: Vec<ObjectProgress>,
 }
 
@@ -110,6 +113,7 @@ pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Optio
         uploaded_bytes: 0,
         fetch_report_age_secs: report_age,
         origin: Default::default(),
+        sources: Default::default(),
         objects: Vec::new(),
     };
     if let Some(r) = report {
@@ -121,6 +125,7 @@ pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Optio
         s.downloaded_bytes = r.downloaded_bytes;
         s.uploaded_bytes = r.uploaded_bytes;
         s.origin = r.origin;
+        s.sources = r.sources;
         s.objects = r
             .objects
             .into_iter()
@@ -190,6 +195,7 @@ pub fn render(s: &MirrorStatus) -> String {
             );
         }
     }
+    render_sources(&mut out, s);
     for o in &s.objects {
         let f = &o.fetch;
         let pct = f.verified_pieces * 100 / f.pieces.max(1);
@@ -200,13 +206,33 @@ pub fn render(s: &MirrorStatus) -> String {
         };
         let _ = writeln!(
             out,
-            "{:>4}%  {name}  {}/{} pieces  {} peers{}",
+            "{:>4}%  {name}  {}/{} pieces  {} peers{}  from {}",
             if f.complete { 100 } else { pct },
             f.verified_pieces,
             f.pieces,
             f.peers,
-            if f.complete { "  complete" } else { "" }
+            if f.complete { "  complete" } else { "" },
+            sources_line(&f.sources)
         );
     }
     out
+}
+
+/// The totals by source (`lazy::sources`).
+fn render_sources(out: &mut String, s: &MirrorStatus) {
+    let _ = writeln!(
+        out,
+        "bytes from {} (since the cache was made)",
+        sources_line(&s.sources)
+    );
+}
+
+fn sources_line(s: &lazy::Sources) -> String {
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    format!(
+        "origin {:.1} MiB, primary {:.1} MiB, mirrors {:.1} MiB",
+        mib(s.origin),
+        mib(s.primary),
+        mib(s.mirrors)
+    )
 }

@@ -30,10 +30,12 @@ mod fallback;
 mod plan;
 mod range;
 mod sequential;
+mod sources;
 mod status;
 mod storage;
 mod torrents;
 
+pub use sources::Sources;
 pub use status::{ObjectStatus, Status};
 
 use std::collections::HashMap;
@@ -136,6 +138,8 @@ pub struct Fetcher {
     /// `[mirror] origin_after`: how long a reader waits on a swarm with peers.
     origin_after: Duration,
     status_path: PathBuf,
+    /// Bytes by source, kept across restarts in the status report (`sources`).
+    ledger: Mutex<sources::Ledger>,
     last_evict: Mutex<Instant>,
     stop: Arc<AtomicBool>,
     status_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -164,6 +168,8 @@ impl Fetcher {
         )
         .context("starting the mirror's BitTorrent session")?;
         info!(addr = ?session.listen_addr(), "mirror fetch service");
+        let status_path = layout.mirror().join("fetch-status.json");
+        let ledger = sources::restore(&status_path, &cache.on_disk());
         let fetcher = Arc::new(Fetcher {
             runtime,
             session,
@@ -180,7 +186,8 @@ impl Fetcher {
             busy: Mutex::new(HashMap::new()),
             origin: Origin::new(config.mirror.upstream.clone(), config.mirror.origin_rate)?,
             origin_after: config.mirror.origin_after,
-            status_path: layout.mirror().join("fetch-status.json"),
+            status_path,
+            ledger: Mutex::new(ledger),
             last_evict: Mutex::new(
                 Instant::now()
                     .checked_sub(EVICT_EVERY)
@@ -347,6 +354,10 @@ impl Fetcher {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = lock(&self.status_thread).take() {
             let _ = t.join();
+        }
+        // The last word, so that the next start goes on from every byte counted.
+        if let Err(e) = self.write_status(&mut String::new()) {
+            debug!(error = %e, "could not write the fetch status");
         }
         self.runtime.block_on(async {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.session.stop()).await;

@@ -12,6 +12,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
+use super::sources::{self, Sources};
 use super::Fetcher;
 use crate::fetch::origin::OriginStatus;
 use crate::sync::lock;
@@ -43,12 +44,14 @@ pub(super) fn spawn(fetcher: &Arc<Fetcher>) -> std::io::Result<std::thread::Join
 
 impl Fetcher {
     /// Rewrites `ROOT/mirror/fetch-status.json` if anything changed since `last`.
-    fn write_status(&self, last: &mut String) -> anyhow::Result<()> {
+    pub(super) fn write_status(&self, last: &mut String) -> anyhow::Result<()> {
         let objects: Vec<ObjectStatus> = {
             let held = lock(&self.held);
+            let mut ledger = lock(&self.ledger);
             let mut v: Vec<_> = held
                 .iter()
                 .map(|(sha, h)| {
+                    ledger.observe(sha, &sources::reading(h));
                     let stats = h.torrent.stats();
                     let live = stats.live.as_ref();
                     ObjectStatus {
@@ -67,6 +70,7 @@ impl Fetcher {
                         peers: live.map_or(0, |l| l.snapshot.peer_stats.live as u64),
                         down_mbps: live.map_or(0.0, |l| l.download_speed.mbps),
                         up_mbps: live.map_or(0.0, |l| l.upload_speed.mbps),
+                        sources: ledger.object(sha),
                     }
                 })
                 .collect();
@@ -84,6 +88,7 @@ impl Fetcher {
             down_mbps: s.download_speed.mbps,
             up_mbps: s.upload_speed.mbps,
             origin: self.origin.status(),
+            sources: lock(&self.ledger).total(),
             objects,
         };
         write_if_changed(
@@ -109,6 +114,9 @@ pub struct Status {
     /// What came over HTTP from the origins, and how they failed.
     #[serde(default)]
     pub origin: OriginStatus,
+    /// Where the bytes came from, since the cache was made (`sources`).
+    #[serde(default)]
+    pub sources: Sources,
     pub objects: Vec<ObjectStatus>,
 }
 
@@ -127,6 +135,9 @@ pub struct ObjectStatus {
     pub peers: u64,
     pub down_mbps: f64,
     pub up_mbps: f64,
+    /// Where this object's bytes came from, while it is in the cache.
+    #[serde(default)]
+    pub sources: Sources,
 }
 
 /// Replaces the file at `path` with `text` (atomically: a reader sees the old or the new) unless
