@@ -33,6 +33,20 @@ impl Catalog {
         Ok(rows)
     }
 
+    /// How many uploads got each verdict: `(state, reason, count)`, the reason None when
+    /// accepted (`/metrics`).
+    pub fn upload_counts(&self) -> Result<Vec<(String, Option<String>, u64)>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT state, reason, COUNT(*) FROM uploads GROUP BY state, reason ORDER BY 1, 2",
+        )?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(rows)
+    }
+
     /// The accepted upload that used this directive signature, if any.
     pub fn signature_use(&self, digest: &[u8]) -> Result<Option<i64>> {
         Ok(self

@@ -228,6 +228,11 @@ impl Seeder {
         })
     }
 
+    /// Peers connected now, over all torrents.
+    pub fn peers(&self) -> u64 {
+        self.session.stats_snapshot().peers.live as u64
+    }
+
     /// Where peers reach this seeder.
     pub fn addr(&self) -> Option<SocketAddr> {
         self.session.listen_addr()
