@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime};
 
 use serde_json::Value;
 
-use crate::common::{clients::*, digest::*, mirror::*, net::*, process::*, site::*, world::*};
+use crate::common::{
+    clients::*, digest::*, mirror::*, net::*, process::*, repo::*, site::*, world::*,
+};
 
 const SOURCES: [&str; 3] = ["origin", "primary", "mirrors"];
 
@@ -177,4 +179,54 @@ fn origin_bytes_are_counted_and_survive_a_restart() {
         object(&before, &sha)["sources"],
         "{after:#}"
     );
+}
+
+/// With the primary gone, a mirror reads a package from another mirror (through Debian's
+/// opentracker): its bytes are the mirrors', none the primary's; the first mirror's were the
+/// primary's.
+#[test]
+fn bytes_from_another_mirror_are_counted_as_the_mirrors() {
+    let (ot_port, port) = (free_port(), free_port());
+    let mut p = Site::with_config(&format!(
+        "[distribution]\ntrackers = [\"http://127.0.0.1:{ot_port}/announce\"]\n\
+         listen = \"127.0.0.1:{port}\"\n"
+    ));
+    let blob = publish_random(&p, "passed-1.0.bin", 4);
+    let sha = sha256_file(&blob);
+    let d = p.w.scratch("tracker");
+    let _ot = opentracker(&d, ot_port, &[&info_hash(&p.w.repo, "passed-1.0.bin")]);
+    // Announce afresh now that the tracker is up.
+    p.daemon.terminate();
+    p.daemon = Daemon::start(&p.w.repo, &[]);
+    p.daemon.wait_log("serving /announce", SYNC);
+    let m1 = Mirror::start_listening(&p, port, "", Some(free_port()));
+    let m2 = Mirror::start_listening(&p, port, "", Some(free_port()));
+    let want = fs::read(&blob).unwrap();
+    let got = fs::read(m1.mnt.path("dists/hello/passed-1.0.bin"))
+        .unwrap_or_else(|e| panic!("mirror 1: {e}\n{}", m1.daemon.log()));
+    assert!(got == want, "mirror 1 read other bytes");
+    let size = 4u64 << 20;
+    m1.status_when("mirror 1's bytes by source", |s| {
+        s["sources"]["primary"].as_u64() >= Some(size)
+    });
+
+    // The primary goes (its seeder, and its HTTP endpoint: no origin either).
+    p.daemon.terminate();
+    let got = fs::read(m2.mnt.path("dists/hello/passed-1.0.bin")).unwrap_or_else(|e| {
+        panic!(
+            "mirror 2 with the primary gone: {e}\nmirror 1:\n{}\nmirror 2:\n{}",
+            m1.daemon.log(),
+            m2.daemon.log()
+        )
+    });
+    assert!(got == want, "mirror 2 read other bytes");
+    m2.status_when("mirror 2's bytes by source", |s| {
+        s["sources"]["mirrors"].as_u64() >= Some(size)
+    });
+    let (st, _) = scrape_matching_status(&m2);
+    assert_eq!(st["sources"]["primary"], 0, "{st:#}");
+    assert_eq!(st["sources"]["origin"], 0, "{st:#}");
+    assert_eq!(&object(&st, &sha)["sources"], &st["sources"], "{st:#}");
+    let (st1, _) = scrape_matching_status(&m1);
+    assert_eq!(st1["sources"]["mirrors"], 0, "{st1:#}");
 }
