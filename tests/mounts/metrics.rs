@@ -35,7 +35,10 @@ fn scrape_matching_status(m: &Mirror) -> (Value, BTreeMap<String, f64>) {
         let before = status_json(m);
         let metrics = scrape_metrics(port);
         let after = status_json(m);
-        (before["sources"] == after["sources"] && before["cache_bytes"] == after["cache_bytes"])
+        let same = |k: &str| before[k] == after[k];
+        ["sources", "cache_bytes", "peers", "generation"]
+            .into_iter()
+            .all(same)
             .then_some((after, metrics))
     });
     for source in SOURCES {
@@ -52,6 +55,16 @@ fn scrape_matching_status(m: &Mirror) -> (Value, BTreeMap<String, f64>) {
     assert_eq!(
         Some(metrics["repofs_cache_limit_bytes"]),
         st["cache_limit"].as_f64()
+    );
+    assert_eq!(Some(metrics["repofs_peers"]), st["peers"].as_f64());
+    assert_eq!(
+        Some(metrics["repofs_index_generation"]),
+        st["generation"].as_f64()
+    );
+    // A mirror takes no uploads.
+    assert!(
+        !metrics.contains_key("repofs_uploads_total"),
+        "{metrics:#?}"
     );
     (st, metrics)
 }

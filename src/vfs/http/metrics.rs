@@ -1,6 +1,6 @@
 //! `/metrics`: the repository's figures for Prometheus, in the OpenMetrics text format that
-//! `prometheus-client` writes. Each scrape reads them afresh: verdicts from the catalog's
-//! `uploads`, the index generation, peers, and on a mirror what the fetch service last
+//! `prometheus-client` writes. Each scrape reads them afresh: a primary's verdicts from the
+//! catalog's `uploads`, the index generation, peers, and on a mirror what the fetch service last
 //! reported (`fetch::status`, the same numbers `repofs status --json` and `/status.json`
 //! show, so the two always agree).
 
@@ -42,8 +42,9 @@ pub fn routes(layout: &Layout, peers: Option<PeerGauge>) -> axum::Router {
 
 /// What one scrape reports, read in one go.
 struct Figures {
-    /// `(state, reason, count)` per verdict.
-    uploads: Vec<(String, Option<String>, u64)>,
+    /// `(state, reason, count)` per verdict; None on a mirror, which takes no uploads (the
+    /// rows its replica carries are its primary's business).
+    uploads: Option<Vec<(String, Option<String>, u64)>>,
     generation: u64,
     generation_age: Option<u64>,
     peers: u64,
@@ -53,18 +54,17 @@ struct Figures {
 fn gather(m: &Metrics) -> anyhow::Result<Figures> {
     // Its own connection, as a listing: file requests never wait behind it.
     let cat = Catalog::open(&m.layout.catalog())?;
-    let uploads = cat.upload_counts()?;
     let now = crate::time::now();
     match crate::fetch::status::mirror_status(&m.layout, &cat)? {
         Some(s) => Ok(Figures {
-            uploads,
+            uploads: None,
             generation: s.generation.unwrap_or(0),
             generation_age: s.generation_age_secs,
             peers: s.peers,
             mirror: Some(s),
         }),
         None => Ok(Figures {
-            uploads,
+            uploads: Some(cat.upload_counts()?),
             generation: cat.generation()?.max(0) as u64,
             generation_age: cat
                 .generation_time()?
@@ -123,31 +123,9 @@ fn gauge(v: u64) -> Gauge<u64, AtomicU64> {
 /// The figures as metrics (a registry made for this scrape: nothing is kept between scrapes).
 fn registry(f: &Figures) -> Registry {
     let mut r = Registry::with_prefix("repofs");
-    let count = |accepted: bool| -> u64 {
-        f.uploads
-            .iter()
-            .filter(|(state, _, _)| (state == "accepted") == accepted)
-            .map(|(_, _, n)| n)
-            .sum()
-    };
-    r.register(
-        "uploads",
-        "Uploads judged (accepted or rejected)",
-        counter(count(true) + count(false)),
-    );
-    r.register(
-        "publications",
-        "Uploads accepted and published",
-        counter(count(true)),
-    );
-    let rejections = Family::<ReasonLabel, Counter>::default();
-    for (state, reason, n) in &f.uploads {
-        if state != "accepted" {
-            let reason = reason.clone().unwrap_or_else(|| "unknown".into());
-            rejections.get_or_create(&ReasonLabel { reason }).inc_by(*n);
-        }
+    if let Some(uploads) = &f.uploads {
+        register_verdicts(&mut r, uploads);
     }
-    r.register("rejections", "Uploads rejected, by reason code", rejections);
     r.register(
         "index_generation",
         "The newest generation of the signed index this repository holds",
@@ -166,6 +144,35 @@ fn registry(f: &Figures) -> Registry {
         register_mirror(&mut r, s);
     }
     r
+}
+
+/// A primary's verdicts, from `(state, reason, count)` rows.
+fn register_verdicts(r: &mut Registry, uploads: &[(String, Option<String>, u64)]) {
+    let count = |accepted: bool| -> u64 {
+        uploads
+            .iter()
+            .filter(|(state, _, _)| (state == "accepted") == accepted)
+            .map(|(_, _, n)| n)
+            .sum()
+    };
+    r.register(
+        "uploads",
+        "Uploads judged (accepted or rejected)",
+        counter(count(true) + count(false)),
+    );
+    r.register(
+        "publications",
+        "Uploads accepted and published",
+        counter(count(true)),
+    );
+    let rejections = Family::<ReasonLabel, Counter>::default();
+    for (state, reason, n) in uploads {
+        if state != "accepted" {
+            let reason = reason.clone().unwrap_or_else(|| "unknown".into());
+            rejections.get_or_create(&ReasonLabel { reason }).inc_by(*n);
+        }
+    }
+    r.register("rejections", "Uploads rejected, by reason code", rejections);
 }
 
 /// A mirror's cache and where its bytes came from (`fetch::lazy::sources`).
