@@ -31,14 +31,14 @@ pub struct MirrorStatus {
     pub down_mbps: f64,
     pub up_mbps: f64,
     pub downloaded_bytes: u64,
+    /// Where the bytes came from since the cache was made: the origin over HTTP, the primary
+    /// as a peer, other mirrors (per object in `objects`, while it is cached).
+    pub sources: lazy::Sources,
     pub uploaded_bytes: u64,
     /// How old the fetch service's last report is (None: it has not written one).
     pub fetch_report_age_secs: Option<u64>,
     /// Bytes from the origins over HTTP, and their failures (`fetch::origin`).
     pub origin: crate::fetch::origin::OriginStatus,
-    /// Where the bytes came from since the cache was made: the origin over HTTP, the primary
-    /// as a peer, other mirrors (per object in `objects`, while it is cached).
-    pub sources: lazy::Sources,
     pub objects: Vec<ObjectProgress>,
 }
 
@@ -110,10 +110,10 @@ pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Optio
         down_mbps: 0.0,
         up_mbps: 0.0,
         downloaded_bytes: 0,
+        sources: Default::default(),
         uploaded_bytes: 0,
         fetch_report_age_secs: report_age,
         origin: Default::default(),
-        sources: Default::default(),
         objects: Vec::new(),
     };
     if let Some(r) = report {
@@ -122,10 +122,10 @@ pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Optio
         s.peers = r.peers;
         s.down_mbps = r.down_mbps;
         s.up_mbps = r.up_mbps;
+        s.sources = r.sources;
         s.downloaded_bytes = r.downloaded_bytes;
         s.uploaded_bytes = r.uploaded_bytes;
         s.origin = r.origin;
-        s.sources = r.sources;
         s.objects = r
             .objects
             .into_iter()
@@ -172,6 +172,7 @@ pub fn render(s: &MirrorStatus) -> String {
         mib(s.downloaded_bytes),
         mib(s.uploaded_bytes)
     );
+    render_sources(&mut out, s);
     let o = &s.origin;
     if o.bytes > 0 || o.failures > 0 {
         let _ = writeln!(
@@ -195,7 +196,6 @@ pub fn render(s: &MirrorStatus) -> String {
             );
         }
     }
-    render_sources(&mut out, s);
     for o in &s.objects {
         let f = &o.fetch;
         let pct = f.verified_pieces * 100 / f.pieces.max(1);

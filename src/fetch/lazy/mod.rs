@@ -133,13 +133,13 @@ pub struct Fetcher {
     ahead_streams: Arc<tokio::sync::Semaphore>,
     /// Objects with a fetch in flight: never evicted.
     busy: Mutex<HashMap<String, usize>>,
+    /// Bytes by source, kept across restarts in the status report (`sources`).
+    ledger: Mutex<sources::Ledger>,
     /// The upstream and the primary's web seeds over HTTP, for reads the swarm cannot serve.
     origin: Origin,
     /// `[mirror] origin_after`: how long a reader waits on a swarm with peers.
     origin_after: Duration,
     status_path: PathBuf,
-    /// Bytes by source, kept across restarts in the status report (`sources`).
-    ledger: Mutex<sources::Ledger>,
     last_evict: Mutex<Instant>,
     stop: Arc<AtomicBool>,
     status_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
@@ -168,8 +168,7 @@ impl Fetcher {
         )
         .context("starting the mirror's BitTorrent session")?;
         info!(addr = ?session.listen_addr(), "mirror fetch service");
-        let status_path = layout.mirror().join("fetch-status.json");
-        let ledger = sources::restore(&status_path, &cache.on_disk());
+        let ledger = sources::restore(&layout.mirror().join("fetch-status.json"), &cache.on_disk());
         let fetcher = Arc::new(Fetcher {
             runtime,
             session,
@@ -184,10 +183,10 @@ impl Fetcher {
             streams: Arc::new(tokio::sync::Semaphore::new(STREAMS)),
             ahead_streams: Arc::new(tokio::sync::Semaphore::new(AHEAD_STREAMS)),
             busy: Mutex::new(HashMap::new()),
+            ledger: Mutex::new(ledger),
             origin: Origin::new(config.mirror.upstream.clone(), config.mirror.origin_rate)?,
             origin_after: config.mirror.origin_after,
-            status_path,
-            ledger: Mutex::new(ledger),
+            status_path: layout.mirror().join("fetch-status.json"),
             last_evict: Mutex::new(
                 Instant::now()
                     .checked_sub(EVICT_EVERY)
@@ -351,13 +350,14 @@ impl Fetcher {
 
     /// Stops the session; pieces already verified stay in the cache.
     pub fn stop(&self) {
+        // The last word while the torrents still count, so that the next start goes on from
+        // every byte counted (the status thread may write once more: the same or newer).
+        if let Err(e) = self.write_status(&mut String::new()) {
+            debug!(error = %e, "could not write the fetch status");
+        }
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = lock(&self.status_thread).take() {
             let _ = t.join();
-        }
-        // The last word, so that the next start goes on from every byte counted.
-        if let Err(e) = self.write_status(&mut String::new()) {
-            debug!(error = %e, "could not write the fetch status");
         }
         self.runtime.block_on(async {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.session.stop()).await;

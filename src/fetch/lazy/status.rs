@@ -82,13 +82,13 @@ impl Fetcher {
             cache_bytes: self.cache.usage(),
             cache_limit: self.cache.limit,
             downloaded_bytes: objects.iter().map(|o| o.downloaded_bytes).sum(),
+            sources: lock(&self.ledger).total(),
             uploaded_bytes: s.counters.uploaded_bytes,
             fetched_bytes: s.counters.fetched_bytes,
             peers: s.peers.live as u64,
             down_mbps: s.download_speed.mbps,
             up_mbps: s.upload_speed.mbps,
             origin: self.origin.status(),
-            sources: lock(&self.ledger).total(),
             objects,
         };
         write_if_changed(
@@ -105,6 +105,9 @@ pub struct Status {
     pub cache_limit: u64,
     /// Bytes written into the cache from peers (all objects held now).
     pub downloaded_bytes: u64,
+    /// Where the bytes came from, since the cache was made (`sources`).
+    #[serde(default)]
+    pub sources: Sources,
     /// librqbit's session counters.
     pub fetched_bytes: u64,
     pub uploaded_bytes: u64,
@@ -114,9 +117,6 @@ pub struct Status {
     /// What came over HTTP from the origins, and how they failed.
     #[serde(default)]
     pub origin: OriginStatus,
-    /// Where the bytes came from, since the cache was made (`sources`).
-    #[serde(default)]
-    pub sources: Sources,
     pub objects: Vec<ObjectStatus>,
 }
 
