@@ -35,7 +35,6 @@ mod status;
 mod storage;
 mod torrents;
 
-pub use sources::Sources;
 pub use status::{ObjectStatus, Status};
 
 use std::collections::HashMap;
@@ -58,6 +57,9 @@ use crate::control;
 use crate::fetch::protocol::{FetchReply, FetchRequest};
 use crate::sync::lock;
 use torrents::Held;
+
+// Beside the report it belongs to.
+pub use sources::Sources;
 
 /// Streams reading at once for readers, and for read-ahead.
 const STREAMS: usize = 6;
