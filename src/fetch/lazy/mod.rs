@@ -58,7 +58,6 @@ use crate::fetch::protocol::{FetchReply, FetchRequest};
 use crate::sync::lock;
 use torrents::Held;
 
-// Beside the report it belongs to.
 pub use sources::Sources;
 
 /// Streams reading at once for readers, and for read-ahead.
