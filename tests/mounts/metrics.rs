@@ -116,6 +116,24 @@ fn metrics_count_verdicts_and_a_mirror_counts_the_primarys_bytes() {
     assert!(m.contains_key("repofs_peers"), "{m:#?}");
     // A primary has no cache: no fetch counters.
     assert!(!m.keys().any(|k| k.starts_with("repofs_fetch")), "{m:#?}");
+    // Another one, after that scrape: the next one counts it too.
+    let bad2 = d.join("bad-1.1.bin");
+    fs::write(&bad2, b"as signed").unwrap();
+    let sig2 = p.w.gpg.sign(ALICE, &bad2, false, &[]);
+    fs::write(&bad2, b"tampered after signing").unwrap();
+    let out = cp(&[&bad2, &sig2], &p.incoming().join("hello"));
+    assert!(!out.status.success(), "the tampered upload was accepted");
+    let m = scrape_metrics(port);
+    assert_eq!(
+        m.get("repofs_rejections_total{reason=\"bad-signature\"}"),
+        Some(&2.0),
+        "{m:#?}"
+    );
+    assert_eq!(
+        m.get("repofs_uploads_total"),
+        Some(&(accepted + 2.0)),
+        "{m:#?}"
+    );
 
     wait_seeding(&p, "swarm-1.0.bin");
     let mirror = Mirror::start_listening(&p, port, "", Some(free_port()));

@@ -4,8 +4,9 @@
 //! reported (`fetch::status`, the same numbers `repofs status --json` and `/status.json`
 //! show, so the two always agree).
 
+use std::collections::BTreeMap;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use axum::extract::State;
 use axum::http::header;
@@ -17,7 +18,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
 
 use super::catalog_error;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, UploadCounts};
 use crate::config::Layout;
 use crate::fetch::status::MirrorStatus;
 
@@ -27,6 +28,15 @@ pub type PeerGauge = Arc<dyn Fn() -> u64 + Send + Sync>;
 struct Metrics {
     layout: Layout,
     peers: Option<PeerGauge>,
+    verdicts: Mutex<Tally>,
+}
+
+/// Verdicts counted so far, and the last upload id counted: a scrape reads only newer rows (a
+/// primary's history grows without bound; counting it all took 0.7-1.2 s at 1,000,000 rows).
+#[derive(Default)]
+struct Tally {
+    last: i64,
+    counts: BTreeMap<(String, Option<String>), u64>,
 }
 
 /// The `/metrics` route, to merge into the endpoint's router. `peers`: a primary's seeder.
@@ -34,6 +44,7 @@ pub fn routes(layout: &Layout, peers: Option<PeerGauge>) -> axum::Router {
     let state = Arc::new(Metrics {
         layout: layout.clone(),
         peers,
+        verdicts: Mutex::new(Tally::default()),
     });
     axum::Router::new()
         .route("/metrics", axum::routing::get(metrics))
@@ -44,7 +55,7 @@ pub fn routes(layout: &Layout, peers: Option<PeerGauge>) -> axum::Router {
 struct Figures {
     /// `(state, reason, count)` per verdict; None on a mirror, which takes no uploads (the
     /// rows its replica carries are its primary's business).
-    uploads: Option<Vec<(String, Option<String>, u64)>>,
+    uploads: Option<UploadCounts>,
     generation: u64,
     generation_age: Option<u64>,
     peers: u64,
@@ -64,7 +75,7 @@ fn gather(m: &Metrics) -> anyhow::Result<Figures> {
             mirror: Some(s),
         }),
         None => Ok(Figures {
-            uploads: Some(cat.upload_counts()?),
+            uploads: Some(verdicts(m, &cat)?),
             generation: cat.generation()?.max(0) as u64,
             generation_age: cat
                 .generation_time()?
@@ -73,6 +84,20 @@ fn gather(m: &Metrics) -> anyhow::Result<Figures> {
             mirror: None,
         }),
     }
+}
+
+/// Every verdict so far: the last scrape's and the rows since.
+fn verdicts(m: &Metrics, cat: &Catalog) -> anyhow::Result<UploadCounts> {
+    let mut v = crate::sync::lock(&m.verdicts);
+    let (last, rows) = cat.upload_counts_after(v.last)?;
+    v.last = last;
+    for (state, reason, n) in rows {
+        *v.counts.entry((state, reason)).or_default() += n;
+    }
+    Ok(v.counts
+        .iter()
+        .map(|((s, r), n)| (s.clone(), r.clone(), *n))
+        .collect())
 }
 
 async fn metrics(State(m): State<Arc<Metrics>>) -> Response {
