@@ -140,3 +140,49 @@ pub fn aria2c_verifies(torrent: &std::path::Path, dir: &std::path::Path) -> bool
         .unwrap();
     out.status.success()
 }
+
+/// GET `http://127.0.0.1:PORT/metrics`, parsed by the Prometheus project's own Python client:
+/// its OpenMetrics parser (the format served) and its classic text parser must both accept it.
+/// Each sample as `name{label="value",…}` → value. Debian's python3 (the package's), not
+/// whichever python3 is first on PATH.
+pub fn scrape_metrics(port: u16) -> std::collections::BTreeMap<String, f64> {
+    let out = Command::new("curl")
+        .args(["-sf", "--max-time", "20"])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "GET /metrics failed: {out:?}");
+    let script = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
+from prometheus_client.parser import text_string_to_metric_families as classic
+text = sys.stdin.read()
+list(classic(text))
+out = {}
+for fam in openmetrics(text):
+    for s in fam.samples:
+        labels = ",".join('%s="%s"' % kv for kv in sorted(s.labels.items()))
+        out[s.name + ("{%s}" % labels if labels else "")] = s.value
+print(json.dumps(out))
+"#;
+    let mut child = Command::new("timeout")
+        .args(["30", "/usr/bin/python3", "-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&out.stdout).expect("write the metrics");
+    }
+    let parsed = child.wait_with_output().expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        parsed.status.success(),
+        "/metrics does not parse: {}\n{text}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    serde_json::from_slice(&parsed.stdout).unwrap_or_else(|e| panic!("parser output: {e}\n{text}"))
+}

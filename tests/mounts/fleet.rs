@@ -135,6 +135,28 @@ fn a_fleet_reading_a_new_package_at_once_costs_the_primary_under_two_copies() {
     }
     let copies = sent as f64 / size as f64;
     eprintln!("the primary sent {sent} bytes: {copies:.2} copies of the package");
+    // Each mirror's own count of where its bytes came from (`sources`) agrees with the
+    // network's: what the mirrors say the primary sent them is what left its interface (frames,
+    // headers included, and its index and tracker answers: a little more).
+    let counted: Vec<serde_json::Value> = mirrors
+        .iter()
+        .map(|m| {
+            m.status_when("every byte of the package counted by source", |s| {
+                ["origin", "primary", "mirrors"]
+                    .iter()
+                    .filter_map(|k| s["sources"][k].as_u64())
+                    .sum::<u64>()
+                    >= size
+            })["sources"]
+                .clone()
+        })
+        .collect();
+    let from_primary: u64 = counted.iter().filter_map(|s| s["primary"].as_u64()).sum();
+    eprintln!("the mirrors counted {from_primary} bytes from the primary: {counted:?}");
+    assert!(
+        from_primary <= sent && from_primary as f64 >= 0.8 * sent as f64,
+        "the mirrors counted {from_primary} bytes from the primary, which sent {sent}: {counted:?}"
+    );
     assert!(
         sent < 2 * size,
         "the primary sent {copies:.2} copies to {MIRRORS} mirrors: they did not share\n{}\n{}",

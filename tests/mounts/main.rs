@@ -13,6 +13,7 @@ mod incoming;
 mod install;
 mod lifecycle;
 mod meta_deltas;
+mod metrics;
 mod mirror_fetch;
 mod mirror_index;
 mod mirror_origin;

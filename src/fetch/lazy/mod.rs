@@ -30,6 +30,7 @@ mod fallback;
 mod plan;
 mod range;
 mod sequential;
+mod sources;
 mod status;
 mod storage;
 mod torrents;
@@ -56,6 +57,8 @@ use crate::control;
 use crate::fetch::protocol::{FetchReply, FetchRequest};
 use crate::sync::lock;
 use torrents::Held;
+
+pub use sources::Sources;
 
 /// Streams reading at once for readers, and for read-ahead.
 const STREAMS: usize = 6;
@@ -131,6 +134,8 @@ pub struct Fetcher {
     ahead_streams: Arc<tokio::sync::Semaphore>,
     /// Objects with a fetch in flight: never evicted.
     busy: Mutex<HashMap<String, usize>>,
+    /// Bytes by source, kept across restarts in the status report (`sources`).
+    ledger: Mutex<sources::Ledger>,
     /// The upstream and the primary's web seeds over HTTP, for reads the swarm cannot serve.
     origin: Origin,
     /// `[mirror] origin_after`: how long a reader waits on a swarm with peers.
@@ -160,9 +165,11 @@ impl Fetcher {
             layout.mirror().join("session"),
             listen,
             Some(POOL),
+            swarm::MIRROR_ID,
         )
         .context("starting the mirror's BitTorrent session")?;
         info!(addr = ?session.listen_addr(), "mirror fetch service");
+        let ledger = sources::restore(&layout.mirror().join("fetch-status.json"), &cache.on_disk());
         let fetcher = Arc::new(Fetcher {
             runtime,
             session,
@@ -177,6 +184,7 @@ impl Fetcher {
             streams: Arc::new(tokio::sync::Semaphore::new(STREAMS)),
             ahead_streams: Arc::new(tokio::sync::Semaphore::new(AHEAD_STREAMS)),
             busy: Mutex::new(HashMap::new()),
+            ledger: Mutex::new(ledger),
             origin: Origin::new(config.mirror.upstream.clone(), config.mirror.origin_rate)?,
             origin_after: config.mirror.origin_after,
             status_path: layout.mirror().join("fetch-status.json"),
@@ -343,6 +351,11 @@ impl Fetcher {
 
     /// Stops the session; pieces already verified stay in the cache.
     pub fn stop(&self) {
+        // The last word while the torrents still count, so that the next start goes on from
+        // every byte counted (the status thread may write once more: the same or newer).
+        if let Err(e) = self.write_status(&mut String::new()) {
+            debug!(error = %e, "could not write the fetch status");
+        }
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = lock(&self.status_thread).take() {
             let _ = t.join();
