@@ -1,4 +1,5 @@
-//! Stock clients as the tests drive them: rsync interrupted part-way, apt-get in a private root.
+//! Stock clients as the tests drive them: rsync interrupted part-way, apt-get in a private root,
+//! BitTorrent clients (libtorrent-rasterbar, transmission-cli, btfs) holding only a .torrent.
 
 use std::fs;
 use std::path::{Path, PathBuf};
