@@ -19,5 +19,6 @@ mod mirror_index;
 mod mirror_origin;
 mod pkgmeta;
 mod pkgs;
+mod stock_clients;
 mod torrents;
 mod views;
