@@ -474,14 +474,23 @@ impl Mirror {
         ];
         let target = match chain.as_slice() {
             [one] => one.clone(),
+            // Several objects become one staging replica first, which is then applied in a
+            // single transaction. The unpacked snapshot (a scratch copy) is that staging
+            // replica itself, so its rows are copied once, not twice.
+            [snap, deltas @ ..] if use_snapshot => {
+                let mut s = Catalog::open(snap)?;
+                for p in deltas {
+                    s.merge_replica(p, false)?;
+                }
+                drop(s);
+                snap.clone()
+            }
             many => {
-                // Several objects become one staging replica first, which is then applied in
-                // a single transaction.
                 let staging = self.dir.temp_path("staging");
                 temps.push(staging.clone());
                 let mut s = Catalog::open(&staging)?;
-                for (i, p) in many.iter().enumerate() {
-                    s.merge_replica(p, i == 0 && use_snapshot)?;
+                for p in many {
+                    s.merge_replica(p, false)?;
                 }
                 drop(s);
                 staging
