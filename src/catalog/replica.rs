@@ -361,18 +361,24 @@ impl Catalog {
         // A snapshot onto a catalog that replicated nothing yet (a mirror starting from empty)
         // is copied table for table; SQLite's transfer of whole records into an empty table is
         // refused while foreign keys are enforced, which can only be switched outside a
-        // transaction. The replica's own keys are checked instead.
+        // transaction. The replica's own keys are checked instead. Its commit is not waited
+        // on to reach the disk (synchronous NORMAL: the checkpoint right after syncs it): a
+        // crash before then leaves a catalog that never held it, and the sync starts again.
         let bulk = snapshot && nothing_replicated(&self.conn)?;
+        let pragmas = |c: &Connection, on: bool| {
+            c.execute_batch(if on {
+                "PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;"
+            } else {
+                "PRAGMA foreign_keys = OFF; PRAGMA synchronous = NORMAL;"
+            })
+            .map_err(CatalogError::from)
+        };
         if bulk {
-            self.conn
-                .pragma_update(None, "foreign_keys", "OFF")
-                .map_err(CatalogError::from)?;
+            pragmas(&self.conn, false)?;
         }
         let done = self.apply_tx(snapshot, bulk, settings, resolve);
         if bulk {
-            self.conn
-                .pragma_update(None, "foreign_keys", "ON")
-                .map_err(CatalogError::from)?;
+            pragmas(&self.conn, true)?;
         }
         done
     }
@@ -768,12 +774,13 @@ mod tests {
             &[("index_generation", g.to_string())],
         )
         .unwrap();
-        // Foreign keys are enforced again afterwards.
-        let fk: i64 = bulk
-            .conn
-            .query_row("PRAGMA foreign_keys", [], |r| r.get(0))
-            .unwrap();
-        assert_eq!(fk, 1);
+        // Foreign keys are enforced again afterwards, and commits wait for the disk again.
+        let pragma = |p: &str| -> i64 {
+            bulk.conn
+                .query_row(&format!("PRAGMA {p}"), [], |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!((pragma("foreign_keys"), pragma("synchronous")), (1, 2));
         assert_eq!(
             bulk.setting("index_generation").unwrap(),
             Some(g.to_string())
