@@ -472,11 +472,32 @@ impl Mirror {
             ("trackers", trackers_json(&root)?),
             ("web_seeds", web_seeds_json(&root)?),
         ];
-        let target = match chain.as_slice() {
+        let target = self.staged(&chain, use_snapshot, temps)?;
+        let mut resolve =
+            |tx: &PublishTx<'_>, refs: &[MetaRef]| self.resolve_meta(tx, refs, &mut stats);
+        catalog.apply_replica(&target, use_snapshot, &settings, &mut resolve)?;
+        if self.reserve {
+            // Best effort: without it only mirrors starting from empty below this one wait.
+            if let Err(e) = self.object(&root.snapshot.sha256, &mut stats) {
+                tracing::warn!(error = %e, "could not fetch the snapshot to serve it again");
+            }
+        }
+        self.dir.put_root(&signed)?;
+        Ok(stats)
+    }
+
+    /// The one replica to apply for `chain` (oldest first). Several objects become one
+    /// staging replica first, which is then applied in a single transaction. The unpacked
+    /// snapshot (a scratch copy) is that staging replica itself, so its rows are copied
+    /// once, not twice.
+    fn staged(
+        &self,
+        chain: &[PathBuf],
+        use_snapshot: bool,
+        temps: &mut Vec<PathBuf>,
+    ) -> Result<PathBuf, SyncError> {
+        Ok(match chain {
             [one] => one.clone(),
-            // Several objects become one staging replica first, which is then applied in a
-            // single transaction. The unpacked snapshot (a scratch copy) is that staging
-            // replica itself, so its rows are copied once, not twice.
             [snap, deltas @ ..] if use_snapshot => {
                 let mut s = Catalog::open(snap)?;
                 for p in deltas {
@@ -495,18 +516,7 @@ impl Mirror {
                 drop(s);
                 staging
             }
-        };
-        let mut resolve =
-            |tx: &PublishTx<'_>, refs: &[MetaRef]| self.resolve_meta(tx, refs, &mut stats);
-        catalog.apply_replica(&target, use_snapshot, &settings, &mut resolve)?;
-        if self.reserve {
-            // Best effort: without it only mirrors starting from empty below this one wait.
-            if let Err(e) = self.object(&root.snapshot.sha256, &mut stats) {
-                tracing::warn!(error = %e, "could not fetch the snapshot to serve it again");
-            }
-        }
-        self.dir.put_root(&signed)?;
-        Ok(stats)
+        })
     }
 
     /// The replicas to apply, oldest first: the snapshot (if `use_snapshot`), then the deltas
