@@ -341,10 +341,6 @@ impl Catalog {
         self.conn
             .execute("ATTACH DATABASE ?1 AS r", [src_str])
             .map_err(CatalogError::from)?;
-        // Read in place rather than copied out page by page (SQLite caps the size it maps).
-        self.conn
-            .pragma_update(Some("r"), "mmap_size", 1i64 << 40)
-            .map_err(CatalogError::from)?;
         let done = f(self);
         let detached = self.conn.execute("DETACH DATABASE r", []);
         done?;
