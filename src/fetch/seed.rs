@@ -166,6 +166,10 @@ fn store_object(
 /// How often the seeder stops idle torrents and drops corrupt objects.
 const POLL: Duration = Duration::from_secs(1);
 
+/// Live torrents at most, beyond those with peers: each costs librqbit two 100 ms tickers
+/// (speed estimator, super-seeding) and its state.
+const LIVE_MAX: usize = 1024;
+
 /// How long an incoming peer's handshake waits for its torrent to be made live.
 const LIVE_WAIT: Duration = Duration::from_secs(10);
 
@@ -322,13 +326,28 @@ impl Seeder {
             .with_torrents(|ts| ts.map(|(_, t)| (t.info_hash().0, busy(t))).collect());
         let present: HashSet<[u8; 20]> = live.iter().map(|(h, _)| *h).collect();
         last_busy.retain(|h, _| present.contains(h));
-        lock(&self.resolver.live).retain(|h, _| present.contains(h));
         let mut stopped = 0;
         for (hash, busy) in live {
             let since = last_busy.entry(hash).or_insert(now);
             if busy {
                 *since = now;
             } else if now.duration_since(*since) >= self.idle {
+                self.stop_torrent(hash);
+                last_busy.remove(&hash);
+                stopped += 1;
+            }
+        }
+        // Beyond the cap, the longest without a peer stop first (peers asking for many
+        // distinct files at once must not make every torrent live).
+        let excess = last_busy.len().saturating_sub(LIVE_MAX);
+        if excess > 0 {
+            let mut quiet: Vec<([u8; 20], Instant)> = last_busy
+                .iter()
+                .filter(|(_, since)| **since < now)
+                .map(|(h, since)| (*h, *since))
+                .collect();
+            quiet.sort_by_key(|(_, since)| *since);
+            for (hash, _) in quiet.into_iter().take(excess) {
                 self.stop_torrent(hash);
                 last_busy.remove(&hash);
                 stopped += 1;
