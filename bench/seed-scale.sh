@@ -139,7 +139,7 @@ ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 # CPU ticks per thread name (seeder, http, index-publish, ...), "name=ticks ...".
 thread_ticks() {
   for t in /proc/"$1"/task/*/stat; do
-    sed -E 's/^[0-9]+ \(([^)]*)\) (.*)$/\1 \2/' "$t" 2>/dev/null | awk '{ print $1, $14 + $15 }'
+    sed -E 's/^[0-9]+ \(([^)]*)\) (.*)$/\1 \2/' "$t" 2>/dev/null | awk '{ print $1, $13 + $14 }'
   done | awk '{ sub(/[-:][0-9]+$/, "", $1); s[$1] += $2 } END { for (k in s) printf "%s=%d ", k, s[k] }'
 }
 announces() { wc -l < "$work/announces"; }
@@ -183,9 +183,12 @@ start() {
   sleep "$idle"
   local c1 a2 th1; c1=$(ticks "$pid"); a2=$(announces); th1=$(thread_ticks "$pid")
   local cpu; cpu=$(echo "($c1 - $c0) / $idle" | bc -l)  # ticks/s at USER_HZ 100 = % of a core
-  # Less the index publisher's (a backlog of deltas left by `--once`, with SKIP_INDEX=1).
-  local ix0 ix1; ix0=$(grep -oE 'index-publish=[0-9]+' <<<"$th0" | cut -d= -f2); ix1=$(grep -oE 'index-publish=[0-9]+' <<<"$th1" | cut -d= -f2)
-  local cpu_seed; cpu_seed=$(echo "($c1 - $c0 - (${ix1:-0} - ${ix0:-0})) / $idle" | bc -l)
+  # The seeder's threads alone (seeder, seed-follow, http, repofsd): what is left when the
+  # index publisher works off a backlog of deltas `--once` left (SKIP_INDEX=1). Threads that
+  # exited during the minute are not counted here (they are in idle_cpu).
+  local cpu_seed; cpu_seed=$(echo "$th0
+$th1" | awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); if (kv[1] ~ /^(seeder|seed-follow|http|repofsd)$/) d[kv[1]] = (NR == 1 ? -kv[2] : d[kv[1]] + kv[2]) } }
+    END { for (k in d) t += d[k]; printf "%.2f", t / '"$idle"' }')
   local rss_idle hwm; rss_idle=$(rss "$pid" VmRSS); hwm=$(rss "$pid" VmHWM)
   local threads; threads=$(awk '$1 == "Threads:" { print $2 }' "/proc/$pid/status")
   local run; run=$(echo "$(now) - $t0" | bc)
@@ -216,7 +219,7 @@ fi
 
 echo "seed-scale: $published files ($objects torrents) of 4 KiB; kernel $(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
 printf '%-10s %7s %7s %9s %5s %6s %6s %6s %6s %8s %8s %7s %9s %8s %5s\n' mode line_s seed_s \
-  'piece_s min/med/max' fails rss0 rss1 rss2 hwm idle_cpu 'no index' threads 'ann/s run' 'ann/s idle' ann
+  'piece_s min/med/max' fails rss0 rss1 rss2 hwm idle_cpu seeder threads 'ann/s run' 'ann/s idle' ann
 start on-demand "$bin"
 [[ -z ${BASE_BIN:-} ]] || start base "$BASE_BIN"
 echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
