@@ -18,7 +18,7 @@
 # Usage: bench/seed-scale.sh [COUNT=1000]   (run on demand; ROOT=dir publishes there and keeps
 #   it, or reuses it; BIN=dir prebuilt repofs/repofsd; BASE_BIN=dir a second build measured
 #   on the same store in the same run, e.g. one that seeds every torrent at start; PROBES=20;
-#   IDLE=60; SKIP_INDEX=1 skips the unmeasured first start that lets the index catch up)
+#   IDLE=60; SEED_WAIT=120 gives up waiting for the first piece; SKIP_INDEX=1 skips the unmeasured first start that lets the index catch up)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-1000}
@@ -163,11 +163,13 @@ start() {
   # Start to seeding: until a random file's first block arrives (retried while not yet).
   local h; h=$(random_hashes 1)
   local r=fail
-  for _ in $(seq 600); do
+  local give_up; give_up=$(echo "$(now) + ${SEED_WAIT:-120}" | bc)
+  while (($(echo "$(now) < $give_up" | bc))); do
     r=$(python3 "$work/probe.py" "$seeder" "$h")
     [[ $r != fail* ]] && break
     sleep 0.1
   done
+  [[ $r != fail* ]] || echo "$mode: no piece of $h within ${SEED_WAIT:-120} s" >&2
   local t_seed; t_seed=$(echo "$(now) - $t0" | bc)
   local rss_start; rss_start=$(rss "$pid" VmRSS)
   # First-piece latency of PROBES random files, one after another.
