@@ -182,8 +182,10 @@ fn a_stock_client_downloads_from_the_primary_through_its_own_tracker() {
     assert_eq!(sha256_file(&object), sha256_file(&blob));
 }
 
-/// Debian's opentracker as the external tracker: the primary announces to it and a stock
-/// client finds the primary there.
+/// Debian's opentracker as the external tracker: a stock client downloads while the
+/// primary's torrent is not live (from the torrent's web seed: opentracker lists no one), and
+/// once a peer's handshake makes the torrent live the primary announces to opentracker,
+/// which then names it.
 #[test]
 fn a_stock_client_downloads_through_opentracker() {
     let ot_port = free_port();
@@ -221,7 +223,7 @@ fn a_stock_client_downloads_through_opentracker() {
         std::time::Duration::from_secs(10),
         || std::net::TcpStream::connect(("127.0.0.1", ot_port)).ok(),
     );
-    // Now seed: the primary announces to opentracker as it adds the torrent.
+    // Now seed: the primary announces to opentracker when a peer makes the torrent live.
     s.daemon.terminate();
     let http = free_port();
     s.w.repo.set_config(&format!(
@@ -232,6 +234,19 @@ fn a_stock_client_downloads_through_opentracker() {
     s.daemon
         .wait_log("serving /announce", std::time::Duration::from_secs(20));
     assert_downloads(s.w.scratch("got"), &torrent, &blob);
+    let seeder = seeder_addr(&s.daemon);
+    let raw: [u8; 20] = hex::decode(&hash).unwrap().try_into().unwrap();
+    assert_eq!(handshake(seeder, &raw), Some(raw.to_vec()));
+    let mut listed = vec![127, 0, 0, 1];
+    listed.extend(seeder.port().to_be_bytes());
+    wait_for(
+        "opentracker to name the seeder",
+        std::time::Duration::from_secs(20),
+        || {
+            let a = tracker_get("127.0.0.1", ot_port, "announce", &hash, "&port=7005&left=5");
+            contains(&a, &listed).then_some(())
+        },
+    );
 }
 
 struct KillOnDrop(std::process::Child);
