@@ -3,9 +3,14 @@
 //!
 //! librqbit's default storage opens files read-write and truncates or recreates what does not
 //! match (platform notes); a store object must never change. So each torrent gets a storage
-//! of its own that reads its one store object and refuses every write. The seeder is the only
-//! part of repofsd that runs an async runtime; it follows the catalog by polling its data
-//! version, as the mount does.
+//! of its own that reads its one store object and refuses every write. The seeder runs an
+//! async runtime of its own.
+//!
+//! A torrent is live only while peers use it: librqbit asks `Resolver` (one catalog query by
+//! infohash) for the torrent an incoming handshake names (the tracker's leecher hook does the
+//! same), so a publication is seeded as soon as it commits, and one
+//! without peers for `live_idle` is removed, so what seeding costs follows the live set, not
+//! the number of published files.
 //!
 //! Nothing is read to start seeding: every object's sha256 was checked when it was published
 //! and the store never changes one, so a torrent starts with every piece (librqbit's initial
