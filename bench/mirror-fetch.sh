@@ -136,7 +136,7 @@ echo "   CPU seconds during each cat: mirror repofsd (fetch + mount) $(echo $(ca
 
 # 2b. a librqbit peer without repofs, same seeder (its address from the primary's log, as 2c
 # gets it: no tracker round trip in the time)
-seeder=$(grep -o 'seeding addr=Some([0-9.:]*)' "$work/primary.log" | head -1 | sed 's/.*Some(\(.*\))/\1/')
+seeder=$(grep -o 'seeding: [^=]*addr=Some([0-9.:]*)' "$work/primary.log" | head -1 | sed 's/.*Some(\(.*\))/\1/')
 ex=${CARGO_TARGET_DIR:-$PWD/target}/release/examples/bt-ceiling
 shm=$(mktemp -d /dev/shm/mirror-fetch.XXXXXX)
 : > "$work/r2b"

@@ -6,7 +6,7 @@
 # through the spool and `repofsd --once` in batches, so every object's sha256 and pieces are
 # what publication computed). Before each start the repository's files (store, catalog) are
 # dropped from the page cache (posix_fadvise DONTNEED, this root only), as after a reboot.
-# Per start: seconds from exec to the log's "seeding: every torrent live", the process's
+# Per start: seconds from exec to the log's "seeding: every published object", the process's
 # /proc/PID/io read_bytes (disk) and rchar (read calls), CPU seconds and threads then; the
 # seconds an aria2c peer then takes to download one file; and threads 15 s later (idle).
 # Usage: bench/restart.sh [FILES=10000] [SIZE_KIB=512]   (run on demand; needs FILES*SIZE_KIB
@@ -85,8 +85,8 @@ start() {
   RUST_LOG=info "$bin/repofsd" --root "$root" --config "$work/cfg.toml" 2>"$log" &
   local pid=$!
   pids+=("$pid")
-  for _ in $(seq 12000); do grep -q "seeding: every torrent live" "$log" && break; sleep 0.05; done
-  grep -q "seeding: every torrent live" "$log" || { echo "$1: not seeding after 600 s" >&2; exit 1; }
+  for _ in $(seq 12000); do grep -q "seeding: every published object" "$log" && break; sleep 0.05; done
+  grep -q "seeding: every published object" "$log" || { echo "$1: not seeding after 600 s" >&2; exit 1; }
   local t; t=$(echo "$(now) - $t0" | bc)
   local rb rc c th
   rb=$(io "$pid" read_bytes); rc=$(io "$pid" rchar); c=$(cpu "$pid"); th=$(threads "$pid")
@@ -121,7 +121,7 @@ deltas=-1
 for _ in $(seq 1200); do
   sleep 3
   now_deltas=$(grep -c "index delta" "$work/repofsd-first.log" || true)
-  grep -q "seeding: every torrent live" "$work/repofsd-first.log" && [[ $now_deltas -eq $deltas ]] && break
+  grep -q "seeding: every published object" "$work/repofsd-first.log" && [[ $now_deltas -eq $deltas ]] && break
   deltas=$now_deltas
 done
 kill "$first"; wait "$first" 2>/dev/null || true

@@ -105,6 +105,10 @@ pub struct DistributionConfig {
     /// initial check). Off: the store's objects, checked when published and never changed,
     /// are seeded at once and each piece is checked when first read for a peer.
     pub recheck_store: bool,
+    /// A seeded torrent is live (in librqbit's session) from a peer's first handshake or
+    /// announce until it has had no peer for this long.
+    #[serde(with = "humantime_serde")]
+    pub live_idle: Duration,
 }
 
 impl Default for DistributionConfig {
@@ -116,6 +120,7 @@ impl Default for DistributionConfig {
             public_url: None,
             announce_interval: Duration::from_secs(60),
             recheck_store: false,
+            live_idle: Duration::from_secs(120),
         }
     }
 }

@@ -136,7 +136,6 @@ impl Distribution {
     /// Starts seeding and the index publisher. The HTTP endpoint is served by `serve`, with a
     /// router the caller composes (repofsd: this tracker's, the index's and the views' routes).
     pub fn start(layout: &Layout, config: &DistributionConfig) -> anyhow::Result<Distribution> {
-        let trackers = trackers(config);
         let peer_listen = config
             .peer_listen
             .or_else(|| config.listen.map(|a| SocketAddr::new(a.ip(), 0)))
@@ -145,7 +144,10 @@ impl Distribution {
             &layout.root.join("seeder"),
             peer_listen,
             config.recheck_store,
-            !config.trackers.is_empty(),
+            config.trackers.clone(),
+            config.live_idle,
+            Catalog::open(&layout.catalog())?,
+            Store::open(&layout.store())?,
         )?);
         let tracker = Arc::new(
             tracker::Tracker::new(config.announce_interval)
@@ -174,18 +176,9 @@ impl Distribution {
         };
         let follower = {
             let (seeder, stop, tracker) = (seeder.clone(), stop.clone(), tracker.clone());
-            let (catalog, store) = (layout.catalog(), layout.store());
             std::thread::Builder::new()
                 .name("seed-follow".into())
-                .spawn(move || {
-                    let opened = Catalog::open(&catalog).map_err(anyhow::Error::from).and_then(
-                        |c| Ok((c, Store::open(&store)?)),
-                    );
-                    match opened {
-                        Ok((c, s)) => seeder.follow(&c, &s, &trackers, &tracker, &stop),
-                        Err(e) => tracing::error!(error = %format!("{e:#}"), "seeder cannot read the catalog"),
-                    }
-                })?
+                .spawn(move || seeder.follow(&tracker, &stop))?
         };
         Ok(Distribution {
             seeder,

@@ -3,9 +3,14 @@
 //!
 //! librqbit's default storage opens files read-write and truncates or recreates what does not
 //! match (platform notes); a store object must never change. So each torrent gets a storage
-//! of its own that reads its one store object and refuses every write. The seeder is the only
-//! part of repofsd that runs an async runtime; it follows the catalog by polling its data
-//! version, as the mount does.
+//! of its own that reads its one store object and refuses every write. The seeder runs an
+//! async runtime of its own.
+//!
+//! A torrent is live only while peers use it: librqbit asks `Resolver` (one catalog query by
+//! infohash) for the torrent an incoming handshake names (the tracker's leecher hook does the
+//! same), so a publication is seeded as soon as it commits, and one
+//! without peers for `live_idle` is removed, so what seeding costs follows the live set, not
+//! the number of published files.
 //!
 //! Nothing is read to start seeding: every object's sha256 was checked when it was published
 //! and the store never changes one, so a torrent starts with every piece (librqbit's initial
@@ -18,11 +23,12 @@ use std::fs::File;
 use std::net::SocketAddr;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use librqbit::{AddTorrent, AddTorrentOptions, AddTorrentResponse, Session};
+use librqbit::{AddTorrent, AddTorrentOptions, Session};
 use tracing::{info, warn};
 
 use super::swarm::{self, ObjectFile};
@@ -162,49 +168,90 @@ fn store_object(
     })
 }
 
-/// How often the seeder looks for new publications.
+/// How often the seeder stops idle torrents and drops corrupt objects.
 const POLL: Duration = Duration::from_secs(1);
 
+/// Live torrents at most, beyond those with peers: each costs librqbit two 100 ms tickers
+/// (speed estimator, super-seeding) and its state.
+const LIVE_MAX: usize = 1024;
+
+/// How long an incoming peer's handshake waits for its torrent to be made live.
+const LIVE_WAIT: Duration = Duration::from_secs(10);
+
+/// What makes a published infohash's torrent live: the catalog says whether the repository
+/// publishes it and what its object and info dictionary are.
+struct Resolver {
+    catalog: Mutex<Catalog>,
+    store: Store,
+    /// Announce URLs the live torrents carry (external trackers only).
+    trackers: Vec<String>,
+    files: Arc<StoreFiles>,
+    /// Objects refused until repofsd restarts (a first read found them corrupt).
+    refused: Mutex<HashSet<String>>,
+    /// Live infohashes and their objects, to stop an object's torrents when it is corrupt.
+    live: Mutex<HashMap<[u8; 20], Arc<str>>>,
+}
+
+impl Resolver {
+    /// The torrent of `hash` as librqbit adds it, if published and not refused.
+    fn torrent(&self, hash: [u8; 20]) -> Option<(AddTorrent<'static>, AddTorrentOptions)> {
+        let hex = hex::encode(hash);
+        let found = lock(&self.catalog).torrent_by_info_hash(&hex);
+        let (info, sha256) = match found {
+            Ok(Some(found)) => found,
+            Ok(None) => return None,
+            Err(e) => {
+                warn!(torrent = %hex, error = %format!("{e:#}"), "cannot look up a torrent");
+                return None;
+            }
+        };
+        if lock(&self.refused).contains(&sha256) {
+            return None;
+        }
+        // No announce URL, no announcing (librqbit 9.1 ignores `disable_trackers`).
+        let bytes = torrent::torrent_file(&info, &self.trackers, &[], "").ok()?;
+        let path = self.store.object_path(&sha256);
+        let opts = AddTorrentOptions {
+            overwrite: true,
+            storage_factory: Some(store_object(path, &sha256, &self.files)),
+            // The primary is the first source of everything it publishes: each peer is
+            // handed pieces no other peer has, so a fleet fetching a new package at once
+            // costs it about one copy and the mirrors trade the rest.
+            super_seed: true,
+            ..Default::default()
+        };
+        info!(torrent = %hex, object = %sha256, "seeding: live on demand");
+        lock(&self.live).insert(hash, Arc::from(sha256.as_str()));
+        Some((AddTorrent::TorrentFileBytes(bytes.into()), opts))
+    }
+}
+
+/// The primary's seeder. Only torrents peers ask for are live: a torrent costs librqbit
+/// timers, tasks and memory whether or not anyone fetches it (an idle primary of 4,402 live
+/// torrents burned 17.6 % of a core), so a peer's handshake naming a published infohash
+/// makes its torrent live before it is answered (librqbit asks `Resolver`), and a torrent
+/// with no peer for `idle` stops again. The tracker names the seeder for every published
+/// infohash, live or not.
 pub struct Seeder {
     runtime: tokio::runtime::Runtime,
     session: Arc<Session>,
-    files: Arc<StoreFiles>,
-    /// Announce to the torrents' trackers: not when the only one is this repository's own,
-    /// which names the seeder in every answer anyway (20,000 torrents announced to it every
-    /// interval, for nothing).
-    announce: bool,
-}
-
-/// An object being seeded: its torrent's infohash (the tracker's) and session id.
-struct Seeded {
-    hash: String,
-    id: usize,
-}
-
-/// What the seeder seeds, by object sha256, and what it refuses until repofsd restarts (with
-/// its infohash).
-#[derive(Default)]
-struct Seeding {
-    seeded: HashMap<String, Seeded>,
-    refused: HashMap<String, String>,
-}
-
-impl Seeding {
-    /// The infohashes seeded, for the tracker.
-    fn hashes(&self) -> HashSet<String> {
-        self.seeded.values().map(|s| s.hash.clone()).collect()
-    }
+    resolver: Arc<Resolver>,
+    idle: Duration,
 }
 
 impl Seeder {
     /// Starts a session accepting peers on `listen` (port 0: any), without DHT or local
     /// discovery: peers come from the trackers the torrents name. `recheck`: librqbit reads
-    /// every object back as it starts seeding it. `announce`: to the torrents' trackers.
+    /// each object back as its torrent is made live. `trackers`: external announce URLs
+    /// live torrents announce to. `idle`: how long a live torrent may go without a peer.
     pub fn start(
         scratch: &Path,
         listen: SocketAddr,
         recheck: bool,
-        announce: bool,
+        trackers: Vec<String>,
+        idle: Duration,
+        catalog: Catalog,
+        store: Store,
     ) -> anyhow::Result<Seeder> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
@@ -219,12 +266,31 @@ impl Seeder {
             swarm::PRIMARY_ID,
         )
         .context("starting the BitTorrent session")?;
-        info!(addr = ?session.listen_addr(), "seeding");
+        let resolver = Arc::new(Resolver {
+            catalog: Mutex::new(catalog),
+            store,
+            trackers,
+            files: Arc::new(StoreFiles::new(!recheck, OPEN_FILES)),
+            refused: Mutex::new(HashSet::new()),
+            live: Mutex::new(HashMap::new()),
+        });
+        let r = resolver.clone();
+        session.set_torrent_resolver(Arc::new(move |hash| {
+            let r = r.clone();
+            Box::pin(async move {
+                // One indexed point query in SQLite: off the runtime's workers.
+                tokio::task::spawn_blocking(move || r.torrent(hash.0))
+                    .await
+                    .ok()
+                    .flatten()
+            })
+        }));
+        info!(addr = ?session.listen_addr(), "seeding: every published object, live on demand");
         Ok(Seeder {
             runtime,
             session,
-            files: Arc::new(StoreFiles::new(!recheck, OPEN_FILES)),
-            announce,
+            resolver,
+            idle,
         })
     }
 
@@ -238,134 +304,112 @@ impl Seeder {
         self.session.listen_addr()
     }
 
-    /// Seeds every published file and seekable twin not seeded yet, by object (identical
-    /// files share one torrent). Nothing is read: each piece is checked when first read for a
-    /// peer (unless `recheck`, where librqbit reads each object as it is added). Logs once
-    /// every torrent added is live.
-    fn sync(
-        &self,
-        catalog: &Catalog,
-        store: &Store,
-        trackers: &[String],
-        tracker: &Arc<super::tracker::Tracker>,
-        seeding: &mut Seeding,
-    ) -> anyhow::Result<()> {
-        let start = Instant::now();
-        let mut added = Vec::new();
-        for (sha256, hash) in catalog.seedable_objects()? {
-            if seeding.seeded.contains_key(&sha256) || seeding.refused.contains_key(&sha256) {
-                continue;
-            }
-            let Some((_, info, _)) = catalog.object_torrent(&sha256)? else {
-                continue;
-            };
-            // No announce URL, no announcing (librqbit 9.1 ignores `disable_trackers`).
-            let announce_to = if self.announce { trackers } else { &[] };
-            let bytes = torrent::torrent_file(&info, announce_to, &[], "")?;
-            let path = store.object_path(&sha256);
-            let opts = AddTorrentOptions {
-                overwrite: true,
-                storage_factory: Some(store_object(path, &sha256, &self.files)),
-                // The primary is the first source of everything it publishes: each peer is
-                // handed pieces no other peer has, so a fleet fetching a new package at once
-                // costs it about one copy and the mirrors trade the rest.
-                super_seed: true,
-                ..Default::default()
-            };
-            let add = self
-                .session
-                .add_torrent(AddTorrent::TorrentFileBytes(bytes.into()), Some(opts));
-            match self.runtime.block_on(add) {
-                Ok(
-                    AddTorrentResponse::Added(id, h) | AddTorrentResponse::AlreadyManaged(id, h),
-                ) => {
-                    seeding.seeded.insert(sha256, Seeded { hash, id });
-                    added.push(h);
-                }
-                Ok(AddTorrentResponse::ListOnly(_)) => {}
-                Err(e) => warn!(object = %sha256, error = %format!("{e:#}"), "cannot seed"),
-            }
+    /// Stops the torrents of objects a first read found corrupt and refuses them from now
+    /// on; their infohashes (hex), if there were any.
+    fn drop_corrupt(&self) -> Vec<String> {
+        let corrupt: HashSet<String> = std::mem::take(&mut *lock(&self.resolver.files.corrupt))
+            .into_iter()
+            .collect();
+        if corrupt.is_empty() {
+            return Vec::new();
         }
-        if !added.is_empty() {
-            let total = seeding.seeded.len();
-            let tracker = tracker.clone();
-            self.runtime.spawn(async move {
-                let n = added.len();
-                for h in added {
-                    if h.wait_until_initialized().await.is_err() {
-                        continue;
-                    }
-                    // Leechers that announced before this torrent was live found no torrent
-                    // here; dial them now rather than leave them to their next announce.
-                    for peer in tracker.leechers(&h.info_hash().0) {
-                        dial(&h, peer);
-                    }
-                }
-                info!(added = n, objects = total, elapsed = ?start.elapsed(), "seeding: every torrent live");
-            });
+        lock(&self.resolver.refused).extend(corrupt.iter().cloned());
+        let hashes: Vec<[u8; 20]> = lock(&self.resolver.live)
+            .iter()
+            .filter(|(_, sha256)| corrupt.contains(&***sha256))
+            .map(|(h, _)| *h)
+            .collect();
+        for h in &hashes {
+            self.stop_torrent(*h);
         }
-        Ok(())
+        hashes.iter().map(hex::encode).collect()
     }
 
-    /// Stops seeding the objects a first read found corrupt; true if there were any.
-    fn drop_corrupt(&self, seeding: &mut Seeding) -> bool {
-        let corrupt = std::mem::take(&mut *lock(&self.files.corrupt));
-        let mut dropped = false;
-        for sha256 in corrupt {
-            let Some(s) = seeding.seeded.remove(&sha256) else {
-                continue;
-            };
-            seeding.refused.insert(sha256.clone(), s.hash);
-            dropped = true;
-            if let Err(e) = self
-                .runtime
-                .block_on(self.session.delete(s.id.into(), false))
-            {
-                warn!(object = %sha256, error = %format!("{e:#}"), "could not drop a corrupt object's torrent");
-            }
+    /// Removes torrent `hash` from the session (nothing is deleted from the store).
+    fn stop_torrent(&self, hash: [u8; 20]) {
+        lock(&self.resolver.live).remove(&hash);
+        let id = librqbit::api::TorrentIdOrHash::Hash(librqbit_core::Id20::new(hash));
+        if let Err(e) = self.runtime.block_on(self.session.delete(id, false)) {
+            warn!(torrent = %hex::encode(hash), error = %format!("{e:#}"), "could not stop a torrent");
         }
-        dropped
     }
 
-    /// Polls the catalog until `stop` is set, seeding what gets published, dropping what a
-    /// read found corrupt, and telling the tracker what is seeded.
-    pub fn follow(
-        &self,
-        catalog: &Catalog,
-        store: &Store,
-        trackers: &[String],
-        tracker: &Arc<super::tracker::Tracker>,
-        stop: &std::sync::atomic::AtomicBool,
-    ) {
-        let mut seeding = Seeding::default();
-        let mut version = None;
-        while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-            let now = catalog.data_version().ok();
-            let mut changed = self.drop_corrupt(&mut seeding);
-            if now.is_none() || now != version {
-                match self.sync(catalog, store, trackers, tracker, &mut seeding) {
-                    Ok(()) => {
-                        version = now;
-                        changed = true;
-                    }
-                    Err(e) => warn!(error = %format!("{e:#}"), "seeding sync failed"),
-                }
+    /// Stops the live torrents that have had no peer for `idle`; `last_busy` remembers when
+    /// each live torrent last had one.
+    fn stop_idle(&self, last_busy: &mut HashMap<[u8; 20], Instant>, now: Instant) {
+        let live: Vec<([u8; 20], bool)> = self
+            .session
+            .with_torrents(|ts| ts.map(|(_, t)| (t.info_hash().0, busy(t))).collect());
+        let present: HashSet<[u8; 20]> = live.iter().map(|(h, _)| *h).collect();
+        last_busy.retain(|h, _| present.contains(h));
+        let mut stopped = 0;
+        for (hash, busy) in live {
+            let since = last_busy.entry(hash).or_insert(now);
+            if busy {
+                *since = now;
+            } else if now.duration_since(*since) >= self.idle {
+                self.stop_torrent(hash);
+                last_busy.remove(&hash);
+                stopped += 1;
             }
-            if changed {
-                tracker.set_refused(seeding.refused.values().cloned().collect());
-                tracker.set_published(seeding.hashes());
+        }
+        // Beyond the cap, the longest without a peer stop first (peers asking for many
+        // distinct files at once must not make every torrent live).
+        let excess = last_busy.len().saturating_sub(LIVE_MAX);
+        if excess > 0 {
+            let mut quiet: Vec<([u8; 20], Instant)> = last_busy
+                .iter()
+                .filter(|(_, since)| **since < now)
+                .map(|(h, since)| (*h, *since))
+                .collect();
+            quiet.sort_by_key(|(_, since)| *since);
+            for (hash, _) in quiet.into_iter().take(excess) {
+                self.stop_torrent(hash);
+                last_busy.remove(&hash);
+                stopped += 1;
             }
+        }
+        if stopped > 0 {
+            info!(
+                stopped,
+                live = last_busy.len(),
+                "seeding: idle torrents stopped"
+            );
+        }
+    }
+
+    /// Until `stop` is set: stops idle torrents, and drops what a read found corrupt from
+    /// seeding and from the tracker's answers.
+    pub fn follow(&self, tracker: &Arc<super::tracker::Tracker>, stop: &AtomicBool) {
+        let mut refused = HashSet::new();
+        let mut last_busy = HashMap::new();
+        while !stop.load(Ordering::Relaxed) {
+            let dropped = self.drop_corrupt();
+            if !dropped.is_empty() {
+                refused.extend(dropped);
+                tracker.set_refused(refused.clone());
+            }
+            self.stop_idle(&mut last_busy, Instant::now());
             std::thread::sleep(POLL);
         }
     }
 
-    /// Connects to `peer` for the torrent `info_hash` if seeding it (a leecher the tracker
-    /// just heard from: the seeder need not wait for its own next announce to learn of it).
+    /// Connects to `peer` for the torrent `info_hash`, made live if published (a leecher the
+    /// tracker just heard from: some clients never dial the seeder the tracker names).
     pub fn add_peer(&self, info_hash: [u8; 20], peer: SocketAddr) {
-        let id = librqbit::api::TorrentIdOrHash::Hash(librqbit_core::Id20::new(info_hash));
-        if let Some(t) = self.session.get(id) {
-            dial(&t, peer);
-        }
+        let session = self.session.clone();
+        self.runtime.spawn(async move {
+            let hash = librqbit_core::Id20::new(info_hash);
+            let Some((_, t)) = session.resolve(hash).await else {
+                return;
+            };
+            if tokio::time::timeout(LIVE_WAIT, t.wait_until_initialized())
+                .await
+                .is_ok_and(|r| r.is_ok())
+            {
+                dial(&t, peer);
+            }
+        });
     }
 
     /// Stops seeding: peers are disconnected, nothing is written.
@@ -373,6 +417,15 @@ impl Seeder {
         self.runtime.block_on(self.session.stop());
         self.runtime.shutdown_timeout(Duration::from_secs(5));
     }
+}
+
+/// Whether torrent `t` is in use: starting, or with a peer connected, connecting or queued.
+fn busy(t: &librqbit::ManagedTorrent) -> bool {
+    if let Some(live) = t.live() {
+        let p = live.stats_snapshot().peer_stats;
+        return p.live + p.connecting + p.queued > 0;
+    }
+    t.with_state(|s| matches!(s, librqbit::ManagedTorrentState::Initializing(_)))
 }
 
 /// Connects the seeder to `peer` for torrent `t` if it is live and does not know that peer.

@@ -123,11 +123,11 @@ pub fn object_status<'a>(status: &'a Value, sha256: &str) -> Option<&'a Value> {
         .find(|o| o["sha256"] == sha256)
 }
 
-/// Waits until the primary seeds `name` (its seeder added the torrent), so a mirror's first
-/// announce finds it: a cold read is then the swarm's, not the origin's (which serves when the
-/// swarm knows no peer).
-pub fn wait_seeding(primary: &Site, name: &str) {
+/// Waits until the primary seeds what it has published (its torrents are made live when a
+/// peer asks), so a mirror's first announce finds the seeder: a cold read is then the
+/// swarm's, not the origin's (which serves when the swarm knows no peer).
+pub fn wait_seeding(primary: &Site) {
     primary
         .daemon
-        .wait_log(&format!("added torrent name=\"{name}\""), SYNC);
+        .wait_log("seeding: every published object", SYNC);
 }

@@ -377,7 +377,7 @@ fn small_files_and_index_objects_under_concurrent_keep_alive_clients() {
 fn a_mirror_range_fetches_only_its_pieces() {
     let (p, port) = primary();
     let blob = publish_random(&p, "large-1.0.bin", 40);
-    wait_seeding(&p, "large-1.0.bin");
+    wait_seeding(&p);
     let sha = sha256_file(&blob);
     let mport = free_port();
     let m = Mirror::start_listening(&p, port, "", Some(mport));

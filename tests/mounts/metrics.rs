@@ -135,7 +135,7 @@ fn metrics_count_verdicts_and_a_mirror_counts_the_primarys_bytes() {
         "{m:#?}"
     );
 
-    wait_seeding(&p, "swarm-1.0.bin");
+    wait_seeding(&p);
     let mirror = Mirror::start_listening(&p, port, "", Some(free_port()));
     let got = fs::read(mirror.mnt.path("dists/hello/swarm-1.0.bin"))
         .unwrap_or_else(|e| panic!("read: {e}\n{}", mirror.daemon.log()));

@@ -21,9 +21,10 @@ fn swarm_only_primary() -> Site {
     ))
 }
 
-/// `dists/hello/NAME.torrent` in `site`'s mount, once the seeder seeds NAME.
+/// `dists/hello/NAME.torrent` in `site`'s mount, once the seeder runs (it makes NAME live
+/// when a client asks).
 fn seeded_torrent(s: &Site, name: &str) -> std::path::PathBuf {
-    wait_seeding(s, name);
+    wait_seeding(s);
     s.mnt.path(&format!("dists/hello/{name}.torrent"))
 }
 

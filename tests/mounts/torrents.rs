@@ -182,8 +182,10 @@ fn a_stock_client_downloads_from_the_primary_through_its_own_tracker() {
     assert_eq!(sha256_file(&object), sha256_file(&blob));
 }
 
-/// Debian's opentracker as the external tracker: the primary announces to it and a stock
-/// client finds the primary there.
+/// Debian's opentracker as the external tracker: a stock client downloads while the
+/// primary's torrent is not live (from the torrent's web seed: opentracker lists no one), and
+/// once a peer's handshake makes the torrent live the primary announces to opentracker,
+/// which then names it.
 #[test]
 fn a_stock_client_downloads_through_opentracker() {
     let ot_port = free_port();
@@ -221,7 +223,7 @@ fn a_stock_client_downloads_through_opentracker() {
         std::time::Duration::from_secs(10),
         || std::net::TcpStream::connect(("127.0.0.1", ot_port)).ok(),
     );
-    // Now seed: the primary announces to opentracker as it adds the torrent.
+    // Now seed: the primary announces to opentracker when a peer makes the torrent live.
     s.daemon.terminate();
     let http = free_port();
     s.w.repo.set_config(&format!(
@@ -232,6 +234,19 @@ fn a_stock_client_downloads_through_opentracker() {
     s.daemon
         .wait_log("serving /announce", std::time::Duration::from_secs(20));
     assert_downloads(s.w.scratch("got"), &torrent, &blob);
+    let seeder = seeder_addr(&s.daemon);
+    let raw: [u8; 20] = hex::decode(&hash).unwrap().try_into().unwrap();
+    assert_eq!(handshake(seeder, &raw), Some(raw.to_vec()));
+    let mut listed = vec![127, 0, 0, 1];
+    listed.extend(seeder.port().to_be_bytes());
+    wait_for(
+        "opentracker to name the seeder",
+        std::time::Duration::from_secs(20),
+        || {
+            let a = tracker_get("127.0.0.1", ot_port, "announce", &hash, "&port=7005&left=5");
+            contains(&a, &listed).then_some(())
+        },
+    );
 }
 
 struct KillOnDrop(std::process::Child);
@@ -421,7 +436,7 @@ fn a_restarted_primary_seeds_without_reading_the_store_and_never_serves_a_change
     std::io::copy(&mut bin, &mut std::io::sink()).unwrap();
     let daemon = Daemon::start(&w.repo, &[]);
     daemon.wait_log(
-        "seeding: every torrent live",
+        "seeding: every published object",
         std::time::Duration::from_secs(30),
     );
     let read = read_bytes(daemon.child.id());
@@ -476,4 +491,105 @@ fn a_restarted_primary_seeds_without_reading_the_store_and_never_serves_a_change
         name,
         object,
     );
+}
+
+/// The seeder's peer address, from its start line in the daemon's log.
+fn seeder_addr(daemon: &Daemon) -> std::net::SocketAddr {
+    let log = daemon.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("seeding: every published object"))
+        .expect("seeder started");
+    let at = line.find("addr=Some(").expect("addr in the start line") + "addr=Some(".len();
+    line[at..].split(')').next().unwrap().parse().unwrap()
+}
+
+/// Sends a BitTorrent handshake for `info_hash` to `seeder`: its answer's infohash, or None
+/// if it hung up without answering.
+fn handshake(seeder: std::net::SocketAddr, info_hash: &[u8; 20]) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let mut s =
+        std::net::TcpStream::connect_timeout(&seeder, std::time::Duration::from_secs(5)).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(15)))
+        .unwrap();
+    let mut hello = b"\x13BitTorrent protocol".to_vec();
+    hello.extend([0u8; 8]);
+    hello.extend(info_hash);
+    hello.extend(b"-XX0001-handshake-01");
+    s.write_all(&hello).unwrap();
+    let mut answer = [0u8; 68];
+    s.read_exact(&mut answer).ok()?;
+    Some(answer[28..48].to_vec())
+}
+
+/// Torrents (hex) the log says were made live on demand.
+fn made_live(daemon: &Daemon) -> Vec<String> {
+    daemon
+        .log()
+        .lines()
+        .filter(|l| l.contains("seeding: live on demand"))
+        .filter_map(|l| l.split("torrent=").nth(1))
+        .map(|t| t.split_whitespace().next().unwrap().to_string())
+        .collect()
+}
+
+/// A primary of many published objects keeps none live at start: a peer's handshake naming
+/// a published infohash makes its torrent live before it is answered, a stock client
+/// downloads a file no one asked for before byte-identical, an infohash the repository does
+/// not publish is refused, and torrents with no peer stop again (`live_idle`).
+#[test]
+fn the_primary_makes_torrents_live_on_demand_and_stops_idle_ones() {
+    let port = free_port();
+    let w = World::with_config(&format!(
+        "[distribution]\nlisten = \"127.0.0.1:{port}\"\nannounce_interval = \"1s\"\nlive_idle = \"2s\"\n"
+    ));
+    let objects = publish_many(&w);
+    let daemon = Daemon::start(&w.repo, &[]);
+    let s = std::time::Duration::from_secs;
+    daemon.wait_log("seeding: every published object", s(30));
+    let seeder = seeder_addr(&daemon);
+    std::thread::sleep(s(1));
+    assert_eq!(
+        made_live(&daemon),
+        Vec::<String>::new(),
+        "nothing live at start"
+    );
+
+    // An unknown infohash: the handshake is refused, nothing made live.
+    assert_eq!(
+        handshake(seeder, &[7u8; 20]),
+        None,
+        "unknown infohash answered"
+    );
+
+    // A published one, never live: answered with its own infohash, made live for it.
+    let sha = |o: &std::path::Path| o.file_name().unwrap().to_str().unwrap().to_string();
+    let hash_of =
+        |o: &std::path::Path| w.repo.catalog().object_torrent(&sha(o)).unwrap().unwrap().0;
+    let first = hash_of(&objects[5].1);
+    let raw: [u8; 20] = hex::decode(&first).unwrap().try_into().unwrap();
+    assert_eq!(handshake(seeder, &raw), Some(raw.to_vec()));
+    assert_eq!(made_live(&daemon), std::slice::from_ref(&first));
+
+    // A stock client holding only the .torrent downloads another, byte-identical.
+    let d = w.scratch("peer");
+    let (name, object) = &objects[9];
+    assert_downloads_as(&d.join("got"), &fetch_torrent(port, name, &d), name, object);
+    let mut live = made_live(&daemon);
+    live.sort();
+    live.dedup();
+    let mut want = vec![first, hash_of(object)];
+    want.sort();
+    assert_eq!(
+        live, want,
+        "only the torrents peers asked for were made live"
+    );
+
+    // With no peers left, both stop; a new handshake makes one live again.
+    wait_for("the idle torrents to stop", s(20), || {
+        let log = daemon.log();
+        let last = log.lines().rfind(|l| l.contains("idle torrents stopped"))?;
+        last.contains("live=0").then_some(())
+    });
+    assert_eq!(handshake(seeder, &raw), Some(raw.to_vec()));
 }

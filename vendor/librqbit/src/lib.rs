@@ -93,7 +93,7 @@ pub use listen::{ListenerMode, ListenerOptions};
 pub use peer_connection::PeerConnectionOptions;
 pub use session::{
     AddTorrent, AddTorrentOptions, AddTorrentResponse, DhtSessionConfig, ListOnlyResponse,
-    SUPPORTED_SCHEMES, Session, SessionOptions, SessionPersistenceConfig,
+    SUPPORTED_SCHEMES, Session, SessionOptions, SessionPersistenceConfig, TorrentResolver,
 };
 pub use stream_connect::ConnectionOptions;
 pub use torrent_state::{

@@ -168,7 +168,19 @@ pub struct Session {
     pub ipv4_only: bool,
     pub peer_limit: Option<usize>,
     client_name_and_version: String,
+
+    // REPOFS: asked for the torrent of an incoming handshake the session does not hold.
+    resolver: RwLock<Option<TorrentResolver>>,
 }
+
+/// REPOFS: what an incoming peer's handshake names when the session does not hold it: the
+/// torrent to add (and how), or None to refuse the peer. Lets a seeder of many torrents keep
+/// only those peers ask for live.
+pub type TorrentResolver = Arc<
+    dyn Fn(Id20) -> BoxFuture<'static, Option<(AddTorrent<'static>, AddTorrentOptions)>>
+        + Send
+        + Sync,
+>;
 
 /// A 40 character hex string is a v1 info hash. Checking the length alone
 /// also matches URLs that happen to be 40 characters long, such as
@@ -842,6 +854,7 @@ impl Session {
                 blocklist,
                 allowlist,
                 lsd,
+                resolver: RwLock::new(None),
             });
 
             if let Some(mut listen) = listen_result {
@@ -970,12 +983,19 @@ impl Session {
             bail!("seems like we are connecting to ourselves, ignoring");
         }
 
-        let (id, torrent) = self
+        let held = self
             .db
             .read()
             .by_hash(h.info_hash)
-            .map(|(id, t)| (id, t.clone()))
-            .with_context(|| format!("didn't find a matching torrent {:?}", h.info_hash))?;
+            .map(|(id, t)| (id, t.clone()));
+        let (id, torrent) = match held {
+            Some(held) => held,
+            None => self
+                .clone()
+                .resolve(h.info_hash)
+                .await
+                .with_context(|| format!("didn't find a matching torrent {:?}", h.info_hash))?,
+        };
 
         let live = torrent
             .live_wait_initializing(Duration::from_secs(5))
@@ -993,6 +1013,38 @@ impl Session {
                 read_buf,
             },
         ))
+    }
+
+    /// REPOFS: sets the resolver asked for torrents incoming peers name that the session
+    /// does not hold.
+    pub fn set_torrent_resolver(&self, resolver: TorrentResolver) {
+        *self.resolver.write() = Some(resolver);
+    }
+
+    /// REPOFS: the torrent `info_hash`, held or else added as the resolver names it (a
+    /// concurrent add of the same torrent is taken as is); None if neither.
+    pub async fn resolve(
+        self: Arc<Self>,
+        info_hash: Id20,
+    ) -> Option<(TorrentId, ManagedTorrentHandle)> {
+        let held = self.db.read().by_hash(info_hash).map(|(id, t)| (id, t.clone()));
+        if held.is_some() {
+            return held;
+        }
+        let resolver = self.resolver.read().clone()?;
+        let (add, opts) = resolver(info_hash).await?;
+        match self.add_torrent(add, Some(opts)).await {
+            Ok(AddTorrentResponse::Added(id, t) | AddTorrentResponse::AlreadyManaged(id, t))
+                if t.info_hash() == info_hash =>
+            {
+                Some((id, t))
+            }
+            Ok(_) => None,
+            Err(e) => {
+                debug!(?info_hash, "resolved torrent not added: {e:#}");
+                None
+            }
+        }
     }
 
     async fn task_listener<A: Accept>(
