@@ -14,6 +14,7 @@ mod install;
 mod lifecycle;
 mod meta_deltas;
 mod mirror_fetch;
+mod mirror_hold;
 mod mirror_index;
 mod mirror_origin;
 mod pkgmeta;

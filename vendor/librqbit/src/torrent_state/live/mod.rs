@@ -759,6 +759,16 @@ impl TorrentStateLive {
             .map(|c| *c.get_hns())
     }
 
+    /// The pieces this torrent has (checked against their hash), one bool per piece; None
+    /// before its pieces are known (repofs: a mirror's background fetch records each in its
+    /// cache as librqbit gets it, without a stream per piece).
+    pub fn have_pieces(&self) -> Option<Vec<bool>> {
+        self.lock_read("have_pieces")
+            .get_chunks()
+            .ok()
+            .map(|c| c.get_have_pieces().as_slice().iter().map(|b| *b).collect())
+    }
+
     fn transmit_haves(&self, index: ValidPieceIndex) {
         let _ = self.have_broadcast_tx.send(index);
     }
