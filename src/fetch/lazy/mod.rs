@@ -24,7 +24,8 @@
 //! one-stream fetch; `storage` is librqbit's storage over the cache; `status` writes the
 //! report; `plan` holds the decisions (which pieces, which reader is sequential, which
 //! anchor goes), tested without a swarm; `fallback` lets the origin serve over HTTP
-//! (`fetch::origin`) when the swarm has no peers or falls behind.
+//! (`fetch::origin`) when the swarm has no peers or falls behind; `hold` fetches what
+//! `[mirror] hold` names as soon as it is published, with no reader.
 
 mod fallback;
 mod hold;
