@@ -34,11 +34,11 @@ fn a_held_package_arrives_with_no_reader() {
     let h = wait_for("the mirror to hold the new package", HELD, || {
         let h = hold_status(&m);
         let total = h["total_bytes"].as_u64()?;
-        (total >= 16 << 20 && h["held_bytes"].as_u64() == Some(total)).then_some(h)
+        let whole = h["held_bytes"].as_u64() == Some(total) && h["held_objects"] == h["objects"];
+        (total >= 16 << 20 && whole).then_some(h)
     });
     eprintln!("hold status: {h}");
     assert_eq!(h["patterns"], serde_json::json!(["*"]));
-    assert_eq!(h["held_objects"], h["objects"], "{h}");
     assert!(h["error"].is_null(), "{h}");
     let cached = m.repo.root.join("mirror/complete").join(&sha);
     assert_eq!(sha256_file(&cached), sha, "the cache holds other bytes");
@@ -146,4 +146,24 @@ fn a_hold_larger_than_the_cache_fails_at_start() {
         .unwrap()
         .count();
     assert_eq!(before, after);
+}
+
+/// With the tracker down (no peer to be found) a held package still arrives, from the origin
+/// over HTTP, each piece checked; the status says so.
+#[test]
+fn with_the_tracker_down_a_held_package_comes_from_the_origin() {
+    let (p, port) = primary_with_dead_tracker("");
+    let m = Mirror::start(&p, port, "[mirror]\nhold = [\"*\"]\n");
+    let blob = publish_random(&p, "far-1.0.bin", 8);
+    let sha = sha256_file(&blob);
+    let cached = m.repo.root.join("mirror/complete").join(&sha);
+    wait_for("the held package from the origin", HELD, || {
+        cached.exists().then_some(())
+    });
+    assert_eq!(sha256_file(&cached), sha);
+    let st = m.status_when("the origin's bytes in the status", |s| {
+        s["origin"]["bytes"].as_u64() >= Some(8 << 20)
+    });
+    assert_eq!(st["peers"], 0, "{st}");
+    assert_eq!(st["origin"]["corrupt_pieces"], 0, "{st}");
 }

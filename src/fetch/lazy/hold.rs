@@ -23,6 +23,8 @@ use globset::{Glob, GlobSet, GlobSetBuilder};
 use serde::{Deserialize, Serialize};
 use tracing::{error, info, warn};
 
+use super::super::cache::CacheObject;
+use super::fallback::{known_peers, tell_swarm};
 use super::{Busy, FetchError, Fetcher};
 use crate::catalog::Catalog;
 use crate::sync::lock;
@@ -36,6 +38,10 @@ const RECORD_EVERY: Duration = Duration::from_millis(250);
 /// A held fetch that gets no new piece for this long stops; it is retried after `RETRY`.
 const STALL: Duration = Duration::from_secs(60);
 const RETRY: Duration = Duration::from_secs(5);
+/// With no peer known this long after a held fetch starts (tracker down, nobody holds it),
+/// the origin serves it over HTTP, `ORIGIN_SPAN` bytes at a time, within `origin_rate`.
+const PEER_GRACE: Duration = Duration::from_secs(2);
+const ORIGIN_SPAN: u64 = 16 << 20;
 
 /// The stable code of a hold that does not fit the cache (start-up error, status).
 pub const TOO_LARGE: &str = "hold-exceeds-cache";
@@ -254,7 +260,7 @@ impl Fetcher {
                 .await
                 .map_err(FetchError::Failed)?;
         }
-        let mut progress = Instant::now();
+        let (started, mut progress) = (Instant::now(), Instant::now());
         while !object.is_complete() {
             let had = object.verified_count();
             if had == object.piece_count() {
@@ -278,6 +284,9 @@ impl Fetcher {
                     .await
                     .map_err(|e| FetchError::Failed(e.into()))??;
             }
+            if known_peers(&torrent) == 0 && started.elapsed() >= PEER_GRACE {
+                self.hold_from_origin(&torrent, sha, &object).await;
+            }
             if object.verified_count() > had {
                 progress = Instant::now();
             } else if progress.elapsed() > STALL {
@@ -286,6 +295,37 @@ impl Fetcher {
             tokio::time::sleep(RECORD_EVERY).await;
         }
         Ok(())
+    }
+
+    /// With no peer to ask: the next `ORIGIN_SPAN` from the first missing piece, over HTTP
+    /// from the origins (each piece checked before it is written), then told to the swarm.
+    async fn hold_from_origin(
+        &self,
+        torrent: &Arc<librqbit::ManagedTorrent>,
+        sha: &str,
+        object: &Arc<CacheObject>,
+    ) {
+        let seeds = self.web_seeds();
+        if !self.origin.available(&seeds) {
+            return;
+        }
+        let piece = u64::from(crate::torrent::PIECE_LENGTH);
+        let Some(first) = (0..object.piece_count()).find(|&p| !object.is_verified(p)) else {
+            return;
+        };
+        let (from, to) = (
+            first * piece,
+            (first * piece + ORIGIN_SPAN).min(object.size),
+        );
+        let filled = tokio::time::timeout(
+            self.read_timeout.max(Duration::from_secs(1)) * 4,
+            self.origin.fill(object, &seeds, from, to, false),
+        )
+        .await;
+        if let Ok(Err(e)) = &filled {
+            warn!(object = %sha, reason = e.code(), error = %e, "the origin could not serve a held object");
+        }
+        tell_swarm(torrent, object, from, to);
     }
 
     /// The held objects: eviction never picks them.
