@@ -423,7 +423,7 @@ report() {
   R[failed_$scn]=$failed
   R[packages_$scn]=$(ratio2 "$ptx" "$size_bytes")
 }
-extra_line() { [[ -e $sd/extra ]] && echo "; $(cat "$sd/extra")"; return 0; }
+extra_line() { [[ -e $sd/extra ]] && echo "; $(awk 'NR > 1 { printf "; " } { printf "%s", $0 }' "$sd/extra")"; return 0; }
 
 # ---- scenarios --------------------------------------------------------------------------
 begin() {
@@ -588,6 +588,7 @@ hold_round() {
   snapshot before
   t0=$(now_ms)
   publish_pkg
+  echo "publication (cp into incoming/ until listed on the primary) took $(secs $(($(now_ms) - t0))) s" > "$sd/extra"
   for i in $(seq 1 "$n"); do
     (
       rc=0
@@ -612,7 +613,7 @@ scenario_hold() {
   nmirrors=$all
   scn=hold-all; sd=$work/scn/hold-all; mkdir -p "$sd"; : > "$sd/readers"
   hold_round "$nmirrors"
-  echo "times count from the cp into the primary's incoming/ until the object is complete in the mirror's cache; one mirror alone: ${R[slowest_hold]} s" > "$sd/extra"
+  echo "times count from the cp into the primary's incoming/ until the object is complete in the mirror's cache; one mirror alone: ${R[slowest_hold]} s" >> "$sd/extra"
   report "$t0"
   fleet_down
 }

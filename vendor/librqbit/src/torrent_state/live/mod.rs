@@ -283,7 +283,10 @@ impl TorrentStateLive {
                 live_outgoing_peers: Default::default(),
             },
             _locked: RwLock::new(TorrentStateLocked {
-                pieces: Some(PieceTracker::new(paused.chunk_tracker)),
+                pieces: Some(
+                    PieceTracker::new(paused.chunk_tracker)
+                        .with_random_order(paused.shared.options.random_pieces),
+                ),
                 file_priorities,
                 fatal_errors_tx: Some(fatal_errors_tx),
                 unflushed_bitv_bytes: 0,
