@@ -74,9 +74,6 @@ impl Fetcher {
             overwrite: true,
             only_files: Some(vec![]),
             storage_factory: Some(cache_storage(object.clone())),
-            // Pieces beyond a reader's stream (a held object's, a sequential reader's rest) in
-            // random order: mirrors fetching the same object spread their asks over every holder.
-            random_pieces: true,
             initial_peers: (!self.initial_peers.is_empty()).then(|| self.initial_peers.clone()),
             ..Default::default()
         };

@@ -102,6 +102,10 @@ impl PieceTracker {
         self
     }
 
+    pub fn set_random_order(&mut self, random: bool) {
+        self.random_order = random;
+    }
+
     /// Read-only access to the underlying ChunkTracker.
     pub fn chunks(&self) -> &ChunkTracker {
         &self.chunks

@@ -762,6 +762,14 @@ impl TorrentStateLive {
             .map(|c| *c.get_hns())
     }
 
+    /// repofs: from now on, pieces no stream asks for are taken in random order, or in file
+    /// order again (`AddTorrentOptions::random_pieces` at add time).
+    pub fn set_random_pieces(&self, random: bool) {
+        if let Ok(p) = self.lock_write("set_random_pieces").get_pieces_mut() {
+            p.set_random_order(random);
+        }
+    }
+
     /// The pieces this torrent has (checked against their hash), one bool per piece; None
     /// before its pieces are known (repofs: a mirror's background fetch records each in its
     /// cache as librqbit gets it, without a stream per piece).
