@@ -30,7 +30,8 @@
 # It reports per mirror: the read's result and wall time, the bytes it received (its eth0), the
 # bytes from the primary and from other hosts (nft counters on its input), what it sent, its
 # fetch status (ROOT/mirror/fetch-status.json: bytes into the cache from peers, uploaded, pieces
-# verified) and its repofsd's CPU seconds (/proc/PID/stat); per scenario the bytes the primary
+# verified, and its own count of bytes by source: origin over HTTP, primary, other mirrors) and
+# its repofsd's CPU seconds (/proc/PID/stat); per scenario the bytes the primary
 # sent (its eth0 tx_bytes) over the read; at the end a summary table. Counters are taken over
 # the read phase only (from just before the reads start to just after the last one ends).
 # Usage: bench/fleet.sh [MIRRORS=2 (1-32)] [RATE=100mbit] [SIZE_MIB=16] [SCENARIOS]
@@ -362,14 +363,17 @@ delta() {
 }
 # CPU seconds of host $1's repofsd during the reads: every incarnation killed meanwhile too.
 cpu_during() { printf "%.2f" "$(echo "$(delta "$1" 6) + $(cat "$sd/$1/cpu.acc" 2>/dev/null || echo 0)" | bc)"; }
-# "DOWNLOADED UPLOADED VERIFIED/PIECES" of the package from mirror $1's fetch-status.json.
+# "DOWNLOADED UPLOADED VERIFIED/PIECES ORIGIN/PRIMARY/MIRRORS" of the package from mirror $1's
+# fetch-status.json (the last: where the mirror itself says its bytes came from, MiB).
 fetch_status() {
-  python3 - "$sd/m$1/root/mirror/fetch-status.json" "$pkg_sha" << 'EOF' 2>/dev/null || echo "- - -"
+  python3 - "$sd/m$1/root/mirror/fetch-status.json" "$pkg_sha" << 'EOF' 2>/dev/null || echo "- - - -"
 import json, sys
 s = json.load(open(sys.argv[1]))
 o = next((o for o in s.get("objects", []) if o["sha256"] == sys.argv[2]), None)
 pieces = f'{o["verified_pieces"]}/{o["pieces"]}' if o else "0/?"
-print(round(s["downloaded_bytes"] / 1048576, 2), round(s["uploaded_bytes"] / 1048576, 2), pieces)
+src = s.get("sources", {})
+by = "/".join(str(round(src.get(k, 0) / 1048576, 2)) for k in ("origin", "primary", "mirrors"))
+print(round(s["downloaded_bytes"] / 1048576, 2), round(s["uploaded_bytes"] / 1048576, 2), pieces, by)
 EOF
 }
 
@@ -380,8 +384,8 @@ report() {
   echo
   echo "### $scn: $nmirrors mirror(s) at $rate, ${size} MiB"
   echo
-  echo "| host | result | wall s | received MiB | from primary MiB | from other mirrors MiB | sent MiB | fetched into cache / uploaded MiB (status) | pieces | repofsd CPU s |"
-  echo "|---|---|---|---|---|---|---|---|---|---|"
+  echo "| host | result | wall s | received MiB | from primary MiB | from other mirrors MiB | sent MiB | fetched into cache / uploaded MiB (status) | pieces | origin / primary / mirrors MiB (status) | repofsd CPU s |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|"
   local slowest=0 ok=0 failed=0
   for i in $(seq 1 "$nmirrors"); do
     h=m$i
@@ -411,7 +415,7 @@ report() {
     local c; c=$(cpu_during "$h")
     # shellcheck disable=SC2046
     set -- $(fetch_status "$i")
-    echo "| $h | $res | $(secs "$wall") | $(mib "$(delta "$h" 2)") | $(mib "$(delta "$h" 4)") | $(mib "$(delta "$h" 5)") | $(mib "$(delta "$h" 3)") | $1 / $2 | $3 | $c |"
+    echo "| $h | $res | $(secs "$wall") | $(mib "$(delta "$h" 2)") | $(mib "$(delta "$h" 4)") | $(mib "$(delta "$h" 5)") | $(mib "$(delta "$h" 3)") | $1 / $2 | $3 | $4 | $c |"
   done
   local ptx; ptx=$(delta p 3)
   echo

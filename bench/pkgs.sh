@@ -12,11 +12,14 @@
 # Times depend on the machine (a round trip costs more on a loaded or virtualised one); the
 # request counts depend only on the kernel, so compare those across machines.
 # The data is prepared once and cached in $REPOFS_BENCH_DATA (outside the repository).
-# Usage: bench/pkgs.sh [RUNS=3] [DEBIAN_PACKAGE=linux-source-6.1]
+# Usage: bench/pkgs.sh [RUNS=3] [DEBIAN_PACKAGE=linux-source-6.1] [MEASURES="1 2 3 4"]
+# (MEASURES picks among the numbered measures below; 1 is the native tar -c that 4 uses.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
 debpkg=${2:-linux-source-6.1}
+measures=" ${3:-1 2 3 4} "
+want() { [[ $measures == *" $1 "* ]]; }
 data=${REPOFS_BENCH_DATA:-/var/tmp/repofs-bench-data}
 [[ $(id -u) -eq 0 ]] || { echo "bench/pkgs.sh: run as root (it mounts)" >&2; exit 1; }
 cargo build --release --quiet
@@ -137,6 +140,7 @@ echo "machine: kernel $(uname -r), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/
 echo "data: $debpkg, $nfiles entries, $(du -h "$src.tar" | cut -f1) tar, $(du -h "$src.tar.gz" | cut -f1) .tar.gz, $(du -h "$src.tar.zst" | cut -f1) .tar.zst; best of $runs, cold caches"
 
 # ---- 1. tar -c ------------------------------------------------------------------------
+if want 1; then
 b1=$(best_of drop tarc "$src.tree")
 mount_best_of tarc "$gz" > "$work/r"; r1=$(cat "$work/r")
 hwm=$(awk '/VmHWM/ {print int($2 / 1024)}' "/proc/$(cat "$work/mount.pid")/status" 2>/dev/null || echo "?")
@@ -146,8 +150,10 @@ if $have_rat; then
   x1=$(best_of rat_fresh tarc "$work/rat")
   echo "   ratarmount ${x1}s, ratio to native $(ratio "$x1" "$b1")"
 fi
+fi
 
 # ---- 2. first read of one small file ----------------------------------------------------
+if want 2; then
 b2=$(best_of drop catf "$src.tree")
 mount_best_of catf "$gz" > "$work/r"; r2=$(cat "$work/r"); cp "$work/last" "$work/last2"
 mount_best_of catf "$zst" > "$work/r"; z2=$(cat "$work/r")
@@ -158,8 +164,10 @@ if $have_rat; then
   x2=$(best_of rat_fresh catf "$work/rat")
   echo "   ratarmount (index built) ${x2}s"
 fi
+fi
 
 # ---- 3. ls -lR ------------------------------------------------------------------------
+if want 3; then
 b3=$(best_of drop lslr "$src.tree")
 mount_best_of lslr "$gz" > "$work/r"; r3=$(cat "$work/r")
 echo "3. ls -lR: native ${b3}s, pkgs/ ${r3}s, ratio $(ratio "$r3" "$b3") (target <= 1.2)"
@@ -168,9 +176,13 @@ if $have_rat; then
   x3=$(best_of rat_fresh lslr "$work/rat")
   echo "   ratarmount ${x3}s, ratio to native $(ratio "$x3" "$b3")"
 fi
+fi
 
 # ---- zstd tar -c (uses whatever the zstd path prepares) ----------------------------------
+if want 4; then
+[[ -n ${b1:-} ]] || b1=$(best_of drop tarc "$src.tree")
 mount_best_of tarc "$zst" > "$work/r"; r4=$(cat "$work/r")
 echo "4. tar -c whole tree, pkgs/ .tar.zst: ${r4}s, ratio $(ratio "$r4" "$b1") (target <= 1.0)"
 said
+fi
 echo "machine at the end: load $(cut -d' ' -f1-3 /proc/loadavg)"

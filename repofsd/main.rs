@@ -115,7 +115,12 @@ fn run(args: &Args) -> anyhow::Result<()> {
                 repofs::fetch::Distribution::start(&repo.layout, &repo.config.distribution)?;
             d.serve(
                 addr,
-                http_routes(&repo.layout, &repo.config, Some(d.tracker()))?,
+                http_routes(
+                    &repo.layout,
+                    &repo.config,
+                    Some(d.tracker()),
+                    Some(d.peer_gauge()),
+                )?,
             )?;
             Some(d)
         }
@@ -169,7 +174,7 @@ fn run_mirror(args: &Args, mut repo: repofs::repo::Repo) -> anyhow::Result<()> {
     };
     let layout = repo.layout.clone();
     let http = match listen {
-        Some(addr) => Some((addr, http_routes(&layout, &repo.config, None)?)),
+        Some(addr) => Some((addr, http_routes(&layout, &repo.config, None, None)?)),
         None => None,
     };
     let served =
@@ -198,15 +203,17 @@ fn mount_if_asked(
 }
 
 /// The `--listen` endpoint's one router, composed here because its parts live in different
-/// layers: the index and torrents and a primary's tracker (fetch), and `dists/` and `/status`
-/// (the views).
+/// layers: the index and torrents and a primary's tracker (fetch), and `dists/`, `/status` and
+/// `/metrics` (the views; `peers`, a primary's seeder).
 fn http_routes(
     layout: &repofs::Layout,
     config: &repofs::Config,
     tracker: Option<Arc<repofs::fetch::tracker::Tracker>>,
+    peers: Option<repofs::vfs::http::metrics::PeerGauge>,
 ) -> anyhow::Result<axum::Router> {
     let mut app = repofs::fetch::index::http::routes(layout)
-        .merge(repofs::vfs::http::routes(layout, config)?);
+        .merge(repofs::vfs::http::routes(layout, config)?)
+        .merge(repofs::vfs::http::metrics::routes(layout, peers));
     if let Some(t) = tracker {
         app = app.merge(repofs::fetch::tracker::routes(t));
     }

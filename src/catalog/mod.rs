@@ -46,6 +46,7 @@ mod views;
 pub use metarefs::{MetaRef, INLINE_MAX};
 pub use publish::PublishTx;
 pub use replica::{ReplicaMeta, Resolver};
+pub use uploads::UploadCounts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {

@@ -7,6 +7,9 @@ use rusqlite::{params, OptionalExtension, Transaction};
 use super::{Catalog, CatalogError, NewUpload, Result, UploadRow};
 use crate::time::now;
 
+/// `(state, reason, count)` per verdict (`Catalog::upload_counts_after`).
+pub type UploadCounts = Vec<(String, Option<String>, u64)>;
+
 impl Catalog {
     /// Verdicts, most recent first.
     pub fn uploads(&self, limit: usize) -> Result<Vec<UploadRow>> {
@@ -31,6 +34,25 @@ impl Catalog {
             })?
             .collect::<Result<Vec<_>, _>>()?;
         Ok(rows)
+    }
+
+    /// How many uploads after id `after` got each verdict: `(state, reason, count)` (the
+    /// reason None when accepted), and the highest id counted (`after` if none). A verdict
+    /// row never changes its state and ids only grow (one writer at a time, no deletes), so
+    /// `/metrics` adds each scrape's rows to the last and reads only what is new.
+    pub fn upload_counts_after(&self, after: i64) -> Result<(i64, UploadCounts)> {
+        let mut stmt = self.conn.prepare(
+            "SELECT state, reason, COUNT(*), MAX(id) FROM uploads WHERE id > ?1
+             GROUP BY state, reason",
+        )?;
+        let rows = stmt
+            .query_map([after], |r| {
+                let row = (r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64);
+                Ok((row, r.get::<_, i64>(3)?))
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let last = rows.iter().map(|(_, max)| *max).fold(after, i64::max);
+        Ok((last, rows.into_iter().map(|(row, _)| row).collect()))
     }
 
     /// The accepted upload that used this directive signature, if any.
@@ -88,4 +110,52 @@ pub(super) fn insert_upload(tx: &Transaction<'_>, u: &NewUpload) -> Result<i64> 
         ],
     )?;
     Ok(tx.last_insert_rowid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn verdict(reason: Option<&str>) -> NewUpload {
+        NewUpload {
+            accepted: reason.is_none(),
+            reason: reason.map(String::from),
+            message: String::new(),
+            files: vec!["hello/x".into()],
+            directory: None,
+            uploader: None,
+            directive: None,
+            quarantine: None,
+            spool_ids: None,
+        }
+    }
+
+    #[test]
+    fn verdicts_are_counted_after_an_id_and_the_last_id_moves_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Catalog::open(&dir.path().join("c.sqlite")).unwrap();
+        assert_eq!(c.upload_counts_after(0).unwrap(), (0, vec![]));
+        for r in [None, Some("bad-signature"), None] {
+            c.record_upload(&verdict(r)).unwrap();
+        }
+        let (last, mut rows) = c.upload_counts_after(0).unwrap();
+        rows.sort();
+        assert_eq!(last, 3);
+        assert_eq!(
+            rows,
+            vec![
+                ("accepted".to_string(), None, 2),
+                ("rejected".to_string(), Some("bad-signature".to_string()), 1)
+            ]
+        );
+        // Only what came after.
+        c.record_upload(&verdict(Some("too-large"))).unwrap();
+        let (last, rows) = c.upload_counts_after(3).unwrap();
+        assert_eq!(last, 4);
+        assert_eq!(
+            rows,
+            vec![("rejected".to_string(), Some("too-large".to_string()), 1)]
+        );
+        assert_eq!(c.upload_counts_after(4).unwrap(), (4, vec![]));
+    }
 }

@@ -130,6 +130,8 @@ pub struct CacheObject {
     complete: AtomicBool,
     /// Bytes of this object fetched from peers (written into the cache).
     pub downloaded: AtomicU64,
+    /// Verified bytes of this object fetched from the origins over HTTP (`lazy::sources`).
+    pub from_origin: AtomicU64,
     /// How far a read-ahead in flight (or done) reaches.
     pub ahead: AtomicU64,
     /// A sequential reader's whole-object stream is running (`lazy::Fetcher::sequential`).
@@ -515,6 +517,7 @@ impl Cache {
                 verified: Mutex::new(vec![true; n]),
                 complete: AtomicBool::new(true),
                 downloaded: AtomicU64::new(0),
+                from_origin: AtomicU64::new(0),
                 ahead: AtomicU64::new(0),
                 streaming: AtomicBool::new(false),
                 changed: tokio::sync::Notify::new(),
@@ -557,6 +560,7 @@ impl Cache {
                     verified: Mutex::new(verified),
                     complete: AtomicBool::new(false),
                     downloaded: AtomicU64::new(0),
+                    from_origin: AtomicU64::new(0),
                     ahead: AtomicU64::new(0),
                     streaming: AtomicBool::new(false),
                     changed: tokio::sync::Notify::new(),

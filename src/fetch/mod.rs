@@ -198,6 +198,12 @@ impl Distribution {
         })
     }
 
+    /// The seeder's connected peers, as a gauge the endpoint reads (`/metrics`).
+    pub fn peer_gauge(&self) -> Arc<dyn Fn() -> u64 + Send + Sync> {
+        let weak = Arc::downgrade(&self.seeder);
+        Arc::new(move || weak.upgrade().map_or(0, |s| s.peers()))
+    }
+
     /// The tracker the seeder reports to, for its routes (`tracker::routes`).
     pub fn tracker(&self) -> Arc<tracker::Tracker> {
         self.tracker.clone()

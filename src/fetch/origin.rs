@@ -352,6 +352,7 @@ impl Origin {
                     Err(e) => return Err(OriginError::Local(e)),
                 }
                 self.bytes.fetch_add(len as u64, Ordering::Relaxed);
+                object.from_origin.fetch_add(len as u64, Ordering::Relaxed);
                 lock(&self.sources)
                     .entry(url.to_string())
                     .or_default()

@@ -211,8 +211,14 @@ impl Seeder {
             .enable_all()
             .thread_name("seeder")
             .build()?;
-        let session = swarm::session(&runtime, scratch.to_path_buf(), listen, None)
-            .context("starting the BitTorrent session")?;
+        let session = swarm::session(
+            &runtime,
+            scratch.to_path_buf(),
+            listen,
+            None,
+            swarm::PRIMARY_ID,
+        )
+        .context("starting the BitTorrent session")?;
         info!(addr = ?session.listen_addr(), "seeding");
         Ok(Seeder {
             runtime,
@@ -220,6 +226,11 @@ impl Seeder {
             files: Arc::new(StoreFiles::new(!recheck, OPEN_FILES)),
             announce,
         })
+    }
+
+    /// Peers connected now, over all torrents.
+    pub fn peers(&self) -> u64 {
+        self.session.stats_snapshot().peers.live as u64
     }
 
     /// Where peers reach this seeder.

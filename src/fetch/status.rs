@@ -31,6 +31,9 @@ pub struct MirrorStatus {
     pub down_mbps: f64,
     pub up_mbps: f64,
     pub downloaded_bytes: u64,
+    /// Where the bytes came from since the cache was made: the origin over HTTP, the primary
+    /// as a peer, other mirrors (per object in `objects`, while it is cached).
+    pub sources: lazy::Sources,
     pub uploaded_bytes: u64,
     /// How old the fetch service's last report is (None: it has not written one).
     pub fetch_report_age_secs: Option<u64>,
@@ -109,6 +112,7 @@ pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Optio
         down_mbps: 0.0,
         up_mbps: 0.0,
         downloaded_bytes: 0,
+        sources: Default::default(),
         uploaded_bytes: 0,
         fetch_report_age_secs: report_age,
         origin: Default::default(),
@@ -121,6 +125,7 @@ pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Optio
         s.peers = r.peers;
         s.down_mbps = r.down_mbps;
         s.up_mbps = r.up_mbps;
+        s.sources = r.sources;
         s.downloaded_bytes = r.downloaded_bytes;
         s.uploaded_bytes = r.uploaded_bytes;
         s.origin = r.origin;
@@ -171,6 +176,7 @@ pub fn render(s: &MirrorStatus) -> String {
         mib(s.downloaded_bytes),
         mib(s.uploaded_bytes)
     );
+    render_sources(&mut out, s);
     let o = &s.origin;
     if o.bytes > 0 || o.failures > 0 {
         let _ = writeln!(
@@ -220,13 +226,33 @@ pub fn render(s: &MirrorStatus) -> String {
         };
         let _ = writeln!(
             out,
-            "{:>4}%  {name}  {}/{} pieces  {} peers{}",
+            "{:>4}%  {name}  {}/{} pieces  {} peers{}  from {}",
             if f.complete { 100 } else { pct },
             f.verified_pieces,
             f.pieces,
             f.peers,
-            if f.complete { "  complete" } else { "" }
+            if f.complete { "  complete" } else { "" },
+            sources_line(&f.sources)
         );
     }
     out
+}
+
+/// The totals by source (`lazy::sources`).
+fn render_sources(out: &mut String, s: &MirrorStatus) {
+    let _ = writeln!(
+        out,
+        "bytes from {} (since the cache was made)",
+        sources_line(&s.sources)
+    );
+}
+
+fn sources_line(s: &lazy::Sources) -> String {
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    format!(
+        "origin {:.1} MiB, primary {:.1} MiB, mirrors {:.1} MiB",
+        mib(s.origin),
+        mib(s.primary),
+        mib(s.mirrors)
+    )
 }

@@ -20,14 +20,29 @@ use tracing::warn;
 
 use crate::sync::lock;
 
+/// The first 8 bytes of the peer id a primary's seeder sends in its handshakes, and a mirror's
+/// fetcher. A mirror counts the bytes of a peer whose id starts with `PRIMARY_ID` as the
+/// primary's, any other peer's as other mirrors' (`lazy::sources`). Addresses could not tell
+/// them apart: on one host (tests, a primary that also mirrors) they share an IP, and the
+/// seeder's port is nowhere a mirror can learn it. The id is the peer's own word, so it only
+/// ever shifts a statistic: every piece is checked whoever sent it.
+pub const PRIMARY_ID: &[u8; 8] = b"-RP0001-";
+pub const MIRROR_ID: &[u8; 8] = b"-RM0001-";
+
+/// Whether a peer id (from `PeerStats::peer_id`) is a primary's seeder.
+pub fn is_primary(peer_id: &[u8; 20]) -> bool {
+    peer_id.starts_with(PRIMARY_ID)
+}
+
 /// Starts a session in `scratch` accepting peers on `listen` (port 0: any), without DHT or
 /// local discovery: peers come from the trackers the torrents name. `blocking`: librqbit's
-/// blocking pool (None: its default).
+/// blocking pool (None: its default). `id`: `PRIMARY_ID` or `MIRROR_ID`, then random bytes.
 pub fn session(
     runtime: &tokio::runtime::Runtime,
     scratch: PathBuf,
     listen: SocketAddr,
     blocking: Option<usize>,
+    id: &[u8; 8],
 ) -> anyhow::Result<Arc<Session>> {
     // One open object per torrent.
     if let Err(e) = librqbit::try_increase_nofile_limit() {
@@ -45,6 +60,7 @@ pub fn session(
         disable_local_service_discovery: true,
         persistence: None,
         runtime_worker_threads: blocking,
+        peer_id: Some(librqbit_core::peer_id::generate_peer_id(id)),
         listen: Some(ListenerOptions {
             listen_addr: listen,
             announce_port: Some(listen.port()),

@@ -71,12 +71,17 @@ struct Swarm {
 struct Peer {
     seen: Instant,
     seed: bool,
+    /// The client's `peer_id`: one client may announce from several addresses.
+    id: Option<[u8; 20]>,
 }
 
 /// One announce, decoded from its query.
 #[derive(Debug, Clone)]
 pub struct Announce {
     pub info_hash: [u8; 20],
+    /// The client's id: libtorrent 2.0 announces once per listen socket, each with its own
+    /// port and the same id.
+    pub peer_id: Option<[u8; 20]>,
     pub port: u16,
     pub event: Option<String>,
     /// Bytes the peer still lacks: 0 means a seeder.
@@ -229,7 +234,15 @@ impl Tracker {
                         swarm.downloaded += 1;
                     }
                     let seed = a.left == Some(0) || event == Some("completed");
-                    let before = swarm.peers.insert(me, Peer { seen: now, seed });
+                    let id = a.peer_id;
+                    let before = swarm.peers.insert(
+                        me,
+                        Peer {
+                            seen: now,
+                            seed,
+                            id,
+                        },
+                    );
                     joined = !seed && before.is_none_or(|p| p.seed);
                 }
             }
@@ -237,13 +250,17 @@ impl Tracker {
             seeder_listed = seeder.is_some_and(|s| swarm.peers.contains_key(&s));
             complete = swarm.peers.values().filter(|p| p.seed).count() as u64;
             incomplete = swarm.peers.len() as u64 - complete;
-            // Seeders are of no use to a seeder.
+            // Seeders are of no use to a seeder. Nor is a client's own other address (same
+            // `peer_id`): libtorrent dials it and finds itself, and where peers share an IP
+            // (one host, NAT) it keeps one connection per IP, so that one competes with the
+            // real peer's.
             let i_seed = swarm.peers.get(&me).is_some_and(|p| p.seed);
+            let mine = |p: &Peer| a.peer_id.is_some() && p.id == a.peer_id;
             peers.extend(
                 swarm
                     .peers
                     .iter()
-                    .filter(|(addr, p)| **addr != me && !(i_seed && p.seed))
+                    .filter(|(addr, p)| **addr != me && !(i_seed && p.seed) && !mine(p))
                     .map(|(addr, _)| *addr)
                     .take(want),
             );
@@ -417,6 +434,7 @@ fn decode_announce(query: &str) -> Result<Announce, String> {
         .ok_or("port missing")?;
     Ok(Announce {
         info_hash,
+        peer_id: get("peer_id").and_then(|v| <[u8; 20]>::try_from(v).ok()),
         port,
         event: text("event").filter(|e| !e.is_empty()).map(str::to_string),
         left: text("left").and_then(|v| v.parse().ok()),
@@ -500,6 +518,7 @@ mod tests {
     fn ann(port: u16, left: u64, event: Option<&str>) -> Announce {
         Announce {
             info_hash: H,
+            peer_id: None,
             port,
             event: event.map(str::to_string),
             left: Some(left),
@@ -520,6 +539,33 @@ mod tests {
         assert_eq!((a.left, a.numwant), (Some(0), Some(5)));
         assert!(decode_announce("info_hash=%07&port=1").is_err());
         assert!(decode_announce("port=1").is_err());
+    }
+
+    /// libtorrent 2.0 announces once per listen socket, each with its own port and the same
+    /// `peer_id`: it is never handed its own other addresses; other clients see them all.
+    #[test]
+    fn a_client_announcing_from_several_ports_is_not_handed_itself() {
+        let t = tracker();
+        let now = Instant::now();
+        let id = "-LT2080-abcdefghijkl";
+        let q = |port: u16| {
+            format!("info_hash=%07%07%07%07%07%07%07%07%07%07%07%07%07%07%07%07%07%07%07%07&peer_id={id}&port={port}&left=5")
+        };
+        let first = decode_announce(&q(6881)).unwrap();
+        assert_eq!(
+            first.peer_id.as_ref(),
+            Some(id.as_bytes().try_into().unwrap())
+        );
+        t.announce_at(&first, from("127.0.0.1"), None, now).unwrap();
+        let second = decode_announce(&q(6882)).unwrap();
+        let a = t
+            .announce_at(&second, from("127.0.0.1"), None, now)
+            .unwrap();
+        assert_eq!(a.peers, vec![], "its own other port");
+        let other = t
+            .announce_at(&ann(7000, 5, None), from("127.0.0.1"), None, now)
+            .unwrap();
+        assert_eq!(other.peers.len(), 2, "{:?}", other.peers);
     }
 
     #[test]

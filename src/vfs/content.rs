@@ -9,9 +9,13 @@
 //!   every package (`Spans`, bounded in bytes, least recently used out). A walk of the whole
 //!   tree in archive order (what `tar -c`, `cp -r` and `rsync` do when the archive was made
 //!   sorted, as Debian's and git's are) thus inflates each compressed byte about once, where
-//!   a cursor per file re-inflated up to a whole spacing for each small file;
-//! - everything else (zstd, xz): the payload is unpacked
-//!   once into `ROOT/cache/<sha256>.tar`, bounded in total size, least recently used first out.
+//!   a cursor per file re-inflated up to a whole spacing for each small file. A read past the
+//!   middle of a span has the next one inflated on a background thread (`Spans::ahead`), so
+//!   a walk's inflation runs beside its requests rather than between them;
+//! - a payload with a seekable twin (zstd frames made at publication): read frame by frame
+//!   through the same cache, the next frame decompressed ahead likewise;
+//! - everything else: the payload is unpacked once into `ROOT/cache/<sha256>.tar`, bounded
+//!   in total size, least recently used first out.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File};
@@ -332,6 +336,7 @@ pub fn source(
 
 /// A payload read through its seekable twin: independent zstd frames, each decompressed
 /// once into the shared span cache.
+#[derive(Clone)]
 pub struct Framed {
     file_id: i64,
     file: Arc<dyn ReadAt>,
@@ -353,23 +358,35 @@ impl Framed {
         if offset >= f.out + f.out_len {
             return Ok(0);
         }
-        let frame = self.spans.get((self.file_id, f.out), || {
-            let mut packed = vec![0u8; usize::try_from(f.in_len).unwrap_or(usize::MAX)];
-            read_exact_at(&*self.file, &mut packed, f.inp)?;
-            let want = usize::try_from(f.out_len).unwrap_or(usize::MAX);
-            let out = zstd::bulk::decompress(&packed, want)?;
-            if out.len() != want {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "zstd frame shorter than its index says",
-                ));
+        let frame = self
+            .spans
+            .get((self.file_id, f.out), || self.decompress(f))?;
+        // Past the middle of a frame, the next one is decompressed in the background.
+        if let Some(&next) = self.frames.get(k + 1) {
+            if offset - f.out >= f.out_len / 2 {
+                let me = self.clone();
+                self.spans
+                    .ahead((self.file_id, next.out), move || me.decompress(next));
             }
-            Ok(out)
-        })?;
+        }
         let from = (offset - f.out) as usize;
         let n = (frame.len() - from).min(buf.len());
         buf[..n].copy_from_slice(&frame[from..from + n]);
         Ok(n)
+    }
+
+    fn decompress(&self, f: Frame) -> io::Result<Vec<u8>> {
+        let mut packed = vec![0u8; usize::try_from(f.in_len).unwrap_or(usize::MAX)];
+        read_exact_at(&*self.file, &mut packed, f.inp)?;
+        let want = usize::try_from(f.out_len).unwrap_or(usize::MAX);
+        let out = zstd::bulk::decompress(&packed, want)?;
+        if out.len() != want {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "zstd frame shorter than its index says",
+            ));
+        }
+        Ok(out)
     }
 }
 
@@ -415,6 +432,7 @@ impl SpanIndex {
 }
 
 /// One gzip payload of a package, as its open files read it.
+#[derive(Clone)]
 pub struct GzPayload {
     file_id: i64,
     file: Arc<dyn ReadAt>,
@@ -446,6 +464,15 @@ impl GzPayload {
         let span = self
             .spans
             .get((self.file_id, start), || self.inflate(start, end))?;
+        // Past the middle of a span, the next one is inflated in the background.
+        if end != u64::MAX && offset - start >= (end - start) / 2 {
+            let me = self.clone();
+            self.spans
+                .ahead((self.file_id, end), move || match me.span_of(end)? {
+                    (s, e) if s == end => me.inflate(s, e),
+                    _ => Err(io::Error::other("gzip spans do not meet")),
+                });
+        }
         let from = usize::try_from(offset - start).unwrap_or(usize::MAX);
         let Some(have) = span.get(from..) else {
             return Ok(0);
@@ -504,7 +531,12 @@ impl GzPayload {
 pub struct Spans {
     budget: u64,
     inner: Mutex<SpanLru>,
+    /// The way to the thread that fills spans ahead of their readers, once started.
+    worker: Mutex<Option<std::sync::mpsc::SyncSender<(SpanKey, Fill)>>>,
 }
+
+/// A span's fill, sent to the thread that fills ahead.
+type Fill = Box<dyn FnOnce() -> io::Result<Vec<u8>> + Send>;
 
 /// Package and the span's (or frame's) first uncompressed offset.
 type SpanKey = (i64, u64);
@@ -525,6 +557,45 @@ impl Spans {
         Spans {
             budget,
             inner: Mutex::new(SpanLru::default()),
+            worker: Mutex::new(None),
+        }
+    }
+
+    /// Fills the span at `key` on the background thread, unless it is held or that thread
+    /// is busy. A walk in archive order then finds the next span ready while it handles this
+    /// one: the inflation runs beside the reader's own work instead of between its requests.
+    /// One long-lived thread, so its buffers come from one malloc arena.
+    pub fn ahead(
+        self: &Arc<Self>,
+        key: SpanKey,
+        fill: impl FnOnce() -> io::Result<Vec<u8>> + Send + 'static,
+    ) {
+        if crate::vfs::lock(&self.inner).map.contains_key(&key) {
+            return;
+        }
+        let mut worker = crate::vfs::lock(&self.worker);
+        if worker.is_none() {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<(SpanKey, Fill)>(0);
+            // The thread holds only a weak reference: it ends when the spans are dropped.
+            let spans = Arc::downgrade(self);
+            let spawned = std::thread::Builder::new()
+                .name("span-ahead".into())
+                .spawn(move || {
+                    for (key, fill) in rx {
+                        let Some(spans) = spans.upgrade() else { return };
+                        // A failed fill leaves no slot; the reader that needs the span meets
+                        // the error itself.
+                        let _ = spans.get(key, fill);
+                    }
+                });
+            match spawned {
+                Ok(_) => *worker = Some(tx),
+                Err(_) => return,
+            }
+        }
+        if let Some(tx) = &*worker {
+            // A rendezvous channel: handed over only if the thread waits for work.
+            let _ = tx.try_send((key, Box::new(fill)));
         }
     }
 
@@ -633,6 +704,29 @@ mod tests {
         // A failed fill leaves nothing behind and is retried.
         assert!(s.get((1, 9), || Err(io::Error::other("boom"))).is_err());
         assert_eq!(*get(9, 2), vec![9; 2]);
+    }
+
+    #[test]
+    fn a_span_filled_ahead_is_not_filled_again_by_its_reader() {
+        let s = Arc::new(Spans::new(1 << 20));
+        let fills = Arc::new(AtomicUsize::new(0));
+        let f = fills.clone();
+        // The thread is started by the first call and takes work only while it waits.
+        let started = std::time::Instant::now();
+        while fills.load(Ordering::Relaxed) == 0 && started.elapsed() < Duration::from_secs(10) {
+            let f = f.clone();
+            s.ahead((3, 0), move || {
+                f.fetch_add(1, Ordering::Relaxed);
+                Ok(vec![7; 100])
+            });
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let got = s.get((3, 0), || {
+            fills.fetch_add(1, Ordering::Relaxed);
+            Ok(vec![0; 100])
+        });
+        assert_eq!(*got.unwrap(), vec![7; 100]);
+        assert_eq!(fills.load(Ordering::Relaxed), 1);
     }
 
     #[test]

@@ -1,11 +1,13 @@
-//! Stock clients as the tests drive them: rsync interrupted part-way, apt-get in a private root.
+//! Stock clients as the tests drive them: rsync interrupted part-way, apt-get in a private root,
+//! BitTorrent clients (libtorrent-rasterbar, transmission-cli, btfs) holding only a .torrent.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use super::process::{output_bounded, wait_for, KillOnDrop};
+use super::netns::Host;
+use super::process::{output_bounded, wait_for, wait_for_or, KillOnDrop};
 
 /// `rsync -a --partial EXTRA SRC DEST/`.
 pub fn rsync_partial(extra: &[&str], src: &Path, dest: &Path) -> Command {
@@ -139,4 +141,178 @@ pub fn aria2c_verifies(torrent: &std::path::Path, dir: &std::path::Path) -> bool
         .output()
         .unwrap();
     out.status.success()
+}
+
+/// GET `http://127.0.0.1:PORT/metrics`, parsed by the Prometheus project's own Python client:
+/// its OpenMetrics parser (the format served) and its classic text parser must both accept it.
+/// Each sample as `name{label="value",…}` → value. Debian's python3 (the package's), not
+/// whichever python3 is first on PATH.
+pub fn scrape_metrics(port: u16) -> std::collections::BTreeMap<String, f64> {
+    let out = Command::new("curl")
+        .args(["-sf", "--max-time", "20"])
+        .arg(format!("http://127.0.0.1:{port}/metrics"))
+        .output()
+        .expect("curl");
+    assert!(out.status.success(), "GET /metrics failed: {out:?}");
+    let script = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
+from prometheus_client.parser import text_string_to_metric_families as classic
+text = sys.stdin.read()
+list(classic(text))
+out = {}
+for fam in openmetrics(text):
+    for s in fam.samples:
+        labels = ",".join('%s="%s"' % kv for kv in sorted(s.labels.items()))
+        out[s.name + ("{%s}" % labels if labels else "")] = s.value
+print(json.dumps(out))
+"#;
+    let mut child = Command::new("timeout")
+        .args(["30", "/usr/bin/python3", "-c", script])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin.write_all(&out.stdout).expect("write the metrics");
+    }
+    let parsed = child.wait_with_output().expect("python3");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        parsed.status.success(),
+        "/metrics does not parse: {}\n{text}",
+        String::from_utf8_lossy(&parsed.stderr)
+    );
+    serde_json::from_slice(&parsed.stdout).unwrap_or_else(|e| panic!("parser output: {e}\n{text}"))
+}
+
+/// libtorrent-rasterbar (Debian's `python3-libtorrent`, run by Debian's own python3) downloads
+/// a torrent into `dir` as a user's script would: the .torrent alone, DHT, local discovery and
+/// port mapping off, listening on `listen` (`IP:PORT`). Exits 0 once every piece is there and
+/// verified, 1 (saying how far it got) after `secs`.
+pub fn libtorrent_get(torrent: &Path, dir: &Path, listen: &str, secs: u32) -> Command {
+    const SCRIPT: &str = r#"
+import sys, time, libtorrent as lt
+torrent, dest, listen, secs = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4])
+s = lt.session({'listen_interfaces': listen, 'enable_dht': False, 'enable_lsd': False,
+                'enable_upnp': False, 'enable_natpmp': False})
+h = s.add_torrent({'ti': lt.torrent_info(torrent), 'save_path': dest})
+start = time.time()
+while time.time() - start < secs:
+    st = h.status()
+    if st.is_seeding:
+        print('done in %.1f s' % (time.time() - start))
+        sys.exit(0)
+    time.sleep(0.1)
+print('not done in %d s: %s, %d of %d bytes, %d peers' % (secs, st.state, st.total_wanted_done, st.total_wanted, st.num_peers))
+sys.exit(1)
+"#;
+    fs::create_dir_all(dir).expect("libtorrent's dir");
+    // /usr/bin/python3: the Debian interpreter python3-libtorrent is built for.
+    let mut c = Command::new("/usr/bin/python3");
+    c.arg("-c")
+        .arg(SCRIPT)
+        .arg(torrent)
+        .arg(dir)
+        .arg(listen)
+        .arg(secs.to_string());
+    c
+}
+
+/// transmission-cli downloading `torrent` into `dir` (its settings in `conf`), peers on
+/// `peer_port`; every other way to find peers off (DHT, LPD, PEX, uTP, port mapping), so the
+/// tracker the torrent names is the only one.
+pub fn transmission_get(conf: &Path, dir: &Path, torrent: &Path, peer_port: u16) -> Command {
+    let settings = serde_json::json!({
+        "dht-enabled": false, "lpd-enabled": false, "pex-enabled": false,
+        "utp-enabled": false, "port-forwarding-enabled": false,
+        "peer-port": peer_port, "peer-port-random-on-start": false,
+    });
+    fs::create_dir_all(conf).expect("transmission's config dir");
+    fs::create_dir_all(dir).expect("transmission's dir");
+    fs::write(conf.join("settings.json"), settings.to_string()).expect("settings.json");
+    let mut c = Command::new("transmission-cli");
+    c.arg("-g")
+        .arg(conf)
+        .arg("-w")
+        .arg(dir)
+        .arg(torrent)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    c
+}
+
+/// btfs (Debian's, libtorrent underneath) mounting a torrent at `mnt`: unmounted, then killed
+/// (SIGKILL: a btfs waiting for a piece outlives SIGTERM) on drop.
+pub struct Btfs {
+    child: KillOnDrop,
+    pub mnt: PathBuf,
+}
+
+impl Btfs {
+    /// `btfs -f` of `torrent` at `mnt` (data in `data`), once its files show; in `host`'s
+    /// network namespace if given. `port`: listen on that port alone. With btfs's default
+    /// five, on one host, each socket finds the others by local discovery and the tracker,
+    /// and as every peer is on 127.0.0.1 the self connections take the seeder's place
+    /// (bench/RESULTS.md, "btfs").
+    pub fn mount(
+        torrent: &Path,
+        mnt: &Path,
+        data: &Path,
+        port: Option<u16>,
+        host: Option<&Host>,
+    ) -> Btfs {
+        fs::create_dir_all(mnt).expect("btfs mount point");
+        fs::create_dir_all(data).expect("btfs data");
+        let mut cmd = Command::new("btfs");
+        cmd.arg("-f")
+            .arg(format!("--data-directory={}", data.display()));
+        if let Some(p) = port {
+            cmd.arg(format!("--min-port={p}"))
+                .arg(format!("--max-port={p}"));
+        }
+        cmd.arg(torrent).arg(mnt);
+        let mut cmd = match host {
+            Some(h) => h.cmd(&cmd),
+            None => cmd,
+        };
+        let log = data.join("btfs.out");
+        // btfs 2.24 sometimes aborts as it starts ("invalid torrent handle used": its alert
+        // thread races the torrent's addition, about one start in four in a fresh namespace):
+        // a crash before it mounts is retried, anything else fails the test.
+        for _ in 0..3 {
+            let out = fs::File::create(&log).expect("btfs log");
+            let child = cmd
+                .stdout(out.try_clone().expect("btfs log"))
+                .stderr(out)
+                .spawn()
+                .expect("btfs");
+            let mut b = Btfs {
+                child: KillOnDrop(child),
+                mnt: mnt.to_path_buf(),
+            };
+            let up = wait_for_or(Duration::from_secs(30), || {
+                if matches!(b.child.0.try_wait(), Ok(Some(_))) {
+                    return Some(false);
+                }
+                fs::read_dir(mnt).ok()?.next().map(|_| true)
+            });
+            let said = fs::read_to_string(&log).unwrap_or_default();
+            match up {
+                Some(true) => return b,
+                Some(false) if said.contains("invalid torrent handle") => drop(b),
+                _ => panic!("btfs did not mount in 30 s: {said}"),
+            }
+        }
+        panic!("btfs crashed at each of 3 starts")
+    }
+}
+
+impl Drop for Btfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.mnt).status();
+    }
 }

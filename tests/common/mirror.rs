@@ -103,6 +103,18 @@ impl Mirror {
     }
 }
 
+/// The infohash of the torrent of published file `hello/FILENAME`.
+pub fn info_hash(repo: &Repo, filename: &str) -> String {
+    let id = repo.file_id("hello", filename);
+    let (info_hash, _) = repo
+        .catalog()
+        .torrents()
+        .unwrap()
+        .remove(&id)
+        .expect("a torrent");
+    info_hash
+}
+
 /// The entry for object `sha256` in a mirror's status.
 pub fn object_status<'a>(status: &'a Value, sha256: &str) -> Option<&'a Value> {
     status["objects"]

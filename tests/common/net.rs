@@ -137,22 +137,7 @@ impl Drop for Sshd {
 /// Debian's opentracker on 127.0.0.1:`port`, serving the whitelisted `infohashes` (hex);
 /// configured in `dir`, killed on drop.
 pub fn opentracker(dir: &Path, port: u16, infohashes: &[&str]) -> KillOnDrop {
-    let list = dir.join("whitelist");
-    fs::write(&list, infohashes.join("\n") + "\n").expect("whitelist");
-    let conf = dir.join("ot.conf");
-    fs::write(
-        &conf,
-        format!(
-            "listen.tcp_udp 127.0.0.1:{port}\naccess.whitelist {}\n",
-            list.display()
-        ),
-    )
-    .expect("opentracker config");
-    let child = Command::new("opentracker")
-        .arg("-f")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+    let child = opentracker_cmd(dir, "127.0.0.1", port, infohashes)
         .spawn()
         .expect("spawn opentracker");
     let guard = KillOnDrop(child);
@@ -160,6 +145,28 @@ pub fn opentracker(dir: &Path, port: u16, infohashes: &[&str]) -> KillOnDrop {
         std::net::TcpStream::connect(("127.0.0.1", port)).ok()
     });
     guard
+}
+
+/// opentracker listening on `ip`:`port` for the whitelisted `infohashes` (hex), configured in
+/// `dir` (Debian builds it with a whitelist: without one it refuses every announce).
+pub fn opentracker_cmd(dir: &Path, ip: &str, port: u16, infohashes: &[&str]) -> Command {
+    let list = dir.join("whitelist");
+    fs::write(&list, infohashes.join("\n") + "\n").expect("whitelist");
+    let conf = dir.join("ot.conf");
+    fs::write(
+        &conf,
+        format!(
+            "listen.tcp_udp {ip}:{port}\naccess.whitelist {}\n",
+            list.display()
+        ),
+    )
+    .expect("opentracker config");
+    let mut c = Command::new("opentracker");
+    c.arg("-f")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
 }
 
 /// An HTTP proxy on 127.0.0.1:`port` in front of `upstream` (`http://HOST:PORT`) that flips one

@@ -7,10 +7,15 @@
 //! Only programs that use the network run inside (`Host::cmd`, through `nsenter --net`, which
 //! keeps the mount namespace: a FUSE mount started from the test is seen by everyone).
 
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use serde_json::Value;
+
+use super::mirror::SYNC;
+use super::process::wait_for;
+use super::repo::{Daemon, Repo, REPOFSD};
 
 /// The /24 every test's hosts live in, inside its own namespaces.
 pub const NET: &str = "10.77.0";
@@ -148,4 +153,42 @@ impl Host {
             .as_u64()
             .expect("tx bytes of eth0")
     }
+}
+
+/// `repofsd ARGS` for `repo` inside `host`'s namespace, once it says it is ready (its log
+/// level from FLEET_LOG if set, e.g. `info,librqbit::torrent_state::live=debug`).
+pub fn daemon_in(host: &Host, repo: &Repo, args: &[&str]) -> Daemon {
+    let log = repo.dir.path().join(format!("repofsd-{}.log", host.ip));
+    let mut cmd = repo.cmd(REPOFSD);
+    cmd.args(args);
+    if let Ok(l) = std::env::var("FLEET_LOG") {
+        cmd.env("RUST_LOG", l);
+    }
+    let child = host
+        .cmd(&cmd)
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("spawn repofsd in a namespace");
+    let d = Daemon { child, log };
+    d.wait_log("ready", SYNC);
+    d
+}
+
+/// Waits until something in `host` accepts TCP on `ip:port` (bash's /dev/tcp, from inside).
+pub fn wait_listening(host: &Host, ip: &str, port: u16) {
+    let mut probe = Command::new("bash");
+    probe.arg("-c").arg(format!("echo > /dev/tcp/{ip}/{port}"));
+    wait_for(
+        &format!("{ip}:{port} to listen"),
+        Duration::from_secs(10),
+        || {
+            host.cmd(&probe)
+                .stderr(Stdio::null())
+                .status()
+                .ok()?
+                .success()
+                .then_some(())
+        },
+    );
 }

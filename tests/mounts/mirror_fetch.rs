@@ -11,18 +11,6 @@ use serde_json::Value;
 
 use crate::common::{digest::*, mirror::*, net::*, process::*, repo::*, site::*, world::*};
 
-/// The infohash of the torrent of published file `hello/FILENAME`.
-fn info_hash(repo: &Repo, filename: &str) -> String {
-    let id = repo.file_id("hello", filename);
-    let (info_hash, _) = repo
-        .catalog()
-        .torrents()
-        .unwrap()
-        .remove(&id)
-        .expect("a torrent");
-    info_hash
-}
-
 fn pread(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     let f = fs::File::open(path)?;
     let mut buf = vec![0u8; len];

@@ -333,26 +333,10 @@ fn transmission_downloads_from_the_primary_on_loopback() {
     let port = free_port();
     let s = Site::with_config(&format!("[distribution]\nlisten = \"127.0.0.1:{port}\"\n"));
     let (blob, torrent) = publish_blob(&s, "tr-1.0.bin");
-    let conf = s.w.scratch("transmission");
     let got_dir = s.w.scratch("tr-got");
-    let settings = serde_json::json!({
-        "dht-enabled": false, "lpd-enabled": false, "pex-enabled": false,
-        "utp-enabled": false, "port-forwarding-enabled": false,
-        "peer-port": free_port(), "peer-port-random-on-start": false,
-    });
-    fs::write(conf.join("settings.json"), settings.to_string()).unwrap();
-    let _client = KillOnDrop(
-        Command::new("transmission-cli")
-            .arg("-g")
-            .arg(&conf)
-            .arg("-w")
-            .arg(&got_dir)
-            .arg(&torrent)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("transmission-cli"),
-    );
+    let conf = s.w.scratch("transmission");
+    let mut tr = transmission_get(&conf, &got_dir, &torrent, free_port());
+    let _client = KillOnDrop(tr.spawn().expect("transmission-cli"));
     let want = sha256_file(&blob);
     let got = got_dir.join("tr-1.0.bin");
     wait_for_or(std::time::Duration::from_secs(30), || {

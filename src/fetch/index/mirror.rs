@@ -472,21 +472,7 @@ impl Mirror {
             ("trackers", trackers_json(&root)?),
             ("web_seeds", web_seeds_json(&root)?),
         ];
-        let target = match chain.as_slice() {
-            [one] => one.clone(),
-            many => {
-                // Several objects become one staging replica first, which is then applied in
-                // a single transaction.
-                let staging = self.dir.temp_path("staging");
-                temps.push(staging.clone());
-                let mut s = Catalog::open(&staging)?;
-                for (i, p) in many.iter().enumerate() {
-                    s.merge_replica(p, i == 0 && use_snapshot)?;
-                }
-                drop(s);
-                staging
-            }
-        };
+        let target = self.staged(&chain, use_snapshot, temps)?;
         let mut resolve =
             |tx: &PublishTx<'_>, refs: &[MetaRef]| self.resolve_meta(tx, refs, &mut stats);
         catalog.apply_replica(&target, use_snapshot, &settings, &mut resolve)?;
@@ -498,6 +484,39 @@ impl Mirror {
         }
         self.dir.put_root(&signed)?;
         Ok(stats)
+    }
+
+    /// The one replica to apply for `chain` (oldest first). Several objects become one
+    /// staging replica first, which is then applied in a single transaction. The unpacked
+    /// snapshot (a scratch copy) is that staging replica itself, so its rows are copied
+    /// once, not twice.
+    fn staged(
+        &self,
+        chain: &[PathBuf],
+        use_snapshot: bool,
+        temps: &mut Vec<PathBuf>,
+    ) -> Result<PathBuf, SyncError> {
+        Ok(match chain {
+            [one] => one.clone(),
+            [snap, deltas @ ..] if use_snapshot => {
+                let mut s = Catalog::open(snap)?;
+                for p in deltas {
+                    s.merge_replica(p, false)?;
+                }
+                drop(s);
+                snap.clone()
+            }
+            many => {
+                let staging = self.dir.temp_path("staging");
+                temps.push(staging.clone());
+                let mut s = Catalog::open(&staging)?;
+                for p in many {
+                    s.merge_replica(p, false)?;
+                }
+                drop(s);
+                staging
+            }
+        })
     }
 
     /// The replicas to apply, oldest first: the snapshot (if `use_snapshot`), then the deltas

@@ -32,6 +32,7 @@ mod hold;
 mod plan;
 mod range;
 mod sequential;
+mod sources;
 mod status;
 mod storage;
 mod torrents;
@@ -59,6 +60,8 @@ use crate::control;
 use crate::fetch::protocol::{FetchReply, FetchRequest};
 use crate::sync::lock;
 use torrents::Held;
+
+pub use sources::Sources;
 
 /// Streams reading at once for readers, and for read-ahead.
 const STREAMS: usize = 6;
@@ -134,6 +137,8 @@ pub struct Fetcher {
     ahead_streams: Arc<tokio::sync::Semaphore>,
     /// Objects with a fetch in flight: never evicted.
     busy: Mutex<HashMap<String, usize>>,
+    /// Bytes by source, kept across restarts in the status report (`sources`).
+    ledger: Mutex<sources::Ledger>,
     /// The upstream and the primary's web seeds over HTTP, for reads the swarm cannot serve.
     origin: Origin,
     /// `[mirror] origin_after`: how long a reader waits on a swarm with peers.
@@ -170,9 +175,11 @@ impl Fetcher {
             layout.mirror().join("session"),
             listen,
             Some(POOL),
+            swarm::MIRROR_ID,
         )
         .context("starting the mirror's BitTorrent session")?;
         info!(addr = ?session.listen_addr(), "mirror fetch service");
+        let ledger = sources::restore(&layout.mirror().join("fetch-status.json"), &cache.on_disk());
         let fetcher = Arc::new(Fetcher {
             runtime,
             session,
@@ -187,6 +194,7 @@ impl Fetcher {
             streams: Arc::new(tokio::sync::Semaphore::new(STREAMS)),
             ahead_streams: Arc::new(tokio::sync::Semaphore::new(AHEAD_STREAMS)),
             busy: Mutex::new(HashMap::new()),
+            ledger: Mutex::new(ledger),
             origin: Origin::new(config.mirror.upstream.clone(), config.mirror.origin_rate)?,
             origin_after: config.mirror.origin_after,
             status_path: layout.mirror().join("fetch-status.json"),
@@ -357,6 +365,11 @@ impl Fetcher {
 
     /// Stops the session; pieces already verified stay in the cache.
     pub fn stop(&self) {
+        // The last word while the torrents still count, so that the next start goes on from
+        // every byte counted (the status thread may write once more: the same or newer).
+        if let Err(e) = self.write_status(&mut String::new()) {
+            debug!(error = %e, "could not write the fetch status");
+        }
         self.stop.store(true, Ordering::Relaxed);
         for t in [&self.status_thread, &self.hold_thread] {
             if let Some(t) = lock(t).take() {

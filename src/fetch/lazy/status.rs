@@ -12,6 +12,7 @@ use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
+use super::sources::{self, Sources};
 use super::Fetcher;
 use crate::fetch::origin::OriginStatus;
 use crate::sync::lock;
@@ -43,12 +44,14 @@ pub(super) fn spawn(fetcher: &Arc<Fetcher>) -> std::io::Result<std::thread::Join
 
 impl Fetcher {
     /// Rewrites `ROOT/mirror/fetch-status.json` if anything changed since `last`.
-    fn write_status(&self, last: &mut String) -> anyhow::Result<()> {
+    pub(super) fn write_status(&self, last: &mut String) -> anyhow::Result<()> {
         let objects: Vec<ObjectStatus> = {
             let held = lock(&self.held);
+            let mut ledger = lock(&self.ledger);
             let mut v: Vec<_> = held
                 .iter()
                 .map(|(sha, h)| {
+                    ledger.observe(sha, &sources::reading(h));
                     let stats = h.torrent.stats();
                     let live = stats.live.as_ref();
                     ObjectStatus {
@@ -67,6 +70,7 @@ impl Fetcher {
                         peers: live.map_or(0, |l| l.snapshot.peer_stats.live as u64),
                         down_mbps: live.map_or(0.0, |l| l.download_speed.mbps),
                         up_mbps: live.map_or(0.0, |l| l.upload_speed.mbps),
+                        sources: ledger.object(sha),
                     }
                 })
                 .collect();
@@ -78,6 +82,7 @@ impl Fetcher {
             cache_bytes: self.cache.usage(),
             cache_limit: self.cache.limit,
             downloaded_bytes: objects.iter().map(|o| o.downloaded_bytes).sum(),
+            sources: lock(&self.ledger).total(),
             uploaded_bytes: s.counters.uploaded_bytes,
             fetched_bytes: s.counters.fetched_bytes,
             peers: s.peers.live as u64,
@@ -101,6 +106,9 @@ pub struct Status {
     pub cache_limit: u64,
     /// Bytes written into the cache from peers (all objects held now).
     pub downloaded_bytes: u64,
+    /// Where the bytes came from, since the cache was made (`sources`).
+    #[serde(default)]
+    pub sources: Sources,
     /// librqbit's session counters.
     pub fetched_bytes: u64,
     pub uploaded_bytes: u64,
@@ -131,6 +139,9 @@ pub struct ObjectStatus {
     pub peers: u64,
     pub down_mbps: f64,
     pub up_mbps: f64,
+    /// Where this object's bytes came from, while it is in the cache.
+    #[serde(default)]
+    pub sources: Sources,
 }
 
 /// Replaces the file at `path` with `text` (atomically: a reader sees the old or the new) unless

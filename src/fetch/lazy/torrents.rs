@@ -175,6 +175,8 @@ impl Fetcher {
         for sha in victims {
             let held = lock(&self.held).remove(&sha);
             if let Some(h) = held {
+                // Its counters go with its torrent: read them one last time.
+                lock(&self.ledger).observe(&sha, &super::sources::reading(&h));
                 let id = h.torrent.id();
                 if let Err(e) = self.session.delete(id.into(), false).await {
                     warn!(error = %format!("{e:#}"), "could not drop a torrent");
@@ -182,6 +184,7 @@ impl Fetcher {
             }
             tokio::task::block_in_place(|| self.cache.remove(&sha));
             self.origin.forget(&sha);
+            lock(&self.ledger).forget(&sha);
         }
     }
 }

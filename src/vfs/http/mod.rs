@@ -47,6 +47,7 @@ use crate::fetch::objects::Objects;
 mod by_hash;
 mod files;
 mod listing;
+pub mod metrics;
 mod status;
 
 use files::{content_type, serve, Content, Source};

@@ -85,6 +85,7 @@ async fn status_page(d: Arc<Dists>, json: bool) -> Response {
          <dt>Rates</dt><dd>down {:.1} MiB/s, up {:.1} MiB/s</dd>\
          <dt>Transferred</dt><dd>fetched {}, seeded {}</dd>\
          <dt>Origin (HTTP)</dt><dd>{} verified, {} failures, {} corrupt pieces</dd>\
+         <dt>Bytes from</dt><dd>origin {}, primary {}, mirrors {} (since the cache was made)</dd>\
          </dl>\n<h2>Objects held</h2>\n<table><thead><tr><th>File</th><th class=\"n\">Pieces</th>\
          <th class=\"n\">Peers</th><th>State</th></tr></thead><tbody>\n",
         escape(&s.upstream),
@@ -108,6 +109,9 @@ async fn status_page(d: Arc<Dists>, json: bool) -> Response {
         human(s.origin.bytes),
         s.origin.failures,
         s.origin.corrupt_pieces,
+        human(s.sources.origin),
+        human(s.sources.primary),
+        human(s.sources.mirrors),
     );
     for o in &s.objects {
         let f = &o.fetch;

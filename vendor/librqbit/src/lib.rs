@@ -100,6 +100,9 @@ pub use torrent_state::{
     ManagedTorrent, ManagedTorrentShared, ManagedTorrentState, TorrentMetadata, TorrentStats,
     TorrentStatsState,
 };
+pub use torrent_state::peer::stats::snapshot::{
+    PeerStats, PeerStatsFilter, PeerStatsFilterState, PeerStatsSnapshot,
+};
 pub use type_aliases::FileInfos;
 
 pub use buffers::*;

@@ -30,6 +30,8 @@ pub(crate) struct Peer {
     state: PeerState,
     pub stats: stats::atomic::PeerStats,
     pub outgoing_address: Option<SocketAddr>,
+    /// The peer id of its last handshake, kept after it disconnects (repofs: whose bytes).
+    pub remote_id: Option<Id20>,
 }
 
 impl Peer {
@@ -49,6 +51,7 @@ impl Peer {
             state,
             stats: Default::default(),
             outgoing_address: None,
+            remote_id: Some(peer_id),
         }
     }
 
@@ -58,6 +61,7 @@ impl Peer {
             outgoing_address: Some(addr),
             stats: Default::default(),
             state: Default::default(),
+            remote_id: None,
         }
     }
 
@@ -212,6 +216,7 @@ impl Peer {
         }
         match self.take_state(counters) {
             PeerState::Queued | PeerState::Dead | PeerState::NotNeeded => {
+                self.remote_id = Some(peer_id);
                 self.set_state(
                     PeerState::Live(LivePeerState::new(peer_id, tx, true, connection_kind)),
                     counters,
@@ -233,6 +238,7 @@ impl Peer {
                 PeerState::Connecting(tx) => tx,
                 _ => unreachable!(),
             };
+            self.remote_id = Some(peer_id);
             self.set_state(
                 PeerState::Live(LivePeerState::new(peer_id, tx, false, conn_kind)),
                 counters,

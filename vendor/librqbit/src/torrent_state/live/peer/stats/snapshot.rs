@@ -29,6 +29,8 @@ pub struct PeerStats {
     pub state: &'static str,
     pub conn_kind: Option<ConnectionKind>,
     pub client_name: Option<String>,
+    /// The peer id of its last handshake (None: never connected).
+    pub peer_id: Option<librqbit_core::hash_id::Id20>,
 }
 
 impl From<&super::atomic::PeerCountersAtomic> for PeerCounters {
@@ -68,6 +70,7 @@ impl From<&Peer> for PeerStats {
                 PeerState::Live(l) => l.client_name.clone(),
                 _ => None,
             },
+            peer_id: peer.remote_id,
         }
     }
 }

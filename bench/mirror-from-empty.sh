@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# A mirror's sync from empty, again, against a primary kept by
+# `KEEP=1 FROM_EMPTY_ONLY=1 bench/mirror-index.sh N 0`, with the binaries in BIN: for interleaved
+# before/after runs of one catalog (building and cloning the primary is the slow part).
+# Prints the baseline (curl | zstd -d of the snapshot, wall and CPU s) and the mirror's time
+# to index_generation readable, its CPU s and peak RSS at that moment.
+# Usage: bench/mirror-from-empty.sh WORK BIN
+set -euo pipefail
+work=$1 bin=$2
+conf=$work/repofs.toml
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+RUST_LOG=warn "$bin/repofsd" --root "$work/primary" --config "$conf" --listen "127.0.0.1:$port" \
+  2>>"$work/primary-again.log" &
+ppid=$!
+mirror=$(mktemp -d "$work/m.XXXX")
+trap 'kill $ppid ${mpid:-} 2>/dev/null; wait 2>/dev/null; rm -rf "$mirror" "$work/snap-again"' EXIT
+for _ in $(seq 600); do curl -sf "http://127.0.0.1:$port/index/root.asc" >/dev/null && break; sleep 0.1; done
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ sub(/^.*\) /, ""); print ($12 + $13) / hz }' "/proc/$1/stat"; }
+snap=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["snapshot"]["sha256"])' \
+  "$work/primary/index/root.json")
+sync; t0=$(date +%s.%N)
+/usr/bin/time -f "%U %S" -o "$work/base.cpu" bash -c \
+  "curl -sSf 'http://127.0.0.1:$port/index/objects/$snap' | zstd -dq > '$work/snap-again'"
+echo "baseline curl+unzstd: $(echo "$(date +%s.%N) - $t0" | bc) s, $(awk '{print $1 + $2}' "$work/base.cpu") CPU s"
+rm -f "$work/snap-again"
+"$bin/repofs" --root "$mirror" list >/dev/null
+setting() { sqlite3 "$mirror/catalog.sqlite" "SELECT value FROM settings WHERE key = '$1'" 2>/dev/null || true; }
+sync; t0=$(date +%s.%N)
+RUST_LOG=info "$bin/repofsd" --root "$mirror" --config "$conf" --upstream "http://127.0.0.1:$port" \
+  --repo-key "$work/repo-key.asc" --poll 1 2>>"$mirror.log" &
+mpid=$!
+for _ in $(seq 6000); do [[ $(setting index_generation) == 2 ]] && break; sleep 0.05; done
+[[ $(setting index_generation) == 2 ]] || { echo "the mirror did not sync in 300 s" >&2; exit 1; }
+echo "from empty: $(echo "$(date +%s.%N) - $t0" | bc) s, $(cpu $mpid) CPU s, peak RSS" \
+  "$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$mpid/status") MiB"
