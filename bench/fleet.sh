@@ -23,6 +23,10 @@
 #                 once it has sent KILL_AT packages' worth (default 1)
 #   no-tracker    the torrents name a tracker (NET.1:6969) that every namespace drops packets
 #                 to (nft); every mirror reads, and mirror 1 also curls the primary's HTTP
+#   hold          mirrors with `[mirror] hold = ["*"]` and no reader, started before the package
+#                 is published: the time from the publication's cp until each holds it (complete
+#                 in its cache), first mirror 1 alone (a fresh primary), then all mirrors at once
+#                 (another); the primary's bytes are those of the second round
 # It reports per mirror: the read's result and wall time, the bytes it received (its eth0), the
 # bytes from the primary and from other hosts (nft counters on its input), what it sent, its
 # fetch status (ROOT/mirror/fetch-status.json: bytes into the cache from peers, uploaded, pieces
@@ -58,7 +62,7 @@ esac
 ((rate_bps > 0)) || die "RATE must be more than 0"
 IFS=, read -r -a scen_list <<< "$scenarios"
 for s in "${scen_list[@]}"; do
-  case $s in alone | all | churn | primary-dies | no-tracker) ;; *) die "unknown scenario '$s'" ;; esac
+  case $s in alone | all | churn | primary-dies | no-tracker | hold) ;; *) die "unknown scenario '$s'" ;; esac
 done
 net=${NET:-10.77.0}
 [[ $net =~ ^10\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || die "NET must be 10.X.Y (a /24 used only inside the namespaces)"
@@ -245,6 +249,12 @@ cpu() { # user+system seconds of the process remembered in file $1, 0 if it is g
 # The scenario's primary: its service (--listen), then its mount, then the package published
 # through the mount (a pair: the file and its detached signature).
 primary_up() {
+  primary_start "$@"
+  publish_pkg
+  sleep 2 # the seeder adds the torrent (a read of the object's pieces)
+}
+# The primary's service and mount, nothing published yet.
+primary_start() {
   local d=$sd/p; mkdir -p "$d/root" "$d/mnt"
   printf '[ingest]\nsettle = "300ms"\npair_wait = "1500ms"\n' > "$d/config.toml"
   "$bin/repofs" --root "$d/root" keys add --dir / "$work/key.asc" > /dev/null
@@ -253,18 +263,23 @@ primary_up() {
   wait_for 60 "the primary's service" log_has "$d/repofsd.log" 'repofsd: ready'
   spawn "$d/pid.m" p "$d/mount.log" "$bin/repofs" --root "$d/root" --config "$d/config.toml" mount "$d/mnt"
   wait_for 30 "the primary's mount" mounted_with "$d/mnt" incoming
+  "$bin/repofs" --root "$d/root" keys export-repo > "$sd/repo-key.asc"
+}
+# The package published through the primary's mount (cp of the file and its signature).
+publish_pkg() {
+  local d=$sd/p
   mkdir -p "$d/mnt/incoming/fleet"
   bounded 120 cp "$pkg" "$pkg.sig" "$d/mnt/incoming/fleet/"
   wait_for 60 "the publication" test -e "$d/mnt/dists/fleet/$name.torrent"
-  "$bin/repofs" --root "$d/root" keys export-repo > "$sd/repo-key.asc"
-  sleep 2 # the seeder adds the torrent (a read of the object's pieces)
 }
 # Mirror $1's service (or its restart: the same root): `--upstream` with `--listen`.
 mirror_service() {
   local h=m$1 d=$sd/m$1; mkdir -p "$d/root" "$d/mnt"
   local n; n=$(cat "$d/starts" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > "$d/starts"
   : > "$d/config.toml"
-  [[ -z ${READ_TIMEOUT:-} ]] || printf '[mirror]\nread_timeout = "%s"\n' "$READ_TIMEOUT" > "$d/config.toml"
+  [[ -z ${READ_TIMEOUT:-} && -z ${mirror_hold:-} ]] || echo '[mirror]' > "$d/config.toml"
+  [[ -z ${READ_TIMEOUT:-} ]] || printf 'read_timeout = "%s"\n' "$READ_TIMEOUT" >> "$d/config.toml"
+  [[ -z ${mirror_hold:-} ]] || printf 'hold = ["%s"]\n' "$mirror_hold" >> "$d/config.toml"
   spawn "$d/pid.d" "$h" "$d/repofsd.$n.log" "$bin/repofsd" --root "$d/root" --config "$d/config.toml" \
     --upstream "http://$pip:$port/" --repo-key "$sd/repo-key.asc" --poll 1 --listen "$(ip_of "$h"):$port"
 }
@@ -412,7 +427,7 @@ report() {
   R[failed_$scn]=$failed
   R[packages_$scn]=$(ratio2 "$ptx" "$size_bytes")
 }
-extra_line() { [[ -e $sd/extra ]] && echo "; $(cat "$sd/extra")"; return 0; }
+extra_line() { [[ -e $sd/extra ]] && echo "; $(awk 'NR > 1 { printf "; " } { printf "%s", $0 }' "$sd/extra")"; return 0; }
 
 # ---- scenarios --------------------------------------------------------------------------
 begin() {
@@ -562,6 +577,51 @@ scenario_no_tracker() {
   fleet_down
 }
 
+# Mirrors 1..$1 with hold = ["*"] (services only: nothing reads), ready before the package is
+# published; then the time from the publication's cp until each holds it. Writes read.1
+# ("RC START_MS END_MS") and read.1.out per mirror as a reader does, so `report` tabulates it.
+hold_round() {
+  local n=$1 i
+  primary_start
+  mirror_hold='*'
+  for i in $(seq 1 "$n"); do mirror_service "$i"; done
+  mirror_hold=
+  for i in $(seq 1 "$n"); do
+    wait_for 60 "m$i's service" log_has "$sd/m$i/repofsd.1.log" 'repofsd: ready'
+  done
+  snapshot before
+  t0=$(now_ms)
+  publish_pkg
+  echo "publication (cp into incoming/ until listed on the primary) took $(secs $(($(now_ms) - t0))) s" > "$sd/extra"
+  for i in $(seq 1 "$n"); do
+    (
+      rc=0
+      wait_for "$read_deadline" "m$i to hold the package" test -e "$sd/m$i/root/mirror/complete/$pkg_sha" || rc=124
+      echo "$rc $t0 $(now_ms)" > "$sd/m$i/read.1"
+      { sha256sum "$sd/m$i/root/mirror/complete/$pkg_sha" 2>&1 || true; } > "$sd/m$i/read.1.out"
+    ) &
+    remember "$sd/readers" $!
+  done
+  wait_readers
+  snapshot after
+}
+
+scenario_hold() {
+  begin hold
+  local all=$nmirrors
+  # One mirror alone first: the baseline the fleet is measured against.
+  nmirrors=1
+  hold_round 1
+  report "$t0"
+  fleet_down
+  nmirrors=$all
+  scn=hold-all; sd=$work/scn/hold-all; mkdir -p "$sd"; : > "$sd/readers"
+  hold_round "$nmirrors"
+  echo "times count from the cp into the primary's incoming/ until the object is complete in the mirror's cache; one mirror alone: ${R[slowest_hold]} s" >> "$sd/extra"
+  report "$t0"
+  fleet_down
+}
+
 # ---- the run ----------------------------------------------------------------------------
 echo "$me: $nmirrors mirror(s), $rate per link (tbf burst $burst latency $latency), ${size} MiB;" \
   "scenarios: ${scen_list[*]}; read deadline ${read_deadline} s; whole run at most ${fleet_timeout} s" >&2
@@ -590,6 +650,12 @@ for s in "${scen_list[@]}"; do
   ok=${R[ok_$s]} slowest=${R[slowest_$s]} vs=-
   if [[ $s == alone ]]; then
     [[ -z $alone_s ]] || vs="1.00 (vs curl ${curl_s} s: $(ratio2 "$alone_s" "$curl_s"))"
+  elif [[ $s == hold ]]; then
+    echo "| hold: 1 mirror | ${R[ok_hold]} / ${R[failed_hold]} | ${R[slowest_hold]} | 1.00 | ${R[packages_hold]} |"
+    ok=${R[ok_hold-all]:-0} slowest=${R[slowest_hold-all]:--}
+    ((ok == 0)) || vs=$(ratio2 "$slowest" "${R[slowest_hold]}")
+    echo "| hold: $nmirrors mirrors | $ok / ${R[failed_hold-all]:-?} | $slowest | $vs | ${R[packages_hold-all]:-} |"
+    continue
   elif [[ -n $alone_s ]] && ((ok > 0)); then
     vs=$(ratio2 "$slowest" "$alone_s")
   fi

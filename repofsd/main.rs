@@ -44,6 +44,10 @@ struct Args {
     /// cache_size`).
     #[arg(long, value_name = "BYTES")]
     cache_size: Option<u64>,
+    /// On a mirror: fetch what matches this glob below dists/ as soon as it is published and
+    /// never evict it (repeatable; `*` for everything; added to `[mirror] hold`).
+    #[arg(long = "hold", value_name = "PATTERN")]
+    hold: Vec<String>,
 }
 
 fn main() -> ExitCode {
@@ -70,6 +74,7 @@ fn run(args: &Args) -> anyhow::Result<()> {
     if let Some(n) = args.cache_size {
         mirror.cache_size = n;
     }
+    mirror.hold.extend(args.hold.iter().cloned());
     if repo.config.mirror.upstream.is_some() {
         return run_mirror(args, repo);
     }

@@ -152,6 +152,10 @@ pub struct MirrorConfig {
     /// no peer, at most 2 s after the object's first read). "0s": the origin at once.
     #[serde(with = "humantime_serde")]
     pub origin_after: Duration,
+    /// What this mirror fetches as soon as it is published, without a reader: globs over
+    /// paths below dists/ (`hello/*`, `*.deb`; `*` crosses `/`, so `*` is everything).
+    /// Held objects are never evicted; their total must fit `cache_size`.
+    pub hold: Vec<String>,
 }
 
 impl Default for MirrorConfig {
@@ -165,6 +169,7 @@ impl Default for MirrorConfig {
             readahead: 8 << 20,
             origin_rate: 64 << 20,
             origin_after: Duration::from_secs(5),
+            hold: Vec::new(),
         }
     }
 }

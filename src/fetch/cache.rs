@@ -187,8 +187,14 @@ impl CacheObject {
     /// records each verified once its bytes are durable (one sync for the range).
     /// Err(InvalidData) if the bytes of a piece are not that piece.
     pub fn verify(&self, from: u64, to: u64) -> io::Result<()> {
-        let todo: Vec<u64> = pieces(from, to.min(self.size))
-            .filter(|&p| !self.is_verified(p))
+        self.verify_pieces(pieces(from, to.min(self.size)))
+    }
+
+    /// `verify` of the given pieces, wherever they are (one sync for all).
+    pub fn verify_pieces(&self, pieces: impl IntoIterator<Item = u64>) -> io::Result<()> {
+        let todo: Vec<u64> = pieces
+            .into_iter()
+            .filter(|&p| p < self.piece_count() && !self.is_verified(p))
             .collect();
         if todo.is_empty() {
             return Ok(());

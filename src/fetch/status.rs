@@ -39,6 +39,8 @@ pub struct MirrorStatus {
     pub fetch_report_age_secs: Option<u64>,
     /// Bytes from the origins over HTTP, and their failures (`fetch::origin`).
     pub origin: crate::fetch::origin::OriginStatus,
+    /// `[mirror] hold`: held bytes against their total.
+    pub hold: lazy::HoldStatus,
     pub objects: Vec<ObjectProgress>,
 }
 
@@ -114,6 +116,7 @@ pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Optio
         uploaded_bytes: 0,
         fetch_report_age_secs: report_age,
         origin: Default::default(),
+        hold: Default::default(),
         objects: Vec::new(),
     };
     if let Some(r) = report {
@@ -126,6 +129,7 @@ pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Optio
         s.downloaded_bytes = r.downloaded_bytes;
         s.uploaded_bytes = r.uploaded_bytes;
         s.origin = r.origin;
+        s.hold = r.hold;
         s.objects = r
             .objects
             .into_iter()
@@ -195,6 +199,22 @@ pub fn render(s: &MirrorStatus) -> String {
                 }
             );
         }
+    }
+    let h = &s.hold;
+    if !h.patterns.is_empty() {
+        let _ = writeln!(
+            out,
+            "hold {}  {:.1} MiB of {:.1} MiB held  ({} of {} objects){}",
+            h.patterns.join(" "),
+            mib(h.held_bytes),
+            mib(h.total_bytes),
+            h.held_objects,
+            h.objects,
+            h.error
+                .as_deref()
+                .map(|e| format!("  {e}"))
+                .unwrap_or_default()
+        );
     }
     for o in &s.objects {
         let f = &o.fetch;

@@ -85,6 +85,17 @@ pub fn primary() -> (Site, u16) {
     (s, port)
 }
 
+/// A primary whose torrents name a tracker nobody runs (it is down), serving its endpoint on
+/// `port`.
+pub fn primary_with_dead_tracker(extra: &str) -> (Site, u16) {
+    let (dead, port) = (free_port(), free_port());
+    let s = Site::with_config(&format!(
+        "[distribution]\ntrackers = [\"http://127.0.0.1:{dead}/announce\"]\n\
+         listen = \"127.0.0.1:{port}\"\n{extra}"
+    ));
+    (s, port)
+}
+
 /// Publishes `mib` MiB of random bytes as dists/hello/NAME; returns the original.
 pub fn publish_random(s: &Site, name: &str, mib: u64) -> PathBuf {
     let d = s.w.scratch(name);

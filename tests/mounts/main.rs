@@ -15,6 +15,7 @@ mod lifecycle;
 mod meta_deltas;
 mod metrics;
 mod mirror_fetch;
+mod mirror_hold;
 mod mirror_index;
 mod mirror_origin;
 mod pkgmeta;

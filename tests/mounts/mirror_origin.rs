@@ -17,17 +17,6 @@ fn pread(path: &Path, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
     Ok(buf)
 }
 
-/// A primary whose torrents name a tracker nobody runs (it is down), serving its endpoint on
-/// `port`.
-fn primary_with_dead_tracker(extra: &str) -> (Site, u16) {
-    let (dead, port) = (free_port(), free_port());
-    let s = Site::with_config(&format!(
-        "[distribution]\ntrackers = [\"http://127.0.0.1:{dead}/announce\"]\n\
-         listen = \"127.0.0.1:{port}\"\n{extra}"
-    ));
-    (s, port)
-}
-
 /// With the tracker down (no peer can be found) a cold read on a mirror is served from the
 /// origin over HTTP, byte for byte, and the object completes with its sha256 checked; with
 /// the primary gone as well, a read fails with EIO within the deadline.

@@ -61,7 +61,7 @@ impl Fetcher {
     }
 
     /// The web seeds the index names (setting `web_seeds`), read as they change.
-    fn web_seeds(&self) -> Vec<String> {
+    pub(super) fn web_seeds(&self) -> Vec<String> {
         lock(&self.catalog)
             .setting("web_seeds")
             .ok()
@@ -168,7 +168,7 @@ impl Fetcher {
 /// Tells librqbit which pieces of `[from, to)` the origin verified into the cache, so that it
 /// offers them to peers at once and its streams waiting on them go on (librqbit's
 /// `add_checked_piece`, a repofs patch); pieces it has already are skipped.
-fn tell_swarm(torrent: &ManagedTorrent, object: &CacheObject, from: u64, to: u64) {
+pub(super) fn tell_swarm(torrent: &ManagedTorrent, object: &CacheObject, from: u64, to: u64) {
     let Some(live) = torrent.live() else { return };
     for p in pieces(from, to.min(object.size)).filter(|&p| object.is_verified(p)) {
         if let Err(e) = live.add_checked_piece(p as u32) {
@@ -178,7 +178,7 @@ fn tell_swarm(torrent: &ManagedTorrent, object: &CacheObject, from: u64, to: u64
 }
 
 /// Peers the swarm has or is about to have (live, connecting or queued), not dead ones.
-fn known_peers(torrent: &ManagedTorrent) -> u32 {
+pub(super) fn known_peers(torrent: &ManagedTorrent) -> u32 {
     torrent.stats().live.as_ref().map_or(0, |l| {
         let p = &l.snapshot.peer_stats;
         p.live + p.connecting + p.queued

@@ -24,9 +24,11 @@
 //! one-stream fetch; `storage` is librqbit's storage over the cache; `status` writes the
 //! report; `plan` holds the decisions (which pieces, which reader is sequential, which
 //! anchor goes), tested without a swarm; `fallback` lets the origin serve over HTTP
-//! (`fetch::origin`) when the swarm has no peers or falls behind.
+//! (`fetch::origin`) when the swarm has no peers or falls behind; `hold` fetches what
+//! `[mirror] hold` names as soon as it is published, with no reader.
 
 mod fallback;
+mod hold;
 mod plan;
 mod range;
 mod sequential;
@@ -35,6 +37,7 @@ mod status;
 mod storage;
 mod torrents;
 
+pub use hold::{HoldStatus, TOO_LARGE as HOLD_TOO_LARGE};
 pub use status::{ObjectStatus, Status};
 
 use std::collections::HashMap;
@@ -141,9 +144,13 @@ pub struct Fetcher {
     /// `[mirror] origin_after`: how long a reader waits on a swarm with peers.
     origin_after: Duration,
     status_path: PathBuf,
+    /// `[mirror] hold`: what is fetched without a reader and never evicted (`hold`).
+    hold_patterns: hold::Patterns,
+    hold: Mutex<hold::HoldState>,
     last_evict: Mutex<Instant>,
     stop: Arc<AtomicBool>,
     status_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    hold_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 impl Fetcher {
@@ -160,6 +167,9 @@ impl Fetcher {
             .build()?;
         let catalog = Catalog::open(&layout.catalog())?;
         let cache = Cache::new(CacheDir::new(layout.mirror()), config.mirror.cache_size)?;
+        // A hold that cannot fit is refused now, not turned into an eviction loop.
+        let hold_patterns = hold::Patterns::new(&config.mirror.hold)?;
+        hold::check_fits(&hold::wanted(&catalog, &hold_patterns)?, cache.limit)?;
         let session = swarm::session(
             &runtime,
             layout.mirror().join("session"),
@@ -188,6 +198,8 @@ impl Fetcher {
             origin: Origin::new(config.mirror.upstream.clone(), config.mirror.origin_rate)?,
             origin_after: config.mirror.origin_after,
             status_path: layout.mirror().join("fetch-status.json"),
+            hold_patterns,
+            hold: Mutex::new(hold::HoldState::default()),
             last_evict: Mutex::new(
                 Instant::now()
                     .checked_sub(EVICT_EVERY)
@@ -195,6 +207,7 @@ impl Fetcher {
             ),
             stop: Arc::new(AtomicBool::new(false)),
             status_thread: Mutex::new(None),
+            hold_thread: Mutex::new(None),
         });
         // Seed what survived a restart, in the background: each object resumes from the
         // pieces its cache records verified (nothing is read back), but adding thousands
@@ -213,6 +226,7 @@ impl Fetcher {
         });
         let t = status::spawn(&fetcher)?;
         *lock(&fetcher.status_thread) = Some(t);
+        *lock(&fetcher.hold_thread) = hold::spawn(&fetcher, layout.catalog())?;
         Ok(fetcher)
     }
 
@@ -357,8 +371,10 @@ impl Fetcher {
             debug!(error = %e, "could not write the fetch status");
         }
         self.stop.store(true, Ordering::Relaxed);
-        if let Some(t) = lock(&self.status_thread).take() {
-            let _ = t.join();
+        for t in [&self.status_thread, &self.hold_thread] {
+            if let Some(t) = lock(t).take() {
+                let _ = t.join();
+            }
         }
         self.runtime.block_on(async {
             let _ = tokio::time::timeout(Duration::from_secs(5), self.session.stop()).await;

@@ -89,6 +89,7 @@ impl Fetcher {
             down_mbps: s.download_speed.mbps,
             up_mbps: s.upload_speed.mbps,
             origin: self.origin.status(),
+            hold: self.hold_status(),
             objects,
         };
         write_if_changed(
@@ -117,6 +118,9 @@ pub struct Status {
     /// What came over HTTP from the origins, and how they failed.
     #[serde(default)]
     pub origin: OriginStatus,
+    /// What `[mirror] hold` names, and how much of it is in the cache.
+    #[serde(default)]
+    pub hold: super::HoldStatus,
     pub objects: Vec<ObjectStatus>,
 }
 

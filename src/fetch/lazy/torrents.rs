@@ -168,7 +168,9 @@ impl Fetcher {
             }
             *last = Instant::now();
         }
-        let busy: HashSet<String> = lock(&self.busy).keys().cloned().collect();
+        // Held objects stay whatever lazy reads need (`hold`).
+        let mut busy: HashSet<String> = lock(&self.busy).keys().cloned().collect();
+        busy.extend(self.held_set());
         let victims = tokio::task::block_in_place(|| self.cache.victims(&busy));
         for sha in victims {
             let held = lock(&self.held).remove(&sha);

@@ -79,6 +79,9 @@ where
 pub struct PieceTracker {
     chunks: ChunkTracker,
     inflight: HashMap<ValidPieceIndex, InflightPiece>,
+    /// repofs: take a random queued piece the peer has instead of the first in order
+    /// (`AddTorrentOptions::random_pieces`).
+    random_order: bool,
 }
 
 impl PieceTracker {
@@ -89,7 +92,18 @@ impl PieceTracker {
         Self {
             chunks,
             inflight: HashMap::new(),
+            random_order: false,
         }
+    }
+
+    /// repofs: queued pieces are taken in random order (`AddTorrentOptions::random_pieces`).
+    pub fn with_random_order(mut self, random: bool) -> Self {
+        self.random_order = random;
+        self
+    }
+
+    pub fn set_random_order(&mut self, random: bool) {
+        self.random_order = random;
     }
 
     /// Read-only access to the underlying ChunkTracker.
@@ -149,10 +163,20 @@ impl PieceTracker {
             .iter_queued_pieces(req.file_priorities, req.file_infos)
             .collect();
 
-        for piece in queued {
-            if (req.peer_has_piece)(piece) {
-                return self.reserve_piece(piece, req.peer);
+        // repofs: with `random_order`, a random one of those the peer has. Peers that all take
+        // the lowest piece they lack ask the same few holders for the same pieces at once;
+        // random picks spread what a swarm needs across every holder (REPOFS-PATCH.md).
+        let mut candidates = queued.into_iter().filter(|p| (req.peer_has_piece)(*p));
+        let piece = match self.random_order {
+            false => candidates.next(),
+            true => {
+                use rand::RngExt;
+                let all: Vec<_> = candidates.collect();
+                (!all.is_empty()).then(|| all[rand::rng().random_range(0..all.len())])
             }
+        };
+        if let Some(piece) = piece {
+            return self.reserve_piece(piece, req.peer);
         }
 
         // 3. Try steal with 3x threshold (moderately slow peer)

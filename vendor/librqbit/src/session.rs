@@ -333,6 +333,11 @@ pub struct AddTorrentOptions {
     /// do not have whole.
     #[serde(default)]
     pub super_seed: bool,
+    /// repofs: pieces not asked for by a stream are fetched in random order, not in file order
+    /// (`PieceTracker::with_random_order`): a fleet fetching the same torrent whole spreads its
+    /// requests across every peer that holds something.
+    #[serde(default)]
+    pub random_pieces: bool,
 }
 
 pub struct ListOnlyResponse {
@@ -1441,6 +1446,7 @@ impl Session {
                     initial_peers: opts.initial_peers.clone().unwrap_or_default(),
                     peer_limit: opts.peer_limit.or(self.peer_limit),
                     super_seed: opts.super_seed,
+                    random_pieces: opts.random_pieces,
                     #[cfg(feature = "disable-upload")]
                     _disable_upload: self._disable_upload,
                 },

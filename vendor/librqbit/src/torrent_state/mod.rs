@@ -119,6 +119,7 @@ pub(crate) struct ManagedTorrentOptions {
     pub initial_peers: Vec<SocketAddr>,
     pub peer_limit: Option<usize>,
     pub super_seed: bool,
+    pub random_pieces: bool,
     #[cfg(feature = "disable-upload")]
     pub _disable_upload: bool,
 }

@@ -283,7 +283,10 @@ impl TorrentStateLive {
                 live_outgoing_peers: Default::default(),
             },
             _locked: RwLock::new(TorrentStateLocked {
-                pieces: Some(PieceTracker::new(paused.chunk_tracker)),
+                pieces: Some(
+                    PieceTracker::new(paused.chunk_tracker)
+                        .with_random_order(paused.shared.options.random_pieces),
+                ),
                 file_priorities,
                 fatal_errors_tx: Some(fatal_errors_tx),
                 unflushed_bitv_bytes: 0,
@@ -757,6 +760,24 @@ impl TorrentStateLive {
             .get_chunks()
             .ok()
             .map(|c| *c.get_hns())
+    }
+
+    /// repofs: from now on, pieces no stream asks for are taken in random order, or in file
+    /// order again (`AddTorrentOptions::random_pieces` at add time).
+    pub fn set_random_pieces(&self, random: bool) {
+        if let Ok(p) = self.lock_write("set_random_pieces").get_pieces_mut() {
+            p.set_random_order(random);
+        }
+    }
+
+    /// The pieces this torrent has (checked against their hash), one bool per piece; None
+    /// before its pieces are known (repofs: a mirror's background fetch records each in its
+    /// cache as librqbit gets it, without a stream per piece).
+    pub fn have_pieces(&self) -> Option<Vec<bool>> {
+        self.lock_read("have_pieces")
+            .get_chunks()
+            .ok()
+            .map(|c| c.get_have_pieces().as_slice().iter().map(|b| *b).collect())
     }
 
     fn transmit_haves(&self, index: ValidPieceIndex) {
