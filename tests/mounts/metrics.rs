@@ -214,13 +214,14 @@ fn origin_bytes_are_counted_and_survive_a_restart() {
 
 /// With the primary gone, a mirror reads a package from another mirror (through Debian's
 /// opentracker): its bytes are the mirrors', none the primary's; the first mirror's were the
-/// primary's.
+/// primary's. The torrents also name the primary's own tracker, whose announce makes the
+/// torrent live at the seeder (an external tracker hears of the seeder only then).
 #[test]
 fn bytes_from_another_mirror_are_counted_as_the_mirrors() {
     let (ot_port, port) = (free_port(), free_port());
     let mut p = Site::with_config(&format!(
-        "[distribution]\ntrackers = [\"http://127.0.0.1:{ot_port}/announce\"]\n\
-         listen = \"127.0.0.1:{port}\"\n"
+        "[distribution]\ntrackers = [\"http://127.0.0.1:{ot_port}/announce\", \
+         \"http://127.0.0.1:{port}/announce\"]\nlisten = \"127.0.0.1:{port}\"\n"
     ));
     let blob = publish_random(&p, "passed-1.0.bin", 4);
     let sha = sha256_file(&blob);
