@@ -110,13 +110,15 @@ fn prepare(conn: &mut Connection, catalog: &Path, settings: &[(&str, String)]) -
 }
 
 /// The local rows of the attached catalog `l` into the snapshot: every table the snapshot
-/// leaves empty whole; `settings` merged (the snapshot's trackers win, then `settings`).
+/// leaves empty whole, in the order they were created (parents first, for the keys);
+/// `settings` merged (the snapshot's trackers win, then `settings`).
 fn carry(conn: &mut Connection, settings: &[(&str, String)]) -> Result<bool> {
     let tx = conn.transaction()?;
     let tables = tx
         .prepare(
             "SELECT name FROM l.sqlite_master
-             WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name != 'settings'",
+             WHERE type = 'table' AND name NOT LIKE 'sqlite_%' AND name != 'settings'
+             ORDER BY rowid",
         )?
         .query_map([], |r| r.get::<_, String>(0))?
         .collect::<Result<Vec<String>, _>>()?;
