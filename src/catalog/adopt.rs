@@ -70,6 +70,12 @@ impl Catalog {
         crate::failpoint::hit("adopt-before-rename");
         fs::rename(&link, &self.path)?;
         fs::File::open(dir).and_then(|d| d.sync_all())?;
+        // The old file's WAL and index keep their names, which nothing opens any more: the
+        // connections still on the old file hold them open, and a file put back under the
+        // catalog's name (a restored backup) must not find them there.
+        for side in ["-wal", "-shm"] {
+            let _ = fs::remove_file(sidecar(&self.path, side));
+        }
         crate::failpoint::hit("adopt-after-rename");
         let epoch = self.epoch;
         *self = Catalog::open(&self.path)?;

@@ -358,7 +358,15 @@ fn a_snapshot_adopted_from_empty_is_what_the_bulk_copy_makes_and_readers_follow_
     wal.push("-wal");
     assert!(std::path::Path::new(&wal).exists());
 
-    // The reader still reads the old file until it follows; then it sees a new version.
+    // The reader still reads the old file (its WAL no longer named) until it follows; then it
+    // sees a new version.
+    for side in ["-wal", "-shm"] {
+        let mut old = path.clone().into_os_string();
+        old.push(side);
+        assert!(!std::path::Path::new(&old).exists(), "{old:?}");
+    }
+    assert_eq!(view(&reader), (vec![], vec![]));
+    m.set_setting("probe", "2").unwrap();
     assert_eq!(view(&reader), (vec![], vec![]));
     assert!(reader.follow().unwrap());
     assert_ne!(reader.data_version().unwrap(), before);
