@@ -20,32 +20,40 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OptionalExtension};
 
-use super::replica::nothing_replicated;
-use super::{schema, Catalog, CatalogError, Result};
+use super::replica::{nothing_replicated, Resolver};
+use super::{metarefs, schema, Catalog, CatalogError, PublishTx, Result};
 
 impl Catalog {
     /// Puts the snapshot replica `src` (unpacked, on the catalog's filesystem) in this empty
     /// catalog's place, with the catalog's local rows and `settings`, as `apply_replica` of
-    /// that snapshot would leave it. False, `src` unapplied, when this does not fit (the
-    /// catalog replicated something, or holds rows of a table the snapshot fills, or the
-    /// snapshot names metadata by hash, or another filesystem): the caller applies it the
-    /// usual way. On success `src` is gone and this handle reads the new catalog.
-    pub fn adopt_replica(&mut self, src: &Path, settings: &[(&str, String)]) -> Result<bool> {
+    /// that snapshot would leave it; the metadata files it names by hash (deltas merged into
+    /// it) get their bytes from `resolve`, as in `apply_replica`. False when this does not fit
+    /// (the catalog replicated something, or holds rows of a table the snapshot fills, or
+    /// another filesystem): the caller applies `src` the usual way (which ignores the local
+    /// rows it may hold by then). On success `src` is gone and this handle reads the new one.
+    pub fn adopt_replica<E: From<CatalogError>>(
+        &mut self,
+        src: &Path,
+        settings: &[(&str, String)],
+        resolve: Resolver<'_, E>,
+    ) -> std::result::Result<bool, E> {
         if !nothing_replicated(&self.conn)? {
             return Ok(false);
         }
+        let mut conn = open_src(src)?;
+        if !prepare(&mut conn, &self.path, settings, resolve)? {
+            return Ok(false);
+        }
+        Ok(self.place(conn, src)?)
+    }
+
+    /// Puts the prepared snapshot in this catalog's place (see the module's comment).
+    fn place(&mut self, conn: Connection, src: &Path) -> Result<bool> {
         let dir = match self.path.parent() {
             Some(d) if d.as_os_str().is_empty() => Path::new("."),
             Some(d) => d,
             None => return Ok(false),
         };
-        let mut conn = Connection::open(src)?;
-        conn.pragma_update(None, "journal_mode", "DELETE")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        schema::migrate(&mut conn)?;
-        if !prepare(&mut conn, &self.path, settings)? {
-            return Ok(false);
-        }
         // Written as WAL: closing the only connection checkpoints and removes the WAL.
         conn.pragma_update(None, "journal_mode", "WAL")?;
         drop(conn);
@@ -84,42 +92,71 @@ impl Catalog {
     }
 }
 
+/// The snapshot opened to be written: rollback journal (one file to rename), our schema.
+fn open_src(src: &Path) -> Result<Connection> {
+    let mut conn = Connection::open(src)?;
+    conn.pragma_update(None, "journal_mode", "DELETE")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    schema::migrate(&mut conn)?;
+    Ok(conn)
+}
+
 /// Makes the snapshot the catalog it will replace, in one transaction: its keys checked,
 /// the catalog's local rows and `settings` in. False (nothing written) if it does not fit.
-fn prepare(conn: &mut Connection, catalog: &Path, settings: &[(&str, String)]) -> Result<bool> {
-    let refs: bool = conn.query_row("SELECT EXISTS (SELECT 1 FROM dist_meta_refs)", [], |r| {
-        r.get(0)
-    })?;
-    if refs {
-        return Ok(false);
-    }
-    // What inserting with the keys enforced would have refused.
+fn prepare<E: From<CatalogError>>(
+    conn: &mut Connection,
+    catalog: &Path,
+    settings: &[(&str, String)],
+    resolve: Resolver<'_, E>,
+) -> std::result::Result<bool, E> {
+    check_keys(conn)?;
+    let path = catalog
+        .to_str()
+        .ok_or_else(|| CatalogError::Corrupt(format!("path {catalog:?} is not UTF-8")))?;
+    conn.execute("ATTACH DATABASE ?1 AS l", [path])
+        .map_err(CatalogError::from)?;
+    let done = carry(conn, settings, resolve);
+    let detached = conn.execute("DETACH DATABASE l", []);
+    let done = done?;
+    detached.map_err(CatalogError::from)?;
+    Ok(done)
+}
+
+/// What inserting with the keys enforced would have refused.
+fn check_keys(conn: &Connection) -> Result<()> {
     let bad: Option<(String, String)> = conn
         .query_row("PRAGMA foreign_key_check", [], |r| {
             Ok((r.get(0)?, r.get(2)?))
         })
         .optional()?;
-    if let Some((table, parent)) = bad {
-        return Err(CatalogError::Corrupt(format!(
+    match bad {
+        Some((table, parent)) => Err(CatalogError::Corrupt(format!(
             "snapshot: a row of {table} names a row of {parent} the snapshot does not hold"
-        )));
+        ))),
+        None => Ok(()),
     }
-    let path = catalog
-        .to_str()
-        .ok_or_else(|| CatalogError::Corrupt(format!("path {catalog:?} is not UTF-8")))?;
-    conn.execute("ATTACH DATABASE ?1 AS l", [path])?;
-    let done = carry(conn, settings);
-    let detached = conn.execute("DETACH DATABASE l", []);
-    let done = done?;
-    detached?;
-    Ok(done)
 }
 
-/// The local rows of the attached catalog `l` into the snapshot: every table the snapshot
+/// The local rows of the attached catalog `l` into the snapshot, and the metadata files it
+/// names by hash resolved, in one transaction. False (nothing written) if they do not fit.
+/// The rows: every table the snapshot
 /// leaves empty whole, in the order they were created (parents first, for the keys);
 /// `settings` merged (the snapshot's trackers win, then `settings`).
-fn carry(conn: &mut Connection, settings: &[(&str, String)]) -> Result<bool> {
-    let tx = conn.transaction()?;
+fn carry<E: From<CatalogError>>(
+    conn: &mut Connection,
+    settings: &[(&str, String)],
+    resolve: Resolver<'_, E>,
+) -> std::result::Result<bool, E> {
+    let tx = PublishTx::wrap(conn.transaction().map_err(CatalogError::from)?);
+    if !carry_rows(tx.sql(), settings)? {
+        return Ok(false);
+    }
+    metarefs::resolve_in_place(&tx, resolve)?;
+    tx.commit()?;
+    Ok(true)
+}
+
+fn carry_rows(tx: &Connection, settings: &[(&str, String)]) -> Result<bool> {
     let tables = tx
         .prepare(
             "SELECT name FROM l.sqlite_master
@@ -159,7 +196,6 @@ fn carry(conn: &mut Connection, settings: &[(&str, String)]) -> Result<bool> {
             params![k, v],
         )?;
     }
-    tx.commit()?;
     Ok(true)
 }
 

@@ -473,12 +473,13 @@ impl Mirror {
             ("web_seeds", web_seeds_json(&root)?),
         ];
         let target = self.staged(&chain, use_snapshot, temps)?;
+        let mut resolve =
+            |tx: &PublishTx<'_>, refs: &[MetaRef]| self.resolve_meta(tx, refs, &mut stats);
         // From empty, the unpacked snapshot becomes the catalog (written once, not thrice).
-        let adopted =
-            use_snapshot && held.is_none() && catalog.adopt_replica(&target, &settings)?;
+        let adopted = use_snapshot
+            && held.is_none()
+            && catalog.adopt_replica(&target, &settings, &mut resolve)?;
         if !adopted {
-            let mut resolve =
-                |tx: &PublishTx<'_>, refs: &[MetaRef]| self.resolve_meta(tx, refs, &mut stats);
             catalog.apply_replica(&target, use_snapshot, &settings, &mut resolve)?;
         }
         if self.reserve {
