@@ -58,6 +58,40 @@ pub fn list(common: &Common, args: &ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Store objects refused from seeding because a read found them changed since publication
+/// (`fetch::seed`), first in a primary's status: one entry each, naming its published files.
+fn corrupt_entries(
+    catalog: &crate::catalog::Catalog,
+) -> anyhow::Result<Vec<crate::ingest::StatusEntry>> {
+    let corrupt = catalog.corrupt_objects()?;
+    if corrupt.is_empty() {
+        return Ok(Vec::new());
+    }
+    let files = catalog.files(false)?;
+    Ok(corrupt
+        .into_iter()
+        .map(|c| crate::ingest::StatusEntry {
+            id: None,
+            state: "corrupt",
+            files: files
+                .iter()
+                .filter(|f| f.sha256 == c.sha256)
+                .map(|f| format!("dists/{}", join(&f.directory, &f.filename)))
+                .collect(),
+            reason: Some("corrupt-object".into()),
+            message: format!(
+                "store object {} changed since publication ({}): not seeded until its bytes \
+                 match again (checked at repofsd's start)",
+                c.sha256, c.why
+            ),
+            directory: None,
+            uploader: None,
+            quarantine: None,
+            time: crate::time::rfc3339(c.found_at),
+        })
+        .collect())
+}
+
 /// `repofs status`'s flags.
 #[derive(clap::Args)]
 pub struct StatusArgs {
@@ -79,7 +113,8 @@ pub fn status(common: &Common, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             write!(o, "{}", crate::fetch::status::render(&m))?;
         }
     } else {
-        let entries = crate::ingest::status(&repo, args.limit)?;
+        let mut entries = corrupt_entries(&repo.catalog)?;
+        entries.extend(crate::ingest::status(&repo, args.limit)?);
         if args.json {
             json(&mut o, &entries)?;
         } else {
