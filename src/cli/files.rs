@@ -63,31 +63,23 @@ pub fn list(common: &Common, args: &ListArgs) -> anyhow::Result<ExitCode> {
 fn corrupt_entries(
     catalog: &crate::catalog::Catalog,
 ) -> anyhow::Result<Vec<crate::ingest::StatusEntry>> {
-    let corrupt = catalog.corrupt_objects()?;
-    if corrupt.is_empty() {
-        return Ok(Vec::new());
-    }
-    let files = catalog.files(false)?;
-    Ok(corrupt
+    let s = crate::fetch::status::primary_status(catalog)?;
+    Ok(s.corrupt_objects
         .into_iter()
         .map(|c| crate::ingest::StatusEntry {
             id: None,
             state: "corrupt",
-            files: files
-                .iter()
-                .filter(|f| f.sha256 == c.sha256)
-                .map(|f| format!("dists/{}", join(&f.directory, &f.filename)))
-                .collect(),
+            files: c.paths,
             reason: Some("corrupt-object".into()),
             message: format!(
                 "store object {} changed since publication ({}): not seeded until its bytes \
                  match again (checked at repofsd's start)",
-                c.sha256, c.why
+                c.row.sha256, c.row.why
             ),
             directory: None,
             uploader: None,
             quarantine: None,
-            time: crate::time::rfc3339(c.found_at),
+            time: c.found,
         })
         .collect())
 }

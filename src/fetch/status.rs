@@ -59,6 +59,45 @@ pub struct ObjectProgress {
     pub fetch: lazy::ObjectStatus,
 }
 
+/// A primary's status: store objects refused from seeding because a read for a peer found
+/// them changed since publication (`seed`, the catalog's `corrupt_objects`).
+#[derive(Serialize)]
+pub struct PrimaryStatus {
+    pub corrupt_objects: Vec<CorruptObject>,
+}
+
+#[derive(Serialize)]
+pub struct CorruptObject {
+    /// `dists/DIR/FILE` for every published file with these bytes.
+    pub paths: Vec<String>,
+    /// When it was found (RFC 3339).
+    pub found: String,
+    #[serde(flatten)]
+    pub row: crate::catalog::CorruptObject,
+}
+
+/// What a primary reports (whatever the catalog says; call it where `mirror_status` is None).
+pub fn primary_status(catalog: &Catalog) -> anyhow::Result<PrimaryStatus> {
+    let rows = catalog.corrupt_objects()?;
+    let files = match rows.is_empty() {
+        true => Vec::new(),
+        false => catalog.files(false)?,
+    };
+    let corrupt_objects = rows
+        .into_iter()
+        .map(|row| CorruptObject {
+            paths: files
+                .iter()
+                .filter(|f| f.sha256 == row.sha256)
+                .map(|f| format!("dists/{}", crate::paths::join(&f.directory, &f.filename)))
+                .collect(),
+            found: crate::time::rfc3339(row.found_at),
+            row,
+        })
+        .collect();
+    Ok(PrimaryStatus { corrupt_objects })
+}
+
 /// The mirror's status, or None when this repository is not a mirror.
 pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Option<MirrorStatus>> {
     let Some(upstream) = catalog.setting("upstream")? else {

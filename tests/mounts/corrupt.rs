@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{digest::*, mirror::*, net::*, process::*, site::*};
+use crate::common::{clients::*, digest::*, mirror::*, net::*, process::*, site::*};
 
 /// Where the mirror's session takes peers, from its start line in the daemon's log.
 fn mirror_peer_addr(log: &str) -> std::net::SocketAddr {
@@ -114,6 +114,12 @@ fn a_corrupt_cached_piece_is_never_served_and_is_fetched_again() {
         .unwrap();
     let j: Value = serde_json::from_slice(&out.stdout).expect("/status.json");
     assert_eq!(j["corrupt"]["recent"][0]["piece"], 1, "{j}");
+    let metrics = scrape_metrics(mport);
+    assert_eq!(metrics.get("repofs_cache_corrupt_pieces_total"), Some(&1.0));
+    assert_eq!(
+        metrics.get("repofs_cache_refetched_pieces_total"),
+        Some(&1.0)
+    );
 
     // And it seeds the piece again: a peer gets the published bytes.
     let peer = mirror_peer_addr(&m.daemon.log());
