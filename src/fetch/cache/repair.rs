@@ -104,4 +104,24 @@ mod tests {
         assert!(o.promote(None).unwrap());
         assert_eq!(std::fs::read(&complete).unwrap(), data);
     }
+
+    /// In a partial object, only that piece's bit goes, on disk too.
+    #[test]
+    fn an_unverified_piece_of_a_partial_object_loses_its_bit() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 1 << 30).unwrap();
+        let (data, sha, hashes) = object(PIECE as usize * 3);
+        let o = cache.object(&sha, data.len() as u64, &hashes).unwrap();
+        o.pwrite(0, &data[..2 * PIECE as usize]).unwrap();
+        o.verify(0, 2 * PIECE).unwrap();
+        o.unverify(0).unwrap();
+        o.unverify(7).unwrap(); // beyond the object: nothing
+        assert_eq!(o.verified_pieces(), [false, true, false]);
+        let view = cache
+            .dir
+            .open_view(&sha, data.len() as u64)
+            .unwrap()
+            .unwrap();
+        assert!(!view.has(0, 1).unwrap() && view.has(PIECE, 2 * PIECE).unwrap());
+    }
 }

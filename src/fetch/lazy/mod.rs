@@ -25,7 +25,8 @@
 //! report; `plan` holds the decisions (which pieces, which reader is sequential, which
 //! anchor goes), tested without a swarm; `fallback` lets the origin serve over HTTP
 //! (`fetch::origin`) when the swarm has no peers or falls behind; `hold` fetches what
-//! `[mirror] hold` names as soon as it is published, with no reader.
+//! `[mirror] hold` names as soon as it is published, with no reader; `repair` fetches again a
+//! cached piece found corrupt on its first read for a peer or a stream.
 
 mod fallback;
 mod hold;

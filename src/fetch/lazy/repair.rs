@@ -88,13 +88,19 @@ impl CorruptStatus {
     }
 }
 
-/// The last status's counts (a restart goes on from them).
+/// The last status's counts (a restart goes on from them). A piece still being fetched when
+/// repofsd stopped stays out of the verified set: the next read of it fetches it.
 pub(super) fn restore(status: &std::path::Path) -> CorruptStatus {
-    std::fs::read(status)
+    let mut c = std::fs::read(status)
         .ok()
         .and_then(|b| serde_json::from_slice::<super::Status>(&b).ok())
         .map(|s| s.corrupt)
-        .unwrap_or_default()
+        .unwrap_or_default();
+    for p in c.recent.iter_mut().filter(|p| p.state == "fetching") {
+        p.state = "failed".into();
+        p.error = Some("repofsd stopped first; the next read fetches it".into());
+    }
+    c
 }
 
 /// Repairs what the storages report until the fetcher is gone.
