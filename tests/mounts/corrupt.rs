@@ -24,7 +24,8 @@ fn mirror_peer_addr(log: &str) -> std::net::SocketAddr {
 /// rot, a stray write). The restarted mirror vouches for its cache without reading it; the
 /// first read of that piece for a peer finds it bad: the peer never gets those bytes, the
 /// mirror fetches the piece again and seeds it, a read through the mount returns the
-/// published bytes, and the log and `repofs status` (text, `--json`, `/status.json`) say so.
+/// published bytes, and the log and `repofs status` (text, `--json`, `/status.json`) and
+/// `/metrics` say so. Then the same for a piece changed while the mirror runs.
 #[test]
 fn a_corrupt_cached_piece_is_never_served_and_is_fetched_again() {
     let (p, port) = primary();
@@ -44,11 +45,8 @@ fn a_corrupt_cached_piece_is_never_served_and_is_fetched_again() {
 
     m.daemon.terminate();
     let good = fs::read(&blob).unwrap();
-    let at = 262_144 + 1000; // piece 1, in its first block
-    let f = fs::File::options().write(true).open(&complete).unwrap();
-    f.write_all_at(&[good[at] ^ 0xff], at as u64).unwrap();
-    f.sync_all().unwrap();
-    drop(f);
+    let at = PIECE + 1000; // piece 1, in its first block
+    flip(&complete, at);
     m.daemon = start_mirror_daemon(&m.repo, &m.upstream, &m.key, m.listen);
     m.daemon
         .wait_log("Initial check results", Duration::from_secs(15));
@@ -64,8 +62,8 @@ fn a_corrupt_cached_piece_is_never_served_and_is_fetched_again() {
         got.as_deref()
             != Some(
                 &{
-                    let mut bad = good[262144..262144 + 16384].to_vec();
-                    bad[at - 262144] ^= 0xff;
+                    let mut bad = good[PIECE..PIECE + 16384].to_vec();
+                    bad[at - PIECE] ^= 0xff;
                     bad
                 }[..]
             ),
@@ -125,7 +123,43 @@ fn a_corrupt_cached_piece_is_never_served_and_is_fetched_again() {
     let peer = mirror_peer_addr(&m.daemon.log());
     assert_eq!(
         ask_for_block(peer, &hash, 1, Duration::from_secs(20)).as_deref(),
-        Some(&good[262144..262144 + 16384]),
+        Some(&good[PIECE..PIECE + 16384]),
         "the mirror does not serve the piece fetched again"
     );
+
+    // While it runs: a piece it vouched for (the torrent was added again over the cache) and
+    // has not read since changes; the first peer to ask finds it, and it is fetched again.
+    flip(&complete, 5 * PIECE + 10);
+    let got = ask_for_block(peer, &hash, 5, Duration::from_secs(10));
+    let mut changed = good[5 * PIECE..5 * PIECE + 16384].to_vec();
+    changed[10] ^= 0xff;
+    assert!(got != Some(changed), "the mirror served the changed bytes");
+    m.status_when("the second repair in the status", |s| {
+        s["corrupt"]["refetched"] == 2
+    });
+    let peer = mirror_peer_addr(&m.daemon.log());
+    assert_eq!(
+        ask_for_block(peer, &hash, 5, Duration::from_secs(20)).as_deref(),
+        Some(&good[5 * PIECE..5 * PIECE + 16384]),
+        "the mirror does not serve the piece fetched again"
+    );
+    wait_for("the object complete again", Duration::from_secs(30), || {
+        complete.exists().then_some(())
+    });
+    assert_eq!(sha256_file(&complete), sha);
+}
+
+const PIECE: usize = 262_144;
+
+/// Flips the byte at `at` of `file` on disk, as bit rot or a stray write would.
+fn flip(file: &std::path::Path, at: usize) {
+    let f = fs::File::options()
+        .read(true)
+        .write(true)
+        .open(file)
+        .unwrap();
+    let mut b = [0u8];
+    f.read_exact_at(&mut b, at as u64).unwrap();
+    f.write_all_at(&[b[0] ^ 0xff], at as u64).unwrap();
+    f.sync_all().unwrap();
 }
