@@ -454,7 +454,8 @@ impl Seeder {
 }
 
 /// The objects the catalog records corrupt whose store bytes still do not match their
-/// sha256; a row whose object matches again (an operator restored it) goes.
+/// sha256; a row whose object matches again (an operator restored it) goes, and so does one
+/// whose object left the store (unpublished: a later publication of those bytes is new).
 fn still_corrupt(catalog: &mut Catalog, store: &Store) -> anyhow::Result<HashSet<String>> {
     use sha2::{Digest, Sha256};
     let mut refused = HashSet::new();
@@ -465,7 +466,13 @@ fn still_corrupt(catalog: &mut Catalog, store: &Store) -> anyhow::Result<HashSet
             std::io::copy(&mut f, &mut h)?;
             Ok(hex::encode(h.finalize()) == c.sha256)
         });
-        if matches.unwrap_or(false) {
+        let gone = matches
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        if gone {
+            catalog.clear_corrupt(&c.sha256)?;
+            info!(object = %c.sha256, reason = "corrupt-object", "corrupt store object gone from the store: forgotten");
+        } else if matches.unwrap_or(false) {
             catalog.clear_corrupt(&c.sha256)?;
             info!(object = %c.sha256, reason = "corrupt-object", "store object matches its sha256 again: seeded again");
         } else {
@@ -495,6 +502,39 @@ fn dial(t: &librqbit::ManagedTorrent, peer: SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// At start, a recorded corrupt object stays refused while its bytes are wrong; one whose
+    /// bytes match again, or that left the store, is forgotten.
+    #[test]
+    fn recorded_corrupt_objects_stay_refused_until_their_bytes_match() {
+        use sha2::{Digest, Sha256};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let mut catalog = Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
+        let put = |bytes: &[u8], sha: &str| {
+            let p = store.object_path(sha);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
+        };
+        let sha = |b: &[u8]| hex::encode(Sha256::digest(b));
+        let (restored, still, gone) = (sha(b"restored"), sha(b"still"), sha(b"gone"));
+        put(b"restored", &restored);
+        put(b"stilL", &still);
+        for s in [&restored, &still, &gone] {
+            catalog
+                .record_corrupt(s, 0, "piece 0 does not match")
+                .unwrap();
+        }
+        let refused = still_corrupt(&mut catalog, &store).unwrap();
+        assert_eq!(refused, HashSet::from([still.clone()]));
+        let rows: Vec<String> = catalog
+            .corrupt_objects()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.sha256)
+            .collect();
+        assert_eq!(rows, [still]);
+    }
 
     /// Beyond the cap, the least recently read object is closed (and opened again if read).
     #[test]
