@@ -1,8 +1,9 @@
 //! The mirror's torrents store into the cache: librqbit reads and writes the cache object
 //! (`cache::CacheObject`), which never lets a write land on a verified piece. A torrent added
 //! (at start, or again after eviction) resumes from the pieces the cache records verified,
-//! without reading them back; each is checked when first read for a peer or a stream. The
-//! librqbit plumbing is `fetch::swarm`'s.
+//! without reading them back; each is checked when first read for a peer or a stream, and one
+//! that fails leaves the verified set and goes to `repair`. The librqbit plumbing is
+//! `fetch::swarm`'s.
 
 use std::sync::Arc;
 
