@@ -54,14 +54,8 @@ async fn status_page(d: Arc<Dists>, json: bool) -> Response {
         Ok(Err(e)) => return catalog_error(format!("{e:#}")).into_response(),
         Err(e) => return catalog_error(e).into_response(),
     };
-    let no_cache = (header::CACHE_CONTROL, "no-cache");
     if json {
-        return match serde_json::to_vec_pretty(&s) {
-            Ok(body) => {
-                ([(header::CONTENT_TYPE, "application/json"), no_cache], body).into_response()
-            }
-            Err(e) => catalog_error(e).into_response(),
-        };
+        return json_page(&s);
     }
     let ago = |a: Option<u64>| a.map_or("never".to_string(), |a| format!("{a} s ago"));
     let opt = |o: &Option<String>| escape(o.as_deref().unwrap_or("-"));
@@ -134,6 +128,21 @@ async fn status_page(d: Arc<Dists>, json: bool) -> Response {
     html_page(h)
 }
 
+/// A status as JSON, never cached.
+fn json_page(s: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec_pretty(s) {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => catalog_error(e).into_response(),
+    }
+}
+
 const FOOTER: &str = "</tbody></table>\n<footer><a href=\"/dists/\">dists/</a> · \
      <a href=\"/status.json\">JSON</a></footer>\n</body></html>\n";
 
@@ -149,14 +158,8 @@ async fn primary_page(d: Arc<Dists>, json: bool) -> Response {
         Ok(Err(e)) => return catalog_error(format!("{e:#}")).into_response(),
         Err(e) => return catalog_error(e).into_response(),
     };
-    let no_cache = (header::CACHE_CONTROL, "no-cache");
     if json {
-        return match serde_json::to_vec_pretty(&s) {
-            Ok(body) => {
-                ([(header::CONTENT_TYPE, "application/json"), no_cache], body).into_response()
-            }
-            Err(e) => catalog_error(e).into_response(),
-        };
+        return json_page(&s);
     }
     let mut h = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
