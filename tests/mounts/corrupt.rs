@@ -147,6 +147,12 @@ fn a_corrupt_cached_piece_is_never_served_and_is_fetched_again() {
         complete.exists().then_some(())
     });
     assert_eq!(sha256_file(&complete), sha);
+    // The bytes by source count both pieces fetched again.
+    let want = (good.len() + 2 * PIECE) as u64;
+    m.status_when("the pieces fetched again counted by source", |s| {
+        let n = |k: &str| s["sources"][k].as_u64().unwrap_or(0);
+        n("origin") + n("primary") + n("mirrors") >= want
+    });
 }
 
 const PIECE: usize = 262_144;

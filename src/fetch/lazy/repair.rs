@@ -121,7 +121,12 @@ impl Fetcher {
         lock(&self.corrupt).record(&f);
         let held = lock(&self.held).remove(&f.sha256);
         if let Some(h) = held {
-            lock(&self.ledger).observe(&f.sha256, &super::sources::reading(&h));
+            // Its counters go with its torrent and cache object: read them one last time.
+            {
+                let mut ledger = lock(&self.ledger);
+                ledger.observe(&f.sha256, &super::sources::reading(&h));
+                ledger.restarted(&f.sha256);
+            }
             if let Err(e) = self.session.delete(h.torrent.id().into(), false).await {
                 warn!(error = %format!("{e:#}"), "could not drop a torrent");
             }
