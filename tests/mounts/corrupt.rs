@@ -88,36 +88,7 @@ fn a_corrupt_cached_piece_is_never_served_and_is_fetched_again() {
     });
     assert_eq!(sha256_file(&complete), sha);
 
-    // The status says what happened, in each form.
-    let st = m.status_when("the repair in the status", |s| {
-        s["corrupt"]["refetched"] == 1
-    });
-    let c = &st["corrupt"];
-    assert_eq!(c["found"], 1, "{c}");
-    assert_eq!(c["recent"][0]["sha256"], sha.as_str(), "{c}");
-    assert_eq!(c["recent"][0]["piece"], 1, "{c}");
-    assert_eq!(c["recent"][0]["state"], "refetched", "{c}");
-    let j: Value = serde_json::from_str(&m.repo.repofs(&["status", "--json"])).unwrap();
-    assert_eq!(j["corrupt"]["refetched"], 1, "{j}");
-    let text = m.repo.repofs(&["status"]);
-    assert!(
-        text.contains("corrupt pieces 1 found, 1 fetched again")
-            && text.contains("dists/hello/rot-1.0.bin piece 1"),
-        "{text}"
-    );
-    let out = std::process::Command::new("curl")
-        .args(["-sf", "--max-time", "20"])
-        .arg(format!("http://127.0.0.1:{mport}/status.json"))
-        .output()
-        .unwrap();
-    let j: Value = serde_json::from_slice(&out.stdout).expect("/status.json");
-    assert_eq!(j["corrupt"]["recent"][0]["piece"], 1, "{j}");
-    let metrics = scrape_metrics(mport);
-    assert_eq!(metrics.get("repofs_cache_corrupt_pieces_total"), Some(&1.0));
-    assert_eq!(
-        metrics.get("repofs_cache_refetched_pieces_total"),
-        Some(&1.0)
-    );
+    assert_repair_reported(&m, mport, &sha);
 
     // And it seeds the piece again: a peer gets the published bytes.
     let peer = mirror_peer_addr(&m.daemon.log());
@@ -153,6 +124,40 @@ fn a_corrupt_cached_piece_is_never_served_and_is_fetched_again() {
         let n = |k: &str| s["sources"][k].as_u64().unwrap_or(0);
         n("origin") + n("primary") + n("mirrors") >= want
     });
+}
+
+/// The status says the mirror found piece 1 of object `sha` corrupt and fetched it again, in
+/// each form: the report, `repofs status` (`--json` and text), `/status.json` and `/metrics`.
+fn assert_repair_reported(m: &Mirror, mport: u16, sha: &str) {
+    let st = m.status_when("the repair in the status", |s| {
+        s["corrupt"]["refetched"] == 1
+    });
+    let c = &st["corrupt"];
+    assert_eq!(c["found"], 1, "{c}");
+    assert_eq!(c["recent"][0]["sha256"], sha, "{c}");
+    assert_eq!(c["recent"][0]["piece"], 1, "{c}");
+    assert_eq!(c["recent"][0]["state"], "refetched", "{c}");
+    let j: Value = serde_json::from_str(&m.repo.repofs(&["status", "--json"])).unwrap();
+    assert_eq!(j["corrupt"]["refetched"], 1, "{j}");
+    let text = m.repo.repofs(&["status"]);
+    assert!(
+        text.contains("corrupt pieces 1 found, 1 fetched again")
+            && text.contains("dists/hello/rot-1.0.bin piece 1"),
+        "{text}"
+    );
+    let out = std::process::Command::new("curl")
+        .args(["-sf", "--max-time", "20"])
+        .arg(format!("http://127.0.0.1:{mport}/status.json"))
+        .output()
+        .unwrap();
+    let j: Value = serde_json::from_slice(&out.stdout).expect("/status.json");
+    assert_eq!(j["corrupt"]["recent"][0]["piece"], 1, "{j}");
+    let metrics = scrape_metrics(mport);
+    assert_eq!(metrics.get("repofs_cache_corrupt_pieces_total"), Some(&1.0));
+    assert_eq!(
+        metrics.get("repofs_cache_refetched_pieces_total"),
+        Some(&1.0)
+    );
 }
 
 const PIECE: usize = 262_144;
