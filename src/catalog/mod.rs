@@ -33,6 +33,7 @@ use serde::Serialize;
 use crate::archive::{Entry, EntryKind, Layout};
 
 mod adopt;
+mod corrupt;
 mod entries;
 mod keys;
 mod metarefs;
@@ -200,6 +201,15 @@ pub struct KeyRow {
     pub userid: Option<String>,
     pub added_at: i64,
     pub directories: Vec<String>,
+}
+
+/// A store object refused from seeding: a first read found `piece` changed (`why`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct CorruptObject {
+    pub sha256: String,
+    pub piece: u64,
+    pub why: String,
+    pub found_at: i64,
 }
 
 /// A local uid trusted for a directory and below ("" = everywhere), by `repofs trust`.

@@ -231,6 +231,17 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (directory, name)
     ) WITHOUT ROWID;
     "#,
+    // v11: store objects a first read for a peer found changed since publication (`fetch::seed`):
+    // refused from seeding across restarts, until the bytes match their sha256 again. Local
+    // to this repository: no replica carries it.
+    r#"
+    CREATE TABLE corrupt_objects (
+        sha256   TEXT PRIMARY KEY,
+        piece    INTEGER NOT NULL,      -- the first piece found bad
+        why      TEXT NOT NULL,
+        found_at INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    "#,
 ];
 
 /// The schema version this code writes and reads.

@@ -58,6 +58,32 @@ pub fn list(common: &Common, args: &ListArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Store objects refused from seeding because a read found them changed since publication
+/// (`fetch::seed`), first in a primary's status: one entry each, naming its published files.
+fn corrupt_entries(
+    catalog: &crate::catalog::Catalog,
+) -> anyhow::Result<Vec<crate::ingest::StatusEntry>> {
+    let s = crate::fetch::status::primary_status(catalog)?;
+    Ok(s.corrupt_objects
+        .into_iter()
+        .map(|c| crate::ingest::StatusEntry {
+            id: None,
+            state: "corrupt",
+            files: c.paths,
+            reason: Some("corrupt-object".into()),
+            message: format!(
+                "store object {} changed since publication ({}): not seeded until its bytes \
+                 match again (checked at repofsd's start)",
+                c.row.sha256, c.row.why
+            ),
+            directory: None,
+            uploader: None,
+            quarantine: None,
+            time: c.found,
+        })
+        .collect())
+}
+
 /// `repofs status`'s flags.
 #[derive(clap::Args)]
 pub struct StatusArgs {
@@ -79,7 +105,8 @@ pub fn status(common: &Common, args: &StatusArgs) -> anyhow::Result<ExitCode> {
             write!(o, "{}", crate::fetch::status::render(&m))?;
         }
     } else {
-        let entries = crate::ingest::status(&repo, args.limit)?;
+        let mut entries = corrupt_entries(&repo.catalog)?;
+        entries.extend(crate::ingest::status(&repo, args.limit)?);
         if args.json {
             json(&mut o, &entries)?;
         } else {

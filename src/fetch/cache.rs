@@ -27,6 +27,7 @@ use tracing::{info, warn};
 use crate::torrent::PIECE_LENGTH;
 
 mod evict;
+mod repair;
 
 const PIECE: u64 = PIECE_LENGTH as u64;
 
@@ -630,7 +631,7 @@ mod tests {
     use super::*;
     use crate::torrent::PieceHasher;
 
-    fn object(len: usize) -> (Vec<u8>, String, Vec<u8>) {
+    pub(super) fn object(len: usize) -> (Vec<u8>, String, Vec<u8>) {
         let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
         let mut h = PieceHasher::default();
         h.update(&data);

@@ -16,7 +16,9 @@
 //! and the store never changes one, so a torrent starts with every piece (librqbit's initial
 //! check skipped), and each piece is checked against its SHA-1 when first read for a peer. A
 //! file changed behind the store's back is never served: its bad piece is refused, the object
-//! is dropped from seeding and the tracker, and the log says why (`corrupt-object`).
+//! is dropped from seeding and the tracker, and the log says why (`corrupt-object`). The
+//! catalog records it (`corrupt_objects`), so a restart, which vouches for every piece again,
+//! keeps refusing it until its bytes match its sha256 again (checked at start: they are few).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
@@ -42,8 +44,9 @@ struct StoreFiles {
     /// Trust the publication's check (`known_pieces`) rather than read objects back.
     trusted: bool,
     open: Mutex<OpenFiles>,
-    /// Objects a first read found corrupt, for `Seeder::follow` to stop seeding them.
-    corrupt: Mutex<Vec<String>>,
+    /// Objects a first read found corrupt (sha256, piece, why), for `Seeder::follow` to stop
+    /// seeding them.
+    corrupt: Mutex<Vec<(String, u64, String)>>,
 }
 
 /// Store objects open for reading: beyond `cap`, the least recently read is closed. One
@@ -143,7 +146,7 @@ impl ObjectFile for ReadOnly {
             reason = "corrupt-object",
             "store object changed since it was published ({why}): no longer seeded"
         );
-        lock(&self.files.corrupt).push(self.sha256.to_string());
+        lock(&self.files.corrupt).push((self.sha256.to_string(), piece, why.to_string()));
     }
 }
 
@@ -186,7 +189,7 @@ struct Resolver {
     /// Announce URLs the live torrents carry (external trackers only).
     trackers: Vec<String>,
     files: Arc<StoreFiles>,
-    /// Objects refused until repofsd restarts (a first read found them corrupt).
+    /// Objects refused (a first read found them corrupt; the catalog remembers them).
     refused: Mutex<HashSet<String>>,
     /// Live infohashes and their objects, to stop an object's torrents when it is corrupt.
     live: Mutex<HashMap<[u8; 20], Arc<str>>>,
@@ -266,12 +269,14 @@ impl Seeder {
             swarm::PRIMARY_ID,
         )
         .context("starting the BitTorrent session")?;
+        let mut catalog = catalog;
+        let refused = still_corrupt(&mut catalog, &store)?;
         let resolver = Arc::new(Resolver {
             catalog: Mutex::new(catalog),
             store,
             trackers,
             files: Arc::new(StoreFiles::new(!recheck, OPEN_FILES)),
-            refused: Mutex::new(HashSet::new()),
+            refused: Mutex::new(refused),
             live: Mutex::new(HashMap::new()),
         });
         let r = resolver.clone();
@@ -305,14 +310,18 @@ impl Seeder {
     }
 
     /// Stops the torrents of objects a first read found corrupt and refuses them from now
-    /// on; their infohashes (hex), if there were any.
+    /// on (recorded in the catalog); their infohashes (hex), if there were any.
     fn drop_corrupt(&self) -> Vec<String> {
-        let corrupt: HashSet<String> = std::mem::take(&mut *lock(&self.resolver.files.corrupt))
-            .into_iter()
-            .collect();
-        if corrupt.is_empty() {
+        let found = std::mem::take(&mut *lock(&self.resolver.files.corrupt));
+        if found.is_empty() {
             return Vec::new();
         }
+        for (sha256, piece, why) in &found {
+            if let Err(e) = lock(&self.resolver.catalog).record_corrupt(sha256, *piece, why) {
+                warn!(object = %sha256, error = %e, "cannot record a corrupt object: refused until restart");
+            }
+        }
+        let corrupt: HashSet<String> = found.into_iter().map(|(sha, _, _)| sha).collect();
         lock(&self.resolver.refused).extend(corrupt.iter().cloned());
         let hashes: Vec<[u8; 20]> = lock(&self.resolver.live)
             .iter()
@@ -378,15 +387,40 @@ impl Seeder {
         }
     }
 
+    /// The infohashes (hex) of every published torrent of a refused object.
+    fn refused_hashes(&self) -> HashSet<String> {
+        let refused = lock(&self.resolver.refused).clone();
+        if refused.is_empty() {
+            return HashSet::new();
+        }
+        match lock(&self.resolver.catalog).seedable_objects() {
+            Ok(all) => all
+                .into_iter()
+                .filter(|(sha, _)| refused.contains(sha))
+                .map(|(_, hash)| hash)
+                .collect(),
+            Err(e) => {
+                warn!(error = %e, "cannot list the torrents of refused objects");
+                HashSet::new()
+            }
+        }
+    }
+
     /// Until `stop` is set: stops idle torrents, and drops what a read found corrupt from
     /// seeding and from the tracker's answers.
     pub fn follow(&self, tracker: &Arc<super::tracker::Tracker>, stop: &AtomicBool) {
-        let mut refused = HashSet::new();
+        // Refused before this start too: the tracker names no seeder for them.
+        let mut refused = self.refused_hashes();
+        if !refused.is_empty() {
+            tracker.set_refused(refused.clone());
+        }
         let mut last_busy = HashMap::new();
         while !stop.load(Ordering::Relaxed) {
             let dropped = self.drop_corrupt();
             if !dropped.is_empty() {
+                // Live or not, every torrent of the object.
                 refused.extend(dropped);
+                refused.extend(self.refused_hashes());
                 tracker.set_refused(refused.clone());
             }
             self.stop_idle(&mut last_busy, Instant::now());
@@ -419,6 +453,36 @@ impl Seeder {
     }
 }
 
+/// The objects the catalog records corrupt whose store bytes still do not match their
+/// sha256; a row whose object matches again (an operator restored it) goes, and so does one
+/// whose object left the store (unpublished: a later publication of those bytes is new).
+fn still_corrupt(catalog: &mut Catalog, store: &Store) -> anyhow::Result<HashSet<String>> {
+    use sha2::{Digest, Sha256};
+    let mut refused = HashSet::new();
+    for c in catalog.corrupt_objects()? {
+        let path = store.object_path(&c.sha256);
+        let matches = File::open(&path).and_then(|mut f| {
+            let mut h = Sha256::new();
+            std::io::copy(&mut f, &mut h)?;
+            Ok(hex::encode(h.finalize()) == c.sha256)
+        });
+        let gone = matches
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);
+        if gone {
+            catalog.clear_corrupt(&c.sha256)?;
+            info!(object = %c.sha256, reason = "corrupt-object", "corrupt store object gone from the store: forgotten");
+        } else if matches.unwrap_or(false) {
+            catalog.clear_corrupt(&c.sha256)?;
+            info!(object = %c.sha256, reason = "corrupt-object", "store object matches its sha256 again: seeded again");
+        } else {
+            warn!(object = %c.sha256, piece = c.piece, reason = "corrupt-object", why = %c.why, "store object still corrupt: not seeded");
+            refused.insert(c.sha256);
+        }
+    }
+    Ok(refused)
+}
+
 /// Whether torrent `t` is in use: starting, or with a peer connected, connecting or queued.
 fn busy(t: &librqbit::ManagedTorrent) -> bool {
     if let Some(live) = t.live() {
@@ -438,6 +502,39 @@ fn dial(t: &librqbit::ManagedTorrent, peer: SocketAddr) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// At start, a recorded corrupt object stays refused while its bytes are wrong; one whose
+    /// bytes match again, or that left the store, is forgotten.
+    #[test]
+    fn recorded_corrupt_objects_stay_refused_until_their_bytes_match() {
+        use sha2::{Digest, Sha256};
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("store")).unwrap();
+        let mut catalog = Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
+        let put = |bytes: &[u8], sha: &str| {
+            let p = store.object_path(sha);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, bytes).unwrap();
+        };
+        let sha = |b: &[u8]| hex::encode(Sha256::digest(b));
+        let (restored, still, gone) = (sha(b"restored"), sha(b"still"), sha(b"gone"));
+        put(b"restored", &restored);
+        put(b"stilL", &still);
+        for s in [&restored, &still, &gone] {
+            catalog
+                .record_corrupt(s, 0, "piece 0 does not match")
+                .unwrap();
+        }
+        let refused = still_corrupt(&mut catalog, &store).unwrap();
+        assert_eq!(refused, HashSet::from([still.clone()]));
+        let rows: Vec<String> = catalog
+            .corrupt_objects()
+            .unwrap()
+            .into_iter()
+            .map(|c| c.sha256)
+            .collect();
+        assert_eq!(rows, [still]);
+    }
 
     /// Beyond the cap, the least recently read object is closed (and opened again if read).
     #[test]

@@ -41,6 +41,10 @@ pub struct MirrorStatus {
     pub origin: crate::fetch::origin::OriginStatus,
     /// `[mirror] hold`: held bytes against their total.
     pub hold: lazy::HoldStatus,
+    /// Cached pieces found corrupt on disk and fetched again (`lazy::repair`).
+    pub corrupt: lazy::CorruptStatus,
+    /// `dists/` paths of the objects in `corrupt.recent`.
+    pub corrupt_paths: HashMap<String, Vec<String>>,
     pub objects: Vec<ObjectProgress>,
 }
 
@@ -53,6 +57,45 @@ pub struct ObjectProgress {
     pub twin_of: Option<String>,
     #[serde(flatten)]
     pub fetch: lazy::ObjectStatus,
+}
+
+/// A primary's status: store objects refused from seeding because a read for a peer found
+/// them changed since publication (`seed`, the catalog's `corrupt_objects`).
+#[derive(Serialize)]
+pub struct PrimaryStatus {
+    pub corrupt_objects: Vec<CorruptObject>,
+}
+
+#[derive(Serialize)]
+pub struct CorruptObject {
+    /// `dists/DIR/FILE` for every published file with these bytes.
+    pub paths: Vec<String>,
+    /// When it was found (RFC 3339).
+    pub found: String,
+    #[serde(flatten)]
+    pub row: crate::catalog::CorruptObject,
+}
+
+/// What a primary reports (whatever the catalog says; call it where `mirror_status` is None).
+pub fn primary_status(catalog: &Catalog) -> anyhow::Result<PrimaryStatus> {
+    let rows = catalog.corrupt_objects()?;
+    let files = match rows.is_empty() {
+        true => Vec::new(),
+        false => catalog.files(false)?,
+    };
+    let corrupt_objects = rows
+        .into_iter()
+        .map(|row| CorruptObject {
+            paths: files
+                .iter()
+                .filter(|f| f.sha256 == row.sha256)
+                .map(|f| format!("dists/{}", crate::paths::join(&f.directory, &f.filename)))
+                .collect(),
+            found: crate::time::rfc3339(row.found_at),
+            row,
+        })
+        .collect();
+    Ok(PrimaryStatus { corrupt_objects })
 }
 
 /// The mirror's status, or None when this repository is not a mirror.
@@ -83,7 +126,10 @@ pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Optio
     };
     let mut paths: HashMap<String, Vec<String>> = HashMap::new();
     let mut twins: HashMap<String, String> = HashMap::new();
-    if report.as_ref().is_some_and(|r| !r.objects.is_empty()) {
+    if report
+        .as_ref()
+        .is_some_and(|r| !r.objects.is_empty() || !r.corrupt.recent.is_empty())
+    {
         let mut by_id = HashMap::new();
         for f in catalog.files(false)? {
             let path = format!("dists/{}", crate::paths::join(&f.directory, &f.filename));
@@ -117,6 +163,8 @@ pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Optio
         fetch_report_age_secs: report_age,
         origin: Default::default(),
         hold: Default::default(),
+        corrupt: Default::default(),
+        corrupt_paths: HashMap::new(),
         objects: Vec::new(),
     };
     if let Some(r) = report {
@@ -130,6 +178,11 @@ pub fn mirror_status(layout: &Layout, catalog: &Catalog) -> anyhow::Result<Optio
         s.uploaded_bytes = r.uploaded_bytes;
         s.origin = r.origin;
         s.hold = r.hold;
+        for c in &r.corrupt.recent {
+            let p = paths.get(&c.sha256).cloned().unwrap_or_default();
+            s.corrupt_paths.insert(c.sha256.clone(), p);
+        }
+        s.corrupt = r.corrupt;
         s.objects = r
             .objects
             .into_iter()
@@ -216,6 +269,7 @@ pub fn render(s: &MirrorStatus) -> String {
                 .unwrap_or_default()
         );
     }
+    render_corrupt(&mut out, s);
     for o in &s.objects {
         let f = &o.fetch;
         let pct = f.verified_pieces * 100 / f.pieces.max(1);
@@ -236,6 +290,39 @@ pub fn render(s: &MirrorStatus) -> String {
         );
     }
     out
+}
+
+/// Corrupt cached pieces, if any were ever found: the counts, then the latest, one a line.
+fn render_corrupt(out: &mut String, s: &MirrorStatus) {
+    let c = &s.corrupt;
+    if c.found == 0 {
+        return;
+    }
+    let _ = writeln!(
+        out,
+        "corrupt pieces {} found, {} fetched again (since the cache was made)",
+        c.found, c.refetched
+    );
+    for p in &c.recent {
+        let name = s
+            .corrupt_paths
+            .get(&p.sha256)
+            .and_then(|v| v.first())
+            .cloned()
+            .unwrap_or_else(|| p.sha256.clone());
+        let _ = writeln!(
+            out,
+            "  {name} piece {}  {}  {}  {}{}",
+            p.piece,
+            p.state,
+            p.found,
+            p.why,
+            p.error
+                .as_deref()
+                .map(|e| format!("  ({e})"))
+                .unwrap_or_default()
+        );
+    }
 }
 
 /// The totals by source (`lazy::sources`).

@@ -215,3 +215,70 @@ http.server.ThreadingHTTPServer(("127.0.0.1", port), Proxy).serve_forever()
     });
     guard
 }
+
+/// A leecher of one block: handshakes with the BitTorrent peer at `peer` for `info_hash`, says
+/// it is interested and, once unchoked, asks for the first 16 KiB of `piece`. The block's bytes
+/// if the peer sent them within `wait`, None if it did not (hung up, or never answered).
+pub fn ask_for_block(
+    peer: std::net::SocketAddr,
+    info_hash: &[u8; 20],
+    piece: u32,
+    wait: Duration,
+) -> Option<Vec<u8>> {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + wait;
+    let mut s = std::net::TcpStream::connect_timeout(&peer, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    let mut hello = b"\x13BitTorrent protocol".to_vec();
+    hello.extend([0u8; 8]);
+    hello.extend(info_hash);
+    hello.extend(b"-XX0001-one-block-01");
+    s.write_all(&hello).ok()?;
+    s.write_all(&[0, 0, 0, 1, 2]).ok()?; // interested
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 65536];
+    let mut answered = false;
+    while std::time::Instant::now() < deadline {
+        match s.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue
+            }
+            Err(_) => return None,
+        }
+        if !answered {
+            if buf.len() < 68 {
+                continue;
+            }
+            buf.drain(..68);
+            answered = true;
+        }
+        // Whole messages: 4-byte length, id, payload.
+        while buf.len() >= 4 {
+            let len = u32::from_be_bytes(buf[..4].try_into().unwrap()) as usize;
+            if buf.len() < 4 + len {
+                break;
+            }
+            let msg: Vec<u8> = buf.drain(..4 + len).skip(4).collect();
+            match msg.first() {
+                Some(1) => {
+                    // unchoke: request(piece, 0, 16 KiB)
+                    let mut req = vec![0, 0, 0, 13, 6];
+                    req.extend(piece.to_be_bytes());
+                    req.extend(0u32.to_be_bytes());
+                    req.extend(16384u32.to_be_bytes());
+                    s.write_all(&req).ok()?;
+                }
+                Some(7) if msg.len() > 9 => return Some(msg[9..].to_vec()),
+                _ => {}
+            }
+        }
+    }
+    None
+}

@@ -212,8 +212,12 @@ fn primary_serves_the_mounts_bytes_with_ranges_and_conditionals() {
         curl(&d, &[], &url(port, "/dists/hello/data-1.0.bin/")).status,
         404
     );
-    // A primary has no /status page.
-    assert_eq!(curl(&d, &[], &url(port, "/status")).status, 404);
+    // A primary's /status lists the store objects refused from seeding: none here.
+    assert_eq!(curl(&d, &[], &url(port, "/status")).status, 200);
+    let r = curl(&d, &[], &url(port, "/status.json"));
+    assert_eq!(r.status, 200);
+    let j: serde_json::Value = serde_json::from_slice(&r.body).expect("/status.json");
+    assert_eq!(j["corrupt_objects"], serde_json::json!([]), "{j}");
 
     // A symlink redirects to its target, as the mount resolves it.
     let dd = s.w.scratch("link");

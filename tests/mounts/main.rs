@@ -6,6 +6,7 @@
 pub mod common;
 
 mod corpus;
+mod corrupt;
 mod fleet;
 mod http_dists;
 mod image;

@@ -491,6 +491,84 @@ fn a_restarted_primary_seeds_without_reading_the_store_and_never_serves_a_change
         name,
         object,
     );
+
+    // `repofs status` says so, as text and JSON.
+    let path = format!("dists/hello/{bad_name}");
+    assert_corrupt_listed(&w, port, &sha, &path, true);
+
+    // A restart vouches for every piece again, but the catalog remembers the object: refused
+    // (the tracker names no seeder) before any peer reads it.
+    let mut daemon = daemon;
+    daemon.terminate();
+    let mut daemon = Daemon::start(&w.repo, &[]);
+    let s = std::time::Duration::from_secs;
+    daemon.wait_log("seeding: every published object", s(30));
+    wait_for("the restarted tracker to refuse the object", s(5), || {
+        let a = tracker_get("127.0.0.1", port, "announce", &hash, "&port=7004&left=5");
+        contains(&a, b"8:completei0e").then_some(())
+    });
+    daemon.wait_log("still corrupt", s(5));
+    assert_corrupt_listed(&w, port, &sha, &path, true);
+
+    // The operator restores the object: the next start checks it, seeds it again, and a peer
+    // downloads it.
+    bytes[300_000] ^= 0xff;
+    fs::write(bad, &bytes).unwrap();
+    daemon.terminate();
+    let daemon = Daemon::start(&w.repo, &[]);
+    daemon.wait_log("matches its sha256 again", s(30));
+    assert_corrupt_listed(&w, port, &sha, &path, false);
+    assert_downloads_as(
+        &d.join("restored"),
+        &fetch_torrent(port, bad_name, &d),
+        bad_name,
+        bad,
+    );
+}
+
+/// Whether `repofs status` (text and `--json`), `/status.json` and `/metrics` on `port` list
+/// store object `sha` (published as `path`) as corrupt: asserts it is `listed`, or not.
+fn assert_corrupt_listed(w: &World, port: u16, sha: &str, path: &str, listed: bool) {
+    let out = Command::new("curl")
+        .args(["-sf", "--max-time", "20"])
+        .arg(format!("http://127.0.0.1:{port}/status.json"))
+        .output()
+        .unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).expect("/status.json");
+    let objects = j["corrupt_objects"].as_array().expect("corrupt_objects");
+    assert_eq!(objects.len(), usize::from(listed), "{j}");
+    if listed {
+        assert_eq!(objects[0]["sha256"], sha, "{j}");
+        assert_eq!(objects[0]["paths"][0], path, "{j}");
+        assert_eq!(objects[0]["piece"], 1, "{j}");
+    }
+    let m = scrape_metrics(port);
+    assert_eq!(
+        m.get("repofs_corrupt_objects"),
+        Some(&f64::from(u8::from(listed)))
+    );
+
+    let text = w.repo.repofs(&["status"]);
+    let line = text.lines().find(|l| l.starts_with("corrupt"));
+    assert_eq!(line.is_some(), listed, "{text}");
+    if let Some(line) = line {
+        assert!(
+            line.contains("corrupt-object") && line.contains(path) && line.contains(sha),
+            "{line}"
+        );
+    }
+    let j: serde_json::Value =
+        serde_json::from_str(&w.repo.repofs(&["status", "--json"])).expect("status JSON");
+    let entry = j
+        .as_array()
+        .expect("a primary's status is a list")
+        .iter()
+        .find(|e| e["state"] == "corrupt");
+    assert_eq!(entry.is_some(), listed, "{j}");
+    if let Some(e) = entry {
+        assert_eq!(e["reason"], "corrupt-object", "{e}");
+        assert_eq!(e["files"][0], path, "{e}");
+    }
 }
 
 /// The seeder's peer address, from its start line in the daemon's log.

@@ -25,12 +25,14 @@
 //! report; `plan` holds the decisions (which pieces, which reader is sequential, which
 //! anchor goes), tested without a swarm; `fallback` lets the origin serve over HTTP
 //! (`fetch::origin`) when the swarm has no peers or falls behind; `hold` fetches what
-//! `[mirror] hold` names as soon as it is published, with no reader.
+//! `[mirror] hold` names as soon as it is published, with no reader; `repair` fetches again a
+//! cached piece found corrupt on its first read for a peer or a stream.
 
 mod fallback;
 mod hold;
 mod plan;
 mod range;
+mod repair;
 mod sequential;
 mod sources;
 mod status;
@@ -38,6 +40,7 @@ mod storage;
 mod torrents;
 
 pub use hold::{HoldStatus, TOO_LARGE as HOLD_TOO_LARGE};
+pub use repair::{CorruptPiece, CorruptStatus};
 pub use status::{ObjectStatus, Status};
 
 use std::collections::HashMap;
@@ -144,6 +147,9 @@ pub struct Fetcher {
     /// `[mirror] origin_after`: how long a reader waits on a swarm with peers.
     origin_after: Duration,
     status_path: PathBuf,
+    /// Corrupt cached pieces found and fetched again (`repair`), and where storages report them.
+    corrupt: Mutex<CorruptStatus>,
+    reports: repair::Reports,
     /// `[mirror] hold`: what is fetched without a reader and never evicted (`hold`).
     hold_patterns: hold::Patterns,
     hold: Mutex<hold::HoldState>,
@@ -179,7 +185,10 @@ impl Fetcher {
         )
         .context("starting the mirror's BitTorrent session")?;
         info!(addr = ?session.listen_addr(), "mirror fetch service");
-        let ledger = sources::restore(&layout.mirror().join("fetch-status.json"), &cache.on_disk());
+        let status_path = layout.mirror().join("fetch-status.json");
+        let ledger = sources::restore(&status_path, &cache.on_disk());
+        let corrupt = repair::restore(&status_path);
+        let (reports, found) = tokio::sync::mpsc::unbounded_channel();
         let fetcher = Arc::new(Fetcher {
             runtime,
             session,
@@ -197,7 +206,9 @@ impl Fetcher {
             ledger: Mutex::new(ledger),
             origin: Origin::new(config.mirror.upstream.clone(), config.mirror.origin_rate)?,
             origin_after: config.mirror.origin_after,
-            status_path: layout.mirror().join("fetch-status.json"),
+            status_path,
+            corrupt: Mutex::new(corrupt),
+            reports,
             hold_patterns,
             hold: Mutex::new(hold::HoldState::default()),
             last_evict: Mutex::new(
@@ -209,6 +220,7 @@ impl Fetcher {
             status_thread: Mutex::new(None),
             hold_thread: Mutex::new(None),
         });
+        repair::spawn(&fetcher, found);
         // Seed what survived a restart, in the background: each object resumes from the
         // pieces its cache records verified (nothing is read back), but adding thousands
         // of torrents still takes a moment that reads must not wait for.

@@ -99,6 +99,12 @@ impl Ledger {
 
     /// The object left the cache: its record goes (the totals keep its bytes), and a torrent
     /// added for it again starts its counters afresh.
+    /// The object's counters start again from zero (its torrent and cache object were made
+    /// anew, `repair`): what they read next is all new.
+    pub fn restarted(&mut self, sha256: &str) {
+        self.last.remove(sha256);
+    }
+
     pub fn forget(&mut self, sha256: &str) {
         self.objects.remove(sha256);
         self.last.remove(sha256);
@@ -215,5 +221,17 @@ mod tests {
                 mirrors: 3
             }
         );
+    }
+
+    /// A repaired object's torrent is made anew: counters that climb back to where the old
+    /// ones stood are still new bytes, and the object keeps what it had.
+    #[test]
+    fn a_restarted_object_counts_its_new_counters_whole() {
+        let mut l = Ledger::default();
+        l.observe("a", &reading(0, &[("p:1", true, 262144)]));
+        l.restarted("a");
+        l.observe("a", &reading(0, &[("p:1", true, 262144)]));
+        assert_eq!(l.object("a").primary, 2 * 262144);
+        assert_eq!(l.total().primary, 2 * 262144);
     }
 }

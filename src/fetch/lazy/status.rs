@@ -90,6 +90,7 @@ impl Fetcher {
             up_mbps: s.upload_speed.mbps,
             origin: self.origin.status(),
             hold: self.hold_status(),
+            corrupt: lock(&self.corrupt).clone(),
             objects,
         };
         write_if_changed(
@@ -121,6 +122,9 @@ pub struct Status {
     /// What `[mirror] hold` names, and how much of it is in the cache.
     #[serde(default)]
     pub hold: super::HoldStatus,
+    /// Cached pieces found corrupt and fetched again (`repair`).
+    #[serde(default)]
+    pub corrupt: super::CorruptStatus,
     pub objects: Vec<ObjectStatus>,
 }
 

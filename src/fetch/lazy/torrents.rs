@@ -75,7 +75,7 @@ impl Fetcher {
         let opts = AddTorrentOptions {
             overwrite: true,
             only_files: Some(vec![]),
-            storage_factory: Some(cache_storage(object.clone())),
+            storage_factory: Some(cache_storage(object.clone(), self.reports.clone())),
             initial_peers: (!self.initial_peers.is_empty()).then(|| self.initial_peers.clone()),
             ..Default::default()
         };

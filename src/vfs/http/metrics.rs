@@ -59,6 +59,8 @@ struct Figures {
     generation: u64,
     generation_age: Option<u64>,
     peers: u64,
+    /// A primary's store objects refused from seeding (changed on disk); None on a mirror.
+    corrupt_objects: Option<u64>,
     mirror: Option<MirrorStatus>,
 }
 
@@ -72,6 +74,7 @@ fn gather(m: &Metrics) -> anyhow::Result<Figures> {
             generation: s.generation.unwrap_or(0),
             generation_age: s.generation_age_secs,
             peers: s.peers,
+            corrupt_objects: None,
             mirror: Some(s),
         }),
         None => Ok(Figures {
@@ -81,6 +84,7 @@ fn gather(m: &Metrics) -> anyhow::Result<Figures> {
                 .generation_time()?
                 .map(|t| now.saturating_sub(t).max(0) as u64),
             peers: m.peers.as_ref().map_or(0, |p| p()),
+            corrupt_objects: Some(cat.corrupt_objects()?.len() as u64),
             mirror: None,
         }),
     }
@@ -165,6 +169,13 @@ fn registry(f: &Figures) -> Registry {
         );
     }
     r.register("peers", "BitTorrent peers connected now", gauge(f.peers));
+    if let Some(n) = f.corrupt_objects {
+        r.register(
+            "corrupt_objects",
+            "Store objects refused from seeding: a read found them changed since publication",
+            gauge(n),
+        );
+    }
     if let Some(s) = &f.mirror {
         register_mirror(&mut r, s);
     }
@@ -239,6 +250,16 @@ fn register_mirror(r: &mut Registry, s: &MirrorStatus) {
         "origin_failures",
         "Origin requests that failed since the fetch service started",
         counter(s.origin.failures),
+    );
+    r.register(
+        "cache_corrupt_pieces",
+        "Cached pieces found changed on disk since they were verified, since the cache was made",
+        counter(s.corrupt.found),
+    );
+    r.register(
+        "cache_refetched_pieces",
+        "Of those, pieces fetched again and verified",
+        counter(s.corrupt.refetched),
     );
     r.register(
         "origin_corrupt_pieces",

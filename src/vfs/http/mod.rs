@@ -16,7 +16,8 @@
 //!   response, so the client sees a short transfer, never a hang or wrong bytes.
 //! - Symlinks redirect to their target, directories without a trailing slash to the slash form.
 //! - HTML listings (no JavaScript), paged at `PAGE_ROWS` rows, built from one catalog query per
-//!   directory; `/status` (HTML) and `/status.json` on a mirror, from `fetch::status`.
+//!   directory; `/status` (HTML) and `/status.json`, from `fetch::status` (a mirror's cache and
+//!   swarm; a primary's store objects refused from seeding).
 //!
 //! Errors carry a stable reason code in `X-Repofs-Reason` and the body's first word:
 //! `bad-path`, `not-found`, `unsatisfiable-range`, `catalog-unreadable`, `open-failed`,
@@ -26,7 +27,7 @@
 //!
 //! Here: the routes, resolving a URL to a plan, the errors and what the pages share;
 //! `files` serves a file's bytes (conditionals, ranges, streaming), `listing` renders the
-//! directory pages, `status` a mirror's status pages.
+//! directory pages, `status` the status pages.
 
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};

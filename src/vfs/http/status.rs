@@ -1,6 +1,6 @@
-//! A mirror's status pages: `/status` (HTML, or JSON when the client asks for it) and
-//! `/status.json`, from `fetch::status`. A primary answers 404 `not-a-mirror`. Apart from
-//! `mod.rs` because they show the mirror's cache and swarm, not dists/.
+//! The status pages: `/status` (HTML, or JSON when the client asks for it) and `/status.json`,
+//! from `fetch::status`: a mirror's cache and swarm, a primary's store objects refused from
+//! seeding. Apart from `mod.rs` because they show state, not dists/.
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -33,12 +33,7 @@ pub(super) async fn status_json(State(d): State<Arc<Dists>>) -> Response {
 
 async fn status_page(d: Arc<Dists>, json: bool) -> Response {
     if !d.mirror {
-        return refuse(
-            StatusCode::NOT_FOUND,
-            "not-a-mirror",
-            "this repository is a primary: /status is a mirror's page",
-        )
-        .into_response();
+        return primary_page(d, json).await;
     }
     let made = tokio::task::spawn_blocking(move || {
         // Its own connection, as a listing: file requests never wait behind it.
@@ -59,14 +54,8 @@ async fn status_page(d: Arc<Dists>, json: bool) -> Response {
         Ok(Err(e)) => return catalog_error(format!("{e:#}")).into_response(),
         Err(e) => return catalog_error(e).into_response(),
     };
-    let no_cache = (header::CACHE_CONTROL, "no-cache");
     if json {
-        return match serde_json::to_vec_pretty(&s) {
-            Ok(body) => {
-                ([(header::CONTENT_TYPE, "application/json"), no_cache], body).into_response()
-            }
-            Err(e) => catalog_error(e).into_response(),
-        };
+        return json_page(&s);
     }
     let ago = |a: Option<u64>| a.map_or("never".to_string(), |a| format!("{a} s ago"));
     let opt = |o: &Option<String>| escape(o.as_deref().unwrap_or("-"));
@@ -86,6 +75,7 @@ async fn status_page(d: Arc<Dists>, json: bool) -> Response {
          <dt>Transferred</dt><dd>fetched {}, seeded {}</dd>\
          <dt>Origin (HTTP)</dt><dd>{} verified, {} failures, {} corrupt pieces</dd>\
          <dt>Bytes from</dt><dd>origin {}, primary {}, mirrors {} (since the cache was made)</dd>\
+         <dt>Corrupt cached pieces</dt><dd>{} found, {} fetched again</dd>\
          </dl>\n<h2>Objects held</h2>\n<table><thead><tr><th>File</th><th class=\"n\">Pieces</th>\
          <th class=\"n\">Peers</th><th>State</th></tr></thead><tbody>\n",
         escape(&s.upstream),
@@ -112,6 +102,8 @@ async fn status_page(d: Arc<Dists>, json: bool) -> Response {
         human(s.sources.origin),
         human(s.sources.primary),
         human(s.sources.mirrors),
+        s.corrupt.found,
+        s.corrupt.refetched,
     );
     for o in &s.objects {
         let f = &o.fetch;
@@ -132,9 +124,69 @@ async fn status_page(d: Arc<Dists>, json: bool) -> Response {
     if s.objects.is_empty() {
         h.push_str("<tr><td colspan=\"4\">nothing fetched yet</td></tr>\n");
     }
-    h.push_str(
-        "</tbody></table>\n<footer><a href=\"/dists/\">dists/</a> · \
-         <a href=\"/status.json\">JSON</a></footer>\n</body></html>\n",
+    h.push_str(FOOTER);
+    html_page(h)
+}
+
+/// A status as JSON, never cached.
+fn json_page(s: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec_pretty(s) {
+        Ok(body) => (
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "no-cache"),
+            ],
+            body,
+        )
+            .into_response(),
+        Err(e) => catalog_error(e).into_response(),
+    }
+}
+
+const FOOTER: &str = "</tbody></table>\n<footer><a href=\"/dists/\">dists/</a> · \
+     <a href=\"/status.json\">JSON</a></footer>\n</body></html>\n";
+
+/// A primary's status: the store objects refused from seeding (`fetch::status::primary_status`).
+async fn primary_page(d: Arc<Dists>, json: bool) -> Response {
+    let made = tokio::task::spawn_blocking(move || {
+        let cat = Catalog::open(&d.layout.catalog())?;
+        crate::fetch::status::primary_status(&cat)
+    })
+    .await;
+    let s = match made {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return catalog_error(format!("{e:#}")).into_response(),
+        Err(e) => return catalog_error(e).into_response(),
+    };
+    if json {
+        return json_page(&s);
+    }
+    let mut h = format!(
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+         <title>Primary status</title><style>{STYLE}</style></head><body>\n\
+         <h1>Primary status</h1>\n<h2>Store objects refused from seeding (changed on disk)</h2>\n\
+         <table><thead><tr><th>File</th><th>Object</th><th class=\"n\">Piece</th><th>Found</th>\
+         <th>Why</th></tr></thead><tbody>\n"
     );
+    for c in &s.corrupt_objects {
+        let names: Vec<String> = c
+            .paths
+            .iter()
+            .map(|p| format!("<a href=\"/{}\">{}</a>", encode_path(p), escape(p)))
+            .collect();
+        let _ = writeln!(
+            h,
+            "<tr><td>{}</td><td><code>{}</code></td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+            names.join("<br>"),
+            escape(&c.row.sha256),
+            c.row.piece,
+            escape(&c.found),
+            escape(&c.row.why)
+        );
+    }
+    if s.corrupt_objects.is_empty() {
+        h.push_str("<tr><td colspan=\"5\">none</td></tr>\n");
+    }
+    h.push_str(FOOTER);
     html_page(h)
 }
