@@ -3,7 +3,8 @@
 # `KEEP=1 FROM_EMPTY_ONLY=1 bench/mirror-index.sh N 0`, with the binaries in BIN: for interleaved
 # before/after runs of one catalog (building and cloning the primary is the slow part).
 # Prints the baseline (curl | zstd -d of the snapshot, wall and CPU s) and the mirror's time
-# to index_generation readable, its CPU s and peak RSS at that moment.
+# to index_generation readable, its CPU s, peak RSS and bytes written (/proc/PID/io
+# write_bytes: what it sent towards the disk, page cache included) at that moment.
 # Usage: bench/mirror-from-empty.sh WORK BIN
 set -euo pipefail
 work=$1 bin=$2
@@ -21,7 +22,8 @@ snap=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["snapshot
 sync; t0=$(date +%s.%N)
 /usr/bin/time -f "%U %S" -o "$work/base.cpu" bash -c \
   "curl -sSf 'http://127.0.0.1:$port/index/objects/$snap' | zstd -dq > '$work/snap-again'"
-echo "baseline curl+unzstd: $(echo "$(date +%s.%N) - $t0" | bc) s, $(awk '{print $1 + $2}' "$work/base.cpu") CPU s"
+echo "baseline curl+unzstd: $(echo "$(date +%s.%N) - $t0" | bc) s, $(awk '{print $1 + $2}' "$work/base.cpu") CPU s," \
+  "$(stat -c %s "$work/snap-again") bytes written"
 rm -f "$work/snap-again"
 "$bin/repofs" --root "$mirror" list >/dev/null
 setting() { sqlite3 "$mirror/catalog.sqlite" "SELECT value FROM settings WHERE key = '$1'" 2>/dev/null || true; }
@@ -32,4 +34,6 @@ mpid=$!
 for _ in $(seq 6000); do [[ $(setting index_generation) == 2 ]] && break; sleep 0.05; done
 [[ $(setting index_generation) == 2 ]] || { echo "the mirror did not sync in 300 s" >&2; exit 1; }
 echo "from empty: $(echo "$(date +%s.%N) - $t0" | bc) s, $(cpu $mpid) CPU s, peak RSS" \
-  "$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$mpid/status") MiB"
+  "$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$mpid/status") MiB," \
+  "$(awk '/^write_bytes/ {print $2}' "/proc/$mpid/io") bytes written," \
+  "$(awk '/^read_bytes/ {print $2}' "/proc/$mpid/io") read from disk"

@@ -100,20 +100,55 @@ pub(super) fn apply<E: From<CatalogError>>(
     Ok(())
 }
 
+/// A replica that is itself becoming the catalog (`adopt`): the files it names by hash get
+/// the bytes `resolve` returns (checked against the hash), and are named no more.
+pub(super) fn resolve_in_place<E: From<CatalogError>>(
+    tx: &PublishTx<'_>,
+    resolve: Resolver<'_, E>,
+) -> std::result::Result<(), E> {
+    let sql = tx.sql();
+    let refs = refs_in(sql, "main")?;
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let got = resolve(tx, &refs)?;
+    check(&refs, &got)?;
+    let mut put = sql
+        .prepare(
+            "INSERT OR REPLACE INTO main.dist_meta (directory, name, data, made)
+             VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(CatalogError::from)?;
+    for (m, data) in refs.iter().zip(got) {
+        put.execute(params![m.directory, m.name, data, m.made])
+            .map_err(CatalogError::from)?;
+    }
+    sql.execute("DELETE FROM main.dist_meta_refs", [])
+        .map_err(CatalogError::from)?;
+    Ok(())
+}
+
 /// What `r` names by hash (nothing in a replica older than the table).
 fn refs(sql: &Connection) -> Result<Vec<MetaRef>> {
+    refs_in(sql, "r")
+}
+
+/// What the database `schema` of the connection names by hash.
+fn refs_in(sql: &Connection, schema: &str) -> Result<Vec<MetaRef>> {
     let has: bool = sql.query_row(
-        "SELECT EXISTS (SELECT 1 FROM r.sqlite_master WHERE name = 'dist_meta_refs')",
+        &format!(
+            "SELECT EXISTS (SELECT 1 FROM {schema}.sqlite_master WHERE name = 'dist_meta_refs')"
+        ),
         [],
         |r| r.get(0),
     )?;
     if !has {
         return Ok(Vec::new());
     }
-    let mut stmt = sql.prepare(
-        "SELECT directory, name, sha256, size, made, time FROM r.dist_meta_refs
-         ORDER BY directory, name",
-    )?;
+    let mut stmt = sql.prepare(&format!(
+        "SELECT directory, name, sha256, size, made, time FROM {schema}.dist_meta_refs
+         ORDER BY directory, name"
+    ))?;
     let rows = stmt
         .query_map([], |r| {
             Ok(MetaRef {
@@ -287,6 +322,45 @@ mod tests {
             })
             .unwrap();
         assert_eq!(fresh.dist_meta("d", "Packages").unwrap(), Some(big(3)));
+    }
+
+    /// From empty, a snapshot with a delta merged into it becomes the catalog with what the
+    /// delta names by hash resolved; wrong bytes adopt nothing.
+    #[test]
+    fn an_adopted_snapshot_gets_the_metadata_its_merged_deltas_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut p = Catalog::open(&dir.path().join("p.sqlite")).unwrap();
+        publish(&mut p, "a", &big(1));
+        let snap = export(&p, dir.path(), 0, 1, true);
+        publish(&mut p, "b", &big(2));
+        let mut s = Catalog::open(&snap).unwrap();
+        s.merge_replica(&export(&p, dir.path(), 1, 2, false), false)
+            .unwrap();
+        drop(s);
+        let mut m = Catalog::open(&dir.path().join("catalog.sqlite")).unwrap();
+        let wrong = m.adopt_replica(&snap, &[], &mut |_, refs| -> Resolved {
+            assert_eq!(refs.len(), 1);
+            assert_eq!(refs[0].sha256, hex::encode(sha2::Sha256::digest(big(2))));
+            Ok(vec![big(9)])
+        });
+        assert!(wrong.is_err());
+        assert!(snap.exists());
+        assert_eq!(m.generation().unwrap(), 0);
+        let adopted = m
+            .adopt_replica(&snap, &[], &mut |_, _| -> Resolved { Ok(vec![big(2)]) })
+            .unwrap();
+        assert!(adopted);
+        assert_eq!(m.generation().unwrap(), 2);
+        assert_eq!(m.dist_meta("d", "Packages").unwrap(), Some(big(2)));
+        assert_eq!(
+            m.dist_meta("d", "Release").unwrap(),
+            Some(b"names b".to_vec())
+        );
+        let named: i64 = m
+            .conn
+            .query_row("SELECT COUNT(*) FROM dist_meta_refs", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(named, 0);
     }
 
     #[test]

@@ -21,9 +21,10 @@
 //! - `torrents.rs`: torrent rows of files and twins.
 //! - `settings.rs`: the `settings` key/value table.
 //! - `replica.rs`: generations and the replicas of the signed index (export and apply);
+//!   `adopt.rs`: a mirror's first snapshot put in the catalog's place whole;
 //!   `metarefs.rs`: the repository metadata in them (large files named by hash in a delta).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rusqlite::{Connection, Row};
@@ -31,6 +32,7 @@ use serde::Serialize;
 
 use crate::archive::{Entry, EntryKind, Layout};
 
+mod adopt;
 mod corrupt;
 mod entries;
 mod keys;
@@ -57,6 +59,8 @@ pub enum CatalogError {
     TooNew { found: i64, known: i64 },
     #[error("catalog: corrupt row: {0}")]
     Corrupt(String),
+    #[error("catalog file: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 type Result<T, E = CatalogError> = std::result::Result<T, E>;
@@ -81,6 +85,12 @@ pub struct Derived {
 
 pub struct Catalog {
     conn: Connection,
+    /// The path it was opened by, and the file (device, inode) that path named then: a
+    /// mirror's first snapshot replaces the file (`adopt_replica`), and `follow` reopens.
+    path: PathBuf,
+    file: Option<(u64, u64)>,
+    /// How many times this handle reopened (`follow`): part of `data_version`.
+    epoch: i64,
 }
 
 /// A published (or archived) file as `repofs list` reports it. It serializes as `repofs list
@@ -240,23 +250,61 @@ pub struct NewFile<'a> {
 
 impl Catalog {
     pub fn open(path: &Path) -> Result<Catalog> {
-        let mut conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(30))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        schema::migrate(&mut conn)?;
-        Ok(Catalog { conn })
+        // The file the connection reads is the one the path named both before and after
+        // opening (it is replaced at most once, by `adopt_replica`).
+        let mut tries = 0;
+        loop {
+            let before = file_id(path);
+            let mut conn = Connection::open(path)?;
+            conn.busy_timeout(Duration::from_secs(30))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            schema::migrate(&mut conn)?;
+            let file = file_id(path);
+            tries += 1;
+            if before == file || tries == 3 {
+                return Ok(Catalog {
+                    conn,
+                    path: path.to_path_buf(),
+                    file,
+                    epoch: 0,
+                });
+            }
+        }
     }
 
-    /// Changes whenever another connection commits: the views' cue to reload.
+    /// Reopens the catalog if its path names another file than this connection reads (a
+    /// mirror's first snapshot was put in its place); true if it did. Readers that keep a
+    /// connection call it before `data_version`, which then changes too.
+    pub fn follow(&mut self) -> Result<bool> {
+        let now = file_id(&self.path);
+        if now.is_none() || now == self.file {
+            return Ok(false);
+        }
+        let mut fresh = Catalog::open(&self.path)?;
+        fresh.epoch = self.epoch + 1;
+        *self = fresh;
+        Ok(true)
+    }
+
+    /// Changes whenever another connection commits, or this handle reopened (`follow`): the
+    /// views' cue to reload.
     pub fn data_version(&self) -> Result<i64> {
         // Asked on every view operation: keep the statement prepared.
-        Ok(self
+        let v: i64 = self
             .conn
             .prepare_cached("PRAGMA data_version")?
-            .query_row([], |r| r.get(0))?)
+            .query_row([], |r| r.get(0))?;
+        // SQLite's counter is 32 bits.
+        Ok((self.epoch << 32) + v)
     }
+}
+
+/// The (device, inode) of the file `path` names, symlinks followed (as SQLite does).
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 /// A live package as the repository metadata needs it (`PublishTx::dist_packages`).

@@ -404,7 +404,7 @@ impl Catalog {
 }
 
 /// Whether this catalog holds no replicated rows: no generation, file or upload.
-fn nothing_replicated(c: &Connection) -> Result<bool> {
+pub(super) fn nothing_replicated(c: &Connection) -> Result<bool> {
     Ok(c.query_row(
         "SELECT NOT EXISTS (SELECT 1 FROM main.generations)
             AND NOT EXISTS (SELECT 1 FROM main.files)

@@ -311,7 +311,9 @@ impl Vfs {
     /// The current snapshot, reloaded if the daemon committed since it was taken.
     fn snap(&self) -> Result<Arc<Snapshot>> {
         let current = crate::sync::read(&self.snapshot).clone();
-        let cat = lock(&self.catalog);
+        let mut cat = lock(&self.catalog);
+        // A mirror's first snapshot replaces the catalog's file: read the new one.
+        cat.follow().map_err(catalog_eio)?;
         let version = cat.data_version().map_err(catalog_eio)?;
         if version == current.version {
             return Ok(current);

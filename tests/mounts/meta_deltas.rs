@@ -286,3 +286,32 @@ fn a_mirror_renders_the_pacman_databases_of_600_packages_itself() {
         "the mirror fetched metadata:\n{log}"
     );
 }
+
+/// A mirror starting from empty after a publication past the primary's snapshot gets the
+/// snapshot and a delta that names the directory's large files by hash: the snapshot, with
+/// the delta merged, becomes its catalog, and it renders what the delta names itself.
+#[test]
+fn a_mirror_from_empty_past_the_snapshot_adopts_it_and_renders_what_the_delta_names() {
+    let (site, port) = primary_with_debs(300);
+    publish(&site, DIR, &make_deb(&site.w.scratch("late"), "late"));
+    let want = site.w.repo.catalog().generation().unwrap();
+    wait_for("the primary's root", SYNC, || {
+        (root_generation(&site.w.repo) == want).then_some(())
+    });
+    let mirror = Mirror::start(&site, port, "");
+    wait_for("the mirror to sync", SYNC, || {
+        (mirror_generation(&mirror) == want).then_some(())
+    });
+    let log = mirror.daemon.log();
+    assert!(
+        log.contains("index synced from=None") && !log.contains("objects=1 "),
+        "not the snapshot and deltas:\n{log}"
+    );
+    assert!(!log.contains("meta_rendered=0 "), "{log}");
+    assert!(
+        fs::symlink_metadata(mirror.repo.root.join("catalog.sqlite"))
+            .unwrap()
+            .is_symlink()
+    );
+    assert_eq!(dists_files(&mirror.mnt), dists_files(&site.mnt));
+}

@@ -677,3 +677,116 @@ fn a_mirror_follows_the_trackers_its_primary_names() {
     });
     assert_eq!(m.generation(), Some(1));
 }
+
+/// A mirror's mount and HTTP endpoint run before its first sync (the upstream answers no root
+/// yet); the sync from empty then puts the snapshot in the catalog's place (the path becomes
+/// a symlink to the adopted file), and both show the tree without a restart.
+#[test]
+fn a_mount_and_http_running_before_the_first_sync_show_the_adopted_snapshot() {
+    let primary = Primary::start();
+    let proxy = Proxy::start(primary.port);
+    proxy.not_found("/index/root.asc");
+    let listen = free_port();
+    let repo = Repo::new();
+    let daemon = start_mirror_daemon(&repo, &proxy.url(), &primary.key, Some(listen));
+    let mnt = Mount::start(&repo);
+    let m = Mirror {
+        repo,
+        daemon,
+        mnt,
+        upstream: proxy.url(),
+        key: primary.key.clone(),
+        listen: Some(listen),
+    };
+    let listing = || {
+        let out = Command::new("curl")
+            .args(["-s", "--max-time", "10"])
+            .arg(format!("http://127.0.0.1:{listen}/dists/hello/"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let file = primary.site.w.repo.list()[0]["filename"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Both read the empty catalog (and hold connections to it).
+    assert!(!m.mnt.path("dists/hello").exists());
+    assert!(!listing().contains(&file));
+    let catalog = m.repo.root.join("catalog.sqlite");
+    assert!(!fs::symlink_metadata(&catalog).unwrap().is_symlink());
+
+    proxy.clear();
+    m.wait_generation(1);
+    assert!(
+        fs::symlink_metadata(&catalog).unwrap().is_symlink(),
+        "the snapshot was not adopted; log:\n{}",
+        m.daemon.log()
+    );
+    assert_same_views(&primary.site.mnt, &m.mnt);
+    assert!(listing().contains(&file), "{}", listing());
+    // It keeps following the upstream from there.
+    primary.publish("second", "2.0");
+    m.wait_generation(primary.root()["generation"].as_i64().unwrap());
+    assert_same_views(&primary.site.mnt, &m.mnt);
+    assert!(listing().contains("second-2.0.tar.gz"));
+}
+
+/// Killed (-9) while putting the snapshot in the catalog's place, just before the rename or
+/// just after it, a mirror restarts on a usable catalog — the old empty one or the new one —
+/// and reaches the upstream's tree; the mount running all along follows.
+#[test]
+fn a_mirror_killed_while_adopting_its_snapshot_restarts_on_a_usable_catalog() {
+    let primary = Primary::start();
+    for failpoint in ["adopt-before-rename", "adopt-after-rename"] {
+        let repo = Repo::new();
+        let mnt = Mount::start(&repo);
+        let mut stopped = Daemon {
+            child: repo
+                .cmd(REPOFSD)
+                .args(["--upstream", &primary.url(), "--poll", "1", "--repo-key"])
+                .arg(&primary.key)
+                .env("REPOFS_FAILPOINT", failpoint)
+                .stdout(std::process::Stdio::null())
+                .stderr(fs::File::create(repo.dir.path().join("stopped.log")).unwrap())
+                .spawn()
+                .unwrap(),
+            log: repo.dir.path().join("stopped.log"),
+        };
+        stopped.wait_log(&format!("failpoint {failpoint} reached"), SYNC);
+        stopped.kill9();
+        let catalog = repo.root.join("catalog.sqlite");
+        assert_eq!(
+            fs::symlink_metadata(&catalog).unwrap().is_symlink(),
+            failpoint == "adopt-after-rename"
+        );
+        // Usable as it is: the old empty catalog, or the whole new one.
+        let held = repo.catalog().setting("index_generation").unwrap();
+        assert_eq!(
+            held.is_some(),
+            failpoint == "adopt-after-rename",
+            "{held:?}"
+        );
+        let daemon = start_mirror_daemon(&repo, &primary.url(), &primary.key, None);
+        let m = Mirror {
+            repo,
+            daemon,
+            mnt,
+            upstream: primary.url(),
+            key: primary.key.clone(),
+            listen: None,
+        };
+        m.wait_generation(1);
+        assert_same_views(&primary.site.mnt, &m.mnt);
+        // No adopted file left over beside the catalog but the one it names.
+        let adopted: Vec<_> = fs::read_dir(&m.repo.root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| {
+                n.starts_with("catalog.") && n.ends_with(".sqlite") && n != "catalog.sqlite"
+            })
+            .collect();
+        assert_eq!(adopted.len(), 1, "{adopted:?}");
+    }
+}

@@ -64,6 +64,14 @@ fn apply(c: &mut Catalog, src: &Path, snapshot: bool, settings: &[(&str, String)
     })
 }
 
+/// `adopt_replica` of a replica that names no metadata by hash.
+fn adopt(c: &mut Catalog, src: &Path, settings: &[(&str, String)]) -> bool {
+    c.adopt_replica(src, settings, &mut |_, _| -> Result<Vec<Vec<u8>>> {
+        panic!("no metadata is named by hash here")
+    })
+    .unwrap()
+}
+
 fn delta(c: &Catalog, dir: &Path, from: i64, to: i64, snapshot: bool) -> std::path::PathBuf {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let k = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -315,4 +323,90 @@ fn a_replica_of_another_schema_version_is_refused() {
     let mut m = Catalog::open(&dir.path().join("m.sqlite")).unwrap();
     assert!(apply(&mut m, &r, true, &[]).is_err());
     assert!(Catalog::replica_meta(&r).is_err());
+}
+
+/// From empty, the snapshot itself becomes the catalog (`adopt_replica`): the rows the bulk
+/// copy would make, the catalog's local rows carried over, the path swapped to a file of its
+/// own with its own WAL, and a reader holding the old file reopens when it asks.
+#[test]
+fn a_snapshot_adopted_from_empty_is_what_the_bulk_copy_makes_and_readers_follow_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Catalog::open(&dir.path().join("p.sqlite")).unwrap();
+    let g = primary(&mut p);
+    let snap = delta(&p, dir.path(), 0, g, true);
+    let settings = [("index_generation", g.to_string())];
+    let mut bulk = Catalog::open(&dir.path().join("bulk.sqlite")).unwrap();
+    apply(&mut bulk, &snap, true, &settings).unwrap();
+
+    let path = dir.path().join("catalog.sqlite");
+    let mut m = Catalog::open(&path).unwrap();
+    m.set_setting("upstream", "http://up").unwrap();
+    m.put_key("ABCD", b"cert", Some("a"), "dir").unwrap();
+    let mut reader = Catalog::open(&path).unwrap();
+    let before = reader.data_version().unwrap();
+    assert_eq!(view(&reader), (vec![], vec![]));
+
+    let src = dir.path().join("unpacked.sqlite");
+    std::fs::copy(&snap, &src).unwrap();
+    assert!(adopt(&mut m, &src, &settings));
+    assert!(!src.exists());
+    assert!(std::fs::symlink_metadata(&path)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(dump(&m, false), dump(&bulk, false));
+    assert_eq!(m.setting("upstream").unwrap().as_deref(), Some("http://up"));
+    assert_eq!(m.keys().unwrap()[0].directories, vec!["dir".to_string()]);
+    assert_eq!(m.setting("replica_to").unwrap(), None);
+    assert_eq!(m.setting("index_generation").unwrap(), Some(g.to_string()));
+    // Its WAL is named after the adopted file, not after the path the old file had.
+    m.set_setting("probe", "1").unwrap();
+    let target = dir.path().join(std::fs::read_link(&path).unwrap());
+    let mut wal = target.clone().into_os_string();
+    wal.push("-wal");
+    assert!(std::path::Path::new(&wal).exists());
+
+    // The reader still reads the old file (its WAL no longer named) until it follows; then it
+    // sees a new version.
+    for side in ["-wal", "-shm"] {
+        let mut old = path.clone().into_os_string();
+        old.push(side);
+        assert!(!std::path::Path::new(&old).exists(), "{old:?}");
+    }
+    assert_eq!(view(&reader), (vec![], vec![]));
+    m.set_setting("probe", "2").unwrap();
+    assert_eq!(view(&reader), (vec![], vec![]));
+    assert!(reader.follow().unwrap());
+    assert_ne!(reader.data_version().unwrap(), before);
+    assert_eq!(view(&reader), view(&bulk));
+    assert!(!reader.follow().unwrap());
+
+    // A catalog that replicated something takes the usual path.
+    let again = dir.path().join("again.sqlite");
+    std::fs::copy(&snap, &again).unwrap();
+    assert!(!adopt(&mut m, &again, &settings));
+    assert!(again.exists());
+}
+
+/// A catalog with local rows in a table the snapshot fills is not adopted (they would be lost).
+#[test]
+fn a_catalog_with_rows_the_snapshot_also_has_is_not_adopted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = Catalog::open(&dir.path().join("p.sqlite")).unwrap();
+    let g = primary(&mut p);
+    let snap = delta(&p, dir.path(), 0, g, true);
+    Connection::open(&snap)
+        .unwrap()
+        .execute("INSERT INTO keys VALUES ('P', x'00', 'p', 0)", [])
+        .unwrap();
+    let path = dir.path().join("catalog.sqlite");
+    let mut m = Catalog::open(&path).unwrap();
+    m.put_key("ABCD", b"cert", Some("a"), "dir").unwrap();
+    assert!(!adopt(&mut m, &snap, &[]));
+    assert!(snap.exists());
+    assert!(!std::fs::symlink_metadata(&path)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(m.keys().unwrap().len(), 1);
 }

@@ -475,7 +475,13 @@ impl Mirror {
         let target = self.staged(&chain, use_snapshot, temps)?;
         let mut resolve =
             |tx: &PublishTx<'_>, refs: &[MetaRef]| self.resolve_meta(tx, refs, &mut stats);
-        catalog.apply_replica(&target, use_snapshot, &settings, &mut resolve)?;
+        // From empty, the unpacked snapshot becomes the catalog (written once, not thrice).
+        let adopted = use_snapshot
+            && held.is_none()
+            && catalog.adopt_replica(&target, &settings, &mut resolve)?;
+        if !adopted {
+            catalog.apply_replica(&target, use_snapshot, &settings, &mut resolve)?;
+        }
         if self.reserve {
             // Best effort: without it only mirrors starting from empty below this one wait.
             if let Err(e) = self.object(&root.snapshot.sha256, &mut stats) {

@@ -62,7 +62,9 @@ impl Fetcher {
 
     /// The web seeds the index names (setting `web_seeds`), read as they change.
     pub(super) fn web_seeds(&self) -> Vec<String> {
-        lock(&self.catalog)
+        let mut catalog = lock(&self.catalog);
+        let _ = catalog.follow();
+        catalog
             .setting("web_seeds")
             .ok()
             .flatten()

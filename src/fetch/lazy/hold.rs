@@ -159,14 +159,15 @@ pub(super) fn spawn(
     let t = std::thread::Builder::new()
         .name("hold".into())
         .spawn(move || {
-            let catalog = match Catalog::open(&catalog_path) {
+            let mut catalog = match Catalog::open(&catalog_path) {
                 Ok(c) => c,
                 Err(e) => return error!(error = %e, "hold: cannot open the catalog"),
             };
             let mut seen = None;
             while !stop.load(Ordering::Relaxed) {
                 let Some(f) = f.upgrade() else { break };
-                let version = catalog.data_version().ok();
+                // A mirror's first snapshot replaces the catalog's file: read the new one.
+                let version = catalog.follow().and_then(|_| catalog.data_version()).ok();
                 if version.is_none() || version != seen {
                     match f.rehold(&catalog) {
                         Ok(()) => seen = version,

@@ -46,7 +46,9 @@ impl Fetcher {
         }
         // The trackers as of now: the index sync records the upstream's as they change.
         let (found, mut trackers) = {
-            let catalog = lock(&self.catalog);
+            let mut catalog = lock(&self.catalog);
+            // A mirror's first snapshot replaces the catalog's file: read the new one.
+            catalog.follow().map_err(|e| FetchError::Failed(e.into()))?;
             let found = catalog
                 .object_torrent(sha256)
                 .map_err(|e| FetchError::Failed(e.into()))?;

@@ -226,8 +226,10 @@ impl Dists {
     /// the stored one is at least as new as the catalog this connection sees.
     fn snap(&self, cat: &mut Pooled<'_>) -> Result<Arc<Snapshot>, Refusal> {
         use std::sync::atomic::Ordering;
-        let version = cat.data_version().map_err(catalog_error)?;
         let idle = cat.idle.as_mut().expect("a pooled connection until drop");
+        // A mirror's first snapshot replaces the catalog's file: read the new one.
+        idle.cat.follow().map_err(catalog_error)?;
+        let version = idle.cat.data_version().map_err(catalog_error)?;
         if idle.seen == Some(version) {
             return Ok(crate::sync::read(&self.snapshot).0.clone());
         }
