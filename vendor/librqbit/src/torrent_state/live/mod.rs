@@ -1243,6 +1243,8 @@ impl PeerConnectionHandler for &'_ PeerHandler {
     }
 
     fn on_uploaded_bytes(&self, bytes: u32) {
+        // repofs: called once per chunk sent; the super-seeder counts what it still owes.
+        self.with_superseed(|ss| ss.on_sent(self.addr, Instant::now()));
         self.counters
             .uploaded_bytes
             .fetch_add(bytes as u64, Ordering::Relaxed);

@@ -13,8 +13,15 @@
 //! it was not shown (a reader far into the file, or a piece whose holder stalls): it is shown
 //! everything, and is from then on served like a peer of an ordinary seeder. That keeps every
 //! read live, at the cost of sharing.
+//!
+//! A peer still owed chunks it requested is waiting on our uplink, not on a piece it was not
+//! shown, so neither clock runs for it until we have sent them. Nor is a peer stuck while we
+//! are still sending another peer a piece it lacks: it may be waiting for that peer to have
+//! it (readers starting at once all want the first piece, revealed to one of them). Under load
+//! (a busy host, a congested link) both waits take seconds, and showing everything to the
+//! peers that waited made them fetch the rest from us (a fleet test saw 3.13 copies, not 1).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use librqbit_core::lengths::{Lengths, ValidPieceIndex};
@@ -52,7 +59,12 @@ struct View {
     /// Everything was revealed (the fallback).
     all: bool,
     interested: bool,
+    /// Its last request or report of a piece, or when we last finished sending it all it
+    /// asked for.
     active: Instant,
+    /// The pieces of the chunks it requested that we have not sent yet, in request order
+    /// (the order they go out).
+    owed: VecDeque<u32>,
 }
 
 pub(crate) struct SuperSeed {
@@ -60,6 +72,8 @@ pub(crate) struct SuperSeed {
     /// Live peers holding each piece, and live peers it is pending at.
     holders: Vec<u32>,
     pending: Vec<u32>,
+    /// Chunks of each piece requested by live peers and not sent yet.
+    in_flight: Vec<u32>,
     /// No piece below this is fresh.
     fresh_from: u32,
     peers: HashMap<PeerHandle, View>,
@@ -72,6 +86,7 @@ impl SuperSeed {
             lengths,
             holders: vec![0; n],
             pending: vec![0; n],
+            in_flight: vec![0; n],
             fresh_from: 0,
             peers: HashMap::new(),
         }
@@ -98,6 +113,7 @@ impl SuperSeed {
                 all: false,
                 interested: false,
                 active: now,
+                owed: VecDeque::new(),
             },
         );
         self.fill(peer, now);
@@ -110,6 +126,9 @@ impl SuperSeed {
     }
 
     fn forget(&mut self, v: View) {
+        for p in &v.owed {
+            self.in_flight[*p as usize] -= 1;
+        }
         for (i, has) in v.has.iter().enumerate() {
             if *has {
                 self.holders[i] -= 1;
@@ -149,8 +168,29 @@ impl SuperSeed {
     /// The peer requested a chunk of `piece`: it is getting it, a holder from now on (its
     /// first request of a pending piece reveals the next one).
     pub fn on_request(&mut self, peer: PeerHandle, piece: ValidPieceIndex, now: Instant) {
+        if let Some(v) = self.peers.get_mut(&peer) {
+            v.owed.push_back(piece.get());
+            self.in_flight[piece.get_usize()] += 1;
+        }
         self.mark_has(peer, piece.get(), now);
         self.fill(peer, now);
+    }
+
+    /// A chunk the peer requested went out. Once it is owed nothing, its clocks start: it is
+    /// idle, and its pending pieces unrequested, only from then on.
+    pub fn on_sent(&mut self, peer: PeerHandle, now: Instant) {
+        let Some(v) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if let Some(p) = v.owed.pop_front() {
+            self.in_flight[p as usize] -= 1;
+        }
+        if v.owed.is_empty() {
+            v.active = now;
+            for at in v.pending.values_mut() {
+                *at = now;
+            }
+        }
     }
 
     fn mark_has(&mut self, peer: PeerHandle, p: u32, now: Instant) {
@@ -216,7 +256,7 @@ impl SuperSeed {
     /// Returns how many peers were shown everything.
     pub fn tick(&mut self, now: Instant) -> usize {
         let mut expired = Vec::new();
-        for v in self.peers.values_mut() {
+        for v in self.peers.values_mut().filter(|v| v.owed.is_empty()) {
             v.pending.retain(|p, at| {
                 let keep = now.duration_since(*at) < PENDING_TTL;
                 if !keep {
@@ -240,13 +280,25 @@ impl SuperSeed {
         let stuck: Vec<PeerHandle> = self
             .peers
             .iter()
-            .filter(|(_, v)| !v.all && v.interested && now.duration_since(v.active) >= idle)
+            .filter(|(_, v)| {
+                !v.all
+                    && v.interested
+                    && v.owed.is_empty()
+                    && now.duration_since(v.active) >= idle
+                    && !self.sending_what_it_lacks(v)
+            })
             .map(|(p, _)| *p)
             .collect();
         for peer in &stuck {
             self.show_all(*peer);
         }
         stuck.len()
+    }
+
+    /// Whether we are sending some peer a piece `v` lacks (it may be waiting for that peer).
+    fn sending_what_it_lacks(&self, v: &View) -> bool {
+        let lacks = |(f, has): (&u32, &bool)| *f > 0 && !has;
+        self.in_flight.iter().zip(&v.has).any(lacks)
     }
 
     fn show_all(&mut self, peer: PeerHandle) {
@@ -388,6 +440,51 @@ mod tests {
         assert_eq!(s.tick(now + PENDING_TTL), 0);
         assert_eq!(shown(&mut b), vec![0, 1]);
         assert_eq!(shown(&mut a), Vec::<u32>::new());
+    }
+
+    #[test]
+    fn a_peer_we_owe_chunks_waits_on_us_and_keeps_its_pending_pieces() {
+        let now = Instant::now();
+        let mut s = seed(8);
+        let mut a = join(&mut s, 1, now);
+        let mut b = join(&mut s, 2, now);
+        assert_eq!(shown(&mut a), (0..8).collect::<Vec<_>>(), "alone at first");
+        assert_eq!(shown(&mut b), Vec::<u32>::new());
+        s.on_interest(peer(2), false); // only a's clocks are watched here
+        // a asks for two chunks of piece 0; our uplink is slow to send them.
+        request(&mut s, 1, 0, now);
+        request(&mut s, 1, 0, now);
+        let late = now + IDLE_SHARED * 3;
+        assert_eq!(s.tick(late), 0, "waiting on us is not being stuck");
+        assert_eq!(shown(&mut b), Vec::<u32>::new(), "a's pending stay a's");
+        s.on_sent(peer(1), late);
+        assert_eq!(s.tick(late + PENDING_TTL / 2), 0);
+        s.on_sent(peer(1), late);
+        // Owed nothing from `late` on: its clocks start there.
+        assert_eq!(s.tick(late + PENDING_TTL / 2), 0);
+        assert_eq!(shown(&mut b), Vec::<u32>::new());
+        assert_eq!(s.tick(late + PENDING_TTL), 0);
+        assert_eq!(shown(&mut b), vec![1, 2], "a let its pending pieces go");
+        assert_eq!(s.tick(late + IDLE_SHARED), 1, "a is idle at last");
+    }
+
+    #[test]
+    fn a_peer_waiting_for_a_piece_we_are_sending_another_is_not_stuck() {
+        let now = Instant::now();
+        let mut s = seed(12);
+        let mut a = join(&mut s, 1, now);
+        let mut b = join(&mut s, 2, now);
+        assert_eq!(shown(&mut a), (0..8).collect::<Vec<_>>(), "alone at first");
+        assert_eq!(shown(&mut b), vec![8, 9]);
+        // Both readers want piece 0; a asks us for it, b waits for a to have it.
+        request(&mut s, 1, 0, now);
+        s.on_interest(peer(1), false);
+        let late = now + IDLE_SHARED * 3;
+        assert_eq!(s.tick(late), 0, "b waits on a, which waits on us");
+        assert!(!shown(&mut b).contains(&0));
+        s.on_sent(peer(1), late);
+        assert_eq!(s.tick(late + IDLE_SHARED), 1, "nothing b lacks on its way");
+        assert!(shown(&mut b).contains(&0));
     }
 
     #[test]
