@@ -153,7 +153,6 @@ impl Node {
 
 /// An open file or directory.
 pub enum Handle {
-    Dir(Vec<DirEntry>),
     Spool(SpoolHandle),
     /// A published file (from the store, or a mirror's cache). `backing` keeps the kernel's
     /// passthrough id alive.
@@ -211,6 +210,7 @@ pub struct Vfs {
     cache: Cache,
     inodes: Mutex<Inodes>,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    listings: Mutex<dirs::Listings>,
     next_fh: AtomicU64,
     /// Open write handles per spool inode: the last close is the one that counts.
     writers: Mutex<HashMap<u64, usize>>,
@@ -247,6 +247,7 @@ impl Vfs {
             spans,
             inodes: Mutex::new(Inodes::new()),
             handles: Mutex::new(HashMap::new()),
+            listings: Mutex::default(),
             next_fh: AtomicU64::new(1),
             writers: Mutex::new(HashMap::new()),
             prefills: Prefills::default(),
