@@ -3,6 +3,15 @@
 //! READDIR of a directory, at offset 0, takes its whole listing, one step per kind of
 //! directory, and keeps it in `Listings` so that later pages are consistent; the page that
 //! finds nothing left lets it go.
+//!
+//! The kernel, for its part, keeps every directory's listing across opens, and takes it
+//! again only when the directory's time has moved (FUSE_AUTO_INVAL_DATA) or it changed the
+//! directory itself. So a listing must be a function of its inode, and the inode's time
+//! must move whenever the listing may: the views' directories carry the catalog's stamp
+//! (`attrs::view_time`), each uid has an incoming/ of its own (`Node::IncomingRoot`),
+//! whose time follows its staging directory, and a directory below it lists what is on
+//! disk (its own time). One gap: a repository directory that appears below another is
+//! listed in incoming/DIR/ once that directory's time moves; it can be entered at once.
 
 use std::collections::{HashSet, VecDeque};
 use std::io;
@@ -73,9 +82,8 @@ impl Vfs {
     /// kernel that still sends it).
     pub fn opendir(&self, uid: u32, ino: u64) -> Result<()> {
         match self.node(ino)? {
-            Node::Incoming { owner, .. } => self.may_touch(uid, owner),
+            Node::Incoming { owner, .. } | Node::IncomingRoot(owner) => self.may_touch(uid, owner),
             Node::Root
-            | Node::IncomingRoot
             | Node::Dists(_)
             | Node::Pkgs
             | Node::PkgScope(_)
@@ -136,8 +144,11 @@ impl Vfs {
             ],
         };
         match &node {
-            Node::Root => self.list_root(&mut list)?,
-            Node::IncomingRoot => self.list_spool(&mut list, uid, "")?,
+            Node::Root => self.list_root(&mut list, uid)?,
+            Node::IncomingRoot(owner) => {
+                self.may_touch(uid, *owner)?;
+                self.list_spool(&mut list, *owner, "")?
+            }
             Node::Incoming { owner, rel } => {
                 self.may_touch(uid, *owner)?;
                 self.list_spool(&mut list, *owner, rel)?
@@ -153,9 +164,9 @@ impl Vfs {
     }
 
     /// The mount's root: the three views (a mirror takes no uploads, so has no incoming/).
-    fn list_root(&self, list: &mut Listing) -> Result<()> {
+    fn list_root(&self, list: &mut Listing, uid: u32) -> Result<()> {
         if !self.snap()?.mirror {
-            list.push(Node::IncomingRoot, FileType::Directory, INCOMING);
+            list.push(Node::IncomingRoot(uid), FileType::Directory, INCOMING);
         }
         list.push(Node::Dists(String::new()), FileType::Directory, DISTS);
         list.push(Node::Pkgs, FileType::Directory, PKGS);

@@ -68,9 +68,11 @@ impl Filesystem for Fuse {
         // Writers in incoming/ use direct I/O; this keeps shared writable mmap working there.
         let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
         // Directories need no handle (`dirs`): the first OPENDIR's ENOSYS spares every later
-        // OPENDIR and RELEASEDIR.
+        // OPENDIR and RELEASEDIR. The kernel then keeps each directory's listing until the
+        // directory's time moves (`attrs::view_time`); AUTO_INVAL_DATA has it look at the
+        // time at every rewind, not only when a lookup of the path refreshes it.
         self.3 = config
-            .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT)
+            .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT | InitFlags::FUSE_AUTO_INVAL_DATA)
             .is_ok();
         // The kernel offers at most its default readahead (128 KiB) here; the mount raises it
         // through sysfs once mounted (`mount::raise_readahead`).

@@ -437,3 +437,37 @@ fn getdents64(dir: &fs::File, buf: &mut [u8]) -> usize {
     assert!(n >= 0, "getdents64: {}", std::io::Error::last_os_error());
     n as usize
 }
+
+/// Without OPENDIR the kernel keeps each directory's listing across opens. A publication
+/// must still show in the listings of dists/ and pkgs/ taken before it, once the kernel asks
+/// for the directory's attributes again (a second at most) and sees its time moved.
+#[test]
+fn listings_the_kernel_keeps_show_each_new_publication() {
+    let s = Site::new();
+    let d = s.w.scratch("kept");
+    let names = |rel: &str| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(s.mnt.path(rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    publish(&s, "hello", &make_tarball(&d, "hello", "1.0"));
+    for v in ["1.1", "1.2", "1.3"] {
+        // Listed before the publication: each listing is now the kernel's to keep.
+        assert!(!names("pkgs/hello").contains(&v.to_string()));
+        assert!(names("pkgs").contains(&"hello".to_string()));
+        let file = format!("hello-{v}.tar.gz");
+        assert!(!names("dists/hello").contains(&file));
+        publish(&s, "hello", &make_tarball(&d, "hello", v));
+        wait_for(
+            &format!("{file} listed in dists/hello and pkgs/hello"),
+            std::time::Duration::from_secs(10),
+            || {
+                (names("dists/hello").contains(&file) && names("pkgs/hello").contains(&v.into()))
+                    .then_some(())
+            },
+        );
+    }
+}
