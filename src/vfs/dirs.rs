@@ -287,9 +287,8 @@ impl Vfs {
         if !tree.is_dir(n) {
             return Err(libc::ENOTDIR);
         }
-        for name in n.children.keys() {
+        for (name, cn) in tree.children(n) {
             let cpath = crate::paths::join(path, name);
-            let cn = tree.node(&cpath).ok_or(libc::EIO)?;
             let kind = if tree.is_dir(cn) {
                 FileType::Directory
             } else if tree.entry(cn).is_some_and(|e| e.kind == EntryKind::Symlink) {
