@@ -13,6 +13,11 @@ bench_cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
   sleep 1
   for m in "$mnt" "$work/rat"; do mountpoint -q "$m" 2>/dev/null && umount -l "$m"; done
+  # A mount writes its request counts into the root as it goes: wait (10 s at most) so the
+  # root is removed after that, not before.
+  for p in "${pids[@]}"; do
+    for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  done
   gpgconf --kill all 2>/dev/null || true
   [[ -n ${KEEP:-} ]] || rm -rf "$work"
 }

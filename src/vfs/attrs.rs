@@ -38,10 +38,33 @@ impl Vfs {
     }
 
     /// The time of directories and generated files: when the published view last changed,
-    /// from the catalog, so a mirror shows the same times as its primary.
+    /// from the catalog, so a mirror shows the same times as its primary. Its nanoseconds
+    /// are the snapshot's stamp: the kernel keeps a directory's listing while its time
+    /// stands (there is no OPENDIR to take it again, `dirs`), so the time must move with
+    /// every change, even two in one second.
     fn view_time(&self) -> SystemTime {
         let snap = crate::sync::read(&self.snapshot).clone();
-        snap.changed.map_or(self.started, epoch)
+        let secs = snap.changed.unwrap_or_else(|| {
+            let since = self.started.duration_since(UNIX_EPOCH);
+            since.map_or(0, |d| d.as_secs() as i64)
+        });
+        epoch(secs) + Duration::from_nanos(u64::from(snap.stamp))
+    }
+
+    /// incoming/ as `owner` sees it: what it lists changes with the owner's staging
+    /// directory (repofsd moves uploads out behind the kernel's back) and with the
+    /// repository's directories, so its time moves with either.
+    fn spool_root_attr(&self, ino: u64, owner: u32) -> FileAttr {
+        let mut a = self.dir_attr(ino, 0o1777);
+        let base = std::fs::metadata(self.layout.user_spool(owner)).and_then(|m| m.modified());
+        if let Ok(t) = base {
+            let view = a.mtime.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let own = t.duration_since(UNIX_EPOCH).unwrap_or_default();
+            let nanos = (view.subsec_nanos() + own.subsec_nanos()) % 1_000_000_000;
+            let secs = view.as_secs().max(own.as_secs());
+            a.mtime = UNIX_EPOCH + Duration::new(secs, nanos);
+        }
+        a
     }
 
     /// Attributes of `ino` as `uid` sees it, and how long they may be cached.
@@ -73,9 +96,15 @@ impl Vfs {
         };
         let view = |a| Ok((a, node.ttl().attr));
         match node {
-            Node::Root => view(self.dir_attr(ino, 0o755)),
+            Node::Root => {
+                snapshot()?;
+                view(self.dir_attr(ino, 0o755))
+            }
             // Sticky and world-writable like /tmp; each uid only ever sees its own entries.
-            Node::IncomingRoot => Ok((self.dir_attr(ino, 0o1777), SPOOL_TTL)),
+            Node::IncomingRoot(owner) => {
+                snapshot()?;
+                Ok((self.spool_root_attr(ino, *owner), SPOOL_TTL))
+            }
             Node::Incoming { owner, rel } => {
                 self.may_touch(uid, *owner)?;
                 Ok((self.spool_attr(ino, *owner, rel)?, SPOOL_TTL))
@@ -124,7 +153,10 @@ impl Vfs {
                     epoch(f.published_at),
                 ))
             }
-            Node::Pkgs => view(self.dir_attr(ino, 0o555)),
+            Node::Pkgs => {
+                snapshot()?;
+                view(self.dir_attr(ino, 0o555))
+            }
             Node::PkgScope(scope) => {
                 snapshot()?.scoped(scope).ok_or(libc::ENOENT)?;
                 view(self.dir_attr(ino, 0o555))
@@ -184,7 +216,12 @@ impl Vfs {
                 };
                 self.attr(ino, kind, perm_bits(e.mode), size, epoch(e.mtime))
             }
-            None => self.dir_attr(ino, 0o755),
+            // A package's tree never changes: its time is the publication's, not the view's.
+            None => {
+                let mut a = self.dir_attr(ino, 0o755);
+                a.mtime = pkg_time;
+                a
+            }
         };
         if let Some(e) = &item.entry {
             a.uid = e.uid as u32;

@@ -1,16 +1,28 @@
-//! What a directory lists. `opendir` takes the whole listing at once, one step per kind of
-//! directory, so that readdir pages are consistent; `readdir` and `readdirplus` page through
-//! it.
+//! What a directory lists. There is no OPENDIR (the mount answers it with ENOSYS, so the
+//! kernel sends neither it nor RELEASEDIR: half the requests of an `ls -lR`): the first
+//! READDIR of a directory, at offset 0, takes its whole listing, one step per kind of
+//! directory, and keeps it in `Listings` so that later pages are consistent; the page that
+//! finds nothing left lets it go.
+//!
+//! The kernel, for its part, keeps every directory's listing across opens, and takes it
+//! again only when the directory's time has moved (FUSE_AUTO_INVAL_DATA) or it changed the
+//! directory itself. So a listing must be a function of its inode, and the inode's time
+//! must move whenever the listing may: the views' directories carry the catalog's stamp
+//! (`attrs::view_time`), each uid has an incoming/ of its own (`Node::IncomingRoot`),
+//! whose time follows its staging directory, and a directory below it lists what is on
+//! disk (its own time). One gap: a repository directory that appears below another is
+//! listed in incoming/DIR/ once that directory's time moves; it can be entered at once.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fuser::{FileAttr, FileType};
 
 use super::attrs::file_kind;
 use super::tree::DistEntry;
-use super::{errno, lock, DirEntry, Handle, Node, Result, Vfs, DISTS, INCOMING, LATEST, PKGS};
+use super::{errno, lock, DirEntry, Node, Result, Vfs, DISTS, INCOMING, LATEST, PKGS};
 use crate::archive::EntryKind;
 
 /// A listing being taken: each entry's node is interned as it is added.
@@ -30,9 +42,91 @@ impl Listing<'_> {
     }
 }
 
+/// Listings being paged through, by directory and uid (an `incoming/` listing depends on
+/// who asks). Without OPENDIR nothing says when a reader stops early, so at most `KEPT` are
+/// kept, the oldest dropped first.
+#[derive(Default)]
+pub struct Listings(VecDeque<(ListingKey, Arc<Vec<DirEntry>>)>);
+
+/// A directory's inode and the uid listing it.
+type ListingKey = (u64, u32);
+
+impl Listings {
+    const KEPT: usize = 64;
+
+    fn get(&self, key: ListingKey) -> Option<Arc<Vec<DirEntry>>> {
+        self.0
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, l)| l.clone())
+    }
+
+    fn take(&mut self, key: ListingKey) -> Option<Arc<Vec<DirEntry>>> {
+        let i = self.0.iter().position(|(k, _)| *k == key)?;
+        self.0.remove(i).map(|(_, l)| l)
+    }
+
+    /// Keeps `list` for `key`; returns the listing it displaced, if any.
+    fn put(&mut self, key: ListingKey, list: Arc<Vec<DirEntry>>) -> Vec<Arc<Vec<DirEntry>>> {
+        let mut gone: Vec<_> = self.take(key).into_iter().collect();
+        self.0.push_back((key, list));
+        while self.0.len() > Self::KEPT {
+            gone.extend(self.0.pop_front().map(|(_, l)| l));
+        }
+        gone
+    }
+}
+
 impl Vfs {
-    /// The whole listing of a directory, taken at opendir so readdir pages are consistent.
-    pub fn opendir(&self, uid: u32, ino: u64) -> Result<u64> {
+    /// Whether `ino` is a directory `uid` may list (what OPENDIR would have checked, for a
+    /// kernel that still sends it).
+    pub fn opendir(&self, uid: u32, ino: u64) -> Result<()> {
+        match self.node(ino)? {
+            Node::Incoming { owner, .. } | Node::IncomingRoot(owner) => self.may_touch(uid, owner),
+            Node::Root
+            | Node::Dists(_)
+            | Node::Pkgs
+            | Node::PkgScope(_)
+            | Node::PkgName(_)
+            | Node::PkgEntry { .. } => Ok(()),
+            _ => Err(libc::ENOTDIR),
+        }
+    }
+
+    /// The listing a page at `offset` comes from: a new one at offset 0, else the one that
+    /// page took (taken again if it was dropped).
+    fn listing(&self, uid: u32, ino: u64, offset: u64) -> Result<Arc<Vec<DirEntry>>> {
+        let key = (ino, uid);
+        if offset > 0 {
+            if let Some(l) = lock(&self.listings).get(key) {
+                return Ok(l);
+            }
+        }
+        let list = Arc::new(self.list(uid, ino)?);
+        let gone = lock(&self.listings).put(key, list.clone());
+        self.let_go(&gone);
+        Ok(list)
+    }
+
+    /// The page at `offset` found nothing left: the listing is done with.
+    fn listed(&self, uid: u32, ino: u64) {
+        let gone = lock(&self.listings).take((ino, uid));
+        self.let_go(&gone.into_iter().collect::<Vec<_>>());
+    }
+
+    /// Entries listed but never looked up are not the kernel's: let them go.
+    fn let_go(&self, lists: &[Arc<Vec<DirEntry>>]) {
+        if lists.is_empty() {
+            return;
+        }
+        let mut t = lock(&self.inodes);
+        for e in lists.iter().flat_map(|l| l.iter()) {
+            t.drop_if_unreferenced(e.ino);
+        }
+    }
+
+    /// The whole listing of a directory.
+    fn list(&self, uid: u32, ino: u64) -> Result<Vec<DirEntry>> {
         let node = self.node(ino)?;
         let mut list = Listing {
             vfs: self,
@@ -50,8 +144,11 @@ impl Vfs {
             ],
         };
         match &node {
-            Node::Root => self.list_root(&mut list)?,
-            Node::IncomingRoot => self.list_spool(&mut list, uid, "")?,
+            Node::Root => self.list_root(&mut list, uid)?,
+            Node::IncomingRoot(owner) => {
+                self.may_touch(uid, *owner)?;
+                self.list_spool(&mut list, *owner, "")?
+            }
             Node::Incoming { owner, rel } => {
                 self.may_touch(uid, *owner)?;
                 self.list_spool(&mut list, *owner, rel)?
@@ -63,13 +160,13 @@ impl Vfs {
             Node::PkgEntry { file_id, path } => self.list_in_package(&mut list, *file_id, path)?,
             _ => return Err(libc::ENOTDIR),
         }
-        Ok(self.add_handle(Handle::Dir(list.out)))
+        Ok(list.out)
     }
 
     /// The mount's root: the three views (a mirror takes no uploads, so has no incoming/).
-    fn list_root(&self, list: &mut Listing) -> Result<()> {
+    fn list_root(&self, list: &mut Listing, uid: u32) -> Result<()> {
         if !self.snap()?.mirror {
-            list.push(Node::IncomingRoot, FileType::Directory, INCOMING);
+            list.push(Node::IncomingRoot(uid), FileType::Directory, INCOMING);
         }
         list.push(Node::Dists(String::new()), FileType::Directory, DISTS);
         list.push(Node::Pkgs, FileType::Directory, PKGS);
@@ -190,9 +287,8 @@ impl Vfs {
         if !tree.is_dir(n) {
             return Err(libc::ENOTDIR);
         }
-        for name in n.children.keys() {
+        for (name, cn) in tree.children(n) {
             let cpath = crate::paths::join(path, name);
-            let cn = tree.node(&cpath).ok_or(libc::EIO)?;
             let kind = if tree.is_dir(cn) {
                 FileType::Directory
             } else if tree.entry(cn).is_some_and(|e| e.kind == EntryKind::Symlink) {
@@ -215,14 +311,15 @@ impl Vfs {
     /// Entries from `offset` on (offsets are positions in the listing, plus one).
     pub fn readdir(
         &self,
-        fh: u64,
+        uid: u32,
+        ino: u64,
         offset: u64,
         mut add: impl FnMut(&DirEntry, u64) -> bool,
     ) -> Result<()> {
-        let h = self.handle(fh)?;
-        let Handle::Dir(list) = &*h else {
-            return Err(libc::EBADF);
-        };
+        let list = self.listing(uid, ino, offset)?;
+        if offset as usize >= list.len() {
+            self.listed(uid, ino);
+        }
         for (i, e) in list.iter().enumerate().skip(offset as usize) {
             if add(e, i as u64 + 1) {
                 break;
@@ -232,19 +329,19 @@ impl Vfs {
     }
 
     /// Like `readdir`, with each entry's attributes, so the kernel skips a lookup per entry.
-    /// An entry gone since opendir is left out, as a fresh listing would. One TTL serves both
-    /// the name and the attributes here: the name's, the shorter.
+    /// An entry gone since the listing was taken is left out, as a fresh listing would. One
+    /// TTL serves both the name and the attributes here: the name's, the shorter.
     pub fn readdirplus(
         &self,
         uid: u32,
-        fh: u64,
+        ino: u64,
         offset: u64,
         mut add: impl FnMut(&DirEntry, u64, &FileAttr, Duration) -> bool,
     ) -> Result<()> {
-        let h = self.handle(fh)?;
-        let Handle::Dir(list) = &*h else {
-            return Err(libc::EBADF);
-        };
+        let list = self.listing(uid, ino, offset)?;
+        if offset as usize >= list.len() {
+            self.listed(uid, ino);
+        }
         let mut snap = None;
         for (i, e) in list.iter().enumerate().skip(offset as usize) {
             let Ok(node) = self.node(e.ino) else { continue };

@@ -172,22 +172,13 @@ impl Vfs {
                 warn!(error = %e, "read inside a package failed");
                 libc::EIO
             }),
-            Handle::Dir(_) => Err(libc::EISDIR),
         }
     }
 
     pub fn release(&self, fh: u64) {
         let h = lock(&self.handles).remove(&fh);
-        match h.as_deref() {
-            Some(Handle::Spool(s)) => self.release_spool(s),
-            // Entries listed but never looked up are not the kernel's: let them go.
-            Some(Handle::Dir(list)) => {
-                let mut t = lock(&self.inodes);
-                for e in list {
-                    t.drop_if_unreferenced(e.ino);
-                }
-            }
-            _ => {}
+        if let Some(Handle::Spool(s)) = h.as_deref() {
+            self.release_spool(s);
         }
     }
 

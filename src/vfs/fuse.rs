@@ -17,9 +17,15 @@ use tracing::debug;
 use super::stats::{Op, Stats};
 use super::{Opened, Vfs};
 
-/// The filesystem as `fuser` sees it: a shared `Vfs`, the count of requests it served, and
-/// the way back to the kernel (set once the session exists).
-pub struct Fuse(pub Arc<Vfs>, pub Arc<Stats>, pub Arc<OnceLock<Notifier>>);
+/// The filesystem as `fuser` sees it: a shared `Vfs`, the count of requests it served, the
+/// way back to the kernel (set once the session exists), and whether the kernel can do
+/// without OPENDIR (set at init).
+pub struct Fuse(
+    pub Arc<Vfs>,
+    pub Arc<Stats>,
+    pub Arc<OnceLock<Notifier>>,
+    pub bool,
+);
 
 const GEN: Generation = Generation(0);
 
@@ -61,6 +67,13 @@ impl Filesystem for Fuse {
             .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         // Writers in incoming/ use direct I/O; this keeps shared writable mmap working there.
         let _ = config.add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP);
+        // Directories need no handle (`dirs`): the first OPENDIR's ENOSYS spares every later
+        // OPENDIR and RELEASEDIR. The kernel then keeps each directory's listing until the
+        // directory's time moves (`attrs::view_time`); AUTO_INVAL_DATA has it look at the
+        // time at every rewind, not only when a lookup of the path refreshes it.
+        self.3 = config
+            .add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT | InitFlags::FUSE_AUTO_INVAL_DATA)
+            .is_ok();
         // The kernel offers at most its default readahead (128 KiB) here; the mount raises it
         // through sysfs once mounted (`mount::raise_readahead`).
         let _ = config.set_max_readahead(1 << 20);
@@ -328,22 +341,25 @@ impl Filesystem for Fuse {
 
     fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.1.count(Op::Opendir);
+        if self.3 {
+            return reply.error(err(libc::ENOSYS));
+        }
         match self.0.opendir(req.uid(), ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
+            Ok(()) => reply.opened(FileHandle(0), FopenFlags::empty()),
             Err(e) => reply.error(err(e)),
         }
     }
 
     fn readdir(
         &self,
-        _req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
         self.1.count(Op::Readdir);
-        match self.0.readdir(fh.0, offset, |e, next| {
+        match self.0.readdir(req.uid(), ino.0, offset, |e, next| {
             reply.add(INodeNo(e.ino), next, e.kind, &e.name)
         }) {
             Ok(()) => reply.ok(),
@@ -354,15 +370,15 @@ impl Filesystem for Fuse {
     fn readdirplus(
         &self,
         req: &Request,
-        _ino: INodeNo,
-        fh: FileHandle,
+        ino: INodeNo,
+        _fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
         self.1.count(Op::Readdirplus);
         match self
             .0
-            .readdirplus(req.uid(), fh.0, offset, |e, next, attr, ttl| {
+            .readdirplus(req.uid(), ino.0, offset, |e, next, attr, ttl| {
                 reply.add(INodeNo(e.ino), next, &e.name, &ttl, attr, GEN)
             }) {
             Ok(()) => reply.ok(),
@@ -374,12 +390,11 @@ impl Filesystem for Fuse {
         &self,
         _req: &Request,
         _ino: INodeNo,
-        fh: FileHandle,
+        _fh: FileHandle,
         _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
         self.1.count(Op::Releasedir);
-        self.0.release(fh.0);
         reply.ok();
     }
 

@@ -602,7 +602,7 @@ impl Vfs {
                 self.may_touch(uid, *owner)?;
                 (*owner, rel.clone())
             }
-            Node::IncomingRoot | Node::Root | Node::Gone => return Err(libc::EPERM),
+            Node::IncomingRoot(_) | Node::Root | Node::Gone => return Err(libc::EPERM),
             _ => return Err(libc::EROFS),
         };
         let path = self.spool_path(owner, &rel);

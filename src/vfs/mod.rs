@@ -95,8 +95,10 @@ const LATEST: &str = "latest";
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Node {
     Root,
-    /// incoming/ itself: one inode, whose contents depend on who asks.
-    IncomingRoot,
+    /// incoming/ as uid N sees it (each uid lists only its own uploads). One inode per uid,
+    /// not one for all: the kernel keeps a directory's listing per inode (`dirs`), so a
+    /// listing shared by every uid would show one uid's uploads to another.
+    IncomingRoot(u32),
     /// A file or directory in uid `owner`'s part of the spool.
     Incoming {
         owner: u32,
@@ -133,7 +135,7 @@ impl Node {
     fn ttl(&self) -> Ttl {
         let both = |t| Ttl { entry: t, attr: t };
         match self {
-            Node::IncomingRoot | Node::Incoming { .. } | Node::Gone => both(SPOOL_TTL),
+            Node::IncomingRoot(_) | Node::Incoming { .. } | Node::Gone => both(SPOOL_TTL),
             Node::PkgEntry { path, .. } if !path.is_empty() => both(IMMUTABLE_TTL),
             // Immutable nodes under names a publication can rebind or remove:
             // pkgs/NAME/VERSION and a file's name in dists/.
@@ -153,7 +155,6 @@ impl Node {
 
 /// An open file or directory.
 pub enum Handle {
-    Dir(Vec<DirEntry>),
     Spool(SpoolHandle),
     /// A published file (from the store, or a mirror's cache). `backing` keeps the kernel's
     /// passthrough id alive.
@@ -211,6 +212,7 @@ pub struct Vfs {
     cache: Cache,
     inodes: Mutex<Inodes>,
     handles: Mutex<HashMap<u64, Arc<Handle>>>,
+    listings: Mutex<dirs::Listings>,
     next_fh: AtomicU64,
     /// Open write handles per spool inode: the last close is the one that counts.
     writers: Mutex<HashMap<u64, usize>>,
@@ -247,6 +249,7 @@ impl Vfs {
             spans,
             inodes: Mutex::new(Inodes::new()),
             handles: Mutex::new(HashMap::new()),
+            listings: Mutex::default(),
             next_fh: AtomicU64::new(1),
             writers: Mutex::new(HashMap::new()),
             prefills: Prefills::default(),
@@ -413,15 +416,18 @@ impl Vfs {
         Ok(match parent {
             Node::Root => match name {
                 INCOMING if self.snap()?.mirror => return Err(libc::ENOENT),
-                INCOMING => Node::IncomingRoot,
+                INCOMING => Node::IncomingRoot(uid),
                 DISTS => Node::Dists(String::new()),
                 PKGS => Node::Pkgs,
                 _ => return Err(libc::ENOENT),
             },
-            Node::IncomingRoot => Node::Incoming {
-                owner: uid,
-                rel: name.to_string(),
-            },
+            Node::IncomingRoot(owner) => {
+                self.may_touch(uid, *owner)?;
+                Node::Incoming {
+                    owner: *owner,
+                    rel: name.to_string(),
+                }
+            }
             Node::Incoming { owner, rel } => {
                 self.may_touch(uid, *owner)?;
                 Node::Incoming {
@@ -487,8 +493,13 @@ impl Vfs {
     fn writable(&self, uid: u32, node: &Node) -> Result<(u32, String)> {
         match node {
             // A mirror takes no uploads (an inode from before it became one stays read-only).
-            Node::IncomingRoot | Node::Incoming { .. } if self.snap()?.mirror => Err(libc::EROFS),
-            Node::IncomingRoot => Ok((uid, String::new())),
+            Node::IncomingRoot(_) | Node::Incoming { .. } if self.snap()?.mirror => {
+                Err(libc::EROFS)
+            }
+            Node::IncomingRoot(owner) => {
+                self.may_touch(uid, *owner)?;
+                Ok((*owner, String::new()))
+            }
             Node::Incoming { owner, rel } => {
                 self.may_touch(uid, *owner)?;
                 Ok((*owner, rel.clone()))
@@ -554,7 +565,7 @@ mod tests {
     #[test]
     fn incoming_is_never_cached() {
         for n in [
-            Node::IncomingRoot,
+            Node::IncomingRoot(1000),
             Node::Incoming {
                 owner: 1000,
                 rel: "hello/a.tar.gz".into(),

@@ -93,7 +93,7 @@ pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Resul
     cfg.clone_fd = true;
     let stats = Arc::new(Stats::default());
     let notifier = Arc::new(OnceLock::new());
-    let fuse = Fuse(vfs, stats.clone(), notifier.clone());
+    let fuse = Fuse(vfs, stats.clone(), notifier.clone(), false);
     let session = fuser::Session::from_fd(fuse, fd, SessionACL::All, cfg)
         .and_then(|s| {
             let _ = notifier.set(s.notifier());

@@ -252,6 +252,10 @@ pub struct Snapshot {
     /// When the published view last changed (the newest generation's time, else the newest
     /// publication), unix seconds: the time of directories and generated files.
     pub changed: Option<i64>,
+    /// A digest of what the views list (published files, symlinks, the generation), below
+    /// 10^9: the nanoseconds of the views' directory times, so a directory's time changes
+    /// whenever its listing may have, and the kernel drops the listing it cached.
+    pub stamp: u32,
     /// Package names, sorted, each with its (version, file id) ascending in the package's
     /// ecosystem's order.
     versions: Vec<(Box<str>, Versions)>,
@@ -284,6 +288,8 @@ impl Snapshot {
                 .map_or(0, |t| t.len() as u64);
         let versions = package_versions(cat, &mut files)?;
         let changed = cat.generation_time()?.or(newest);
+        let mirror = cat.setting("upstream")?.is_some_and(|u| !u.is_empty());
+        let stamp = stamp(&files, &symlinks, changed);
         Ok(Snapshot {
             version,
             dirs,
@@ -293,8 +299,9 @@ impl Snapshot {
             trackers,
             web_seeds,
             torrent_overhead,
-            mirror: cat.setting("upstream")?.is_some_and(|u| !u.is_empty()),
+            mirror,
             changed,
+            stamp,
             versions,
             generated_len: Mutex::new(generated_len),
         })
@@ -482,6 +489,21 @@ impl Snapshot {
 
 /// Published files sorted by id, and the newest publication time (unix seconds).
 type Published = (Vec<(i64, FileInfo)>, Option<i64>);
+
+/// `Snapshot::stamp`. Every change to a listing adds or removes a published file (ids are
+/// never reused) or a symlink, or makes a generation. A mirror's catalog has the same ids,
+/// so its directories show the same times as its primary's.
+fn stamp(files: &[(i64, FileInfo)], symlinks: &[String], changed: Option<i64>) -> u32 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::hash::DefaultHasher::new();
+    files.len().hash(&mut h);
+    for (id, _) in files {
+        id.hash(&mut h);
+    }
+    symlinks.hash(&mut h);
+    changed.hash(&mut h);
+    (h.finish() % 1_000_000_000) as u32
+}
 
 /// Published files into their directories (with the three generated files of every directory
 /// that holds one, and each file's `.torrent`).

@@ -345,3 +345,129 @@ fn npm_scoped_packages_show_under_their_scope() {
     );
     assert!(!pkgs.join("@nope").exists());
 }
+
+/// Directories are listed without OPENDIR or RELEASEDIR (the mount answers the first OPENDIR
+/// with ENOSYS): each listing is taken at its first READDIR and paged from there. 80
+/// directories of 300 entries each, read a page at a time in turn — more listings under way
+/// than the mount keeps, so some are taken again half-way — still list exactly the names
+/// packed, and the mount saw at most that one OPENDIR and no RELEASEDIR.
+#[test]
+fn listings_page_without_opendir_and_stay_exact() {
+    let s = Site::new();
+    let d = s.w.scratch("wide");
+    sh(
+        &d,
+        "mkdir -p wide-1.0 && cd wide-1.0 \
+         && for i in $(seq 80); do mkdir d$i; (cd d$i && touch $(seq -f 'a-rather-long-file-name-%05g' 300)); done \
+         && cd .. && tar -czf wide-1.0.tar.gz wide-1.0",
+    );
+    s.w.repo.add_key("wide", &s.w.gpg.export(ALICE, &s.w.work));
+    fs::create_dir_all(s.incoming().join("wide")).unwrap();
+    let tgz = d.join("wide-1.0.tar.gz");
+    let sig = s.w.gpg.sign(ALICE, &tgz, false, &[]);
+    let out = cp(&[&tgz, &sig], &s.incoming().join("wide"));
+    assert!(out.status.success(), "cp: {}", stderr(&out));
+    s.daemon
+        .wait_published(&s.w.repo, "wide", "wide-1.0.tar.gz");
+
+    let tree = s.mnt.path("pkgs/wide/1.0/wide-1.0");
+    // One open directory stream per directory, each read a page (getdents64 of 4 KiB, what
+    // the kernel asks the mount for at least) at a time, in turn.
+    let mut streams: Vec<(String, fs::File, bool)> = (1..=80)
+        .map(|i| {
+            let dir = fs::File::open(tree.join(format!("d{i}"))).unwrap();
+            (format!("d{i}"), dir, false)
+        })
+        .collect();
+    let mut listed = Vec::new();
+    let mut buf = vec![0u8; 4096];
+    while streams.iter().any(|s| !s.2) {
+        for (name, dir, done) in streams.iter_mut().filter(|s| !s.2) {
+            let n = getdents64(dir, &mut buf);
+            *done = n == 0;
+            let mut at = 0;
+            while at < n {
+                let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
+                let entry = std::ffi::CStr::from_bytes_until_nul(&buf[at + 19..at + reclen])
+                    .unwrap()
+                    .to_str()
+                    .unwrap();
+                if entry != "." && entry != ".." {
+                    listed.push(format!("{name}/{entry}"));
+                }
+                at += reclen;
+            }
+        }
+    }
+    listed.sort_unstable();
+    let mut want: Vec<String> = (1..=80)
+        .flat_map(|i| (1..=300).map(move |j| format!("d{i}/a-rather-long-file-name-{j:05}")))
+        .collect();
+    want.sort_unstable();
+    assert_eq!(listed.len(), 80 * 300);
+    assert_eq!(listed, want);
+
+    let stats = s.w.repo.root.join("mount-stats.json");
+    let _ = fs::remove_file(&stats);
+    unsafe { libc::kill(s.mnt.child.id() as i32, libc::SIGUSR1) };
+    let counts = wait_for(
+        "the mount's counts",
+        std::time::Duration::from_secs(10),
+        || fs::read_to_string(&stats).ok(),
+    );
+    let counts: serde_json::Value = serde_json::from_str(&counts).unwrap();
+    let n = |k: &str| counts["requests"][k].as_u64().unwrap_or(0);
+    assert!(n("readdirplus") + n("readdir") > 80 * 2, "{counts}");
+    assert!(n("opendir") <= 1, "{counts}");
+    assert_eq!(n("releasedir"), 0, "{counts}");
+}
+
+/// One getdents64(2) into `buf`: the bytes of directory entries it filled (0 at the end).
+fn getdents64(dir: &fs::File, buf: &mut [u8]) -> usize {
+    use std::os::fd::AsRawFd;
+    // SAFETY: the kernel writes at most buf.len() bytes into buf.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_getdents64,
+            dir.as_raw_fd(),
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    assert!(n >= 0, "getdents64: {}", std::io::Error::last_os_error());
+    n as usize
+}
+
+/// Without OPENDIR the kernel keeps each directory's listing across opens. A publication
+/// must still show in the listings of dists/ and pkgs/ taken before it, once the kernel asks
+/// for the directory's attributes again (a second at most) and sees its time moved.
+#[test]
+fn listings_the_kernel_keeps_show_each_new_publication() {
+    let s = Site::new();
+    let d = s.w.scratch("kept");
+    let names = |rel: &str| -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(s.mnt.path(rel))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort_unstable();
+        v
+    };
+    publish(&s, "hello", &make_tarball(&d, "hello", "1.0"));
+    for v in ["1.1", "1.2", "1.3"] {
+        // Listed before the publication: each listing is now the kernel's to keep.
+        assert!(!names("pkgs/hello").contains(&v.to_string()));
+        assert!(names("pkgs").contains(&"hello".to_string()));
+        let file = format!("hello-{v}.tar.gz");
+        assert!(!names("dists/hello").contains(&file));
+        publish(&s, "hello", &make_tarball(&d, "hello", v));
+        wait_for(
+            &format!("{file} listed in dists/hello and pkgs/hello"),
+            std::time::Duration::from_secs(10),
+            || {
+                (names("dists/hello").contains(&file) && names("pkgs/hello").contains(&v.into()))
+                    .then_some(())
+            },
+        );
+    }
+}

@@ -60,6 +60,16 @@ impl PkgTree {
         self.by_path.get(path).map(|&n| &self.nodes[n])
     }
 
+    /// A node's children, by name, with their nodes (no lookup by path for each).
+    pub fn children<'a>(
+        &'a self,
+        node: &'a TreeNode,
+    ) -> impl Iterator<Item = (&'a str, &'a TreeNode)> {
+        node.children
+            .iter()
+            .map(|(name, &i)| (name.as_str(), &self.nodes[i]))
+    }
+
     pub fn entry(&self, node: &TreeNode) -> Option<&Entry> {
         node.entry.map(|i| &self.entries[i])
     }
