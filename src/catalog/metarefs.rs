@@ -80,16 +80,7 @@ pub(super) fn apply<E: From<CatalogError>>(
     };
     replace(sql, snapshot)?;
     if let Some(got) = resolved {
-        let mut put = sql
-            .prepare(
-                "INSERT OR REPLACE INTO main.dist_meta (directory, name, data, made)
-                 VALUES (?1, ?2, ?3, ?4)",
-            )
-            .map_err(CatalogError::from)?;
-        for (m, data) in refs.iter().zip(got) {
-            put.execute(params![m.directory, m.name, data, m.made])
-                .map_err(CatalogError::from)?;
-        }
+        put(sql, &refs, got)?;
     } else if !refs.is_empty() {
         sql.execute(
             "INSERT OR REPLACE INTO main.dist_meta_refs SELECT * FROM r.dist_meta_refs",
@@ -113,18 +104,21 @@ pub(super) fn resolve_in_place<E: From<CatalogError>>(
     }
     let got = resolve(tx, &refs)?;
     check(&refs, &got)?;
-    let mut put = sql
-        .prepare(
-            "INSERT OR REPLACE INTO main.dist_meta (directory, name, data, made)
-             VALUES (?1, ?2, ?3, ?4)",
-        )
-        .map_err(CatalogError::from)?;
-    for (m, data) in refs.iter().zip(got) {
-        put.execute(params![m.directory, m.name, data, m.made])
-            .map_err(CatalogError::from)?;
-    }
+    put(sql, &refs, got)?;
     sql.execute("DELETE FROM main.dist_meta_refs", [])
         .map_err(CatalogError::from)?;
+    Ok(())
+}
+
+/// The checked bytes `got` of the files `refs` name, into the catalog's metadata.
+fn put(sql: &Connection, refs: &[MetaRef], got: Vec<Vec<u8>>) -> Result<()> {
+    let mut put = sql.prepare(
+        "INSERT OR REPLACE INTO main.dist_meta (directory, name, data, made)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (m, data) in refs.iter().zip(got) {
+        put.execute(params![m.directory, m.name, data, m.made])?;
+    }
     Ok(())
 }
 
