@@ -50,7 +50,7 @@ pub struct Mounted {
     /// SIGUSR1 writes the request counts, for as long as the mount lives, in whichever
     /// process holds it (`repofs mount` or `repofsd --mount`): without a handler the signal
     /// would kill the process and leave a dead mount.
-    usr1: Option<(signal_hook::iterator::Handle, std::thread::JoinHandle<()>)>,
+    usr1: Option<StatsOnUsr1>,
 }
 
 /// How far the kernel reads ahead in a file: one READ's worth (`raise_readahead`).
@@ -87,11 +87,14 @@ pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Resul
         true => config.mount.threads.max(MIRROR_THREADS),
         false => config.mount.threads.max(1),
     };
+    let stats = Arc::new(Stats::default());
+    // Before the mount is visible: a SIGUSR1 sent once it is (`kill -USR1`, as README says)
+    // would otherwise find no handler, and its default action ends the process.
+    let usr1 = StatsOnUsr1::start(stats.clone(), stats_path.clone())?;
     let fd = mount_fuse(&mountpoint)?;
     let mut cfg = fuser::Config::default();
     cfg.n_threads = Some(threads);
     cfg.clone_fd = true;
-    let stats = Arc::new(Stats::default());
     let notifier = Arc::new(OnceLock::new());
     let fuse = Fuse(vfs, stats.clone(), notifier.clone(), false);
     let session = fuser::Session::from_fd(fuse, fd, SessionACL::All, cfg)
@@ -106,7 +109,6 @@ pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Resul
     let dev = std::fs::metadata(&mountpoint).map(|m| m.dev()).unwrap_or(0);
     raise_readahead(dev);
     info!(mountpoint = %mountpoint.display(), "mounted");
-    let usr1 = stats_on_sigusr1(stats.clone(), stats_path.clone())?;
     Ok(Mounted {
         session: Some(session),
         mountpoint,
@@ -117,23 +119,39 @@ pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Resul
     })
 }
 
-/// A thread that writes the request counts to `path` at each SIGUSR1, until its handle closes.
-fn stats_on_sigusr1(
-    stats: Arc<Stats>,
-    path: PathBuf,
-) -> io::Result<(signal_hook::iterator::Handle, std::thread::JoinHandle<()>)> {
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])?;
-    let handle = signals.handle();
-    let thread = std::thread::Builder::new()
-        .name("mount-stats".into())
-        .spawn(move || {
-            for _ in signals.forever() {
-                if let Err(e) = stats.write(&path) {
-                    warn!(path = %path.display(), error = %e, "cannot write the request counts");
+/// A thread that writes the request counts to `path` at each SIGUSR1, until dropped.
+struct StatsOnUsr1 {
+    handle: signal_hook::iterator::Handle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl StatsOnUsr1 {
+    fn start(stats: Arc<Stats>, path: PathBuf) -> io::Result<StatsOnUsr1> {
+        let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGUSR1])?;
+        let handle = signals.handle();
+        let thread = std::thread::Builder::new()
+            .name("mount-stats".into())
+            .spawn(move || {
+                for _ in signals.forever() {
+                    if let Err(e) = stats.write(&path) {
+                        warn!(path = %path.display(), error = %e, "cannot write the request counts");
+                    }
                 }
-            }
-        })?;
-    Ok((handle, thread))
+            })?;
+        Ok(StatsOnUsr1 {
+            handle,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for StatsOnUsr1 {
+    fn drop(&mut self) {
+        self.handle.close();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Mounted {
@@ -181,10 +199,7 @@ impl Mounted {
             }
         };
         info!(mountpoint = %self.mountpoint.display(), "unmounted");
-        if let Some((handle, thread)) = self.usr1.take() {
-            handle.close();
-            let _ = thread.join();
-        }
+        drop(self.usr1.take());
         self.write_stats();
         joined.context("FUSE session")
     }
