@@ -18,9 +18,9 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{params, Connection, OptionalExtension};
+use rusqlite::{params, Connection};
 
-use super::replica::{nothing_replicated, Resolver};
+use super::replica::{check_keys, nothing_replicated, Resolver};
 use super::{metarefs, schema, Catalog, CatalogError, PublishTx, Result};
 
 impl Catalog {
@@ -109,7 +109,7 @@ fn prepare<E: From<CatalogError>>(
     settings: &[(&str, String)],
     resolve: Resolver<'_, E>,
 ) -> std::result::Result<bool, E> {
-    check_keys(conn)?;
+    check_keys(conn, "main")?;
     let path = catalog
         .to_str()
         .ok_or_else(|| CatalogError::Corrupt(format!("path {catalog:?} is not UTF-8")))?;
@@ -120,21 +120,6 @@ fn prepare<E: From<CatalogError>>(
     let done = done?;
     detached.map_err(CatalogError::from)?;
     Ok(done)
-}
-
-/// What inserting with the keys enforced would have refused.
-fn check_keys(conn: &Connection) -> Result<()> {
-    let bad: Option<(String, String)> = conn
-        .query_row("PRAGMA foreign_key_check", [], |r| {
-            Ok((r.get(0)?, r.get(2)?))
-        })
-        .optional()?;
-    match bad {
-        Some((table, parent)) => Err(CatalogError::Corrupt(format!(
-            "snapshot: a row of {table} names a row of {parent} the snapshot does not hold"
-        ))),
-        None => Ok(()),
-    }
 }
 
 /// The local rows of the attached catalog `l` into the snapshot, and the metadata files it

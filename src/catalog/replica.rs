@@ -414,22 +414,29 @@ pub(super) fn nothing_replicated(c: &Connection) -> Result<bool> {
     )?)
 }
 
+/// Refuses a snapshot (database `schema` of `conn`) with a row naming one it does not hold,
+/// as enforced foreign keys would have on insert.
+pub(super) fn check_keys(conn: &Connection, schema: &str) -> Result<()> {
+    let bad: Option<(String, String)> = conn
+        .query_row(&format!("PRAGMA {schema}.foreign_key_check"), [], |r| {
+            Ok((r.get(0)?, r.get(2)?))
+        })
+        .optional()?;
+    match bad {
+        Some((table, parent)) => Err(CatalogError::Corrupt(format!(
+            "snapshot: a row of {table} names a row of {parent} the snapshot does not hold"
+        ))),
+        None => Ok(()),
+    }
+}
+
 /// `apply_rows` of a snapshot onto a catalog that holds none of its rows (`nothing_replicated`,
 /// foreign keys off), as `INSERT INTO t SELECT * FROM r.t`: SQLite then copies records and
 /// index entries as they are stored, in order, instead of inserting row by row. At 100,000
 /// packages (3.5M entries) this is what a mirror's sync from empty spends its time on.
 fn bulk_rows(tx: &Connection) -> Result<()> {
     // What enforcing the keys on insert would have refused.
-    let bad: Option<(String, String)> = tx
-        .query_row("PRAGMA r.foreign_key_check", [], |r| {
-            Ok((r.get(0)?, r.get(2)?))
-        })
-        .optional()?;
-    if let Some((table, parent)) = bad {
-        return Err(CatalogError::Corrupt(format!(
-            "snapshot: a row of {table} names a row of {parent} the snapshot does not hold"
-        )));
-    }
+    check_keys(tx, "r")?;
     tx.execute_batch(
         "INSERT INTO main.generations (generation, created_at)
              SELECT generation, created_at FROM r.generations;
