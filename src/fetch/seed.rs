@@ -457,15 +457,10 @@ impl Seeder {
 /// sha256; a row whose object matches again (an operator restored it) goes, and so does one
 /// whose object left the store (unpublished: a later publication of those bytes is new).
 fn still_corrupt(catalog: &mut Catalog, store: &Store) -> anyhow::Result<HashSet<String>> {
-    use sha2::{Digest, Sha256};
     let mut refused = HashSet::new();
     for c in catalog.corrupt_objects()? {
-        let path = store.object_path(&c.sha256);
-        let matches = File::open(&path).and_then(|mut f| {
-            let mut h = Sha256::new();
-            std::io::copy(&mut f, &mut h)?;
-            Ok(hex::encode(h.finalize()) == c.sha256)
-        });
+        let matches =
+            crate::store::file_sha256(&store.object_path(&c.sha256)).map(|h| h == c.sha256);
         let gone = matches
             .as_ref()
             .is_err_and(|e| e.kind() == std::io::ErrorKind::NotFound);

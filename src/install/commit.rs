@@ -13,12 +13,13 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use super::conflicts::{rel_of, resolve, same_content, sha256_file, Resolver};
+use super::conflicts::{rel_of, resolve, same_content, Resolver};
 use super::db::{self, Db, FileKind, FileRecord, Item, Journal, Phase, Receipt};
 use super::plan::{pkg_dir, PkgPlan, Planned};
 use super::scripts::{run_scripts, save_scripts, Runner, When};
 use super::stage::{set_owner_and_time, stage_files, staged_name};
 use super::{InstallError, Options, Result};
+use crate::store::file_sha256;
 
 /// What every package of one `install` shares.
 pub(super) struct Installer<'a> {
@@ -264,7 +265,7 @@ fn edited_configs(root: &Path, p: &PkgPlan, old: Option<&Receipt>) -> HashMap<St
         };
         let full = resolve(root, &f.dest);
         let is_file = fs::symlink_metadata(&full).is_ok_and(|m| m.is_file());
-        let Some(now) = is_file.then(|| sha256_file(&full).ok()).flatten() else {
+        let Some(now) = is_file.then(|| file_sha256(&full).ok()).flatten() else {
             continue;
         };
         if now == was || Some(now.as_str()) == f.sha256.as_deref() {

@@ -7,12 +7,11 @@
 //! what is on disk is exactly what a package or receipt says, for the check and for removal.
 
 use std::collections::{HashMap, VecDeque};
-use std::fs::{self, File};
-use std::io::Read;
+use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
+use crate::store::file_sha256;
 
 use super::db::{FileKind, Receipt};
 use super::plan::PkgPlan;
@@ -109,20 +108,6 @@ fn owners(at: &mut Resolver, receipts: &[Receipt]) -> HashMap<String, String> {
     m
 }
 
-pub(super) fn sha256_file(p: &Path) -> std::io::Result<String> {
-    let mut f = File::open(p)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 256 << 10];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(hex::encode(h.finalize()))
-}
-
 /// Whether what is at `p` is exactly what `f` describes.
 pub(super) fn same_content(
     p: &Path,
@@ -144,7 +129,7 @@ pub(super) fn same_content(
             m.file_type().is_file()
                 && m.len() == size
                 && match sha {
-                    Some(s) => sha256_file(p).is_ok_and(|h| h == s),
+                    Some(s) => file_sha256(p).is_ok_and(|h| h == s),
                     None => true,
                 }
         }

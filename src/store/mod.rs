@@ -159,6 +159,17 @@ impl Store {
     }
 }
 
+/// The sha256 (hex) of a file's bytes as they are now: an object checked again, a file an
+/// installation left behind.
+pub fn file_sha256(path: &Path) -> io::Result<String> {
+    let mut h = Sha256::new();
+    io::copy(
+        &mut io::BufReader::with_capacity(1 << 20, File::open(path)?),
+        &mut h,
+    )?;
+    Ok(hex::encode(h.finalize()))
+}
+
 /// An object being written: every byte written is hashed on the way to disk.
 pub struct Staging {
     file: Option<io::BufWriter<File>>,

@@ -23,7 +23,7 @@ pub mod http;
 pub mod mirror;
 
 use std::fs;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -187,20 +187,6 @@ pub fn unpack_replica(object: &Path, dest: &Path) -> io::Result<()> {
     let mut out = io::BufWriter::with_capacity(1 << 20, fs::File::create(dest)?);
     zstd::stream::copy_decode(fs::File::open(object)?, &mut out)?;
     out.flush()
-}
-
-/// The sha256 (hex) of a file.
-pub fn file_sha256(path: &Path) -> io::Result<String> {
-    let mut f = fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 16];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            return Ok(hex::encode(h.finalize()));
-        }
-        h.update(&buf[..n]);
-    }
 }
 
 /// The primary's side: materializes the deltas of new generations (oldest first, each naming
