@@ -119,18 +119,7 @@ pub(super) fn spawn(fetcher: &Arc<Fetcher>, mut found: mpsc::UnboundedReceiver<F
 impl Fetcher {
     async fn repair(self: Arc<Self>, f: Found) {
         lock(&self.corrupt).record(&f);
-        let held = lock(&self.held).remove(&f.sha256);
-        if let Some(h) = held {
-            // Its counters go with its torrent and cache object: read them one last time.
-            {
-                let mut ledger = lock(&self.ledger);
-                ledger.observe(&f.sha256, &super::sources::reading(&h));
-                ledger.restarted(&f.sha256);
-            }
-            if let Err(e) = self.session.delete(h.torrent.id().into(), false).await {
-                warn!(error = %format!("{e:#}"), "could not drop a torrent");
-            }
-        }
+        self.drop_torrent(&f.sha256).await;
         self.cache.forget(&f.sha256);
         let piece = crate::torrent::PIECE_LENGTH as u64;
         let from = f.piece * piece;

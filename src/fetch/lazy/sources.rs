@@ -97,14 +97,14 @@ impl Ledger {
             .add(&add);
     }
 
-    /// The object left the cache: its record goes (the totals keep its bytes), and a torrent
-    /// added for it again starts its counters afresh.
     /// The object's counters start again from zero (its torrent and cache object were made
-    /// anew, `repair`): what they read next is all new.
+    /// anew): what they read next is all new.
     pub fn restarted(&mut self, sha256: &str) {
         self.last.remove(sha256);
     }
 
+    /// The object left the cache: its record goes (the totals keep its bytes), and a torrent
+    /// added for it again starts its counters afresh.
     pub fn forget(&mut self, sha256: &str) {
         self.objects.remove(sha256);
         self.last.remove(sha256);

@@ -160,6 +160,22 @@ impl Fetcher {
         Some(object)
     }
 
+    /// Drops object `sha256`'s torrent from the session, if one is held. Its counters go with
+    /// it: they are read one last time, and a torrent added for the object again counts from
+    /// zero.
+    pub(super) async fn drop_torrent(&self, sha256: &str) {
+        let held = lock(&self.held).remove(sha256);
+        let Some(h) = held else { return };
+        {
+            let mut ledger = lock(&self.ledger);
+            ledger.observe(sha256, &super::sources::reading(&h));
+            ledger.restarted(sha256);
+        }
+        if let Err(e) = self.session.delete(h.torrent.id().into(), false).await {
+            warn!(error = %format!("{e:#}"), "could not drop a torrent");
+        }
+    }
+
     /// Drops least recently read objects until the cache fits its limit. At most once per
     /// `EVICT_EVERY`: it lists the cache directory.
     pub(super) async fn evict(&self) {
@@ -175,15 +191,7 @@ impl Fetcher {
         busy.extend(self.held_set());
         let victims = tokio::task::block_in_place(|| self.cache.victims(&busy));
         for sha in victims {
-            let held = lock(&self.held).remove(&sha);
-            if let Some(h) = held {
-                // Its counters go with its torrent: read them one last time.
-                lock(&self.ledger).observe(&sha, &super::sources::reading(&h));
-                let id = h.torrent.id();
-                if let Err(e) = self.session.delete(id.into(), false).await {
-                    warn!(error = %format!("{e:#}"), "could not drop a torrent");
-                }
-            }
+            self.drop_torrent(&sha).await;
             tokio::task::block_in_place(|| self.cache.remove(&sha));
             self.origin.forget(&sha);
             lock(&self.ledger).forget(&sha);
