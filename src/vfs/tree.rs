@@ -288,7 +288,6 @@ impl Snapshot {
                 .map_or(0, |t| t.len() as u64);
         let versions = package_versions(cat, &mut files)?;
         let changed = cat.generation_time()?.or(newest);
-        let mirror = cat.setting("upstream")?.is_some_and(|u| !u.is_empty());
         let stamp = stamp(&files, &symlinks, changed);
         Ok(Snapshot {
             version,
@@ -299,7 +298,7 @@ impl Snapshot {
             trackers,
             web_seeds,
             torrent_overhead,
-            mirror,
+            mirror: cat.setting("upstream")?.is_some_and(|u| !u.is_empty()),
             changed,
             stamp,
             versions,
