@@ -6,7 +6,7 @@
 //! everything ever listed: a `find` over a million catalog entries does not stay resident.
 //! Numbers are never reused, so generation 0 stays true.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use super::Node;
 

@@ -3,7 +3,9 @@
 //! because it is loaded per package, when someone first looks inside one, not per catalog
 //! change.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use foldhash::{HashMap, HashMapExt};
 use std::sync::Arc;
 
 use crate::archive::{Entry, EntryKind};
@@ -30,8 +32,9 @@ impl PkgTree {
                 entry: None,
                 children: BTreeMap::new(),
             }],
-            by_path: HashMap::from([(String::new(), 0)]),
+            by_path: HashMap::with_capacity(entries.len() + 1),
         };
+        t.by_path.insert(String::new(), 0);
         for (i, e) in entries.iter().enumerate() {
             let node = t.node_for(&e.path);
             t.nodes[node].entry = Some(i);
