@@ -8,29 +8,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo};
 
-use super::tree::{DistEntry, Snapshot};
+use super::tree::{DistEntry, PkgTree, Snapshot, TreeNode};
 use super::{catalog_eio, lock, Node, Result, Vfs, BLKSIZE, SPOOL_TTL};
-use crate::archive::EntryKind;
+use crate::archive::{Entry, EntryKind};
 
 impl Vfs {
     fn attr(&self, ino: u64, kind: FileType, perm: u16, size: u64, mtime: SystemTime) -> FileAttr {
-        FileAttr {
-            ino: INodeNo(ino),
-            size,
-            blocks: size.div_ceil(512),
-            atime: mtime,
-            mtime,
-            ctime: mtime,
-            crtime: mtime,
-            kind,
-            perm,
-            nlink: if kind == FileType::Directory { 2 } else { 1 },
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            blksize: BLKSIZE,
-            flags: 0,
-        }
+        plain_attr(ino, kind, perm, size, mtime)
     }
 
     pub(super) fn dir_attr(&self, ino: u64, perm: u16) -> FileAttr {
@@ -185,7 +169,15 @@ impl Vfs {
         }
     }
 
-    /// Attributes of `path` inside package `file_id`, published at `pkg_time`.
+    /// When package `file_id` was published: the time of the directories its archive only
+    /// implies.
+    pub(super) fn pkg_time(&self, file_id: i64) -> Result<SystemTime> {
+        let pkg = self.snap()?.package(file_id).map(|p| p.published_at);
+        pkg.map(epoch).ok_or(libc::ENOENT)
+    }
+
+    /// Attributes of `path` inside package `file_id`, published at `pkg_time`: from its
+    /// parsed tree when one is at hand, else from the catalog's point queries.
     fn pkg_entry_attr(
         &self,
         ino: u64,
@@ -193,43 +185,80 @@ impl Vfs {
         path: &str,
         pkg_time: SystemTime,
     ) -> Result<FileAttr> {
-        let item = self.pkg_item(file_id, path)?;
-        let mut a = match &item.entry {
-            _ if item.is_dir => {
-                let mut a = self.dir_attr(ino, 0o755);
-                a.mtime = item.entry.as_ref().map_or(pkg_time, |e| epoch(e.mtime));
-                if let Some(e) = &item.entry {
-                    a.perm = perm_bits(e.mode);
-                }
-                a
-            }
-            Some(e) => {
-                let (kind, size) = match e.kind {
-                    EntryKind::Symlink => (
-                        FileType::Symlink,
-                        e.link_target.as_deref().map_or(0, str::len) as u64,
-                    ),
-                    _ => (
-                        FileType::RegularFile,
-                        item.data.as_ref().map_or(0, |d| d.size),
-                    ),
-                };
-                self.attr(ino, kind, perm_bits(e.mode), size, epoch(e.mtime))
-            }
-            // A package's tree never changes: its time is the publication's, not the view's.
-            None => {
-                let mut a = self.dir_attr(ino, 0o755);
-                a.mtime = pkg_time;
-                a
-            }
-        };
-        if let Some(e) = &item.entry {
-            a.uid = e.uid as u32;
-            a.gid = e.gid as u32;
+        if let Some(tree) = lock(&self.trees).get(file_id) {
+            let n = tree.node(path).ok_or(libc::ENOENT)?;
+            return Ok(self.tree_attr(ino, &tree, n, pkg_time));
         }
-        a.ctime = a.mtime;
-        a.atime = a.mtime;
-        Ok(a)
+        let item = self.pkg_item(file_id, path)?;
+        let (entry, data) = (item.entry.as_ref(), item.data.as_ref());
+        Ok(entry_attr(ino, item.is_dir, entry, data, pkg_time))
+    }
+
+    /// Attributes of node `n` of a package's parsed tree.
+    pub(super) fn tree_attr(
+        &self,
+        ino: u64,
+        tree: &PkgTree,
+        n: &TreeNode,
+        pkg_time: SystemTime,
+    ) -> FileAttr {
+        let entry = tree.entry(n);
+        let data = entry.and_then(|e| tree.data_of(e));
+        entry_attr(ino, tree.is_dir(n), entry, data, pkg_time)
+    }
+}
+
+/// A package entry's attributes from its archive header (`entry`; None for a directory the
+/// archive only implies, which takes the publication's time) and the entry holding its
+/// bytes (`data`: itself, or a hard link's target).
+fn entry_attr(
+    ino: u64,
+    is_dir: bool,
+    entry: Option<&Entry>,
+    data: Option<&Entry>,
+    pkg_time: SystemTime,
+) -> FileAttr {
+    let kind = if is_dir {
+        FileType::Directory
+    } else if entry.is_some_and(|e| e.kind == EntryKind::Symlink) {
+        FileType::Symlink
+    } else {
+        FileType::RegularFile
+    };
+    let size = match kind {
+        FileType::Symlink => entry
+            .and_then(|e| e.link_target.as_deref())
+            .map_or(0, str::len) as u64,
+        FileType::RegularFile => data.map_or(0, |d| d.size),
+        _ => 0,
+    };
+    let (perm, mtime) = entry.map_or((0o755, pkg_time), |e| (perm_bits(e.mode), epoch(e.mtime)));
+    let mut a = plain_attr(ino, kind, perm, size, mtime);
+    if let Some(e) = entry {
+        a.uid = e.uid as u32;
+        a.gid = e.gid as u32;
+    }
+    a
+}
+
+/// Read-only attributes owned by root, every time `mtime`.
+fn plain_attr(ino: u64, kind: FileType, perm: u16, size: u64, mtime: SystemTime) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(ino),
+        size,
+        blocks: size.div_ceil(512),
+        atime: mtime,
+        mtime,
+        ctime: mtime,
+        crtime: mtime,
+        kind,
+        perm,
+        nlink: if kind == FileType::Directory { 2 } else { 1 },
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: BLKSIZE,
+        flags: 0,
     }
 }
 

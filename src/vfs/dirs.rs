@@ -23,7 +23,6 @@ use fuser::{FileAttr, FileType};
 use super::attrs::file_kind;
 use super::tree::DistEntry;
 use super::{errno, lock, DirEntry, Node, Result, Vfs, DISTS, INCOMING, LATEST, PKGS};
-use crate::archive::EntryKind;
 
 /// A listing being taken: each entry's node is interned as it is added.
 struct Listing<'a> {
@@ -38,6 +37,7 @@ impl Listing<'_> {
             ino,
             kind,
             name: name.into(),
+            plus: None,
         });
     }
 }
@@ -135,11 +135,13 @@ impl Vfs {
                     ino,
                     kind: FileType::Directory,
                     name: ".".into(),
+                    plus: None,
                 },
                 DirEntry {
                     ino: 1,
                     kind: FileType::Directory,
                     name: "..".into(),
+                    plus: None,
                 },
             ],
         };
@@ -281,29 +283,28 @@ impl Vfs {
     }
 
     /// A directory inside a package ("" is pkgs/NAME/VERSION itself), from its parsed tree.
+    /// Each entry's attributes are taken here, from the node at hand: they never change.
     fn list_in_package(&self, list: &mut Listing, file_id: i64, path: &str) -> Result<()> {
         let tree = self.tree(file_id)?;
         let n = tree.node(path).ok_or(libc::ENOENT)?;
         if !tree.is_dir(n) {
             return Err(libc::ENOTDIR);
         }
+        let pkg_time = self.pkg_time(file_id)?;
         for (name, cn) in tree.children(n) {
-            let cpath = crate::paths::join(path, name);
-            let kind = if tree.is_dir(cn) {
-                FileType::Directory
-            } else if tree.entry(cn).is_some_and(|e| e.kind == EntryKind::Symlink) {
-                FileType::Symlink
-            } else {
-                FileType::RegularFile
+            let node = Node::PkgEntry {
+                file_id,
+                path: crate::paths::join(path, name),
             };
-            list.push(
-                Node::PkgEntry {
-                    file_id,
-                    path: cpath,
-                },
-                kind,
-                name,
-            );
+            let ttl = node.ttl().entry;
+            let ino = self.intern(node);
+            let attr = self.tree_attr(ino, &tree, cn, pkg_time);
+            list.out.push(DirEntry {
+                ino,
+                kind: attr.kind,
+                name: name.into(),
+                plus: Some((attr, ttl)),
+            });
         }
         Ok(())
     }
@@ -343,18 +344,29 @@ impl Vfs {
             self.listed(uid, ino);
         }
         let mut snap = None;
+        let mut handed = Vec::new();
         for (i, e) in list.iter().enumerate().skip(offset as usize) {
-            let Ok(node) = self.node(e.ino) else { continue };
-            let Ok((attr, _)) = self.attr_in(uid, e.ino, &node, &mut snap) else {
-                continue;
+            let (attr, ttl) = match e.plus {
+                Some(plus) => plus,
+                None => {
+                    let Ok(node) = self.node(e.ino) else { continue };
+                    let Ok((attr, _)) = self.attr_in(uid, e.ino, &node, &mut snap) else {
+                        continue;
+                    };
+                    (attr, node.ttl().entry)
+                }
             };
-            if add(e, i as u64 + 1, &attr, node.ttl().entry) {
+            if add(e, i as u64 + 1, &attr, ttl) {
                 break;
             }
             // The kernel counts every entry but the dot ones as a lookup.
             if e.name != "." && e.name != ".." {
-                lock(&self.inodes).remember(e.ino);
+                handed.push(e.ino);
             }
+        }
+        let mut t = lock(&self.inodes);
+        for ino in handed {
+            t.remember(ino);
         }
         Ok(())
     }

@@ -179,6 +179,9 @@ pub struct DirEntry {
     pub ino: u64,
     pub kind: FileType,
     pub name: OsString,
+    /// Attributes and their TTL, where the listing knew them already (a package's entries:
+    /// immutable, and at hand in its tree), so READDIRPLUS needs no lookup per entry.
+    pub plus: Option<(FileAttr, Duration)>,
 }
 
 /// What `open` decided.
