@@ -57,6 +57,12 @@ impl Inodes {
         self.slots.get(&ino).map(|s| &s.node)
     }
 
+    /// The inodes whose listing or attributes change with the catalog's generation.
+    pub fn following_views(&self) -> Vec<u64> {
+        let follows = |(&ino, s): (&u64, &Slot)| s.node.follows_views().then_some(ino);
+        self.slots.iter().filter_map(follows).collect()
+    }
+
     /// The kernel was handed `ino` once more.
     pub fn remember(&mut self, ino: u64) {
         if let Some(s) = self.slots.get_mut(&ino) {

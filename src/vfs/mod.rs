@@ -68,10 +68,14 @@ pub fn errno(e: &io::Error) -> Errno {
     e.raw_os_error().unwrap_or(libc::EIO)
 }
 
-/// How long the kernel may cache what the read-only views say about what a publication can
-/// change. Short, so that publications show at once; new names show immediately anyway
+/// How long the kernel may keep a name in the read-only views, which a publication can
+/// rebind or remove. Short, so that a change shows at once; new names show immediately anyway
 /// (negative lookups are not cached).
 const VIEW_TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may keep the attributes (and so the listing) of a node that follows
+/// the views: long, because the mount tells the kernel itself when a new catalog generation
+/// changes them (`views_moved`); the bound only limits a notice the kernel failed to take.
+const VIEW_ATTR_TTL: Duration = Duration::from_secs(60);
 /// How long the kernel may cache what never changes: names and attributes inside a package (a
 /// file id is never reused, and a package is never changed in place), and a published file's
 /// attributes (a replacement is a new inode). In practice, until it needs the memory: a walk
@@ -148,8 +152,17 @@ impl Node {
             | Node::Pkgs
             | Node::PkgScope(_)
             | Node::PkgName(_)
-            | Node::PkgLatest(_) => both(VIEW_TTL),
+            | Node::PkgLatest(_) => Ttl {
+                entry: VIEW_TTL,
+                attr: VIEW_ATTR_TTL,
+            },
         }
+    }
+
+    /// Whether what this node lists, or its attributes, change with the catalog's generation
+    /// (the mount then tells the kernel: `Vfs::views_moved`).
+    fn follows_views(&self) -> bool {
+        self.ttl().attr == VIEW_ATTR_TTL
     }
 }
 
@@ -329,6 +342,18 @@ impl Vfs {
         self.follow_upstream(&current, &fresh);
         *crate::sync::write(&self.snapshot) = fresh.clone();
         Ok(fresh)
+    }
+
+    /// The inodes the kernel holds whose listing or attributes follow the views, if the
+    /// catalog has moved since `seen` (its data_version; None at first, with nothing to tell).
+    pub fn views_moved(&self, seen: &mut Option<i64>) -> Vec<u64> {
+        let Ok(snap) = self.snap() else {
+            return Vec::new();
+        };
+        match seen.replace(snap.version) {
+            Some(v) if v != snap.version => lock(&self.inodes).following_views(),
+            _ => Vec::new(),
+        }
     }
 
     /// A mount started before its mirror service first ran becomes a mirror's mount once the

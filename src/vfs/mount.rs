@@ -19,11 +19,11 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use fuser::{BackgroundSession, SessionACL};
+use fuser::{BackgroundSession, INodeNo, Notifier, SessionACL};
 use tracing::{debug, info, warn};
 
 use super::fuse::Fuse;
@@ -55,6 +55,9 @@ pub struct Mounted {
 
 /// How far the kernel reads ahead in a file: one READ's worth (`raise_readahead`).
 const READ_AHEAD_KB: &str = "1024";
+
+/// How often the mount looks for a new catalog generation to tell the kernel about.
+const VIEWS_POLL: Duration = Duration::from_millis(100);
 
 /// FUSE threads on a mirror, at least.
 const MIRROR_THREADS: usize = 16;
@@ -96,6 +99,7 @@ pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Resul
     cfg.n_threads = Some(threads);
     cfg.clone_fd = true;
     let notifier = Arc::new(OnceLock::new());
+    let views = Arc::downgrade(&vfs);
     let fuse = Fuse(vfs, stats.clone(), notifier.clone(), false);
     let session = fuser::Session::from_fd(fuse, fd, SessionACL::All, cfg)
         .and_then(|s| {
@@ -106,6 +110,9 @@ pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Resul
             let _ = umount(&mountpoint, true);
         })
         .with_context(|| format!("serving the mount on {}", mountpoint.display()))?;
+    if let Some(n) = notifier.get() {
+        follow_views(views, n.clone())?;
+    }
     let dev = std::fs::metadata(&mountpoint).map(|m| m.dev()).unwrap_or(0);
     raise_readahead(dev);
     info!(mountpoint = %mountpoint.display(), "mounted");
@@ -117,6 +124,31 @@ pub fn mount(layout: Layout, config: Config, mountpoint: &Path) -> anyhow::Resul
         stats_path,
         usr1: Some(usr1),
     })
+}
+
+/// Tells the kernel when the published views change, from a thread of its own (never from a
+/// request's, which the kernel may be waiting on): it keeps their listings and attributes
+/// (`VIEW_ATTR_TTL`) and would otherwise show a publication only once they expire. Ends
+/// with the session, which holds the only other reference to the views.
+fn follow_views(vfs: Weak<Vfs>, notifier: Notifier) -> io::Result<()> {
+    std::thread::Builder::new()
+        .name("mount-views".into())
+        .spawn(move || {
+            let mut seen = None;
+            while let Some(vfs) = vfs.upgrade() {
+                for ino in vfs.views_moved(&mut seen) {
+                    // ENOENT: the kernel let the inode go since we last looked.
+                    if let Err(e) = notifier.inval_inode(INodeNo(ino), 0, 0) {
+                        if e.raw_os_error() != Some(libc::ENOENT) {
+                            debug!(ino, error = %e, "the kernel took no notice of a view change");
+                        }
+                    }
+                }
+                drop(vfs);
+                std::thread::sleep(VIEWS_POLL);
+            }
+        })?;
+    Ok(())
 }
 
 /// A thread that writes the request counts to `path` at each SIGUSR1, until dropped.

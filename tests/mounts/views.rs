@@ -385,18 +385,7 @@ fn listings_page_without_opendir_and_stay_exact() {
         for (name, dir, done) in streams.iter_mut().filter(|s| !s.2) {
             let n = getdents64(dir, &mut buf);
             *done = n == 0;
-            let mut at = 0;
-            while at < n {
-                let reclen = u16::from_ne_bytes([buf[at + 16], buf[at + 17]]) as usize;
-                let entry = std::ffi::CStr::from_bytes_until_nul(&buf[at + 19..at + reclen])
-                    .unwrap()
-                    .to_str()
-                    .unwrap();
-                if entry != "." && entry != ".." {
-                    listed.push(format!("{name}/{entry}"));
-                }
-                at += reclen;
-            }
+            listed.extend(dirents(&buf[..n]).map(|entry| format!("{name}/{entry}")));
         }
     }
     listed.sort_unstable();
@@ -436,6 +425,69 @@ fn getdents64(dir: &fs::File, buf: &mut [u8]) -> usize {
     };
     assert!(n >= 0, "getdents64: {}", std::io::Error::last_os_error());
     n as usize
+}
+
+/// The names in what getdents64(2) filled, without the dot entries.
+fn dirents(mut buf: &[u8]) -> impl Iterator<Item = String> + '_ {
+    std::iter::from_fn(move || loop {
+        if buf.is_empty() {
+            return None;
+        }
+        let reclen = u16::from_ne_bytes([buf[16], buf[17]]) as usize;
+        let name = std::ffi::CStr::from_bytes_until_nul(&buf[19..reclen]).unwrap();
+        let name = name.to_str().unwrap().to_string();
+        buf = &buf[reclen..];
+        if name != "." && name != ".." {
+            return Some(name);
+        }
+    })
+}
+
+/// Every name in an open directory, read again from its start (as `rewinddir` does).
+fn names_from_start(dir: &fs::File) -> Vec<String> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a seek on a descriptor we own.
+    assert_eq!(
+        unsafe { libc::lseek(dir.as_raw_fd(), 0, libc::SEEK_SET) },
+        0
+    );
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut names = Vec::new();
+    loop {
+        let n = getdents64(dir, &mut buf);
+        if n == 0 {
+            return names;
+        }
+        names.extend(dirents(&buf[..n]));
+    }
+}
+
+/// The mount tells the kernel itself when a publication changes the views. Directories opened
+/// by path, never listed from their parents, had their attributes from a LOOKUP, which the
+/// kernel keeps for a minute, and with them each directory's listing; read again from the
+/// start, they still show each new publication.
+#[test]
+fn open_view_directories_read_again_show_each_new_publication() {
+    let s = Site::new();
+    let d = s.w.scratch("open");
+    publish(&s, "hello", &make_tarball(&d, "hello", "1.0"));
+    let pkgs = fs::File::open(s.mnt.path("pkgs/hello")).unwrap();
+    let dists = fs::File::open(s.mnt.path("dists/hello")).unwrap();
+    for v in ["1.1", "1.2"] {
+        let file = format!("hello-{v}.tar.gz");
+        assert!(!names_from_start(&pkgs).contains(&v.to_string()));
+        assert!(!names_from_start(&dists).contains(&file));
+        publish(&s, "hello", &make_tarball(&d, "hello", v));
+        wait_for(
+            &format!("{file} listed in the open dists/hello and pkgs/hello"),
+            std::time::Duration::from_secs(20),
+            || {
+                let listed = names_from_start(&dists).contains(&file)
+                    && names_from_start(&pkgs).contains(&v.to_string());
+                listed.then_some(())
+            },
+        );
+    }
 }
 
 /// Without OPENDIR the kernel keeps each directory's listing across opens. A publication
