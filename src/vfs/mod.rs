@@ -585,8 +585,13 @@ mod tests {
             Node::Dists(String::new()),
             Node::Dists("main/Packages".into()),
         ] {
+            // Their attributes follow the views: kept long, the mount invalidates them.
             let t = n.ttl();
-            assert_eq!((t.entry, t.attr), (VIEW_TTL, VIEW_TTL), "{n:?}");
+            assert_eq!((t.entry, t.attr), (VIEW_TTL, VIEW_ATTR_TTL), "{n:?}");
+            assert!(n.follows_views(), "{n:?}");
+        }
+        for n in [entry(""), entry("a/b"), Node::DistsFile(3), Node::IncomingRoot(0)] {
+            assert!(!n.follows_views(), "{n:?}");
         }
     }
 
