@@ -41,9 +41,11 @@ impl Catalog {
             return Ok(false);
         }
         let mut conn = open_src(src)?;
+        tracing::debug!("adopt: snapshot opened");
         if !prepare(&mut conn, &self.path, settings, resolve)? {
             return Ok(false);
         }
+        tracing::debug!("adopt: local rows carried");
         Ok(self.place(conn, src)?)
     }
 
@@ -63,7 +65,9 @@ impl Catalog {
                 src.display()
             )));
         }
+        tracing::debug!("adopt: closed as WAL");
         fs::File::open(src).and_then(|f| f.sync_all())?;
+        tracing::debug!("adopt: synced");
         remove_strays(dir, &self.path);
         let name = format!("catalog.{}.sqlite", unique());
         let placed = dir.join(&name);
@@ -78,6 +82,7 @@ impl Catalog {
         crate::failpoint::hit("adopt-before-rename");
         fs::rename(&link, &self.path)?;
         fs::File::open(dir).and_then(|d| d.sync_all())?;
+        tracing::debug!("adopt: in place");
         // The old file's WAL and index keep their names, which nothing opens any more: the
         // connections still on the old file hold them open, and a file put back under the
         // catalog's name (a restored backup) must not find them there.
@@ -110,6 +115,7 @@ fn prepare<E: From<CatalogError>>(
     resolve: Resolver<'_, E>,
 ) -> std::result::Result<bool, E> {
     check_keys(conn, "main")?;
+    tracing::debug!("adopt: keys checked");
     let path = catalog
         .to_str()
         .ok_or_else(|| CatalogError::Corrupt(format!("path {catalog:?} is not UTF-8")))?;

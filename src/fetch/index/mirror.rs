@@ -257,6 +257,7 @@ impl Mirror {
             ));
         }
         fs::rename(&tmp, &dest)?;
+        tracing::debug!(object = sha256, bytes = len, "object fetched");
         stats.objects += 1;
         stats.bytes += len;
         Ok(Fetch::Got(dest))
@@ -365,6 +366,7 @@ impl Mirror {
         temps.push(db.clone());
         unpack_replica(&object, &db)
             .map_err(|e| refused("bad-index", format!("object {sha256}: {e}")))?;
+        tracing::debug!(object = sha256, "object unpacked");
         let meta = Catalog::replica_meta(&db)
             .map_err(|e| refused("bad-index", format!("object {sha256}: {e}")))?;
         Ok(Some((db, meta)))
@@ -386,6 +388,7 @@ impl Mirror {
         temps: &mut Vec<PathBuf>,
     ) -> Result<Synced, SyncError> {
         let (signed, root) = self.root()?;
+        tracing::debug!(generation = root.generation, "root verified");
         let held: Option<i64> = catalog
             .setting("index_generation")?
             .and_then(|g| g.parse().ok());
