@@ -40,11 +40,19 @@ impl Catalog {
         if !nothing_replicated(&self.conn)? {
             return Ok(false);
         }
-        let mut conn = open_src(src)?;
-        if !prepare(&mut conn, &self.path, settings, resolve)? {
-            return Ok(false);
-        }
-        Ok(self.place(conn, src)?)
+        // The disk takes the unpacked snapshot on a thread of its own while its keys are
+        // checked (reads, from the page cache): the sync in `place` then finds it done.
+        let unpacked = fs::File::open(src).map_err(CatalogError::from)?;
+        std::thread::scope(|s| {
+            s.spawn(move || unpacked.sync_data());
+            let mut conn = open_src(src)?;
+            tracing::debug!("adopt: snapshot opened");
+            if !prepare(&mut conn, &self.path, settings, resolve)? {
+                return Ok(false);
+            }
+            tracing::debug!("adopt: local rows carried");
+            Ok(self.place(conn, src)?)
+        })
     }
 
     /// Puts the prepared snapshot in this catalog's place (see the module's comment).
@@ -63,7 +71,9 @@ impl Catalog {
                 src.display()
             )));
         }
+        tracing::debug!("adopt: closed as WAL");
         fs::File::open(src).and_then(|f| f.sync_all())?;
+        tracing::debug!("adopt: synced");
         remove_strays(dir, &self.path);
         let name = format!("catalog.{}.sqlite", unique());
         let placed = dir.join(&name);
@@ -78,6 +88,7 @@ impl Catalog {
         crate::failpoint::hit("adopt-before-rename");
         fs::rename(&link, &self.path)?;
         fs::File::open(dir).and_then(|d| d.sync_all())?;
+        tracing::debug!("adopt: in place");
         // The old file's WAL and index keep their names, which nothing opens any more: the
         // connections still on the old file hold them open, and a file put back under the
         // catalog's name (a restored backup) must not find them there.
@@ -93,8 +104,12 @@ impl Catalog {
 }
 
 /// The snapshot opened to be written: rollback journal (one file to rename), our schema.
+/// No syncs while it is made ready: nothing reads it before `place` syncs it whole, and a
+/// crash before that leaves a stray file the next adopt removes. (Each commit's sync would
+/// wait for the disk to take all of the unpacked snapshot, where the key check could run.)
 fn open_src(src: &Path) -> Result<Connection> {
     let mut conn = Connection::open(src)?;
+    conn.pragma_update(None, "synchronous", "OFF")?;
     conn.pragma_update(None, "journal_mode", "DELETE")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     schema::migrate(&mut conn)?;
@@ -110,6 +125,7 @@ fn prepare<E: From<CatalogError>>(
     resolve: Resolver<'_, E>,
 ) -> std::result::Result<bool, E> {
     check_keys(conn, "main")?;
+    tracing::debug!("adopt: keys checked");
     let path = catalog
         .to_str()
         .ok_or_else(|| CatalogError::Corrupt(format!("path {catalog:?} is not UTF-8")))?;

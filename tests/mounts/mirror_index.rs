@@ -17,6 +17,8 @@ use crate::common::{
     world::*,
 };
 
+mod from_empty;
+
 /// A primary with `--listen`, and its exported repository key.
 struct Primary {
     site: Site,

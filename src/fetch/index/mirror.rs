@@ -98,7 +98,7 @@ pub struct Mirror {
 }
 
 enum Fetch {
-    Got(PathBuf),
+    Got,
     Missing,
 }
 
@@ -205,16 +205,29 @@ impl Mirror {
 
     /// Object `sha256` in the local index dir, fetched (and its hash checked) if missing.
     fn object(&self, sha256: &str, stats: &mut Synced) -> Result<Fetch, SyncError> {
+        self.fetch_object(sha256, None, stats)
+    }
+
+    /// `object`, each chunk also handed to `tee` as it arrives (the unpacker of `replica`)
+    /// while it is hashed and stored; a `tee` that hangs up is no longer fed. Whatever `tee`
+    /// made is untrusted until this returns `Got`: the object's hash has then checked.
+    fn fetch_object(
+        &self,
+        sha256: &str,
+        tee: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+        stats: &mut Synced,
+    ) -> Result<Fetch, SyncError> {
         let dest = self
             .dir
             .object_path(sha256)
             .ok_or_else(|| refused("bad-index", format!("{sha256:?} is not a sha256")))?;
         if dest.exists() {
-            return Ok(Fetch::Got(dest));
+            return Ok(Fetch::Got);
         }
         let url = format!("{}/index/objects/{sha256}", self.upstream.url);
         let tmp = self.dir.temp_path("download");
         let got = self.rt.block_on(async {
+            let mut tee = tee;
             let unreachable = |e: reqwest::Error| SyncError::Unreachable(format!("{url}: {e}"));
             let Some(mut resp) = self.get(&url, OBJECT_DEADLINE).await? else {
                 return Ok(None);
@@ -234,6 +247,11 @@ impl Mirror {
                     ));
                 }
                 hash.update(&chunk);
+                if let Some(t) = &tee {
+                    if t.send(chunk.to_vec()).await.is_err() {
+                        tee = None;
+                    }
+                }
                 f.write_all(&chunk).await?;
             }
             f.sync_all().await?;
@@ -257,9 +275,10 @@ impl Mirror {
             ));
         }
         fs::rename(&tmp, &dest)?;
+        tracing::debug!(object = sha256, bytes = len, "object fetched");
         stats.objects += 1;
         stats.bytes += len;
-        Ok(Fetch::Got(dest))
+        Ok(Fetch::Got)
     }
 
     /// Fetches `/index/since/G` into the local objects, each checked against the hash it is
@@ -351,22 +370,39 @@ impl Mirror {
         })
     }
 
-    /// Object `sha256` unpacked into a replica database, its own description checked.
+    /// Object `sha256` unpacked into a replica database, its own description checked. One
+    /// not held is unpacked as it downloads, as `curl | zstd -d` would (the unpacked file is
+    /// opened only once the object's hash has checked).
     fn replica(
         &self,
         sha256: &str,
         stats: &mut Synced,
         temps: &mut Vec<PathBuf>,
     ) -> Result<Option<(PathBuf, ReplicaMeta)>, SyncError> {
-        let Fetch::Got(object) = self.object(sha256, stats)? else {
-            return Ok(None);
-        };
         let db = self.dir.temp_path("replica");
         temps.push(db.clone());
-        unpack_replica(&object, &db)
-            .map_err(|e| refused("bad-index", format!("object {sha256}: {e}")))?;
-        let meta = Catalog::replica_meta(&db)
-            .map_err(|e| refused("bad-index", format!("object {sha256}: {e}")))?;
+        let bad = |e: &dyn std::fmt::Display| refused("bad-index", format!("object {sha256}: {e}"));
+        let held = self.dir.object_path(sha256).filter(|p| p.exists());
+        if let Some(object) = held {
+            unpack_replica(fs::File::open(object)?, &db).map_err(|e| bad(&e))?;
+        } else {
+            let (tx, rx) = tokio::sync::mpsc::channel(64);
+            let out = db.clone();
+            let unpacker = std::thread::Builder::new()
+                .name("unpack".into())
+                .spawn(move || unpack_replica(Chunks::new(rx), &out))?;
+            let fetched = self.fetch_object(sha256, Some(tx), stats);
+            // The sender is gone with `fetch_object`: the unpacker sees the end and returns.
+            let unpacked = unpacker
+                .join()
+                .map_err(|_| SyncError::Local(anyhow::anyhow!("the unpacker panicked")))?;
+            if let Fetch::Missing = fetched? {
+                return Ok(None);
+            }
+            unpacked.map_err(|e| bad(&e))?;
+        }
+        tracing::debug!(object = sha256, "object unpacked");
+        let meta = Catalog::replica_meta(&db).map_err(|e| bad(&e))?;
         Ok(Some((db, meta)))
     }
 
@@ -386,6 +422,7 @@ impl Mirror {
         temps: &mut Vec<PathBuf>,
     ) -> Result<Synced, SyncError> {
         let (signed, root) = self.root()?;
+        tracing::debug!(generation = root.generation, "root verified");
         let held: Option<i64> = catalog
             .setting("index_generation")?
             .and_then(|g| g.parse().ok());
@@ -683,6 +720,38 @@ pub fn serve(
         endpoint.stop();
     }
     Ok(())
+}
+
+/// The chunks of a download as one stream, for the unpacker's thread.
+struct Chunks {
+    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Chunks {
+    fn new(rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Chunks {
+        Chunks {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl std::io::Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.blocking_recv() {
+                Some(c) => (self.chunk, self.at) = (c, 0),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// What a missing root or delta list means: the upstream is not serving an index there.

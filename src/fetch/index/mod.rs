@@ -180,12 +180,13 @@ pub fn remove_db(path: &Path) {
     }
 }
 
-/// Decompresses a replica object into a database file at `dest`: a scratch copy (the object is
-/// what is kept), read once and removed, so it is not synced to disk — at 100,000 packages
-/// that was a flush of ~500 MB before the apply could start. Written in large blocks.
-pub fn unpack_replica(object: &Path, dest: &Path) -> io::Result<()> {
+/// Decompresses a replica object (its bytes from `src`) into a database file at `dest`: a
+/// scratch copy (the object is what is kept), not synced here — at 100,000 packages that was
+/// a flush of ~500 MB before the apply could start; a snapshot that becomes the catalog is
+/// synced by `catalog::adopt`, while its keys are checked. Written in large blocks.
+pub fn unpack_replica(src: impl io::Read, dest: &Path) -> io::Result<()> {
     let mut out = io::BufWriter::with_capacity(1 << 20, fs::File::create(dest)?);
-    zstd::stream::copy_decode(fs::File::open(object)?, &mut out)?;
+    zstd::stream::copy_decode(src, &mut out)?;
     out.flush()
 }
 
