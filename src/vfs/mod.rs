@@ -590,7 +590,12 @@ mod tests {
             assert_eq!((t.entry, t.attr), (VIEW_TTL, VIEW_ATTR_TTL), "{n:?}");
             assert!(n.follows_views(), "{n:?}");
         }
-        for n in [entry(""), entry("a/b"), Node::DistsFile(3), Node::IncomingRoot(0)] {
+        for n in [
+            entry(""),
+            entry("a/b"),
+            Node::DistsFile(3),
+            Node::IncomingRoot(0),
+        ] {
             assert!(!n.follows_views(), "{n:?}");
         }
     }

@@ -15,7 +15,9 @@ use std::time::Duration;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use super::{unpack_replica, IndexDir, Root, MAX_ROOT, ROOT_FORMAT, SNAPSHOT_EVERY};
+use super::{
+    unpack_replica, unpack_streamed, IndexDir, Root, MAX_ROOT, ROOT_FORMAT, SNAPSHOT_EVERY,
+};
 use crate::catalog::{Catalog, MetaRef, PublishTx, ReplicaMeta};
 use crate::time::now;
 
@@ -390,7 +392,7 @@ impl Mirror {
             let out = db.clone();
             let unpacker = std::thread::Builder::new()
                 .name("unpack".into())
-                .spawn(move || unpack_replica(Chunks::new(rx), &out))?;
+                .spawn(move || unpack_streamed(rx, &out))?;
             let fetched = self.fetch_object(sha256, Some(tx), stats);
             // The sender is gone with `fetch_object`: the unpacker sees the end and returns.
             let unpacked = unpacker
@@ -399,7 +401,12 @@ impl Mirror {
             if let Fetch::Missing = fetched? {
                 return Ok(None);
             }
-            unpacked.map_err(|e| bad(&e))?;
+            // The object has checked; if the streaming unpack stopped, unpack what is held.
+            if let Err(e) = unpacked {
+                tracing::debug!(object = sha256, error = %e, "unpacking the checked object");
+                let object = self.dir.object_path(sha256).ok_or_else(|| bad(&sha256))?;
+                unpack_replica(fs::File::open(object)?, &db).map_err(|e| bad(&e))?;
+            }
         }
         tracing::debug!(object = sha256, "object unpacked");
         let meta = Catalog::replica_meta(&db).map_err(|e| bad(&e))?;
@@ -720,38 +727,6 @@ pub fn serve(
         endpoint.stop();
     }
     Ok(())
-}
-
-/// The chunks of a download as one stream, for the unpacker's thread.
-struct Chunks {
-    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
-    chunk: Vec<u8>,
-    at: usize,
-}
-
-impl Chunks {
-    fn new(rx: tokio::sync::mpsc::Receiver<Vec<u8>>) -> Chunks {
-        Chunks {
-            rx,
-            chunk: Vec::new(),
-            at: 0,
-        }
-    }
-}
-
-impl std::io::Read for Chunks {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        while self.at == self.chunk.len() {
-            match self.rx.blocking_recv() {
-                Some(c) => (self.chunk, self.at) = (c, 0),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
-    }
 }
 
 /// What a missing root or delta list means: the upstream is not serving an index there.

@@ -180,6 +180,81 @@ pub fn remove_db(path: &Path) {
     }
 }
 
+/// What a download unpacked while it streams may grow to before its hash has checked: far
+/// above what a catalog compresses by (about 48:1 at 100,000 packages). Beyond it, bytes that
+/// are no snapshot could fill the disk before their hash refuses them, so the streaming
+/// unpack stops and the object is unpacked once it has checked.
+const STREAMED_RATIO: u64 = 256;
+const STREAMED_SLACK: u64 = 64 << 20;
+
+/// Unpacks a download's chunks into `dest` as they arrive (`replica`), stopping once the
+/// output outgrows what a snapshot of the bytes received so far could unpack to.
+pub fn unpack_streamed(
+    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    dest: &Path,
+) -> std::io::Result<()> {
+    use std::io::{Read, Write};
+    let received = std::rc::Rc::new(std::cell::Cell::new(0));
+    let mut unpacked = zstd::stream::read::Decoder::new(Chunks::new(rx, received.clone()))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(dest)?);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut written = 0u64;
+    loop {
+        let n = unpacked.read(&mut buf)?;
+        if n == 0 {
+            return out.flush();
+        }
+        written += n as u64;
+        if written > STREAMED_SLACK + STREAMED_RATIO * received.get() {
+            return Err(std::io::Error::other(
+                "unpacks to more than a snapshot would",
+            ));
+        }
+        out.write_all(&buf[..n])?;
+    }
+}
+
+/// The chunks of a download as one stream, for the unpacker's thread; counts the bytes
+/// received into `received`.
+struct Chunks {
+    rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+    chunk: Vec<u8>,
+    at: usize,
+    received: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl Chunks {
+    fn new(
+        rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+        received: std::rc::Rc<std::cell::Cell<u64>>,
+    ) -> Chunks {
+        Chunks {
+            rx,
+            chunk: Vec::new(),
+            at: 0,
+            received,
+        }
+    }
+}
+
+impl std::io::Read for Chunks {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.blocking_recv() {
+                Some(c) => {
+                    self.received.set(self.received.get() + c.len() as u64);
+                    (self.chunk, self.at) = (c, 0);
+                }
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 /// Decompresses a replica object (its bytes from `src`) into a database file at `dest`: a
 /// scratch copy (the object is what is kept), not synced here — at 100,000 packages that was
 /// a flush of ~500 MB before the apply could start; a snapshot that becomes the catalog is
@@ -345,4 +420,44 @@ pub fn follow(
         std::thread::sleep(Duration::from_millis(200));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn streamed(bytes: Vec<u8>, dest: &Path) -> io::Result<()> {
+        let (tx, rx) = tokio::sync::mpsc::channel(64);
+        let feeder = std::thread::spawn(move || {
+            for c in bytes.chunks(64 << 10) {
+                if tx.blocking_send(c.to_vec()).is_err() {
+                    return;
+                }
+            }
+        });
+        let r = unpack_streamed(rx, dest);
+        feeder.join().unwrap();
+        r
+    }
+
+    #[test]
+    fn a_streamed_unpack_stops_where_no_snapshot_would_grow() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("db");
+        // 1 GiB of zeros packs into a few KiB: far past any catalog's ratio.
+        let bomb = zstd::bulk::compress(&vec![0u8; 1 << 30], 19).unwrap();
+        let bound = STREAMED_SLACK + STREAMED_RATIO * bomb.len() as u64 + (1 << 20);
+        let err = streamed(bomb, &dest).unwrap_err();
+        assert!(err.to_string().contains("more than a snapshot"), "{err}");
+        let size = fs::metadata(&dest).unwrap().len();
+        assert!(size <= bound && size < 1 << 30, "{size} > {bound}");
+
+        // What a catalog looks like to zstd: compressible, within the ratio.
+        let text: Vec<u8> = (0..2_000_000u32)
+            .flat_map(|i| format!("pkg-{i}|1.0|{}\n", i % 977).into_bytes())
+            .collect();
+        let packed = zstd::bulk::compress(&text, 3).unwrap();
+        streamed(packed, &dest).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), text);
+    }
 }
