@@ -3,9 +3,10 @@
 //! - `complete/<sha256>`: whole objects whose sha256 (from the catalog) was checked; read like
 //!   store objects (passthrough).
 //! - `partial/<sha256>`: a sparse file of the object's size, and `partial/<sha256>.bits`, one
-//!   byte per 256 KiB torrent piece, 1 once that piece's bytes were checked against the
-//!   torrent's SHA-1 *and* made durable (the data file is synced before the byte is written,
-//!   so a crash can lose a bit, never leave a bit over bytes that are not there).
+//!   byte per 256 KiB torrent piece: 2 once that piece's bytes were checked against the
+//!   torrent's SHA-1 (readable in this boot), 1 once they are durable too (the data file is
+//!   synced before the 1 is written, so a crash can lose a bit, never leave a bit over bytes
+//!   that are not there). Readers never wait on the sync (`record`).
 //!
 //! Only repofsd writes here. The mount reads bits and data of partial objects and touches the
 //! mtime of what it opens: eviction takes the least recently touched first.
@@ -27,7 +28,10 @@ use tracing::{info, warn};
 use crate::torrent::PIECE_LENGTH;
 
 mod evict;
+mod record;
 mod repair;
+
+pub use record::RECORD_EVERY;
 
 const PIECE: u64 = PIECE_LENGTH as u64;
 
@@ -67,8 +71,11 @@ impl CacheDir {
             return Ok(Some(PartialView {
                 data: f,
                 bits: None,
+                fresh: false,
             }));
         }
+        // Read before the bits: a cache named for this boot later has no 2 of another.
+        let fresh = record::fresh(self.root());
         let bits = match File::open(self.bits_path(sha256)) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -80,7 +87,11 @@ impl CacheDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(File::open(self.complete_path(sha256))
                     .ok()
-                    .map(|data| PartialView { data, bits: None }))
+                    .map(|data| PartialView {
+                        data,
+                        bits: None,
+                        fresh: false,
+                    }))
             }
             Err(e) => return Err(e),
         };
@@ -91,6 +102,7 @@ impl CacheDir {
         Ok(Some(PartialView {
             data,
             bits: Some(bits),
+            fresh,
         }))
     }
 }
@@ -99,6 +111,8 @@ impl CacheDir {
 pub struct PartialView {
     data: File,
     bits: Option<File>,
+    /// The cache names this boot: a 2 (verified, maybe not yet durable) counts.
+    fresh: bool,
 }
 
 impl PartialView {
@@ -114,7 +128,10 @@ impl PartialView {
         let p = pieces(from, to);
         let mut buf = vec![0u8; (p.end - p.start) as usize];
         let n = FileExt::read_at(bits, &mut buf, p.start)?;
-        Ok(n == buf.len() && buf.iter().all(|&b| b == 1))
+        Ok(n == buf.len()
+            && buf
+                .iter()
+                .all(|&b| b == record::RECORDED || (b == record::READABLE && self.fresh)))
     }
 }
 
@@ -127,7 +144,9 @@ pub struct CacheObject {
     data: File,
     /// None once complete.
     bits: Mutex<Option<File>>,
+    /// Checked against their SHA-1 (readable; `recorder` makes them durable).
     verified: Mutex<Vec<bool>>,
+    recorder: record::Recorder,
     complete: AtomicBool,
     /// Bytes of this object fetched from peers (written into the cache).
     pub downloaded: AtomicU64,
@@ -163,7 +182,7 @@ impl CacheObject {
         pieces(from, to).all(|p| self.is_verified(p))
     }
 
-    /// Each piece's state as recorded: verified (against its SHA-1, and durable) or not.
+    /// Each piece's state: verified (against its SHA-1) or not.
     pub fn verified_pieces(&self) -> Vec<bool> {
         match self.is_complete() {
             true => vec![true; self.piece_count() as usize],
@@ -185,14 +204,17 @@ impl CacheObject {
     }
 
     /// Checks the pieces covering `[from, to)` in the cache file against their SHA-1 and
-    /// records each verified once its bytes are durable (one sync for the range).
+    /// seals those that match (readable now, recorded once durable).
     /// Err(InvalidData) if the bytes of a piece are not that piece.
-    pub fn verify(&self, from: u64, to: u64) -> io::Result<()> {
+    pub fn verify(self: &Arc<Self>, from: u64, to: u64) -> io::Result<()> {
         self.verify_pieces(pieces(from, to.min(self.size)))
     }
 
-    /// `verify` of the given pieces, wherever they are (one sync for all).
-    pub fn verify_pieces(&self, pieces: impl IntoIterator<Item = u64>) -> io::Result<()> {
+    /// `verify` of the given pieces, wherever they are.
+    pub fn verify_pieces(
+        self: &Arc<Self>,
+        pieces: impl IntoIterator<Item = u64>,
+    ) -> io::Result<()> {
         let todo: Vec<u64> = pieces
             .into_iter()
             .filter(|&p| p < self.piece_count() && !self.is_verified(p))
@@ -238,7 +260,7 @@ impl CacheObject {
     }
 
     /// Writes `piece` from bytes fetched over HTTP (`fetch::origin`), after checking them
-    /// against the piece's SHA-1; `seal` then records it. Ok(false): already verified, not
+    /// against the piece's SHA-1; `readable` and `seal` then count it. Ok(false): already verified, not
     /// written. Err(InvalidData): the bytes are not that piece.
     pub fn put_piece(&self, piece: u64, bytes: &[u8]) -> io::Result<bool> {
         let (start, end) = self.piece_range(piece);
@@ -253,30 +275,6 @@ impl CacheObject {
         }
         self.data.write_all_at(bytes, start)?;
         Ok(true)
-    }
-
-    /// Records `pieces`, whose bytes were checked against their SHA-1, as verified once the
-    /// data file is synced (one sync for all).
-    pub fn seal(&self, pieces: &[u64]) -> io::Result<()> {
-        if pieces.is_empty() {
-            return Ok(());
-        }
-        self.data.sync_data()?;
-        if let Some(bits) = &*lock(&self.bits) {
-            for &p in pieces {
-                bits.write_all_at(&[1], p)?;
-            }
-        }
-        {
-            let mut v = lock(&self.verified);
-            for &p in pieces {
-                if let Some(b) = v.get_mut(p as usize) {
-                    *b = true;
-                }
-            }
-        }
-        self.changed.notify_waiters();
-        Ok(())
     }
 
     /// Once every piece is verified: checks the whole object's sha256 and moves it to
@@ -314,6 +312,8 @@ impl CacheObject {
                 "object fails its sha256",
             ));
         }
+        // A complete object is trusted as it is on disk: durable before it is one.
+        self.data.sync_data()?;
         fs::create_dir_all(self.dir.root().join("complete"))?;
         fs::rename(
             self.dir.partial_path(&self.sha256),
@@ -352,8 +352,8 @@ impl CacheObject {
 }
 
 /// Checks an object's bytes as one in-order stream returns them (`lazy`'s sequential
-/// stream), so nothing is read back for it: each piece's SHA-1 from those bytes; pieces
-/// recorded verified a batch at a time, after one sync (the same rule as `verify`); and the
+/// stream), so nothing is read back for it: each piece's SHA-1 from those bytes, the piece
+/// readable as soon as it matched and recorded a batch at a time (one sync); and the
 /// whole object's sha256 when the stream covers it from its start (a verified prefix before
 /// the stream is read once), so that `promote` need not re-read the object.
 pub struct StreamCheck {
@@ -363,23 +363,17 @@ pub struct StreamCheck {
     /// The current piece, unless it was verified before the stream reached it.
     piece: Option<Sha1>,
     whole: Option<Sha256>,
-    /// Pieces whose SHA-1 matched, not yet synced and recorded.
+    /// Pieces whose SHA-1 matched, not yet handed to the recorder.
     pending: Vec<u64>,
     /// Where the batch being gathered started, and how many bytes it takes.
     batch_from: u64,
     batch: u64,
-    next_batch: u64,
 }
 
 impl StreamCheck {
-    /// A check of the stream starting at `pos` (a piece boundary); the first batch is
-    /// `first_batch` bytes (the first reader waits for it), the others `batch`.
-    pub fn new(
-        object: Arc<CacheObject>,
-        pos: u64,
-        first_batch: u64,
-        batch: u64,
-    ) -> io::Result<StreamCheck> {
+    /// A check of the stream starting at `pos` (a piece boundary), recording every `batch`
+    /// bytes.
+    pub fn new(object: Arc<CacheObject>, pos: u64, batch: u64) -> io::Result<StreamCheck> {
         if !pos.is_multiple_of(PIECE) || pos > object.size {
             return Err(io::Error::other(
                 "a stream check starts at a piece boundary",
@@ -403,8 +397,7 @@ impl StreamCheck {
             whole,
             pending: Vec::new(),
             batch_from: pos,
-            batch: first_batch.max(1),
-            next_batch: batch.max(1),
+            batch: batch.max(1),
         })
     }
 
@@ -434,16 +427,15 @@ impl StreamCheck {
                 if h.finish().as_ref() != o.piece_hash(p)? {
                     return Err(o.bad_piece(p));
                 }
+                o.readable(&[p])?;
                 self.pending.push(p);
             }
             if self.pos < o.size {
                 self.piece = (!o.is_verified(p + 1)).then(sha1);
             }
             if self.pos - self.batch_from >= self.batch || self.pos == o.size {
-                o.seal(&self.pending)?;
-                self.pending.clear();
+                o.record_later(&std::mem::take(&mut self.pending));
                 self.batch_from = self.pos;
-                self.batch = self.next_batch;
             }
         }
         Ok(())
@@ -452,8 +444,7 @@ impl StreamCheck {
     /// After the stream's last bytes: records what is pending; the object's sha256 if the
     /// stream reached its end and covered it from the start.
     pub fn finish(mut self) -> io::Result<Option<[u8; 32]>> {
-        self.object.seal(&self.pending)?;
-        self.pending.clear();
+        self.object.record_later(&std::mem::take(&mut self.pending));
         Ok(match self.whole.take() {
             Some(h) if self.pos == self.object.size => Some(h.finalize().into()),
             _ => None,
@@ -488,6 +479,7 @@ impl Cache {
     pub fn new(dir: CacheDir, limit: u64) -> io::Result<Cache> {
         fs::create_dir_all(dir.root().join("partial"))?;
         fs::create_dir_all(dir.root().join("complete"))?;
+        record::adopt(&dir)?;
         Ok(Cache {
             dir,
             limit,
@@ -508,6 +500,7 @@ impl Cache {
                 "torrent does not match the object's size",
             ));
         }
+        let mut readable = Vec::new();
         let o = match File::open(self.dir.complete_path(sha256)) {
             Ok(data) if data.metadata()?.len() == size => CacheObject {
                 sha256: sha256.into(),
@@ -516,6 +509,7 @@ impl Cache {
                 data,
                 bits: Mutex::new(None),
                 verified: Mutex::new(vec![true; n]),
+                recorder: Default::default(),
                 complete: AtomicBool::new(true),
                 downloaded: AtomicU64::new(0),
                 from_origin: AtomicU64::new(0),
@@ -542,9 +536,13 @@ impl Cache {
                 if data.metadata()?.len() == size && bits.metadata()?.len() == n as u64 {
                     let mut b = vec![0u8; n];
                     bits.read_exact_at(&mut b, 0)?;
+                    // A 2 here is of this boot (`Cache::new` cleared others): recorded below.
                     for (v, b) in verified.iter_mut().zip(&b) {
-                        *v = *b == 1;
+                        *v = *b == record::RECORDED || *b == record::READABLE;
                     }
+                    readable = (0..n as u64)
+                        .filter(|&p| b[p as usize] == record::READABLE)
+                        .collect();
                 } else {
                     // New, or torn before it was set up: start empty.
                     bits.set_len(0)?;
@@ -559,6 +557,7 @@ impl Cache {
                     data,
                     bits: Mutex::new(Some(bits)),
                     verified: Mutex::new(verified),
+                    recorder: Default::default(),
                     complete: AtomicBool::new(false),
                     downloaded: AtomicU64::new(0),
                     from_origin: AtomicU64::new(0),
@@ -570,6 +569,7 @@ impl Cache {
             }
         };
         let o = Arc::new(o);
+        o.record_later(&readable);
         objects.insert(sha256.to_string(), o.clone());
         Ok(o)
     }
@@ -702,17 +702,17 @@ mod tests {
         o.pwrite(0, &data).unwrap();
         // Piece 0 was verified before the stream: the check starts after it and reads it once.
         o.verify(0, PIECE).unwrap();
-        let mut c = StreamCheck::new(o.clone(), PIECE, PIECE, 2 * PIECE).unwrap();
+        let mut c = StreamCheck::new(o.clone(), PIECE, 2 * PIECE).unwrap();
         let mut chunks = data[PIECE as usize..].chunks(100_000);
         c.update(chunks.next().unwrap()).unwrap();
         assert!(
             !o.is_verified(1),
-            "a piece is recorded only once all of it was checked"
+            "a piece counts only once all of it was checked"
         );
         for chunk in chunks.by_ref().take(2) {
             c.update(chunk).unwrap();
         }
-        assert!(o.is_verified(1), "the first batch is one piece");
+        assert!(o.is_verified(1), "each piece counts once checked");
         assert!(!o.is_verified(2));
         for chunk in chunks {
             c.update(chunk).unwrap();
@@ -736,12 +736,12 @@ mod tests {
         let mut bad = data.clone();
         bad[2 * PIECE as usize + 5] ^= 1;
         o.pwrite(PIECE, &bad[PIECE as usize..]).unwrap();
-        let mut c = StreamCheck::new(o.clone(), PIECE, PIECE, PIECE).unwrap();
+        let mut c = StreamCheck::new(o.clone(), PIECE, PIECE).unwrap();
         c.update(&bad[PIECE as usize..2 * PIECE as usize]).unwrap();
         let e = c.update(&bad[2 * PIECE as usize..]).unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::InvalidData);
         assert!(o.is_verified(1) && !o.is_verified(2));
-        let mut c = StreamCheck::new(o.clone(), 2 * PIECE, PIECE, PIECE).unwrap();
+        let mut c = StreamCheck::new(o.clone(), 2 * PIECE, PIECE).unwrap();
         o.pwrite(2 * PIECE, &data[2 * PIECE as usize..]).unwrap();
         c.update(&data[2 * PIECE as usize..]).unwrap();
         assert_eq!(

@@ -2,9 +2,10 @@
 //! HTTP (`/by-sha256/SHA256`, the torrents' BEP 19 web seed) from its upstream and from the
 //! primary's web seeds, when the swarm cannot serve a read (`lazy::fallback` decides when).
 //!
-//! Every piece is checked against the torrent's SHA-1 before it is written into the cache, and
-//! recorded verified only after a sync (`CacheObject::put_piece`, `seal`), the rule swarm bytes
-//! follow; the object's sha256 is checked at promotion as for any object. An origin that sends
+//! Every piece is checked against the torrent's SHA-1 before it is written into the cache
+//! (`CacheObject::put_piece`) and is readable as soon as it is written; the cache records it
+//! durably in the background (`record_later`), the rule swarm bytes follow. The object's
+//! sha256 is checked at promotion as for any object. An origin that sends
 //! a bad piece, or fails, is counted, logged with a reason and left alone for a while
 //! (`BACKOFF`, doubling). All origins together fetch within `[mirror] origin_rate` (a token
 //! bucket), so a fleet cannot stampede its primary. Pieces being fetched are claimed, so
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::cache::{pieces, CacheObject};
+use super::cache::{pieces, CacheObject, RECORD_EVERY};
 use crate::sync::lock;
 use crate::torrent::{self, PIECE_LENGTH};
 
@@ -29,9 +30,6 @@ const STALL: Duration = Duration::from_secs(5);
 /// An origin that failed is not asked again for this long, doubled at each failure in a row.
 const BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// Pieces are recorded verified (one sync) after the first piece of a response, then every
-/// this many bytes: the first reader waits for little, a long range syncs rarely.
-const BATCH: u64 = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OriginError {
@@ -195,15 +193,13 @@ impl Origin {
     }
 
     /// Makes the pieces of `[from, to)` verified in the cache: fetches those no one else is
-    /// fetching, waits for the others. `urgent`: a reader waits for the first piece (recorded
-    /// at once; a read-ahead records a batch at a time). The caller's deadline bounds it.
+    /// fetching, waits for the others. The caller's deadline bounds it.
     pub async fn fill(
         &self,
         object: &Arc<CacheObject>,
         web_seeds: &[String],
         from: u64,
         to: u64,
-        urgent: bool,
     ) -> Result<(), OriginError> {
         let to = to.min(object.size);
         loop {
@@ -220,7 +216,7 @@ impl Origin {
                 continue;
             }
             for (a, b) in runs(&claim.pieces) {
-                self.fetch_run(object, web_seeds, a, b, urgent).await?;
+                self.fetch_run(object, web_seeds, a, b).await?;
             }
         }
     }
@@ -242,11 +238,10 @@ impl Origin {
     /// Pieces `[a, b)` from the first origin that serves them all.
     async fn fetch_run(
         &self,
-        object: &CacheObject,
+        object: &Arc<CacheObject>,
         web_seeds: &[String],
         mut a: u64,
         b: u64,
-        urgent: bool,
     ) -> Result<(), OriginError> {
         let mut last = OriginError::NoOrigin;
         for url in self.usable(web_seeds) {
@@ -257,7 +252,7 @@ impl Origin {
             if a == b {
                 return Ok(());
             }
-            match self.get(&url, object, a, b, urgent).await {
+            match self.get(&url, object, a, b).await {
                 Ok(()) => {
                     lock(&self.sources).entry(url).or_default().in_a_row = 0;
                     return Ok(());
@@ -289,15 +284,14 @@ impl Origin {
         warn!(origin = %url, object = %sha256, reason = e.code(), error = %e, backoff = ?rest, "origin failed; backing off");
     }
 
-    /// One ranged GET of pieces `[a, b)`: each piece checked and written as it completes,
-    /// recorded verified in batches.
+    /// One ranged GET of pieces `[a, b)`: each piece checked, written and readable as it
+    /// completes, handed to the recorder in batches.
     async fn get(
         &self,
         url: &str,
-        object: &CacheObject,
+        object: &Arc<CacheObject>,
         a: u64,
         b: u64,
-        urgent: bool,
     ) -> Result<(), OriginError> {
         let (start, end) = (a * PIECE, (b * PIECE).min(object.size));
         let link = torrent::web_seed(url, &object.sha256);
@@ -322,7 +316,6 @@ impl Origin {
         let mut piece = a;
         let mut buf: Vec<u8> = Vec::with_capacity(PIECE as usize);
         let mut pending: Vec<u64> = Vec::new();
-        let mut batch = if urgent { PIECE } else { BATCH };
         while piece < b {
             let Some(chunk) = resp.chunk().await.map_err(|e| down(e.to_string()))? else {
                 break;
@@ -337,13 +330,19 @@ impl Origin {
                 if buf.len() < len {
                     continue;
                 }
-                let put = tokio::task::block_in_place(|| object.put_piece(piece, &buf));
+                let put = tokio::task::block_in_place(|| -> std::io::Result<bool> {
+                    let wrote = object.put_piece(piece, &buf)?;
+                    if wrote {
+                        object.readable(&[piece])?;
+                    }
+                    Ok(wrote)
+                });
                 match put {
                     Ok(true) => pending.push(piece),
                     Ok(false) => {}
                     Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
                         // The pieces before it are good.
-                        self.seal(object, &mut pending)?;
+                        object.record_later(&pending);
                         return Err(OriginError::Corrupt {
                             url: url.to_string(),
                             piece,
@@ -359,24 +358,17 @@ impl Origin {
                     .bytes += len as u64;
                 buf.clear();
                 piece += 1;
-                if pending.len() as u64 * PIECE >= batch {
-                    self.seal(object, &mut pending)?;
-                    batch = BATCH;
+                if pending.len() as u64 * PIECE >= RECORD_EVERY {
+                    object.record_later(&std::mem::take(&mut pending));
                 }
             }
         }
-        self.seal(object, &mut pending)?;
+        object.record_later(&pending);
         if piece < b {
             return Err(down(format!("the body ended at piece {piece} of {a}..{b}")));
         }
         info!(origin = %url, object = %object.sha256, from = start, to = end, elapsed = ?started.elapsed(), "fetched from the origin");
         Ok(())
-    }
-
-    fn seal(&self, object: &CacheObject, pending: &mut Vec<u64>) -> Result<(), OriginError> {
-        let r = tokio::task::block_in_place(|| object.seal(pending));
-        pending.clear();
-        r.map_err(OriginError::Local)
     }
 
     pub fn status(&self) -> OriginStatus {

@@ -102,11 +102,7 @@ impl Fetcher {
             }
             tokio::time::sleep((due - now).min(Duration::from_millis(100))).await;
         }
-        if let Err(e) = self
-            .origin
-            .fill(object, &seeds, req.from, req.to, true)
-            .await
-        {
+        if let Err(e) = self.origin.fill(object, &seeds, req.from, req.to).await {
             warn!(object = %req.fetch, reason = e.code(), error = %e, "the origin could not serve a read");
             return false;
         }
@@ -154,7 +150,7 @@ impl Fetcher {
             let _busy = Busy::new(&me, &sha);
             let r = tokio::time::timeout(
                 me.read_timeout.max(Duration::from_secs(1)) * 4,
-                me.origin.fill(&o, &seeds, from, to, false),
+                me.origin.fill(&o, &seeds, from, to),
             )
             .await;
             if !matches!(r, Ok(Ok(()))) {

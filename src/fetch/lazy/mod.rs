@@ -76,8 +76,6 @@ const ANCHORS: usize = 64;
 const POOL: usize = ANCHORS + STREAMS + AHEAD_STREAMS + 16;
 /// Eviction runs at most this often (the cache may overshoot by what is fetched meanwhile).
 const EVICT_EVERY: Duration = Duration::from_millis(500);
-/// Bytes a sequential stream verifies at once (one fdatasync of the cache file each).
-const SEQ_BATCH: u64 = 8 << 20;
 /// A sequential stream's bytes go to its checker in chunks of this size, at most
 /// `SEQ_BUFFERS` of them allocated.
 const SEQ_CHUNK: usize = 1 << 20;
