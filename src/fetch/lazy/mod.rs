@@ -341,9 +341,22 @@ impl Fetcher {
             Ok(())
         };
         self.with_origin(swarm, req, &torrent, &object).await?;
-        self.maybe_promote(&req.fetch, &object).await;
+        self.promote_later(&req.fetch, &object);
         self.evict().await;
         Ok(())
+    }
+
+    /// `maybe_promote` in the background, once every piece is verified: a reader's request
+    /// waits for its own pieces, not for the whole object's sha256 (~0.5 s a GiB).
+    fn promote_later(self: &Arc<Self>, sha256: &str, object: &Arc<CacheObject>) {
+        if object.is_complete() || object.verified_count() < object.piece_count() {
+            return;
+        }
+        let (me, o, sha) = (self.clone(), object.clone(), sha256.to_string());
+        self.runtime.spawn(async move {
+            let _busy = Busy::new(&me, &sha);
+            me.maybe_promote(&sha, &o).await;
+        });
     }
 
     /// Once every piece is verified: checks the whole object and makes it complete. Not while
