@@ -97,9 +97,11 @@ pub struct Origin {
     claimed: Mutex<HashMap<String, HashSet<u64>>>,
     /// When each object was first asked of the origins' fallback (`age`).
     first_asked: Mutex<HashMap<String, Instant>>,
-    /// Per object, how far background fills were started (`ahead_span`).
-    ahead: Mutex<HashMap<String, u64>>,
-    bytes: AtomicU64,
+    /// Per object, where the latest background fill started and how far fills reach
+    /// (`ahead_span`).
+    ahead: Mutex<HashMap<String, (u64, u64)>>,
+    /// Verified bytes from all origins (the writers add to it as they go).
+    bytes: Arc<AtomicU64>,
     corrupt: AtomicU64,
     failures: AtomicU64,
 }
@@ -124,7 +126,7 @@ impl Origin {
             claimed: Mutex::new(HashMap::new()),
             first_asked: Mutex::new(HashMap::new()),
             ahead: Mutex::new(HashMap::new()),
-            bytes: AtomicU64::new(0),
+            bytes: Arc::new(AtomicU64::new(0)),
             corrupt: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         })
@@ -161,16 +163,17 @@ impl Origin {
         min: u64,
     ) -> Option<(u64, u64)> {
         let mut ahead = lock(&self.ahead);
-        let reached = ahead.entry(sha256.to_string()).or_insert(0);
-        // A reader that went back (another run) starts afresh.
-        let start = match from.saturating_add(2 * min) < *reached {
+        let (started, reached) = ahead.entry(sha256.to_string()).or_insert((0, 0));
+        // A reader before where the latest fill started (another run) starts afresh; one
+        // inside what fills cover is theirs already.
+        let start = match from < *started {
             true => from,
             false => from.max(*reached),
         };
         if start >= to || (to - start < min && to < size) {
             return None;
         }
-        *reached = to;
+        (*started, *reached) = (start, to);
         Some((start, to))
     }
 
@@ -182,7 +185,7 @@ impl Origin {
 
     /// A background fill from `start` stopped: a later read-ahead may ask again from there.
     pub fn ahead_failed(&self, sha256: &str, start: u64) {
-        if let Some(r) = lock(&self.ahead).get_mut(sha256) {
+        if let Some((_, r)) = lock(&self.ahead).get_mut(sha256) {
             *r = (*r).min(start);
         }
     }
@@ -313,11 +316,58 @@ impl Origin {
             s => return Err(down(format!("answered {s} to a range"))),
         }
         let started = Instant::now();
+        // Whole pieces go to a blocking thread that checks and writes them, so that receiving
+        // the next piece overlaps hashing and writing this one.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Vec<u8>)>(QUEUE);
+        let (back_tx, mut back_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(QUEUE + 2);
+        let (o, total) = (object.clone(), self.bytes.clone());
+        let writer =
+            tokio::task::spawn_blocking(move || write_pieces(&o, &mut rx, &back_tx, &total));
+        let received = self
+            .receive(&mut resp, object, a, b, &tx, &mut back_rx)
+            .await;
+        drop(tx); // the writer finishes what is queued and ends
+        let (bytes, written) = writer
+            .await
+            .map_err(|e| OriginError::Local(std::io::Error::other(e)))?;
+        lock(&self.sources)
+            .entry(url.to_string())
+            .or_default()
+            .bytes += bytes;
+        match written {
+            Ok(()) => {}
+            Err((piece, e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(OriginError::Corrupt {
+                    url: url.to_string(),
+                    piece,
+                })
+            }
+            Err((_, e)) => return Err(OriginError::Local(e)),
+        }
+        let piece = received.map_err(|e| down(e.to_string()))?;
+        if piece < b {
+            return Err(down(format!("the body ended at piece {piece} of {a}..{b}")));
+        }
+        info!(origin = %url, object = %object.sha256, from = start, to = end, elapsed = ?started.elapsed(), "fetched from the origin");
+        Ok(())
+    }
+
+    /// Cuts the body of a response for pieces `[a, b)` into whole pieces for the writer, in
+    /// buffers it hands back. Returns the piece it reached: `b`, or less if the body ended
+    /// early or the writer stopped (its error says why).
+    async fn receive(
+        &self,
+        resp: &mut reqwest::Response,
+        object: &CacheObject,
+        a: u64,
+        b: u64,
+        tx: &tokio::sync::mpsc::Sender<(u64, Vec<u8>)>,
+        back: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
+    ) -> Result<u64, reqwest::Error> {
         let mut piece = a;
         let mut buf: Vec<u8> = Vec::with_capacity(PIECE as usize);
-        let mut pending: Vec<u64> = Vec::new();
         while piece < b {
-            let Some(chunk) = resp.chunk().await.map_err(|e| down(e.to_string()))? else {
+            let Some(chunk) = resp.chunk().await? else {
                 break;
             };
             self.bucket.take(chunk.len() as u64).await;
@@ -330,45 +380,21 @@ impl Origin {
                 if buf.len() < len {
                     continue;
                 }
-                let put = tokio::task::block_in_place(|| -> std::io::Result<bool> {
-                    let wrote = object.put_piece(piece, &buf)?;
-                    if wrote {
-                        object.readable(&[piece])?;
-                    }
-                    Ok(wrote)
-                });
-                match put {
-                    Ok(true) => pending.push(piece),
-                    Ok(false) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                        // The pieces before it are good.
-                        object.record_later(&pending);
-                        return Err(OriginError::Corrupt {
-                            url: url.to_string(),
-                            piece,
-                        });
-                    }
-                    Err(e) => return Err(OriginError::Local(e)),
+                let mut next = back
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(PIECE as usize));
+                next.clear();
+                if tx
+                    .send((piece, std::mem::replace(&mut buf, next)))
+                    .await
+                    .is_err()
+                {
+                    return Ok(piece);
                 }
-                self.bytes.fetch_add(len as u64, Ordering::Relaxed);
-                object.from_origin.fetch_add(len as u64, Ordering::Relaxed);
-                lock(&self.sources)
-                    .entry(url.to_string())
-                    .or_default()
-                    .bytes += len as u64;
-                buf.clear();
                 piece += 1;
-                if pending.len() as u64 * PIECE >= RECORD_EVERY {
-                    object.record_later(&std::mem::take(&mut pending));
-                }
             }
         }
-        object.record_later(&pending);
-        if piece < b {
-            return Err(down(format!("the body ended at piece {piece} of {a}..{b}")));
-        }
-        info!(origin = %url, object = %object.sha256, from = start, to = end, elapsed = ?started.elapsed(), "fetched from the origin");
-        Ok(())
+        Ok(piece)
     }
 
     pub fn status(&self) -> OriginStatus {
@@ -418,6 +444,57 @@ impl Drop for Claim<'_> {
     }
 }
 
+/// Whole pieces received and not yet written: the writer's queue (2 MiB).
+const QUEUE: usize = 8;
+/// The writer makes what it wrote readable once it has caught up with the body, and at least
+/// every this many pieces (a reader's READ is 1 MiB): few wake-ups, little waiting.
+const READABLE_EVERY: usize = 4;
+
+/// One response's writer (a blocking thread): each piece checked against its SHA-1 and
+/// written (`put_piece`), made readable (`READABLE_EVERY`), handed to the recorder every
+/// `RECORD_EVERY`. Adds the verified bytes to `total` as it goes and returns how many it took;
+/// stops at the first piece that fails (those before it count).
+fn write_pieces(
+    object: &Arc<CacheObject>,
+    rx: &mut tokio::sync::mpsc::Receiver<(u64, Vec<u8>)>,
+    back: &tokio::sync::mpsc::Sender<Vec<u8>>,
+    total: &AtomicU64,
+) -> (u64, Result<(), (u64, std::io::Error)>) {
+    let (mut bytes, mut fresh, mut pending) = (0u64, Vec::new(), Vec::new());
+    let r = loop {
+        let Some((piece, buf)) = rx.blocking_recv() else {
+            break Ok(());
+        };
+        match object.put_piece(piece, &buf) {
+            Ok(true) => fresh.push(piece),
+            Ok(false) => {}
+            Err(e) => break Err((piece, e)),
+        }
+        let n = buf.len() as u64;
+        bytes += n;
+        total.fetch_add(n, Ordering::Relaxed);
+        object.from_origin.fetch_add(n, Ordering::Relaxed);
+        let _ = back.try_send(buf);
+        if fresh.len() >= READABLE_EVERY || rx.is_empty() {
+            if let Err(e) = object.readable(&fresh) {
+                break Err((piece, e));
+            }
+            pending.append(&mut fresh);
+        }
+        if pending.len() as u64 * PIECE >= RECORD_EVERY {
+            object.record_later(&std::mem::take(&mut pending));
+        }
+    };
+    // What was checked and written before a failure counts.
+    let r = match object.readable(&fresh) {
+        Ok(()) => r,
+        Err(e) => r.and(Err((fresh[0], e))),
+    };
+    pending.append(&mut fresh);
+    object.record_later(&pending);
+    (bytes, r)
+}
+
 /// Sorted piece numbers as runs `[a, b)` of consecutive pieces (one request each).
 fn runs(pieces: &[u64]) -> Vec<(u64, u64)> {
     let mut out: Vec<(u64, u64)> = Vec::new();
@@ -464,6 +541,37 @@ impl Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sequential reader's fill reaches the end: its later requests start nothing; one that
+    /// went back before it starts afresh; after a failure, the next request goes on from there.
+    #[test]
+    fn a_read_ahead_starts_once_per_run() {
+        const MIB: u64 = 1 << 20;
+        let o = Origin::new(None, 0).unwrap();
+        let (size, min) = (1024 * MIB, 64 * MIB);
+        assert_eq!(
+            o.ahead_span("a", 10 * MIB, size, size, min),
+            Some((10 * MIB, size))
+        );
+        for from in [11, 200, 1000] {
+            assert_eq!(
+                o.ahead_span("a", from * MIB, size, size, min),
+                None,
+                "{from}"
+            );
+        }
+        // Short of `min` and not reaching the end: nothing.
+        assert_eq!(o.ahead_span("b", 0, 8 * MIB, size, min), None);
+        // Another run from the start.
+        assert_eq!(o.ahead_span("a", 0, size, size, min), Some((0, size)));
+        assert_eq!(o.ahead_span("a", 5 * MIB, size, size, min), None);
+        o.ahead_failed("a", 300 * MIB);
+        assert_eq!(
+            o.ahead_span("a", 100 * MIB, size, size, min),
+            Some((300 * MIB, size))
+        );
+        assert_eq!(o.ahead_span("a", 400 * MIB, size, size, min), None);
+    }
 
     #[test]
     fn claimed_pieces_go_out_as_runs() {
