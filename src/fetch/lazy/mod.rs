@@ -376,8 +376,14 @@ impl Fetcher {
         match tokio::task::spawn_blocking(move || o.promote(streamed)).await {
             Ok(Ok(true)) => {
                 // Complete: librqbit keeps its peers by itself now.
-                if let Some(h) = lock(&self.held).get_mut(sha256) {
+                let torrent = lock(&self.held).get_mut(sha256).map(|h| {
                     h.anchor = None;
+                    h.torrent.clone()
+                });
+                // Pieces verified before the torrent was live (a first read served by the
+                // origin while librqbit still initialised it) were never offered: offer all.
+                if let Some(t) = torrent {
+                    fallback::tell_swarm(&t, object, 0, object.size);
                 }
             }
             Ok(Ok(false)) => {}
