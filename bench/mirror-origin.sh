@@ -137,7 +137,7 @@ echo "$n. repofs fetch of ${size} MiB (no FUSE reader), cold mirror, tracker dow
 
 [[ ${OTHERS:-1} != 0 ]] || exit 0
 # 4. librqbit's own CPU for the same bytes (from the primary's seeder, address from its log)
-seeder=$(grep -o 'seeding addr=Some([0-9.:]*)' "$work/primary.log" | head -1 | sed 's/.*Some(\(.*\))/\1/')
+seeder=$(grep 'seeding: every published object' "$work/primary.log" | grep -o 'addr=Some([0-9.:]*)' | head -1 | sed 's/.*Some(\(.*\))/\1/')
 ex=${CARGO_TARGET_DIR:-$PWD/target}/release/examples/bt-ceiling
 shm=$(mktemp -d /dev/shm/mirror-origin.XXXXXX)
 : > "$work/r4"

@@ -179,7 +179,7 @@ fn a_piece_not_yet_durable_never_outlives_its_boot() {
     let bits_path = root.join("partial").join(format!("{sha}.bits"));
     let bits = fs::read(&bits_path).unwrap();
     assert!(bits[..4].iter().all(|&b| b == 1 || b == 2), "{bits:?}");
-    assert!(bits.iter().any(|&b| b == 0), "still partial: {bits:?}");
+    assert!(bits.contains(&0), "still partial: {bits:?}");
 
     // Same boot (a SIGKILL): the 2s count, and are recorded once repofsd opens the object.
     fs::write(&bits_path, [&[2u8; 4][..], &bits[4..]].concat()).unwrap();
