@@ -5,7 +5,7 @@
 //! the object's first read (the tracker's answer).
 //! Whichever source verifies the range first answers. A reader whose range the origin served,
 //! still without peers, has its read-ahead fetched from the origin as well; a sequential
-//! reader the rest of the object, one `ORIGIN_AHEAD` request after another, while no peer
+//! reader the rest of the object, `ORIGIN_AHEAD` at a time in two requests, while no peer
 //! turns up. Its reads then find their pieces readable in the cache and ask repofsd nothing,
 //! so the read-ahead cannot wait for the reader's next request to go on.
 
@@ -24,9 +24,11 @@ use crate::sync::lock;
 /// How long after an object's first read its peers may take to connect (a tracker's answer,
 /// a handshake: ~0.1 s on loopback).
 const PEER_GRACE: Duration = Duration::from_secs(2);
-/// The origin's read-ahead asks for at most this much per request (two requests at once
-/// measured no faster, bench/RESULTS.md); each has its own deadline.
+/// The origin's read-ahead goes on this much at a time, in two requests at once (one
+/// receives while the other's pieces are hashed: 1.75–1.87 s a GiB against 2.09–2.22 s for
+/// one, bench/RESULTS.md); each step has its own deadline.
 const ORIGIN_AHEAD: u64 = 128 << 20;
+const PIECE: u64 = crate::torrent::PIECE_LENGTH as u64;
 
 impl Fetcher {
     /// Runs `swarm` (the request's fetch from peers) beside the origin's; Ok once either made
@@ -129,8 +131,8 @@ impl Fetcher {
     }
 
     /// Fetches `[from, to)` from the origin in the background, from where the last such fill
-    /// reached, if that leaves at least half `ORIGIN_AHEAD`; one request of at most
-    /// `ORIGIN_AHEAD` after another, until the swarm has peers (unless `origin_after` is 0).
+    /// reached, if that leaves at least half `ORIGIN_AHEAD`; one `ORIGIN_AHEAD` step (two
+    /// requests) after another, until the swarm has peers (unless `origin_after` is 0).
     /// Pieces another fill claimed are left to it.
     fn origin_ahead(
         self: &Arc<Self>,
@@ -159,11 +161,16 @@ impl Fetcher {
                     break;
                 }
                 let end = (at + ORIGIN_AHEAD).min(to);
-                let r = tokio::time::timeout(
-                    me.read_timeout.max(Duration::from_secs(1)) * 4,
-                    me.origin.fill(&o, &seeds, at, end),
-                )
-                .await;
+                let mid = (at + (end - at) / 2).div_ceil(PIECE) * PIECE;
+                let both = async {
+                    let (a, b) = tokio::join!(
+                        me.origin.fill(&o, &seeds, at, mid.min(end)),
+                        me.origin.fill(&o, &seeds, mid.min(end), end)
+                    );
+                    a.and(b)
+                };
+                let r = tokio::time::timeout(me.read_timeout.max(Duration::from_secs(1)) * 4, both)
+                    .await;
                 tell_swarm(&t, &o, at, end);
                 if !matches!(r, Ok(Ok(()))) {
                     me.origin.ahead_failed(&sha, at);
