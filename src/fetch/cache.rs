@@ -401,23 +401,9 @@ impl Cache {
         }
         let mut readable = Vec::new();
         let o = match File::open(self.dir.complete_path(sha256)) {
-            Ok(data) if data.metadata()?.len() == size => CacheObject {
-                sha256: sha256.into(),
-                size,
-                hashes: hashes.to_vec(),
-                data,
-                bits: Mutex::new(None),
-                verified: Mutex::new(vec![true; n]),
-                recorder: Default::default(),
-                promoting: Mutex::new(()),
-                complete: AtomicBool::new(true),
-                downloaded: AtomicU64::new(0),
-                from_origin: AtomicU64::new(0),
-                ahead: AtomicU64::new(0),
-                streaming: AtomicBool::new(false),
-                changed: tokio::sync::Notify::new(),
-                dir: self.dir.clone(),
-            },
+            Ok(data) if data.metadata()?.len() == size => {
+                self.open_object(sha256, size, hashes, data, None, vec![true; n])
+            }
             _ => {
                 let bits_path = self.dir.bits_path(sha256);
                 let bits = OpenOptions::new()
@@ -450,29 +436,42 @@ impl Cache {
                     data.set_len(0)?;
                     data.set_len(size)?;
                 }
-                CacheObject {
-                    sha256: sha256.into(),
-                    size,
-                    hashes: hashes.to_vec(),
-                    data,
-                    bits: Mutex::new(Some(bits)),
-                    verified: Mutex::new(verified),
-                    recorder: Default::default(),
-                    promoting: Mutex::new(()),
-                    complete: AtomicBool::new(false),
-                    downloaded: AtomicU64::new(0),
-                    from_origin: AtomicU64::new(0),
-                    ahead: AtomicU64::new(0),
-                    streaming: AtomicBool::new(false),
-                    changed: tokio::sync::Notify::new(),
-                    dir: self.dir.clone(),
-                }
+                self.open_object(sha256, size, hashes, data, Some(bits), verified)
             }
         };
         let o = Arc::new(o);
         o.record_later(&readable);
         objects.insert(sha256.to_string(), o.clone());
         Ok(o)
+    }
+
+    /// An object over its opened files: complete when it has no bits file.
+    fn open_object(
+        &self,
+        sha256: &str,
+        size: u64,
+        hashes: &[u8],
+        data: File,
+        bits: Option<File>,
+        verified: Vec<bool>,
+    ) -> CacheObject {
+        CacheObject {
+            sha256: sha256.into(),
+            size,
+            hashes: hashes.to_vec(),
+            data,
+            complete: AtomicBool::new(bits.is_none()),
+            bits: Mutex::new(bits),
+            verified: Mutex::new(verified),
+            recorder: Default::default(),
+            promoting: Mutex::new(()),
+            downloaded: AtomicU64::new(0),
+            from_origin: AtomicU64::new(0),
+            ahead: AtomicU64::new(0),
+            streaming: AtomicBool::new(false),
+            changed: tokio::sync::Notify::new(),
+            dir: self.dir.clone(),
+        }
     }
 
     pub fn open_objects(&self) -> Vec<Arc<CacheObject>> {
