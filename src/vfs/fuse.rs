@@ -266,12 +266,15 @@ impl Filesystem for Fuse {
         reply: ReplyData,
     ) {
         self.1.count(Op::Read);
-        match self.0.read(fh.0, offset, size) {
-            Ok(d) => {
-                self.1.read_bytes(d.len());
-                reply.data(&d)
+        let mut reply = Some(reply);
+        let read = self.0.read(fh.0, offset, size, |d| {
+            self.1.read_bytes(d.len());
+            if let Some(r) = reply.take() {
+                r.data(d);
             }
-            Err(e) => reply.error(err(e)),
+        });
+        if let (Err(e), Some(r)) = (read, reply) {
+            r.error(err(e));
         }
     }
 
