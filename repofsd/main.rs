@@ -109,12 +109,13 @@ fn run(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let mounted = mount_if_asked(args, &repo)?;
-    let distribution = match repo.config.distribution.listen {
-        Some(addr) => {
+    let listener = repo.config.distribution.listen.map(repofs::fetch::bind);
+    let distribution = match listener.transpose()? {
+        Some(listener) => {
             let mut d =
                 repofs::fetch::Distribution::start(&repo.layout, &repo.config.distribution)?;
             d.serve(
-                addr,
+                listener,
                 http_routes(
                     &repo.layout,
                     &repo.config,
@@ -157,6 +158,7 @@ fn run_mirror(args: &Args, mut repo: repofs::repo::Repo) -> anyhow::Result<()> {
     let listen = args.listen.or(repo.config.distribution.listen);
     // Before the mount opens the catalog: that is how it knows to read through the cache.
     repo.catalog.set_setting("upstream", &url)?;
+    let listener = listen.map(repofs::fetch::bind).transpose()?;
     // Content comes from the swarm into the cache, on the mount's request.
     let peers = repo
         .config
@@ -173,8 +175,8 @@ fn run_mirror(args: &Args, mut repo: repofs::repo::Repo) -> anyhow::Result<()> {
         poll: config.poll,
     };
     let layout = repo.layout.clone();
-    let http = match listen {
-        Some(addr) => Some((addr, http_routes(&layout, &repo.config, None, None)?)),
+    let http = match listener {
+        Some(l) => Some((l, http_routes(&layout, &repo.config, None, None)?)),
         None => None,
     };
     let served =

@@ -58,17 +58,27 @@ pub struct Endpoint {
     runtime: Option<tokio::runtime::Runtime>,
 }
 
-/// Serves `app` on `addr` (peers' addresses reach the handlers).
-pub fn serve_http(addr: SocketAddr, app: axum::Router) -> anyhow::Result<Endpoint> {
+/// Takes the `--listen` address first, before the seeder or the fetcher bind their peer
+/// ports: one picked by the kernel could otherwise be the very port asked for.
+pub fn bind(addr: SocketAddr) -> anyhow::Result<std::net::TcpListener> {
+    let listener =
+        std::net::TcpListener::bind(addr).with_context(|| format!("listening on {addr}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Serves `app` on `listener` (from `bind`; peers' addresses reach the handlers).
+pub fn serve_http(listener: std::net::TcpListener, app: axum::Router) -> anyhow::Result<Endpoint> {
     use axum::serve::ListenerExt;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .thread_name("http")
         .build()?;
-    let listener = runtime
-        .block_on(tokio::net::TcpListener::bind(addr))
-        .with_context(|| format!("listening on {addr}"))?;
+    let listener = {
+        let _in = runtime.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
     let bound = listener.local_addr()?;
     // No Nagle: hyper writes a response's head and its body in separate writes, and a small
     // body then waited for the client's delayed ACK of the head, ~40 ms per request on a
@@ -202,9 +212,13 @@ impl Distribution {
         self.tracker.clone()
     }
 
-    /// Serves `app`, the endpoint's whole router, on `addr` until `stop`.
-    pub fn serve(&mut self, addr: SocketAddr, app: axum::Router) -> anyhow::Result<SocketAddr> {
-        let endpoint = serve_http(addr, app)?;
+    /// Serves `app`, the endpoint's whole router, on `listener` (`bind`) until `stop`.
+    pub fn serve(
+        &mut self,
+        listener: std::net::TcpListener,
+        app: axum::Router,
+    ) -> anyhow::Result<SocketAddr> {
+        let endpoint = serve_http(listener, app)?;
         let addr = endpoint.addr;
         self.http_addr = Some(addr);
         self.http = Some(endpoint);

@@ -690,14 +690,14 @@ pub fn run(mirror: &Mirror, catalog: &mut Catalog, stop: &AtomicBool) {
 }
 
 /// Mirror mode of repofsd: records `upstream` in the catalog (which makes the mount a
-/// mirror's), serves `http` — an address and the router repofsd composed: the verified index
+/// mirror's), serves `http` — a bound listener and the router repofsd composed: the verified index
 /// again, for mirrors below this one, and the views — and syncs until SIGTERM/SIGINT.
 /// `ready` is called after the first sync attempt.
 pub fn serve(
     layout: &crate::config::Layout,
     catalog: &mut Catalog,
     upstream: Upstream,
-    http: Option<(std::net::SocketAddr, axum::Router)>,
+    http: Option<(std::net::TcpListener, axum::Router)>,
     ready: impl FnOnce(),
 ) -> anyhow::Result<()> {
     use std::sync::Arc;
@@ -709,8 +709,8 @@ pub fn serve(
     let mut mirror = Mirror::new(&layout.root, upstream, stop.clone())?;
     mirror.reserve = http.is_some();
     let mut served = None;
-    if let Some((addr, app)) = http {
-        let endpoint = crate::fetch::serve_http(addr, app)?;
+    if let Some((listener, app)) = http {
+        let endpoint = crate::fetch::serve_http(listener, app)?;
         tracing::info!(addr = ?endpoint.addr, "serving the index again");
         served = Some(endpoint);
     }
