@@ -31,11 +31,19 @@ fn a_held_package_arrives_with_no_reader() {
     let blob = publish_random(&p, "held-1.0.bin", 16);
     let sha = sha256_file(&blob);
 
-    let h = wait_for("the mirror to hold the new package", HELD, || {
+    let h = wait_for_or(HELD, || {
         let h = hold_status(&m);
         let total = h["total_bytes"].as_u64()?;
         let whole = h["held_bytes"].as_u64() == Some(total) && h["held_objects"] == h["objects"];
         (total >= 16 << 20 && whole).then_some(h)
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the mirror did not hold the new package: {}\nmirror:\n{}\nprimary:\n{}",
+            hold_status(&m),
+            m.daemon.log(),
+            p.daemon.log()
+        )
     });
     eprintln!("hold status: {h}");
     assert_eq!(h["patterns"], serde_json::json!(["*"]));
