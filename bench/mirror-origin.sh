@@ -14,7 +14,8 @@
 #  n. `repofs fetch` of the object on a cold mirror: the origin path without FUSE.
 #  n+1. librqbit without repofs (bench/bt_ceiling.rs) from the primary's seeder into /dev/shm:
 #     librqbit's own CPU-seconds per GiB beside the mirror's.
-# CPU-seconds: the mirror's repofsd (fetch service and mount, one process) during the cat, and
+# CPU-seconds: the mirror's repofsd (fetch service and mount, one process) from the cat's start
+# until the object is complete in the cache (its sha256 may be checked after the read ends), and
 # the primary's. Bytes by source from the mirror's fetch-status.json.
 # Usage: bench/mirror-origin.sh [SIZE_MIB=1024] [RUNS=2]   (BIN=dir: prebuilt binaries,
 #   AFTERS="5s 0s" the origin_after values of steps 2.., PERF=FILE where the mirror spends it,
@@ -46,6 +47,7 @@ cpu() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; } # user+system seconds
 file=$work/files/bench-1.0.bin
 mkdir -p "$work/files"
 head -c $((size << 20)) /dev/urandom > "$file"
+sha=$(sha256sum "$file" | cut -d' ' -f1)
 gpg -q --batch -b "$file"
 
 # ---- the primary: its torrents name a dead tracker -------------------------------------
@@ -105,6 +107,7 @@ for after in ${AFTERS:-5s 0s}; do
       perf record -q -F 999 -g -p "$mpid" -o "$work/perf.data" 2>/dev/null & perfpid=$!
     fi
     timed cat "$mm/dists/bench/bench-1.0.bin" >> "$work/r$n"
+    for _ in $(seq 600); do [[ -e $m/mirror/complete/$sha ]] && break; sleep 0.05; done
     if [[ -n ${PERF:-} ]]; then
       kill -INT "$perfpid"; wait "$perfpid" || true
       perf report -i "$work/perf.data" --stdio --no-children -g none --percent-limit 0.7 --sort comm,dso,sym > "$PERF" 2>/dev/null || true
@@ -134,7 +137,7 @@ echo "$n. repofs fetch of ${size} MiB (no FUSE reader), cold mirror, tracker dow
 
 [[ ${OTHERS:-1} != 0 ]] || exit 0
 # 4. librqbit's own CPU for the same bytes (from the primary's seeder, address from its log)
-seeder=$(grep -o 'seeding addr=Some([0-9.:]*)' "$work/primary.log" | head -1 | sed 's/.*Some(\(.*\))/\1/')
+seeder=$(grep 'seeding: every published object' "$work/primary.log" | grep -o 'addr=Some([0-9.:]*)' | head -1 | sed 's/.*Some(\(.*\))/\1/')
 ex=${CARGO_TARGET_DIR:-$PWD/target}/release/examples/bt-ceiling
 shm=$(mktemp -d /dev/shm/mirror-origin.XXXXXX)
 : > "$work/r4"

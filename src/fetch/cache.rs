@@ -3,9 +3,10 @@
 //! - `complete/<sha256>`: whole objects whose sha256 (from the catalog) was checked; read like
 //!   store objects (passthrough).
 //! - `partial/<sha256>`: a sparse file of the object's size, and `partial/<sha256>.bits`, one
-//!   byte per 256 KiB torrent piece, 1 once that piece's bytes were checked against the
-//!   torrent's SHA-1 *and* made durable (the data file is synced before the byte is written,
-//!   so a crash can lose a bit, never leave a bit over bytes that are not there).
+//!   byte per 256 KiB torrent piece: 2 once that piece's bytes were checked against the
+//!   torrent's SHA-1 (readable in this boot), 1 once they are durable too (the data file is
+//!   synced before the 1 is written, so a crash can lose a bit, never leave a bit over bytes
+//!   that are not there). Readers never wait on the sync (`record`).
 //!
 //! Only repofsd writes here. The mount reads bits and data of partial objects and touches the
 //! mtime of what it opens: eviction takes the least recently touched first.
@@ -20,14 +21,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
-use aws_lc_rs::digest::{Context as Sha1, SHA1_FOR_LEGACY_USE_ONLY};
+use aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY;
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
 use crate::torrent::PIECE_LENGTH;
 
 mod evict;
+mod record;
 mod repair;
+mod stream;
+
+pub use record::RECORD_EVERY;
+pub use stream::StreamCheck;
 
 const PIECE: u64 = PIECE_LENGTH as u64;
 
@@ -67,8 +73,11 @@ impl CacheDir {
             return Ok(Some(PartialView {
                 data: f,
                 bits: None,
+                fresh: false,
             }));
         }
+        // Read before the bits: a cache named for this boot later has no 2 of another.
+        let fresh = record::fresh(self.root());
         let bits = match File::open(self.bits_path(sha256)) {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -80,7 +89,11 @@ impl CacheDir {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(File::open(self.complete_path(sha256))
                     .ok()
-                    .map(|data| PartialView { data, bits: None }))
+                    .map(|data| PartialView {
+                        data,
+                        bits: None,
+                        fresh: false,
+                    }))
             }
             Err(e) => return Err(e),
         };
@@ -91,6 +104,7 @@ impl CacheDir {
         Ok(Some(PartialView {
             data,
             bits: Some(bits),
+            fresh,
         }))
     }
 }
@@ -99,6 +113,8 @@ impl CacheDir {
 pub struct PartialView {
     data: File,
     bits: Option<File>,
+    /// The cache names this boot: a 2 (verified, maybe not yet durable) counts.
+    fresh: bool,
 }
 
 impl PartialView {
@@ -114,7 +130,10 @@ impl PartialView {
         let p = pieces(from, to);
         let mut buf = vec![0u8; (p.end - p.start) as usize];
         let n = FileExt::read_at(bits, &mut buf, p.start)?;
-        Ok(n == buf.len() && buf.iter().all(|&b| b == 1))
+        Ok(n == buf.len()
+            && buf
+                .iter()
+                .all(|&b| b == record::RECORDED || (b == record::READABLE && self.fresh)))
     }
 }
 
@@ -127,7 +146,10 @@ pub struct CacheObject {
     data: File,
     /// None once complete.
     bits: Mutex<Option<File>>,
+    /// Checked against their SHA-1 (readable; `recorder` makes them durable).
     verified: Mutex<Vec<bool>>,
+    recorder: record::Recorder,
+    promoting: Mutex<()>,
     complete: AtomicBool,
     /// Bytes of this object fetched from peers (written into the cache).
     pub downloaded: AtomicU64,
@@ -163,7 +185,7 @@ impl CacheObject {
         pieces(from, to).all(|p| self.is_verified(p))
     }
 
-    /// Each piece's state as recorded: verified (against its SHA-1, and durable) or not.
+    /// Each piece's state: verified (against its SHA-1) or not.
     pub fn verified_pieces(&self) -> Vec<bool> {
         match self.is_complete() {
             true => vec![true; self.piece_count() as usize],
@@ -185,14 +207,17 @@ impl CacheObject {
     }
 
     /// Checks the pieces covering `[from, to)` in the cache file against their SHA-1 and
-    /// records each verified once its bytes are durable (one sync for the range).
+    /// seals those that match (readable now, recorded once durable).
     /// Err(InvalidData) if the bytes of a piece are not that piece.
-    pub fn verify(&self, from: u64, to: u64) -> io::Result<()> {
+    pub fn verify(self: &Arc<Self>, from: u64, to: u64) -> io::Result<()> {
         self.verify_pieces(pieces(from, to.min(self.size)))
     }
 
-    /// `verify` of the given pieces, wherever they are (one sync for all).
-    pub fn verify_pieces(&self, pieces: impl IntoIterator<Item = u64>) -> io::Result<()> {
+    /// `verify` of the given pieces, wherever they are.
+    pub fn verify_pieces(
+        self: &Arc<Self>,
+        pieces: impl IntoIterator<Item = u64>,
+    ) -> io::Result<()> {
         let todo: Vec<u64> = pieces
             .into_iter()
             .filter(|&p| p < self.piece_count() && !self.is_verified(p))
@@ -238,7 +263,7 @@ impl CacheObject {
     }
 
     /// Writes `piece` from bytes fetched over HTTP (`fetch::origin`), after checking them
-    /// against the piece's SHA-1; `seal` then records it. Ok(false): already verified, not
+    /// against the piece's SHA-1; `readable` and `seal` then count it. Ok(false): already verified, not
     /// written. Err(InvalidData): the bytes are not that piece.
     pub fn put_piece(&self, piece: u64, bytes: &[u8]) -> io::Result<bool> {
         let (start, end) = self.piece_range(piece);
@@ -255,35 +280,13 @@ impl CacheObject {
         Ok(true)
     }
 
-    /// Records `pieces`, whose bytes were checked against their SHA-1, as verified once the
-    /// data file is synced (one sync for all).
-    pub fn seal(&self, pieces: &[u64]) -> io::Result<()> {
-        if pieces.is_empty() {
-            return Ok(());
-        }
-        self.data.sync_data()?;
-        if let Some(bits) = &*lock(&self.bits) {
-            for &p in pieces {
-                bits.write_all_at(&[1], p)?;
-            }
-        }
-        {
-            let mut v = lock(&self.verified);
-            for &p in pieces {
-                if let Some(b) = v.get_mut(p as usize) {
-                    *b = true;
-                }
-            }
-        }
-        self.changed.notify_waiters();
-        Ok(())
-    }
-
     /// Once every piece is verified: checks the whole object's sha256 and moves it to
     /// `complete/`. Ok(false) if pieces are missing. `streamed`: the sha256 of the object's
     /// bytes as one in-order stream returned them (`StreamCheck`); without it, the file is
     /// read again.
     pub fn promote(&self, streamed: Option<[u8; 32]>) -> io::Result<bool> {
+        // One at a time: the others find it complete instead of hashing it again.
+        let _one = lock(&self.promoting);
         if self.is_complete() {
             return Ok(true);
         }
@@ -314,6 +317,8 @@ impl CacheObject {
                 "object fails its sha256",
             ));
         }
+        // A complete object is trusted as it is on disk: durable before it is one.
+        self.data.sync_data()?;
         fs::create_dir_all(self.dir.root().join("complete"))?;
         fs::rename(
             self.dir.partial_path(&self.sha256),
@@ -351,121 +356,6 @@ impl CacheObject {
     }
 }
 
-/// Checks an object's bytes as one in-order stream returns them (`lazy`'s sequential
-/// stream), so nothing is read back for it: each piece's SHA-1 from those bytes; pieces
-/// recorded verified a batch at a time, after one sync (the same rule as `verify`); and the
-/// whole object's sha256 when the stream covers it from its start (a verified prefix before
-/// the stream is read once), so that `promote` need not re-read the object.
-pub struct StreamCheck {
-    object: Arc<CacheObject>,
-    /// The next byte the stream returns.
-    pos: u64,
-    /// The current piece, unless it was verified before the stream reached it.
-    piece: Option<Sha1>,
-    whole: Option<Sha256>,
-    /// Pieces whose SHA-1 matched, not yet synced and recorded.
-    pending: Vec<u64>,
-    /// Where the batch being gathered started, and how many bytes it takes.
-    batch_from: u64,
-    batch: u64,
-    next_batch: u64,
-}
-
-impl StreamCheck {
-    /// A check of the stream starting at `pos` (a piece boundary); the first batch is
-    /// `first_batch` bytes (the first reader waits for it), the others `batch`.
-    pub fn new(
-        object: Arc<CacheObject>,
-        pos: u64,
-        first_batch: u64,
-        batch: u64,
-    ) -> io::Result<StreamCheck> {
-        if !pos.is_multiple_of(PIECE) || pos > object.size {
-            return Err(io::Error::other(
-                "a stream check starts at a piece boundary",
-            ));
-        }
-        // The prefix is in the page cache (it was just fetched) and costs one read here
-        // instead of the whole object's at promotion.
-        let whole = if object.has(0, pos) {
-            let mut h = Sha256::new();
-            let mut r = io::BufReader::with_capacity(1 << 20, FileRange(&object.data, 0));
-            io::copy(&mut Read::take(&mut r, pos), &mut h)?;
-            Some(h)
-        } else {
-            None
-        };
-        let piece = (!object.is_verified(pos / PIECE)).then(sha1);
-        Ok(StreamCheck {
-            object,
-            pos,
-            piece,
-            whole,
-            pending: Vec::new(),
-            batch_from: pos,
-            batch: first_batch.max(1),
-            next_batch: batch.max(1),
-        })
-    }
-
-    /// The stream's next bytes. Err(InvalidData) if a piece's bytes are not that piece.
-    pub fn update(&mut self, mut buf: &[u8]) -> io::Result<()> {
-        let o = self.object.clone();
-        if buf.len() as u64 > o.size - self.pos {
-            return Err(io::Error::other("the stream ran past the object's end"));
-        }
-        while !buf.is_empty() {
-            let p = self.pos / PIECE;
-            let (_, end) = o.piece_range(p);
-            let take = ((end - self.pos) as usize).min(buf.len());
-            let (now, rest) = buf.split_at(take);
-            if let Some(h) = &mut self.piece {
-                h.update(now);
-            }
-            if let Some(h) = &mut self.whole {
-                h.update(now);
-            }
-            self.pos += take as u64;
-            buf = rest;
-            if self.pos < end {
-                continue;
-            }
-            if let Some(h) = self.piece.take() {
-                if h.finish().as_ref() != o.piece_hash(p)? {
-                    return Err(o.bad_piece(p));
-                }
-                self.pending.push(p);
-            }
-            if self.pos < o.size {
-                self.piece = (!o.is_verified(p + 1)).then(sha1);
-            }
-            if self.pos - self.batch_from >= self.batch || self.pos == o.size {
-                o.seal(&self.pending)?;
-                self.pending.clear();
-                self.batch_from = self.pos;
-                self.batch = self.next_batch;
-            }
-        }
-        Ok(())
-    }
-
-    /// After the stream's last bytes: records what is pending; the object's sha256 if the
-    /// stream reached its end and covered it from the start.
-    pub fn finish(mut self) -> io::Result<Option<[u8; 32]>> {
-        self.object.seal(&self.pending)?;
-        self.pending.clear();
-        Ok(match self.whole.take() {
-            Some(h) if self.pos == self.object.size => Some(h.finalize().into()),
-            _ => None,
-        })
-    }
-}
-
-/// A piece's SHA-1 (aws-lc: ~1.8x the `sha1` crate's speed here, both with SHA-NI).
-fn sha1() -> Sha1 {
-    Sha1::new(&SHA1_FOR_LEGACY_USE_ONLY)
-}
-
 /// `File` from an offset, as a reader.
 struct FileRange<'a>(&'a File, u64);
 
@@ -488,6 +378,7 @@ impl Cache {
     pub fn new(dir: CacheDir, limit: u64) -> io::Result<Cache> {
         fs::create_dir_all(dir.root().join("partial"))?;
         fs::create_dir_all(dir.root().join("complete"))?;
+        record::adopt(&dir)?;
         Ok(Cache {
             dir,
             limit,
@@ -508,22 +399,11 @@ impl Cache {
                 "torrent does not match the object's size",
             ));
         }
+        let mut readable = Vec::new();
         let o = match File::open(self.dir.complete_path(sha256)) {
-            Ok(data) if data.metadata()?.len() == size => CacheObject {
-                sha256: sha256.into(),
-                size,
-                hashes: hashes.to_vec(),
-                data,
-                bits: Mutex::new(None),
-                verified: Mutex::new(vec![true; n]),
-                complete: AtomicBool::new(true),
-                downloaded: AtomicU64::new(0),
-                from_origin: AtomicU64::new(0),
-                ahead: AtomicU64::new(0),
-                streaming: AtomicBool::new(false),
-                changed: tokio::sync::Notify::new(),
-                dir: self.dir.clone(),
-            },
+            Ok(data) if data.metadata()?.len() == size => {
+                self.open_object(sha256, size, hashes, data, None, vec![true; n])
+            }
             _ => {
                 let bits_path = self.dir.bits_path(sha256);
                 let bits = OpenOptions::new()
@@ -542,9 +422,13 @@ impl Cache {
                 if data.metadata()?.len() == size && bits.metadata()?.len() == n as u64 {
                     let mut b = vec![0u8; n];
                     bits.read_exact_at(&mut b, 0)?;
+                    // A 2 here is of this boot (`Cache::new` cleared others): recorded below.
                     for (v, b) in verified.iter_mut().zip(&b) {
-                        *v = *b == 1;
+                        *v = *b == record::RECORDED || *b == record::READABLE;
                     }
+                    readable = (0..n as u64)
+                        .filter(|&p| b[p as usize] == record::READABLE)
+                        .collect();
                 } else {
                     // New, or torn before it was set up: start empty.
                     bits.set_len(0)?;
@@ -552,26 +436,42 @@ impl Cache {
                     data.set_len(0)?;
                     data.set_len(size)?;
                 }
-                CacheObject {
-                    sha256: sha256.into(),
-                    size,
-                    hashes: hashes.to_vec(),
-                    data,
-                    bits: Mutex::new(Some(bits)),
-                    verified: Mutex::new(verified),
-                    complete: AtomicBool::new(false),
-                    downloaded: AtomicU64::new(0),
-                    from_origin: AtomicU64::new(0),
-                    ahead: AtomicU64::new(0),
-                    streaming: AtomicBool::new(false),
-                    changed: tokio::sync::Notify::new(),
-                    dir: self.dir.clone(),
-                }
+                self.open_object(sha256, size, hashes, data, Some(bits), verified)
             }
         };
         let o = Arc::new(o);
+        o.record_later(&readable);
         objects.insert(sha256.to_string(), o.clone());
         Ok(o)
+    }
+
+    /// An object over its opened files: complete when it has no bits file.
+    fn open_object(
+        &self,
+        sha256: &str,
+        size: u64,
+        hashes: &[u8],
+        data: File,
+        bits: Option<File>,
+        verified: Vec<bool>,
+    ) -> CacheObject {
+        CacheObject {
+            sha256: sha256.into(),
+            size,
+            hashes: hashes.to_vec(),
+            data,
+            complete: AtomicBool::new(bits.is_none()),
+            bits: Mutex::new(bits),
+            verified: Mutex::new(verified),
+            recorder: Default::default(),
+            promoting: Mutex::new(()),
+            downloaded: AtomicU64::new(0),
+            from_origin: AtomicU64::new(0),
+            ahead: AtomicU64::new(0),
+            streaming: AtomicBool::new(false),
+            changed: tokio::sync::Notify::new(),
+            dir: self.dir.clone(),
+        }
     }
 
     pub fn open_objects(&self) -> Vec<Arc<CacheObject>> {
@@ -691,70 +591,6 @@ mod tests {
         assert_eq!(fs::read(cache.dir.complete_path(&sha)).unwrap(), data);
         assert!(!cache.dir.bits_path(&sha).exists());
         assert!(!cache.dir.partial_path(&sha).exists());
-    }
-
-    #[test]
-    fn a_stream_check_verifies_what_the_stream_returns_and_yields_the_sha256() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 1 << 30).unwrap();
-        let (data, sha, hashes) = object(PIECE as usize * 5 + 1000);
-        let o = cache.object(&sha, data.len() as u64, &hashes).unwrap();
-        o.pwrite(0, &data).unwrap();
-        // Piece 0 was verified before the stream: the check starts after it and reads it once.
-        o.verify(0, PIECE).unwrap();
-        let mut c = StreamCheck::new(o.clone(), PIECE, PIECE, 2 * PIECE).unwrap();
-        let mut chunks = data[PIECE as usize..].chunks(100_000);
-        c.update(chunks.next().unwrap()).unwrap();
-        assert!(
-            !o.is_verified(1),
-            "a piece is recorded only once all of it was checked"
-        );
-        for chunk in chunks.by_ref().take(2) {
-            c.update(chunk).unwrap();
-        }
-        assert!(o.is_verified(1), "the first batch is one piece");
-        assert!(!o.is_verified(2));
-        for chunk in chunks {
-            c.update(chunk).unwrap();
-        }
-        let digest = c.finish().unwrap().expect("the sha256, from the stream");
-        assert_eq!(hex::encode(digest), sha);
-        assert_eq!(o.verified_count(), o.piece_count());
-        let view = cache.dir.open_view(&sha, data.len() as u64).unwrap();
-        assert!(view.unwrap().has(0, data.len() as u64).unwrap());
-        assert!(o.promote(Some(digest)).unwrap());
-        assert_eq!(fs::read(cache.dir.complete_path(&sha)).unwrap(), data);
-    }
-
-    #[test]
-    fn a_stream_check_refuses_a_bad_piece_and_a_wrong_sha256_is_not_promoted() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 1 << 30).unwrap();
-        let (data, sha, hashes) = object(PIECE as usize * 3);
-        let o = cache.object(&sha, data.len() as u64, &hashes).unwrap();
-        // Piece 0 missing: no sha256 from a stream starting at piece 1.
-        let mut bad = data.clone();
-        bad[2 * PIECE as usize + 5] ^= 1;
-        o.pwrite(PIECE, &bad[PIECE as usize..]).unwrap();
-        let mut c = StreamCheck::new(o.clone(), PIECE, PIECE, PIECE).unwrap();
-        c.update(&bad[PIECE as usize..2 * PIECE as usize]).unwrap();
-        let e = c.update(&bad[2 * PIECE as usize..]).unwrap_err();
-        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
-        assert!(o.is_verified(1) && !o.is_verified(2));
-        let mut c = StreamCheck::new(o.clone(), 2 * PIECE, PIECE, PIECE).unwrap();
-        o.pwrite(2 * PIECE, &data[2 * PIECE as usize..]).unwrap();
-        c.update(&data[2 * PIECE as usize..]).unwrap();
-        assert_eq!(
-            c.finish().unwrap(),
-            None,
-            "the stream did not cover piece 0"
-        );
-        o.pwrite(0, &data[..PIECE as usize]).unwrap();
-        o.verify(0, PIECE).unwrap();
-        // A digest that is not the object's: dropped, every bit cleared.
-        assert!(o.promote(Some([0u8; 32])).is_err());
-        assert_eq!(o.verified_count(), 0);
-        assert!(!cache.dir.complete_path(&sha).exists());
     }
 
     #[test]

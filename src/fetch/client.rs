@@ -3,7 +3,8 @@
 //! A path names a published file (`dists/DIR/FILE`) or a package (`pkgs/NAME/VERSION/…`,
 //! `pkgs/@SCOPE/NAME/VERSION/…`), relative or inside a mount (everything up to `dists/` or
 //! `pkgs/` is ignored). The object is asked for in slices, so progress shows and each request
-//! has its own deadline.
+//! has its own deadline; then it waits for repofsd to check the whole object's sha256 and make
+//! it complete (in the background: readers do not wait for it).
 
 use std::time::{Duration, Instant};
 
@@ -12,10 +13,23 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::catalog::Catalog;
 use crate::config::{Config, Layout};
+use crate::fetch::cache::CacheDir;
 use crate::fetch::protocol::{self, FetchRequest};
 
 /// Bytes asked for per request.
 const SLICE: u64 = 16 << 20;
+
+/// Whether object `sha256` is (or becomes, within `deadline`) complete in the cache.
+fn complete_within(cache: &CacheDir, sha256: &str, deadline: Duration) -> bool {
+    let until = Instant::now() + deadline;
+    while !cache.complete_path(sha256).exists() {
+        if Instant::now() >= until {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    true
+}
 
 /// The object (sha256, size, name) a repository path names.
 pub fn resolve(catalog: &Catalog, path: &str) -> anyhow::Result<(String, u64, String)> {
@@ -114,6 +128,12 @@ pub fn fetch(layout: &Layout, config: &Config, paths: &[String]) -> anyhow::Resu
             }
             from = to;
             bar.set_position(from);
+        }
+        // The sha256 runs at ~1 GB/s: a second per 128 MiB on top of the usual deadline.
+        let deadline = config.mirror.read_timeout + Duration::from_secs(5 + (size >> 27));
+        if !complete_within(&CacheDir::new(layout.mirror()), &sha256, deadline) {
+            bar.abandon();
+            anyhow::bail!("{name}: every piece is here, yet it did not complete within {deadline:?} (its sha256: see repofsd's log)");
         }
         bar.finish_and_clear();
         println!("{name}: {size} bytes in {:.1?}", started.elapsed());

@@ -2,9 +2,10 @@
 //! HTTP (`/by-sha256/SHA256`, the torrents' BEP 19 web seed) from its upstream and from the
 //! primary's web seeds, when the swarm cannot serve a read (`lazy::fallback` decides when).
 //!
-//! Every piece is checked against the torrent's SHA-1 before it is written into the cache, and
-//! recorded verified only after a sync (`CacheObject::put_piece`, `seal`), the rule swarm bytes
-//! follow; the object's sha256 is checked at promotion as for any object. An origin that sends
+//! Every piece is checked against the torrent's SHA-1 before it is written into the cache
+//! (`CacheObject::put_piece`) and is readable as soon as it is written; the cache records it
+//! durably in the background (`record_later`), the rule swarm bytes follow. The object's
+//! sha256 is checked at promotion as for any object. An origin that sends
 //! a bad piece, or fails, is counted, logged with a reason and left alone for a while
 //! (`BACKOFF`, doubling). All origins together fetch within `[mirror] origin_rate` (a token
 //! bucket), so a fleet cannot stampede its primary. Pieces being fetched are claimed, so
@@ -18,7 +19,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
-use super::cache::{pieces, CacheObject};
+use super::cache::{pieces, CacheObject, RECORD_EVERY};
 use crate::sync::lock;
 use crate::torrent::{self, PIECE_LENGTH};
 
@@ -29,9 +30,6 @@ const STALL: Duration = Duration::from_secs(5);
 /// An origin that failed is not asked again for this long, doubled at each failure in a row.
 const BACKOFF: Duration = Duration::from_secs(5);
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
-/// Pieces are recorded verified (one sync) after the first piece of a response, then every
-/// this many bytes: the first reader waits for little, a long range syncs rarely.
-const BATCH: u64 = 32 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OriginError {
@@ -99,9 +97,11 @@ pub struct Origin {
     claimed: Mutex<HashMap<String, HashSet<u64>>>,
     /// When each object was first asked of the origins' fallback (`age`).
     first_asked: Mutex<HashMap<String, Instant>>,
-    /// Per object, how far background fills were started (`ahead_span`).
-    ahead: Mutex<HashMap<String, u64>>,
-    bytes: AtomicU64,
+    /// Per object, where the latest background fill started and how far fills reach
+    /// (`ahead_span`).
+    ahead: Mutex<HashMap<String, (u64, u64)>>,
+    /// Verified bytes from all origins (the writers add to it as they go).
+    bytes: Arc<AtomicU64>,
     corrupt: AtomicU64,
     failures: AtomicU64,
 }
@@ -126,7 +126,7 @@ impl Origin {
             claimed: Mutex::new(HashMap::new()),
             first_asked: Mutex::new(HashMap::new()),
             ahead: Mutex::new(HashMap::new()),
-            bytes: AtomicU64::new(0),
+            bytes: Arc::new(AtomicU64::new(0)),
             corrupt: AtomicU64::new(0),
             failures: AtomicU64::new(0),
         })
@@ -163,16 +163,17 @@ impl Origin {
         min: u64,
     ) -> Option<(u64, u64)> {
         let mut ahead = lock(&self.ahead);
-        let reached = ahead.entry(sha256.to_string()).or_insert(0);
-        // A reader that went back (another run) starts afresh.
-        let start = match from.saturating_add(2 * min) < *reached {
+        let (started, reached) = ahead.entry(sha256.to_string()).or_insert((0, 0));
+        // A reader before where the latest fill started (another run) starts afresh; one
+        // inside what fills cover is theirs already.
+        let start = match from < *started {
             true => from,
             false => from.max(*reached),
         };
         if start >= to || (to - start < min && to < size) {
             return None;
         }
-        *reached = to;
+        (*started, *reached) = (start, to);
         Some((start, to))
     }
 
@@ -184,7 +185,7 @@ impl Origin {
 
     /// A background fill from `start` stopped: a later read-ahead may ask again from there.
     pub fn ahead_failed(&self, sha256: &str, start: u64) {
-        if let Some(r) = lock(&self.ahead).get_mut(sha256) {
+        if let Some((_, r)) = lock(&self.ahead).get_mut(sha256) {
             *r = (*r).min(start);
         }
     }
@@ -195,15 +196,13 @@ impl Origin {
     }
 
     /// Makes the pieces of `[from, to)` verified in the cache: fetches those no one else is
-    /// fetching, waits for the others. `urgent`: a reader waits for the first piece (recorded
-    /// at once; a read-ahead records a batch at a time). The caller's deadline bounds it.
+    /// fetching, waits for the others. The caller's deadline bounds it.
     pub async fn fill(
         &self,
         object: &Arc<CacheObject>,
         web_seeds: &[String],
         from: u64,
         to: u64,
-        urgent: bool,
     ) -> Result<(), OriginError> {
         let to = to.min(object.size);
         loop {
@@ -220,7 +219,7 @@ impl Origin {
                 continue;
             }
             for (a, b) in runs(&claim.pieces) {
-                self.fetch_run(object, web_seeds, a, b, urgent).await?;
+                self.fetch_run(object, web_seeds, a, b).await?;
             }
         }
     }
@@ -242,11 +241,10 @@ impl Origin {
     /// Pieces `[a, b)` from the first origin that serves them all.
     async fn fetch_run(
         &self,
-        object: &CacheObject,
+        object: &Arc<CacheObject>,
         web_seeds: &[String],
         mut a: u64,
         b: u64,
-        urgent: bool,
     ) -> Result<(), OriginError> {
         let mut last = OriginError::NoOrigin;
         for url in self.usable(web_seeds) {
@@ -257,7 +255,7 @@ impl Origin {
             if a == b {
                 return Ok(());
             }
-            match self.get(&url, object, a, b, urgent).await {
+            match self.get(&url, object, a, b).await {
                 Ok(()) => {
                     lock(&self.sources).entry(url).or_default().in_a_row = 0;
                     return Ok(());
@@ -289,15 +287,14 @@ impl Origin {
         warn!(origin = %url, object = %sha256, reason = e.code(), error = %e, backoff = ?rest, "origin failed; backing off");
     }
 
-    /// One ranged GET of pieces `[a, b)`: each piece checked and written as it completes,
-    /// recorded verified in batches.
+    /// One ranged GET of pieces `[a, b)`: each piece checked, written and readable as it
+    /// completes, handed to the recorder in batches.
     async fn get(
         &self,
         url: &str,
-        object: &CacheObject,
+        object: &Arc<CacheObject>,
         a: u64,
         b: u64,
-        urgent: bool,
     ) -> Result<(), OriginError> {
         let (start, end) = (a * PIECE, (b * PIECE).min(object.size));
         let link = torrent::web_seed(url, &object.sha256);
@@ -319,12 +316,58 @@ impl Origin {
             s => return Err(down(format!("answered {s} to a range"))),
         }
         let started = Instant::now();
+        // Whole pieces go to a blocking thread that checks and writes them, so that receiving
+        // the next piece overlaps hashing and writing this one.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<(u64, Vec<u8>)>(QUEUE);
+        let (back_tx, mut back_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(QUEUE + 2);
+        let (o, total) = (object.clone(), self.bytes.clone());
+        let writer =
+            tokio::task::spawn_blocking(move || write_pieces(&o, &mut rx, &back_tx, &total));
+        let received = self
+            .receive(&mut resp, object, a, b, &tx, &mut back_rx)
+            .await;
+        drop(tx); // the writer finishes what is queued and ends
+        let (bytes, written) = writer
+            .await
+            .map_err(|e| OriginError::Local(std::io::Error::other(e)))?;
+        lock(&self.sources)
+            .entry(url.to_string())
+            .or_default()
+            .bytes += bytes;
+        match written {
+            Ok(()) => {}
+            Err((piece, e)) if e.kind() == std::io::ErrorKind::InvalidData => {
+                return Err(OriginError::Corrupt {
+                    url: url.to_string(),
+                    piece,
+                })
+            }
+            Err((_, e)) => return Err(OriginError::Local(e)),
+        }
+        let piece = received.map_err(|e| down(e.to_string()))?;
+        if piece < b {
+            return Err(down(format!("the body ended at piece {piece} of {a}..{b}")));
+        }
+        info!(origin = %url, object = %object.sha256, from = start, to = end, elapsed = ?started.elapsed(), "fetched from the origin");
+        Ok(())
+    }
+
+    /// Cuts the body of a response for pieces `[a, b)` into whole pieces for the writer, in
+    /// buffers it hands back. Returns the piece it reached: `b`, or less if the body ended
+    /// early or the writer stopped (its error says why).
+    async fn receive(
+        &self,
+        resp: &mut reqwest::Response,
+        object: &CacheObject,
+        a: u64,
+        b: u64,
+        tx: &tokio::sync::mpsc::Sender<(u64, Vec<u8>)>,
+        back: &mut tokio::sync::mpsc::Receiver<Vec<u8>>,
+    ) -> Result<u64, reqwest::Error> {
         let mut piece = a;
         let mut buf: Vec<u8> = Vec::with_capacity(PIECE as usize);
-        let mut pending: Vec<u64> = Vec::new();
-        let mut batch = if urgent { PIECE } else { BATCH };
         while piece < b {
-            let Some(chunk) = resp.chunk().await.map_err(|e| down(e.to_string()))? else {
+            let Some(chunk) = resp.chunk().await? else {
                 break;
             };
             self.bucket.take(chunk.len() as u64).await;
@@ -337,46 +380,21 @@ impl Origin {
                 if buf.len() < len {
                     continue;
                 }
-                let put = tokio::task::block_in_place(|| object.put_piece(piece, &buf));
-                match put {
-                    Ok(true) => pending.push(piece),
-                    Ok(false) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                        // The pieces before it are good.
-                        self.seal(object, &mut pending)?;
-                        return Err(OriginError::Corrupt {
-                            url: url.to_string(),
-                            piece,
-                        });
-                    }
-                    Err(e) => return Err(OriginError::Local(e)),
+                let mut next = back
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(PIECE as usize));
+                next.clear();
+                if tx
+                    .send((piece, std::mem::replace(&mut buf, next)))
+                    .await
+                    .is_err()
+                {
+                    return Ok(piece);
                 }
-                self.bytes.fetch_add(len as u64, Ordering::Relaxed);
-                object.from_origin.fetch_add(len as u64, Ordering::Relaxed);
-                lock(&self.sources)
-                    .entry(url.to_string())
-                    .or_default()
-                    .bytes += len as u64;
-                buf.clear();
                 piece += 1;
-                if pending.len() as u64 * PIECE >= batch {
-                    self.seal(object, &mut pending)?;
-                    batch = BATCH;
-                }
             }
         }
-        self.seal(object, &mut pending)?;
-        if piece < b {
-            return Err(down(format!("the body ended at piece {piece} of {a}..{b}")));
-        }
-        info!(origin = %url, object = %object.sha256, from = start, to = end, elapsed = ?started.elapsed(), "fetched from the origin");
-        Ok(())
-    }
-
-    fn seal(&self, object: &CacheObject, pending: &mut Vec<u64>) -> Result<(), OriginError> {
-        let r = tokio::task::block_in_place(|| object.seal(pending));
-        pending.clear();
-        r.map_err(OriginError::Local)
+        Ok(piece)
     }
 
     pub fn status(&self) -> OriginStatus {
@@ -426,6 +444,57 @@ impl Drop for Claim<'_> {
     }
 }
 
+/// Whole pieces received and not yet written: the writer's queue (2 MiB).
+const QUEUE: usize = 8;
+/// The writer makes what it wrote readable once it has caught up with the body, and at least
+/// every this many pieces (a reader's READ is 1 MiB): few wake-ups, little waiting.
+const READABLE_EVERY: usize = 4;
+
+/// One response's writer (a blocking thread): each piece checked against its SHA-1 and
+/// written (`put_piece`), made readable (`READABLE_EVERY`), handed to the recorder every
+/// `RECORD_EVERY`. Adds the verified bytes to `total` as it goes and returns how many it took;
+/// stops at the first piece that fails (those before it count).
+fn write_pieces(
+    object: &Arc<CacheObject>,
+    rx: &mut tokio::sync::mpsc::Receiver<(u64, Vec<u8>)>,
+    back: &tokio::sync::mpsc::Sender<Vec<u8>>,
+    total: &AtomicU64,
+) -> (u64, Result<(), (u64, std::io::Error)>) {
+    let (mut bytes, mut fresh, mut pending) = (0u64, Vec::new(), Vec::new());
+    let r = loop {
+        let Some((piece, buf)) = rx.blocking_recv() else {
+            break Ok(());
+        };
+        match object.put_piece(piece, &buf) {
+            Ok(true) => fresh.push(piece),
+            Ok(false) => {}
+            Err(e) => break Err((piece, e)),
+        }
+        let n = buf.len() as u64;
+        bytes += n;
+        total.fetch_add(n, Ordering::Relaxed);
+        object.from_origin.fetch_add(n, Ordering::Relaxed);
+        let _ = back.try_send(buf);
+        if fresh.len() >= READABLE_EVERY || rx.is_empty() {
+            if let Err(e) = object.readable(&fresh) {
+                break Err((piece, e));
+            }
+            pending.append(&mut fresh);
+        }
+        if pending.len() as u64 * PIECE >= RECORD_EVERY {
+            object.record_later(&std::mem::take(&mut pending));
+        }
+    };
+    // What was checked and written before a failure counts.
+    let r = match object.readable(&fresh) {
+        Ok(()) => r,
+        Err(e) => r.and(Err((fresh[0], e))),
+    };
+    pending.append(&mut fresh);
+    object.record_later(&pending);
+    (bytes, r)
+}
+
 /// Sorted piece numbers as runs `[a, b)` of consecutive pieces (one request each).
 fn runs(pieces: &[u64]) -> Vec<(u64, u64)> {
     let mut out: Vec<(u64, u64)> = Vec::new();
@@ -472,6 +541,37 @@ impl Bucket {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A sequential reader's fill reaches the end: its later requests start nothing; one that
+    /// went back before it starts afresh; after a failure, the next request goes on from there.
+    #[test]
+    fn a_read_ahead_starts_once_per_run() {
+        const MIB: u64 = 1 << 20;
+        let o = Origin::new(None, 0).unwrap();
+        let (size, min) = (1024 * MIB, 64 * MIB);
+        assert_eq!(
+            o.ahead_span("a", 10 * MIB, size, size, min),
+            Some((10 * MIB, size))
+        );
+        for from in [11, 200, 1000] {
+            assert_eq!(
+                o.ahead_span("a", from * MIB, size, size, min),
+                None,
+                "{from}"
+            );
+        }
+        // Short of `min` and not reaching the end: nothing.
+        assert_eq!(o.ahead_span("b", 0, 8 * MIB, size, min), None);
+        // Another run from the start.
+        assert_eq!(o.ahead_span("a", 0, size, size, min), Some((0, size)));
+        assert_eq!(o.ahead_span("a", 5 * MIB, size, size, min), None);
+        o.ahead_failed("a", 300 * MIB);
+        assert_eq!(
+            o.ahead_span("a", 100 * MIB, size, size, min),
+            Some((300 * MIB, size))
+        );
+        assert_eq!(o.ahead_span("a", 400 * MIB, size, size, min), None);
+    }
 
     #[test]
     fn claimed_pieces_go_out_as_runs() {

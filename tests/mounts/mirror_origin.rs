@@ -156,3 +156,71 @@ fn aria2c_downloads_from_the_web_seed_alone() {
         sha256_file(&blob)
     );
 }
+
+/// A piece is readable as soon as it is checked (bit 2) and recorded once its bytes are
+/// durable (bit 1, `fetch::cache::record`). After a SIGKILL the page cache still holds the
+/// bytes, so the 2s of the same boot count; after a crash of the machine they may not: a
+/// cache from another boot has its 2s dropped before anything reads them, and those pieces
+/// are fetched again. Here the test plays the crash: it marks pieces 2, wipes their bytes
+/// and names another boot.
+#[test]
+fn a_piece_not_yet_durable_never_outlives_its_boot() {
+    let (p, port) = primary_with_dead_tracker("");
+    let blob = publish_random(&p, "slow-1.0.bin", 16);
+    let want = fs::read(&blob).unwrap();
+    let sha = sha256_file(&blob);
+    // 4 MiB/s from the origin: the object is still partial when the mirror is killed.
+    let config = "[mirror]\nread_timeout = \"5s\"\norigin_rate = 4194304\n";
+    let mut m = Mirror::start(&p, port, config);
+    let path = m.mnt.path("dists/hello/slow-1.0.bin");
+    assert!(pread(&path, 0, 1 << 20).unwrap() == want[..1 << 20]);
+    m.daemon.kill9();
+    let root = m.repo.root.join("mirror");
+    let bits_path = root.join("partial").join(format!("{sha}.bits"));
+    let bits = fs::read(&bits_path).unwrap();
+    assert!(bits[..4].iter().all(|&b| b == 1 || b == 2), "{bits:?}");
+    assert!(bits.contains(&0), "still partial: {bits:?}");
+
+    // Same boot (a SIGKILL): the 2s count, and are recorded once repofsd opens the object.
+    fs::write(&bits_path, [&[2u8; 4][..], &bits[4..]].concat()).unwrap();
+    m.restart();
+    assert!(pread(&path, 0, 1 << 20).unwrap() == want[..1 << 20]);
+    wait_for("the 2s recorded", Duration::from_secs(10), || {
+        (fs::read(&bits_path).ok()?[..4] == [1u8; 4]).then_some(())
+    });
+    m.daemon.kill9();
+
+    // Another boot: the first MiB's bytes are gone and its bits say 2 (not yet durable).
+    let data = fs::OpenOptions::new()
+        .write(true)
+        .open(root.join("partial").join(&sha))
+        .unwrap();
+    data.write_all_at(&[0u8; 1 << 20], 0).unwrap();
+    data.sync_all().unwrap();
+    let bits = fs::read(&bits_path).unwrap();
+    fs::write(&bits_path, [&[2u8; 4][..], &bits[4..]].concat()).unwrap();
+    fs::write(root.join("boot_id"), "an earlier boot\n").unwrap();
+    // The mount trusts no 2 of another boot: it asks repofsd, which is down. (The kernel's
+    // copy of what was read before is dropped first, or the read would not reach the mount.)
+    let f = fs::File::open(&path).unwrap();
+    let dropped = unsafe {
+        libc::posix_fadvise(
+            std::os::fd::AsRawFd::as_raw_fd(&f),
+            0,
+            0,
+            libc::POSIX_FADV_DONTNEED,
+        )
+    };
+    assert_eq!(dropped, 0);
+    let err = pread(&path, 0, 4096).map(|b| b == want[..4096]);
+    let err = err.expect_err("a 2 of another boot read as verified (true: the old bytes)");
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    m.restart();
+    assert_eq!(
+        &fs::read(&bits_path).unwrap()[..4],
+        &[0u8; 4],
+        "2s cleared at start"
+    );
+    let got = fs::read(&path).unwrap_or_else(|e| panic!("read: {e}\n{}", m.daemon.log()));
+    assert!(got == want, "bytes differ after another boot");
+}

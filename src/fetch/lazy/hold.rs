@@ -411,7 +411,7 @@ impl Fetcher {
         );
         let filled = tokio::time::timeout(
             self.read_timeout.max(Duration::from_secs(1)) * 4,
-            self.origin.fill(object, &seeds, from, to, false),
+            self.origin.fill(object, &seeds, from, to),
         )
         .await;
         if let Ok(Err(e)) = &filled {

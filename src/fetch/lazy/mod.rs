@@ -76,8 +76,6 @@ const ANCHORS: usize = 64;
 const POOL: usize = ANCHORS + STREAMS + AHEAD_STREAMS + 16;
 /// Eviction runs at most this often (the cache may overshoot by what is fetched meanwhile).
 const EVICT_EVERY: Duration = Duration::from_millis(500);
-/// Bytes a sequential stream verifies at once (one fdatasync of the cache file each).
-const SEQ_BATCH: u64 = 8 << 20;
 /// A sequential stream's bytes go to its checker in chunks of this size, at most
 /// `SEQ_BUFFERS` of them allocated.
 const SEQ_CHUNK: usize = 1 << 20;
@@ -343,9 +341,22 @@ impl Fetcher {
             Ok(())
         };
         self.with_origin(swarm, req, &torrent, &object).await?;
-        self.maybe_promote(&req.fetch, &object).await;
+        self.promote_later(&req.fetch, &object);
         self.evict().await;
         Ok(())
+    }
+
+    /// `maybe_promote` in the background, once every piece is verified: a reader's request
+    /// waits for its own pieces, not for the whole object's sha256 (~0.5 s a GiB).
+    fn promote_later(self: &Arc<Self>, sha256: &str, object: &Arc<CacheObject>) {
+        if object.is_complete() || object.verified_count() < object.piece_count() {
+            return;
+        }
+        let (me, o, sha) = (self.clone(), object.clone(), sha256.to_string());
+        self.runtime.spawn(async move {
+            let _busy = Busy::new(&me, &sha);
+            me.maybe_promote(&sha, &o).await;
+        });
     }
 
     /// Once every piece is verified: checks the whole object and makes it complete. Not while
@@ -365,8 +376,14 @@ impl Fetcher {
         match tokio::task::spawn_blocking(move || o.promote(streamed)).await {
             Ok(Ok(true)) => {
                 // Complete: librqbit keeps its peers by itself now.
-                if let Some(h) = lock(&self.held).get_mut(sha256) {
+                let torrent = lock(&self.held).get_mut(sha256).map(|h| {
                     h.anchor = None;
+                    h.torrent.clone()
+                });
+                // Pieces verified before the torrent was live (a first read served by the
+                // origin while librqbit still initialised it) were never offered: offer all.
+                if let Some(t) = torrent {
+                    fallback::tell_swarm(&t, object, 0, object.size);
                 }
             }
             Ok(Ok(false)) => {}

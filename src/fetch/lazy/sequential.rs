@@ -12,14 +12,13 @@ use librqbit::ManagedTorrent;
 use tokio::io::AsyncReadExt;
 use tracing::{info, warn};
 
-use super::super::cache::{CacheObject, StreamCheck};
-use super::{plan, Busy, FetchError, Fetcher, SEQ_BATCH, SEQ_BUFFERS, SEQ_CHUNK, SEQ_PREFIX};
-use crate::torrent;
+use super::super::cache::{CacheObject, StreamCheck, RECORD_EVERY};
+use super::{plan, Busy, FetchError, Fetcher, SEQ_BUFFERS, SEQ_CHUNK, SEQ_PREFIX};
 
 impl Fetcher {
     /// Starts, unless one runs, the sequential stream of `object`: from the first missing
-    /// piece at or after `from` to the end, librqbit told to fetch the whole file, pieces
-    /// verified (one sync) every `SEQ_BATCH` bytes. Readers wait on the bitmap meanwhile
+    /// piece at or after `from` to the end, librqbit told to fetch the whole file, each piece
+    /// readable once checked (recorded in the background). Readers wait on the bitmap meanwhile
     /// (`wait_streamed`) instead of opening streams of their own. It ends at the end of the
     /// object or when a read stalls past `read_timeout` (then readers stream for themselves).
     pub(super) fn sequential(
@@ -65,7 +64,6 @@ impl Fetcher {
         object: &Arc<CacheObject>,
         from: u64,
     ) -> Result<Option<[u8; 32]>, FetchError> {
-        let piece = u64::from(torrent::PIECE_LENGTH);
         let Some(first) = plan::first_missing(from, object.size, |p| object.is_verified(p)) else {
             return Ok(None);
         };
@@ -90,10 +88,9 @@ impl Fetcher {
             .stream_at(0, pos, 32 << 20)
             .await
             .map_err(FetchError::Failed)?;
-        // The first reader waits for little; then fewer syncs.
         let (o, start) = (object.clone(), pos);
         let mut check =
-            tokio::task::spawn_blocking(move || StreamCheck::new(o, start, piece * 4, SEQ_BATCH))
+            tokio::task::spawn_blocking(move || StreamCheck::new(o, start, RECORD_EVERY))
                 .await
                 .map_err(|e| FetchError::Failed(e.into()))??;
         // Memory: SEQ_BUFFERS buffers in all (queued, being read, being hashed).
