@@ -47,7 +47,13 @@ impl Fetcher {
         loop {
             tokio::select! {
                 r = &mut swarm, if swarm_failed.is_none() => match r {
-                    Ok(()) => return Ok(()),
+                    Ok(()) => {
+                        // The origin's pieces are readable before its response ends, so the
+                        // swarm's wait may end first and drop the origin's future before that
+                        // told librqbit: tell it here, or peers are never offered them.
+                        tell_swarm(torrent, object, req.from, req.to);
+                        return Ok(());
+                    }
                     Err(e) if origin_done => return Err(e),
                     Err(e) => swarm_failed = Some(e),
                 },
