@@ -15,7 +15,7 @@ use crate::sync::lock;
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,11 +31,14 @@ mod evict;
 mod record;
 mod repair;
 mod stream;
+mod tally;
 
 pub use record::RECORD_EVERY;
 pub use stream::StreamCheck;
 
 const PIECE: u64 = PIECE_LENGTH as u64;
+/// While the cache is written, `usage` lists it at most this often.
+const USAGE_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The pieces covering bytes `[from, to)`.
 pub fn pieces(from: u64, to: u64) -> std::ops::Range<u64> {
@@ -162,6 +165,8 @@ pub struct CacheObject {
     /// Woken whenever pieces become verified (and when a stream ends): readers wait on it.
     pub changed: tokio::sync::Notify,
     dir: CacheDir,
+    /// The cache's, told of every write (`usage` lists only after one).
+    tally: Arc<tally::Tally>,
 }
 
 impl CacheObject {
@@ -277,6 +282,7 @@ impl CacheObject {
             return Ok(false);
         }
         self.data.write_all_at(bytes, start)?;
+        self.tally.wrote(start, end - start);
         Ok(true)
     }
 
@@ -326,7 +332,7 @@ impl CacheObject {
         )?;
         self.complete.store(true, Ordering::Release);
         *lock(&self.bits) = None;
-        let _ = fs::remove_file(self.dir.bits_path(&self.sha256));
+        let _ = self.tally.remove_file(&self.dir.bits_path(&self.sha256));
         info!(object = %self.sha256, bytes = self.size, "object complete in the cache");
         Ok(true)
     }
@@ -350,6 +356,7 @@ impl CacheObject {
             return Ok(());
         }
         self.data.write_all_at(buf, offset)?;
+        self.tally.wrote(offset, buf.len() as u64);
         self.downloaded
             .fetch_add(buf.len() as u64, Ordering::Relaxed);
         Ok(())
@@ -372,6 +379,7 @@ pub struct Cache {
     pub dir: CacheDir,
     pub limit: u64,
     objects: Mutex<HashMap<String, Arc<CacheObject>>>,
+    tally: Arc<tally::Tally>,
 }
 
 impl Cache {
@@ -379,10 +387,12 @@ impl Cache {
         fs::create_dir_all(dir.root().join("partial"))?;
         fs::create_dir_all(dir.root().join("complete"))?;
         record::adopt(&dir)?;
+        let block = fs::metadata(dir.root().join("partial"))?.blksize();
         Ok(Cache {
             dir,
             limit,
             objects: Mutex::new(HashMap::new()),
+            tally: Arc::new(tally::Tally::new(block)),
         })
     }
 
@@ -419,6 +429,8 @@ impl Cache {
                     .truncate(false)
                     .open(self.dir.partial_path(sha256))?;
                 let mut verified = vec![false; n];
+                // Its bits file may grow to one block per 4,096 pieces, holes filled.
+                self.tally.made(n as u64);
                 if data.metadata()?.len() == size && bits.metadata()?.len() == n as u64 {
                     let mut b = vec![0u8; n];
                     bits.read_exact_at(&mut b, 0)?;
@@ -471,6 +483,7 @@ impl Cache {
             streaming: AtomicBool::new(false),
             changed: tokio::sync::Notify::new(),
             dir: self.dir.clone(),
+            tally: self.tally.clone(),
         }
     }
 
@@ -496,15 +509,35 @@ impl Cache {
         out
     }
 
-    /// Bytes the cache occupies on disk (sparse files count what is allocated).
+    /// Bytes the cache occupies on disk (sparse files count what is allocated). Lists the
+    /// directory only if something was written since the last listing, at most every
+    /// `USAGE_EVERY`; in between, an upper bound (what was written since, counted whole).
     pub fn usage(&self) -> u64 {
-        evict::entries(&self.dir).iter().map(|e| e.bytes).sum()
+        if let Some(total) = self.tally.exact() {
+            return total;
+        }
+        if let Some(bound) = self.tally.recent_bound(USAGE_EVERY) {
+            return bound;
+        }
+        self.list().1
     }
 
     /// Least recently touched objects to drop so that the cache fits its limit, never one
-    /// in `busy`.
+    /// in `busy`. None without a listing while what was written since the last one cannot
+    /// have passed the limit.
     pub fn victims(&self, busy: &HashSet<String>) -> Vec<String> {
-        evict::victims(evict::entries(&self.dir), self.limit, busy)
+        if self.tally.bound().is_some_and(|b| b <= self.limit) {
+            return Vec::new();
+        }
+        evict::victims(self.list().0, self.limit, busy)
+    }
+
+    fn list(&self) -> (Vec<evict::Entry>, u64) {
+        self.tally.list(|| {
+            let entries = evict::entries(&self.dir);
+            let total = entries.iter().map(|e| e.bytes).sum();
+            (entries, total)
+        })
     }
 
     /// Drops an object from the cache (its torrent must be gone from the session first).
@@ -515,7 +548,7 @@ impl Cache {
             self.dir.partial_path(sha256),
             self.dir.complete_path(sha256),
         ] {
-            match fs::remove_file(&p) {
+            match self.tally.remove_file(&p) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => {
                     warn!(path = %p.display(), error = %e, "could not evict");
                 }
@@ -597,6 +630,8 @@ mod tests {
     fn the_least_recently_touched_object_goes_first() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 300 << 10).unwrap();
+        // Listed empty: from here only the writes' tally can tell eviction to look again.
+        assert_eq!(cache.usage(), 0);
         let (a, sa, ha) = object(PIECE as usize);
         let (mut b, _, _) = object(PIECE as usize);
         b[0] ^= 1;
@@ -622,5 +657,10 @@ mod tests {
             cache.victims(&HashSet::from([sb.clone()])),
             vec![sa.clone()]
         );
+        // A removal keeps the total true without a listing.
+        cache.remove(&sb);
+        let listed: u64 = evict::entries(&cache.dir).iter().map(|e| e.bytes).sum();
+        assert_eq!(cache.tally.exact(), Some(listed));
+        assert!(cache.victims(&HashSet::new()).is_empty());
     }
 }

@@ -31,6 +31,7 @@ impl CacheObject {
                 .create(true)
                 .truncate(true)
                 .open(self.dir.bits_path(&self.sha256))?;
+            self.tally.made(b.len() as u64);
             file.write_all_at(&b, 0)?;
             file.sync_data()?;
             fs::rename(

@@ -522,17 +522,6 @@ mod tests {
         assert_eq!(h.incomplete.iter().collect::<Vec<_>>(), ["b"]);
     }
 
-    /// Thread CPU time, in seconds.
-    fn cpu_now() -> f64 {
-        let mut t = libc::timespec {
-            tv_sec: 0,
-            tv_nsec: 0,
-        };
-        // SAFETY: `t` is a valid timespec to write to.
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
-        t.tv_sec as f64 + t.tv_nsec as f64 / 1e9
-    }
-
     /// The idle cost of 100,000 held objects, all complete in a cache directory: CPU-seconds
     /// a minute of the hold thread's ticks (one a second) and of the status writes (one every
     /// two seconds) cost, before (every held file looked at each time) and now. On demand:
@@ -550,7 +539,7 @@ mod tests {
         let (ticks, writes) = (60, 30);
         // Before: each tick filtered every held object by its file, and each status write
         // looked at every held object's file.
-        let t0 = cpu_now();
+        let t0 = crate::sync::thread_cpu();
         for _ in 0..ticks {
             let todo: Vec<&String> = objects.keys().filter(|s| !complete(s)).take(4).collect();
             assert!(todo.is_empty());
@@ -558,19 +547,19 @@ mod tests {
         for _ in 0..writes {
             assert_eq!(objects.keys().filter(|s| complete(s)).count(), N);
         }
-        let before = cpu_now() - t0;
+        let before = crate::sync::thread_cpu() - t0;
         let mut h = HoldState::default();
-        let t0 = cpu_now();
+        let t0 = crate::sync::thread_cpu();
         h.hold(objects.clone(), complete);
-        let first = cpu_now() - t0;
-        let t0 = cpu_now();
+        let first = crate::sync::thread_cpu() - t0;
+        let t0 = crate::sync::thread_cpu();
         for _ in 0..ticks {
             assert!(h.due(Instant::now(), complete).is_empty());
         }
         for _ in 0..writes {
             assert_eq!(h.held(|_| None), (N as u64, N as u64));
         }
-        let now = cpu_now() - t0;
+        let now = crate::sync::thread_cpu() - t0;
         eprintln!(
             "{N} held objects, CPU-seconds per idle minute: before {before:.3}, now {now:.5} \
              (holding them first: {first:.3} s, once per catalog change that adds them all; \
