@@ -71,6 +71,15 @@ impl TorrentStreams {
         }
     }
 
+    /// repofs: the first `n` pieces of each stream, those its reader waits on now (the only
+    /// pieces worth stealing from a slow peer, `PieceTracker::acquire_piece`).
+    pub(crate) fn urgent_pieces(&self, lengths: &Lengths, n: usize) -> Vec<ValidPieceIndex> {
+        self.streams
+            .iter()
+            .flat_map(|s| s.queue(lengths).take(n).collect::<Vec<_>>())
+            .collect()
+    }
+
     // Interleave 1st, 2nd etc pieces from each active stream in turn until they get 1/10th of the file .
     pub(crate) fn iter_next_pieces<'a>(
         &'a self,

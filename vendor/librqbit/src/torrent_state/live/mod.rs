@@ -39,6 +39,10 @@
 // > so don't lock them both at the same time at all, or at the worst lock them in the
 // > same order (peers one first, then the global one).
 
+/// repofs: pieces at the head of each stream that a slow peer's piece may be stolen for
+/// (2 MiB at repofs' 256 KiB pieces: a reader's 1 MiB read and the next).
+const URGENT_PIECES: usize = 8;
+
 pub mod peer;
 pub mod peers;
 pub mod stats;
@@ -1551,6 +1555,7 @@ impl PeerHandler {
                 let mut g = self.state.lock_write("acquire_next_piece");
 
                 let bf = &live.bitfield;
+                let urgent = self.state.streams.urgent_pieces(&self.state.lengths, URGENT_PIECES);
                 // Extract references to disjoint fields
                 let TorrentStateLocked {
                     pieces,
@@ -1570,6 +1575,7 @@ impl PeerHandler {
                             .try_write()
                             .is_some()
                     },
+                    is_urgent: &|p| urgent.contains(&p),
                 });
 
                 match result {
