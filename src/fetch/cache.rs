@@ -564,6 +564,25 @@ mod tests {
     use super::*;
     use crate::torrent::PieceHasher;
 
+    /// A cache in a temporary directory (gone with it), and an object of `len` bytes opened
+    /// in it: its bytes, sha256 and piece hashes, and the open object.
+    pub(super) fn cached(
+        len: usize,
+    ) -> (
+        tempfile::TempDir,
+        Cache,
+        Vec<u8>,
+        String,
+        Vec<u8>,
+        Arc<CacheObject>,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 1 << 30).unwrap();
+        let (data, sha, hashes) = object(len);
+        let o = cache.object(&sha, data.len() as u64, &hashes).unwrap();
+        (dir, cache, data, sha, hashes, o)
+    }
+
     pub(super) fn object(len: usize) -> (Vec<u8>, String, Vec<u8>) {
         let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
         let mut h = PieceHasher::default();
@@ -574,10 +593,7 @@ mod tests {
 
     #[test]
     fn a_bit_is_set_only_for_a_piece_whose_bytes_match() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 1 << 30).unwrap();
-        let (data, sha, hashes) = object(PIECE as usize * 2 + 1000);
-        let o = cache.object(&sha, data.len() as u64, &hashes).unwrap();
+        let (_dir, cache, data, sha, _, o) = cached(PIECE as usize * 2 + 1000);
         // Piece 0 right, piece 1 with one byte wrong.
         o.pwrite(0, &data[..PIECE as usize]).unwrap();
         let mut bad = data[PIECE as usize..2 * PIECE as usize].to_vec();

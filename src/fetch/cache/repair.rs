@@ -61,7 +61,7 @@ impl Cache {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::object;
+    use super::super::tests::cached;
     use super::super::{Cache, CacheDir, PIECE};
     use std::os::unix::fs::FileExt;
 
@@ -69,10 +69,7 @@ mod tests {
     /// written again (right this time) and the object is complete again.
     #[test]
     fn an_unverified_piece_leaves_a_complete_object_partial_until_fetched_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 1 << 30).unwrap();
-        let (data, sha, hashes) = object(PIECE as usize * 3 + 10);
-        let o = cache.object(&sha, data.len() as u64, &hashes).unwrap();
+        let (dir, cache, data, sha, hashes, o) = cached(PIECE as usize * 3 + 10);
         o.pwrite(0, &data).unwrap();
         o.verify(0, data.len() as u64).unwrap();
         assert!(o.promote(None).unwrap());
@@ -109,10 +106,7 @@ mod tests {
     /// In a partial object, only that piece's bit goes, on disk too.
     #[test]
     fn an_unverified_piece_of_a_partial_object_loses_its_bit() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 1 << 30).unwrap();
-        let (data, sha, hashes) = object(PIECE as usize * 3);
-        let o = cache.object(&sha, data.len() as u64, &hashes).unwrap();
+        let (_dir, cache, data, sha, _, o) = cached(PIECE as usize * 3);
         o.pwrite(0, &data[..2 * PIECE as usize]).unwrap();
         o.verify(0, 2 * PIECE).unwrap();
         o.unverify(0).unwrap();

@@ -126,17 +126,13 @@ fn sha1() -> Sha1 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::object;
-    use super::super::{Cache, CacheDir};
+    use super::super::tests::cached;
     use super::*;
     use std::fs;
 
     #[test]
     fn a_stream_check_verifies_what_the_stream_returns_and_yields_the_sha256() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 1 << 30).unwrap();
-        let (data, sha, hashes) = object(PIECE as usize * 5 + 1000);
-        let o = cache.object(&sha, data.len() as u64, &hashes).unwrap();
+        let (_dir, cache, data, sha, _, o) = cached(PIECE as usize * 5 + 1000);
         o.pwrite(0, &data).unwrap();
         // Piece 0 was verified before the stream: the check starts after it and reads it once.
         o.verify(0, PIECE).unwrap();
@@ -166,10 +162,7 @@ mod tests {
 
     #[test]
     fn a_stream_check_refuses_a_bad_piece_and_a_wrong_sha256_is_not_promoted() {
-        let dir = tempfile::tempdir().unwrap();
-        let cache = Cache::new(CacheDir::new(dir.path().to_path_buf()), 1 << 30).unwrap();
-        let (data, sha, hashes) = object(PIECE as usize * 3);
-        let o = cache.object(&sha, data.len() as u64, &hashes).unwrap();
+        let (_dir, cache, data, sha, _, o) = cached(PIECE as usize * 3);
         // Piece 0 missing: no sha256 from a stream starting at piece 1.
         let mut bad = data.clone();
         bad[2 * PIECE as usize + 5] ^= 1;
