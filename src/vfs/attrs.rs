@@ -185,13 +185,9 @@ impl Vfs {
         path: &str,
         pkg_time: SystemTime,
     ) -> Result<FileAttr> {
-        if let Some(tree) = lock(&self.trees).get(file_id) {
-            let n = tree.node(path).ok_or(libc::ENOENT)?;
-            return Ok(self.tree_attr(ino, &tree, n, pkg_time));
-        }
-        let item = self.pkg_item(file_id, path)?;
-        let (entry, data) = (item.entry.as_ref(), item.data.as_ref());
-        Ok(entry_attr(ino, item.is_dir, entry, data, pkg_time))
+        self.with_pkg_item(file_id, path, |i| {
+            entry_attr(ino, i.is_dir, i.entry, i.data, pkg_time)
+        })
     }
 
     /// Attributes of node `n` of a package's parsed tree.

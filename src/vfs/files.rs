@@ -97,15 +97,12 @@ impl Vfs {
             .package(file_id)
             .map_err(catalog_eio)?
             .ok_or(libc::ENOENT)?;
-        let item = self.pkg_item(file_id, path)?;
-        if item.is_dir {
-            return Err(libc::EISDIR);
-        }
-        let data = match (&item.entry, item.data) {
-            (None, _) => return Err(libc::ENOENT),
-            (Some(_), None) => return Err(libc::EINVAL),
-            (Some(_), Some(d)) => d,
-        };
+        let data = self.with_pkg_item(file_id, path, |i| match (i.is_dir, i.entry, i.data) {
+            (true, _, _) => Err(libc::EISDIR),
+            (false, None, _) => Err(libc::ENOENT),
+            (false, Some(_), None) => Err(libc::EINVAL),
+            (false, Some(_), Some(d)) => Ok(d.clone()),
+        })??;
         let size = snap.file(file_id).ok_or(libc::ENOENT)?.size;
         let object = self.objects.open(&pkg.sha256, size).map_err(|e| {
             warn!(package = %pkg.name, error = %e, "cannot open package");
@@ -238,13 +235,13 @@ impl Vfs {
                 .ok_or(libc::ENOENT)?
                 .as_bytes()
                 .to_vec()),
-            Node::PkgEntry { file_id, path } => {
-                let e = self.pkg_item(file_id, &path)?.entry.ok_or(libc::EINVAL)?;
-                match (&e.kind, &e.link_target) {
-                    (EntryKind::Symlink, Some(t)) => Ok(t.as_bytes().to_vec()),
-                    _ => Err(libc::EINVAL),
-                }
-            }
+            Node::PkgEntry { file_id, path } => self.with_pkg_item(file_id, &path, |i| match i
+                .entry
+                .map(|e| (&e.kind, &e.link_target))
+            {
+                Some((EntryKind::Symlink, Some(t))) => Ok(t.as_bytes().to_vec()),
+                _ => Err(libc::EINVAL),
+            })?,
             _ => Err(libc::EINVAL),
         }
     }

@@ -179,13 +179,14 @@ pub enum Handle {
     Entry(Box<EntryReader>),
 }
 
-/// One path inside a package, as the views need it.
-struct PkgItem {
+/// One path inside a package, as the views need it, borrowed for the length of a call
+/// (`Vfs::with_pkg_item`).
+struct PkgItem<'a> {
     /// The catalog's entry; None for a directory the archive only implies.
-    entry: Option<crate::archive::Entry>,
+    entry: Option<&'a crate::archive::Entry>,
     is_dir: bool,
     /// The entry holding the bytes: itself, or its hard link's target.
-    data: Option<crate::archive::Entry>,
+    data: Option<&'a crate::archive::Entry>,
 }
 
 pub struct DirEntry {
@@ -383,16 +384,21 @@ impl Vfs {
     /// What `path` inside package `file_id` is. From the parsed tree when it is at hand
     /// (a listing loaded it); otherwise from point queries, so that reaching one file deep in
     /// a fresh mount never loads the package's whole entry list.
-    fn pkg_item(&self, file_id: i64, path: &str) -> Result<PkgItem> {
-        if let Some(tree) = lock(&self.trees).get(file_id) {
+    fn with_pkg_item<R>(
+        &self,
+        file_id: i64,
+        path: &str,
+        f: impl FnOnce(PkgItem<'_>) -> R,
+    ) -> Result<R> {
+        let tree = lock(&self.trees).get(file_id);
+        if let Some(tree) = tree {
             let n = tree.node(path).ok_or(libc::ENOENT)?;
-            let entry = tree.entry(n).cloned();
-            let data = entry.as_ref().and_then(|e| tree.data_of(e)).cloned();
-            return Ok(PkgItem {
+            let entry = tree.entry(n);
+            return Ok(f(PkgItem {
                 is_dir: tree.is_dir(n),
                 entry,
-                data,
-            });
+                data: entry.and_then(|e| tree.data_of(e)),
+            }));
         }
         let cat = lock(&self.catalog);
         let fail = |e: crate::catalog::CatalogError| {
@@ -418,11 +424,12 @@ impl Vfs {
             },
             _ => None,
         };
-        Ok(PkgItem {
-            entry,
+        drop(cat);
+        Ok(f(PkgItem {
+            entry: entry.as_ref(),
             is_dir,
-            data,
-        })
+            data: data.as_ref(),
+        }))
     }
 
     // ---- lookup -------------------------------------------------------------------------
