@@ -210,15 +210,15 @@ pub struct TorrentStateLive {
     pub(crate) streams: Arc<TorrentStreams>,
     have_broadcast_tx: tokio::sync::broadcast::Sender<ValidPieceIndex>,
 
-    ratelimit_upload_tx: tokio::sync::mpsc::UnboundedSender<(
-        tokio::sync::mpsc::UnboundedSender<WriterRequest>,
-        ChunkInfo,
-    )>,
+    ratelimit_upload_tx: tokio::sync::mpsc::UnboundedSender<Upload>,
     ratelimits: Limits,
 
     // repofs: set when the torrent super-seeds (`superseed`).
-    superseed: Option<Mutex<superseed::SuperSeed>>,
+    superseed: Option<Mutex<superseed::SuperSeed<Upload>>>,
 }
+
+/// A chunk to upload and the writer of the peer that asked for it.
+type Upload = (tokio::sync::mpsc::UnboundedSender<WriterRequest>, ChunkInfo);
 
 impl TorrentStateLive {
     fn max_request_window(&self) -> usize {
@@ -247,9 +247,8 @@ impl TorrentStateLive {
         let have_bytes = paused.chunk_tracker.get_hns().have_bytes;
         let lengths = *paused.chunk_tracker.get_lengths();
         // Only a torrent we have whole can hand out pieces as it likes.
-        let superseed = (paused.shared.options.super_seed
-            && have_bytes == lengths.total_length())
-        .then(|| Mutex::new(superseed::SuperSeed::new(lengths)));
+        let superseed = (paused.shared.options.super_seed && have_bytes == lengths.total_length())
+            .then(|| Mutex::new(superseed::SuperSeed::new(lengths)));
 
         // TODO: make it configurable
         let file_priorities = {
@@ -329,9 +328,15 @@ impl TorrentStateLive {
                             return Ok(());
                         };
                         if let Some(ss) = &state.superseed {
-                            let n = ss.lock().tick(Instant::now());
+                            let (n, released) = ss.lock().tick(Instant::now());
+                            for upload in released {
+                                let _ = state.ratelimit_upload_tx.send(upload);
+                            }
                             if n > 0 {
-                                debug!(peers = n, "super-seeding: showed everything to waiting peers");
+                                debug!(
+                                    peers = n,
+                                    "super-seeding: showed everything to waiting peers"
+                                );
                             }
                         }
                     }
@@ -1237,8 +1242,16 @@ impl PeerConnectionHandler for &'_ PeerHandler {
     }
 
     fn on_handshake(&self, handshake: Handshake, ckind: ConnectionKind) -> anyhow::Result<()> {
+        let id = handshake.peer_id;
         self.state.set_peer_live(self.addr, handshake, ckind);
-        self.with_superseed(|ss| ss.join(self.addr, self.reveal_tx.clone(), Instant::now()));
+        // repofs: a super-seeder keeps one connection per client (`SuperSeed::join`).
+        let mut joined = true;
+        self.with_superseed(|ss| {
+            joined = ss.join(self.addr, id, self.reveal_tx.clone(), Instant::now());
+        });
+        if !joined {
+            anyhow::bail!("super-seeding: already connected to this peer id");
+        }
         Ok(())
     }
 
@@ -1368,7 +1381,7 @@ impl PeerConnectionHandler for &'_ PeerHandler {
 }
 
 impl PeerHandler {
-    fn with_superseed(&self, f: impl FnOnce(&mut superseed::SuperSeed)) {
+    fn with_superseed(&self, f: impl FnOnce(&mut superseed::SuperSeed<Upload>)) {
         if let Some(ss) = &self.state.superseed {
             f(&mut ss.lock());
         }
@@ -1637,11 +1650,24 @@ impl PeerHandler {
                 chunk_info
             );
         }
-        self.with_superseed(|ss| ss.on_request(self.addr, piece_index, Instant::now()));
-
-        self.state
-            .ratelimit_upload_tx
-            .send((self.tx.clone(), chunk_info))?;
+        // repofs: the super-seeder may hold the request back (`superseed`, DEFER_MAX).
+        trace!(
+            piece = request.index,
+            begin = request.begin,
+            "repofs: chunk requested"
+        );
+        let upload = match &self.state.superseed {
+            Some(ss) => ss.lock().on_request(
+                self.addr,
+                piece_index,
+                (self.tx.clone(), chunk_info),
+                Instant::now(),
+            ),
+            None => Some((self.tx.clone(), chunk_info)),
+        };
+        if let Some(upload) = upload {
+            self.state.ratelimit_upload_tx.send(upload)?;
+        }
         Ok(())
     }
 
@@ -1690,7 +1716,11 @@ impl PeerHandler {
         let bf = BF::from_boxed_slice(bitfield.0.to_vec().into_boxed_slice());
         self.with_superseed(|ss| {
             let total = self.state.lengths.total_pieces() as usize;
-            ss.on_bitfield(self.addr, bf.iter_ones().filter(|p| *p < total), Instant::now())
+            ss.on_bitfield(
+                self.addr,
+                bf.iter_ones().filter(|p| *p < total),
+                Instant::now(),
+            )
         });
         if let Some(true) = bf
             .get(..self.state.lengths.total_pieces() as usize)
