@@ -841,18 +841,12 @@ mod tests {
         let chunks = ChunkTracker::new(have.into_dyn(), none, lengths, &file_infos).unwrap();
         let mut tracker = PieceTracker::new(chunks);
         let file_priorities = make_default_file_priorities(&file_infos);
+        // A stream asks a peer for piece 1 of a file not selected.
         let p1 = lengths.validate_piece_index(1).unwrap();
-        // A stream asks for piece 1 of a file not selected.
-        let result = tracker.acquire_piece(AcquireRequest {
-            peer: peer(1),
-            peer_avg_time: None,
-            priority_pieces: [p1].into_iter(),
-            file_priorities: &file_priorities,
-            file_infos: &file_infos,
-            peer_has_piece: |_| true,
-            can_steal: |_| true,
-        });
-        assert!(matches!(result, AcquireResult::Reserved(p) if p == p1));
+        assert!(matches!(
+            tracker.reserve_piece(p1, peer(1)),
+            AcquireResult::Reserved(p) if p == p1
+        ));
         tracker
             .update_only_files(&file_infos, &HashSet::from_iter([0]))
             .unwrap();
