@@ -6,7 +6,7 @@
 use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use librqbit::ManagedTorrent;
 use tokio::io::AsyncReadExt;
@@ -14,6 +14,9 @@ use tracing::{info, warn};
 
 use super::super::cache::{CacheObject, StreamCheck, RECORD_EVERY};
 use super::{plan, Busy, FetchError, Fetcher, SEQ_BUFFERS, SEQ_CHUNK, SEQ_PREFIX};
+
+/// The shortest stall that stops the sequential stream (see `stream_on`).
+const STALL_MIN: Duration = Duration::from_secs(1);
 
 impl Fetcher {
     /// Starts, unless one runs, the sequential stream of `object`: from the first missing
@@ -103,6 +106,11 @@ impl Fetcher {
             }
             check.finish()
         });
+        // How long the stream may wait for its next bytes. The checker records pieces a batch
+        // at a time, so readers of pieces already read wait on the stream: a whole
+        // `read_timeout` stalled here was every such read's EIO (bench/RESULTS.md, "The
+        // primary dies part-way").
+        let stall = (self.read_timeout / 4).max(STALL_MIN);
         let read = async {
             let mut made = 0;
             while pos < object.size {
@@ -122,10 +130,17 @@ impl Fetcher {
                 buf.resize(SEQ_CHUNK.min((object.size - pos) as usize), 0);
                 let mut got = 0;
                 while got < buf.len() {
-                    let n = tokio::time::timeout(self.read_timeout, stream.read(&mut buf[got..]))
-                        .await
-                        .map_err(|_| FetchError::Timeout(self.read_timeout))?
-                        .map_err(|e| FetchError::Failed(e.into()))?;
+                    let n = match tokio::time::timeout(stall, stream.read(&mut buf[got..])).await {
+                        Ok(n) => n.map_err(|e| FetchError::Failed(e.into()))?,
+                        // A piece no peer delivers (its only holder died): what was read goes
+                        // to the checker, which records its pieces as it finishes, and the
+                        // stream stops so that readers of the pieces before it are served.
+                        Err(_) => {
+                            buf.truncate(got);
+                            let _ = tokio::time::timeout(self.read_timeout, tx.send(buf)).await;
+                            return Err(FetchError::Timeout(stall));
+                        }
+                    };
                     if n == 0 {
                         return Err(FetchError::Failed(anyhow::anyhow!("stream ended early")));
                     }

@@ -330,6 +330,20 @@ impl ChunkTracker {
         file_infos: &FileInfos,
         new_only_files: &HashSet<usize>,
     ) -> anyhow::Result<HaveNeededSelected> {
+        self.update_only_files_keeping(file_infos, new_only_files, |_| false)
+    }
+
+    /// repofs: `update_only_files`, but a newly selected piece for which `in_flight` is true
+    /// (a stream asked a peer for it before its file was selected) is left as it is: not
+    /// queued again, and its chunks received so far kept. 9.1 requeued it and forgot its
+    /// chunks, so it was asked for again, whole (a mirror switching to fetch a file whole
+    /// requested up to four pieces a second time from its seeder).
+    pub fn update_only_files_keeping(
+        &mut self,
+        file_infos: &FileInfos,
+        new_only_files: &HashSet<usize>,
+        in_flight: impl Fn(usize) -> bool,
+    ) -> anyhow::Result<HaveNeededSelected> {
         let selected = compute_selected_pieces(
             &self.lengths,
             |idx| new_only_files.contains(&idx),
@@ -342,11 +356,9 @@ impl ChunkTracker {
             let mut b = BF::from_boxed_slice(
                 vec![0u8; self.lengths.piece_bitfield_bytes()].into_boxed_slice(),
             );
-            for idx in self
-                .selected
-                .iter_ones()
-                .filter(|idx| !prev_selected[*idx] && !self.have.as_slice()[*idx])
-            {
+            for idx in self.selected.iter_ones().filter(|idx| {
+                !prev_selected[*idx] && !self.have.as_slice()[*idx] && !in_flight(*idx)
+            }) {
                 b.set(idx, true);
             }
 

@@ -331,7 +331,10 @@ impl PieceTracker {
         file_infos: &FileInfos,
         new_only_files: &HashSet<usize>,
     ) -> anyhow::Result<crate::chunk_tracker::HaveNeededSelected> {
-        self.chunks.update_only_files(file_infos, new_only_files)
+        // repofs: pieces in flight stay so (`update_only_files_keeping`).
+        let inflight: HashSet<usize> = self.inflight.keys().map(|p| p.get_usize()).collect();
+        self.chunks
+            .update_only_files_keeping(file_infos, new_only_files, |p| inflight.contains(&p))
     }
 
     /// Update per-file have bytes when a piece completes. Returns remaining bytes for the file.
@@ -852,5 +855,39 @@ mod tests {
             }
             _ => panic!("Expected Stolen, got {:?}", result),
         }
+    }
+
+    /// repofs: a stream's piece in flight when its file gets selected is not asked for again
+    /// (a mirror switching to fetch a file whole re-requested up to four pieces whole).
+    #[test]
+    fn selecting_a_file_keeps_a_piece_in_flight_in_flight() {
+        let file_infos = make_test_file_infos(4);
+        let lengths = Lengths::new(16384 * 4, 16384).unwrap();
+        let bf_len = lengths.piece_bitfield_bytes();
+        let have = BF::from_boxed_slice(vec![0u8; bf_len].into_boxed_slice());
+        let none = BF::from_boxed_slice(vec![0u8; bf_len].into_boxed_slice());
+        let chunks = ChunkTracker::new(have.into_dyn(), none, lengths, &file_infos).unwrap();
+        let mut tracker = PieceTracker::new(chunks);
+        let file_priorities = make_default_file_priorities(&file_infos);
+        // A stream asks a peer for piece 1 of a file not selected.
+        let p1 = lengths.validate_piece_index(1).unwrap();
+        assert!(matches!(
+            tracker.reserve_piece(p1, peer(1)),
+            AcquireResult::Reserved(p) if p == p1
+        ));
+        tracker
+            .update_only_files(&file_infos, &HashSet::from_iter([0]))
+            .unwrap();
+        let mut queued: Vec<u32> = tracker
+            .chunks()
+            .iter_queued_pieces(&file_priorities, &file_infos)
+            .map(|p| p.get())
+            .collect();
+        queued.sort();
+        assert_eq!(
+            queued,
+            vec![0, 2, 3],
+            "piece 1 is in flight, not queued again"
+        );
     }
 }

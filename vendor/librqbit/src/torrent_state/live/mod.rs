@@ -214,15 +214,15 @@ pub struct TorrentStateLive {
     pub(crate) streams: Arc<TorrentStreams>,
     have_broadcast_tx: tokio::sync::broadcast::Sender<ValidPieceIndex>,
 
-    ratelimit_upload_tx: tokio::sync::mpsc::UnboundedSender<(
-        tokio::sync::mpsc::UnboundedSender<WriterRequest>,
-        ChunkInfo,
-    )>,
+    ratelimit_upload_tx: tokio::sync::mpsc::UnboundedSender<Upload>,
     ratelimits: Limits,
 
     // repofs: set when the torrent super-seeds (`superseed`).
-    superseed: Option<Mutex<superseed::SuperSeed>>,
+    superseed: Option<Mutex<superseed::SuperSeed<Upload>>>,
 }
+
+/// A chunk to upload and the writer of the peer that asked for it.
+type Upload = (tokio::sync::mpsc::UnboundedSender<WriterRequest>, ChunkInfo);
 
 impl TorrentStateLive {
     fn max_request_window(&self) -> usize {
@@ -251,9 +251,8 @@ impl TorrentStateLive {
         let have_bytes = paused.chunk_tracker.get_hns().have_bytes;
         let lengths = *paused.chunk_tracker.get_lengths();
         // Only a torrent we have whole can hand out pieces as it likes.
-        let superseed = (paused.shared.options.super_seed
-            && have_bytes == lengths.total_length())
-        .then(|| Mutex::new(superseed::SuperSeed::new(lengths)));
+        let superseed = (paused.shared.options.super_seed && have_bytes == lengths.total_length())
+            .then(|| Mutex::new(superseed::SuperSeed::new(lengths)));
 
         // TODO: make it configurable
         let file_priorities = {
@@ -333,9 +332,15 @@ impl TorrentStateLive {
                             return Ok(());
                         };
                         if let Some(ss) = &state.superseed {
-                            let n = ss.lock().tick(Instant::now());
+                            let (n, released) = ss.lock().tick(Instant::now());
+                            for upload in released {
+                                let _ = state.ratelimit_upload_tx.send(upload);
+                            }
                             if n > 0 {
-                                debug!(peers = n, "super-seeding: showed everything to waiting peers");
+                                debug!(
+                                    peers = n,
+                                    "super-seeding: showed everything to waiting peers"
+                                );
                             }
                         }
                     }
@@ -1241,8 +1246,16 @@ impl PeerConnectionHandler for &'_ PeerHandler {
     }
 
     fn on_handshake(&self, handshake: Handshake, ckind: ConnectionKind) -> anyhow::Result<()> {
+        let id = handshake.peer_id;
         self.state.set_peer_live(self.addr, handshake, ckind);
-        self.with_superseed(|ss| ss.join(self.addr, self.reveal_tx.clone(), Instant::now()));
+        // repofs: a super-seeder keeps one connection per client (`SuperSeed::join`).
+        let mut joined = true;
+        self.with_superseed(|ss| {
+            joined = ss.join(self.addr, id, self.reveal_tx.clone(), Instant::now());
+        });
+        if !joined {
+            anyhow::bail!("super-seeding: already connected to this peer id");
+        }
         Ok(())
     }
 
@@ -1372,7 +1385,7 @@ impl PeerConnectionHandler for &'_ PeerHandler {
 }
 
 impl PeerHandler {
-    fn with_superseed(&self, f: impl FnOnce(&mut superseed::SuperSeed)) {
+    fn with_superseed(&self, f: impl FnOnce(&mut superseed::SuperSeed<Upload>)) {
         if let Some(ss) = &self.state.superseed {
             f(&mut ss.lock());
         }
@@ -1643,11 +1656,24 @@ impl PeerHandler {
                 chunk_info
             );
         }
-        self.with_superseed(|ss| ss.on_request(self.addr, piece_index, Instant::now()));
-
-        self.state
-            .ratelimit_upload_tx
-            .send((self.tx.clone(), chunk_info))?;
+        // repofs: the super-seeder may hold the request back (`superseed`, DEFER_MAX).
+        trace!(
+            piece = request.index,
+            begin = request.begin,
+            "repofs: chunk requested"
+        );
+        let upload = match &self.state.superseed {
+            Some(ss) => ss.lock().on_request(
+                self.addr,
+                piece_index,
+                (self.tx.clone(), chunk_info),
+                Instant::now(),
+            ),
+            None => Some((self.tx.clone(), chunk_info)),
+        };
+        if let Some(upload) = upload {
+            self.state.ratelimit_upload_tx.send(upload)?;
+        }
         Ok(())
     }
 
@@ -1696,7 +1722,11 @@ impl PeerHandler {
         let bf = BF::from_boxed_slice(bitfield.0.to_vec().into_boxed_slice());
         self.with_superseed(|ss| {
             let total = self.state.lengths.total_pieces() as usize;
-            ss.on_bitfield(self.addr, bf.iter_ones().filter(|p| *p < total), Instant::now())
+            ss.on_bitfield(
+                self.addr,
+                bf.iter_ones().filter(|p| *p < total),
+                Instant::now(),
+            )
         });
         if let Some(true) = bf
             .get(..self.state.lengths.total_pieces() as usize)
@@ -1770,6 +1800,11 @@ impl PeerHandler {
         };
 
         loop {
+            // repofs: registered before the check below, so that a stream opened after it
+            // wakes the wait there (`wake_idle_peers`).
+            let stream_opened = self.state.new_pieces_notify.notified();
+            tokio::pin!(stream_opened);
+            stream_opened.as_mut().enable();
             // If we have full torrent, we don't need to request more pieces.
             // However we might still need to seed them to the peer.
             if self.state.is_finished_and_no_active_streams() {
@@ -1791,9 +1826,14 @@ impl PeerHandler {
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     return Ok(());
                 } else {
-                    // TODO: wait for a notification of interest, e.g. update of selected files or new streams or change
-                    // in peer interest.
-                    tokio::time::sleep(Duration::from_secs(5)).await;
+                    // repofs: a new stream wakes it; 9.1 slept the 5 s. A mirror adds a torrent
+                    // with no file selected and opens its stream just after: a peer connected
+                    // in between asked for nothing for 5 s, and a super-seeder that had
+                    // revealed piece 0 to it kept every other reader waiting (a fleet bench).
+                    tokio::select! {
+                        _ = stream_opened => {}
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    }
                     continue;
                 }
             }

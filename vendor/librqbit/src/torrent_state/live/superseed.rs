@@ -14,6 +14,13 @@
 //! everything, and is from then on served like a peer of an ordinary seeder. That keeps every
 //! read live, at the cost of sharing.
 //!
+//! Until every piece has reached some peer, the seeder's upload goes to pieces that have not:
+//! a request for a piece another live peer holds or is being sent (a peer shown everything,
+//! or one that asks late for a piece re-offered to another) waits (`DEFER_MAX` at most, less
+//! once every piece is out, its holder left, the peer got it elsewhere, or we have nothing
+//! else to send). Served at once, such requests took a fleet's first copy: a primary killed
+//! after sending one package's worth left 8 of 64 pieces on no mirror (bench/RESULTS.md).
+//!
 //! A peer still owed chunks it requested is waiting on our uplink, not on a piece it was not
 //! shown, so neither clock runs for it until we have sent them. Nor is a peer stuck while we
 //! are still sending another peer a piece it lacks: it may be waiting for that peer to have
@@ -24,8 +31,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use librqbit_core::hash_id::Id20;
 use librqbit_core::lengths::{Lengths, ValidPieceIndex};
 use tokio::sync::mpsc::UnboundedSender;
+
+use tracing::{debug, trace};
 
 use crate::type_aliases::PeerHandle;
 
@@ -49,8 +59,21 @@ const IDLE_SHARED: Duration = Duration::from_secs(2);
 /// peer's share of the uplink: a short queue keeps the order in which pieces reach the swarm
 /// close to the order readers need them.
 pub(crate) const REQUEST_WINDOW: u32 = 64;
+/// The longest a request for a piece another peer holds waits while some piece has reached
+/// no peer: its holder is another mirror it can fetch it from (librqbit steals a piece in
+/// flight from a slow peer), and a reader never waits longer than this on us.
+const DEFER_MAX: Duration = Duration::from_secs(2);
+
+/// A chunk request held back (`on_request`), with what it takes to send it later.
+struct Deferred<R> {
+    peer: PeerHandle,
+    piece: u32,
+    since: Instant,
+    item: R,
+}
 
 struct View {
+    id: Id20,
     reveal: UnboundedSender<ValidPieceIndex>,
     has: Vec<bool>,
     shown: Vec<bool>,
@@ -59,67 +82,104 @@ struct View {
     /// Everything was revealed (the fallback).
     all: bool,
     interested: bool,
+    /// It has requested something, or never let a revealed piece go unrequested: it gets
+    /// reveals. A connection that lets its first pieces expire unasked (a mirror's second
+    /// connection to us: each side dials the other, and it asks on the other) would hold
+    /// each new reveal a second before others got it; it is revealed nothing more until it
+    /// asks for something (it is still shown everything when it waits).
+    asks: bool,
     /// Its last request or report of a piece, or when we last finished sending it all it
     /// asked for.
     active: Instant,
     /// The pieces of the chunks it requested that we have not sent yet, in request order
-    /// (the order they go out).
+    /// (the order they go out), and how many chunks it was ever served.
     owed: VecDeque<u32>,
+    owed_ever: u64,
 }
 
-pub(crate) struct SuperSeed {
+/// `R` is what the caller sends to serve a chunk request (a writer and its chunk in librqbit):
+/// deferred requests are handed back to it when they are served.
+pub(crate) struct SuperSeed<R> {
     lengths: Lengths,
-    /// Live peers holding each piece, and live peers it is pending at.
+    /// Live peers holding each piece (or being sent it), and live peers it is pending at.
     holders: Vec<u32>,
+    /// Pieces no live peer holds (`holders` 0).
+    uncovered: u32,
     pending: Vec<u32>,
     /// Chunks of each piece requested by live peers and not sent yet.
     in_flight: Vec<u32>,
     /// No piece below this is fresh.
     fresh_from: u32,
     peers: HashMap<PeerHandle, View>,
+    deferred: Vec<Deferred<R>>,
+    /// Chunks sent, and chunks served of pieces another peer held while some piece reached
+    /// none (what the first copy lost to duplicates: in the log once every piece is out).
+    chunks_sent: u64,
+    early_duplicates: u64,
+    /// See `first_copy_out`.
+    out: bool,
 }
 
-impl SuperSeed {
-    pub fn new(lengths: Lengths) -> SuperSeed {
+impl<R> SuperSeed<R> {
+    pub fn new(lengths: Lengths) -> SuperSeed<R> {
         let n = lengths.total_pieces() as usize;
         SuperSeed {
             lengths,
+            uncovered: n as u32,
             holders: vec![0; n],
             pending: vec![0; n],
             in_flight: vec![0; n],
             fresh_from: 0,
             peers: HashMap::new(),
+            deferred: Vec::new(),
+            chunks_sent: 0,
+            early_duplicates: 0,
+            out: false,
         }
     }
 
-    /// A peer is live: reveal its first pieces.
+    /// A peer is live: reveal its first pieces. False, and nothing done, if a live peer has
+    /// the same peer id: each side dialled the other (a primary's tracker hands it every new
+    /// mirror), and a second connection to one client is a second view of it here, which
+    /// pieces were revealed to and which it never asked on (the client asks on the other),
+    /// while the others waited for them (a fleet bench: 4 of 128 pieces on no mirror when the
+    /// primary died, and everyone shown everything after 2 s when it held piece 0).
     pub fn join(
         &mut self,
         peer: PeerHandle,
+        id: Id20,
         reveal: UnboundedSender<ValidPieceIndex>,
         now: Instant,
-    ) {
+    ) -> bool {
         let n = self.holders.len();
         if let Some(old) = self.peers.remove(&peer) {
             self.forget(old);
         }
+        if self.peers.values().any(|v| v.id == id) {
+            return false;
+        }
         self.peers.insert(
             peer,
             View {
+                id,
                 reveal,
                 has: vec![false; n],
                 shown: vec![false; n],
                 pending: HashMap::new(),
                 all: false,
                 interested: false,
+                asks: true,
                 active: now,
                 owed: VecDeque::new(),
+                owed_ever: 0,
             },
         );
         self.fill(peer, now);
+        true
     }
 
     pub fn leave(&mut self, peer: PeerHandle) {
+        self.deferred.retain(|d| d.peer != peer);
         if let Some(v) = self.peers.remove(&peer) {
             self.forget(v);
         }
@@ -132,6 +192,10 @@ impl SuperSeed {
         for (i, has) in v.has.iter().enumerate() {
             if *has {
                 self.holders[i] -= 1;
+                if self.holders[i] == 0 {
+                    self.uncovered += 1;
+                    self.out = false;
+                }
                 self.maybe_fresh(i as u32);
             }
         }
@@ -147,7 +211,12 @@ impl SuperSeed {
         }
     }
 
-    pub fn on_bitfield(&mut self, peer: PeerHandle, has: impl Iterator<Item = usize>, now: Instant) {
+    pub fn on_bitfield(
+        &mut self,
+        peer: PeerHandle,
+        has: impl Iterator<Item = usize>,
+        now: Instant,
+    ) {
         for p in has {
             self.mark_has(peer, p as u32, now);
         }
@@ -155,6 +224,8 @@ impl SuperSeed {
     }
 
     pub fn on_have(&mut self, peer: PeerHandle, piece: u32, now: Instant) {
+        // It got the piece elsewhere: what it asked us for of it is no longer wanted.
+        self.deferred.retain(|d| d.peer != peer || d.piece != piece);
         self.mark_has(peer, piece, now);
         self.fill(peer, now);
     }
@@ -166,13 +237,72 @@ impl SuperSeed {
     }
 
     /// The peer requested a chunk of `piece`: it is getting it, a holder from now on (its
-    /// first request of a pending piece reveals the next one).
-    pub fn on_request(&mut self, peer: PeerHandle, piece: ValidPieceIndex, now: Instant) {
-        if let Some(v) = self.peers.get_mut(&peer) {
-            v.owed.push_back(piece.get());
-            self.in_flight[piece.get_usize()] += 1;
+    /// first request of a pending piece reveals the next one). Returns `item` to send now, or
+    /// None if it is deferred (another peer holds the piece while some piece reached none):
+    /// `tick` hands it back when it is to be sent.
+    pub fn on_request(
+        &mut self,
+        peer: PeerHandle,
+        piece: ValidPieceIndex,
+        item: R,
+        now: Instant,
+    ) -> Option<R> {
+        let p = piece.get();
+        let first_copy_out = self.first_copy_out();
+        let Some(v) = self.peers.get_mut(&peer) else {
+            return Some(item);
+        };
+        v.asks = true;
+        let getting = v.has.get(p as usize).copied().unwrap_or(true);
+        if !getting && self.holders[p as usize] > 0 && !first_copy_out {
+            v.active = now;
+            if !self.deferred.iter().any(|d| d.peer == peer && d.piece == p) {
+                let why = match (v.all, v.shown.get(p as usize).copied().unwrap_or(false)) {
+                    (true, _) => "shown everything",
+                    (false, true) => "revealed to it, and to another when it did not ask in time",
+                    (false, false) => "never revealed to it",
+                };
+                debug!(
+                    piece = p,
+                    holders = self.holders[p as usize],
+                    uncovered = self.uncovered,
+                    why,
+                    "super-seeding: deferred a request for a piece another peer holds"
+                );
+            }
+            self.deferred.push(Deferred {
+                peer,
+                piece: p,
+                since: now,
+                item,
+            });
+            return None;
         }
-        self.mark_has(peer, piece.get(), now);
+        self.serve(peer, p, now);
+        Some(item)
+    }
+
+    /// Every piece has reached a peer and gone out whole: no piece without a holder, and
+    /// (once) no chunk requested of us left to send (written, that is: some may still be on
+    /// the wire). It stays out until a piece loses its last holder.
+    fn first_copy_out(&mut self) -> bool {
+        if !self.out && self.uncovered == 0 && self.peers.values().all(|v| v.owed.is_empty()) {
+            self.out = true;
+        }
+        self.out
+    }
+
+    fn serve(&mut self, peer: PeerHandle, p: u32, now: Instant) {
+        if let Some(v) = self.peers.get_mut(&peer) {
+            let getting = v.has.get(p as usize).copied().unwrap_or(true);
+            if !getting && self.holders[p as usize] > 0 && self.uncovered > 0 {
+                self.early_duplicates += 1;
+            }
+            v.owed.push_back(p);
+            v.owed_ever += 1;
+            self.in_flight[p as usize] += 1;
+        }
+        self.mark_has(peer, p, now);
         self.fill(peer, now);
     }
 
@@ -185,6 +315,7 @@ impl SuperSeed {
         if let Some(p) = v.owed.pop_front() {
             self.in_flight[p as usize] -= 1;
         }
+        self.chunks_sent += 1;
         if v.owed.is_empty() {
             v.active = now;
             for at in v.pending.values_mut() {
@@ -204,6 +335,17 @@ impl SuperSeed {
         if !*has {
             *has = true;
             self.holders[p as usize] += 1;
+            if self.holders[p as usize] == 1 {
+                self.uncovered -= 1;
+                if self.uncovered == 0 {
+                    debug!(
+                        chunks_sent = self.chunks_sent,
+                        early_duplicates = self.early_duplicates,
+                        chunks = self.lengths.total_chunks(),
+                        "super-seeding: every piece reached a peer"
+                    );
+                }
+            }
         }
         if v.pending.remove(&p).is_some() {
             self.pending[p as usize] -= 1;
@@ -220,7 +362,7 @@ impl SuperSeed {
             let Some(v) = self.peers.get(&peer) else {
                 return;
             };
-            if v.all || v.pending.len() >= want {
+            if v.all || !v.asks || v.pending.len() >= want {
                 return;
             }
             let (has, shown) = (&v.has, &v.shown);
@@ -251,12 +393,15 @@ impl SuperSeed {
         let _ = v.reveal.send(piece);
     }
 
-    /// Lets go of pending pieces not requested in time (and shows what became fresh), and
-    /// shows everything to peers that wait for what they were not shown (see the module doc).
-    /// Returns how many peers were shown everything.
-    pub fn tick(&mut self, now: Instant) -> usize {
+    /// Lets go of pending pieces not requested in time (and shows what became fresh), shows
+    /// everything to peers that wait for what they were not shown (see the module doc), and
+    /// serves the deferred requests whose wait is over. Returns how many peers were shown
+    /// everything, and the requests to send now.
+    pub fn tick(&mut self, now: Instant) -> (usize, Vec<R>) {
+        let released = self.release(now);
         let mut expired = Vec::new();
         for v in self.peers.values_mut().filter(|v| v.owed.is_empty()) {
+            let before = expired.len();
             v.pending.retain(|p, at| {
                 let keep = now.duration_since(*at) < PENDING_TTL;
                 if !keep {
@@ -264,8 +409,15 @@ impl SuperSeed {
                 }
                 keep
             });
+            if expired.len() > before && v.owed_ever == 0 {
+                v.asks = false;
+            }
         }
         for p in expired {
+            trace!(
+                piece = p,
+                "super-seeding: a pending piece not requested in time"
+            );
             self.pending[p as usize] -= 1;
             self.maybe_fresh(p);
         }
@@ -280,10 +432,11 @@ impl SuperSeed {
         let stuck: Vec<PeerHandle> = self
             .peers
             .iter()
-            .filter(|(_, v)| {
+            .filter(|(p, v)| {
                 !v.all
                     && v.interested
                     && v.owed.is_empty()
+                    && !self.deferred.iter().any(|d| d.peer == **p)
                     && now.duration_since(v.active) >= idle
                     && !self.sending_what_it_lacks(v)
             })
@@ -292,7 +445,30 @@ impl SuperSeed {
         for peer in &stuck {
             self.show_all(*peer);
         }
-        stuck.len()
+        (stuck.len(), released)
+    }
+
+    /// The deferred requests to serve now: all of them once we have nothing else to send;
+    /// else those whose piece no other peer holds any longer, or that waited `DEFER_MAX`.
+    fn release(&mut self, now: Instant) -> Vec<R> {
+        if self.deferred.is_empty() {
+            return Vec::new();
+        }
+        // Owing no one anything, we would idle.
+        let all = self.first_copy_out() || self.peers.values().all(|v| v.owed.is_empty());
+        let (go, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.deferred)
+            .into_iter()
+            .partition(|d| {
+                all || self.holders[d.piece as usize] == 0
+                    || now.duration_since(d.since) >= DEFER_MAX
+            });
+        self.deferred = wait;
+        go.into_iter()
+            .map(|d| {
+                self.serve(d.peer, d.piece, now);
+                d.item
+            })
+            .collect()
     }
 
     /// Whether we are sending some peer a piece `v` lacks (it may be waiting for that peer).
@@ -333,168 +509,5 @@ fn next_fresh(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-    use tokio::sync::mpsc::{UnboundedReceiver, unbounded_channel};
-
-    const PIECE: u32 = 32 << 10;
-
-    fn peer(id: u8) -> PeerHandle {
-        SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, 0, id)), 6881)
-    }
-
-    fn seed(pieces: u32) -> SuperSeed {
-        SuperSeed::new(Lengths::new(u64::from(pieces * PIECE), PIECE).unwrap())
-    }
-
-    fn shown(rx: &mut UnboundedReceiver<ValidPieceIndex>) -> Vec<u32> {
-        let mut v = Vec::new();
-        while let Ok(p) = rx.try_recv() {
-            v.push(p.get());
-        }
-        v
-    }
-
-    fn join(s: &mut SuperSeed, id: u8, now: Instant) -> UnboundedReceiver<ValidPieceIndex> {
-        let (tx, rx) = unbounded_channel();
-        s.join(peer(id), tx, now);
-        s.on_interest(peer(id), true);
-        rx
-    }
-
-    fn request(s: &mut SuperSeed, id: u8, p: u32, now: Instant) {
-        let piece = s.lengths.validate_piece_index(p).unwrap();
-        s.on_request(peer(id), piece, now);
-    }
-
-    #[test]
-    fn a_peer_alone_is_shown_more_and_the_next_on_each_request() {
-        let now = Instant::now();
-        let mut s = seed(20);
-        let mut a = join(&mut s, 1, now);
-        assert_eq!(shown(&mut a), (0..PENDING_ALONE as u32).collect::<Vec<_>>());
-        request(&mut s, 1, 0, now);
-        assert_eq!(shown(&mut a), vec![PENDING_ALONE as u32]);
-    }
-
-    #[test]
-    fn peers_are_shown_distinct_pieces_in_order() {
-        let now = Instant::now();
-        let mut s = seed(14);
-        let mut a = join(&mut s, 1, now);
-        let mut b = join(&mut s, 2, now);
-        assert_eq!(shown(&mut a), (0..8).collect::<Vec<_>>(), "alone at first");
-        assert_eq!(shown(&mut b), vec![8, 9]);
-        // b starts on piece 8: the next fresh piece is revealed to it.
-        request(&mut s, 2, 8, now);
-        assert_eq!(shown(&mut b), vec![10]);
-        // b got piece 0 from a (its HAVE): it still has two pending, nothing changes.
-        s.on_have(peer(2), 0, now);
-        assert_eq!(shown(&mut b), Vec::<u32>::new());
-    }
-
-    #[test]
-    fn a_piece_whose_holders_left_is_fresh_again() {
-        let now = Instant::now();
-        let mut s = seed(4);
-        let mut a = join(&mut s, 1, now);
-        assert_eq!(shown(&mut a), vec![0, 1, 2, 3]);
-        request(&mut s, 1, 0, now);
-        request(&mut s, 1, 1, now);
-        let mut b = join(&mut s, 2, now);
-        assert_eq!(shown(&mut b), Vec::<u32>::new(), "a holds or has pending all");
-        s.leave(peer(1));
-        request(&mut s, 2, 0, now); // any request makes b look again
-        assert_eq!(shown(&mut b), vec![1, 2, 3]);
-    }
-
-    #[test]
-    fn a_peer_that_waits_for_what_it_was_not_shown_is_shown_everything() {
-        let now = Instant::now();
-        let mut s = seed(12);
-        let mut a = join(&mut s, 1, now);
-        assert_eq!(shown(&mut a), (0..8).collect::<Vec<_>>());
-        assert_eq!(s.tick(now + IDLE_ALONE / 2), 0);
-        assert_eq!(s.tick(now + IDLE_ALONE), 1);
-        assert_eq!(shown(&mut a), vec![8, 9, 10, 11]);
-        // With others to share with it waits longer; a HAVE is progress.
-        let mut b = join(&mut s, 2, now);
-        let _ = shown(&mut b);
-        s.on_have(peer(2), 0, now + IDLE_SHARED);
-        assert_eq!(s.tick(now + IDLE_SHARED + IDLE_SHARED / 2), 0);
-        assert_eq!(s.tick(now + IDLE_SHARED * 2), 1);
-    }
-
-    #[test]
-    fn a_piece_not_requested_in_time_goes_to_the_next_peer_that_asks() {
-        let now = Instant::now();
-        let mut s = seed(4);
-        let mut a = join(&mut s, 1, now);
-        let mut b = join(&mut s, 2, now);
-        assert_eq!(shown(&mut a), vec![0, 1, 2, 3]);
-        assert_eq!(shown(&mut b), Vec::<u32>::new());
-        assert_eq!(s.tick(now + PENDING_TTL / 2), 0);
-        assert_eq!(shown(&mut b), Vec::<u32>::new());
-        // a asked for none of its pieces in time: b is offered them, two at a time.
-        assert_eq!(s.tick(now + PENDING_TTL), 0);
-        assert_eq!(shown(&mut b), vec![0, 1]);
-        assert_eq!(shown(&mut a), Vec::<u32>::new());
-    }
-
-    #[test]
-    fn a_peer_we_owe_chunks_waits_on_us_and_keeps_its_pending_pieces() {
-        let now = Instant::now();
-        let mut s = seed(8);
-        let mut a = join(&mut s, 1, now);
-        let mut b = join(&mut s, 2, now);
-        assert_eq!(shown(&mut a), (0..8).collect::<Vec<_>>(), "alone at first");
-        assert_eq!(shown(&mut b), Vec::<u32>::new());
-        s.on_interest(peer(2), false); // only a's clocks are watched here
-        // a asks for two chunks of piece 0; our uplink is slow to send them.
-        request(&mut s, 1, 0, now);
-        request(&mut s, 1, 0, now);
-        let late = now + IDLE_SHARED * 3;
-        assert_eq!(s.tick(late), 0, "waiting on us is not being stuck");
-        assert_eq!(shown(&mut b), Vec::<u32>::new(), "a's pending stay a's");
-        s.on_sent(peer(1), late);
-        assert_eq!(s.tick(late + PENDING_TTL / 2), 0);
-        s.on_sent(peer(1), late);
-        // Owed nothing from `late` on: its clocks start there.
-        assert_eq!(s.tick(late + PENDING_TTL / 2), 0);
-        assert_eq!(shown(&mut b), Vec::<u32>::new());
-        assert_eq!(s.tick(late + PENDING_TTL), 0);
-        assert_eq!(shown(&mut b), vec![1, 2], "a let its pending pieces go");
-        assert_eq!(s.tick(late + IDLE_SHARED), 1, "a is idle at last");
-    }
-
-    #[test]
-    fn a_peer_waiting_for_a_piece_we_are_sending_another_is_not_stuck() {
-        let now = Instant::now();
-        let mut s = seed(12);
-        let mut a = join(&mut s, 1, now);
-        let mut b = join(&mut s, 2, now);
-        assert_eq!(shown(&mut a), (0..8).collect::<Vec<_>>(), "alone at first");
-        assert_eq!(shown(&mut b), vec![8, 9]);
-        // Both readers want piece 0; a asks us for it, b waits for a to have it.
-        request(&mut s, 1, 0, now);
-        s.on_interest(peer(1), false);
-        let late = now + IDLE_SHARED * 3;
-        assert_eq!(s.tick(late), 0, "b waits on a, which waits on us");
-        assert!(!shown(&mut b).contains(&0));
-        s.on_sent(peer(1), late);
-        assert_eq!(s.tick(late + IDLE_SHARED), 1, "nothing b lacks on its way");
-        assert!(shown(&mut b).contains(&0));
-    }
-
-    #[test]
-    fn an_uninterested_peer_is_left_alone() {
-        let now = Instant::now();
-        let mut s = seed(6);
-        let (tx, mut rx) = unbounded_channel();
-        s.join(peer(1), tx, now);
-        assert_eq!(shown(&mut rx), (0..6).collect::<Vec<_>>());
-        assert_eq!(s.tick(now + IDLE_SHARED * 10), 0);
-        assert_eq!(shown(&mut rx), Vec::<u32>::new());
-    }
-}
+#[path = "superseed_tests.rs"]
+mod tests;
