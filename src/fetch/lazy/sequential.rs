@@ -106,10 +106,10 @@ impl Fetcher {
             }
             check.finish()
         });
-        // How long the stream may wait for its next bytes. The checker records pieces a batch
-        // at a time, so readers of pieces already read wait on the stream: a whole
-        // `read_timeout` stalled here was every such read's EIO (bench/RESULTS.md, "The
-        // primary dies part-way").
+        // How long the stream may wait for its next bytes. Readers wait on this stream rather
+        // than fetch for themselves while it runs, so a whole `read_timeout` stalled on one
+        // piece no peer delivers was the EIO of every read behind it, though other peers held
+        // those pieces (bench/RESULTS.md, "The primary dies part-way").
         let stall = (self.read_timeout / 4).max(STALL_MIN);
         let read = async {
             let mut made = 0;
