@@ -148,12 +148,25 @@ pub fn aria2c_verifies(torrent: &std::path::Path, dir: &std::path::Path) -> bool
 /// Each sample as `name{label="value",…}` → value. Debian's python3 (the package's), not
 /// whichever python3 is first on PATH.
 pub fn scrape_metrics(port: u16) -> std::collections::BTreeMap<String, f64> {
+    try_scrape_metrics(port).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// `scrape_metrics`, or what the endpoint answered (status, body) when it did not serve them,
+/// for a caller to say beside its service's log.
+pub fn try_scrape_metrics(port: u16) -> Result<std::collections::BTreeMap<String, f64>, String> {
     let out = Command::new("curl")
-        .args(["-sf", "--max-time", "20"])
+        .args(["-sS", "--fail-with-body", "--max-time", "20"])
         .arg(format!("http://127.0.0.1:{port}/metrics"))
         .output()
         .expect("curl");
-    assert!(out.status.success(), "GET /metrics failed: {out:?}");
+    if !out.status.success() {
+        return Err(format!(
+            "GET /metrics failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        ));
+    }
     let script = r#"
 import json, sys
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as openmetrics
@@ -186,7 +199,8 @@ print(json.dumps(out))
         "/metrics does not parse: {}\n{text}",
         String::from_utf8_lossy(&parsed.stderr)
     );
-    serde_json::from_slice(&parsed.stdout).unwrap_or_else(|e| panic!("parser output: {e}\n{text}"))
+    Ok(serde_json::from_slice(&parsed.stdout)
+        .unwrap_or_else(|e| panic!("parser output: {e}\n{text}")))
 }
 
 /// libtorrent-rasterbar (Debian's `python3-libtorrent`, run by Debian's own python3) downloads

@@ -33,7 +33,8 @@ fn scrape_matching_status(m: &Mirror) -> (Value, BTreeMap<String, f64>) {
     let port = m.listen.expect("the mirror serves HTTP");
     let (st, metrics) = wait_for("a scrape between two equal reports", SYNC, || {
         let before = status_json(m);
-        let metrics = scrape_metrics(port);
+        let metrics =
+            try_scrape_metrics(port).unwrap_or_else(|e| panic!("{e}\n{}", m.daemon.log()));
         let after = status_json(m);
         let same = |k: &str| before[k] == after[k];
         ["sources", "cache_bytes", "peers", "generation"]

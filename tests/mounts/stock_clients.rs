@@ -4,7 +4,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use crate::common::{
@@ -221,10 +221,14 @@ fn stock_clients_download_from_a_mirror_when_the_primary_is_gone() {
 
     let tr_dir = d.join("tr");
     let tr = transmission_get(&d.join("tr-conf"), &tr_dir, &t, 51413);
+    // Its progress lines say whether it found the mirror at all, should this ever fail.
+    let tr_log = d.join("transmission.log");
+    let out = fs::File::create(&tr_log).expect("transmission's log");
+    let err = out.try_clone().expect("transmission's log");
     let _tr = KillOnDrop(
         ch.cmd(&tr)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(out)
+            .stderr(err)
             .spawn()
             .expect("transmission-cli"),
     );
@@ -235,7 +239,9 @@ fn stock_clients_download_from_a_mirror_when_the_primary_is_gone() {
     })
     .unwrap_or_else(|| {
         panic!(
-            "transmission-cli had no byte-identical file from the mirror in 30 s:\n{}",
+            "transmission-cli had no byte-identical file from the mirror in 30 s; its output's \
+             end:\n{}\nthe mirror:\n{}",
+            tail(&fs::read_to_string(&tr_log).unwrap_or_default(), 40),
             m.daemon.log()
         )
     });
@@ -248,4 +254,10 @@ fn stock_clients_download_from_a_mirror_when_the_primary_is_gone() {
     m.status_when("the mirror to count what it sent", |s| {
         s["uploaded_bytes"].as_u64().unwrap_or(0) >= 2 * size
     });
+}
+
+/// The last `n` lines of `text`, a progress line (`\r`) counting as one.
+fn tail(text: &str, n: usize) -> String {
+    let lines: Vec<&str> = text.split(['\n', '\r']).filter(|l| !l.is_empty()).collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
 }
