@@ -513,23 +513,25 @@ impl Cache {
     /// directory only if something was written since the last listing, at most every
     /// `USAGE_EVERY`; in between, an upper bound (what was written since, counted whole).
     pub fn usage(&self) -> u64 {
-        if let Some(total) = self.tally.exact() {
-            return total;
-        }
-        if let Some(bound) = self.tally.recent_bound(USAGE_EVERY) {
-            return bound;
-        }
-        self.list().1
+        self.known_usage().unwrap_or_else(|| self.list().1)
     }
 
     /// Least recently touched objects to drop so that the cache fits its limit, never one
-    /// in `busy`. None without a listing while what was written since the last one cannot
-    /// have passed the limit.
+    /// in `busy`. None without a listing while `known_usage` is within the limit.
     pub fn victims(&self, busy: &HashSet<String>) -> Vec<String> {
-        if self.tally.bound().is_some_and(|b| b <= self.limit) {
+        if self.known_usage().is_some_and(|b| b <= self.limit) {
             return Vec::new();
         }
         evict::victims(self.list().0, self.limit, busy)
+    }
+
+    /// The usage without a listing: exact if nothing was written since the last one, else
+    /// its bound while that listing is younger than `USAGE_EVERY` (so that a bound which
+    /// counted a file system's allocation short is corrected that often while writes go on).
+    fn known_usage(&self) -> Option<u64> {
+        self.tally
+            .exact()
+            .or_else(|| self.tally.recent_bound(USAGE_EVERY))
     }
 
     fn list(&self) -> (Vec<evict::Entry>, u64) {

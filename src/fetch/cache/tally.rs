@@ -3,8 +3,8 @@
 //! for one every couple of seconds, idle or not. Only repofsd writes the cache, and every
 //! write goes through `CacheObject` (`pwrite`, `put_piece`) or makes an object, so the last
 //! listing plus what may have been allocated since, less what was removed, is an upper bound:
-//! `usage` lists again only once something was written, eviction only once that bound passes
-//! the limit.
+//! `usage` and eviction list again only once something was written, and then at most every
+//! 10 s unless the bound passes the limit (`Cache::known_usage`).
 
 use std::fs;
 use std::io;
@@ -18,7 +18,8 @@ use crate::sync::lock;
 
 #[derive(Debug)]
 pub(super) struct Tally {
-    /// The file system's block: a write may allocate a part-used block at either end.
+    /// `st_blksize` of the cache directory (the file system's block on ext4 and XFS): a
+    /// write may allocate a part-used block at either end.
     block: u64,
     /// Bytes possibly allocated since the cache was opened (only grows).
     grown: AtomicU64,

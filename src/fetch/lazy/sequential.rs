@@ -23,7 +23,8 @@ impl Fetcher {
     /// piece at or after `from` to the end, librqbit told to fetch the whole file, each piece
     /// readable once checked (recorded in the background). Readers wait on the bitmap meanwhile
     /// (`wait_streamed`) instead of opening streams of their own. It ends at the end of the
-    /// object or when a read stalls past `read_timeout` (then readers stream for themselves).
+    /// object or when a read stalls for a quarter of `read_timeout`, at least `STALL_MIN`
+    /// (then readers stream for themselves).
     pub(super) fn sequential(
         self: &Arc<Self>,
         sha256: &str,
