@@ -37,6 +37,7 @@ use crate::store::ReadAt;
 const UNPACK_WAIT: Duration = Duration::from_secs(600);
 
 /// Where one entry's bytes come from.
+#[derive(Clone)]
 pub enum Source {
     /// The stored file itself; the tar stream starts at `base`.
     Plain { file: Arc<dyn ReadAt>, base: u64 },
@@ -57,6 +58,43 @@ pub struct EntryReader {
     layout: Layout,
     /// A deflated member's decoder, kept between reads so a sequential reader inflates once.
     inflater: Mutex<Option<Inflater>>,
+}
+
+/// Each package's source, shared by the opens of its files while one catalog generation lasts:
+/// a `tar -c` of a package tree opens every file, and each open would otherwise query the
+/// catalog for the package and open(2) its store object (and its twin) again — a quarter of
+/// the mount's CPU in that walk. Only immutable sources are kept (`keeps`); a new generation
+/// drops them all, since a file id may name another package after a removal.
+#[derive(Default)]
+pub struct Sources {
+    version: i64,
+    by_file: HashMap<i64, Source>,
+}
+
+/// Packages whose sources are kept at once; more is a walk over many packages, which starts
+/// again.
+const SOURCES_KEPT: usize = 64;
+
+impl Sources {
+    pub fn get(&mut self, version: i64, file_id: i64) -> Option<Source> {
+        if self.version != version {
+            self.version = version;
+            self.by_file.clear();
+        }
+        self.by_file.get(&file_id).cloned()
+    }
+
+    /// Keeps `source` for later opens of package `file_id` at `version`, unless it is an
+    /// unpacked copy, which the unpack cache may evict while we would hold it open.
+    pub fn keep(&mut self, version: i64, file_id: i64, source: &Source) {
+        if self.version != version || matches!(source, Source::Unpacked(_)) {
+            return;
+        }
+        if self.by_file.len() >= SOURCES_KEPT {
+            self.by_file.clear();
+        }
+        self.by_file.insert(file_id, source.clone());
+    }
 }
 
 impl EntryReader {

@@ -93,16 +93,39 @@ impl Vfs {
         path: &str,
     ) -> Result<Opened> {
         snap.package(file_id).ok_or(libc::ENOENT)?;
-        let pkg = lock(&self.catalog)
-            .package(file_id)
-            .map_err(catalog_eio)?
-            .ok_or(libc::ENOENT)?;
         let data = self.with_pkg_item(file_id, path, |i| match (i.is_dir, i.entry, i.data) {
             (true, _, _) => Err(libc::EISDIR),
             (false, None, _) => Err(libc::ENOENT),
             (false, Some(_), None) => Err(libc::EINVAL),
             (false, Some(_), Some(d)) => Ok(d.clone()),
         })??;
+        let source = self.package_source(snap, file_id)?;
+        let reader = EntryReader::new(source, &data);
+        let prefill = self.fill(ino, &reader, data.size);
+        let fh = self.add_handle(Handle::Entry(Box::new(reader)));
+        Ok(Opened {
+            fh,
+            passthrough: None,
+            direct_io: false,
+            immutable: true,
+            prefill,
+        })
+    }
+
+    /// How the files of package `file_id` are read: kept from an earlier open while the
+    /// catalog generation lasts (`content::Sources`), on a primary, whose store objects never
+    /// change. A mirror opens each time: its cache evicts and its opens mark recent use.
+    fn package_source(&self, snap: &Snapshot, file_id: i64) -> Result<content::Source> {
+        let keep = !self.objects.is_mirror();
+        if keep {
+            if let Some(s) = lock(&self.sources).get(snap.version, file_id) {
+                return Ok(s);
+            }
+        }
+        let pkg = lock(&self.catalog)
+            .package(file_id)
+            .map_err(catalog_eio)?
+            .ok_or(libc::ENOENT)?;
         let size = snap.file(file_id).ok_or(libc::ENOENT)?.size;
         let object = self.objects.open(&pkg.sha256, size).map_err(|e| {
             warn!(package = %pkg.name, error = %e, "cannot open package");
@@ -122,16 +145,10 @@ impl Vfs {
             warn!(package = %pkg.name, error = %e, "cannot read package content");
             libc::EIO
         })?;
-        let reader = EntryReader::new(source, &data);
-        let prefill = self.fill(ino, &reader, data.size);
-        let fh = self.add_handle(Handle::Entry(Box::new(reader)));
-        Ok(Opened {
-            fh,
-            passthrough: None,
-            direct_io: false,
-            immutable: true,
-            prefill,
-        })
+        if keep {
+            lock(&self.sources).keep(snap.version, file_id, &source);
+        }
+        Ok(source)
     }
 
     /// The whole of a small file inside a package on its first open (`prefill`).

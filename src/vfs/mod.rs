@@ -225,6 +225,7 @@ pub struct Vfs {
     /// How each package's payload is read at an offset (gzip seek points without windows,
     /// or a seekable twin's frames).
     seekable: Mutex<HashMap<i64, Seekable>>,
+    sources: Mutex<content::Sources>,
     spans: Arc<Spans>,
     cache: Cache,
     inodes: Mutex<Inodes>,
@@ -263,6 +264,7 @@ impl Vfs {
             snapshot: RwLock::new(Arc::new(snapshot)),
             trees: Mutex::new(TreeCache::new(TREE_ENTRIES_KEPT)),
             seekable: Mutex::new(HashMap::new()),
+            sources: Mutex::default(),
             spans,
             inodes: Mutex::new(Inodes::new()),
             handles: Mutex::new(HashMap::new()),
