@@ -23,6 +23,7 @@
 //! - `replica.rs`: generations and the replicas of the signed index (export and apply);
 //!   `adopt.rs`: a mirror's first snapshot put in the catalog's place whole;
 //!   `metarefs.rs`: the repository metadata in them (large files named by hash in a delta).
+//! - `watch.rs`: whether the catalog may have changed, without asking SQLite.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,11 +46,13 @@ mod torrents;
 mod trust;
 mod uploads;
 mod views;
+mod watch;
 
 pub use metarefs::{MetaRef, INLINE_MAX};
 pub use publish::PublishTx;
 pub use replica::{ReplicaMeta, Resolver};
 pub use uploads::UploadCounts;
+pub use watch::Watch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {

@@ -220,6 +220,8 @@ pub struct Vfs {
     config: Config,
     /// Shared with gzip readers, which fetch seek-point windows span by span.
     catalog: Arc<Mutex<Catalog>>,
+    /// Whether the catalog may have changed (`snap`); locked inside the catalog's lock.
+    watch: Mutex<crate::catalog::Watch>,
     snapshot: RwLock<Arc<Snapshot>>,
     trees: Mutex<TreeCache>,
     /// How each package's payload is read at an offset (gzip seek points without windows,
@@ -241,6 +243,11 @@ pub struct Vfs {
 impl Vfs {
     pub fn new(layout: Layout, config: Config) -> anyhow::Result<Vfs> {
         layout.create()?;
+        // Before the snapshot is loaded: a change after the load is then always seen.
+        let watch = crate::catalog::Watch::new(&layout.catalog()).unwrap_or_else(|e| {
+            warn!(error = %e, "no inotify watch on the catalog; asking it at every request");
+            crate::catalog::Watch::none()
+        });
         let catalog = Catalog::open(&layout.catalog())?;
         let snapshot = Snapshot::load(&catalog)?;
         let cache = Cache::new(layout.cache(), config.mount.cache_size);
@@ -261,6 +268,7 @@ impl Vfs {
             layout,
             config,
             catalog: Arc::new(Mutex::new(catalog)),
+            watch: Mutex::new(watch),
             snapshot: RwLock::new(Arc::new(snapshot)),
             trees: Mutex::new(TreeCache::new(TREE_ENTRIES_KEPT)),
             seekable: Mutex::new(HashMap::new()),
@@ -332,8 +340,20 @@ impl Vfs {
 
     /// The current snapshot, reloaded if the daemon committed since it was taken.
     fn snap(&self) -> Result<Arc<Snapshot>> {
-        let current = crate::sync::read(&self.snapshot).clone();
+        self.snap_checked(false)
+    }
+
+    /// The snapshot of the catalog's current generation. The catalog is asked only when its
+    /// watch saw its files change (`catalog::Watch`), or when `always`.
+    fn snap_checked(&self, always: bool) -> Result<Arc<Snapshot>> {
+        // The catalog's lock before the snapshot's: whoever consumed a change's events holds
+        // it until the fresh snapshot is in place, so no request sees the events gone and
+        // the old snapshot still there.
         let mut cat = lock(&self.catalog);
+        let current = crate::sync::read(&self.snapshot).clone();
+        if !lock(&self.watch).moved() && !always {
+            return Ok(current);
+        }
         // A mirror's first snapshot replaces the catalog's file: read the new one.
         cat.follow().map_err(catalog_eio)?;
         let version = cat.data_version().map_err(catalog_eio)?;
@@ -349,8 +369,10 @@ impl Vfs {
 
     /// The inodes the kernel holds whose listing or attributes follow the views, if the
     /// catalog has moved since `seen` (its data_version; None at first, with nothing to tell).
+    /// It asks the catalog whatever its watch says: the watch is the fast path, this the
+    /// backstop.
     pub fn views_moved(&self, seen: &mut Option<i64>) -> Vec<u64> {
-        let Ok(snap) = self.snap() else {
+        let Ok(snap) = self.snap_checked(true) else {
             return Vec::new();
         };
         match seen.replace(snap.version) {
