@@ -3,32 +3,47 @@
 //! fcntl calls) and following a replaced file is a `stat`: together 11% of the mount's CPU in
 //! a `tar -c` of a package tree, where nothing changes.
 //!
-//! Every change comes with an inotify event on the catalog's directory: a commit writes the
-//! WAL (or, outside WAL mode, the database), and a mirror's first snapshot is renamed into
-//! place. The kernel queues the event inside the writer's own `write(2)` or `rename(2)`, so a
-//! request that arrives after a commit returned always finds it: the events decide exactly
-//! when the catalog must be asked, with no window in which a new publication is missed.
-//! Events for the directory's other files (logs, request counts) are read and ignored.
+//! Every change comes with inotify events on the catalog's directory: a commit writes the WAL
+//! (or, outside WAL mode, the database), and a mirror's first snapshot is renamed into place.
+//! The kernel queues an event inside the writer's own `write(2)`, before the call returns.
+//! But a WAL commit becomes visible only after its last write, once the WAL is synced and the
+//! index in `-shm` (mapped memory, no event) is updated; a reader that asked in between would
+//! see the events and no change yet. So the events open a window rather than ask once: the
+//! catalog is asked at every request until its files have been quiet for `quiet`, far longer
+//! than a commit's sync takes. Events for the directory's other files (logs, request counts)
+//! are read and ignored.
 
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use inotify::{EventMask, Inotify, WatchMask};
 
 pub struct Watch {
     /// None where inotify is unavailable (out of instances): then every ask says yes.
     inotify: Option<Inotify>,
-    /// The database's file name; its `-wal`, `-shm` and `-journal` share it as a prefix.
+    /// What the names of the catalog's files start with: `catalog.` for `catalog.sqlite`,
+    /// its `-wal`, `-shm` and `-journal`, and the adopted `catalog.N.sqlite` that a mirror's
+    /// catalog path links to (`adopt.rs`), with its own.
     name: OsString,
+    /// How long after the last event the catalog is still asked at every request.
+    quiet: Duration,
+    /// When the catalog's files were last seen to change.
+    last: Option<Instant>,
 }
 
 impl Watch {
     /// Watches the directory of the catalog at `path`.
-    pub fn new(path: &Path) -> io::Result<Watch> {
+    pub fn new(path: &Path, quiet: Duration) -> io::Result<Watch> {
         let dir = path.parent().unwrap_or(Path::new("."));
-        let name = path.file_name().unwrap_or(OsStr::new("")).to_os_string();
+        let file = path.file_name().unwrap_or(OsStr::new("")).as_bytes();
+        let stem = file
+            .iter()
+            .position(|&b| b == b'.')
+            .map_or(file, |i| &file[..=i]);
+        let name = OsStr::from_bytes(stem).to_os_string();
         let inotify = Inotify::init()?;
         inotify.watches().add(
             dir,
@@ -37,6 +52,8 @@ impl Watch {
         Ok(Watch {
             inotify: Some(inotify),
             name,
+            quiet,
+            last: None,
         })
     }
 
@@ -45,31 +62,37 @@ impl Watch {
         Watch {
             inotify: None,
             name: OsString::new(),
+            quiet: Duration::ZERO,
+            last: None,
         }
     }
 
-    /// Whether anything happened to the catalog's files since the last call. Reads every
-    /// queued event without waiting; says yes when it cannot tell (a lost queue, an error).
+    /// Whether the catalog's files changed within `quiet` of now. Reads every queued event
+    /// without waiting; says yes when it cannot tell (a lost queue, an error).
     pub fn moved(&mut self) -> bool {
         let Some(inotify) = self.inotify.as_mut() else {
             return true;
         };
         let mut buf = [0u8; 4096];
-        let mut moved = false;
+        let mut seen = false;
         loop {
             match inotify.read_events(&mut buf) {
                 Ok(events) => {
                     for e in events {
-                        moved |= e.mask.contains(EventMask::Q_OVERFLOW)
+                        seen |= e.mask.contains(EventMask::Q_OVERFLOW)
                             || e.mask.contains(EventMask::IGNORED)
                             || e.name
                                 .is_none_or(|n| n.as_bytes().starts_with(self.name.as_bytes()));
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return moved,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => return true,
             }
         }
+        if seen {
+            self.last = Some(Instant::now());
+        }
+        self.last.is_some_and(|t| t.elapsed() < self.quiet)
     }
 }
 
@@ -78,11 +101,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_commit_is_seen_at_once_and_other_files_are_not() {
+    fn a_commit_opens_a_window_that_quiet_closes() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("catalog.sqlite");
         let mut writer = crate::catalog::Catalog::open(&path).unwrap();
-        let mut watch = Watch::new(&path).unwrap();
+        let quiet = Duration::from_millis(200);
+        let mut watch = Watch::new(&path, quiet).unwrap();
         assert!(!watch.moved(), "nothing happened yet");
         std::fs::write(dir.path().join("mount.log"), b"a line\n").unwrap();
         assert!(
@@ -94,12 +118,21 @@ mod tests {
             watch.moved(),
             "a commit returned before the ask must be seen"
         );
-        assert!(!watch.moved(), "and seen once");
+        assert!(watch.moved(), "and asked again until the files are quiet");
+        std::thread::sleep(quiet + Duration::from_millis(50));
+        assert!(!watch.moved(), "quiet again");
         std::fs::write(dir.path().join("new.sqlite"), b"").unwrap();
         std::fs::rename(dir.path().join("new.sqlite"), &path).unwrap();
         assert!(
             watch.moved(),
             "a file renamed into the catalog's place is a change"
+        );
+        std::thread::sleep(quiet + Duration::from_millis(50));
+        assert!(!watch.moved());
+        std::fs::write(dir.path().join("catalog.7.sqlite-wal"), b"frames").unwrap();
+        assert!(
+            watch.moved(),
+            "the adopted file the catalog's path links to is the catalog"
         );
     }
 }

@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
 
 use fuser::{FileAttr, FileType};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::archive::EntryKind;
 use crate::catalog::Catalog;
@@ -213,6 +213,10 @@ pub struct Opened {
     pub prefill: Option<Vec<u8>>,
 }
 
+/// How long the catalog is asked at every request after its files last changed
+/// (`catalog::Watch`): a commit is visible once its WAL is synced, within milliseconds.
+const CATALOG_QUIET: Duration = Duration::from_secs(5);
+
 pub struct Vfs {
     layout: Layout,
     /// Where content bytes come from (store, or a mirror's cache and repofsd).
@@ -244,10 +248,11 @@ impl Vfs {
     pub fn new(layout: Layout, config: Config) -> anyhow::Result<Vfs> {
         layout.create()?;
         // Before the snapshot is loaded: a change after the load is then always seen.
-        let watch = crate::catalog::Watch::new(&layout.catalog()).unwrap_or_else(|e| {
-            warn!(error = %e, "no inotify watch on the catalog; asking it at every request");
-            crate::catalog::Watch::none()
-        });
+        let watch =
+            crate::catalog::Watch::new(&layout.catalog(), CATALOG_QUIET).unwrap_or_else(|e| {
+                warn!(error = %e, "no inotify watch on the catalog; asking it at every request");
+                crate::catalog::Watch::none()
+            });
         let catalog = Catalog::open(&layout.catalog())?;
         let snapshot = Snapshot::load(&catalog)?;
         let cache = Cache::new(layout.cache(), config.mount.cache_size);
@@ -351,7 +356,8 @@ impl Vfs {
         // the old snapshot still there.
         let mut cat = lock(&self.catalog);
         let current = crate::sync::read(&self.snapshot).clone();
-        if !lock(&self.watch).moved() && !always {
+        let moved = lock(&self.watch).moved();
+        if !moved && !always {
             return Ok(current);
         }
         // A mirror's first snapshot replaces the catalog's file: read the new one.
@@ -359,6 +365,13 @@ impl Vfs {
         let version = cat.data_version().map_err(catalog_eio)?;
         if version == current.version {
             return Ok(current);
+        }
+        if !moved {
+            debug!(
+                version,
+                was = current.version,
+                "the catalog moved with no event on its files"
+            );
         }
         let fresh = Arc::new(Snapshot::load(&cat).map_err(catalog_eio)?);
         // Before any reader sees the files of a mirror's catalog, objects come from its cache.
