@@ -70,29 +70,46 @@ impl Watch {
     /// Whether the catalog's files changed within `quiet` of now. Reads every queued event
     /// without waiting; says yes when it cannot tell (a lost queue, an error).
     pub fn moved(&mut self) -> bool {
-        let Some(inotify) = self.inotify.as_mut() else {
-            return true;
-        };
+        match self.drain() {
+            Some(true) => self.last = Some(Instant::now()),
+            Some(false) => {}
+            None => return true,
+        }
+        self.last.is_some_and(|t| t.elapsed() < self.quiet)
+    }
+
+    /// Forgets what happened so far: a reader's own open of the catalog (which creates its WAL
+    /// and index) is no change. Call it before the reader loads what it will keep.
+    pub fn settle(&mut self) {
+        self.drain();
+        self.last = None;
+    }
+
+    /// Whether any queued event was one of the catalog's files; None if unsure.
+    fn drain(&mut self) -> Option<bool> {
+        let inotify = self.inotify.as_mut()?;
         let mut buf = [0u8; 4096];
         let mut seen = false;
         loop {
             match inotify.read_events(&mut buf) {
                 Ok(events) => {
                     for e in events {
-                        seen |= e.mask.contains(EventMask::Q_OVERFLOW)
-                            || e.mask.contains(EventMask::IGNORED)
-                            || e.name
-                                .is_none_or(|n| n.as_bytes().starts_with(self.name.as_bytes()));
+                        if e.mask.contains(EventMask::Q_OVERFLOW) {
+                            return None;
+                        }
+                        // The index (-shm) is written through mapped memory; its write(2)s
+                        // only size it, when a connection opens it or it grows.
+                        seen |= e.mask.contains(EventMask::IGNORED)
+                            || e.name.is_none_or(|n| {
+                                let n = n.as_bytes();
+                                n.starts_with(self.name.as_bytes()) && !n.ends_with(b"-shm")
+                            });
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(_) => return true,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Some(seen),
+                Err(_) => return None,
             }
         }
-        if seen {
-            self.last = Some(Instant::now());
-        }
-        self.last.is_some_and(|t| t.elapsed() < self.quiet)
     }
 }
 
@@ -107,7 +124,9 @@ mod tests {
         let mut writer = crate::catalog::Catalog::open(&path).unwrap();
         let quiet = Duration::from_millis(200);
         let mut watch = Watch::new(&path, quiet).unwrap();
-        assert!(!watch.moved(), "nothing happened yet");
+        let _reader = crate::catalog::Catalog::open(&path).unwrap();
+        watch.settle();
+        assert!(!watch.moved(), "nothing happened since the reader opened");
         std::fs::write(dir.path().join("mount.log"), b"a line\n").unwrap();
         assert!(
             !watch.moved(),
