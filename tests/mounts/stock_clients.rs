@@ -227,6 +227,8 @@ fn stock_clients_download_from_a_mirror_when_the_primary_is_gone() {
     let err = out.try_clone().expect("transmission's log");
     let _tr = KillOnDrop(
         ch.cmd(&tr)
+            // libtransmission's own trace (announces, handshakes) into the same log.
+            .env("TR_DEBUG_FD", "2")
             .stdout(out)
             .stderr(err)
             .spawn()
@@ -239,9 +241,10 @@ fn stock_clients_download_from_a_mirror_when_the_primary_is_gone() {
     })
     .unwrap_or_else(|| {
         panic!(
-            "transmission-cli had no byte-identical file from the mirror in 30 s; its output's \
-             end:\n{}\nthe mirror:\n{}",
-            tail(&fs::read_to_string(&tr_log).unwrap_or_default(), 40),
+            "transmission-cli had no byte-identical file from the mirror in 30 s; its trace of \
+             trackers and peers:\n{}\nits output's end:\n{}\nthe mirror:\n{}",
+            about_peers(&fs::read_to_string(&tr_log).unwrap_or_default()),
+            tail(&fs::read_to_string(&tr_log).unwrap_or_default(), 20),
             m.daemon.log()
         )
     });
@@ -254,6 +257,33 @@ fn stock_clients_download_from_a_mirror_when_the_primary_is_gone() {
     m.status_when("the mirror to count what it sent", |s| {
         s["uploaded_bytes"].as_u64().unwrap_or(0) >= 2 * size
     });
+}
+
+/// Transmission's trace about trackers, peers and handshakes (not its bandwidth rounds, which
+/// name peers twice a second): its first 40 lines and its last 80.
+fn about_peers(text: &str) -> String {
+    let about = [
+        "announce",
+        "tracker",
+        "handshake",
+        "peer",
+        "Peer",
+        "Tracker",
+        "connect",
+    ];
+    let lines: Vec<&str> = text
+        .split(['\n', '\r'])
+        .filter(|l| !l.starts_with("Progress:") && !l.contains("round-robin"))
+        .filter(|l| about.iter().any(|a| l.contains(a)))
+        .collect();
+    if lines.len() <= 120 {
+        return lines.join("\n");
+    }
+    format!(
+        "{}\n…\n{}",
+        lines[..40].join("\n"),
+        lines[lines.len() - 80..].join("\n")
+    )
 }
 
 /// The last `n` lines of `text`, a progress line (`\r`) counting as one.
