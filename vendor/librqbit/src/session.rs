@@ -1087,7 +1087,13 @@ impl Session {
                         }
                     }
                 },
-                Some(Ok((live, checked))) = futs.next(), if !futs.is_empty() => {
+                // REPOFS: every result matches. With `Some(Ok(..))` a failed check (a peer
+                // that spoke MSE, or ourselves) disabled this branch for the rest of the
+                // select, and the checks still pending were not polled again until the next
+                // accept: a stock client's handshake could wait there for good.
+                Some(checked) = futs.next(), if !futs.is_empty() => {
+                    // A failed check was logged by its map_err above.
+                    let Ok((live, checked)) = checked else { continue };
                     let (addr, kind) = (checked.addr, checked.kind);
                     if let Err(e) = live.add_incoming_peer(checked) {
                         warn!(?addr, ?kind, "error handing over incoming connection: {e:#}");
