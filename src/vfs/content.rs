@@ -63,8 +63,9 @@ pub struct EntryReader {
 /// Each package's source, shared by the opens of its files while one catalog generation lasts:
 /// a `tar -c` of a package tree opens every file, and each open would otherwise query the
 /// catalog for the package and open(2) its store object (and its twin) again — a quarter of
-/// the mount's CPU in that walk. Only immutable sources are kept (`keeps`); a new generation
-/// drops them all, since a file id may name another package after a removal.
+/// the mount's CPU in that walk. Unpacked copies are not kept (`keep`). A new generation drops
+/// them all, so that none outlives the catalog it was read from: file rows are never deleted,
+/// but a catalog put in place whole (`Catalog::follow`) may number its files otherwise.
 #[derive(Default)]
 pub struct Sources {
     version: i64,
