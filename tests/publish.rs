@@ -449,12 +449,24 @@ fn daemon_catches_up_on_uploads_made_while_it_was_down() {
     let [a, b, c] = w.triplet(ALICE, "hello", "3.1", "hello/sub", "");
     w.upload("", &[a, b, c]);
     daemon.wait_published(&w.repo, "hello/sub", "hello-3.1.tar.gz");
-    // A pair into a spool subdirectory created after the watch started.
-    let d = w.scratch("deep");
-    let tgz = make_tarball(&d, "hello", "3.2");
-    let sig = w.gpg.sign(ALICE, &tgz, false, &[]);
-    upload(&w.repo, "hello/deep", &[&tgz, &sig]);
-    daemon.wait_published(&w.repo, "hello/deep", "hello-3.2.tar.gz");
+    // Pairs into spool subdirectories made after the watch started, each written the moment
+    // its directory exists: `notify` watches a new directory only after reporting it, so these
+    // files raise no event of their own and only the daemon's rescans find them.
+    let pairs: Vec<_> = (2..6)
+        .map(|minor| {
+            let d = w.scratch(&format!("deep{minor}"));
+            let tgz = make_tarball(&d, "hello", &format!("3.{minor}"));
+            let sig = w.gpg.sign(ALICE, &tgz, false, &[]);
+            (format!("hello/deep{minor}/a/b"), tgz, sig)
+        })
+        .collect();
+    for (dir, tgz, sig) in &pairs {
+        upload(&w.repo, dir, &[tgz, sig]);
+    }
+    for (dir, tgz, _) in &pairs {
+        let name = tgz.file_name().unwrap().to_str().unwrap();
+        daemon.wait_published(&w.repo, dir, name);
+    }
     assert!(daemon.terminate().success());
 }
 

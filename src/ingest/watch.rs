@@ -5,10 +5,15 @@
 //! always rescans, so an overflowed or missed event costs latency, never an upload. Between
 //! events it sleeps until the earliest deadline a pass reported (settle or sweep times), and at
 //! most `IDLE_RESCAN`, as a safety net.
+//!
+//! A new directory is the one place events are missed by design: `notify` hands us its event
+//! first and watches the directory only afterwards, so files made in it in between (`mkdir -p
+//! a/b && cp x y a/b/`) raise nothing. After a directory appears, the loop therefore rescans
+//! every `NEW_DIR_RESCAN` for `NEW_DIR_WINDOW`, which bounds that latency to a second.
 
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use notify::{RecursiveMode, Watcher};
 use tracing::{debug, error, info, warn};
@@ -21,9 +26,15 @@ use crate::repo::Repo;
 const IDLE_RESCAN: Duration = Duration::from_secs(60);
 /// After a failing pass (e.g. the disk is full), back off this long.
 const ERROR_BACKOFF: Duration = Duration::from_secs(5);
+/// How often, and for how long after a directory appeared, the loop rescans unprompted.
+const NEW_DIR_RESCAN: Duration = Duration::from_secs(1);
+const NEW_DIR_WINDOW: Duration = Duration::from_secs(10);
 
 enum Wake {
     Spool,
+    /// A directory was made or moved in: its first files may raise no event.
+    NewDir,
+
     Closed(ClosedRequest, Sender<Reply>),
     Shutdown,
 }
@@ -41,6 +52,9 @@ pub fn serve(repo: &mut Repo, ready: impl FnOnce()) -> anyhow::Result<()> {
                         ev.kind,
                         notify::EventKind::Access(notify::event::AccessKind::Close(_))
                     ) => {}
+            Ok(ev) if new_dir(&ev.kind) => {
+                let _ = spool_tx.send(Wake::NewDir);
+            }
             Ok(_) => {
                 let _ = spool_tx.send(Wake::Spool);
             }
@@ -80,6 +94,7 @@ pub fn serve(repo: &mut Repo, ready: impl FnOnce()) -> anyhow::Result<()> {
 
     let mut closed = ClosedGroups::new();
     let mut ready = Some(ready);
+    let mut new_dir_until: Option<Instant> = None;
     'serve: loop {
         let sleep = match pass_with(repo, &mut closed) {
             Ok(report) => {
@@ -114,6 +129,10 @@ pub fn serve(repo: &mut Repo, ready: impl FnOnce()) -> anyhow::Result<()> {
         if let Some(r) = ready.take() {
             r();
         }
+        let sleep = match new_dir_until {
+            Some(t) if Instant::now() < t => sleep.min(NEW_DIR_RESCAN),
+            _ => sleep,
+        };
         let mut wake = match rx.recv_timeout(sleep) {
             Ok(w) => Some(w),
             Err(RecvTimeoutError::Timeout) => None,
@@ -124,6 +143,7 @@ pub fn serve(repo: &mut Repo, ready: impl FnOnce()) -> anyhow::Result<()> {
             match w {
                 Wake::Shutdown => break 'serve,
                 Wake::Spool => {}
+                Wake::NewDir => new_dir_until = Some(Instant::now() + NEW_DIR_WINDOW),
                 Wake::Closed(req, reply) => {
                     let verdict = on_closed(repo, &mut closed, &req.path, &req.open)
                         .unwrap_or_else(|e| {
@@ -139,6 +159,16 @@ pub fn serve(repo: &mut Repo, ready: impl FnOnce()) -> anyhow::Result<()> {
     handle.close();
     let _ = sig_thread.join();
     Ok(())
+}
+
+/// A directory made, or anything renamed (`notify` cannot always tell a directory's rename).
+fn new_dir(kind: &notify::EventKind) -> bool {
+    use notify::event::{CreateKind, ModifyKind};
+    use notify::EventKind::{Create, Modify};
+    matches!(
+        kind,
+        Create(CreateKind::Folder) | Modify(ModifyKind::Name(_))
+    )
 }
 
 /// One connection from the mount: one request, one reply, each bounded in time.
