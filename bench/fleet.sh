@@ -36,8 +36,8 @@
 # the read phase only (from just before the reads start to just after the last one ends).
 # Usage: bench/fleet.sh [MIRRORS=2 (1-32)] [RATE=100mbit] [SIZE_MIB=16] [SCENARIOS]
 #   RATE: NUMBER{kbit,mbit,gbit}; BIN=dir prebuilt repofs/repofsd (else target/release, built);
-#   SEED (churn), KILL_AT (primary-dies), READ_TIMEOUT (the mirrors' [mirror] read_timeout,
-#   default the product's), READ_DEADLINE (seconds a read may take before the script gives up),
+#   SEED (churn), KILL_AT (primary-dies), READ_TIMEOUT and ORIGIN_AFTER (the mirrors' [mirror]
+#   read_timeout and origin_after, default the product's), READ_DEADLINE (seconds a read may take before the script gives up),
 #   FLEET_TIMEOUT (seconds for the whole run), BURST/LATENCY (tbf), NET (default 10.77.0),
 #   FLEET_LOG (RUST_LOG of the services, default info), KEEP=1 keeps the work dir and its logs.
 # Everything it starts runs under `timeout`; a trap stops it, unmounts and deletes the
@@ -277,8 +277,9 @@ mirror_service() {
   local h=m$1 d=$sd/m$1; mkdir -p "$d/root" "$d/mnt"
   local n; n=$(cat "$d/starts" 2>/dev/null || echo 0); n=$((n + 1)); echo "$n" > "$d/starts"
   : > "$d/config.toml"
-  [[ -z ${READ_TIMEOUT:-} && -z ${mirror_hold:-} ]] || echo '[mirror]' > "$d/config.toml"
+  [[ -z ${READ_TIMEOUT:-}${ORIGIN_AFTER:-} && -z ${mirror_hold:-} ]] || echo '[mirror]' > "$d/config.toml"
   [[ -z ${READ_TIMEOUT:-} ]] || printf 'read_timeout = "%s"\n' "$READ_TIMEOUT" >> "$d/config.toml"
+  [[ -z ${ORIGIN_AFTER:-} ]] || printf 'origin_after = "%s"\n' "$ORIGIN_AFTER" >> "$d/config.toml"
   [[ -z ${mirror_hold:-} ]] || printf 'hold = ["%s"]\n' "$mirror_hold" >> "$d/config.toml"
   spawn "$d/pid.d" "$h" "$d/repofsd.$n.log" "$bin/repofsd" --root "$d/root" --config "$d/config.toml" \
     --upstream "http://$pip:$port/" --repo-key "$sd/repo-key.asc" --poll 1 --listen "$(ip_of "$h"):$port"
