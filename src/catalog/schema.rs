@@ -242,11 +242,12 @@ const MIGRATIONS: &[&str] = &[
         found_at INTEGER NOT NULL
     ) WITHOUT ROWID;
     "#,
-    // v12: seek points as a rowid table. WITHOUT ROWID kept each row, 10–20 KiB window
-    // included, in the key b-tree, so finding one point read whole windows (their overflow
-    // pages) at every cell the search compared: ~100 pages for a first read of a member
-    // of the Linux .tar.gz. Now the primary key's index holds only the two keys, and a
-    // window is read once, when it is used. Same columns, so replicas copy as before.
+    // v12: seek points as a rowid table. WITHOUT ROWID kept each row, its deflated window
+    // included (8.6 KiB on average in the Linux .tar.gz), in the key b-tree, so finding one
+    // point read whole windows (their overflow pages) at every cell the search compared:
+    // ~100 pages for a first read of one member of that package. Now the primary key's index
+    // holds only the two keys, and a window is read once, when it is used. Same columns, so
+    // replicas copy as before.
     r#"
     CREATE TABLE seek_points_v12 (
         file_id           INTEGER NOT NULL REFERENCES packages(file_id),
@@ -322,8 +323,8 @@ mod tests {
             tx.pragma_update(None, "user_version", v as i64 + 1)
                 .unwrap();
         }
-        // With foreign keys off a package needs no file row, and
-        // file 8's point, with no package, is an orphan the migration drops.
+        // With foreign keys off a package needs no file row; file 8's point, with no
+        // package, is an orphan the migration drops.
         tx.execute_batch(
             "INSERT INTO packages VALUES
                  (7, 'tar.gz', 'filename', 'p', '1', NULL, NULL, '[]', '{}', 0, 0, 'gzip', 0, 0);

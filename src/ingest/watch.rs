@@ -34,7 +34,6 @@ enum Wake {
     Spool,
     /// A directory was made or moved in: its first files may raise no event.
     NewDir,
-
     Closed(ClosedRequest, Sender<Reply>),
     Shutdown,
 }
