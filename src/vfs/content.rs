@@ -240,7 +240,11 @@ impl Cache {
 
     /// The unpacked tar stream of `pkg` (stored at `object`), unpacking it if needed. One
     /// thread unpacks; others wait for it (bounded).
-    pub fn unpacked(&self, pkg: &PackageRow, object: &Arc<dyn ReadAt>) -> io::Result<Arc<File>> {
+    pub fn unpacked(
+        &self,
+        pkg: &PackageRow,
+        object: impl FnOnce() -> io::Result<Arc<dyn ReadAt>>,
+    ) -> io::Result<Arc<File>> {
         let path = self.dir.join(format!("{}.tar", pkg.sha256));
         let mut busy = crate::sync::lock(&self.busy);
         let deadline = std::time::Instant::now() + UNPACK_WAIT;
@@ -265,7 +269,7 @@ impl Cache {
         }
         busy.insert(pkg.sha256.clone());
         drop(busy);
-        let result = self.unpack(pkg, object, &path);
+        let result = object().and_then(|object| self.unpack(pkg, &object, &path));
         let mut busy = crate::sync::lock(&self.busy);
         busy.remove(&pkg.sha256);
         self.done.notify_all();
@@ -334,11 +338,13 @@ pub enum Seekable {
     Nothing,
 }
 
-/// Opens the source for reading inside `pkg`. Compressed payloads are read span by span
-/// through `spans` (gzip windows are fetched from `catalog` per span).
+/// Opens the source for reading inside `pkg`, whose stored file `object` opens (only when
+/// it is read: not for a payload with a seekable twin, nor for one already unpacked).
+/// Compressed payloads are read span by span through `spans` (gzip windows are fetched from
+/// `catalog` per span).
 pub fn source(
     pkg: &PackageRow,
-    object: Arc<dyn ReadAt>,
+    object: impl FnOnce() -> io::Result<Arc<dyn ReadAt>>,
     seekable: Seekable,
     objects: &Objects,
     spans: &Arc<Spans>,
@@ -347,13 +353,13 @@ pub fn source(
 ) -> io::Result<Source> {
     match (pkg.compression.as_str(), seekable) {
         ("none", _) => Ok(Source::Plain {
-            file: object,
+            file: object()?,
             base: pkg.payload_offset,
         }),
         // No recorded points is fine: the stream's start is always one (small payloads).
         ("gzip", Seekable::Gzip(index)) => Ok(Source::Gzip(Arc::new(GzPayload {
             file_id: pkg.file_id,
-            file: object,
+            file: object()?,
             base: pkg.payload_offset,
             // Bounded: in a .deb the next ar member follows the gzip stream.
             len: pkg.payload_size,
@@ -374,7 +380,7 @@ pub fn source(
             frames,
             spans: spans.clone(),
         }))),
-        _ => Ok(Source::Unpacked(cache.unpacked(pkg, &object)?)),
+        _ => Ok(Source::Unpacked(cache.unpacked(pkg, object)?)),
     }
 }
 

@@ -127,11 +127,16 @@ impl Vfs {
             .map_err(catalog_eio)?
             .ok_or(libc::ENOENT)?;
         let size = snap.file(file_id).ok_or(libc::ENOENT)?.size;
-        let object = self.objects.open(&pkg.sha256, size).map_err(|e| {
-            warn!(package = %pkg.name, error = %e, "cannot open package");
-            errno(&e)
-        })?;
         let seekable = self.seekable(&pkg)?;
+        // Opened only if read: a payload with a seekable twin is read from the twin alone,
+        // and a cold open(2) of a store object costs milliseconds of metadata reads.
+        let mut open_failed = None;
+        let object = || {
+            self.objects.open(&pkg.sha256, size).inspect_err(|e| {
+                warn!(package = %pkg.name, error = %e, "cannot open package");
+                open_failed = Some(errno(e));
+            })
+        };
         let source = content::source(
             &pkg,
             object,
@@ -140,10 +145,12 @@ impl Vfs {
             &self.spans,
             &self.catalog,
             &self.cache,
-        )
-        .map_err(|e| {
-            warn!(package = %pkg.name, error = %e, "cannot read package content");
-            libc::EIO
+        );
+        let source = source.map_err(|e| {
+            open_failed.unwrap_or_else(|| {
+                warn!(package = %pkg.name, error = %e, "cannot read package content");
+                libc::EIO
+            })
         })?;
         if keep {
             lock(&self.sources).keep(snap.version, file_id, &source);
