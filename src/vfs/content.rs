@@ -220,6 +220,23 @@ impl Read for FileRange {
     }
 }
 
+/// Waits on `cv` until woken, or fails with `what` once `deadline` has passed.
+fn wait_until<'a, T>(
+    cv: &Condvar,
+    guard: std::sync::MutexGuard<'a, T>,
+    deadline: std::time::Instant,
+    what: &str,
+) -> io::Result<std::sync::MutexGuard<'a, T>> {
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(io::ErrorKind::TimedOut, what.to_string()));
+    }
+    Ok(cv
+        .wait_timeout(guard, left)
+        .unwrap_or_else(|e| e.into_inner())
+        .0)
+}
+
 /// The unpack cache.
 pub struct Cache {
     dir: PathBuf,
@@ -249,18 +266,7 @@ impl Cache {
         let mut busy = crate::sync::lock(&self.busy);
         let deadline = std::time::Instant::now() + UNPACK_WAIT;
         while busy.contains(&pkg.sha256) {
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(io::Error::new(
-                    io::ErrorKind::TimedOut,
-                    "unpacking took too long",
-                ));
-            }
-            busy = self
-                .done
-                .wait_timeout(busy, left)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            busy = wait_until(&self.done, busy, deadline, "unpacking took too long")?;
         }
         if let Ok(f) = File::open(&path) {
             // Recently used: keep it longest.
@@ -928,18 +934,8 @@ impl Spans {
                     return Ok(copy.map_or(0, |(at, b)| copy_out(out, at, b)))
                 }
                 SlotState::Filling => {
-                    let left = deadline.saturating_duration_since(std::time::Instant::now());
-                    if left.is_zero() {
-                        return Err(io::Error::new(
-                            io::ErrorKind::TimedOut,
-                            "another reader's fill of this span took too long",
-                        ));
-                    }
-                    state = slot
-                        .changed
-                        .wait_timeout(state, left)
-                        .unwrap_or_else(|e| e.into_inner())
-                        .0;
+                    let what = "another reader's fill of this span took too long";
+                    state = wait_until(&slot.changed, state, deadline, what)?;
                 }
                 SlotState::Empty | SlotState::Partial(..) => {
                     break std::mem::replace(&mut *state, SlotState::Filling)
