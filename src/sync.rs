@@ -2,7 +2,9 @@
 //! with it: every lock here guards state that stays consistent between statements (caches,
 //! snapshots, counters), so a poisoned guard is still safe to use.
 
-use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::io;
+use std::sync::{Condvar, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Instant;
 
 pub fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -14,6 +16,23 @@ pub fn read<T: ?Sized>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 
 pub fn write<T: ?Sized>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Waits on `cv` until woken, or fails with `what` (TimedOut) once `deadline` has passed.
+pub fn wait_until<'a, T>(
+    cv: &Condvar,
+    guard: MutexGuard<'a, T>,
+    deadline: Instant,
+    what: &str,
+) -> io::Result<MutexGuard<'a, T>> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    if left.is_zero() {
+        return Err(io::Error::new(io::ErrorKind::TimedOut, what.to_string()));
+    }
+    Ok(cv
+        .wait_timeout(guard, left)
+        .unwrap_or_else(|e| e.into_inner())
+        .0)
 }
 
 /// The inner value of a mutex whose last user may have panicked.

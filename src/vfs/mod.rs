@@ -27,8 +27,10 @@ pub mod incoming;
 mod inodes;
 pub mod mount;
 mod prefill;
+pub mod spans;
 mod stats;
 pub mod tree;
+mod unpacked;
 
 use std::collections::HashMap;
 use std::ffi::OsString;
@@ -47,12 +49,14 @@ use crate::config::{Config, Layout};
 use crate::fetch::objects::Objects;
 use crate::store::ReadAt;
 use attrs::stat_attr;
-use content::{Cache, EntryReader, Seekable, Spans};
+use content::{EntryReader, Seekable};
 pub use files::render_dist;
 use incoming::SpoolHandle;
 use inodes::Inodes;
 use prefill::Prefills;
+use spans::Spans;
 use tree::{DistEntry, PkgTree, Snapshot, TreeCache};
+use unpacked::Cache;
 
 /// Errors are errno values: what the kernel passes back to the caller.
 pub type Errno = i32;
