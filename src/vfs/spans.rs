@@ -11,8 +11,9 @@ use std::time::Duration;
 use crate::sync::wait_until;
 
 /// How a span is made: `fill` appends its bytes to `out` until it holds at least `upto` of
-/// them (or the whole span), and says whether the span is now whole. `out` never grows past
-/// the capacity the first call reserves, so its bytes never move while a fill is under way.
+/// them (or the whole span), and says whether the span is now whole. The cache keeps `out`
+/// as it is between calls (never copied or reallocated), so a fill that decodes into it in
+/// place (zstd's) can reserve the whole span on its first call and rely on that.
 pub trait SpanFill: Send {
     fn fill(&mut self, out: &mut Vec<u8>, upto: usize) -> io::Result<bool>;
     /// Bytes the fill itself holds while kept with a span made in part (its decoder's
@@ -29,7 +30,8 @@ pub trait SpanFill: Send {
 /// in archive order still inflates each byte once. A span being extended is `Filling`, so
 /// a second reader waits for it instead of filling it again.
 ///
-/// Lock order: `inner`, then never a slot; a slot, then `inner` (to account its size).
+/// Locks: `worker` is taken before `inner` or a slot; `inner` and a slot are never held
+/// together.
 pub struct Spans {
     budget: u64,
     inner: Mutex<SpanLru>,
