@@ -25,7 +25,7 @@ use md5::Md5;
 use sha2::{Digest, Sha256};
 
 use crate::torrent::PieceHasher;
-pub use object::{object_path, ReadAt, Received};
+pub use object::{object_path, read_exact_at, ReadAt, Received};
 
 pub struct Store {
     root: PathBuf,

@@ -28,6 +28,25 @@ pub trait ReadAt: Send + Sync {
     }
 }
 
+/// Fills `buf` from `o` at `at`; the object ending first is an error (UnexpectedEof).
+pub fn read_exact_at(o: &(impl ReadAt + ?Sized), buf: &mut [u8], at: u64) -> io::Result<()> {
+    let mut got = 0;
+    while got < buf.len() {
+        match o.read_at(&mut buf[got..], at + got as u64) {
+            Ok(0) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "object shorter than its size",
+                ))
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 impl ReadAt for File {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         FileExt::read_at(self, buf, offset)

@@ -31,7 +31,7 @@ use crate::archive::gzindex::{GzCursor, SeekPoint};
 use crate::archive::{Entry, Layout};
 use crate::catalog::{Catalog, Frame, PackageRow};
 use crate::fetch::objects::Objects;
-use crate::store::ReadAt;
+use crate::store::{read_exact_at, ReadAt};
 use crate::vfs::spans::{SpanFill, Spans};
 use crate::vfs::unpacked::Cache;
 
@@ -306,8 +306,8 @@ impl Framed {
         // Past the middle of a frame that a walk reached (it holds the frame before), the
         // next one is decompressed in the background. A lone read does not pay for it.
         if let Some(&next) = self.frames.get(k + 1) {
-            let walking = k == 0 || self.spans.holds((self.file_id, self.frames[k - 1].out));
-            if offset - f.out >= f.out_len / 2 && walking {
+            let walking = || k == 0 || self.spans.holds((self.file_id, self.frames[k - 1].out));
+            if offset - f.out >= f.out_len / 2 && walking() {
                 let me = self.clone();
                 self.spans
                     .ahead((self.file_id, next.out), move || me.filler(next));
@@ -368,22 +368,7 @@ impl FrameFill {
         let n = if all { left } else { left.min(FRAME_READ) };
         let have = self.packed.len();
         self.packed.resize(have + n, 0);
-        let mut done = 0;
-        while done < n {
-            let pos = self.at + (have + done) as u64;
-            match self.file.read_at(&mut self.packed[have + done..], pos) {
-                Ok(0) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        "object shorter than the catalog says",
-                    ))
-                }
-                Ok(k) => done += k,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
+        read_exact_at(&*self.file, &mut self.packed[have..], self.at + have as u64)
     }
 }
 

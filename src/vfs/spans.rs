@@ -161,6 +161,7 @@ impl Spans {
             }
             *worker = Some(tx);
         }
+        let Some(tx) = worker.as_ref() else { return };
         // Taken now, so that its reader waits for this fill instead of making its own.
         let slot = self.slot(key);
         {
@@ -175,13 +176,12 @@ impl Spans {
             slot,
             start: Box::new(start),
         };
-        match worker.as_ref().map(|tx| tx.send(job)) {
-            Some(Ok(())) => std::mem::forget(busy),
+        match tx.send(job) {
+            Ok(()) => std::mem::forget(busy),
             // The thread is gone: give the slot back.
-            Some(Err(std::sync::mpsc::SendError(job))) => {
+            Err(std::sync::mpsc::SendError(job)) => {
                 self.store(job.key, &job.slot, SlotState::Empty);
             }
-            None => {}
         }
     }
 

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use tracing::warn;
 
 use super::{refuse, Refusal};
-use crate::store::ReadAt;
+use crate::store::{read_exact_at, ReadAt};
 
 /// Bytes per read of a published file (one BitTorrent piece; on a mirror a read maps to pieces).
 const CHUNK: usize = 256 << 10;
@@ -131,7 +131,7 @@ fn object_body(o: Arc<dyn ReadAt>, from: u64, len: u64) -> Result<Body, Refusal>
         return Ok(stream(o, from, len));
     }
     let mut buf = vec![0u8; len as usize];
-    if let Err(e) = read_fully(o.as_ref(), &mut buf, from) {
+    if let Err(e) = read_exact_at(o.as_ref(), &mut buf, from) {
         warn!(error = %e, offset = from, "HTTP: read failed");
         return Err(refuse(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -204,7 +204,7 @@ fn stream(o: Arc<dyn ReadAt>, from: u64, len: u64) -> Body {
         while at < end {
             let want = (end - at).min(CHUNK as u64) as usize;
             let mut buf = vec![0u8; want];
-            if let Err(e) = read_fully(o.as_ref(), &mut buf, at) {
+            if let Err(e) = read_exact_at(o.as_ref(), &mut buf, at) {
                 warn!(error = %e, offset = at, "HTTP: read failed mid-body; aborting the response");
                 let _ = tx.blocking_send(Err(e));
                 return;
@@ -219,20 +219,6 @@ fn stream(o: Arc<dyn ReadAt>, from: u64, len: u64) -> Body {
     Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
-}
-
-/// Fills `buf` from `o` at `at`; the end of the object before that is an error.
-fn read_fully(o: &dyn ReadAt, buf: &mut [u8], at: u64) -> io::Result<()> {
-    let mut got = 0;
-    while got < buf.len() {
-        match o.read_at(&mut buf[got..], at + got as u64) {
-            Ok(0) => return Err(io::Error::from(io::ErrorKind::UnexpectedEof)),
-            Ok(n) => got += n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// By name only: every `DistEntry` kind is served the same way.
